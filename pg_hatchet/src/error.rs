@@ -1,0 +1,131 @@
+//! One error type for every failure pg_hatchet reports to a caller.
+//!
+//! Each variant carries a SQLSTATE chosen so that clients can branch on the code instead of parsing messages (a plain
+//! `Err` from a `#[pg_extern]` would surface as 22000 for everything). The PL/pgSQL API functions raise through
+//! [`raise_error`] so that messages and codes come from this one place too.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+/// Everything that can go wrong in a pg_hatchet call, with a Postgres-style message (lower case, no trailing period,
+/// names in quotes).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum HatchetError {
+    /// A required argument was NULL.
+    #[error("{0} must not be null")]
+    NullArgument(String),
+    /// An argument has a value outside what the function accepts.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A duration string that is not in Hatchet's format (`"30s"`, `"5m"`, `"1h30m"`).
+    #[error("invalid duration \"{0}\"")]
+    InvalidDuration(String, &'static str),
+    /// A payload above `hatchet.max_payload_bytes`.
+    #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
+    PayloadTooLarge { what: String, size: i64, limit: i64 },
+    /// No task with this id exists for the tenant.
+    #[error("task \"{0}\" does not exist")]
+    UnknownTask(String),
+    /// A named object (queue, workflow, worker, ...) does not exist.
+    #[error("{kind} \"{name}\" does not exist")]
+    UnknownObject { kind: String, name: String },
+    /// The attempt named by (task id, retry_count) is no longer the one that may report a result.
+    #[error("attempt {attempt} of task \"{task}\" is not running")]
+    StaleAttempt { task: String, attempt: String, why: String },
+}
+
+impl HatchetError {
+    /// The SQLSTATE this error is reported with.
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            HatchetError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            HatchetError::InvalidArgument(_) | HatchetError::InvalidDuration(..) => ERRCODE_INVALID_PARAMETER_VALUE,
+            HatchetError::PayloadTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            HatchetError::UnknownTask(_) | HatchetError::UnknownObject { .. } => ERRCODE_UNDEFINED_OBJECT,
+            HatchetError::StaleAttempt { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            HatchetError::StaleAttempt { why, .. } => Some(why.clone()),
+            HatchetError::InvalidDuration(_, why) => Some((*why).to_string()),
+            _ => None,
+        }
+    }
+
+    fn hint(&self) -> Option<&'static str> {
+        match self {
+            HatchetError::InvalidDuration(..) => {
+                Some("Use a number followed by a unit (ms, s, m, h, d, w), for example \"30s\", \"5m\" or \"1h30m\".")
+            }
+            HatchetError::PayloadTooLarge { .. } => Some("Raise hatchet.max_payload_bytes or store large data elsewhere."),
+            HatchetError::StaleAttempt { .. } => {
+                Some("Only the current attempt of a running task can report a result; this one was superseded.")
+            }
+            _ => None,
+        }
+    }
+
+    /// Turn the error into the report Postgres raises.
+    pub fn into_report(self) -> ErrorReport {
+        let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_hatchet");
+        if let Some(detail) = self.detail() {
+            report = report.set_detail(detail);
+        }
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint);
+        }
+        report
+    }
+
+    /// Raise the error as a Postgres ERROR. Never returns.
+    pub fn raise(self) -> ! {
+        self.into_report().report(PgLogLevel::ERROR);
+        unreachable!("ERROR level reports do not return")
+    }
+}
+
+/// Raise one of pg_hatchet's errors from PL/pgSQL, so every message and SQLSTATE comes from [`HatchetError`].
+///
+/// `kind` names the variant; `args` are its fields in order. An unknown kind is itself an internal error.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn raise_error(kind: &str, args: default!(Vec<Option<String>>, "'{}'")) {
+    let arg = |i: usize| args.get(i).cloned().flatten().unwrap_or_default();
+    let err = match kind {
+        "null_argument" => HatchetError::NullArgument(arg(0)),
+        "invalid_argument" => HatchetError::InvalidArgument(arg(0)),
+        "payload_too_large" => HatchetError::PayloadTooLarge {
+            what: arg(0),
+            size: arg(1).parse().unwrap_or(-1),
+            limit: arg(2).parse().unwrap_or(-1),
+        },
+        "unknown_task" => HatchetError::UnknownTask(arg(0)),
+        "unknown_object" => HatchetError::UnknownObject { kind: arg(0), name: arg(1) },
+        "stale_attempt" => HatchetError::StaleAttempt { task: arg(0), attempt: arg(1), why: arg(2) },
+        other => {
+            ErrorReport::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("unknown error kind \"{other}\""), "pg_hatchet")
+                .report(PgLogLevel::ERROR);
+            unreachable!()
+        }
+    };
+    err.raise()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_follow_postgres_style() {
+        let e = HatchetError::UnknownTask("0190".into());
+        assert_eq!(e.to_string(), "task \"0190\" does not exist");
+        assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT);
+        let e = HatchetError::StaleAttempt { task: "t".into(), attempt: "2".into(), why: "x".into() };
+        assert_eq!(e.to_string(), "attempt 2 of task \"t\" is not running");
+        assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(HatchetError::NullArgument("queue".into()).sqlstate(), PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED);
+    }
+}

@@ -1,0 +1,91 @@
+//! Every setting pg_hatchet reads, defined once at load time (`_PG_init`).
+//!
+//! The PL/pgSQL API reads the userset ones with `current_setting()`; the background worker reads the others directly.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+
+/// Database the background worker connects to (like pg_cron's `cron.database_name`).
+pub static DATABASE_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+/// Whether the background worker starts at all.
+pub static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Longest the background worker sleeps between passes, in milliseconds. It wakes earlier when something is due.
+pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Largest accepted input, output or metadata payload, in bytes.
+pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
+/// Days of history kept before daily partitions are dropped.
+pub static RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
+/// Daily partitions created ahead of today.
+pub static PARTITION_DAYS_AHEAD: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// Rows handled per table per maintenance pass, so one pass stays a short transaction.
+pub static BATCH_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+/// Register all settings. Called from `_PG_init` while shared_preload_libraries is processed.
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"hatchet.database_name",
+        c"Database in which pg_hatchet's background worker runs.",
+        c"The extension must be created in this database. Default: postgres.",
+        &DATABASE_NAME,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"hatchet.enable_worker",
+        c"Start pg_hatchet's background worker.",
+        c"Without it nothing promotes delayed tasks, times out attempts or maintains partitions.",
+        &WORKER_ENABLED,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hatchet.poll_interval_ms",
+        c"Longest sleep of the background worker between passes, in milliseconds.",
+        c"The worker also wakes when the next delayed task, timeout or schedule timeout is due.",
+        &POLL_INTERVAL_MS,
+        10,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"hatchet.max_payload_bytes",
+        c"Largest accepted task input, output or metadata, in bytes.",
+        c"Larger payloads are rejected with SQLSTATE 54000. Default 4 MiB, Hatchet's gRPC message limit.",
+        &MAX_PAYLOAD_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hatchet.retention_days",
+        c"Days of run, task and event history kept.",
+        c"Older daily partitions are dropped by the background worker (never one that still holds unfinished work).",
+        &RETENTION_DAYS,
+        1,
+        36_500,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hatchet.partition_days_ahead",
+        c"Daily history partitions created ahead of today.",
+        c"",
+        &PARTITION_DAYS_AHEAD,
+        1,
+        365,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hatchet.batch_limit",
+        c"Rows handled per kind per maintenance pass.",
+        c"",
+        &BATCH_LIMIT,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}

@@ -1,0 +1,59 @@
+//! pg_hatchet: Hatchet's task-orchestration engine as a Postgres extension.
+//!
+//! The schema (tables, types, indexes) is hand-written SQL in `sql/`; the SQL API is PL/pgSQL in `sql/` too, because
+//! every hot operation is one set-based statement whose plan PL/pgSQL caches. Rust provides what needs real code:
+//! strict duration parsing, UUIDv7 ids, backoff math, the error type, the settings and the background worker.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+pub mod backoff;
+pub mod duration;
+pub mod error;
+pub mod gucs;
+pub mod ids;
+pub mod worker;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../../sql/partitions.sql", name = "partitions");
+extension_sql_file!("../../sql/api.sql", name = "api", finalize);
+
+/// Library load hook. pg_hatchet only works preloaded: its background worker must be registered by the postmaster,
+/// and its settings must exist before any session reads them.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // Safety: a plain read of a postmaster-set global during library load.
+    if unsafe { !pg_sys::process_shared_preload_libraries_in_progress } {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "pg_hatchet must be loaded via shared_preload_libraries",
+            "_PG_init",
+        )
+        .set_hint("Add pg_hatchet to shared_preload_libraries in postgresql.conf and restart the server.")
+        .report(PgLogLevel::ERROR);
+    }
+    gucs::init();
+    worker::register();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`: settings for the test cluster, which preloads the library like production does.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![
+            "shared_preload_libraries = 'pg_hatchet'",
+            "hatchet.database_name = 'pgrx_tests'",
+            "hatchet.poll_interval_ms = 100",
+        ]
+    }
+}

@@ -1,0 +1,898 @@
+-- The task lifecycle API: enqueue, dequeue, complete, fail, refresh_timeout, cancel, status and timeline, and the
+-- maintenance pass the background worker runs.
+--
+-- Conventions:
+--   * Every hot operation is one set-based statement (data-modifying CTEs), so PL/pgSQL's cached plan does the work
+--     and a batch costs one round trip. Single-row functions call the batch code with one element.
+--   * Names are schema-qualified everywhere (pg_catalog is searched first implicitly), so a caller's search_path
+--     cannot redirect a call; the functions are not SECURITY DEFINER.
+--   * Errors come from hatchet.raise_error (Rust), so every message and SQLSTATE has one source.
+--   * Parameters are copied into p_/v_ variables first: several parameter names are also column names.
+
+CREATE FUNCTION hatchet.default_tenant() RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT '707d0855-80ab-4e1f-a156-f1c4546cbf52'::uuid $$;
+COMMENT ON FUNCTION hatchet.default_tenant() IS 'the tenant used when a call names none';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Validation shared by enqueue and enqueue_many
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION hatchet._check_payload(what text, payload jsonb, must_be_object boolean DEFAULT true) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_limit integer := current_setting('hatchet.max_payload_bytes')::integer;
+    v_size  integer;
+BEGIN
+    IF payload IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY[what]);
+    END IF;
+    IF must_be_object AND jsonb_typeof(payload) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('%s must be a JSON object, not %s', what, jsonb_typeof(payload))]);
+    END IF;
+    v_size := pg_column_size(payload);
+    IF v_size > v_limit THEN
+        PERFORM hatchet.raise_error('payload_too_large', ARRAY[what, v_size::text, v_limit::text]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_payload(text, jsonb, boolean) IS 'reject a NULL, non-object or oversized payload';
+
+CREATE FUNCTION hatchet._check_task_options(
+    p_queue text, p_priority integer, p_retries integer, p_backoff_factor float8, p_backoff_max_seconds integer,
+    p_metadata jsonb
+) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_queue IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['queue']);
+    END IF;
+    IF p_queue = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['queue name must not be empty']);
+    END IF;
+    IF p_priority IS NULL OR p_priority NOT BETWEEN 1 AND 3 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('priority must be between 1 and 3, not %s', coalesce(p_priority::text, 'null'))]);
+    END IF;
+    IF p_retries IS NULL OR p_retries < 0 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('retries must be zero or more, not %s', coalesce(p_retries::text, 'null'))]);
+    END IF;
+    IF p_backoff_factor IS NOT NULL AND NOT (p_backoff_factor > 0) THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('backoff_factor must be positive, not %s', p_backoff_factor)]);
+    END IF;
+    IF p_backoff_max_seconds IS NOT NULL AND p_backoff_max_seconds <= 0 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('backoff_max_seconds must be positive, not %s', p_backoff_max_seconds)]);
+    END IF;
+    PERFORM hatchet._check_payload('additional_metadata', p_metadata);
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_task_options(text, integer, integer, float8, integer, jsonb) IS
+    'reject bad enqueue options with a clear error before anything is written';
+
+-- The fair-queueing virtual time of a queue (creating the queue row on first use). A task with no concurrency key
+-- is a flow of its own and starts at the virtual time, which keeps plain tasks FIFO and interleaves them fairly with
+-- keyed ones.
+CREATE FUNCTION hatchet._queue_vtime(p_tenant uuid, p_queue text) RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v bigint;
+BEGIN
+    SELECT q.vtime INTO v FROM hatchet.queues q WHERE q.tenant_id = p_tenant AND q.name = p_queue;
+    IF NOT FOUND THEN
+        INSERT INTO hatchet.queues (tenant_id, name) VALUES (p_tenant, p_queue) ON CONFLICT DO NOTHING;
+        v := 0;
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Enqueue
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Inserts tasks (one per input) and their first attempts. The shared body of enqueue and enqueue_many.
+CREATE FUNCTION hatchet._enqueue_batch(
+    p_tenant uuid, p_queue text, p_inputs jsonb[], p_priority integer, p_run_at timestamptz, p_retries integer,
+    p_backoff_factor float8, p_backoff_max_seconds integer, p_execution_timeout interval, p_schedule_timeout interval,
+    p_idempotency_key text, p_metadata jsonb, p_ids uuid[] DEFAULT NULL
+) RETURNS uuid[]
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_now      timestamptz := clock_timestamp();
+    v_ids      uuid[];
+    v_delayed  boolean := p_run_at IS NOT NULL AND p_run_at > v_now;
+    v_was_empty boolean;
+    v_rank     bigint;
+BEGIN
+    IF p_ids IS NOT NULL THEN
+        v_ids := p_ids;
+    ELSE
+        SELECT array_agg(hatchet.gen_id() ORDER BY ord) INTO v_ids FROM generate_subscripts(p_inputs, 1) AS ord;
+    END IF;
+
+    INSERT INTO hatchet.tasks (tenant_id, inserted_at, id, run_id, retries, backoff_factor, backoff_max_seconds,
+                               execution_timeout, schedule_timeout, priority, queue, idempotency_key, input,
+                               additional_metadata)
+    SELECT p_tenant, hatchet.uuid_time(i.id), i.id, i.id, p_retries, p_backoff_factor, p_backoff_max_seconds,
+           p_execution_timeout, p_schedule_timeout, p_priority, p_queue, p_idempotency_key, i.input, p_metadata
+    FROM unnest(v_ids, p_inputs) AS i(id, input);
+
+    IF v_delayed THEN
+        INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, priority, queue, reason)
+        SELECT p_tenant, id, hatchet.uuid_time(id), p_run_at, p_priority, p_queue, 'run_at'
+        FROM unnest(v_ids) AS id;
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, reason)
+        SELECT p_tenant, hatchet.uuid_time(id), id, 0, 'SCHEDULED', format('run at %s', p_run_at)
+        FROM unnest(v_ids) AS id;
+    ELSE
+        -- Wake LISTENers only when the queue goes from empty to non-empty: NOTIFY takes a global lock at commit,
+        -- and a non-empty queue already has consumers working through it.
+        v_was_empty := NOT EXISTS (SELECT 1 FROM hatchet.ready_queue r
+                                   WHERE r.tenant_id = p_tenant AND r.queue = p_queue);
+        v_rank := hatchet._queue_vtime(p_tenant, p_queue);
+        INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
+                                         priority, queue)
+        SELECT p_tenant, id, hatchet.uuid_time(id), v_rank, v_now + p_schedule_timeout, p_priority, p_queue
+        FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
+        ORDER BY ord;
+        IF v_was_empty THEN
+            PERFORM pg_notify('hatchet_ready', p_queue);
+        END IF;
+    END IF;
+    RETURN v_ids;
+END
+$$;
+
+CREATE FUNCTION hatchet.enqueue(
+    queue               text,
+    input               jsonb       DEFAULT '{}',
+    priority            integer     DEFAULT 1,
+    run_at              timestamptz DEFAULT NULL,
+    retries             integer     DEFAULT 0,
+    backoff_factor      float8      DEFAULT NULL,
+    backoff_max_seconds integer     DEFAULT NULL,
+    execution_timeout   text        DEFAULT '60s',
+    schedule_timeout    text        DEFAULT '5m',
+    idempotency_key     text        DEFAULT NULL,
+    additional_metadata jsonb       DEFAULT '{}',
+    tenant_id           uuid        DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant   uuid := coalesce(enqueue.tenant_id, hatchet.default_tenant());
+    p_key      text := enqueue.idempotency_key;
+    v_id       uuid;
+    v_exec     interval;
+    v_sched    interval;
+BEGIN
+    PERFORM hatchet._check_task_options(enqueue.queue, enqueue.priority, enqueue.retries, enqueue.backoff_factor,
+                                        enqueue.backoff_max_seconds, enqueue.additional_metadata);
+    PERFORM hatchet._check_payload('input', enqueue.input);
+    IF enqueue.execution_timeout IS NULL OR enqueue.schedule_timeout IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument',
+            ARRAY[CASE WHEN enqueue.execution_timeout IS NULL THEN 'execution_timeout' ELSE 'schedule_timeout' END]);
+    END IF;
+    v_exec := hatchet.parse_duration(enqueue.execution_timeout);
+    v_sched := hatchet.parse_duration(enqueue.schedule_timeout);
+
+    IF p_key IS NOT NULL THEN
+        -- A key held by an unfinished task returns that task. Insert-first so two racing callers cannot both win:
+        -- the second blocks on the unique index until the first commits, then sees the conflict.
+        v_id := hatchet.gen_id();
+        INSERT INTO hatchet.idempotency_keys AS k (tenant_id, key, task_id) VALUES (p_tenant, p_key, v_id)
+        ON CONFLICT ON CONSTRAINT idempotency_keys_pkey DO NOTHING;
+        IF NOT FOUND THEN
+            SELECT k.task_id INTO v_id FROM hatchet.idempotency_keys k
+            WHERE k.tenant_id = p_tenant AND k.key = p_key;
+            IF FOUND THEN
+                RETURN v_id;
+            END IF;
+            -- The holder finished between the conflict and the read: the key is free again.
+            RETURN hatchet.enqueue(enqueue.queue, enqueue.input, enqueue.priority, enqueue.run_at, enqueue.retries,
+                                   enqueue.backoff_factor, enqueue.backoff_max_seconds, enqueue.execution_timeout,
+                                   enqueue.schedule_timeout, p_key, enqueue.additional_metadata, p_tenant);
+        END IF;
+        RETURN (hatchet._enqueue_batch(p_tenant, enqueue.queue, ARRAY[enqueue.input], enqueue.priority,
+                                       enqueue.run_at, enqueue.retries, enqueue.backoff_factor,
+                                       enqueue.backoff_max_seconds, v_exec, v_sched, p_key,
+                                       enqueue.additional_metadata, ARRAY[v_id]))[1];
+    END IF;
+
+    RETURN (hatchet._enqueue_batch(p_tenant, enqueue.queue, ARRAY[enqueue.input], enqueue.priority, enqueue.run_at,
+                                   enqueue.retries, enqueue.backoff_factor, enqueue.backoff_max_seconds, v_exec,
+                                   v_sched, NULL, enqueue.additional_metadata))[1];
+END
+$$;
+COMMENT ON FUNCTION hatchet.enqueue(text, jsonb, integer, timestamptz, integer, float8, integer, text, text, text,
+                                    jsonb, uuid) IS
+    'enqueue one task in the caller''s transaction and return its id';
+
+CREATE FUNCTION hatchet.enqueue_many(
+    queue               text,
+    inputs              jsonb[],
+    priority            integer     DEFAULT 1,
+    run_at              timestamptz DEFAULT NULL,
+    retries             integer     DEFAULT 0,
+    backoff_factor      float8      DEFAULT NULL,
+    backoff_max_seconds integer     DEFAULT NULL,
+    execution_timeout   text        DEFAULT '60s',
+    schedule_timeout    text        DEFAULT '5m',
+    additional_metadata jsonb       DEFAULT '{}',
+    tenant_id           uuid        DEFAULT NULL
+) RETURNS uuid[]
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(enqueue_many.tenant_id, hatchet.default_tenant());
+    v_bad    record;
+    v_limit  integer := current_setting('hatchet.max_payload_bytes')::integer;
+BEGIN
+    PERFORM hatchet._check_task_options(enqueue_many.queue, enqueue_many.priority, enqueue_many.retries,
+                                        enqueue_many.backoff_factor, enqueue_many.backoff_max_seconds,
+                                        enqueue_many.additional_metadata);
+    IF inputs IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['inputs']);
+    END IF;
+    IF cardinality(inputs) = 0 THEN
+        RETURN '{}';
+    END IF;
+    -- One pass finds the first bad input, so the error can name its position.
+    SELECT ord, i INTO v_bad FROM unnest(inputs) WITH ORDINALITY AS u(i, ord)
+    WHERE i IS NULL OR jsonb_typeof(i) <> 'object' OR pg_column_size(i) > v_limit
+    ORDER BY ord LIMIT 1;
+    IF FOUND THEN
+        PERFORM hatchet._check_payload(format('inputs[%s]', v_bad.ord), v_bad.i);
+    END IF;
+    IF enqueue_many.execution_timeout IS NULL OR enqueue_many.schedule_timeout IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['execution_timeout and schedule_timeout']);
+    END IF;
+    RETURN hatchet._enqueue_batch(p_tenant, enqueue_many.queue, inputs, enqueue_many.priority, enqueue_many.run_at,
+                                  enqueue_many.retries, enqueue_many.backoff_factor,
+                                  enqueue_many.backoff_max_seconds,
+                                  hatchet.parse_duration(enqueue_many.execution_timeout),
+                                  hatchet.parse_duration(enqueue_many.schedule_timeout), NULL,
+                                  enqueue_many.additional_metadata);
+END
+$$;
+COMMENT ON FUNCTION hatchet.enqueue_many(text, jsonb[], integer, timestamptz, integer, float8, integer, text, text,
+                                         jsonb, uuid) IS
+    'enqueue one task per input in one statement; returns the ids in input order';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Dequeue
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Moves due delayed attempts (run_at reached, backoff over) into the ready queue. Retries keep their priority 4.
+CREATE FUNCTION hatchet._promote_due(p_tenant uuid, p_queue text, p_now timestamptz, p_limit integer)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    WITH due AS (
+        DELETE FROM hatchet.delayed_queue d
+        WHERE d.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM hatchet.delayed_queue x
+            WHERE x.tenant_id = p_tenant AND x.ready_at <= p_now AND (p_queue IS NULL OR x.queue = p_queue)
+            ORDER BY x.ready_at
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED))
+        RETURNING d.*
+    )
+    INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
+                                     retry_count, app_retry_count, internal_retry_count, priority, queue,
+                                     concurrency_key, desired_worker_id)
+    SELECT d.tenant_id, d.task_id, d.task_inserted_at, coalesce(q.vtime, 0), p_now + t.schedule_timeout,
+           d.retry_count, d.app_retry_count, d.internal_retry_count, d.priority, d.queue, d.concurrency_key,
+           d.desired_worker_id
+    FROM due d
+    JOIN hatchet.tasks t ON t.tenant_id = d.tenant_id AND t.inserted_at = d.task_inserted_at AND t.id = d.task_id
+    LEFT JOIN hatchet.queues q ON q.tenant_id = d.tenant_id AND q.name = d.queue
+    ORDER BY d.ready_at;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+CREATE FUNCTION hatchet.dequeue(
+    queue     text,
+    worker    text    DEFAULT NULL,
+    n         integer DEFAULT 1,
+    tenant_id uuid    DEFAULT NULL
+) RETURNS TABLE (task_id uuid, retry_count integer, input jsonb, additional_metadata jsonb, timeout_at timestamptz,
+                 priority integer)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid    := coalesce(dequeue.tenant_id, hatchet.default_tenant());
+    p_queue  text    := dequeue.queue;
+    p_worker text    := dequeue.worker;
+    p_n      integer := dequeue.n;
+    v_now    timestamptz := clock_timestamp();
+BEGIN
+    IF p_queue IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['queue']);
+    END IF;
+    IF p_n IS NULL OR p_n NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('n must be between 1 and 10000, not %s', coalesce(p_n::text, 'null'))]);
+    END IF;
+
+    -- Due run_at/backoff items of this queue become claimable right away instead of at the worker's next pass.
+    -- The EXISTS is one index probe, so an idle delayed queue costs nothing here.
+    IF EXISTS (SELECT 1 FROM hatchet.delayed_queue d WHERE d.tenant_id = p_tenant AND d.ready_at <= v_now) THEN
+        PERFORM hatchet._promote_due(p_tenant, p_queue, v_now, 1000);
+    END IF;
+
+    RETURN QUERY
+    WITH claimed AS (
+        -- Read the dispatch index in order and stop after n rows; skip rows other claimers hold.
+        DELETE FROM hatchet.ready_queue r
+        WHERE r.ctid = ANY (ARRAY(
+            SELECT c.ctid FROM hatchet.ready_queue c
+            WHERE c.tenant_id = p_tenant AND c.queue = p_queue
+            ORDER BY c.priority DESC, c.fair_rank, c.id
+            LIMIT p_n
+            FOR UPDATE SKIP LOCKED))
+        RETURNING r.*
+    ), work AS (
+        SELECT c.*, t.input, t.additional_metadata, v_now + t.execution_timeout AS timeout_at
+        FROM claimed c
+        JOIN hatchet.tasks t ON t.tenant_id = c.tenant_id AND t.inserted_at = c.task_inserted_at AND t.id = c.task_id
+    ), run AS (
+        INSERT INTO hatchet.running (tenant_id, task_id, task_inserted_at, assigned_at, timeout_at, retry_count,
+                                     app_retry_count, internal_retry_count, priority, queue, worker_name,
+                                     concurrency_key)
+        SELECT w.tenant_id, w.task_id, w.task_inserted_at, v_now, w.timeout_at, w.retry_count, w.app_retry_count,
+               w.internal_retry_count, w.priority, w.queue, p_worker, w.concurrency_key
+        FROM work w
+    ), ev AS (
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                         worker_name)
+        SELECT w.tenant_id, w.task_inserted_at, w.task_id, v_now, w.retry_count, 'ASSIGNED', p_worker FROM work w
+    ), vt AS (
+        -- Advance the queue's virtual time to the highest rank dispatched. Never waits: if another claimer holds
+        -- the queue row, it is advancing it too.
+        UPDATE hatchet.queues q SET vtime = m.rank
+        FROM (SELECT max(w.fair_rank) AS rank FROM work w) m
+        WHERE q.ctid = (SELECT x.ctid FROM hatchet.queues x
+                        WHERE x.tenant_id = p_tenant AND x.name = p_queue FOR UPDATE SKIP LOCKED)
+          AND m.rank > q.vtime
+    )
+    SELECT w.task_id, w.retry_count, w.input, w.additional_metadata, w.timeout_at, w.priority::integer
+    FROM work w
+    ORDER BY w.priority DESC, w.fair_rank, w.id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.dequeue(text, text, integer, uuid) IS
+    'claim up to n ready attempts of a queue: priority 3 first, fair rank, FIFO; concurrent callers never share one';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Finishing attempts
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Explains why (task, attempt) cannot report a result, as an error: the task does not exist (42704) or that attempt
+-- is not the running one (55000).
+CREATE FUNCTION hatchet._reject_stale(p_tenant uuid, p_task uuid, p_retry_count integer) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_state text;
+    v_current integer;
+BEGIN
+    IF p_task IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+    END IF;
+    IF p_retry_count IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['retry_count']);
+    END IF;
+    SELECT s.state, s.current INTO v_state, v_current FROM hatchet._task_state(p_tenant, p_task) s;
+    IF v_state IS NULL THEN
+        PERFORM hatchet.raise_error('unknown_task', ARRAY[p_task::text]);
+    END IF;
+    PERFORM hatchet.raise_error('stale_attempt', ARRAY[p_task::text, p_retry_count::text,
+        CASE
+            WHEN v_state = 'RUNNING' THEN format('The running attempt is %s.', v_current)
+            WHEN v_state = 'QUEUED' THEN format('The task is queued (attempt %s has not started).', v_current)
+            ELSE format('The task is already %s.', lower(v_state))
+        END]);
+END
+$$;
+
+-- Where a task is now, read in one statement (one snapshot): RUNNING, QUEUED, a terminal status, or NULL if no such
+-- task exists. `current` is the current attempt's retry_count where known.
+CREATE FUNCTION hatchet._task_state(p_tenant uuid, p_task uuid, OUT state text, OUT current integer)
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(
+               (SELECT 'RUNNING' FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT 'QUEUED' FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT 'QUEUED' FROM hatchet.delayed_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT CASE e.event_type WHEN 'SKIPPED' THEN 'COMPLETED' ELSE e.event_type::text END
+                FROM hatchet.task_events e
+                WHERE e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(p_task)
+                  AND e.task_id = p_task AND e.event_type IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SKIPPED')
+                ORDER BY e.created_at DESC LIMIT 1),
+               (SELECT 'QUEUED' FROM hatchet.tasks t
+                WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(p_task) AND t.id = p_task)),
+           coalesce(
+               (SELECT r.retry_count FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT r.retry_count FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT r.retry_count FROM hatchet.delayed_queue r
+                WHERE r.tenant_id = p_tenant AND r.task_id = p_task))
+$$;
+
+-- Gives back what an attempt held when it leaves `running` for good or for a retry: worker slots, its concurrency
+-- key's running count. Takes the released rows as arrays so one call serves a whole batch.
+CREATE FUNCTION hatchet._release(p_tenant uuid, p_workers uuid[], p_slot_types text[], p_units integer[],
+                                 p_queues text[], p_keys text[])
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE hatchet.worker_slots ws SET used = ws.used - s.units
+    FROM (SELECT w, st, sum(u)::integer AS units
+          FROM unnest(p_workers, p_slot_types, p_units) AS x(w, st, u)
+          WHERE w IS NOT NULL GROUP BY w, st) s
+    WHERE ws.tenant_id = p_tenant AND ws.worker_id = s.w AND ws.slot_type = coalesce(s.st, 'default');
+
+    UPDATE hatchet.concurrency_groups g SET running = g.running - s.n
+    FROM (SELECT q, k, count(*)::integer AS n FROM unnest(p_queues, p_keys) AS x(q, k)
+          WHERE k IS NOT NULL GROUP BY q, k) s
+    WHERE g.tenant_id = p_tenant AND g.scope = s.q AND g.key = s.k;
+END
+$$;
+
+CREATE FUNCTION hatchet.complete_many(
+    task_ids     uuid[],
+    retry_counts integer[],
+    outputs      jsonb[] DEFAULT NULL,
+    tenant_id    uuid    DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(complete_many.tenant_id, hatchet.default_tenant());
+    v_now    timestamptz := clock_timestamp();
+    v_limit  integer := current_setting('hatchet.max_payload_bytes')::integer;
+    v_n      integer;
+    v_bad    record;
+BEGIN
+    IF task_ids IS NULL OR retry_counts IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_ids and retry_counts']);
+    END IF;
+    IF cardinality(task_ids) <> cardinality(retry_counts)
+       OR (outputs IS NOT NULL AND cardinality(outputs) <> cardinality(task_ids)) THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY['task_ids, retry_counts and outputs must have the same length']);
+    END IF;
+    IF outputs IS NOT NULL THEN
+        SELECT ord, o INTO v_bad FROM unnest(outputs) WITH ORDINALITY AS u(o, ord)
+        WHERE pg_column_size(o) > v_limit ORDER BY ord LIMIT 1;
+        IF FOUND THEN
+            PERFORM hatchet._check_payload(format('outputs[%s]', v_bad.ord), v_bad.o, false);
+        END IF;
+    END IF;
+
+    WITH input AS (
+        SELECT DISTINCT ON (i.task_id) i.task_id, i.retry_count, i.output
+        FROM unnest(task_ids, retry_counts, coalesce(outputs, array_fill(NULL::jsonb, ARRAY[cardinality(task_ids)])))
+             AS i(task_id, retry_count, output)
+    ), done AS (
+        DELETE FROM hatchet.running r
+        USING input i
+        WHERE r.tenant_id = p_tenant AND r.task_id = i.task_id AND r.retry_count = i.retry_count
+        RETURNING r.task_id, r.task_inserted_at, r.retry_count, r.worker_id, r.worker_name, r.slot_type, r.slot_units,
+                  r.queue, r.concurrency_key, i.output
+    ), ev AS (
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                         worker_id, worker_name)
+        SELECT p_tenant, d.task_inserted_at, d.task_id, v_now, d.retry_count, 'COMPLETED', d.worker_id, d.worker_name
+        FROM done d
+    ), out AS (
+        -- An empty output is the absence of a payload row: no-op tasks write nothing here.
+        INSERT INTO hatchet.payloads (tenant_id, task_inserted_at, task_id, retry_count, kind, data)
+        SELECT p_tenant, d.task_inserted_at, d.task_id, d.retry_count, 'OUTPUT', d.output
+        FROM done d WHERE d.output IS NOT NULL AND d.output <> '{}'::jsonb
+    ), idem AS (
+        DELETE FROM hatchet.idempotency_keys k USING done d WHERE k.tenant_id = p_tenant AND k.task_id = d.task_id
+    ), rel AS (
+        SELECT hatchet._release(p_tenant, array_agg(d.worker_id), array_agg(d.slot_type), array_agg(d.slot_units),
+                                array_agg(d.queue), array_agg(d.concurrency_key)) AS x,
+               count(*) AS n
+        FROM done d
+    )
+    SELECT rel.n INTO v_n FROM rel;
+    RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION hatchet.complete_many(uuid[], integer[], jsonb[], uuid) IS
+    'complete a batch of attempts in one statement; stale attempts are skipped; returns how many completed';
+
+CREATE FUNCTION hatchet.complete(
+    task_id     uuid,
+    retry_count integer,
+    output      jsonb DEFAULT '{}',
+    tenant_id   uuid  DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(complete.tenant_id, hatchet.default_tenant());
+BEGIN
+    IF complete.output IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['output']);
+    END IF;
+    IF complete.task_id IS NULL OR complete.retry_count IS NULL
+       OR hatchet.complete_many(ARRAY[complete.task_id], ARRAY[complete.retry_count], ARRAY[complete.output],
+                                p_tenant) = 0 THEN
+        PERFORM hatchet._reject_stale(p_tenant, complete.task_id, complete.retry_count);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet.complete(uuid, integer, jsonb, uuid) IS
+    'complete the running attempt (task_id, retry_count); a stale attempt is rejected with SQLSTATE 55000';
+
+-- Fails one attempt that has already been removed from `running` (by fail, the timeout reaper or worker loss):
+-- queues the next attempt while retries remain, else records FAILED. Returns 'QUEUED' or 'FAILED'.
+-- p_internal marks a failure that is not the task's fault (lost worker): it uses the internal retry budget.
+CREATE FUNCTION hatchet._fail_attempt(p_tenant uuid, p_run hatchet.running, p_error text, p_retryable boolean,
+                                      p_internal boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_now  timestamptz := clock_timestamp();
+    v_task record;
+    v_next integer := p_run.retry_count + 1;
+    v_delay interval;
+    v_max_internal constant integer := 10;
+BEGIN
+    SELECT t.retries, t.backoff_factor, t.backoff_max_seconds, t.schedule_timeout INTO v_task
+    FROM hatchet.tasks t
+    WHERE t.tenant_id = p_tenant AND t.inserted_at = p_run.task_inserted_at AND t.id = p_run.task_id;
+
+    PERFORM hatchet._release(p_tenant, ARRAY[p_run.worker_id], ARRAY[p_run.slot_type], ARRAY[p_run.slot_units],
+                             ARRAY[p_run.queue], ARRAY[p_run.concurrency_key]);
+
+    IF p_retryable AND ((p_internal AND p_run.internal_retry_count < v_max_internal)
+                        OR (NOT p_internal AND p_run.app_retry_count < v_task.retries)) THEN
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                         worker_id, worker_name, reason)
+        VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count,
+                CASE WHEN p_internal THEN 'REASSIGNED' ELSE 'RETRYING' END::hatchet.task_event_type,
+                p_run.worker_id, p_run.worker_name, p_error);
+        IF NOT p_internal AND v_task.backoff_factor IS NOT NULL THEN
+            v_delay := hatchet.backoff_delay(v_task.backoff_factor, v_task.backoff_max_seconds,
+                                             p_run.app_retry_count + 1);
+            INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, retry_count,
+                                               app_retry_count, internal_retry_count, priority, queue, reason,
+                                               concurrency_key)
+            VALUES (p_tenant, p_run.task_id, p_run.task_inserted_at, v_now + v_delay, v_next,
+                    p_run.app_retry_count + 1, p_run.internal_retry_count, 4, p_run.queue, 'backoff',
+                    p_run.concurrency_key);
+        ELSE
+            -- Retries go ahead of new work: priority 4 is above every user priority.
+            INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
+                                             retry_count, app_retry_count, internal_retry_count, priority, queue,
+                                             concurrency_key)
+            VALUES (p_tenant, p_run.task_id, p_run.task_inserted_at, hatchet._queue_vtime(p_tenant, p_run.queue),
+                    v_now + v_task.schedule_timeout, v_next,
+                    p_run.app_retry_count + CASE WHEN p_internal THEN 0 ELSE 1 END,
+                    p_run.internal_retry_count + CASE WHEN p_internal THEN 1 ELSE 0 END,
+                    4, p_run.queue, p_run.concurrency_key);
+            PERFORM pg_notify('hatchet_ready', p_run.queue);
+        END IF;
+        RETURN 'QUEUED';
+    END IF;
+
+    INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                     worker_id, worker_name, reason)
+    VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count, 'FAILED', p_run.worker_id,
+            p_run.worker_name, p_error);
+    DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_run.task_id;
+    RETURN 'FAILED';
+END
+$$;
+
+CREATE FUNCTION hatchet.fail(
+    task_id     uuid,
+    retry_count integer,
+    error       text,
+    retryable   boolean DEFAULT true,
+    tenant_id   uuid    DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(fail.tenant_id, hatchet.default_tenant());
+    v_run    hatchet.running;
+BEGIN
+    IF fail.error IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['error']);
+    END IF;
+    IF fail.retryable IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['retryable']);
+    END IF;
+    DELETE FROM hatchet.running r
+    WHERE r.tenant_id = p_tenant AND r.task_id = fail.task_id AND r.retry_count = fail.retry_count
+    RETURNING r.* INTO v_run;
+    IF NOT FOUND THEN
+        PERFORM hatchet._reject_stale(p_tenant, fail.task_id, fail.retry_count);
+    END IF;
+    RETURN hatchet._fail_attempt(p_tenant, v_run, fail.error, fail.retryable);
+END
+$$;
+COMMENT ON FUNCTION hatchet.fail(uuid, integer, text, boolean, uuid) IS
+    'fail the running attempt: returns QUEUED if a retry was scheduled (with backoff), FAILED if none remain';
+
+CREATE FUNCTION hatchet.refresh_timeout(
+    task_id     uuid,
+    retry_count integer,
+    by          text,
+    tenant_id   uuid DEFAULT NULL
+) RETURNS timestamptz
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(refresh_timeout.tenant_id, hatchet.default_tenant());
+    v_by     interval;
+    v_run    hatchet.running;
+BEGIN
+    IF refresh_timeout.by IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['by']);
+    END IF;
+    v_by := hatchet.parse_duration(refresh_timeout.by);
+    UPDATE hatchet.running r SET timeout_at = r.timeout_at + v_by
+    WHERE r.tenant_id = p_tenant AND r.task_id = refresh_timeout.task_id
+      AND r.retry_count = refresh_timeout.retry_count
+    RETURNING r.* INTO v_run;
+    IF NOT FOUND THEN
+        PERFORM hatchet._reject_stale(p_tenant, refresh_timeout.task_id, refresh_timeout.retry_count);
+    END IF;
+    INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, worker_id,
+                                     worker_name, reason)
+    VALUES (p_tenant, v_run.task_inserted_at, v_run.task_id, v_run.retry_count, 'TIMEOUT_REFRESHED', v_run.worker_id,
+            v_run.worker_name, format('extended by %s', refresh_timeout.by));
+    RETURN v_run.timeout_at;
+END
+$$;
+COMMENT ON FUNCTION hatchet.refresh_timeout(uuid, integer, text, uuid) IS
+    'extend the running attempt''s timeout by a duration; returns the new timeout_at';
+
+-- Cancels a task wherever it is. Returns true if it was cancelled, false if it had already finished. A running
+-- attempt is removed at once (its result will be rejected as stale) and announced on channel hatchet_cancel so a
+-- server can tell the worker to stop.
+CREATE FUNCTION hatchet.cancel(
+    task_id   uuid,
+    tenant_id uuid DEFAULT NULL,
+    reason    text DEFAULT 'cancelled by user'
+) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(cancel.tenant_id, hatchet.default_tenant());
+    p_task   uuid := cancel.task_id;
+    v_run    hatchet.running;
+    v_found  boolean;
+    v_at     timestamptz;
+    v_rc     integer;
+    v_queue  text;
+    v_key    text;
+BEGIN
+    IF p_task IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+    END IF;
+    -- An attempt moves ready -> running (dequeue) and running -> ready/delayed (retry). Looking in that order, and
+    -- again if a concurrent move hid it, finds it wherever it is.
+    FOR attempt IN 1..3 LOOP
+        DELETE FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task
+        RETURNING r.task_inserted_at, r.retry_count, r.queue, r.concurrency_key INTO v_at, v_rc, v_queue, v_key;
+        v_found := FOUND;
+        IF NOT v_found THEN
+            DELETE FROM hatchet.delayed_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task
+            RETURNING r.task_inserted_at, r.retry_count, r.queue, r.concurrency_key INTO v_at, v_rc, v_queue, v_key;
+            v_found := FOUND;
+        END IF;
+        IF NOT v_found THEN
+            DELETE FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task
+            RETURNING r.* INTO v_run;
+            IF FOUND THEN
+                PERFORM hatchet._release(p_tenant, ARRAY[v_run.worker_id], ARRAY[v_run.slot_type],
+                                         ARRAY[v_run.slot_units], ARRAY[v_run.queue], ARRAY[v_run.concurrency_key]);
+                PERFORM pg_notify('hatchet_cancel', p_task::text || ':' || v_run.retry_count);
+                v_at := v_run.task_inserted_at;
+                v_rc := v_run.retry_count;
+                v_found := true;
+            END IF;
+        END IF;
+        IF v_found THEN
+            INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, reason)
+            VALUES (p_tenant, v_at, p_task, v_rc, 'CANCELLED', cancel.reason);
+            DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_task;
+            RETURN true;
+        END IF;
+        -- Not in flight: finished, unknown, or moved between our looks.
+        IF (SELECT s.state FROM hatchet._task_state(p_tenant, p_task) s) IS NULL THEN
+            PERFORM hatchet.raise_error('unknown_task', ARRAY[p_task::text]);
+        END IF;
+        IF (SELECT s.state FROM hatchet._task_state(p_tenant, p_task) s) IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN
+            RETURN false;
+        END IF;
+    END LOOP;
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION hatchet.cancel(uuid, uuid, text) IS
+    'cancel a queued or running task; false if it had already finished';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Status and timeline
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION hatchet.task_status(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_state text;
+BEGIN
+    IF task_status.task_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+    END IF;
+    SELECT s.state INTO v_state
+    FROM hatchet._task_state(coalesce(task_status.tenant_id, hatchet.default_tenant()), task_status.task_id) s;
+    IF v_state IS NULL THEN
+        PERFORM hatchet.raise_error('unknown_task', ARRAY[task_status.task_id::text]);
+    END IF;
+    RETURN v_state;
+END
+$$;
+COMMENT ON FUNCTION hatchet.task_status(uuid, uuid) IS 'QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED';
+
+CREATE FUNCTION hatchet.task_events(task_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (event_type text, created_at timestamptz, retry_count integer, reason text, worker text)
+LANGUAGE plpgsql STABLE
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := coalesce(task_events.tenant_id, hatchet.default_tenant());
+    p_task   uuid := task_events.task_id;
+    v_at     timestamptz := hatchet.uuid_time(task_events.task_id);
+BEGIN
+    IF p_task IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM hatchet.tasks t WHERE t.tenant_id = p_tenant AND t.inserted_at = v_at
+                                                   AND t.id = p_task) THEN
+        PERFORM hatchet.raise_error('unknown_task', ARRAY[p_task::text]);
+    END IF;
+    RETURN QUERY
+    SELECT x.event_type, x.created_at, x.retry_count, x.reason, x.worker
+    FROM (
+        -- The task row is the QUEUED event of attempt 0: it is not stored twice.
+        SELECT 'QUEUED'::text AS event_type, t.inserted_at AS created_at, 0 AS retry_count,
+               format('queue %s', t.queue) AS reason, NULL::text AS worker, 0 AS ord
+        FROM hatchet.tasks t WHERE t.tenant_id = p_tenant AND t.inserted_at = v_at AND t.id = p_task
+        UNION ALL
+        SELECT e.event_type::text, e.created_at, e.retry_count, e.reason,
+               coalesce(e.worker_name, e.worker_id::text), 1
+        FROM hatchet.task_events e
+        WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_at AND e.task_id = p_task
+    ) x
+    ORDER BY x.created_at, x.ord;
+END
+$$;
+COMMENT ON FUNCTION hatchet.task_events(uuid, uuid) IS 'the timeline of a task: each event with time, attempt and reason';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Maintenance (run by the background worker; callable by hand)
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Times out running attempts past timeout_at (a failure that obeys retries). Each row is locked with SKIP LOCKED
+-- before it is deleted, so two reapers racing never time out the same attempt twice.
+CREATE FUNCTION hatchet._reap_timeouts(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_run hatchet.running;
+    v_task record;
+    n integer := 0;
+BEGIN
+    FOR v_run IN
+        DELETE FROM hatchet.running r
+        WHERE r.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM hatchet.running x
+            WHERE x.tenant_id = p_tenant AND x.timeout_at <= p_now
+            ORDER BY x.timeout_at LIMIT p_limit
+            FOR UPDATE SKIP LOCKED))
+        RETURNING r.*
+    LOOP
+        SELECT t.execution_timeout INTO v_task FROM hatchet.tasks t
+        WHERE t.tenant_id = p_tenant AND t.inserted_at = v_run.task_inserted_at AND t.id = v_run.task_id;
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                         worker_id, worker_name, reason)
+        VALUES (p_tenant, v_run.task_inserted_at, v_run.task_id, p_now, v_run.retry_count, 'TIMED_OUT',
+                v_run.worker_id, v_run.worker_name,
+                format('task exceeded its execution timeout of %s', v_task.execution_timeout));
+        IF v_run.worker_id IS NOT NULL THEN
+            PERFORM pg_notify('hatchet_cancel', v_run.task_id::text || ':' || v_run.retry_count);
+        END IF;
+        PERFORM hatchet._fail_attempt(p_tenant, v_run,
+            format('task exceeded its execution timeout of %s', v_task.execution_timeout), true);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Cancels queued attempts that waited longer than their schedule timeout (no worker took them in time).
+CREATE FUNCTION hatchet._expire_queued(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    WITH gone AS (
+        DELETE FROM hatchet.ready_queue r
+        WHERE r.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM hatchet.ready_queue x
+            WHERE x.tenant_id = p_tenant AND x.schedule_timeout_at <= p_now
+            ORDER BY x.schedule_timeout_at LIMIT p_limit
+            FOR UPDATE SKIP LOCKED))
+        RETURNING r.*
+    ), ev AS (
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                         reason)
+        SELECT p_tenant, g.task_inserted_at, g.task_id, p_now, g.retry_count, 'CANCELLED',
+               'SCHEDULING_TIMED_OUT: no worker started the task within its schedule timeout'
+        FROM gone g
+    ), idem AS (
+        DELETE FROM hatchet.idempotency_keys k USING gone g WHERE k.tenant_id = p_tenant AND k.task_id = g.task_id
+    )
+    SELECT count(*) INTO n FROM gone;
+    RETURN n;
+END
+$$;
+
+-- One maintenance pass over every tenant: promote due delayed attempts, time out expired attempts, cancel queued
+-- attempts past their schedule timeout. Returns when the next known item is due (NULL if nothing is pending), which
+-- the background worker uses as its next wake-up.
+CREATE FUNCTION hatchet.run_maintenance() RETURNS timestamptz
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_now   timestamptz := clock_timestamp();
+    v_limit integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_next  timestamptz;
+    v_tenant uuid;
+BEGIN
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t LOOP
+        PERFORM hatchet._promote_due(v_tenant, NULL, v_now, v_limit);
+        PERFORM hatchet._reap_timeouts(v_tenant, v_now, v_limit);
+        PERFORM hatchet._expire_queued(v_tenant, v_now, v_limit);
+    END LOOP;
+    SELECT min(x) INTO v_next FROM (
+        SELECT (SELECT min(d.ready_at) FROM hatchet.delayed_queue d WHERE d.tenant_id = t.tenant_id) AS x
+        FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.timeout_at) FROM hatchet.running r WHERE r.tenant_id = t.tenant_id) FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.ready_queue r WHERE r.tenant_id = t.tenant_id)
+        FROM hatchet.tenants t
+    ) due;
+    RETURN v_next;
+END
+$$;
+COMMENT ON FUNCTION hatchet.run_maintenance() IS
+    'one pass of the background worker: promote due tasks, time out attempts, expire queued tasks; returns next due time';
