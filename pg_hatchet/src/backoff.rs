@@ -9,7 +9,9 @@ pub const DEFAULT_MAX_BACKOFF_SECONDS: f64 = 86_400.0;
 ///
 /// Computed in log space so a large factor or attempt cannot overflow to infinity before the cap is applied.
 pub fn delay_seconds(factor: f64, max_seconds: Option<i32>, attempt: i32) -> f64 {
-    let cap = max_seconds.map(f64::from).unwrap_or(DEFAULT_MAX_BACKOFF_SECONDS);
+    let cap = max_seconds
+        .map(f64::from)
+        .unwrap_or(DEFAULT_MAX_BACKOFF_SECONDS);
     if factor <= 0.0 || attempt <= 0 {
         return 0.0;
     }
@@ -24,7 +26,9 @@ pub fn delay_seconds(factor: f64, max_seconds: Option<i32>, attempt: i32) -> f64
 /// `hatchet.backoff_delay(factor, max_seconds, attempt)` as an interval (microsecond precision).
 #[pg_extern(immutable, parallel_safe)]
 pub fn backoff_delay(factor: f64, max_seconds: Option<i32>, attempt: i32) -> Interval {
-    Interval::from_micros((delay_seconds(factor, max_seconds, attempt) * 1_000_000.0).round() as i64)
+    Interval::from_micros(
+        (delay_seconds(factor, max_seconds, attempt) * 1_000_000.0).round() as i64,
+    )
 }
 
 #[cfg(test)]

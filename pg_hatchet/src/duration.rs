@@ -34,7 +34,9 @@ pub fn parse_micros(text: &str) -> Result<i64, HatchetError> {
         if start == i {
             return Err(bad("Each term must start with a number."));
         }
-        let number: f64 = s[start..i].parse().map_err(|_| bad("A term has a malformed number."))?;
+        let number: f64 = s[start..i]
+            .parse()
+            .map_err(|_| bad("A term has a malformed number."))?;
         let unit_start = i;
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
             i += 1;
@@ -44,7 +46,13 @@ pub fn parse_micros(text: &str) -> Result<i64, HatchetError> {
             .iter()
             .find(|(name, _)| *name == unit)
             .map(|(_, f)| *f)
-            .ok_or_else(|| if unit.is_empty() { bad("A number has no unit.") } else { bad("Unknown unit.") })?;
+            .ok_or_else(|| {
+                if unit.is_empty() {
+                    bad("A number has no unit.")
+                } else {
+                    bad("Unknown unit.")
+                }
+            })?;
         total += number * factor;
     }
     if total < 1.0 {
@@ -83,7 +91,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "abc", "10", "s", "10x", "-5s", "1h-30m", "0s", "1.2.3s", "5 m", "1000y"] {
+        for bad in [
+            "", "abc", "10", "s", "10x", "-5s", "1h-30m", "0s", "1.2.3s", "5 m", "1000y",
+        ] {
             assert!(parse_micros(bad).is_err(), "{bad:?} should be rejected");
         }
     }

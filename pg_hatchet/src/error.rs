@@ -32,7 +32,11 @@ pub enum HatchetError {
     UnknownObject { kind: String, name: String },
     /// The attempt named by (task id, retry_count) is no longer the one that may report a result.
     #[error("attempt {attempt} of task \"{task}\" is not running")]
-    StaleAttempt { task: String, attempt: String, why: String },
+    StaleAttempt {
+        task: String,
+        attempt: String,
+        why: String,
+    },
 }
 
 impl HatchetError {
@@ -41,9 +45,13 @@ impl HatchetError {
         use PgSqlErrorCode::*;
         match self {
             HatchetError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            HatchetError::InvalidArgument(_) | HatchetError::InvalidDuration(..) => ERRCODE_INVALID_PARAMETER_VALUE,
+            HatchetError::InvalidArgument(_) | HatchetError::InvalidDuration(..) => {
+                ERRCODE_INVALID_PARAMETER_VALUE
+            }
             HatchetError::PayloadTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            HatchetError::UnknownTask(_) | HatchetError::UnknownObject { .. } => ERRCODE_UNDEFINED_OBJECT,
+            HatchetError::UnknownTask(_) | HatchetError::UnknownObject { .. } => {
+                ERRCODE_UNDEFINED_OBJECT
+            }
             HatchetError::StaleAttempt { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         }
     }
@@ -103,11 +111,22 @@ pub fn raise_error(kind: &str, args: default!(Vec<Option<String>>, "'{}'")) {
             limit: arg(2).parse().unwrap_or(-1),
         },
         "unknown_task" => HatchetError::UnknownTask(arg(0)),
-        "unknown_object" => HatchetError::UnknownObject { kind: arg(0), name: arg(1) },
-        "stale_attempt" => HatchetError::StaleAttempt { task: arg(0), attempt: arg(1), why: arg(2) },
+        "unknown_object" => HatchetError::UnknownObject {
+            kind: arg(0),
+            name: arg(1),
+        },
+        "stale_attempt" => HatchetError::StaleAttempt {
+            task: arg(0),
+            attempt: arg(1),
+            why: arg(2),
+        },
         other => {
-            ErrorReport::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("unknown error kind \"{other}\""), "pg_hatchet")
-                .report(PgLogLevel::ERROR);
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("unknown error kind \"{other}\""),
+                "pg_hatchet",
+            )
+            .report(PgLogLevel::ERROR);
             unreachable!()
         }
     };
@@ -123,9 +142,19 @@ mod tests {
         let e = HatchetError::UnknownTask("0190".into());
         assert_eq!(e.to_string(), "task \"0190\" does not exist");
         assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT);
-        let e = HatchetError::StaleAttempt { task: "t".into(), attempt: "2".into(), why: "x".into() };
+        let e = HatchetError::StaleAttempt {
+            task: "t".into(),
+            attempt: "2".into(),
+            why: "x".into(),
+        };
         assert_eq!(e.to_string(), "attempt 2 of task \"t\" is not running");
-        assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
-        assert_eq!(HatchetError::NullArgument("queue".into()).sqlstate(), PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED);
+        assert_eq!(
+            e.sqlstate(),
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        );
+        assert_eq!(
+            HatchetError::NullArgument("queue".into()).sqlstate(),
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
+        );
     }
 }

@@ -42,7 +42,10 @@ mod tests {
     fn reads_v7_timestamp_and_rejects_v4() {
         let id = uuid::Uuid::now_v7();
         let ms = v7_millis(id.as_bytes()).expect("v7");
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         assert!((now - ms).abs() < 5_000);
         let v4 = uuid::Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef);
         assert_eq!(v7_millis(v4.as_bytes()), None);

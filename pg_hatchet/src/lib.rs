@@ -32,7 +32,9 @@ pub extern "C-unwind" fn _PG_init() {
             "pg_hatchet must be loaded via shared_preload_libraries",
             "_PG_init",
         )
-        .set_hint("Add pg_hatchet to shared_preload_libraries in postgresql.conf and restart the server.")
+        .set_hint(
+            "Add pg_hatchet to shared_preload_libraries in postgresql.conf and restart the server.",
+        )
         .report(PgLogLevel::ERROR);
     }
     gucs::init();
@@ -40,7 +42,6 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
 mod tests;
 
 /// Required by `cargo pgrx test`: settings for the test cluster, which preloads the library like production does.

@@ -2,72 +2,95 @@
 
 use pgrx::prelude::*;
 
-#[pg_test]
-fn enqueue_dequeue_complete_round_trip() {
-    let id = Spi::get_one::<pgrx::Uuid>("SELECT hatchet.enqueue('pgtest', '{\"n\": 1}')").unwrap().unwrap();
-    let status = Spi::get_one_with_args::<String>("SELECT hatchet.task_status($1)", &[id.into()]).unwrap();
-    assert_eq!(status.as_deref(), Some("QUEUED"));
-    let claimed = Spi::get_one::<pgrx::Uuid>("SELECT task_id FROM hatchet.dequeue('pgtest')").unwrap();
-    assert_eq!(claimed, Some(id));
-    Spi::run_with_args("SELECT hatchet.complete($1, 0, '{\"ok\": true}')", &[id.into()]).unwrap();
-    let status = Spi::get_one_with_args::<String>("SELECT hatchet.task_status($1)", &[id.into()]).unwrap();
-    assert_eq!(status.as_deref(), Some("COMPLETED"));
-}
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
 
-#[pg_test]
-fn library_is_preloaded_and_settings_exist() {
-    let libs = Spi::get_one::<String>("SHOW shared_preload_libraries").unwrap().unwrap();
-    assert!(libs.contains("pg_hatchet"));
-    let poll = Spi::get_one::<String>("SHOW hatchet.poll_interval_ms").unwrap().unwrap();
-    assert_eq!(poll, "100ms");
-}
+    #[pg_test]
+    fn enqueue_dequeue_complete_round_trip() {
+        let id = Spi::get_one::<pgrx::Uuid>("SELECT hatchet.enqueue('pgtest', '{\"n\": 1}')")
+            .unwrap()
+            .unwrap();
+        let status =
+            Spi::get_one_with_args::<String>("SELECT hatchet.task_status($1)", &[id.into()])
+                .unwrap();
+        assert_eq!(status.as_deref(), Some("QUEUED"));
+        let claimed =
+            Spi::get_one::<pgrx::Uuid>("SELECT task_id FROM hatchet.dequeue('pgtest')").unwrap();
+        assert_eq!(claimed, Some(id));
+        Spi::run_with_args(
+            "SELECT hatchet.complete($1, 0, '{\"ok\": true}')",
+            &[id.into()],
+        )
+        .unwrap();
+        let status =
+            Spi::get_one_with_args::<String>("SELECT hatchet.task_status($1)", &[id.into()])
+                .unwrap();
+        assert_eq!(status.as_deref(), Some("COMPLETED"));
+    }
 
-#[pg_test]
-fn background_worker_is_running() {
-    // The worker registers from _PG_init only when preloaded; it shows up in pg_stat_activity by its type.
-    let n = Spi::get_one::<i64>("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_hatchet'")
+    #[pg_test]
+    fn library_is_preloaded_and_settings_exist() {
+        let libs = Spi::get_one::<String>("SHOW shared_preload_libraries")
+            .unwrap()
+            .unwrap();
+        assert!(libs.contains("pg_hatchet"));
+        let poll = Spi::get_one::<String>("SHOW hatchet.poll_interval_ms")
+            .unwrap()
+            .unwrap();
+        assert_eq!(poll, "100ms");
+    }
+
+    #[pg_test]
+    fn background_worker_is_running() {
+        // The worker registers from _PG_init only when preloaded; it shows up in pg_stat_activity by its type.
+        let n = Spi::get_one::<i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_hatchet'",
+        )
         .unwrap()
         .unwrap();
-    assert_eq!(n, 1);
-}
+        assert_eq!(n, 1);
+    }
 
-#[pg_test]
-fn gen_id_is_v7_and_time_round_trips() {
-    let ok = Spi::get_one::<bool>(
-        "SELECT abs(extract(epoch FROM hatchet.uuid_time(hatchet.gen_id()) - now())) < 60",
-    )
-    .unwrap();
-    assert_eq!(ok, Some(true));
-    let v4 = Spi::get_one::<bool>("SELECT hatchet.uuid_time(gen_random_uuid()) IS NULL").unwrap();
-    assert_eq!(v4, Some(true));
-}
+    #[pg_test]
+    fn gen_id_is_v7_and_time_round_trips() {
+        let ok = Spi::get_one::<bool>(
+            "SELECT abs(extract(epoch FROM hatchet.uuid_time(hatchet.gen_id()) - now())) < 60",
+        )
+        .unwrap();
+        assert_eq!(ok, Some(true));
+        let v4 =
+            Spi::get_one::<bool>("SELECT hatchet.uuid_time(gen_random_uuid()) IS NULL").unwrap();
+        assert_eq!(v4, Some(true));
+    }
 
-#[pg_test(error = "invalid duration \"5 minutes\"")]
-fn malformed_duration_is_an_error() {
-    Spi::run("SELECT hatchet.parse_duration('5 minutes')").unwrap();
-}
+    #[pg_test(error = "invalid duration \"5 minutes\"")]
+    fn malformed_duration_is_an_error() {
+        Spi::run("SELECT hatchet.parse_duration('5 minutes')").unwrap();
+    }
 
-#[pg_test]
-fn due_backoff_is_promoted_by_the_worker() {
-    // The worker runs in its own transactions, so commit-visible state is needed: use a dedicated queue and poll
-    // hatchet.run_maintenance() ourselves instead (same code the worker runs), which is deterministic.
-    let id = Spi::get_one::<pgrx::Uuid>(
-        "SELECT hatchet.enqueue('pgtest_delay', run_at => clock_timestamp() + interval '50 milliseconds')",
-    )
-    .unwrap()
-    .unwrap();
-    let st = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM hatchet.delayed_queue WHERE task_id = $1)",
-        &[id.into()],
-    )
-    .unwrap();
-    assert_eq!(st, Some(true));
-    Spi::run("SELECT pg_sleep(0.1)").unwrap();
-    Spi::run("SELECT hatchet.run_maintenance()").unwrap();
-    let st = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM hatchet.ready_queue WHERE task_id = $1)",
-        &[id.into()],
-    )
-    .unwrap();
-    assert_eq!(st, Some(true));
+    #[pg_test]
+    fn due_backoff_is_promoted_by_the_worker() {
+        // The worker runs in its own transactions, so commit-visible state is needed: use a dedicated queue and poll
+        // hatchet.run_maintenance() ourselves instead (same code the worker runs), which is deterministic.
+        let id = Spi::get_one::<pgrx::Uuid>(
+            "SELECT hatchet.enqueue('pgtest_delay', run_at => clock_timestamp() + interval '50 milliseconds')",
+        )
+        .unwrap()
+        .unwrap();
+        let st = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM hatchet.delayed_queue WHERE task_id = $1)",
+            &[id.into()],
+        )
+        .unwrap();
+        assert_eq!(st, Some(true));
+        Spi::run("SELECT pg_sleep(0.1)").unwrap();
+        Spi::run("SELECT hatchet.run_maintenance()").unwrap();
+        let st = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM hatchet.ready_queue WHERE task_id = $1)",
+            &[id.into()],
+        )
+        .unwrap();
+        assert_eq!(st, Some(true));
+    }
 }

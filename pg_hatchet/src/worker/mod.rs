@@ -67,30 +67,38 @@ pub extern "C-unwind" fn pg_hatchet_worker_main(_arg: pg_sys::Datum) {
         let max = Duration::from_millis(gucs::POLL_INTERVAL_MS.get().max(10) as u64);
         sleep = match next_due_ms {
             // Something is due sooner than the poll interval: wake for it.
-            Some(ms) if ms >= 0.0 => Duration::from_secs_f64(ms / 1000.0).clamp(MIN_SLEEP, max),
-            Some(_) => MIN_SLEEP,
+            // (Clamped before converting: "nothing due" comes back as f64::MAX.)
+            Some(ms) => Duration::from_secs_f64(ms.clamp(0.0, max.as_millis() as f64) / 1000.0).max(MIN_SLEEP),
             // The extension is not created in this database (yet): check again later.
             None => max,
         };
     }
     log!("pg_hatchet worker stopped");
+    // Exit code 1, not 0: a worker that returns normally is never restarted, and a SIGTERM that did not come from a
+    // server shutdown (pg_terminate_backend, DROP DATABASE ... WITH (FORCE)) must not end the engine for good. On a
+    // real shutdown the postmaster restarts nothing anyway.
+    // Safety: ends this process the way Postgres expects a background worker to.
+    unsafe { pg_sys::proc_exit(1) };
 }
 
 /// One pass in one transaction. Returns milliseconds until the next known due item (negative = already due), or
 /// `None` if the extension does not exist in this database.
 fn pass(maintain_partitions: bool) -> Option<f64> {
-    let installed = Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_hatchet')")
-        .ok()
-        .flatten()
-        .unwrap_or(false);
+    let installed = Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_hatchet')",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
     if !installed {
         return None;
     }
     if maintain_partitions {
-        Spi::run("SELECT hatchet.maintain_partitions()").expect("hatchet.maintain_partitions() failed");
+        Spi::run("SELECT hatchet.maintain_partitions()")
+            .expect("hatchet.maintain_partitions() failed");
     }
     let ms = Spi::get_one::<f64>(
-        "SELECT EXTRACT(EPOCH FROM (hatchet.run_maintenance() - pg_catalog.clock_timestamp())) * 1000",
+        "SELECT (EXTRACT(EPOCH FROM (hatchet.run_maintenance() - pg_catalog.clock_timestamp())) * 1000)::float8",
     )
     .expect("hatchet.run_maintenance() failed");
     Some(ms.unwrap_or(f64::MAX))
