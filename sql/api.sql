@@ -97,11 +97,14 @@ $$;
 -- Enqueue
 -- ---------------------------------------------------------------------------------------------------------------------
 
--- Inserts tasks (one per input) and their first attempts. The shared body of enqueue and enqueue_many.
+-- Inserts tasks (one per input) and their first attempts: the one path by which tasks come into being, used by
+-- enqueue, enqueue_many and workflow runs. p_ids pre-allocates the task ids; p_run_ids places the tasks in DAG runs
+-- (NULL: each task is its own run); p_definition_id / p_readable_id name the workflow task they instantiate.
 CREATE FUNCTION hatchet._enqueue_batch(
     p_tenant uuid, p_queue text, p_inputs jsonb[], p_priority integer, p_run_at timestamptz, p_retries integer,
     p_backoff_factor float8, p_backoff_max_seconds integer, p_execution_timeout interval, p_schedule_timeout interval,
-    p_idempotency_key text, p_metadata jsonb, p_ids uuid[] DEFAULT NULL
+    p_idempotency_key text, p_metadata jsonb, p_ids uuid[] DEFAULT NULL, p_run_ids uuid[] DEFAULT NULL,
+    p_definition_id bigint DEFAULT NULL, p_readable_id text DEFAULT NULL
 ) RETURNS uuid[]
 LANGUAGE plpgsql
 AS $$
@@ -118,17 +121,20 @@ BEGIN
         SELECT array_agg(hatchet.gen_id() ORDER BY ord) INTO v_ids FROM generate_subscripts(p_inputs, 1) AS ord;
     END IF;
 
-    INSERT INTO hatchet.tasks (tenant_id, inserted_at, id, run_id, retries, backoff_factor, backoff_max_seconds,
-                               execution_timeout, schedule_timeout, priority, queue, idempotency_key, input,
-                               additional_metadata)
-    SELECT p_tenant, hatchet.uuid_time(i.id), i.id, i.id, p_retries, p_backoff_factor, p_backoff_max_seconds,
-           p_execution_timeout, p_schedule_timeout, p_priority, p_queue, p_idempotency_key, i.input, p_metadata
-    FROM unnest(v_ids, p_inputs) AS i(id, input);
+    INSERT INTO hatchet.tasks (tenant_id, inserted_at, id, run_id, task_definition_id, readable_id, retries,
+                               backoff_factor, backoff_max_seconds, execution_timeout, schedule_timeout, priority,
+                               queue, idempotency_key, input, additional_metadata)
+    SELECT p_tenant, hatchet.uuid_time(i.id), i.id, coalesce(p_run_ids[i.ord], i.id), p_definition_id, p_readable_id,
+           p_retries, p_backoff_factor, p_backoff_max_seconds, p_execution_timeout, p_schedule_timeout, p_priority,
+           p_queue, p_idempotency_key, i.input, p_metadata
+    FROM unnest(v_ids, p_inputs) WITH ORDINALITY AS i(id, input, ord);
 
     IF v_delayed THEN
-        INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, priority, queue, reason)
-        SELECT p_tenant, id, hatchet.uuid_time(id), p_run_at, p_priority, p_queue, 'run_at'
-        FROM unnest(v_ids) AS id;
+        INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, priority, queue, reason,
+                                           run_id, task_definition_id)
+        SELECT p_tenant, id, hatchet.uuid_time(id), p_run_at, p_priority, p_queue, 'run_at', p_run_ids[ord],
+               p_definition_id
+        FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord);
         INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, reason)
         SELECT p_tenant, hatchet.uuid_time(id), id, 0, 'SCHEDULED', format('run at %s', p_run_at)
         FROM unnest(v_ids) AS id;
@@ -139,8 +145,9 @@ BEGIN
                                    WHERE r.tenant_id = p_tenant AND r.queue = p_queue);
         v_rank := hatchet._queue_vtime(p_tenant, p_queue);
         INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
-                                         priority, queue)
-        SELECT p_tenant, id, hatchet.uuid_time(id), v_rank, v_now + p_schedule_timeout, p_priority, p_queue
+                                         priority, queue, run_id, task_definition_id)
+        SELECT p_tenant, id, hatchet.uuid_time(id), v_rank, v_now + p_schedule_timeout, p_priority, p_queue,
+               p_run_ids[ord], p_definition_id
         FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
         ORDER BY ord;
         IF v_was_empty THEN
@@ -291,10 +298,10 @@ BEGIN
     )
     INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
                                      retry_count, app_retry_count, internal_retry_count, priority, queue,
-                                     concurrency_key, desired_worker_id)
+                                     concurrency_key, desired_worker_id, run_id, task_definition_id)
     SELECT d.tenant_id, d.task_id, d.task_inserted_at, coalesce(q.vtime, 0), p_now + t.schedule_timeout,
            d.retry_count, d.app_retry_count, d.internal_retry_count, d.priority, d.queue, d.concurrency_key,
-           d.desired_worker_id
+           d.desired_worker_id, d.run_id, d.task_definition_id
     FROM due d
     JOIN hatchet.tasks t ON t.tenant_id = d.tenant_id AND t.inserted_at = d.task_inserted_at AND t.id = d.task_id
     LEFT JOIN hatchet.queues q ON q.tenant_id = d.tenant_id AND q.name = d.queue
@@ -353,9 +360,10 @@ BEGIN
     ), run AS (
         INSERT INTO hatchet.running (tenant_id, task_id, task_inserted_at, assigned_at, timeout_at, retry_count,
                                      app_retry_count, internal_retry_count, priority, queue, worker_name,
-                                     concurrency_key)
+                                     concurrency_key, run_id, task_definition_id)
         SELECT w.tenant_id, w.task_id, w.task_inserted_at, v_now, w.timeout_at, w.retry_count, w.app_retry_count,
-               w.internal_retry_count, w.priority, w.queue, p_worker, w.concurrency_key
+               w.internal_retry_count, w.priority, w.queue, p_worker, w.concurrency_key, w.run_id,
+               w.task_definition_id
         FROM work w
     ), ev AS (
         INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
@@ -413,8 +421,9 @@ $$;
 -- Where a task is now, read in one statement (one snapshot): RUNNING, QUEUED, a terminal status, or NULL if no such
 -- task exists. `current` is the current attempt's retry_count where known.
 CREATE FUNCTION hatchet._task_state(p_tenant uuid, p_task uuid, OUT state text, OUT current integer)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
+BEGIN
     SELECT coalesce(
                (SELECT 'RUNNING' FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                (SELECT 'QUEUED' FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
@@ -431,6 +440,8 @@ AS $$
                (SELECT r.retry_count FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                (SELECT r.retry_count FROM hatchet.delayed_queue r
                 WHERE r.tenant_id = p_tenant AND r.task_id = p_task))
+    INTO state, current;
+END
 $$;
 
 -- Gives back what an attempt held when it leaves `running` for good or for a retry: worker slots, its concurrency
@@ -468,6 +479,13 @@ DECLARE
     v_limit  integer := current_setting('hatchet.max_payload_bytes')::integer;
     v_n      integer;
     v_bad    record;
+    v_workers uuid[];
+    v_slot_types text[];
+    v_units integer[];
+    v_queues text[];
+    v_keys text[];
+    v_dag_tasks uuid[];
+    v_dag_runs uuid[];
 BEGIN
     IF task_ids IS NULL OR retry_counts IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['task_ids and retry_counts']);
@@ -494,7 +512,7 @@ BEGIN
         USING input i
         WHERE r.tenant_id = p_tenant AND r.task_id = i.task_id AND r.retry_count = i.retry_count
         RETURNING r.task_id, r.task_inserted_at, r.retry_count, r.worker_id, r.worker_name, r.slot_type, r.slot_units,
-                  r.queue, r.concurrency_key, i.output
+                  r.queue, r.concurrency_key, r.run_id, i.output
     ), ev AS (
         INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
                                          worker_id, worker_name)
@@ -507,13 +525,19 @@ BEGIN
         FROM done d WHERE d.output IS NOT NULL AND d.output <> '{}'::jsonb
     ), idem AS (
         DELETE FROM hatchet.idempotency_keys k USING done d WHERE k.tenant_id = p_tenant AND k.task_id = d.task_id
-    ), rel AS (
-        SELECT hatchet._release(p_tenant, array_agg(d.worker_id), array_agg(d.slot_type), array_agg(d.slot_units),
-                                array_agg(d.queue), array_agg(d.concurrency_key)) AS x,
-               count(*) AS n
-        FROM done d
     )
-    SELECT rel.n INTO v_n FROM rel;
+    SELECT count(*), array_agg(d.worker_id), array_agg(d.slot_type), array_agg(d.slot_units), array_agg(d.queue),
+           array_agg(d.concurrency_key),
+           array_agg(d.task_id) FILTER (WHERE d.run_id IS NOT NULL), array_agg(d.run_id) FILTER (WHERE d.run_id IS NOT NULL)
+    INTO v_n, v_workers, v_slot_types, v_units, v_queues, v_keys, v_dag_tasks, v_dag_runs
+    FROM done d;
+    IF v_n > 0 THEN
+        -- Separate statements, after the one above, so they see its effects (outputs are readable by DAG children).
+        PERFORM hatchet._release(p_tenant, v_workers, v_slot_types, v_units, v_queues, v_keys);
+        IF v_dag_tasks IS NOT NULL THEN
+            PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'COMPLETED');
+        END IF;
+    END IF;
     RETURN v_n;
 END
 $$;
@@ -578,20 +602,20 @@ BEGIN
                                              p_run.app_retry_count + 1);
             INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, retry_count,
                                                app_retry_count, internal_retry_count, priority, queue, reason,
-                                               concurrency_key)
+                                               concurrency_key, run_id, task_definition_id)
             VALUES (p_tenant, p_run.task_id, p_run.task_inserted_at, v_now + v_delay, v_next,
                     p_run.app_retry_count + 1, p_run.internal_retry_count, 4, p_run.queue, 'backoff',
-                    p_run.concurrency_key);
+                    p_run.concurrency_key, p_run.run_id, p_run.task_definition_id);
         ELSE
             -- Retries go ahead of new work: priority 4 is above every user priority.
             INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
                                              retry_count, app_retry_count, internal_retry_count, priority, queue,
-                                             concurrency_key)
+                                             concurrency_key, run_id, task_definition_id)
             VALUES (p_tenant, p_run.task_id, p_run.task_inserted_at, hatchet._queue_vtime(p_tenant, p_run.queue),
                     v_now + v_task.schedule_timeout, v_next,
                     p_run.app_retry_count + CASE WHEN p_internal THEN 0 ELSE 1 END,
                     p_run.internal_retry_count + CASE WHEN p_internal THEN 1 ELSE 0 END,
-                    4, p_run.queue, p_run.concurrency_key);
+                    4, p_run.queue, p_run.concurrency_key, p_run.run_id, p_run.task_definition_id);
             PERFORM pg_notify('hatchet_ready', p_run.queue);
         END IF;
         RETURN 'QUEUED';
@@ -602,6 +626,9 @@ BEGIN
     VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count, 'FAILED', p_run.worker_id,
             p_run.worker_name, p_error);
     DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_run.task_id;
+    IF p_run.run_id IS NOT NULL THEN
+        PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_run.task_id], ARRAY[p_run.run_id], 'FAILED');
+    END IF;
     RETURN 'FAILED';
 END
 $$;
@@ -690,6 +717,7 @@ DECLARE
     v_rc     integer;
     v_queue  text;
     v_key    text;
+    v_run_id uuid;
 BEGIN
     IF p_task IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
@@ -698,11 +726,13 @@ BEGIN
     -- again if a concurrent move hid it, finds it wherever it is.
     FOR attempt IN 1..3 LOOP
         DELETE FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task
-        RETURNING r.task_inserted_at, r.retry_count, r.queue, r.concurrency_key INTO v_at, v_rc, v_queue, v_key;
+        RETURNING r.task_inserted_at, r.retry_count, r.queue, r.concurrency_key, r.run_id
+        INTO v_at, v_rc, v_queue, v_key, v_run_id;
         v_found := FOUND;
         IF NOT v_found THEN
             DELETE FROM hatchet.delayed_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task
-            RETURNING r.task_inserted_at, r.retry_count, r.queue, r.concurrency_key INTO v_at, v_rc, v_queue, v_key;
+            RETURNING r.task_inserted_at, r.retry_count, r.queue, r.concurrency_key, r.run_id
+            INTO v_at, v_rc, v_queue, v_key, v_run_id;
             v_found := FOUND;
         END IF;
         IF NOT v_found THEN
@@ -714,6 +744,7 @@ BEGIN
                 PERFORM pg_notify('hatchet_cancel', p_task::text || ':' || v_run.retry_count);
                 v_at := v_run.task_inserted_at;
                 v_rc := v_run.retry_count;
+                v_run_id := v_run.run_id;
                 v_found := true;
             END IF;
         END IF;
@@ -721,6 +752,9 @@ BEGIN
             INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, reason)
             VALUES (p_tenant, v_at, p_task, v_rc, 'CANCELLED', cancel.reason);
             DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_task;
+            IF v_run_id IS NOT NULL THEN
+                PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_task], ARRAY[v_run_id], 'CANCELLED');
+            END IF;
             RETURN true;
         END IF;
         -- Not in flight: finished, unknown, or moved between our looks.
@@ -842,6 +876,8 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     n integer;
+    v_dag_tasks uuid[];
+    v_dag_runs uuid[];
 BEGIN
     WITH gone AS (
         DELETE FROM hatchet.ready_queue r
@@ -860,7 +896,12 @@ BEGIN
     ), idem AS (
         DELETE FROM hatchet.idempotency_keys k USING gone g WHERE k.tenant_id = p_tenant AND k.task_id = g.task_id
     )
-    SELECT count(*) INTO n FROM gone;
+    SELECT count(*), array_agg(g.task_id) FILTER (WHERE g.run_id IS NOT NULL),
+           array_agg(g.run_id) FILTER (WHERE g.run_id IS NOT NULL)
+    INTO n, v_dag_tasks, v_dag_runs FROM gone g;
+    IF v_dag_tasks IS NOT NULL THEN
+        PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'CANCELLED');
+    END IF;
     RETURN n;
 END
 $$;

@@ -260,6 +260,9 @@ CREATE TABLE hatchet.ready_queue (
     priority             smallint    NOT NULL,
     queue                text        NOT NULL,
     concurrency_key      text,
+    -- the workflow run of a DAG task (NULL for a task enqueued on its own): finishing it advances the run
+    run_id               uuid,
+    task_definition_id   bigint,
     desired_worker_id    uuid,
     CONSTRAINT ready_queue_pkey PRIMARY KEY (tenant_id, task_id),
     CONSTRAINT ready_priority_in_range CHECK (priority BETWEEN 1 AND 4)
@@ -283,6 +286,9 @@ CREATE TABLE hatchet.delayed_queue (
     -- 'run_at' (scheduled by the caller) or 'backoff' (waiting before a retry)
     reason               text        NOT NULL,
     concurrency_key      text,
+    -- the workflow run of a DAG task (NULL for a task enqueued on its own): finishing it advances the run
+    run_id               uuid,
+    task_definition_id   bigint,
     desired_worker_id    uuid,
     CONSTRAINT delayed_queue_pkey PRIMARY KEY (tenant_id, task_id),
     CONSTRAINT delayed_priority_in_range CHECK (priority BETWEEN 1 AND 4),
@@ -309,6 +315,9 @@ CREATE TABLE hatchet.running (
     worker_name          text,
     slot_type            text,
     concurrency_key      text,
+    -- the workflow run of a DAG task (NULL for a task enqueued on its own): finishing it advances the run
+    run_id               uuid,
+    task_definition_id   bigint,
     CONSTRAINT running_pkey PRIMARY KEY (tenant_id, task_id),
     CONSTRAINT timeout_after_assignment CHECK (timeout_at >= assigned_at)
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25,

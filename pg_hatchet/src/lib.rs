@@ -19,7 +19,8 @@ pub mod worker;
 
 extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../../sql/partitions.sql", name = "partitions");
-extension_sql_file!("../../sql/api.sql", name = "api", finalize);
+extension_sql_file!("../../sql/api.sql", name = "api", requires = ["partitions"]);
+extension_sql_file!("../../sql/workflows.sql", name = "workflows", finalize);
 
 /// Library load hook. pg_hatchet only works preloaded: its background worker must be registered by the postmaster,
 /// and its settings must exist before any session reads them.

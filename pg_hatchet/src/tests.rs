@@ -43,13 +43,23 @@ mod tests {
 
     #[pg_test]
     fn background_worker_is_running() {
-        // The worker registers from _PG_init only when preloaded; it shows up in pg_stat_activity by its type.
-        let n = Spi::get_one::<i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_hatchet'",
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(n, 1);
+        // The worker registers from _PG_init only when preloaded and serves hatchet.database_name (this test
+        // database). It may be between restarts when the test starts, so poll for up to 10 s.
+        let mut seen = false;
+        for _ in 0..100 {
+            let n = Spi::get_one::<i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_hatchet' AND datname = current_database()",
+            )
+            .unwrap()
+            .unwrap();
+            if n == 1 {
+                seen = true;
+                break;
+            }
+            // pg_stat_activity is a per-transaction snapshot unless cleared.
+            Spi::run("SELECT pg_sleep(0.1), pg_stat_clear_snapshot()").unwrap();
+        }
+        assert!(seen, "the pg_hatchet background worker is not running");
     }
 
     #[pg_test]

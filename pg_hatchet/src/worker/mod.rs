@@ -68,7 +68,8 @@ pub extern "C-unwind" fn pg_hatchet_worker_main(_arg: pg_sys::Datum) {
         sleep = match next_due_ms {
             // Something is due sooner than the poll interval: wake for it.
             // (Clamped before converting: "nothing due" comes back as f64::MAX.)
-            Some(ms) => Duration::from_secs_f64(ms.clamp(0.0, max.as_millis() as f64) / 1000.0).max(MIN_SLEEP),
+            Some(ms) => Duration::from_secs_f64(ms.clamp(0.0, max.as_millis() as f64) / 1000.0)
+                .max(MIN_SLEEP),
             // The extension is not created in this database (yet): check again later.
             None => max,
         };
