@@ -1,0 +1,202 @@
+//! One error type for every handler, with one mapping to HTTP and one to gRPC.
+//!
+//! Handlers return `Result<_, AppError>`; `?` on a `sqlx::Error` goes through [`From<sqlx::Error>`], which is the
+//! single place where the extension's SQLSTATEs become domain errors (see `docs/sql-api.md`):
+//!
+//! | SQLSTATE | meaning in pg_hatchet | HTTP | gRPC |
+//! |---|---|---|---|
+//! | 22023, 22004, 22P02, 22007, 22008, 2201B, 22003 | bad or missing argument | 400 | INVALID_ARGUMENT |
+//! | 42704, P0002 | unknown task / workflow / tenant | 404 | NOT_FOUND |
+//! | 23505 | duplicate (unique violation) | 409 | ALREADY_EXISTS |
+//! | 55000 | stale attempt or wrong state | 409 | FAILED_PRECONDITION |
+//! | 54000 | payload over the limit | 413 | RESOURCE_EXHAUSTED |
+//! | 57P01-57P03, 08xxx, pool timeout, I/O | database unavailable | 503 | UNAVAILABLE |
+//! | anything else | bug or unexpected state | 500 | INTERNAL |
+//!
+//! Client errors carry the database's message (written for users: `queue "emails" does not exist`). Internal
+//! errors are logged with their detail and answered with a bare "internal error".
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// An error a request handler can return, already classified for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is malformed or names invalid values.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The caller has no valid token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The token is valid but does not grant access to the named resource (another tenant's, for example).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The named resource does not exist (for this tenant).
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The resource is not in a state that allows the operation (a stale attempt, for example).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A size or count limit was exceeded.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The operation exists in the protocol but this server does not implement it yet.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// A dependency (the database) is unreachable; the client should retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else. The detail is logged, never sent to the client.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    /// Wraps an unexpected error; its detail is logged when the error is turned into a response.
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        AppError::Internal(err.into())
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            AppError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            AppError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::AlreadyExists(_) | AppError::FailedPrecondition(_) => StatusCode::CONFLICT,
+            AppError::ResourceExhausted(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gRPC code this error maps to.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            AppError::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            AppError::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            AppError::PermissionDenied(_) => tonic::Code::PermissionDenied,
+            AppError::NotFound(_) => tonic::Code::NotFound,
+            AppError::AlreadyExists(_) => tonic::Code::AlreadyExists,
+            AppError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
+            AppError::ResourceExhausted(_) => tonic::Code::ResourceExhausted,
+            AppError::Unimplemented(_) => tonic::Code::Unimplemented,
+            AppError::Unavailable(_) => tonic::Code::Unavailable,
+            AppError::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// The message sent to the client; logs internal errors (the only place they are logged).
+    fn client_message(&self) -> String {
+        if let AppError::Internal(err) = self {
+            tracing::error!(error = ?err, "internal error");
+        }
+        self.to_string()
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) => {
+                let message = db.message().to_owned();
+                match db.code().as_deref().unwrap_or("") {
+                    "22023" | "22004" | "22P02" | "22007" | "22008" | "2201B" | "22003" => {
+                        AppError::InvalidArgument(message)
+                    }
+                    "42704" | "P0002" => AppError::NotFound(message),
+                    "23505" => AppError::AlreadyExists(message),
+                    "55000" => AppError::FailedPrecondition(message),
+                    "54000" => AppError::ResourceExhausted(message),
+                    code if code.starts_with("08") || code.starts_with("57P") => {
+                        tracing::warn!(%code, %message, "database unavailable");
+                        AppError::Unavailable("database unavailable".into())
+                    }
+                    _ => AppError::Internal(err.into()),
+                }
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(error = %err, "database unavailable");
+                AppError::Unavailable("database unavailable".into())
+            }
+            _ => AppError::Internal(err.into()),
+        }
+    }
+}
+
+impl From<AppError> for tonic::Status {
+    fn from(err: AppError) -> Self {
+        let code = err.grpc_code();
+        tonic::Status::new(code, err.client_message())
+    }
+}
+
+/// The body is Hatchet's `APIErrors` shape, which the SDK's REST client parses:
+/// `{"errors": [{"description": "..."}]}`.
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.http_status();
+        let body = json!({ "errors": [{ "description": self.client_message() }] });
+        (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_line_up() {
+        let cases = [
+            (
+                AppError::InvalidArgument("x".into()),
+                400,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                AppError::Unauthenticated("x".into()),
+                401,
+                tonic::Code::Unauthenticated,
+            ),
+            (AppError::NotFound("x".into()), 404, tonic::Code::NotFound),
+            (
+                AppError::FailedPrecondition("x".into()),
+                409,
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                AppError::ResourceExhausted("x".into()),
+                413,
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                AppError::Unimplemented("x".into()),
+                501,
+                tonic::Code::Unimplemented,
+            ),
+            (
+                AppError::Unavailable("x".into()),
+                503,
+                tonic::Code::Unavailable,
+            ),
+        ];
+        for (err, http, grpc) in cases {
+            assert_eq!(err.http_status().as_u16(), http, "{err:?}");
+            assert_eq!(err.grpc_code(), grpc, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn internal_errors_hide_their_detail() {
+        let status = tonic::Status::from(AppError::internal(anyhow::anyhow!("secret detail")));
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal error");
+    }
+}

@@ -1,0 +1,21 @@
+//! The REST side: Hatchet's HTTP API for the SDKs (under `/api`, bearer-authenticated) plus the public operational
+//! endpoints `/health` and `/metrics`.
+//!
+//! [`app`] builds the whole router from the state, so tests can drive it with `tower::ServiceExt::oneshot`
+//! without binding a socket. Each resource module exposes a `router()`.
+
+pub mod api;
+pub mod health;
+pub mod metrics;
+
+use crate::AppState;
+use axum::Router;
+
+/// The complete REST router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(metrics::router())
+        .nest("/api", api::router(state.clone()))
+        .with_state(state)
+}

@@ -1,0 +1,231 @@
+//! The gRPC server as the SDKs see it: a real tonic client over a real socket, gzip in both directions, keepalive
+//! pings, message size limits, and honest UNIMPLEMENTED answers for what is not built yet.
+
+mod common;
+
+use common::{with_auth, TestServer};
+use hatchet_server::config::ENGINE_VERSION;
+use hatchet_server::proto::{
+    self, dispatcher_client::DispatcherClient, events_service_client::EventsServiceClient,
+    v1::admin_service_client::AdminServiceClient, v1::v1_dispatcher_client::V1DispatcherClient,
+    workflow_service_client::WorkflowServiceClient, GetVersionRequest,
+};
+use std::time::Duration;
+use tonic::codec::CompressionEncoding::Gzip;
+use tonic::transport::Endpoint;
+
+fn semver(v: &str) -> (u64, u64, u64) {
+    let mut parts = v
+        .trim_start_matches('v')
+        .split('-')
+        .next()
+        .unwrap()
+        .split('.');
+    let mut next = || parts.next().unwrap().parse::<u64>().unwrap();
+    (next(), next(), next())
+}
+
+#[tokio::test]
+async fn get_version_over_gzip() {
+    let server = TestServer::start().await;
+    let bearer = format!("bearer {}", server.token);
+    let mut client = DispatcherClient::new(server.channel().await)
+        .send_compressed(Gzip)
+        .accept_compressed(Gzip);
+    let resp = client
+        .get_version(with_auth(GetVersionRequest {}, Some(&bearer)))
+        .await
+        .expect("GetVersion");
+    assert_eq!(
+        resp.metadata()
+            .get("grpc-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip"),
+        "the response should be gzip-compressed when the client accepts it"
+    );
+    let version = resp.into_inner().version;
+    assert_eq!(version, ENGINE_VERSION);
+    // >= v0.78.23 selects the SDK's current worker path; < v0.80.0 keeps the DurableTask stream off.
+    let v = semver(&version);
+    assert!(((0, 78, 23)..(0, 80, 0)).contains(&v), "{version}");
+
+    // Uncompressed requests work too.
+    let mut plain = DispatcherClient::new(server.channel().await);
+    let resp = plain
+        .get_version(with_auth(GetVersionRequest {}, Some(&bearer)))
+        .await;
+    assert_eq!(resp.unwrap().into_inner().version, ENGINE_VERSION);
+    server.stop().await.unwrap();
+}
+
+fn assert_unimplemented<T: std::fmt::Debug>(result: Result<T, tonic::Status>, method: &str) {
+    let status = result.expect_err(method);
+    assert_eq!(
+        status.code(),
+        tonic::Code::Unimplemented,
+        "{method}: {status:?}"
+    );
+    // Not "compressed with gzip which isn't supported": the service accepted the gzip request and answered.
+    assert_eq!(status.message(), format!("{method} is not implemented yet"));
+}
+
+#[tokio::test]
+async fn unbuilt_rpcs_answer_unimplemented_on_every_service() {
+    let server = TestServer::start().await;
+    let bearer = format!("bearer {}", server.token);
+    let auth = Some(bearer.as_str());
+    let channel = server.channel().await;
+
+    let mut dispatcher = DispatcherClient::new(channel.clone()).send_compressed(Gzip);
+    assert_unimplemented(
+        dispatcher
+            .register(with_auth(proto::WorkerRegisterRequest::default(), auth))
+            .await,
+        "Dispatcher.Register",
+    );
+    assert_unimplemented(
+        dispatcher
+            .listen_v2(with_auth(proto::WorkerListenRequest::default(), auth))
+            .await,
+        "Dispatcher.ListenV2",
+    );
+    assert_unimplemented(
+        dispatcher
+            .heartbeat(with_auth(proto::HeartbeatRequest::default(), auth))
+            .await,
+        "Dispatcher.Heartbeat",
+    );
+    let subscriptions = tokio_stream::iter(vec![proto::SubscribeToWorkflowRunsRequest {
+        workflow_run_id: uuid::Uuid::new_v4().to_string(),
+    }]);
+    assert_unimplemented(
+        dispatcher
+            .subscribe_to_workflow_runs(with_auth(subscriptions, auth))
+            .await,
+        "Dispatcher.SubscribeToWorkflowRuns",
+    );
+
+    let mut workflows = WorkflowServiceClient::new(channel.clone()).send_compressed(Gzip);
+    assert_unimplemented(
+        workflows
+            .trigger_workflow(with_auth(
+                proto::v1::TriggerWorkflowRequest::default(),
+                auth,
+            ))
+            .await,
+        "WorkflowService.TriggerWorkflow",
+    );
+
+    let mut events = EventsServiceClient::new(channel.clone()).send_compressed(Gzip);
+    assert_unimplemented(
+        events
+            .put_log(with_auth(proto::PutLogRequest::default(), auth))
+            .await,
+        "EventsService.PutLog",
+    );
+
+    let mut admin = AdminServiceClient::new(channel.clone()).send_compressed(Gzip);
+    assert_unimplemented(
+        admin
+            .put_workflow(with_auth(
+                proto::v1::CreateWorkflowVersionRequest::default(),
+                auth,
+            ))
+            .await,
+        "v1.AdminService.PutWorkflow",
+    );
+
+    let mut durable = V1DispatcherClient::new(channel).send_compressed(Gzip);
+    assert_unimplemented(
+        durable
+            .register_durable_event(with_auth(
+                proto::v1::RegisterDurableEventRequest::default(),
+                auth,
+            ))
+            .await,
+        "v1.V1Dispatcher.RegisterDurableEvent",
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused_and_the_server_keeps_serving() {
+    let server = TestServer::start().await;
+    let bearer = format!("bearer {}", server.token);
+    let channel = server.channel().await;
+    let big = proto::PushEventRequest {
+        key: "big".into(),
+        payload: format!("\"{}\"", "a".repeat(5 * 1024 * 1024)),
+        ..Default::default()
+    };
+
+    // Over the 4 MiB limit on the wire.
+    let mut plain = EventsServiceClient::new(channel.clone()).max_encoding_message_size(16 << 20);
+    let status = plain
+        .push(with_auth(big.clone(), Some(&bearer)))
+        .await
+        .expect_err("oversized");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+
+    // Small on the wire, over the limit once decompressed (a gzip bomb).
+    let mut gzip = EventsServiceClient::new(channel.clone())
+        .send_compressed(Gzip)
+        .max_encoding_message_size(16 << 20);
+    let status = gzip
+        .push(with_auth(big, Some(&bearer)))
+        .await
+        .expect_err("oversized after decompression");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+
+    let mut dispatcher = DispatcherClient::new(channel);
+    let resp = dispatcher
+        .get_version(with_auth(GetVersionRequest {}, Some(&bearer)))
+        .await;
+    assert!(resp.is_ok(), "{resp:?}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn frequent_client_keepalive_pings_are_tolerated() {
+    let server = TestServer::start().await;
+    let bearer = format!("bearer {}", server.token);
+    // Far more aggressive than the SDK (10 s): a ping every 200 ms, also while idle.
+    let channel = Endpoint::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .http2_keep_alive_interval(Duration::from_millis(200))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .unwrap();
+    let mut client = DispatcherClient::new(channel).send_compressed(Gzip);
+    client
+        .get_version(with_auth(GetVersionRequest {}, Some(&bearer)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A server enforcing a ping policy would have sent GOAWAY (too_many_pings) by now.
+    client
+        .get_version(with_auth(GetVersionRequest {}, Some(&bearer)))
+        .await
+        .expect("the connection survived ~15 idle pings");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_stops_both_listeners() {
+    let server = TestServer::start().await;
+    let (grpc_addr, http_addr) = (server.grpc_addr, server.http_addr);
+    server
+        .stop()
+        .await
+        .expect("run() returns Ok after shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(grpc_addr).await.is_err(),
+        "gRPC port still open"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(http_addr).await.is_err(),
+        "HTTP port still open"
+    );
+}
