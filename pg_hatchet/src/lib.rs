@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
 pub mod backoff;
+pub mod cel;
 pub mod duration;
 pub mod error;
 pub mod gucs;
