@@ -99,12 +99,15 @@ $$;
 
 -- Inserts tasks (one per input) and their first attempts: the one path by which tasks come into being, used by
 -- enqueue, enqueue_many and workflow runs. p_ids pre-allocates the task ids; p_run_ids places the tasks in DAG runs
--- (NULL: each task is its own run); p_definition_id / p_readable_id name the workflow task they instantiate.
+-- (NULL: each task is its own run); p_definition_id / p_readable_id name the workflow task they instantiate, whose
+-- flow control (CEL concurrency keys, rate limits, labels) is evaluated per task here. p_concurrency / p_rate_limits
+-- are the same for every task (enqueue's options). Tasks without flow control take a set-based fast path.
 CREATE FUNCTION hatchet._enqueue_batch(
     p_tenant uuid, p_queue text, p_inputs jsonb[], p_priority integer, p_run_at timestamptz, p_retries integer,
     p_backoff_factor float8, p_backoff_max_seconds integer, p_execution_timeout interval, p_schedule_timeout interval,
     p_idempotency_key text, p_metadata jsonb, p_ids uuid[] DEFAULT NULL, p_run_ids uuid[] DEFAULT NULL,
-    p_definition_id bigint DEFAULT NULL, p_readable_id text DEFAULT NULL
+    p_definition_id bigint DEFAULT NULL, p_readable_id text DEFAULT NULL, p_concurrency jsonb DEFAULT NULL,
+    p_rate_limits jsonb DEFAULT NULL, p_placement jsonb DEFAULT NULL
 ) RETURNS uuid[]
 LANGUAGE plpgsql
 AS $$
@@ -112,8 +115,13 @@ DECLARE
     v_now      timestamptz := clock_timestamp();
     v_ids      uuid[];
     v_delayed  boolean := p_run_at IS NOT NULL AND p_run_at > v_now;
+    v_flow     boolean := p_definition_id IS NOT NULL OR p_concurrency IS NOT NULL OR p_rate_limits IS NOT NULL
+                          OR p_placement IS NOT NULL;
     v_was_empty boolean;
     v_rank     bigint;
+    v_t        record;
+    v_failed_ords integer[];
+    v_errors   text[];
 BEGIN
     IF p_ids IS NOT NULL THEN
         v_ids := p_ids;
@@ -121,28 +129,64 @@ BEGIN
         SELECT array_agg(hatchet.gen_id() ORDER BY ord) INTO v_ids FROM generate_subscripts(p_inputs, 1) AS ord;
     END IF;
 
-    INSERT INTO hatchet.tasks (tenant_id, inserted_at, id, run_id, task_definition_id, readable_id, retries,
-                               backoff_factor, backoff_max_seconds, execution_timeout, schedule_timeout, priority,
-                               queue, idempotency_key, input, additional_metadata)
-    SELECT p_tenant, hatchet.uuid_time(i.id), i.id, coalesce(p_run_ids[i.ord], i.id), p_definition_id, p_readable_id,
-           p_retries, p_backoff_factor, p_backoff_max_seconds, p_execution_timeout, p_schedule_timeout, p_priority,
-           p_queue, p_idempotency_key, i.input, p_metadata
-    FROM unnest(v_ids, p_inputs) WITH ORDINALITY AS i(id, input, ord);
+    IF NOT v_flow THEN
+        INSERT INTO hatchet.tasks (tenant_id, inserted_at, id, run_id, task_definition_id, readable_id, retries,
+                                   backoff_factor, backoff_max_seconds, execution_timeout, schedule_timeout, priority,
+                                   queue, idempotency_key, input, additional_metadata)
+        SELECT p_tenant, hatchet.uuid_time(i.id), i.id, coalesce(p_run_ids[i.ord], i.id), NULL, p_readable_id,
+               p_retries, p_backoff_factor, p_backoff_max_seconds, p_execution_timeout, p_schedule_timeout, p_priority,
+               p_queue, p_idempotency_key, i.input, p_metadata
+        FROM unnest(v_ids, p_inputs) WITH ORDINALITY AS i(id, input, ord);
+    ELSE
+        WITH f AS (
+            SELECT i.id, i.input, i.ord,
+                   CASE WHEN p_definition_id IS NOT NULL
+                        THEN hatchet._definition_flow(p_tenant, p_definition_id, i.input, p_metadata) END AS flow
+            FROM unnest(v_ids, p_inputs) WITH ORDINALITY AS i(id, input, ord)
+        ), ins AS (
+            INSERT INTO hatchet.tasks (tenant_id, inserted_at, id, run_id, task_definition_id, readable_id, retries,
+                                       backoff_factor, backoff_max_seconds, execution_timeout, schedule_timeout,
+                                       priority, queue, idempotency_key, input, additional_metadata, concurrency,
+                                       rate_limits, desired_labels, sticky, slot_type, slot_units, desired_worker_id)
+            SELECT p_tenant, hatchet.uuid_time(f.id), f.id, coalesce(p_run_ids[f.ord], f.id), p_definition_id,
+                   p_readable_id, p_retries, p_backoff_factor, p_backoff_max_seconds, p_execution_timeout,
+                   p_schedule_timeout, p_priority, p_queue, p_idempotency_key, f.input, p_metadata,
+                   coalesce(f.flow -> 'concurrency', p_concurrency), coalesce(f.flow -> 'rate_limits', p_rate_limits),
+                   coalesce(f.flow -> 'desired_labels', p_placement -> 'desired_labels'),
+                   coalesce(f.flow ->> 'sticky', p_placement ->> 'sticky')::hatchet.sticky_strategy,
+                   coalesce(f.flow ->> 'slot_type', 'default'), coalesce((f.flow ->> 'slot_units')::integer, 1),
+                   (p_placement ->> 'desired_worker_id')::uuid
+            FROM f
+        )
+        SELECT array_agg(f.ord) FILTER (WHERE f.flow ? 'error'), array_agg(f.flow ->> 'error') FILTER (WHERE f.flow ? 'error')
+        INTO v_failed_ords, v_errors
+        FROM f;
+        -- Tasks whose flow-control expressions failed are created FAILED with the reason; the rest go on.
+        FOR k IN 1 .. coalesce(cardinality(v_failed_ords), 0) LOOP
+            PERFORM hatchet._finish_unstarted(p_tenant, v_ids[v_failed_ords[k]], hatchet.uuid_time(v_ids[v_failed_ords[k]]),
+                                              0, p_run_ids[v_failed_ords[k]], 'FAILED', v_errors[k]);
+        END LOOP;
+    END IF;
 
     IF v_delayed THEN
+        -- Waiting for run_at holds no concurrency slot: gates are passed when it comes due.
         INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, priority, queue, reason,
                                            run_id, task_definition_id)
-        SELECT p_tenant, id, hatchet.uuid_time(id), p_run_at, p_priority, p_queue, 'run_at', p_run_ids[ord],
+        SELECT p_tenant, u.id, hatchet.uuid_time(u.id), p_run_at, p_priority, p_queue, 'run_at', p_run_ids[u.ord],
                p_definition_id
-        FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord);
+        FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
+        WHERE v_failed_ords IS NULL OR NOT u.ord = ANY (v_failed_ords);
         INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, reason)
         SELECT p_tenant, hatchet.uuid_time(id), id, 0, 'SCHEDULED', format('run at %s', p_run_at)
-        FROM unnest(v_ids) AS id;
-    ELSE
-        -- Wake LISTENers only when the queue goes from empty to non-empty: NOTIFY takes a global lock at commit,
-        -- and a non-empty queue already has consumers working through it.
-        v_was_empty := NOT EXISTS (SELECT 1 FROM hatchet.ready_queue r
-                                   WHERE r.tenant_id = p_tenant AND r.queue = p_queue);
+        FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
+        WHERE v_failed_ords IS NULL OR NOT u.ord = ANY (v_failed_ords);
+        RETURN v_ids;
+    END IF;
+
+    -- Wake LISTENers only when the queue goes from empty to non-empty: NOTIFY takes a global lock at commit,
+    -- and a non-empty queue already has consumers working through it.
+    v_was_empty := NOT EXISTS (SELECT 1 FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.queue = p_queue);
+    IF NOT v_flow THEN
         v_rank := hatchet._queue_vtime(p_tenant, p_queue);
         INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
                                          priority, queue, run_id, task_definition_id)
@@ -150,9 +194,19 @@ BEGIN
                p_run_ids[ord], p_definition_id
         FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
         ORDER BY ord;
-        IF v_was_empty THEN
-            PERFORM pg_notify('hatchet_ready', p_queue);
-        END IF;
+    ELSE
+        -- Each task passes its concurrency gates (if any) in input order; the others enter the ready queue.
+        FOR v_t IN
+            SELECT t.id, t.inserted_at FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
+            JOIN hatchet.tasks t ON t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(u.id) AND t.id = u.id
+            WHERE v_failed_ords IS NULL OR NOT u.ord = ANY (v_failed_ords)
+            ORDER BY u.ord
+        LOOP
+            PERFORM hatchet._admit(p_tenant, v_t.id, v_t.inserted_at, 0, 0, 0, p_priority);
+        END LOOP;
+    END IF;
+    IF v_was_empty AND EXISTS (SELECT 1 FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.queue = p_queue) THEN
+        PERFORM pg_notify('hatchet_ready', p_queue);
     END IF;
     RETURN v_ids;
 END
@@ -170,7 +224,14 @@ CREATE FUNCTION hatchet.enqueue(
     schedule_timeout    text        DEFAULT '5m',
     idempotency_key     text        DEFAULT NULL,
     additional_metadata jsonb       DEFAULT '{}',
-    tenant_id           uuid        DEFAULT NULL
+    tenant_id           uuid        DEFAULT NULL,
+    concurrency_key     text        DEFAULT NULL,
+    max_runs            integer     DEFAULT NULL,
+    strategy            text        DEFAULT NULL,
+    rate_limits         jsonb       DEFAULT NULL,
+    desired_worker_labels jsonb     DEFAULT NULL,
+    desired_worker_id   uuid        DEFAULT NULL,
+    sticky              text        DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
 AS $$
@@ -180,9 +241,15 @@ DECLARE
     v_id       uuid;
     v_exec     interval;
     v_sched    interval;
+    v_gates    jsonb;
+    v_limits   jsonb;
+    v_place    jsonb;
 BEGIN
     PERFORM hatchet._check_task_options(enqueue.queue, enqueue.priority, enqueue.retries, enqueue.backoff_factor,
                                         enqueue.backoff_max_seconds, enqueue.additional_metadata);
+    v_gates := hatchet._concurrency_option(enqueue.queue, enqueue.concurrency_key, enqueue.max_runs, enqueue.strategy);
+    v_limits := hatchet._rate_limits_option(enqueue.rate_limits);
+    v_place := hatchet._placement_option(enqueue.desired_worker_labels, enqueue.desired_worker_id, enqueue.sticky);
     PERFORM hatchet._check_payload('input', enqueue.input);
     IF enqueue.execution_timeout IS NULL OR enqueue.schedule_timeout IS NULL THEN
         PERFORM hatchet.raise_error('null_argument',
@@ -206,21 +273,25 @@ BEGIN
             -- The holder finished between the conflict and the read: the key is free again.
             RETURN hatchet.enqueue(enqueue.queue, enqueue.input, enqueue.priority, enqueue.run_at, enqueue.retries,
                                    enqueue.backoff_factor, enqueue.backoff_max_seconds, enqueue.execution_timeout,
-                                   enqueue.schedule_timeout, p_key, enqueue.additional_metadata, p_tenant);
+                                   enqueue.schedule_timeout, p_key, enqueue.additional_metadata, p_tenant,
+                                   enqueue.concurrency_key, enqueue.max_runs, enqueue.strategy, enqueue.rate_limits,
+                                   enqueue.desired_worker_labels, enqueue.desired_worker_id, enqueue.sticky);
         END IF;
         RETURN (hatchet._enqueue_batch(p_tenant, enqueue.queue, ARRAY[enqueue.input], enqueue.priority,
                                        enqueue.run_at, enqueue.retries, enqueue.backoff_factor,
                                        enqueue.backoff_max_seconds, v_exec, v_sched, p_key,
-                                       enqueue.additional_metadata, ARRAY[v_id]))[1];
+                                       enqueue.additional_metadata, ARRAY[v_id], NULL, NULL, NULL, v_gates,
+                                       v_limits, v_place))[1];
     END IF;
 
     RETURN (hatchet._enqueue_batch(p_tenant, enqueue.queue, ARRAY[enqueue.input], enqueue.priority, enqueue.run_at,
                                    enqueue.retries, enqueue.backoff_factor, enqueue.backoff_max_seconds, v_exec,
-                                   v_sched, NULL, enqueue.additional_metadata))[1];
+                                   v_sched, NULL, enqueue.additional_metadata, NULL, NULL, NULL, NULL, v_gates,
+                                   v_limits, v_place))[1];
 END
 $$;
 COMMENT ON FUNCTION hatchet.enqueue(text, jsonb, integer, timestamptz, integer, float8, integer, text, text, text,
-                                    jsonb, uuid) IS
+                                    jsonb, uuid, text, integer, text, jsonb, jsonb, uuid, text) IS
     'enqueue one task in the caller''s transaction and return its id';
 
 CREATE FUNCTION hatchet.enqueue_many(
@@ -234,7 +305,11 @@ CREATE FUNCTION hatchet.enqueue_many(
     execution_timeout   text        DEFAULT '60s',
     schedule_timeout    text        DEFAULT '5m',
     additional_metadata jsonb       DEFAULT '{}',
-    tenant_id           uuid        DEFAULT NULL
+    tenant_id           uuid        DEFAULT NULL,
+    concurrency_key     text        DEFAULT NULL,
+    max_runs            integer     DEFAULT NULL,
+    strategy            text        DEFAULT NULL,
+    rate_limits         jsonb       DEFAULT NULL
 ) RETURNS uuid[]
 LANGUAGE plpgsql
 AS $$
@@ -267,11 +342,14 @@ BEGIN
                                   enqueue_many.backoff_max_seconds,
                                   hatchet.parse_duration(enqueue_many.execution_timeout),
                                   hatchet.parse_duration(enqueue_many.schedule_timeout), NULL,
-                                  enqueue_many.additional_metadata);
+                                  enqueue_many.additional_metadata, NULL, NULL, NULL, NULL,
+                                  hatchet._concurrency_option(enqueue_many.queue, enqueue_many.concurrency_key,
+                                                              enqueue_many.max_runs, enqueue_many.strategy),
+                                  hatchet._rate_limits_option(enqueue_many.rate_limits));
 END
 $$;
 COMMENT ON FUNCTION hatchet.enqueue_many(text, jsonb[], integer, timestamptz, integer, float8, integer, text, text,
-                                         jsonb, uuid) IS
+                                         jsonb, uuid, text, integer, text, jsonb) IS
     'enqueue one task per input in one statement; returns the ids in input order';
 
 -- ---------------------------------------------------------------------------------------------------------------------
@@ -285,6 +363,12 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     n integer;
+    g_ids uuid[];
+    g_at timestamptz[];
+    g_rc integer[];
+    g_app integer[];
+    g_int integer[];
+    g_prio integer[];
 BEGIN
     WITH due AS (
         DELETE FROM hatchet.delayed_queue d
@@ -295,18 +379,39 @@ BEGIN
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED))
         RETURNING d.*
+    ), due_tasks AS (
+        SELECT d.*, t.schedule_timeout, t.rate_limits IS NOT NULL AS rate_limited,
+               -- it must (re)pass its concurrency gates: it holds no slot after run_at or a backoff
+               (t.concurrency IS NOT NULL AND d.concurrency_key IS NULL) AS gated
+        FROM due d
+        JOIN hatchet.tasks t ON t.tenant_id = d.tenant_id AND t.inserted_at = d.task_inserted_at AND t.id = d.task_id
+    ), ready AS (
+        INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
+                                         retry_count, app_retry_count, internal_retry_count, priority, queue,
+                                         concurrency_key, desired_worker_id, run_id, task_definition_id, rate_limited)
+        SELECT d.tenant_id, d.task_id, d.task_inserted_at, coalesce(q.vtime, 0), p_now + d.schedule_timeout,
+               d.retry_count, d.app_retry_count, d.internal_retry_count, d.priority, d.queue, d.concurrency_key,
+               d.desired_worker_id, d.run_id, d.task_definition_id, d.rate_limited
+        FROM due_tasks d
+        LEFT JOIN hatchet.queues q ON q.tenant_id = d.tenant_id AND q.name = d.queue
+        WHERE NOT d.gated
+        ORDER BY d.ready_at
+        RETURNING 1
     )
-    INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
-                                     retry_count, app_retry_count, internal_retry_count, priority, queue,
-                                     concurrency_key, desired_worker_id, run_id, task_definition_id)
-    SELECT d.tenant_id, d.task_id, d.task_inserted_at, coalesce(q.vtime, 0), p_now + t.schedule_timeout,
-           d.retry_count, d.app_retry_count, d.internal_retry_count, d.priority, d.queue, d.concurrency_key,
-           d.desired_worker_id, d.run_id, d.task_definition_id
-    FROM due d
-    JOIN hatchet.tasks t ON t.tenant_id = d.tenant_id AND t.inserted_at = d.task_inserted_at AND t.id = d.task_id
-    LEFT JOIN hatchet.queues q ON q.tenant_id = d.tenant_id AND q.name = d.queue
-    ORDER BY d.ready_at;
-    GET DIAGNOSTICS n = ROW_COUNT;
+    SELECT (SELECT count(*) FROM ready)::integer,
+           array_agg(d.task_id ORDER BY d.ready_at) FILTER (WHERE d.gated),
+           array_agg(d.task_inserted_at ORDER BY d.ready_at) FILTER (WHERE d.gated),
+           array_agg(d.retry_count ORDER BY d.ready_at) FILTER (WHERE d.gated),
+           array_agg(d.app_retry_count ORDER BY d.ready_at) FILTER (WHERE d.gated),
+           array_agg(d.internal_retry_count ORDER BY d.ready_at) FILTER (WHERE d.gated),
+           array_agg(d.priority::integer ORDER BY d.ready_at) FILTER (WHERE d.gated)
+    INTO n, g_ids, g_at, g_rc, g_app, g_int, g_prio
+    FROM due_tasks d;
+    -- Gated attempts (deleted above) pass their concurrency gates one by one, in due order.
+    FOR i IN 1 .. coalesce(cardinality(g_ids), 0) LOOP
+        PERFORM hatchet._admit(p_tenant, g_ids[i], g_at[i], g_rc[i], g_app[i], g_int[i], g_prio[i]);
+        n := n + 1;
+    END LOOP;
     RETURN n;
 END
 $$;
@@ -327,6 +432,8 @@ DECLARE
     p_worker text    := dequeue.worker;
     p_n      integer := dequeue.n;
     v_now    timestamptz := clock_timestamp();
+    v_ctids  tid[];
+    v_any_rl boolean;
 BEGIN
     IF p_queue IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['queue']);
@@ -342,16 +449,25 @@ BEGIN
         PERFORM hatchet._promote_due(p_tenant, p_queue, v_now, 1000);
     END IF;
 
+    -- Read the dispatch index in order and stop after n rows; skip rows other claimers hold.
+    SELECT array_agg(x.ctid), bool_or(x.rate_limited) INTO v_ctids, v_any_rl
+    FROM (SELECT c.ctid, c.rate_limited FROM hatchet.ready_queue c
+          WHERE c.tenant_id = p_tenant AND c.queue = p_queue
+          ORDER BY c.priority DESC, c.fair_rank, c.id
+          LIMIT p_n
+          FOR UPDATE SKIP LOCKED) x;
+    IF v_ctids IS NULL THEN
+        RETURN;
+    END IF;
+    IF v_any_rl THEN
+        -- Rate-limited rows without units left are parked until their window refills; the rest are dispatched.
+        v_ctids := hatchet._apply_rate_limits(p_tenant, v_ctids, v_now);
+    END IF;
+
     RETURN QUERY
     WITH claimed AS (
-        -- Read the dispatch index in order and stop after n rows; skip rows other claimers hold.
         DELETE FROM hatchet.ready_queue r
-        WHERE r.ctid = ANY (ARRAY(
-            SELECT c.ctid FROM hatchet.ready_queue c
-            WHERE c.tenant_id = p_tenant AND c.queue = p_queue
-            ORDER BY c.priority DESC, c.fair_rank, c.id
-            LIMIT p_n
-            FOR UPDATE SKIP LOCKED))
+        WHERE r.ctid = ANY (v_ctids)
         RETURNING r.*
     ), work AS (
         SELECT c.*, t.input, t.additional_metadata, v_now + t.execution_timeout AS timeout_at
@@ -428,6 +544,7 @@ BEGIN
                (SELECT 'RUNNING' FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                (SELECT 'QUEUED' FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                (SELECT 'QUEUED' FROM hatchet.delayed_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT 'QUEUED' FROM hatchet.concurrency_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                (SELECT CASE e.event_type WHEN 'SKIPPED' THEN 'COMPLETED' ELSE e.event_type::text END
                 FROM hatchet.task_events e
                 WHERE e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(p_task)
@@ -439,15 +556,18 @@ BEGIN
                (SELECT r.retry_count FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                (SELECT r.retry_count FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                (SELECT r.retry_count FROM hatchet.delayed_queue r
+                WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT r.retry_count FROM hatchet.concurrency_queue r
                 WHERE r.tenant_id = p_tenant AND r.task_id = p_task))
     INTO state, current;
 END
 $$;
 
--- Gives back what an attempt held when it leaves `running` for good or for a retry: worker slots, its concurrency
--- key's running count. Takes the released rows as arrays so one call serves a whole batch.
+-- Gives back what attempts held when they leave `running`: worker slots, and (for p_slot_tasks: the tasks that
+-- finished or wait for a backoff) their concurrency slots, admitting waiters into the freed room. Takes arrays so
+-- one call serves a whole batch.
 CREATE FUNCTION hatchet._release(p_tenant uuid, p_workers uuid[], p_slot_types text[], p_units integer[],
-                                 p_queues text[], p_keys text[])
+                                 p_slot_tasks uuid[])
 RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -457,11 +577,9 @@ BEGIN
           FROM unnest(p_workers, p_slot_types, p_units) AS x(w, st, u)
           WHERE w IS NOT NULL GROUP BY w, st) s
     WHERE ws.tenant_id = p_tenant AND ws.worker_id = s.w AND ws.slot_type = coalesce(s.st, 'default');
-
-    UPDATE hatchet.concurrency_groups g SET running = g.running - s.n
-    FROM (SELECT q, k, count(*)::integer AS n FROM unnest(p_queues, p_keys) AS x(q, k)
-          WHERE k IS NOT NULL GROUP BY q, k) s
-    WHERE g.tenant_id = p_tenant AND g.scope = s.q AND g.key = s.k;
+    IF cardinality(p_slot_tasks) > 0 THEN
+        PERFORM hatchet._release_slots(p_tenant, p_slot_tasks);
+    END IF;
 END
 $$;
 
@@ -482,8 +600,7 @@ DECLARE
     v_workers uuid[];
     v_slot_types text[];
     v_units integer[];
-    v_queues text[];
-    v_keys text[];
+    v_keyed uuid[];
     v_dag_tasks uuid[];
     v_dag_runs uuid[];
 BEGIN
@@ -526,14 +643,14 @@ BEGIN
     ), idem AS (
         DELETE FROM hatchet.idempotency_keys k USING done d WHERE k.tenant_id = p_tenant AND k.task_id = d.task_id
     )
-    SELECT count(*), array_agg(d.worker_id), array_agg(d.slot_type), array_agg(d.slot_units), array_agg(d.queue),
-           array_agg(d.concurrency_key),
+    SELECT count(*), array_agg(d.worker_id), array_agg(d.slot_type), array_agg(d.slot_units),
+           array_agg(d.task_id) FILTER (WHERE d.concurrency_key IS NOT NULL),
            array_agg(d.task_id) FILTER (WHERE d.run_id IS NOT NULL), array_agg(d.run_id) FILTER (WHERE d.run_id IS NOT NULL)
-    INTO v_n, v_workers, v_slot_types, v_units, v_queues, v_keys, v_dag_tasks, v_dag_runs
+    INTO v_n, v_workers, v_slot_types, v_units, v_keyed, v_dag_tasks, v_dag_runs
     FROM done d;
     IF v_n > 0 THEN
         -- Separate statements, after the one above, so they see its effects (outputs are readable by DAG children).
-        PERFORM hatchet._release(p_tenant, v_workers, v_slot_types, v_units, v_queues, v_keys);
+        PERFORM hatchet._release(p_tenant, v_workers, v_slot_types, v_units, v_keyed);
         IF v_dag_tasks IS NOT NULL THEN
             PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'COMPLETED');
         END IF;
@@ -587,8 +704,10 @@ BEGIN
     FROM hatchet.tasks t
     WHERE t.tenant_id = p_tenant AND t.inserted_at = p_run.task_inserted_at AND t.id = p_run.task_id;
 
+    -- The worker slot is free either way. Concurrency slots stay with a retry that is queued at once (the task
+    -- never stops being in progress) and are given back when it finishes or waits out a backoff.
     PERFORM hatchet._release(p_tenant, ARRAY[p_run.worker_id], ARRAY[p_run.slot_type], ARRAY[p_run.slot_units],
-                             ARRAY[p_run.queue], ARRAY[p_run.concurrency_key]);
+                             '{}');
 
     IF p_retryable AND ((p_internal AND p_run.internal_retry_count < v_max_internal)
                         OR (NOT p_internal AND p_run.app_retry_count < v_task.retries)) THEN
@@ -600,6 +719,9 @@ BEGIN
         IF NOT p_internal AND v_task.backoff_factor IS NOT NULL THEN
             v_delay := hatchet.backoff_delay(v_task.backoff_factor, v_task.backoff_max_seconds,
                                              p_run.app_retry_count + 1);
+            IF p_run.concurrency_key IS NOT NULL THEN
+                PERFORM hatchet._release_slots(p_tenant, ARRAY[p_run.task_id]);
+            END IF;
             INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, retry_count,
                                                app_retry_count, internal_retry_count, priority, queue, reason,
                                                concurrency_key, run_id, task_definition_id)
@@ -626,6 +748,9 @@ BEGIN
     VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count, 'FAILED', p_run.worker_id,
             p_run.worker_name, p_error);
     DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_run.task_id;
+    IF p_run.concurrency_key IS NOT NULL THEN
+        PERFORM hatchet._release_slots(p_tenant, ARRAY[p_run.task_id]);
+    END IF;
     IF p_run.run_id IS NOT NULL THEN
         PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_run.task_id], ARRAY[p_run.run_id], 'FAILED');
     END IF;
@@ -736,11 +861,17 @@ BEGIN
             v_found := FOUND;
         END IF;
         IF NOT v_found THEN
+            DELETE FROM hatchet.concurrency_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task
+            RETURNING r.task_inserted_at, r.retry_count, r.queue, r.key, r.run_id
+            INTO v_at, v_rc, v_queue, v_key, v_run_id;
+            v_found := FOUND;
+        END IF;
+        IF NOT v_found THEN
             DELETE FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task
             RETURNING r.* INTO v_run;
             IF FOUND THEN
                 PERFORM hatchet._release(p_tenant, ARRAY[v_run.worker_id], ARRAY[v_run.slot_type],
-                                         ARRAY[v_run.slot_units], ARRAY[v_run.queue], ARRAY[v_run.concurrency_key]);
+                                         ARRAY[v_run.slot_units], '{}');
                 PERFORM pg_notify('hatchet_cancel', p_task::text || ':' || v_run.retry_count);
                 v_at := v_run.task_inserted_at;
                 v_rc := v_run.retry_count;
@@ -752,6 +883,8 @@ BEGIN
             INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, reason)
             VALUES (p_tenant, v_at, p_task, v_rc, 'CANCELLED', cancel.reason);
             DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_task;
+            -- Whatever gates it held (or waited behind) are given back, and waiters take the room.
+            PERFORM hatchet._release_slots(p_tenant, ARRAY[p_task]);
             IF v_run_id IS NOT NULL THEN
                 PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_task], ARRAY[v_run_id], 'CANCELLED');
             END IF;
@@ -878,6 +1011,8 @@ DECLARE
     n integer;
     v_dag_tasks uuid[];
     v_dag_runs uuid[];
+    v_keyed uuid[];
+    v_wait hatchet.concurrency_queue;
 BEGIN
     WITH gone AS (
         DELETE FROM hatchet.ready_queue r
@@ -897,11 +1032,31 @@ BEGIN
         DELETE FROM hatchet.idempotency_keys k USING gone g WHERE k.tenant_id = p_tenant AND k.task_id = g.task_id
     )
     SELECT count(*), array_agg(g.task_id) FILTER (WHERE g.run_id IS NOT NULL),
-           array_agg(g.run_id) FILTER (WHERE g.run_id IS NOT NULL)
-    INTO n, v_dag_tasks, v_dag_runs FROM gone g;
+           array_agg(g.run_id) FILTER (WHERE g.run_id IS NOT NULL),
+           array_agg(g.task_id) FILTER (WHERE g.concurrency_key IS NOT NULL)
+    INTO n, v_dag_tasks, v_dag_runs, v_keyed FROM gone g;
+    IF v_keyed IS NOT NULL THEN
+        PERFORM hatchet._release_slots(p_tenant, v_keyed);
+    END IF;
     IF v_dag_tasks IS NOT NULL THEN
         PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'CANCELLED');
     END IF;
+    -- Attempts that waited too long for a concurrency slot time out the same way.
+    FOR v_wait IN
+        DELETE FROM hatchet.concurrency_queue q
+        WHERE q.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM hatchet.concurrency_queue x
+            WHERE x.tenant_id = p_tenant AND x.schedule_timeout_at <= p_now
+            ORDER BY x.schedule_timeout_at LIMIT p_limit
+            FOR UPDATE SKIP LOCKED))
+        RETURNING q.*
+    LOOP
+        PERFORM hatchet._finish_unstarted(p_tenant, v_wait.task_id, v_wait.task_inserted_at, v_wait.retry_count,
+            v_wait.run_id, 'CANCELLED',
+            format('SCHEDULING_TIMED_OUT: waited longer than its schedule timeout for a slot of concurrency key "%s"',
+                   v_wait.key));
+        n := n + 1;
+    END LOOP;
     RETURN n;
 END
 $$;
@@ -920,6 +1075,7 @@ DECLARE
 BEGIN
     FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t LOOP
         PERFORM hatchet._promote_due(v_tenant, NULL, v_now, v_limit);
+        PERFORM hatchet._reap_dead_workers(v_tenant, v_now);
         PERFORM hatchet._reap_timeouts(v_tenant, v_now, v_limit);
         PERFORM hatchet._expire_queued(v_tenant, v_now, v_limit);
     END LOOP;
@@ -930,6 +1086,9 @@ BEGIN
         SELECT (SELECT min(r.timeout_at) FROM hatchet.running r WHERE r.tenant_id = t.tenant_id) FROM hatchet.tenants t
         UNION ALL
         SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.ready_queue r WHERE r.tenant_id = t.tenant_id)
+        FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
         FROM hatchet.tenants t
     ) due;
     RETURN v_next;

@@ -229,6 +229,48 @@ CREATE TABLE hatchet.concurrency_groups (
 );
 COMMENT ON TABLE hatchet.concurrency_groups IS 'running count and fair-queueing rank per concurrency key';
 
+-- One row per (task, concurrency group) slot a task holds. A slot is taken when the task is admitted (it may then be
+-- dispatched) and given back when it finishes, is cancelled or waits for a retry backoff; `running` on the group is
+-- the count of these rows, so a finished task holding a slot is visible as a row, never a drifted counter.
+CREATE TABLE hatchet.concurrency_slots (
+    tenant_id        uuid                         NOT NULL,
+    task_id          uuid                         NOT NULL,
+    scope            text                         NOT NULL,
+    key              text                         NOT NULL,
+    strategy         hatchet.concurrency_strategy NOT NULL,
+    task_inserted_at timestamptz                  NOT NULL,
+    admitted_at      timestamptz                  NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    CONSTRAINT concurrency_slots_pkey PRIMARY KEY (tenant_id, task_id, scope, key)
+) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25, autovacuum_vacuum_cost_delay = 0);
+CREATE INDEX concurrency_slots_group_idx ON hatchet.concurrency_slots (tenant_id, scope, key, admitted_at);
+COMMENT ON TABLE hatchet.concurrency_slots IS 'concurrency slots held by admitted (queued or running) tasks';
+
+-- Attempts waiting for a slot of a full concurrency group (GROUP_ROUND_ROBIN). Admitted in (priority, arrival) order
+-- as slots are given back, in the same transaction that gives them back.
+CREATE TABLE hatchet.concurrency_queue (
+    tenant_id            uuid        NOT NULL,
+    task_id              uuid        NOT NULL,
+    task_inserted_at     timestamptz NOT NULL,
+    id                   bigint      GENERATED ALWAYS AS IDENTITY,
+    schedule_timeout_at  timestamptz NOT NULL,
+    retry_count          integer     NOT NULL DEFAULT 0,
+    app_retry_count      integer     NOT NULL DEFAULT 0,
+    internal_retry_count integer     NOT NULL DEFAULT 0,
+    -- index into tasks.concurrency of the gate this attempt waits at (earlier gates are already held)
+    stage                integer     NOT NULL DEFAULT 0,
+    priority             smallint    NOT NULL,
+    scope                text        NOT NULL,
+    key                  text        NOT NULL,
+    queue                text        NOT NULL,
+    run_id               uuid,
+    task_definition_id   bigint,
+    CONSTRAINT concurrency_queue_pkey PRIMARY KEY (tenant_id, task_id),
+    CONSTRAINT waiting_priority_in_range CHECK (priority BETWEEN 1 AND 4)
+) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25, autovacuum_vacuum_cost_delay = 0);
+CREATE INDEX concurrency_queue_group_idx ON hatchet.concurrency_queue (tenant_id, scope, key, priority DESC, id);
+CREATE INDEX concurrency_queue_schedule_timeout_idx ON hatchet.concurrency_queue (tenant_id, schedule_timeout_at);
+COMMENT ON TABLE hatchet.concurrency_queue IS 'attempts waiting for a concurrency slot (state QUEUED)';
+
 CREATE TABLE hatchet.queues (
     tenant_id   uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
     name        text        NOT NULL,
@@ -264,6 +306,8 @@ CREATE TABLE hatchet.ready_queue (
     run_id               uuid,
     task_definition_id   bigint,
     desired_worker_id    uuid,
+    -- the task consumes rate-limit units when assigned (checked only for these rows)
+    rate_limited         boolean     NOT NULL DEFAULT false,
     CONSTRAINT ready_queue_pkey PRIMARY KEY (tenant_id, task_id),
     CONSTRAINT ready_priority_in_range CHECK (priority BETWEEN 1 AND 4)
 ) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25,
@@ -452,6 +496,17 @@ CREATE TABLE hatchet.tasks (
     idempotency_key     text,
     input               jsonb       NOT NULL,
     additional_metadata jsonb       NOT NULL DEFAULT '{}',
+    -- flow control, evaluated once at enqueue (CEL keys already rendered):
+    -- [{scope, key, max_runs, strategy}] gates passed in this order before the task may be dispatched
+    concurrency         jsonb,
+    -- [{key, units}] consumed when an attempt is assigned
+    rate_limits         jsonb,
+    -- {label: {value, comparator, required, weight}} matched against worker labels
+    desired_labels      jsonb,
+    sticky              hatchet.sticky_strategy,
+    desired_worker_id   uuid,
+    slot_type           text        NOT NULL DEFAULT 'default',
+    slot_units          integer     NOT NULL DEFAULT 1,
     CONSTRAINT tasks_pkey PRIMARY KEY (tenant_id, inserted_at, id),
     CONSTRAINT task_priority_in_range CHECK (priority BETWEEN 1 AND 3),
     CONSTRAINT task_retries_not_negative CHECK (retries >= 0),
@@ -510,3 +565,27 @@ CREATE TABLE hatchet.logs (
 ) PARTITION BY RANGE (task_inserted_at);
 CREATE INDEX logs_task_idx ON hatchet.logs (tenant_id, task_inserted_at, task_id);
 COMMENT ON TABLE hatchet.logs IS 'log lines written by tasks (ctx.log)';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- workflows (issue 4): DAG matches, events, crons and schedules. Additions only; the tables above are unchanged.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- The user-event keys a pending match waits for, so hatchet.push_event finds the waiting matches by key instead of
+-- scanning them all. Partial: most matches wait only for their parents and never touch this index.
+ALTER TABLE hatchet.matches ADD COLUMN event_keys text[] NOT NULL DEFAULT '{}';
+CREATE INDEX matches_event_keys_idx ON hatchet.matches USING gin (event_keys) WHERE event_keys <> '{}';
+
+-- New runs use the latest version of a workflow (highest id): one index probe.
+CREATE INDEX workflow_versions_latest_idx ON hatchet.workflow_versions (tenant_id, workflow_id, id DESC);
+
+-- Child runs are looked up by their parent task, to deduplicate them across the parent's retries.
+CREATE INDEX runs_parent_task_idx ON hatchet.runs (tenant_id, parent_task_id) WHERE parent_task_id IS NOT NULL;
+
+-- A schedule that could not fire (creating its run raised an error) keeps the reason and is no longer due.
+ALTER TABLE hatchet.scheduled_runs ADD COLUMN error text;
+-- Fired schedules are kept for hatchet.retention_days, then deleted by the background worker.
+CREATE INDEX scheduled_runs_fired_idx ON hatchet.scheduled_runs (tenant_id, run_at) WHERE fired_run_id IS NOT NULL;
+
+-- One filter per (workflow, scope, expression, payload), as in Hatchet.
+CREATE UNIQUE INDEX event_filters_identity_idx
+    ON hatchet.event_filters (tenant_id, workflow_id, scope, expression, md5(payload::text));

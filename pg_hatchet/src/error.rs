@@ -37,6 +37,22 @@ pub enum HatchetError {
         attempt: String,
         why: String,
     },
+    /// A workflow definition that cannot be registered (duplicate task, cycle, bad condition, ...).
+    #[error("invalid workflow \"{workflow}\": {why}")]
+    InvalidWorkflow { workflow: String, why: String },
+    /// A workflow task names a parent (or a condition names a task) that the workflow does not declare.
+    #[error("workflow \"{workflow}\" has no task \"{task}\"")]
+    UnknownWorkflowTask {
+        workflow: String,
+        task: String,
+        detail: String,
+    },
+    /// A cron expression that does not parse (5 fields, or 6 with seconds first; UTC).
+    #[error("invalid cron expression \"{0}\"")]
+    InvalidCron(String, String),
+    /// An object with this name already exists (a cron name within its workflow, ...).
+    #[error("{kind} \"{name}\" already exists")]
+    DuplicateObject { kind: String, name: String },
 }
 
 impl HatchetError {
@@ -53,6 +69,11 @@ impl HatchetError {
                 ERRCODE_UNDEFINED_OBJECT
             }
             HatchetError::StaleAttempt { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            HatchetError::InvalidWorkflow { .. } | HatchetError::InvalidCron(..) => {
+                ERRCODE_INVALID_PARAMETER_VALUE
+            }
+            HatchetError::UnknownWorkflowTask { .. } => ERRCODE_UNDEFINED_OBJECT,
+            HatchetError::DuplicateObject { .. } => ERRCODE_DUPLICATE_OBJECT,
         }
     }
 
@@ -60,6 +81,10 @@ impl HatchetError {
         match self {
             HatchetError::StaleAttempt { why, .. } => Some(why.clone()),
             HatchetError::InvalidDuration(_, why) => Some((*why).to_string()),
+            HatchetError::UnknownWorkflowTask { detail, .. } if !detail.is_empty() => {
+                Some(detail.clone())
+            }
+            HatchetError::InvalidCron(_, why) => Some(why.clone()),
             _ => None,
         }
     }
@@ -73,6 +98,9 @@ impl HatchetError {
             HatchetError::StaleAttempt { .. } => {
                 Some("Only the current attempt of a running task can report a result; this one was superseded.")
             }
+            HatchetError::InvalidCron(..) => Some(
+                "Use 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, in UTC, for example \"*/5 * * * *\" or \"*/10 * * * * *\".",
+            ),
             _ => None,
         }
     }
@@ -119,6 +147,20 @@ pub fn raise_error(kind: &str, args: default!(Vec<Option<String>>, "'{}'")) {
             task: arg(0),
             attempt: arg(1),
             why: arg(2),
+        },
+        "invalid_workflow" => HatchetError::InvalidWorkflow {
+            workflow: arg(0),
+            why: arg(1),
+        },
+        "unknown_workflow_task" => HatchetError::UnknownWorkflowTask {
+            workflow: arg(0),
+            task: arg(1),
+            detail: arg(2),
+        },
+        "invalid_cron" => HatchetError::InvalidCron(arg(0), arg(1)),
+        "duplicate_object" => HatchetError::DuplicateObject {
+            kind: arg(0),
+            name: arg(1),
         },
         other => {
             ErrorReport::new(

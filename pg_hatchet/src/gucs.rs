@@ -21,6 +21,9 @@ pub static PARTITION_DAYS_AHEAD: GucSetting<i32> = GucSetting::<i32>::new(3);
 /// Rows handled per table per maintenance pass, so one pass stays a short transaction.
 pub static BATCH_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+/// A worker silent for this long is dead and its attempts are retried elsewhere, in milliseconds.
+pub static WORKER_DEAD_AFTER_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+
 /// Register all settings. Called from `_PG_init` while shared_preload_libraries is processed.
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -77,6 +80,16 @@ pub fn init() {
         1,
         365,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hatchet.worker_dead_after_ms",
+        c"A worker without a heartbeat for this long is dead; its running attempts are retried.",
+        c"Workers send a heartbeat every 4 s. Default 30 s, as in Hatchet.",
+        &WORKER_DEAD_AFTER_MS,
+        1000,
+        3_600_000,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

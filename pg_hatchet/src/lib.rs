@@ -10,6 +10,7 @@ use pgrx::PgSqlErrorCode;
 
 pub mod backoff;
 pub mod cel;
+pub mod cron;
 pub mod duration;
 pub mod error;
 pub mod gucs;
@@ -21,6 +22,9 @@ pub mod worker;
 extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../../sql/partitions.sql", name = "partitions");
 extension_sql_file!("../../sql/api.sql", name = "api", requires = ["partitions"]);
+extension_sql_file!("../../sql/flow.sql", name = "flow", requires = ["api"]);
+extension_sql_file!("../../sql/events.sql", name = "events", requires = ["api"]);
+extension_sql_file!("../../sql/cron.sql", name = "crons", requires = ["api"]);
 extension_sql_file!("../../sql/workflows.sql", name = "workflows", finalize);
 
 /// Library load hook. pg_hatchet only works preloaded: its background worker must be registered by the postmaster,
