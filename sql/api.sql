@@ -727,7 +727,8 @@ BEGIN
                                                concurrency_key, run_id, task_definition_id)
             VALUES (p_tenant, p_run.task_id, p_run.task_inserted_at, v_now + v_delay, v_next,
                     p_run.app_retry_count + 1, p_run.internal_retry_count, 4, p_run.queue, 'backoff',
-                    p_run.concurrency_key, p_run.run_id, p_run.task_definition_id);
+                    -- no concurrency_key: its slots were given back above; it passes the gates again when due
+                    NULL, p_run.run_id, p_run.task_definition_id);
         ELSE
             -- Retries go ahead of new work: priority 4 is above every user priority.
             INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,

@@ -80,8 +80,8 @@ BEGIN
     IF p_sticky IS NOT NULL AND p_worker IS NULL THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['sticky needs a desired_worker_id']);
     END IF;
-    RETURN jsonb_build_object('desired_labels', p_labels, 'desired_worker_id', p_worker,
-                              'sticky', coalesce(upper(p_sticky), CASE WHEN p_worker IS NOT NULL THEN 'SOFT' END));
+    RETURN jsonb_strip_nulls(jsonb_build_object('desired_labels', p_labels, 'desired_worker_id', p_worker,
+                              'sticky', coalesce(upper(p_sticky), CASE WHEN p_worker IS NOT NULL THEN 'SOFT' END)));
 END
 $$;
 
@@ -623,7 +623,10 @@ BEGIN
     IF p_sticky = 'SOFT' AND p_desired_worker = p_worker_id THEN
         v_score := 1000000;
     END IF;
-    FOR v_label IN SELECT k, v FROM jsonb_each(coalesce(p_desired, '{}')) AS e(k, v) LOOP
+    IF p_desired IS NULL OR jsonb_typeof(p_desired) <> 'object' THEN
+        RETURN v_score;
+    END IF;
+    FOR v_label IN SELECT k, v FROM jsonb_each(p_desired) AS e(k, v) LOOP
         v_ok := hatchet._label_matches(p_worker_labels, v_label.k, v_label.v);
         IF NOT v_ok AND coalesce((v_label.v ->> 'required')::boolean, true) THEN
             RETURN NULL;

@@ -1,14 +1,648 @@
--- Workflows: registration, runs and DAG advancement, conditions, events, crons and schedules.
+-- Workflows: registration, runs and DAG advancement (the match engine), run status and timeline.
 --
--- The lifecycle API (api.sql) calls hatchet._on_tasks_finished in the same transaction whenever a task that belongs to
--- a DAG run (run_id set on its hot row) reaches COMPLETED, FAILED or CANCELLED.
+-- How a run moves (Hatchet's match engine, reference/hatchet_engine.md §2.6):
+--   * hatchet.run_workflow creates a hatchet.runs row, queues the root tasks through hatchet._enqueue_batch (the one
+--     task-creation path) and creates one hatchet.matches row per other task: "when these conditions hold, do X".
+--   * A condition is satisfied by an internal event (a parent task COMPLETED / FAILED / CANCELLED), a user event
+--     (hatchet.push_event) or a sleep coming due (the background worker). Conditions with the same `group` are OR'ed;
+--     the groups of one action are AND'ed. An action fires when all its groups hold; when several do, the first of
+--     SKIP > CANCEL > QUEUE > CREATE_MATCH wins.
+--   * The lifecycle API (api.sql) calls hatchet._on_tasks_finished in the same transaction whenever a workflow task
+--     reaches COMPLETED, FAILED or CANCELLED, so a child is queued in the transaction that completes its last parent.
+--   * A task that is skipped or cancelled before it ever ran still gets a hatchet.tasks row and a SKIPPED / CANCELLED
+--     event, so run status and timelines show it, and its own outcome cascades to its children in turn.
+--
+-- Every writer of a run's matches first takes a transaction advisory lock on the run (hatchet._lock_runs, in a fixed
+-- order), so two parents finishing at once, an event and a completion, or a sleep and a cancel never interleave.
+--
+-- Task input of a workflow task is the shape the SDKs expect as the action payload (Hatchet's V1StepRunData):
+--   {"input": <run input>, "parents": {<readable_id>: <output>}, "triggered_by": "manual" | "event" | "cron" |
+--    "schedule", "triggers": {...} (when an event filter or a user-event condition contributed data),
+--    "step_run_errors": {<readable_id>: <error>} (on_failure tasks only)}
 
-CREATE FUNCTION hatchet._on_tasks_finished(p_tenant uuid, p_task_ids uuid[], p_run_ids uuid[], p_outcome text)
-RETURNS void
-LANGUAGE plpgsql
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Registration: normalising Hatchet's CreateWorkflowVersionRequest
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- A proto enum given either by name (any case) or by number (the proto's field value).
+CREATE FUNCTION hatchet._enum_name(p_value jsonb, p_names text[], p_what text, p_workflow text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    v text;
+BEGIN
+    IF p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_value) = 'number' THEN
+        IF p_value::text ~ '^[0-9]+$' AND p_value::text::integer < cardinality(p_names) THEN
+            RETURN p_names[p_value::text::integer + 1];
+        END IF;
+    ELSIF jsonb_typeof(p_value) = 'string' THEN
+        v := upper(p_value #>> '{}');
+        IF v = ANY (p_names) THEN
+            RETURN v;
+        END IF;
+    END IF;
+    PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+        format('%s must be one of %s, not %s', p_what, array_to_string(p_names, ', '), p_value)]);
+    RETURN NULL;
+END
+$$;
+
+-- An optional integer field (JSON number, or a string of digits as proto3 JSON writes int64).
+CREATE FUNCTION hatchet._json_int(p_value jsonb, p_what text, p_workflow text) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN
-    -- Workflow runs are not implemented yet, so no task has a run_id and nothing calls this with work to do.
-    RETURN;
+    IF p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_value) IN ('number', 'string') AND (p_value #>> '{}') ~ '^-?[0-9]{1,9}$' THEN
+        RETURN (p_value #>> '{}')::integer;
+    END IF;
+    PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+        format('%s must be an integer, not %s', p_what, p_value)]);
+    RETURN NULL;
+END
+$$;
+
+-- An optional list of strings.
+CREATE FUNCTION hatchet._json_texts(p_value jsonb, p_what text, p_workflow text) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN
+        RETURN '{}';
+    END IF;
+    IF jsonb_typeof(p_value) <> 'array'
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(p_value) e WHERE jsonb_typeof(e) <> 'string') THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            format('%s must be a list of strings', p_what)]);
+    END IF;
+    RETURN ARRAY(SELECT e FROM jsonb_array_elements_text(p_value) WITH ORDINALITY AS x(e, ord) ORDER BY ord);
+END
+$$;
+
+-- A JSON object given as an object or as JSON text (proto `string`/`bytes` fields such as cron_input).
+CREATE FUNCTION hatchet._json_object(p_value jsonb, p_what text, p_workflow text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    v jsonb := p_value;
+BEGIN
+    IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(v) = 'string' THEN
+        BEGIN
+            v := (v #>> '{}')::jsonb;
+        EXCEPTION WHEN invalid_text_representation THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, format('%s is not valid JSON', p_what)]);
+        END;
+    END IF;
+    IF jsonb_typeof(v) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, format('%s must be a JSON object', p_what)]);
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- A duration string, validated; the error names where it was found.
+CREATE FUNCTION hatchet._json_duration(p_value jsonb, p_default text, p_what text, p_workflow text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    v text := coalesce(nullif(p_value #>> '{}', ''), p_default);
+BEGIN
+    IF v IS NULL THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        PERFORM hatchet.parse_duration(v);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, format('%s: %s', p_what, SQLERRM)]);
+    END;
+    RETURN v;
+END
+$$;
+
+-- One condition in our stored form: {kind: parent | sleep | event, or_group, expression, data_key,
+-- parent | sleep_for | key, scope}. p_list is wait_for, skip_if or cancel_if; p_ord its position there.
+CREATE FUNCTION hatchet._normalise_condition(p_workflow text, p_task text, p_list text, p_ord bigint, p_c jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_kind text := p_c->>'kind';
+    v_where text := format('task "%s" %s[%s]', p_task, p_list, p_ord);
+    v_out jsonb;
+BEGIN
+    IF jsonb_typeof(p_c) IS DISTINCT FROM 'object' THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, format('%s must be an object', v_where)]);
+    END IF;
+    v_out := jsonb_build_object('kind', v_kind,
+                                'or_group', coalesce(nullif(p_c->>'or_group', ''), format('%s:%s', p_list, p_ord)),
+                                'expression', nullif(p_c->>'expression', ''),
+                                'data_key', nullif(p_c->>'data_key', ''));
+    CASE v_kind
+        WHEN 'parent' THEN
+            IF coalesce(p_c->>'parent', '') = '' THEN
+                PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                    format('%s: a parent condition needs the parent''s readable id', v_where)]);
+            END IF;
+            v_out := v_out || jsonb_build_object('parent', p_c->>'parent');
+        WHEN 'sleep' THEN
+            v_out := v_out || jsonb_build_object('sleep_for',
+                hatchet._json_duration(coalesce(p_c->'sleep_for', '""'), NULL, v_where || ' sleep_for', p_workflow));
+            IF v_out->>'sleep_for' IS NULL THEN
+                PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                    format('%s: a sleep condition needs sleep_for', v_where)]);
+            END IF;
+        WHEN 'event' THEN
+            IF coalesce(p_c->>'key', '') = '' THEN
+                PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                    format('%s: a user event condition needs an event key', v_where)]);
+            END IF;
+            v_out := v_out || jsonb_build_object('key', p_c->>'key', 'scope', nullif(p_c->>'scope', ''));
+        ELSE
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                format('%s: kind must be parent, sleep or event, not %s', v_where, coalesce(v_kind, 'null'))]);
+    END CASE;
+    IF v_out->>'expression' IS NOT NULL THEN
+        PERFORM hatchet.cel_check(v_out->>'expression');
+    END IF;
+    RETURN jsonb_strip_nulls(v_out);
+END
+$$;
+
+-- A task's conditions as {wait_for: [...], skip_if: [...], cancel_if: [...]} (empty lists omitted), from either the
+-- proto's TaskConditions (parent_override_conditions, sleep_conditions, user_event_conditions, each with a `base`
+-- carrying action CREATE/QUEUE/CANCEL/SKIP, or_group_id, expression, readable_data_key) or that stored form itself.
+CREATE FUNCTION hatchet._normalise_conditions(p_workflow text, p_task text, p_parents text[], p_c jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_lists constant text[] := ARRAY['wait_for', 'skip_if', 'cancel_if'];
+    v_raw jsonb := '{"wait_for": [], "skip_if": [], "cancel_if": []}';
+    v_out jsonb := '{}';
+    v_list text;
+    v_item jsonb;
+    v_base jsonb;
+    v_conv jsonb;
+    v_action text;
+    v_norm jsonb;
+    v_arr jsonb;
+    v_ord bigint;
+BEGIN
+    IF p_c IS NULL OR jsonb_typeof(p_c) = 'null' OR p_c = '{}'::jsonb THEN
+        RETURN '{}';
+    END IF;
+    IF jsonb_typeof(p_c) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            format('task "%s": conditions must be an object', p_task)]);
+    END IF;
+    IF p_c ?| v_lists THEN
+        FOREACH v_list IN ARRAY v_lists LOOP
+            IF p_c ? v_list AND jsonb_typeof(p_c->v_list) <> 'array' THEN
+                PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                    format('task "%s": %s must be a list', p_task, v_list)]);
+            END IF;
+            v_raw := jsonb_set(v_raw, ARRAY[v_list], coalesce(p_c->v_list, '[]'));
+        END LOOP;
+    ELSE
+        FOR v_item, v_conv IN
+            SELECT e, jsonb_build_object('kind', 'parent', 'parent', e->>'parent_readable_id')
+            FROM jsonb_array_elements(coalesce(p_c->'parent_override_conditions', '[]')) e
+            UNION ALL
+            SELECT e, jsonb_build_object('kind', 'sleep', 'sleep_for', e->'sleep_for')
+            FROM jsonb_array_elements(coalesce(p_c->'sleep_conditions', '[]')) e
+            UNION ALL
+            SELECT e, jsonb_build_object('kind', 'event', 'key', e->>'user_event_key', 'scope', e->>'event_scope')
+            FROM jsonb_array_elements(coalesce(p_c->'user_event_conditions', '[]')) e
+        LOOP
+            v_base := coalesce(v_item->'base', '{}');
+            v_action := coalesce(hatchet._enum_name(v_base->'action', ARRAY['CREATE', 'QUEUE', 'CANCEL', 'SKIP'],
+                                                    format('task "%s" condition action', p_task), p_workflow),
+                                 'CREATE');
+            v_list := CASE v_action WHEN 'SKIP' THEN 'skip_if' WHEN 'CANCEL' THEN 'cancel_if' ELSE 'wait_for' END;
+            v_raw := jsonb_set(v_raw, ARRAY[v_list], (v_raw->v_list) || jsonb_build_array(jsonb_strip_nulls(
+                v_conv || jsonb_build_object('or_group', v_base->>'or_group_id', 'expression', v_base->>'expression',
+                                             'data_key', v_base->>'readable_data_key'))));
+        END LOOP;
+    END IF;
+
+    FOREACH v_list IN ARRAY v_lists LOOP
+        v_arr := '[]';
+        FOR v_item, v_ord IN SELECT e, ord FROM jsonb_array_elements(v_raw->v_list) WITH ORDINALITY AS x(e, ord) LOOP
+            v_norm := hatchet._normalise_condition(p_workflow, p_task, v_list, v_ord, v_item);
+            IF v_norm->>'kind' = 'parent' AND NOT (v_norm->>'parent' = ANY (p_parents)) THEN
+                PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                    format('task "%s" has a condition on "%s", which is not one of its parents', p_task,
+                           v_norm->>'parent')]);
+            END IF;
+            v_arr := v_arr || jsonb_build_array(v_norm);
+        END LOOP;
+        IF v_arr <> '[]' THEN
+            v_out := v_out || jsonb_build_object(v_list, v_arr);
+        END IF;
+    END LOOP;
+    RETURN v_out;
+END
+$$;
+
+-- One task of a definition (Hatchet's CreateTaskOpts) in stored form, validated. Durations stay strings (as sent).
+CREATE FUNCTION hatchet._normalise_task(p_workflow text, p_t jsonb, p_on_failure boolean) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_rid      text := p_t->>'readable_id';
+    v_parents  text[];
+    v_what     text;
+    v_durable  boolean;
+    v_slots    jsonb;
+    v_conc     jsonb;
+    v_rl       jsonb;
+    v_labels   jsonb;
+    v_backoff  float8;
+    v_item     jsonb;
+    v_key      text;
+BEGIN
+    IF jsonb_typeof(p_t) IS DISTINCT FROM 'object' THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, 'each task must be a JSON object']);
+    END IF;
+    IF p_on_failure THEN
+        v_rid := coalesce(nullif(v_rid, ''), 'on_failure');
+    END IF;
+    IF coalesce(v_rid, '') = '' THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, 'every task needs a readable_id']);
+    END IF;
+    v_what := format('task "%s"', v_rid);
+    v_parents := hatchet._json_texts(p_t->'parents', v_what || ' parents', p_workflow);
+    IF p_on_failure AND cardinality(v_parents) > 0 THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            'the on_failure task must not have parents: it runs when any other task failed']);
+    END IF;
+    IF (SELECT count(DISTINCT p) FROM unnest(v_parents) p) <> cardinality(v_parents) THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, v_what || ' lists a parent twice']);
+    END IF;
+
+    v_durable := coalesce((p_t->>'is_durable')::boolean, false);
+    v_slots := coalesce(nullif(p_t->'slot_requests', 'null'),
+                        jsonb_build_object(CASE WHEN v_durable THEN 'durable' ELSE 'default' END, 1));
+    IF jsonb_typeof(v_slots) <> 'object' OR v_slots = '{}'
+       OR EXISTS (SELECT 1 FROM jsonb_each(v_slots) s WHERE jsonb_typeof(s.value) <> 'number'
+                                                           OR (s.value #>> '{}')::numeric <= 0) THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            v_what || ' slot_requests must map slot types to positive units']);
+    END IF;
+
+    v_backoff := (p_t->>'backoff_factor')::float8;
+    IF v_backoff IS NOT NULL AND NOT (v_backoff > 0) THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, v_what || ' backoff_factor must be positive']);
+    END IF;
+    IF hatchet._json_int(p_t->'retries', v_what || ' retries', p_workflow) < 0 THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, v_what || ' retries must be zero or more']);
+    END IF;
+    IF hatchet._json_int(p_t->'backoff_max_seconds', v_what || ' backoff_max_seconds', p_workflow) <= 0 THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            v_what || ' backoff_max_seconds must be positive']);
+    END IF;
+
+    -- Concurrency: [{expression, max_runs, strategy}] (the proto's Concurrency, one or a list).
+    v_conc := '[]';
+    FOR v_item IN SELECT e FROM jsonb_array_elements(CASE jsonb_typeof(p_t->'concurrency')
+                                                     WHEN 'array' THEN p_t->'concurrency'
+                                                     WHEN 'object' THEN jsonb_build_array(p_t->'concurrency')
+                                                     ELSE '[]' END) e LOOP
+        v_conc := v_conc || jsonb_build_array(hatchet._normalise_concurrency(p_workflow, v_what, v_item));
+    END LOOP;
+
+    -- Rate limits: [{key | key_expr, units | units_expr, limit_expr, duration}].
+    v_rl := '[]';
+    FOR v_item IN SELECT e FROM jsonb_array_elements(coalesce(nullif(p_t->'rate_limits', 'null'), '[]')) e LOOP
+        IF coalesce(v_item->>'key', '') = '' AND coalesce(v_item->>'key_expr', '') = '' THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, v_what || ' has a rate limit without a key']);
+        END IF;
+        v_rl := v_rl || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+            'key', nullif(v_item->>'key', ''),
+            'key_expr', nullif(v_item->>'key_expr', ''),
+            'units', coalesce(hatchet._json_int(v_item->'units', v_what || ' rate limit units', p_workflow),
+                              CASE WHEN coalesce(v_item->>'units_expr', '') = '' THEN 1 END),
+            'units_expr', nullif(v_item->>'units_expr', ''),
+            'limit_expr', coalesce(nullif(v_item->>'limit_expr', ''), nullif(v_item->>'limit_values_expr', '')),
+            'duration', hatchet._enum_name(v_item->'duration',
+                ARRAY['SECOND', 'MINUTE', 'HOUR', 'DAY', 'WEEK', 'MONTH', 'YEAR'], v_what || ' rate limit duration',
+                p_workflow))));
+    END LOOP;
+
+    -- Desired worker labels: {label: {value, comparator, required, weight}}.
+    v_labels := '{}';
+    FOR v_key, v_item IN SELECT k, v FROM jsonb_each(coalesce(nullif(p_t->'worker_labels', 'null'), '{}')) x(k, v)
+    LOOP
+        v_labels := v_labels || jsonb_build_object(v_key, jsonb_strip_nulls(jsonb_build_object(
+            'value', coalesce(v_item->'value', v_item->'str_value', v_item->'int_value'),
+            'comparator', coalesce(hatchet._enum_name(v_item->'comparator',
+                ARRAY['EQUAL', 'NOT_EQUAL', 'GREATER_THAN', 'GREATER_THAN_OR_EQUAL', 'LESS_THAN',
+                      'LESS_THAN_OR_EQUAL'], v_what || ' worker label comparator', p_workflow), 'EQUAL'),
+            'required', coalesce((v_item->>'required')::boolean, false),
+            'weight', coalesce(hatchet._json_int(v_item->'weight', v_what || ' worker label weight', p_workflow), 100))));
+    END LOOP;
+
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'readable_id', v_rid,
+        'action', coalesce(nullif(p_t->>'action', ''), lower(p_workflow) || ':' || lower(v_rid)),
+        'timeout', hatchet._json_duration(p_t->'timeout', '60s', v_what || ' timeout', p_workflow),
+        'schedule_timeout', hatchet._json_duration(p_t->'schedule_timeout', '5m', v_what || ' schedule_timeout',
+                                                   p_workflow),
+        'parents', to_jsonb(v_parents),
+        'retries', coalesce(hatchet._json_int(p_t->'retries', v_what || ' retries', p_workflow), 0),
+        'backoff_factor', v_backoff,
+        'backoff_max_seconds', hatchet._json_int(p_t->'backoff_max_seconds', v_what, p_workflow),
+        'rate_limits', v_rl,
+        'worker_labels', v_labels,
+        'concurrency', v_conc,
+        'conditions', hatchet._normalise_conditions(p_workflow, v_rid, v_parents, p_t->'conditions'),
+        'is_durable', v_durable,
+        'slot_requests', v_slots));
+END
+$$;
+
+-- One concurrency setting (the proto's Concurrency): {expression, max_runs, strategy}. The proto's default strategy
+-- is CANCEL_IN_PROGRESS (enum value 0) and max_runs defaults to 1, as in Hatchet.
+CREATE FUNCTION hatchet._normalise_concurrency(p_workflow text, p_what text, p_c jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_strategy text;
+    v_max integer;
+BEGIN
+    IF jsonb_typeof(p_c) IS DISTINCT FROM 'object' OR coalesce(p_c->>'expression', '') = '' THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            p_what || ' concurrency needs a CEL expression for its key']);
+    END IF;
+    v_strategy := coalesce(hatchet._enum_name(coalesce(p_c->'limit_strategy', p_c->'strategy'),
+        ARRAY['CANCEL_IN_PROGRESS', 'DROP_NEWEST', 'QUEUE_NEWEST', 'GROUP_ROUND_ROBIN', 'CANCEL_NEWEST',
+              'CANCEL_QUEUED_EXCEPT_NEWEST', 'CANCEL_QUEUED_EXCEPT_OLDEST'],
+        p_what || ' concurrency strategy', p_workflow), 'CANCEL_IN_PROGRESS');
+    IF NOT (v_strategy = ANY (enum_range(NULL::hatchet.concurrency_strategy)::text[])) THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            format('%s concurrency strategy %s is not supported (use %s)', p_what, v_strategy,
+                   array_to_string(enum_range(NULL::hatchet.concurrency_strategy)::text[], ', '))]);
+    END IF;
+    v_max := coalesce(hatchet._json_int(p_c->'max_runs', p_what || ' concurrency max_runs', p_workflow), 1);
+    IF v_max < 1 THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            p_what || ' concurrency max_runs must be at least 1']);
+    END IF;
+    PERFORM hatchet.cel_check(p_c->>'expression');
+    RETURN jsonb_strip_nulls(jsonb_build_object('expression', p_c->>'expression', 'max_runs', v_max,
+                                                'strategy', v_strategy, 'name', nullif(p_c->>'name', '')));
+END
+$$;
+
+-- The whole definition in stored (normalised) form, validated: the DAG is acyclic, every parent exists, task names
+-- are unique, durations and cron expressions parse. Registering the same normalised definition twice is a no-op.
+CREATE FUNCTION hatchet._normalise_workflow(p_def jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_name     text := p_def->>'name';
+    v_tasks    jsonb := '[]';
+    v_task     jsonb;
+    v_onf      jsonb;
+    v_dup      text;
+    v_missing  record;
+    v_cycle    text[];
+    v_conc     jsonb := '[]';
+    v_item     jsonb;
+    v_filters  jsonb := '[]';
+    v_prio     integer;
+    v_cron     text;
+    v_crons    text[];
+BEGIN
+    IF jsonb_typeof(p_def) IS DISTINCT FROM 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a workflow definition must be a JSON object']);
+    END IF;
+    IF coalesce(v_name, '') = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a workflow definition needs a "name"']);
+    END IF;
+    IF jsonb_typeof(p_def->'tasks') IS DISTINCT FROM 'array' OR jsonb_array_length(p_def->'tasks') = 0 THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[v_name, 'it has no tasks']);
+    END IF;
+    FOR v_task IN SELECT e FROM jsonb_array_elements(p_def->'tasks') WITH ORDINALITY AS x(e, ord) ORDER BY ord LOOP
+        v_tasks := v_tasks || jsonb_build_array(hatchet._normalise_task(v_name, v_task, false));
+    END LOOP;
+    IF jsonb_typeof(p_def->'on_failure_task') = 'object' THEN
+        v_onf := hatchet._normalise_task(v_name, p_def->'on_failure_task', true);
+        IF v_onf ? 'conditions' AND v_onf->'conditions' <> '{}' THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[v_name, 'the on_failure task cannot have conditions']);
+        END IF;
+    END IF;
+
+    SELECT t->>'readable_id' INTO v_dup
+    FROM jsonb_array_elements(v_tasks || coalesce(jsonb_build_array(v_onf), '[]')) t
+    GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 1;
+    IF FOUND THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[v_name, format('task "%s" is declared twice', v_dup)]);
+    END IF;
+
+    SELECT t->>'readable_id' AS task, p AS parent INTO v_missing
+    FROM jsonb_array_elements(v_tasks) WITH ORDINALITY AS x(t, ord)
+    CROSS JOIN LATERAL jsonb_array_elements_text(t->'parents') p
+    WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_tasks) o WHERE o->>'readable_id' = p)
+    ORDER BY ord LIMIT 1;
+    IF FOUND THEN
+        PERFORM hatchet.raise_error('unknown_workflow_task', ARRAY[v_name, v_missing.parent,
+            format('Task "%s" lists it as a parent.', v_missing.task)]);
+    END IF;
+
+    -- Tasks on a cycle are those that can reach themselves through parent -> child edges.
+    WITH RECURSIVE edge AS (
+        SELECT p AS parent, t->>'readable_id' AS child
+        FROM jsonb_array_elements(v_tasks) t CROSS JOIN LATERAL jsonb_array_elements_text(t->'parents') p
+    ), reach(src, dst) AS (
+        SELECT parent, child FROM edge
+        UNION
+        SELECT r.src, e.child FROM reach r JOIN edge e ON e.parent = r.dst
+    )
+    SELECT array_agg(DISTINCT src ORDER BY src) INTO v_cycle FROM reach WHERE src = dst;
+    IF v_cycle IS NOT NULL THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[v_name,
+            format('its tasks form a cycle (through %s)',
+                   (SELECT string_agg(format('"%s"', c), ', ' ORDER BY c) FROM unnest(v_cycle) c))]);
+    END IF;
+
+    -- Workflow-level concurrency: `concurrency` (one) and `concurrency_arr` (a list) of the proto, in that order.
+    FOR v_item IN
+        SELECT e FROM (SELECT 1 AS o, e FROM jsonb_array_elements(CASE jsonb_typeof(p_def->'concurrency')
+                                                                  WHEN 'array' THEN p_def->'concurrency'
+                                                                  WHEN 'object' THEN jsonb_build_array(p_def->'concurrency')
+                                                                  ELSE '[]' END) e
+                       UNION ALL
+                       SELECT 2, e FROM jsonb_array_elements(CASE jsonb_typeof(p_def->'concurrency_arr')
+                                                             WHEN 'array' THEN p_def->'concurrency_arr'
+                                                             ELSE '[]' END) e) x
+    LOOP
+        v_conc := v_conc || jsonb_build_array(hatchet._normalise_concurrency(v_name, 'workflow', v_item));
+    END LOOP;
+
+    FOR v_item IN SELECT e FROM jsonb_array_elements(coalesce(nullif(p_def->'default_filters', 'null'), '[]')) e LOOP
+        IF coalesce(v_item->>'expression', '') = '' OR coalesce(v_item->>'scope', '') = '' THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[v_name,
+                'each default filter needs an expression and a scope']);
+        END IF;
+        PERFORM hatchet.cel_check(v_item->>'expression');
+        v_filters := v_filters || jsonb_build_array(jsonb_build_object(
+            'expression', v_item->>'expression', 'scope', v_item->>'scope',
+            'payload', coalesce(hatchet._json_object(v_item->'payload', 'default filter payload', v_name), '{}')));
+    END LOOP;
+
+    v_prio := coalesce(hatchet._json_int(p_def->'default_priority', 'default_priority', v_name), 1);
+    IF v_prio NOT BETWEEN 1 AND 3 THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[v_name,
+            format('default_priority must be between 1 and 3, not %s', v_prio)]);
+    END IF;
+
+    v_crons := hatchet._json_texts(p_def->'cron_triggers', 'cron_triggers', v_name);
+    FOREACH v_cron IN ARRAY v_crons LOOP
+        PERFORM hatchet.check_cron(v_cron);
+    END LOOP;
+
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'name', v_name,
+        'version', coalesce(p_def->>'version', ''),
+        'description', nullif(p_def->>'description', ''),
+        'event_triggers', to_jsonb(hatchet._json_texts(p_def->'event_triggers', 'event_triggers', v_name)),
+        'cron_triggers', to_jsonb(v_crons),
+        'cron_input', hatchet._json_object(p_def->'cron_input', 'cron_input', v_name),
+        'tasks', v_tasks,
+        'on_failure_task', v_onf,
+        'concurrency', v_conc,
+        'sticky', hatchet._enum_name(p_def->'sticky', ARRAY['SOFT', 'HARD'], 'sticky', v_name),
+        'default_priority', v_prio,
+        'default_filters', v_filters));
+END
+$$;
+
+CREATE FUNCTION hatchet.register_workflow(definition jsonb, tenant_id uuid DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant   uuid := coalesce(register_workflow.tenant_id, hatchet.default_tenant());
+    v_def      jsonb;
+    v_name     text;
+    v_wf       bigint;
+    v_latest   record;
+    v_checksum text;
+    v_version  bigint;
+    v_ext      uuid;
+    v_task     jsonb;
+    v_slot     record;
+    v_crons    text[];
+BEGIN
+    IF register_workflow.definition IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['definition']);
+    END IF;
+    PERFORM hatchet._check_payload('definition', register_workflow.definition);
+    v_def := hatchet._normalise_workflow(register_workflow.definition);
+    v_name := v_def->>'name';
+
+    -- Concurrent registrations of one workflow queue up on its row, so versions are created one at a time.
+    INSERT INTO hatchet.workflows (tenant_id, external_id, name) VALUES (p_tenant, hatchet.gen_id(), v_name)
+    ON CONFLICT ON CONSTRAINT workflows_name_key DO NOTHING;
+    SELECT w.id INTO v_wf FROM hatchet.workflows w WHERE w.tenant_id = p_tenant AND w.name = v_name FOR UPDATE;
+
+    SELECT v.id, v.external_id, v.definition INTO v_latest
+    FROM hatchet.workflow_versions v WHERE v.tenant_id = p_tenant AND v.workflow_id = v_wf
+    ORDER BY v.id DESC LIMIT 1;
+    IF FOUND AND v_latest.definition = v_def THEN
+        RETURN v_latest.external_id;
+    END IF;
+
+    -- Going back to an older definition makes a new (latest) version; its checksum must still be unique.
+    v_checksum := md5(v_def::text);
+    IF EXISTS (SELECT 1 FROM hatchet.workflow_versions v
+               WHERE v.tenant_id = p_tenant AND v.workflow_id = v_wf AND v.checksum = v_checksum) THEN
+        v_checksum := md5(v_def::text || ':' || v_latest.id);
+    END IF;
+    v_ext := hatchet.gen_id();
+    INSERT INTO hatchet.workflow_versions (tenant_id, external_id, workflow_id, version, checksum, definition, sticky,
+                                           default_priority, concurrency, event_triggers, cron_triggers, cron_input)
+    VALUES (p_tenant, v_ext, v_wf, v_def->>'version', v_checksum, v_def,
+            (v_def->>'sticky')::hatchet.sticky_strategy, (v_def->>'default_priority')::smallint,
+            coalesce(v_def->'concurrency', '[]'),
+            ARRAY(SELECT jsonb_array_elements_text(coalesce(v_def->'event_triggers', '[]'))),
+            ARRAY(SELECT jsonb_array_elements_text(coalesce(v_def->'cron_triggers', '[]'))),
+            v_def->'cron_input')
+    RETURNING id INTO v_version;
+
+    FOR v_task IN
+        SELECT t || jsonb_build_object('is_on_failure', ord > jsonb_array_length(v_def->'tasks'))
+        FROM jsonb_array_elements((v_def->'tasks') || coalesce(jsonb_build_array(v_def->'on_failure_task'), '[]'))
+             WITH ORDINALITY AS x(t, ord)
+        ORDER BY ord
+    LOOP
+        -- A task holds one kind of slot: the first slot type it requests (by name).
+        SELECT s.key, (s.value #>> '{}')::numeric::integer AS units INTO v_slot
+        FROM jsonb_each(v_task->'slot_requests') s ORDER BY s.key LIMIT 1;
+        INSERT INTO hatchet.task_definitions (tenant_id, workflow_version_id, readable_id, action, parents,
+                                              is_on_failure, is_durable, retries, backoff_factor, backoff_max_seconds,
+                                              execution_timeout, schedule_timeout, concurrency, rate_limits,
+                                              worker_labels, conditions, slot_type, slot_units)
+        VALUES (p_tenant, v_version, v_task->>'readable_id', v_task->>'action',
+                ARRAY(SELECT jsonb_array_elements_text(v_task->'parents')), (v_task->>'is_on_failure')::boolean,
+                (v_task->>'is_durable')::boolean, (v_task->>'retries')::integer,
+                (v_task->>'backoff_factor')::float8, (v_task->>'backoff_max_seconds')::integer,
+                hatchet.parse_duration(v_task->>'timeout'), hatchet.parse_duration(v_task->>'schedule_timeout'),
+                coalesce(v_task->'concurrency', '[]'), coalesce(v_task->'rate_limits', '[]'),
+                coalesce(v_task->'worker_labels', '{}'), coalesce(v_task->'conditions', '{}'),
+                v_slot.key, v_slot.units);
+    END LOOP;
+
+    -- Declared crons follow the latest definition: kept (with their next tick) while still declared, so
+    -- re-registering on every worker start neither skips nor repeats a tick; removed once no longer declared.
+    v_crons := ARRAY(SELECT jsonb_array_elements_text(coalesce(v_def->'cron_triggers', '[]')));
+    DELETE FROM hatchet.crons c
+    WHERE c.tenant_id = p_tenant AND c.workflow_id = v_wf AND c.method = 'DECLARED' AND NOT (c.expression = ANY (v_crons));
+    UPDATE hatchet.crons c SET input = coalesce(v_def->'cron_input', '{}')
+    WHERE c.tenant_id = p_tenant AND c.workflow_id = v_wf AND c.method = 'DECLARED';
+    INSERT INTO hatchet.crons (tenant_id, id, workflow_id, name, expression, input, method, next_tick_at)
+    SELECT p_tenant, hatchet.gen_id(), v_wf, e, e, coalesce(v_def->'cron_input', '{}'), 'DECLARED',
+           coalesce(hatchet.cron_next(e, clock_timestamp()), 'infinity')
+    FROM (SELECT DISTINCT e FROM unnest(v_crons) e) x
+    ON CONFLICT ON CONSTRAINT crons_name_key DO NOTHING;
+
+    -- Declarative filters are replaced by every registration (Hatchet's default_filters).
+    DELETE FROM hatchet.event_filters f
+    WHERE f.tenant_id = p_tenant AND f.workflow_id = v_wf AND f.is_declarative;
+    INSERT INTO hatchet.event_filters (tenant_id, id, workflow_id, scope, expression, payload, is_declarative)
+    SELECT p_tenant, hatchet.gen_id(), v_wf, f->>'scope', f->>'expression', f->'payload', true
+    FROM jsonb_array_elements(coalesce(v_def->'default_filters', '[]')) f
+    ON CONFLICT DO NOTHING;
+    RETURN v_ext;
+END
+$$;
+COMMENT ON FUNCTION hatchet.register_workflow(jsonb, uuid) IS
+    'register a workflow version (Hatchet''s CreateWorkflowVersionRequest as JSON); the same definition again is a no-op';
+
+-- The latest version of a workflow by name, or an error naming it.
+CREATE FUNCTION hatchet._latest_version(p_tenant uuid, p_workflow text,
+                                        OUT workflow_id bigint, OUT version_id bigint, OUT default_priority integer)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_workflow IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['workflow']);
+    END IF;
+    SELECT w.id, v.id, v.default_priority INTO workflow_id, version_id, default_priority
+    FROM hatchet.workflows w
+    CROSS JOIN LATERAL (SELECT x.id, x.default_priority FROM hatchet.workflow_versions x
+                        WHERE x.tenant_id = w.tenant_id AND x.workflow_id = w.id ORDER BY x.id DESC LIMIT 1) v
+    WHERE w.tenant_id = p_tenant AND w.name = p_workflow;
+    IF NOT FOUND THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['workflow', p_workflow]);
+    END IF;
 END
 $$;
