@@ -873,7 +873,9 @@ BEGIN
             IF FOUND THEN
                 PERFORM hatchet._release(p_tenant, ARRAY[v_run.worker_id], ARRAY[v_run.slot_type],
                                          ARRAY[v_run.slot_units], '{}');
-                PERFORM pg_notify('hatchet_cancel', p_task::text || ':' || v_run.retry_count);
+                -- channel hatchet_cancel, payload "task_id:retry_count:worker_id" (worker empty for SQL consumers)
+                PERFORM pg_notify('hatchet_cancel',
+                                  p_task::text || ':' || v_run.retry_count || ':' || coalesce(v_run.worker_id::text, ''));
                 v_at := v_run.task_inserted_at;
                 v_rc := v_run.retry_count;
                 v_run_id := v_run.run_id;
@@ -994,7 +996,8 @@ BEGIN
                 v_run.worker_id, v_run.worker_name,
                 format('task exceeded its execution timeout of %s', v_task.execution_timeout));
         IF v_run.worker_id IS NOT NULL THEN
-            PERFORM pg_notify('hatchet_cancel', v_run.task_id::text || ':' || v_run.retry_count);
+            PERFORM pg_notify('hatchet_cancel',
+                              v_run.task_id::text || ':' || v_run.retry_count || ':' || v_run.worker_id::text);
         END IF;
         PERFORM hatchet._fail_attempt(p_tenant, v_run,
             format('task exceeded its execution timeout of %s', v_task.execution_timeout), true);

@@ -945,3 +945,69 @@ BEGIN
         'sticky', v_def.sticky, 'slot_type', v_def.slot_type, 'slot_units', v_def.slot_units);
 END
 $$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Worker-side calls
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Frees the worker slot of a running attempt before it finishes (Hatchet's ctx.release_slot): the attempt stays
+-- RUNNING and can still complete or fail, but no longer counts against its worker's capacity.
+CREATE FUNCTION hatchet.release_slot(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(release_slot.tenant_id, hatchet.default_tenant());
+    v_run hatchet.running;
+BEGIN
+    SELECT * INTO v_run FROM hatchet.running r
+    WHERE r.tenant_id = p_tenant AND r.task_id = release_slot.task_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM hatchet._reject_stale(p_tenant, release_slot.task_id, -1);
+    END IF;
+    IF v_run.worker_id IS NULL OR v_run.slot_units = 0 THEN
+        RETURN false;
+    END IF;
+    PERFORM hatchet._release(p_tenant, ARRAY[v_run.worker_id], ARRAY[v_run.slot_type], ARRAY[v_run.slot_units], '{}');
+    UPDATE hatchet.running r SET slot_units = 0 WHERE r.tenant_id = p_tenant AND r.task_id = release_slot.task_id;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION hatchet.release_slot(uuid, uuid) IS
+    'give back a running attempt''s worker slot early; the attempt keeps running';
+
+-- Appends log lines written by a task (ctx.log). Lines for unknown tasks are refused.
+CREATE FUNCTION hatchet.put_log(task_id uuid, message text, level text DEFAULT 'INFO', retry_count integer DEFAULT NULL,
+                                created_at timestamptz DEFAULT NULL, tenant_id uuid DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(put_log.tenant_id, hatchet.default_tenant());
+    v_at timestamptz := hatchet.uuid_time(put_log.task_id);
+BEGIN
+    IF put_log.message IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['message']);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM hatchet.tasks t WHERE t.tenant_id = p_tenant AND t.inserted_at = v_at
+                                                   AND t.id = put_log.task_id) THEN
+        PERFORM hatchet.raise_error('unknown_task', ARRAY[put_log.task_id::text]);
+    END IF;
+    INSERT INTO hatchet.logs (tenant_id, task_inserted_at, task_id, created_at, retry_count, level, message)
+    VALUES (p_tenant, v_at, put_log.task_id, coalesce(put_log.created_at, clock_timestamp()),
+            coalesce(put_log.retry_count,
+                     (SELECT r.retry_count FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = put_log.task_id),
+                     0),
+            upper(coalesce(put_log.level, 'INFO')), put_log.message);
+END
+$$;
+COMMENT ON FUNCTION hatchet.put_log(uuid, text, text, integer, timestamptz, uuid) IS 'append a log line of a task';
+
+CREATE FUNCTION hatchet.task_logs(task_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (created_at timestamptz, retry_count integer, level text, message text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT l.created_at, l.retry_count, l.level, l.message FROM hatchet.logs l
+    WHERE l.tenant_id = coalesce(task_logs.tenant_id, hatchet.default_tenant())
+      AND l.task_inserted_at = hatchet.uuid_time(task_logs.task_id) AND l.task_id = task_logs.task_id
+    ORDER BY l.created_at
+$$;
