@@ -13,6 +13,8 @@
 #              pg_isolation_regress over tests/isolation/specs/*.spec (database isolation_regression)
 #   regress    the sql layer with pg_regress only
 #   isolation  the sql layer with pg_isolation_regress only
+#   cluster    self-contained scripts with their own scratch cluster: tests/cluster/*.sh (library must be preloaded),
+#              tests/restart/*.sh (behaviour across a Postgres restart), tests/stress/*_stress.sh (flow-control stress)
 #   e2e        .venv/bin/pytest tests/e2e (only when tests/e2e holds test_*.py or *_test.py files)
 #   bench      bash bench/smoke.sh (only when that file exists)
 #
@@ -48,7 +50,7 @@ PGRX_PGDATA=/tmp/pg_hatchet-pgrx-test/pgdata
 PG_LOCK=/tmp/pg_hatchet-test.lock
 RESULTS="${ROOT}/tests/results"
 
-ALL_LAYERS=(fmt clippy unit pgrx sql e2e bench)
+ALL_LAYERS=(fmt clippy unit pgrx sql cluster e2e bench)
 
 PASSED=0
 FAILED=0
@@ -302,6 +304,39 @@ layer_sql() {
     return "${rc}"
 }
 
+# --- self-contained cluster scripts
+
+# Scripts that need a cluster of their own (a restart, a cluster without the library preloaded, a stress run):
+# tests/cluster/*.sh, tests/restart/*.sh and tests/stress/*_stress.sh. Each starts and removes its own scratch
+# cluster (tests/lib/scratch_cluster.sh) and ends with a `NAME: N passed, N failed` line.
+cluster_scripts() {
+    local f
+    for f in "${ROOT}"/tests/cluster/*.sh "${ROOT}"/tests/restart/*.sh "${ROOT}"/tests/stress/*_stress.sh; do
+        [[ -f "${f}" ]] && printf '%s\n' "${f}"
+    done
+}
+
+layer_cluster() {
+    take_pg_lock
+    local rc=0 f
+    while read -r f; do
+        printf '+ bash %s\n' "${f#"${ROOT}/"}"
+        bash "${f}" || rc=1
+    done < <(cluster_scripts)
+    return "${rc}"
+}
+
+count_scripts() {
+    strip_ansi "$1" | awk -v rc="$2" '
+        /: [0-9]+ passed, [0-9]+ failed$/ {
+            for (i = 2; i <= NF; i++) {
+                if ($i == "passed,") p += $(i - 1)
+                if ($i == "failed") f += $(i - 1)
+            }
+        }
+        END { if (rc != 0 && f == 0) f = 1; print p + 0, f + 0 }'
+}
+
 # --- later layers
 
 e2e_test_files() {
@@ -403,6 +438,7 @@ run_named_layer() {
         sql) run_layer sql count_pg layer_sql regress isolation ;;
         regress) run_layer regress count_pg layer_sql regress ;;
         isolation) run_layer isolation count_pg layer_sql isolation ;;
+        cluster) run_layer cluster count_scripts layer_cluster ;;
         e2e)
             if [[ -n "$(e2e_test_files)" ]]; then
                 run_layer e2e count_pytest layer_e2e

@@ -572,14 +572,20 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
+    -- Lock order everywhere: concurrency groups (by scope, key), then worker slots (by worker, slot type), then
+    -- rate limits (by key). Keeping one global order is what keeps concurrent completions, cancels, enqueues and
+    -- assignments from deadlocking on each other.
+    IF cardinality(p_slot_tasks) > 0 THEN
+        PERFORM hatchet._release_slots(p_tenant, p_slot_tasks);
+    END IF;
+    PERFORM 1 FROM hatchet.worker_slots ws
+    WHERE ws.tenant_id = p_tenant AND ws.worker_id = ANY (p_workers)
+    ORDER BY ws.worker_id, ws.slot_type FOR UPDATE;
     UPDATE hatchet.worker_slots ws SET used = ws.used - s.units
     FROM (SELECT w, st, sum(u)::integer AS units
           FROM unnest(p_workers, p_slot_types, p_units) AS x(w, st, u)
           WHERE w IS NOT NULL GROUP BY w, st) s
     WHERE ws.tenant_id = p_tenant AND ws.worker_id = s.w AND ws.slot_type = coalesce(s.st, 'default');
-    IF cardinality(p_slot_tasks) > 0 THEN
-        PERFORM hatchet._release_slots(p_tenant, p_slot_tasks);
-    END IF;
 END
 $$;
 
@@ -698,6 +704,7 @@ DECLARE
     v_task record;
     v_next integer := p_run.retry_count + 1;
     v_delay interval;
+    v_retry boolean;
     v_max_internal constant integer := 10;
 BEGIN
     SELECT t.retries, t.backoff_factor, t.backoff_max_seconds, t.schedule_timeout INTO v_task
@@ -706,11 +713,14 @@ BEGIN
 
     -- The worker slot is free either way. Concurrency slots stay with a retry that is queued at once (the task
     -- never stops being in progress) and are given back when it finishes or waits out a backoff.
+    v_retry := p_retryable AND ((p_internal AND p_run.internal_retry_count < v_max_internal)
+                                OR (NOT p_internal AND p_run.app_retry_count < v_task.retries));
     PERFORM hatchet._release(p_tenant, ARRAY[p_run.worker_id], ARRAY[p_run.slot_type], ARRAY[p_run.slot_units],
-                             '{}');
+        CASE WHEN p_run.concurrency_key IS NOT NULL
+                  AND (NOT v_retry OR (NOT p_internal AND v_task.backoff_factor IS NOT NULL))
+             THEN ARRAY[p_run.task_id] ELSE '{}' END);
 
-    IF p_retryable AND ((p_internal AND p_run.internal_retry_count < v_max_internal)
-                        OR (NOT p_internal AND p_run.app_retry_count < v_task.retries)) THEN
+    IF v_retry THEN
         INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
                                          worker_id, worker_name, reason)
         VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count,
@@ -719,9 +729,6 @@ BEGIN
         IF NOT p_internal AND v_task.backoff_factor IS NOT NULL THEN
             v_delay := hatchet.backoff_delay(v_task.backoff_factor, v_task.backoff_max_seconds,
                                              p_run.app_retry_count + 1);
-            IF p_run.concurrency_key IS NOT NULL THEN
-                PERFORM hatchet._release_slots(p_tenant, ARRAY[p_run.task_id]);
-            END IF;
             INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, retry_count,
                                                app_retry_count, internal_retry_count, priority, queue, reason,
                                                concurrency_key, run_id, task_definition_id)
@@ -749,9 +756,6 @@ BEGIN
     VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count, 'FAILED', p_run.worker_id,
             p_run.worker_name, p_error);
     DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_run.task_id;
-    IF p_run.concurrency_key IS NOT NULL THEN
-        PERFORM hatchet._release_slots(p_tenant, ARRAY[p_run.task_id]);
-    END IF;
     IF p_run.run_id IS NOT NULL THEN
         PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_run.task_id], ARRAY[p_run.run_id], 'FAILED');
     END IF;
@@ -872,7 +876,7 @@ BEGIN
             RETURNING r.* INTO v_run;
             IF FOUND THEN
                 PERFORM hatchet._release(p_tenant, ARRAY[v_run.worker_id], ARRAY[v_run.slot_type],
-                                         ARRAY[v_run.slot_units], '{}');
+                                         ARRAY[v_run.slot_units], ARRAY[p_task]);
                 -- channel hatchet_cancel, payload "task_id:retry_count:worker_id" (worker empty for SQL consumers)
                 PERFORM pg_notify('hatchet_cancel',
                                   p_task::text || ':' || v_run.retry_count || ':' || coalesce(v_run.worker_id::text, ''));
@@ -1095,7 +1099,8 @@ BEGIN
         SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
         FROM hatchet.tenants t
     ) due;
-    RETURN v_next;
+    -- Crons, schedules and sleeps (workflows, sql/cron.sql): fired here, and their next due time counts too.
+    RETURN least(v_next, hatchet._run_time_triggers(v_now));
 END
 $$;
 COMMENT ON FUNCTION hatchet.run_maintenance() IS

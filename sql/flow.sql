@@ -106,6 +106,7 @@ DECLARE
     v_last_key   text;
     v_oldest uuid;
     v_holder uuid;
+    v_cand   record;
 BEGIN
     SELECT t.queue, t.run_id, t.task_definition_id, t.concurrency, t.rate_limits IS NOT NULL AS rate_limited,
            t.schedule_timeout, t.desired_worker_id,
@@ -163,10 +164,32 @@ BEGIN
                     RETURN 'CANCELLED';
                 ELSE -- CANCEL_IN_PROGRESS: newer arrivals preempt the oldest holders, queued or running.
                     WHILE v_group.running >= v_max LOOP
-                        SELECT s.task_id INTO v_oldest FROM hatchet.concurrency_slots s
-                        WHERE s.tenant_id = p_tenant AND s.scope = v_group.scope AND s.key = v_group.key
-                        ORDER BY s.admitted_at, s.task_id LIMIT 1;
-                        EXIT WHEN v_oldest IS NULL;
+                        -- The oldest holder we can lock without waiting: one that another transaction is finishing
+                        -- right now would give its slot back when that transaction gets this group row, which we
+                        -- hold, so waiting for it would deadlock.
+                        v_oldest := NULL;
+                        FOR v_cand IN
+                            SELECT s.task_id FROM hatchet.concurrency_slots s
+                            WHERE s.tenant_id = p_tenant AND s.scope = v_group.scope AND s.key = v_group.key
+                            ORDER BY s.admitted_at, s.task_id
+                        LOOP
+                            IF hatchet._try_lock_holder(p_tenant, v_cand.task_id) THEN
+                                v_oldest := v_cand.task_id;
+                                EXIT;
+                            END IF;
+                        END LOOP;
+                        IF v_oldest IS NULL THEN
+                            -- Every holder is being finished by someone else: wait for the slot they give back.
+                            INSERT INTO hatchet.concurrency_queue (tenant_id, task_id, task_inserted_at,
+                                                                   schedule_timeout_at, retry_count, app_retry_count,
+                                                                   internal_retry_count, stage, priority, scope, key,
+                                                                   queue, run_id, task_definition_id)
+                            VALUES (p_tenant, p_task_id, p_task_inserted_at, v_now + v_task.schedule_timeout,
+                                    p_retry_count, p_app_retry_count, p_internal_retry_count, i, p_priority,
+                                    v_group.scope, v_group.key, v_task.queue, v_task.dag_run_id,
+                                    v_task.task_definition_id);
+                            RETURN 'WAITING';
+                        END IF;
                         PERFORM hatchet._cancel_holder(p_tenant, v_oldest,
                             format('CONCURRENCY_LIMIT: cancelled by a newer run of key "%s" (CANCEL_IN_PROGRESS)',
                                    v_group.key));
@@ -197,6 +220,26 @@ BEGIN
             p_retry_count, p_app_retry_count, p_internal_retry_count, p_priority, v_task.queue, v_last_key,
             v_task.dag_run_id, v_task.task_definition_id, v_task.desired_worker_id, v_task.rate_limited);
     RETURN 'READY';
+END
+$$;
+
+-- Locks the hot row of a slot holder without waiting. False if another transaction holds it (it is being claimed,
+-- finished or cancelled right now). A run holding a workflow-level slot has no hot row of its own: true.
+CREATE FUNCTION hatchet._try_lock_holder(p_tenant uuid, p_holder uuid) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM 1 FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_holder FOR UPDATE SKIP LOCKED;
+    IF FOUND THEN RETURN true; END IF;
+    PERFORM 1 FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_holder FOR UPDATE SKIP LOCKED;
+    IF FOUND THEN RETURN true; END IF;
+    PERFORM 1 FROM hatchet.delayed_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_holder FOR UPDATE SKIP LOCKED;
+    IF FOUND THEN RETURN true; END IF;
+    -- Not lockable: either some other transaction holds its row (it exists, we just could not lock it), or it is a
+    -- run holder with no row of its own.
+    RETURN NOT (EXISTS (SELECT 1 FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_holder)
+                OR EXISTS (SELECT 1 FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_holder)
+                OR EXISTS (SELECT 1 FROM hatchet.delayed_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_holder));
 END
 $$;
 
@@ -689,8 +732,14 @@ BEGIN
         PERFORM hatchet._promote_due(p_tenant, NULL, v_now, 1000);
     END IF;
 
-    -- Free capacity per (worker, slot type) of live workers. The worker_slots rows are locked: two assigners never
-    -- hand out the same slot, and the CHECK on used <= capacity backs that up.
+    -- Free capacity per (worker, slot type) of live workers, read after locking their worker_slots rows (in the
+    -- global lock order): two assigners never hand out the same slot, and the CHECK on used <= capacity backs it up.
+    PERFORM 1 FROM hatchet.worker_slots s
+    JOIN hatchet.workers w ON w.tenant_id = s.tenant_id AND w.id = s.worker_id
+    WHERE s.tenant_id = p_tenant AND w.is_active AND NOT w.is_paused AND w.last_heartbeat_at >= v_now - v_after
+      AND (assign.worker_ids IS NULL OR s.worker_id = ANY (assign.worker_ids))
+    ORDER BY s.worker_id, s.slot_type
+    FOR UPDATE OF s;
     SELECT array_agg(s.worker_id ORDER BY s.worker_id, s.slot_type), array_agg(w.labels ORDER BY s.worker_id, s.slot_type),
            array_agg(s.slot_type ORDER BY s.worker_id, s.slot_type),
            array_agg(s.capacity - s.used ORDER BY s.worker_id, s.slot_type)
@@ -703,8 +752,6 @@ BEGIN
     IF w_ids IS NULL THEN
         RETURN;
     END IF;
-    PERFORM 1 FROM hatchet.worker_slots s
-    WHERE s.tenant_id = p_tenant AND s.worker_id = ANY (w_ids) ORDER BY s.worker_id, s.slot_type FOR UPDATE;
 
     FOR v_queue IN
         SELECT DISTINCT a.action FROM hatchet.worker_actions a
