@@ -15,7 +15,7 @@ _as_postgres() {
 start_cluster() {
     _init_cluster "$@" || return 1
     psql -X -q -c "CREATE EXTENSION pg_hatchet" >/dev/null
-    wait_for_worker
+    [[ " $* " == *"hatchet.enable_worker = off"* ]] || wait_for_worker
 }
 
 # A cluster that does not preload the library (to test that the extension refuses it).

@@ -49,6 +49,11 @@ BEGIN
         SELECT array_agg(task_id), array_agg(retry_count) INTO ids, rcs FROM hatchet.assign(max_tasks => 100);
         INSERT INTO lat VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
         PERFORM hatchet.complete_many(ids, rcs);
+        -- keep the backlog at its size: replace what was dispatched, on keys spread over the same key space
+        FOR j IN 1 .. cardinality(ids) LOOP
+            PERFORM hatchet.enqueue('lat', concurrency_key => 'key-' || (1 + (random() * (least(10000, ${n}) - 1))::integer),
+                                    max_runs => 1000000);
+        END LOOP;
     END LOOP;
 END \$\$;
 SELECT format('queued %s over %s keys: assign(100) median %s ms, p95 %s ms, max %s ms',
