@@ -47,7 +47,8 @@ pub fn eval(expr: &str, vars: &serde_json::Value) -> Result<serde_json::Value, S
     let mut ctx = Context::default();
     if let Some(obj) = vars.as_object() {
         for (name, value) in obj {
-            let v = cel_interpreter::to_value(value).map_err(|e| format!("variable \"{name}\": {e}"))?;
+            let v = cel_interpreter::to_value(value)
+                .map_err(|e| format!("variable \"{name}\": {e}"))?;
             ctx.add_variable_from_value(name.clone(), v);
         }
     } else if !vars.is_null() {
@@ -60,7 +61,9 @@ pub fn eval(expr: &str, vars: &serde_json::Value) -> Result<serde_json::Value, S
 }
 
 fn to_json(value: &Value) -> Result<serde_json::Value, String> {
-    value.json().map_err(|e| format!("the result cannot be represented as JSON: {e:?}"))
+    value
+        .json()
+        .map_err(|e| format!("the result cannot be represented as JSON: {e:?}"))
 }
 
 /// `hatchet.cel_eval(expr, vars)`: the value of a CEL expression; a compile or evaluation error is SQLSTATE 22023.
@@ -68,7 +71,9 @@ fn to_json(value: &Value) -> Result<serde_json::Value, String> {
 pub fn cel_eval(expr: &str, vars: default!(JsonB, "'{}'")) -> JsonB {
     match eval(expr, &vars.0) {
         Ok(v) => JsonB(v),
-        Err(e) => HatchetError::InvalidArgument(format!("CEL expression \"{expr}\" failed: {e}")).raise(),
+        Err(e) => {
+            HatchetError::InvalidArgument(format!("CEL expression \"{expr}\" failed: {e}")).raise()
+        }
     }
 }
 
@@ -87,7 +92,9 @@ pub fn cel_try(expr: &str, vars: default!(JsonB, "'{}'")) -> JsonB {
 pub fn cel_check(expr: &str) -> bool {
     match compile(expr) {
         Ok(_) => true,
-        Err(e) => HatchetError::InvalidArgument(format!("invalid CEL expression \"{expr}\": {e}")).raise(),
+        Err(e) => {
+            HatchetError::InvalidArgument(format!("invalid CEL expression \"{expr}\": {e}")).raise()
+        }
     }
 }
 
@@ -98,10 +105,14 @@ mod tests {
 
     #[test]
     fn evaluates_keys_and_conditions() {
-        let vars = json!({"input": {"user_id": "u1", "n": 12}, "additional_metadata": {"tier": "gold"}});
+        let vars =
+            json!({"input": {"user_id": "u1", "n": 12}, "additional_metadata": {"tier": "gold"}});
         assert_eq!(eval("input.user_id", &vars), Ok(json!("u1")));
         assert_eq!(eval("input.n > 10", &vars), Ok(json!(true)));
-        assert_eq!(eval("additional_metadata.tier + '-' + input.user_id", &vars), Ok(json!("gold-u1")));
+        assert_eq!(
+            eval("additional_metadata.tier + '-' + input.user_id", &vars),
+            Ok(json!("gold-u1"))
+        );
         assert_eq!(eval("'*'", &vars), Ok(json!("*")));
     }
 

@@ -68,9 +68,13 @@ fn day_of_week(field: &str) -> Result<String, String> {
             }
         };
         let parse_day = |s: &str| -> Result<u32, String> {
-            let d: u32 = s.parse().map_err(|_| format!("Day of week \"{s}\" is not a number."))?;
+            let d: u32 = s
+                .parse()
+                .map_err(|_| format!("Day of week \"{s}\" is not a number."))?;
             if d > 7 {
-                return Err(format!("Day of week {d} is out of range (0-7, Sunday is 0 or 7)."));
+                return Err(format!(
+                    "Day of week {d} is out of range (0-7, Sunday is 0 or 7)."
+                ));
             }
             Ok(d)
         };
@@ -127,10 +131,7 @@ fn parse_or_raise(expression: &str) -> Schedule {
 /// `hatchet.cron_next('*/5 * * * *', now())`: the next tick strictly after `after`, in UTC; NULL if there is none.
 /// Raises 22023 for an invalid expression, which is how crons are validated when they are created.
 #[pg_extern(immutable, parallel_safe)]
-pub fn cron_next(
-    expression: &str,
-    after: TimestampWithTimeZone,
-) -> Option<TimestampWithTimeZone> {
+pub fn cron_next(expression: &str, after: TimestampWithTimeZone) -> Option<TimestampWithTimeZone> {
     let schedule = parse_or_raise(expression);
     next_after(&schedule, to_chrono(after)).and_then(from_chrono)
 }
@@ -196,13 +197,22 @@ mod tests {
             ticks("0 9 * * 1-5", "2025-01-04T00:00:00Z", 2),
             ["Mon 2025-01-06 09:00:00", "Tue 2025-01-07 09:00:00"]
         );
-        assert_eq!(ticks("0 9 * * 0", "2025-01-04T00:00:00Z", 1), ["Sun 2025-01-05 09:00:00"]);
-        assert_eq!(ticks("0 9 * * 7", "2025-01-04T00:00:00Z", 1), ["Sun 2025-01-05 09:00:00"]);
+        assert_eq!(
+            ticks("0 9 * * 0", "2025-01-04T00:00:00Z", 1),
+            ["Sun 2025-01-05 09:00:00"]
+        );
+        assert_eq!(
+            ticks("0 9 * * 7", "2025-01-04T00:00:00Z", 1),
+            ["Sun 2025-01-05 09:00:00"]
+        );
         assert_eq!(
             ticks("0 9 * * 5-7", "2025-01-04T00:00:00Z", 2),
             ["Sat 2025-01-04 09:00:00", "Sun 2025-01-05 09:00:00"]
         );
-        assert_eq!(ticks("0 9 * * MON", "2025-01-04T00:00:00Z", 1), ["Mon 2025-01-06 09:00:00"]);
+        assert_eq!(
+            ticks("0 9 * * MON", "2025-01-04T00:00:00Z", 1),
+            ["Mon 2025-01-06 09:00:00"]
+        );
         assert_eq!(
             ticks("0 9 * * 1/2", "2025-01-04T00:00:00Z", 3),
             [
@@ -223,7 +233,10 @@ mod tests {
 
     #[test]
     fn shorthands() {
-        assert_eq!(ticks("@hourly", "2025-01-01T00:30:00Z", 1), ["Wed 2025-01-01 01:00:00"]);
+        assert_eq!(
+            ticks("@hourly", "2025-01-01T00:30:00Z", 1),
+            ["Wed 2025-01-01 01:00:00"]
+        );
     }
 
     #[test]
@@ -246,6 +259,9 @@ mod tests {
     #[test]
     fn impossible_dates_have_no_next_tick() {
         let s = parse("0 0 30 2 *").unwrap();
-        assert_eq!(next_after(&s, "2025-01-01T00:00:00Z".parse().unwrap()), None);
+        assert_eq!(
+            next_after(&s, "2025-01-01T00:00:00Z".parse().unwrap()),
+            None
+        );
     }
 }
