@@ -14,7 +14,7 @@
 #   regress    the sql layer with pg_regress only
 #   isolation  the sql layer with pg_isolation_regress only
 #   cluster    self-contained scripts with their own scratch cluster: tests/cluster/*.sh (library must be preloaded),
-#              tests/restart/*.sh (behaviour across a Postgres restart), tests/stress/*_stress.sh (flow-control stress)
+#              tests/restart/*_restart.sh (behaviour across a Postgres restart), tests/stress/*_stress.sh (flow-control stress)
 #   e2e        .venv/bin/pytest tests/e2e (only when tests/e2e holds test_*.py or *_test.py files)
 #   bench      bash bench/smoke.sh (only when that file exists)
 #
@@ -307,11 +307,12 @@ layer_sql() {
 # --- self-contained cluster scripts
 
 # Scripts that need a cluster of their own (a restart, a cluster without the library preloaded, a stress run):
-# tests/cluster/*.sh, tests/restart/*.sh and tests/stress/*_stress.sh. Each starts and removes its own scratch
+# tests/cluster/*.sh, tests/restart/*_restart.sh and tests/stress/*_stress.sh (not the measurement scripts beside
+# them). Each starts and removes its own scratch
 # cluster (tests/lib/scratch_cluster.sh) and ends with a `NAME: N passed, N failed` line.
 cluster_scripts() {
     local f
-    for f in "${ROOT}"/tests/cluster/*.sh "${ROOT}"/tests/restart/*.sh "${ROOT}"/tests/stress/*_stress.sh; do
+    for f in "${ROOT}"/tests/cluster/*.sh "${ROOT}"/tests/restart/*_restart.sh "${ROOT}"/tests/stress/*_stress.sh; do
         [[ -f "${f}" ]] && printf '%s\n' "${f}"
     done
 }

@@ -196,13 +196,10 @@ BEGIN
         ORDER BY ord;
     ELSE
         -- Each task passes its concurrency gates (if any) in input order; the others enter the ready queue.
-        FOR v_t IN
-            SELECT t.id, t.inserted_at FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
-            JOIN hatchet.tasks t ON t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(u.id) AND t.id = u.id
-            WHERE v_failed_ords IS NULL OR NOT u.ord = ANY (v_failed_ords)
-            ORDER BY u.ord
-        LOOP
-            PERFORM hatchet._admit(p_tenant, v_t.id, v_t.inserted_at, 0, 0, 0, p_priority);
+        -- (By id, not by a join with tasks: a join key computed from the id cannot prune partitions.)
+        FOR k IN 1 .. cardinality(v_ids) LOOP
+            CONTINUE WHEN v_failed_ords IS NOT NULL AND k = ANY (v_failed_ords);
+            PERFORM hatchet._admit(p_tenant, v_ids[k], hatchet.uuid_time(v_ids[k]), 0, 0, 0, p_priority);
         END LOOP;
     END IF;
     IF v_was_empty AND EXISTS (SELECT 1 FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.queue = p_queue) THEN
@@ -384,7 +381,8 @@ BEGIN
                -- it must (re)pass its concurrency gates: it holds no slot after run_at or a backoff
                (t.concurrency IS NOT NULL AND d.concurrency_key IS NULL) AS gated
         FROM due d
-        JOIN hatchet.tasks t ON t.tenant_id = d.tenant_id AND t.inserted_at = d.task_inserted_at AND t.id = d.task_id
+        CROSS JOIN LATERAL (SELECT x.* FROM hatchet.tasks x  -- per-row probe: pruned to one partition
+                            WHERE x.tenant_id = d.tenant_id AND x.inserted_at = d.task_inserted_at AND x.id = d.task_id) t
     ), ready AS (
         INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
                                          retry_count, app_retry_count, internal_retry_count, priority, queue,
@@ -472,7 +470,8 @@ BEGIN
     ), work AS (
         SELECT c.*, t.input, t.additional_metadata, v_now + t.execution_timeout AS timeout_at
         FROM claimed c
-        JOIN hatchet.tasks t ON t.tenant_id = c.tenant_id AND t.inserted_at = c.task_inserted_at AND t.id = c.task_id
+        CROSS JOIN LATERAL (SELECT x.* FROM hatchet.tasks x  -- per-row probe: pruned to one partition
+                            WHERE x.tenant_id = c.tenant_id AND x.inserted_at = c.task_inserted_at AND x.id = c.task_id) t
     ), run AS (
         INSERT INTO hatchet.running (tenant_id, task_id, task_inserted_at, assigned_at, timeout_at, retry_count,
                                      app_retry_count, internal_retry_count, priority, queue, worker_name,

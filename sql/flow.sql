@@ -422,7 +422,8 @@ BEGIN
     FOR v_row IN
         SELECT r.ctid AS rctid, r.task_id, r.task_inserted_at, t.rate_limits
         FROM hatchet.ready_queue r
-        JOIN hatchet.tasks t ON t.tenant_id = r.tenant_id AND t.inserted_at = r.task_inserted_at AND t.id = r.task_id
+        CROSS JOIN LATERAL (SELECT x.* FROM hatchet.tasks x  -- per-row probe: pruned to one partition
+                            WHERE x.tenant_id = r.tenant_id AND x.inserted_at = r.task_inserted_at AND x.id = r.task_id) t
         WHERE r.ctid = ANY (p_ctids) AND r.rate_limited
         ORDER BY r.priority DESC, r.fair_rank, r.id
     LOOP
@@ -778,7 +779,8 @@ BEGIN
             SELECT r.ctid AS rctid, r.task_id, r.rate_limited, t.desired_labels, t.sticky, t.desired_worker_id,
                    t.slot_type, t.slot_units, t.rate_limits
             FROM hatchet.ready_queue r
-            JOIN hatchet.tasks t ON t.tenant_id = r.tenant_id AND t.inserted_at = r.task_inserted_at AND t.id = r.task_id
+            CROSS JOIN LATERAL (SELECT x.* FROM hatchet.tasks x  -- per-row probe: pruned to one partition
+                            WHERE x.tenant_id = r.tenant_id AND x.inserted_at = r.task_inserted_at AND x.id = r.task_id) t
             WHERE r.ctid = ANY (v_ctids)
             ORDER BY r.priority DESC, r.fair_rank, r.id
         LOOP
@@ -834,7 +836,8 @@ BEGIN
         SELECT c.*, t.input, t.additional_metadata, t.readable_id, t.inserted_at AS queued_at,
                v_now + t.execution_timeout AS timeout_at
         FROM claimed c
-        JOIN hatchet.tasks t ON t.tenant_id = c.tenant_id AND t.inserted_at = c.task_inserted_at AND t.id = c.task_id
+        CROSS JOIN LATERAL (SELECT x.* FROM hatchet.tasks x  -- per-row probe: pruned to one partition
+                            WHERE x.tenant_id = c.tenant_id AND x.inserted_at = c.task_inserted_at AND x.id = c.task_id) t
     ), run AS (
         INSERT INTO hatchet.running (tenant_id, task_id, task_inserted_at, assigned_at, timeout_at, retry_count,
                                      app_retry_count, internal_retry_count, slot_units, priority, queue, worker_id,

@@ -40,6 +40,8 @@ BEGIN
     END LOOP;
 END \$\$;
 VACUUM ANALYZE hatchet.ready_queue;
+-- filling can take longer than hatchet.worker_dead_after_ms: the worker says it is alive before it is measured
+SELECT hatchet.heartbeat(ARRAY(SELECT id FROM hatchet.workers)) AS alive_workers;
 CREATE TEMP TABLE lat (ms float8);
 DO \$\$
 DECLARE t0 timestamptz; ids uuid[]; rcs integer[];
