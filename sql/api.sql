@@ -151,6 +151,7 @@ BEGIN
             SELECT p_tenant, hatchet.uuid_time(f.id), f.id, coalesce(p_run_ids[f.ord], f.id), p_definition_id,
                    p_readable_id, p_retries, p_backoff_factor, p_backoff_max_seconds, p_execution_timeout,
                    p_schedule_timeout, p_priority, p_queue, p_idempotency_key, f.input, p_metadata,
+                   -- (jsonb_strip_nulls leaves no JSON null behind: absent means none)
                    coalesce(f.flow -> 'concurrency', p_concurrency), coalesce(f.flow -> 'rate_limits', p_rate_limits),
                    coalesce(f.flow -> 'desired_labels', p_placement -> 'desired_labels'),
                    coalesce(f.flow ->> 'sticky', p_placement ->> 'sticky')::hatchet.sticky_strategy,
@@ -655,6 +656,8 @@ BEGIN
     FROM done d;
     IF v_n > 0 THEN
         -- Separate statements, after the one above, so they see its effects (outputs are readable by DAG children).
+        -- Lock order: hot rows (taken above), then the DAG runs, then concurrency groups, then worker slots.
+        PERFORM hatchet._lock_pending_runs(p_tenant, v_dag_runs);
         PERFORM hatchet._release(p_tenant, v_workers, v_slot_types, v_units, v_keyed);
         IF v_dag_tasks IS NOT NULL THEN
             PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'COMPLETED');
@@ -714,6 +717,7 @@ BEGIN
     -- never stops being in progress) and are given back when it finishes or waits out a backoff.
     v_retry := p_retryable AND ((p_internal AND p_run.internal_retry_count < v_max_internal)
                                 OR (NOT p_internal AND p_run.app_retry_count < v_task.retries));
+    PERFORM hatchet._lock_pending_runs(p_tenant, ARRAY[p_run.run_id]);
     PERFORM hatchet._release(p_tenant, ARRAY[p_run.worker_id], ARRAY[p_run.slot_type], ARRAY[p_run.slot_units],
         CASE WHEN p_run.concurrency_key IS NOT NULL
                   AND (NOT v_retry OR (NOT p_internal AND v_task.backoff_factor IS NOT NULL))
@@ -874,6 +878,7 @@ BEGIN
             DELETE FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task
             RETURNING r.* INTO v_run;
             IF FOUND THEN
+                PERFORM hatchet._lock_pending_runs(p_tenant, ARRAY[v_run.run_id]);
                 PERFORM hatchet._release(p_tenant, ARRAY[v_run.worker_id], ARRAY[v_run.slot_type],
                                          ARRAY[v_run.slot_units], ARRAY[p_task]);
                 -- channel hatchet_cancel, payload "task_id:retry_count:worker_id" (worker empty for SQL consumers)
@@ -890,6 +895,7 @@ BEGIN
             VALUES (p_tenant, v_at, p_task, v_rc, 'CANCELLED', cancel.reason);
             DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_task;
             -- Whatever gates it held (or waited behind) are given back, and waiters take the room.
+            PERFORM hatchet._lock_pending_runs(p_tenant, ARRAY[v_run_id]);
             PERFORM hatchet._release_slots(p_tenant, ARRAY[p_task]);
             IF v_run_id IS NOT NULL THEN
                 PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_task], ARRAY[v_run_id], 'CANCELLED');
@@ -1042,6 +1048,7 @@ BEGIN
            array_agg(g.run_id) FILTER (WHERE g.run_id IS NOT NULL),
            array_agg(g.task_id) FILTER (WHERE g.concurrency_key IS NOT NULL)
     INTO n, v_dag_tasks, v_dag_runs, v_keyed FROM gone g;
+    PERFORM hatchet._lock_pending_runs(p_tenant, v_dag_runs);
     IF v_keyed IS NOT NULL THEN
         PERFORM hatchet._release_slots(p_tenant, v_keyed);
     END IF;

@@ -1,0 +1,296 @@
+-- Crons, one-off schedules and sleeps: the time-driven triggers the background worker fires (Hatchet's ticker, §2.12).
+--
+-- Everything is a row: a cron is hatchet.crons with the next tick to fire, a schedule is hatchet.scheduled_runs, a
+-- sleep is a pending match with wake_at. The worker's maintenance pass (hatchet.run_maintenance) calls
+-- hatchet._run_time_triggers, which fires what is due and returns when the next thing is due, so the worker sleeps
+-- exactly until then (at most hatchet.poll_interval_ms).
+--
+-- Exactly once: a cron row is locked (FOR UPDATE SKIP LOCKED), its run created and next_tick_at advanced in one
+-- transaction, so a tick fires once whatever crashes or restarts, and two passes racing (the worker and a manual call)
+-- never both fire it. A schedule is marked fired (fired_run_id) in the transaction that creates its run.
+--
+-- Downtime policy: after the server was down (or the worker stopped), each cron fires AT MOST ONE catch-up run, for
+-- the oldest tick it missed (its hatchet__scheduled_at says when that tick was due), then continues from the first tick
+-- after now. Missed ticks are never replayed as a storm. Overdue schedules all fire once, as soon as possible.
+--
+-- Runs created here carry Hatchet's reserved metadata: crons hatchet__cron_name, hatchet__cron_expression,
+-- hatchet__scheduled_at and hatchet__triggered_by = 'cron'; schedules hatchet__scheduled_at and
+-- hatchet__triggered_by = 'schedule'. hatchet__scheduled_at is the due time in UTC, ISO 8601 with milliseconds.
+
+CREATE FUNCTION hatchet._iso_utc(p_ts timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Crons
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION hatchet.create_cron(
+    workflow            text,
+    name                text,
+    expression          text,
+    input               jsonb   DEFAULT '{}',
+    additional_metadata jsonb   DEFAULT '{}',
+    priority            integer DEFAULT NULL,
+    tenant_id           uuid    DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(create_cron.tenant_id, hatchet.default_tenant());
+    v_wf     record;
+    v_id     uuid := hatchet.gen_id();
+    v_next   timestamptz;
+BEGIN
+    v_wf := hatchet._latest_version(p_tenant, create_cron.workflow);
+    IF create_cron.name IS NULL OR create_cron.expression IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument',
+            ARRAY[CASE WHEN create_cron.name IS NULL THEN 'name' ELSE 'expression' END]);
+    END IF;
+    IF create_cron.name = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['cron name must not be empty']);
+    END IF;
+    PERFORM hatchet._check_payload('input', create_cron.input);
+    PERFORM hatchet._check_payload('additional_metadata', create_cron.additional_metadata);
+    IF create_cron.priority IS NOT NULL AND create_cron.priority NOT BETWEEN 1 AND 3 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('priority must be between 1 and 3, not %s', create_cron.priority)]);
+    END IF;
+    v_next := hatchet.cron_next(create_cron.expression, clock_timestamp());  -- raises for a bad expression
+    IF v_next IS NULL THEN
+        PERFORM hatchet.raise_error('invalid_cron', ARRAY[create_cron.expression, 'The expression never fires.']);
+    END IF;
+    INSERT INTO hatchet.crons (tenant_id, id, workflow_id, name, expression, input, additional_metadata, priority,
+                               method, next_tick_at)
+    VALUES (p_tenant, v_id, v_wf.workflow_id, create_cron.name, create_cron.expression, create_cron.input,
+            create_cron.additional_metadata, create_cron.priority, 'API', v_next)
+    ON CONFLICT ON CONSTRAINT crons_name_key DO NOTHING;
+    IF NOT FOUND THEN
+        PERFORM hatchet.raise_error('duplicate_object',
+            ARRAY['cron', format('%s" of workflow "%s', create_cron.name, create_cron.workflow)]);
+    END IF;
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.create_cron(text, text, text, jsonb, jsonb, integer, uuid) IS
+    'run a workflow on a cron expression (5 fields, or 6 with seconds first; UTC); returns the cron id';
+
+CREATE FUNCTION hatchet.delete_cron(cron_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
+LANGUAGE sql
+AS $$
+    WITH gone AS (
+        DELETE FROM hatchet.crons c
+        WHERE c.tenant_id = coalesce(delete_cron.tenant_id, hatchet.default_tenant()) AND c.id = delete_cron.cron_id
+        RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM gone)
+$$;
+COMMENT ON FUNCTION hatchet.delete_cron(uuid, uuid) IS
+    'delete a cron (a declared one comes back when its workflow is registered again); false if there was none';
+
+CREATE FUNCTION hatchet.list_crons(workflow text DEFAULT NULL, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (cron_id uuid, workflow text, name text, expression text, input jsonb, additional_metadata jsonb,
+               priority integer, method text, enabled boolean, next_tick_at timestamptz, last_tick_at timestamptz,
+               created_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    SELECT c.id, w.name, c.name, c.expression, c.input, c.additional_metadata, c.priority, c.method, c.enabled,
+           c.next_tick_at, c.last_tick_at, c.created_at
+    FROM hatchet.crons c
+    JOIN hatchet.workflows w ON w.tenant_id = c.tenant_id AND w.id = c.workflow_id
+    WHERE c.tenant_id = coalesce(list_crons.tenant_id, hatchet.default_tenant())
+      AND (list_crons.workflow IS NULL OR w.name = list_crons.workflow)
+    ORDER BY w.name, c.name
+$$;
+COMMENT ON FUNCTION hatchet.list_crons(text, uuid) IS 'crons (declared and created through the API), per workflow';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- One-off schedules
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION hatchet.schedule(
+    workflow            text,
+    run_at              timestamptz,
+    input               jsonb   DEFAULT '{}',
+    additional_metadata jsonb   DEFAULT '{}',
+    priority            integer DEFAULT NULL,
+    tenant_id           uuid    DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(schedule.tenant_id, hatchet.default_tenant());
+    v_wf     record;
+    v_id     uuid := hatchet.gen_id();
+BEGIN
+    v_wf := hatchet._latest_version(p_tenant, schedule.workflow);
+    IF schedule.run_at IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['run_at']);
+    END IF;
+    IF NOT isfinite(schedule.run_at) THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['run_at must be a finite time']);
+    END IF;
+    PERFORM hatchet._check_payload('input', schedule.input);
+    PERFORM hatchet._check_payload('additional_metadata', schedule.additional_metadata);
+    IF schedule.priority IS NOT NULL AND schedule.priority NOT BETWEEN 1 AND 3 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('priority must be between 1 and 3, not %s', schedule.priority)]);
+    END IF;
+    INSERT INTO hatchet.scheduled_runs (tenant_id, id, workflow_id, run_at, input, additional_metadata, priority)
+    VALUES (p_tenant, v_id, v_wf.workflow_id, schedule.run_at, schedule.input, schedule.additional_metadata,
+            schedule.priority);
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.schedule(text, timestamptz, jsonb, jsonb, integer, uuid) IS
+    'run a workflow once at run_at (a row, fired by the background worker); returns the schedule id';
+
+CREATE FUNCTION hatchet.delete_schedule(schedule_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
+LANGUAGE sql
+AS $$
+    WITH gone AS (
+        DELETE FROM hatchet.scheduled_runs s
+        WHERE s.tenant_id = coalesce(delete_schedule.tenant_id, hatchet.default_tenant())
+          AND s.id = delete_schedule.schedule_id
+        RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM gone)
+$$;
+COMMENT ON FUNCTION hatchet.delete_schedule(uuid, uuid) IS
+    'delete a schedule (if it has not fired, it never will); false if there was none';
+
+CREATE FUNCTION hatchet.list_schedules(workflow text DEFAULT NULL, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (schedule_id uuid, workflow text, run_at timestamptz, input jsonb, additional_metadata jsonb,
+               priority integer, fired_run_id uuid, error text, created_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    SELECT s.id, w.name, s.run_at, s.input, s.additional_metadata, s.priority, s.fired_run_id, s.error, s.created_at
+    FROM hatchet.scheduled_runs s
+    JOIN hatchet.workflows w ON w.tenant_id = s.tenant_id AND w.id = s.workflow_id
+    WHERE s.tenant_id = coalesce(list_schedules.tenant_id, hatchet.default_tenant())
+      AND (list_schedules.workflow IS NULL OR w.name = list_schedules.workflow)
+    ORDER BY s.run_at, s.id
+$$;
+COMMENT ON FUNCTION hatchet.list_schedules(text, uuid) IS
+    'one-off schedules, pending and fired (fired ones are kept for hatchet.retention_days)';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- The worker's pass
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Fires due cron ticks, due schedules and due sleeps of every tenant (at most hatchet.batch_limit of each per tenant)
+-- and returns when the next one is due (NULL if none). Called by hatchet.run_maintenance; callable by hand.
+--
+-- A run that cannot be created (its creation raised an error) must not stop the pass or fire again and again: each
+-- firing runs in its own subtransaction; a failed cron tick is skipped with a WARNING, a failed schedule keeps the
+-- error in scheduled_runs.error, a failed sleep is retried 5 s later with a WARNING.
+CREATE FUNCTION hatchet._run_time_triggers(p_now timestamptz DEFAULT NULL) RETURNS timestamptz
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_now       timestamptz := coalesce(p_now, clock_timestamp());
+    v_limit     integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_retention integer := coalesce(current_setting('hatchet.retention_days', true)::integer, 30);
+    v_tenant    uuid;
+    c           hatchet.crons;
+    s           hatchet.scheduled_runs;
+    m           record;
+    v_version   bigint;
+    v_run       uuid;
+    v_next      timestamptz;
+BEGIN
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t ORDER BY t.tenant_id LOOP
+        -- Cron ticks. FOR UPDATE re-checks next_tick_at on the latest row version, so a tick a concurrent pass has
+        -- just fired (and advanced) is not fired again; SKIP LOCKED leaves a cron another pass holds to that pass.
+        FOR c IN
+            SELECT x.* FROM hatchet.crons x
+            WHERE x.tenant_id = v_tenant AND x.enabled AND x.next_tick_at <= v_now
+            ORDER BY x.next_tick_at
+            LIMIT v_limit
+            FOR UPDATE SKIP LOCKED
+        LOOP
+            BEGIN
+                SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
+                WHERE v.tenant_id = v_tenant AND v.workflow_id = c.workflow_id ORDER BY v.id DESC LIMIT 1;
+                PERFORM hatchet._create_run(v_tenant, v_version, c.input,
+                    hatchet._clean_metadata(c.additional_metadata) || jsonb_build_object(
+                        'hatchet__cron_name', c.name, 'hatchet__cron_expression', c.expression,
+                        'hatchet__scheduled_at', hatchet._iso_utc(c.next_tick_at), 'hatchet__triggered_by', 'cron'),
+                    c.priority, 'cron');
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'pg_hatchet: cron % (%) skipped the tick due at %: %', c.name, c.id,
+                    hatchet._iso_utc(c.next_tick_at), SQLERRM;
+            END;
+            -- The next tick after now (not after the tick just fired): at most one catch-up run after downtime.
+            v_next := hatchet.cron_next(c.expression, greatest(v_now, c.next_tick_at));
+            UPDATE hatchet.crons x
+            SET last_tick_at = c.next_tick_at, next_tick_at = coalesce(v_next, 'infinity'),
+                enabled = v_next IS NOT NULL
+            WHERE x.tenant_id = v_tenant AND x.id = c.id;
+        END LOOP;
+
+        -- One-off schedules.
+        FOR s IN
+            SELECT x.* FROM hatchet.scheduled_runs x
+            WHERE x.tenant_id = v_tenant AND x.fired_run_id IS NULL AND x.error IS NULL AND x.run_at <= v_now
+            ORDER BY x.run_at
+            LIMIT v_limit
+            FOR UPDATE SKIP LOCKED
+        LOOP
+            BEGIN
+                SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
+                WHERE v.tenant_id = v_tenant AND v.workflow_id = s.workflow_id ORDER BY v.id DESC LIMIT 1;
+                v_run := hatchet._create_run(v_tenant, v_version, s.input,
+                    hatchet._clean_metadata(s.additional_metadata) || jsonb_build_object(
+                        'hatchet__scheduled_at', hatchet._iso_utc(s.run_at), 'hatchet__triggered_by', 'schedule'),
+                    s.priority, 'schedule');
+                UPDATE hatchet.scheduled_runs x SET fired_run_id = v_run WHERE x.tenant_id = v_tenant AND x.id = s.id;
+            EXCEPTION WHEN OTHERS THEN
+                UPDATE hatchet.scheduled_runs x SET error = SQLERRM WHERE x.tenant_id = v_tenant AND x.id = s.id;
+                RAISE WARNING 'pg_hatchet: schedule % could not fire: %', s.id, SQLERRM;
+            END;
+        END LOOP;
+
+        -- Sleeps of pending matches. A run whose matches another transaction is changing right now is left to the
+        -- next pass rather than waited for.
+        FOR m IN
+            SELECT x.id, x.run_id FROM hatchet.matches x
+            WHERE x.tenant_id = v_tenant AND x.wake_at <= v_now
+            ORDER BY x.wake_at
+            LIMIT v_limit
+        LOOP
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(1212240963, hashtext(m.run_id::text));
+            BEGIN
+                PERFORM hatchet._satisfy_match(v_tenant, m.id, 'sleep', v_now);
+            EXCEPTION WHEN OTHERS THEN
+                UPDATE hatchet.matches x SET wake_at = v_now + interval '5 seconds'
+                WHERE x.tenant_id = v_tenant AND x.id = m.id;
+                RAISE WARNING 'pg_hatchet: sleep of match % could not be completed: %', m.id, SQLERRM;
+            END;
+        END LOOP;
+
+        -- Fired schedules are history: kept for the retention period after they fired (their run id's time), then
+        -- deleted. A schedule fires after its run_at, so the index on run_at narrows the search.
+        DELETE FROM hatchet.scheduled_runs x
+        WHERE x.ctid = ANY (ARRAY(
+            SELECT y.ctid FROM hatchet.scheduled_runs y
+            WHERE y.tenant_id = v_tenant AND y.fired_run_id IS NOT NULL
+              AND y.run_at < v_now - make_interval(days => v_retention)
+              AND hatchet.uuid_time(y.fired_run_id) < v_now - make_interval(days => v_retention)
+            LIMIT v_limit));
+    END LOOP;
+
+    SELECT min(x) INTO v_next FROM (
+        SELECT (SELECT min(c2.next_tick_at) FROM hatchet.crons c2 WHERE c2.tenant_id = t.tenant_id AND c2.enabled) AS x
+        FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(s2.run_at) FROM hatchet.scheduled_runs s2
+                WHERE s2.tenant_id = t.tenant_id AND s2.fired_run_id IS NULL AND s2.error IS NULL)
+        FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(m2.wake_at) FROM hatchet.matches m2 WHERE m2.tenant_id = t.tenant_id AND m2.wake_at IS NOT NULL)
+        FROM hatchet.tenants t
+    ) due;
+    RETURN v_next;
+END
+$$;
+COMMENT ON FUNCTION hatchet._run_time_triggers(timestamptz) IS
+    'fire due cron ticks, schedules and sleeps (one run per tick, never twice); returns when the next one is due';

@@ -1,0 +1,246 @@
+-- Events (Hatchet's §2.11): hatchet.push_event stores an event, satisfies the user-event conditions that are waiting
+-- for it, and triggers every workflow whose event triggers match its key: once when the workflow has no filters, else
+-- once per filter whose scope equals the event's and whose CEL expression holds. Filters are CEL over `input` (the
+-- event payload), `additional_metadata`, `payload` (the filter's own payload), `event_id` and `event_key`.
+--
+-- Events pushed before a workflow is registered do not trigger it; a waiting condition only sees events pushed after it
+-- started waiting. The event satisfies waits first and triggers runs second, so a run it triggers is not satisfied by
+-- the very event that started it.
+
+-- Does an event key match a trigger pattern? `*` matches any run of characters; nothing else is special.
+CREATE FUNCTION hatchet._event_key_matches(p_pattern text, p_key text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p_key LIKE replace(replace(replace(replace(p_pattern, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%')
+$$;
+
+-- The one path for events, in order: each element {key, payload, additional_metadata, scope, priority} already valid.
+CREATE FUNCTION hatchet._push_events(p_tenant uuid, p_events jsonb) RETURNS uuid[]
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_ids     uuid[] := '{}';
+    v_e       jsonb;
+    v_id      uuid;
+    v_key     text;
+    v_scope   text;
+    v_payload jsonb;
+    v_meta    jsonb;
+    v_prio    integer;
+    v_now     timestamptz;
+    v_matches uuid[];
+    v_match   uuid;
+    v_wf      record;
+    v_filter  record;
+    v_cel     record;
+    v_run_meta jsonb;
+BEGIN
+    -- Lock every run with a condition waiting for any of these keys up front, in one ordered pass, so bulk pushes
+    -- racing each other (or completions in the same runs) cannot deadlock.
+    PERFORM hatchet._lock_runs(ARRAY(
+        SELECT x.run_id FROM hatchet.matches x
+        WHERE x.tenant_id = p_tenant AND x.event_keys <> '{}'
+          AND x.event_keys && ARRAY(SELECT e->>'key' FROM jsonb_array_elements(p_events) e)));
+    FOR v_e IN SELECT e FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(e, ord) ORDER BY ord LOOP
+        v_id := hatchet.gen_id();
+        v_ids := v_ids || v_id;
+        v_key := v_e->>'key';
+        v_scope := v_e->>'scope';
+        v_payload := v_e->'payload';
+        v_meta := v_e->'additional_metadata';
+        v_prio := (v_e->>'priority')::integer;
+        v_now := clock_timestamp();
+        INSERT INTO hatchet.events (tenant_id, inserted_at, id, key, payload, additional_metadata, scope)
+        VALUES (p_tenant, hatchet.uuid_time(v_id), v_id, v_key, v_payload, v_meta, v_scope);
+
+        -- 1. Conditions waiting for this key (DAG tasks' wait_for / skip_if / cancel_if user events).
+        v_matches := ARRAY(SELECT x.id FROM hatchet.matches x
+                           WHERE x.tenant_id = p_tenant AND x.event_keys <> '{}' AND x.event_keys @> ARRAY[v_key]
+                           ORDER BY x.id);
+        IF cardinality(v_matches) > 0 THEN
+            -- (Locked above; runs created by this push's own triggers are invisible to everyone else.)
+            PERFORM hatchet._lock_runs(ARRAY(SELECT x.run_id FROM hatchet.matches x
+                                             WHERE x.tenant_id = p_tenant AND x.id = ANY (v_matches)));
+            FOREACH v_match IN ARRAY v_matches LOOP
+                PERFORM hatchet._satisfy_match(p_tenant, v_match, 'event', v_now, v_key, v_scope, v_payload, v_meta);
+            END LOOP;
+        END IF;
+
+        -- 2. Workflows triggered by this key (latest versions), once per matching filter when they have filters.
+        v_run_meta := hatchet._clean_metadata(v_meta)
+                      || jsonb_build_object('hatchet__event_id', v_id, 'hatchet__event_key', v_key);
+        FOR v_wf IN
+            SELECT w.id AS workflow_id, w.name, v.id AS version_id,
+                   EXISTS (SELECT 1 FROM hatchet.event_filters f
+                           WHERE f.tenant_id = p_tenant AND f.workflow_id = w.id) AS has_filters
+            FROM hatchet.workflows w
+            CROSS JOIN LATERAL (SELECT x.id, x.event_triggers FROM hatchet.workflow_versions x
+                                WHERE x.tenant_id = w.tenant_id AND x.workflow_id = w.id
+                                ORDER BY x.id DESC LIMIT 1) v
+            WHERE w.tenant_id = p_tenant
+              AND EXISTS (SELECT 1 FROM unnest(v.event_triggers) p WHERE hatchet._event_key_matches(p, v_key))
+            ORDER BY w.id
+        LOOP
+            IF NOT v_wf.has_filters THEN
+                PERFORM hatchet._create_run(p_tenant, v_wf.version_id, v_payload, v_run_meta, v_prio, 'event');
+                CONTINUE;
+            END IF;
+            FOR v_filter IN
+                SELECT f.id, f.expression, f.payload FROM hatchet.event_filters f
+                WHERE f.tenant_id = p_tenant AND f.workflow_id = v_wf.workflow_id AND f.scope = v_scope
+                ORDER BY f.created_at, f.id
+            LOOP
+                v_cel := hatchet._cel_bool(v_filter.expression, jsonb_build_object(
+                    'input', v_payload, 'additional_metadata', v_meta, 'payload', v_filter.payload,
+                    'event_id', v_id, 'event_key', v_key));
+                IF v_cel.error IS NOT NULL THEN
+                    -- A broken filter triggers nothing; the push itself succeeds (as in Hatchet).
+                    RAISE WARNING 'pg_hatchet: a filter of workflow "%" (scope "%") did not trigger a run: %',
+                        v_wf.name, v_scope, v_cel.error;
+                ELSIF v_cel.ok THEN
+                    PERFORM hatchet._create_run(p_tenant, v_wf.version_id, v_payload, v_run_meta, v_prio, 'event',
+                                                jsonb_build_object('filter_payload', v_filter.payload));
+                END IF;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+    RETURN v_ids;
+END
+$$;
+
+-- Validates one event given as JSON and returns it in the form _push_events takes. p_what names it in errors.
+CREATE FUNCTION hatchet._check_event(p_what text, p_key text, p_payload jsonb, p_metadata jsonb, p_scope text,
+                                     p_priority integer)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_key IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY[p_what || 'key']);
+    END IF;
+    IF p_key = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[p_what || 'key must not be empty']);
+    END IF;
+    PERFORM hatchet._check_payload(p_what || 'payload', p_payload);
+    PERFORM hatchet._check_payload(p_what || 'additional_metadata', p_metadata);
+    IF p_priority IS NOT NULL AND p_priority NOT BETWEEN 1 AND 3 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('%spriority must be between 1 and 3, not %s', p_what, p_priority)]);
+    END IF;
+    RETURN jsonb_build_object('key', p_key, 'payload', p_payload, 'additional_metadata', p_metadata,
+                              'scope', p_scope, 'priority', p_priority);
+END
+$$;
+
+CREATE FUNCTION hatchet.push_event(
+    key                 text,
+    payload             jsonb   DEFAULT '{}',
+    additional_metadata jsonb   DEFAULT '{}',
+    scope               text    DEFAULT NULL,
+    tenant_id           uuid    DEFAULT NULL,
+    priority            integer DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN (hatchet._push_events(coalesce(push_event.tenant_id, hatchet.default_tenant()),
+        jsonb_build_array(hatchet._check_event('', push_event.key, push_event.payload, push_event.additional_metadata,
+                                               push_event.scope, push_event.priority))))[1];
+END
+$$;
+COMMENT ON FUNCTION hatchet.push_event(text, jsonb, jsonb, text, uuid, integer) IS
+    'push an event: satisfies waiting conditions and triggers matching workflows; returns the event id';
+
+-- Bulk push (Hatchet's BulkPushEvent, at most 1000 events): events is a JSON array of
+-- {key, payload, additional_metadata, scope, priority}. Returns the event ids in order.
+CREATE FUNCTION hatchet.push_events(events jsonb, tenant_id uuid DEFAULT NULL) RETURNS uuid[]
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_events jsonb := '[]';
+    v_e      jsonb;
+    v_ord    bigint;
+BEGIN
+    IF push_events.events IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['events']);
+    END IF;
+    IF jsonb_typeof(push_events.events) <> 'array' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['events must be a JSON array']);
+    END IF;
+    IF jsonb_array_length(push_events.events) > 1000 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('at most 1000 events can be pushed at once, not %s', jsonb_array_length(push_events.events))]);
+    END IF;
+    FOR v_e, v_ord IN SELECT e, ord FROM jsonb_array_elements(push_events.events) WITH ORDINALITY AS x(e, ord) LOOP
+        IF jsonb_typeof(v_e) <> 'object' THEN
+            PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('events[%s] must be a JSON object', v_ord)]);
+        END IF;
+        v_events := v_events || jsonb_build_array(hatchet._check_event(format('events[%s].', v_ord), v_e->>'key',
+            coalesce(v_e->'payload', '{}'), coalesce(v_e->'additional_metadata', '{}'), v_e->>'scope',
+            hatchet._json_int(v_e->'priority', format('events[%s].priority', v_ord), 'events')));
+    END LOOP;
+    RETURN hatchet._push_events(coalesce(push_events.tenant_id, hatchet.default_tenant()), v_events);
+END
+$$;
+COMMENT ON FUNCTION hatchet.push_events(jsonb, uuid) IS
+    'push up to 1000 events ([{key, payload, additional_metadata, scope, priority}]); returns their ids in order';
+
+-- Filters (besides a workflow's declared default_filters, which registration replaces).
+CREATE FUNCTION hatchet.create_filter(
+    workflow   text,
+    scope      text,
+    expression text,
+    payload    jsonb DEFAULT '{}',
+    tenant_id  uuid  DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(create_filter.tenant_id, hatchet.default_tenant());
+    v_wf     record;
+    v_id     uuid := hatchet.gen_id();
+BEGIN
+    v_wf := hatchet._latest_version(p_tenant, create_filter.workflow);
+    IF coalesce(create_filter.scope, '') = '' OR coalesce(create_filter.expression, '') = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a filter needs a scope and an expression']);
+    END IF;
+    PERFORM hatchet._check_payload('payload', create_filter.payload);
+    PERFORM hatchet.cel_check(create_filter.expression);
+    INSERT INTO hatchet.event_filters (tenant_id, id, workflow_id, scope, expression, payload)
+    VALUES (p_tenant, v_id, v_wf.workflow_id, create_filter.scope, create_filter.expression, create_filter.payload)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        PERFORM hatchet.raise_error('duplicate_object',
+            ARRAY['filter', format('%s (scope %s) of workflow %s', create_filter.expression, create_filter.scope,
+                                   create_filter.workflow)]);
+    END IF;
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.create_filter(text, text, text, jsonb, uuid) IS
+    'add an event filter to a workflow: events with this scope trigger it once per filter whose CEL holds';
+
+CREATE FUNCTION hatchet.delete_filter(filter_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
+LANGUAGE sql
+AS $$
+    WITH gone AS (
+        DELETE FROM hatchet.event_filters f
+        WHERE f.tenant_id = coalesce(delete_filter.tenant_id, hatchet.default_tenant()) AND f.id = delete_filter.filter_id
+        RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM gone)
+$$;
+COMMENT ON FUNCTION hatchet.delete_filter(uuid, uuid) IS 'delete an event filter; false if there was none';
+
+CREATE FUNCTION hatchet.list_filters(workflow text DEFAULT NULL, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (filter_id uuid, workflow text, scope text, expression text, payload jsonb, is_declarative boolean,
+               created_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    SELECT f.id, w.name, f.scope, f.expression, f.payload, f.is_declarative, f.created_at
+    FROM hatchet.event_filters f
+    JOIN hatchet.workflows w ON w.tenant_id = f.tenant_id AND w.id = f.workflow_id
+    WHERE f.tenant_id = coalesce(list_filters.tenant_id, hatchet.default_tenant())
+      AND (list_filters.workflow IS NULL OR w.name = list_filters.workflow)
+    ORDER BY w.name, f.created_at, f.id
+$$;
+COMMENT ON FUNCTION hatchet.list_filters(text, uuid) IS 'event filters, per workflow';

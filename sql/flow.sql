@@ -898,7 +898,10 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     v_def   record;
-    v_vars  jsonb := jsonb_build_object('input', p_input, 'additional_metadata', p_metadata);
+    -- A workflow task's input is Hatchet's action payload {"input": <run input>, "parents": {...}}: CEL sees the run
+    -- input as `input` and parent outputs as `parents`, as in Hatchet.
+    v_vars  jsonb := jsonb_build_object('input', coalesce(p_input -> 'input', p_input), 'additional_metadata', p_metadata,
+                                        'parents', coalesce(p_input -> 'parents', '{}'));
     v_gates jsonb := '[]';
     v_rls   jsonb := '[]';
     v_c     jsonb;
@@ -988,11 +991,11 @@ BEGIN
             'weight', coalesce((v_l.v ->> 'weight')::integer, 100)));
     END LOOP;
 
-    RETURN jsonb_build_object(
+    RETURN jsonb_strip_nulls(jsonb_build_object(
         'concurrency', CASE WHEN jsonb_array_length(v_gates) > 0 THEN v_gates END,
         'rate_limits', CASE WHEN jsonb_array_length(v_rls) > 0 THEN v_rls END,
         'desired_labels', CASE WHEN v_labels <> '{}' THEN v_labels END,
-        'sticky', v_def.sticky, 'slot_type', v_def.slot_type, 'slot_units', v_def.slot_units);
+        'sticky', v_def.sticky, 'slot_type', v_def.slot_type, 'slot_units', v_def.slot_units));
 END
 $$;
 

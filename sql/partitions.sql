@@ -59,6 +59,13 @@ BEGIN
         SELECT min(task_inserted_at) AS x FROM hatchet.ready_queue
         UNION ALL SELECT min(task_inserted_at) FROM hatchet.delayed_queue
         UNION ALL SELECT min(task_inserted_at) FROM hatchet.running
+        UNION ALL SELECT min(task_inserted_at) FROM hatchet.concurrency_queue
+        -- An unfinished workflow run pins the day of its runs row too (a UUIDv7's first 48 bits are its creation time
+        -- in ms; spelled out in SQL because this runs before the Rust functions exist, at CREATE EXTENSION).
+        UNION ALL SELECT to_timestamp(min(('x' || left(replace(u_run::text, '-', ''), 12))::bit(48)::bigint) / 1000.0)
+        FROM (SELECT run_id FROM hatchet.matches
+              UNION ALL SELECT run_id FROM hatchet.ready_queue WHERE run_id IS NOT NULL
+              UNION ALL SELECT run_id FROM hatchet.running WHERE run_id IS NOT NULL) AS unfinished(u_run)
     ) live;
 
     FOR r IN
