@@ -1164,12 +1164,32 @@ CREATE FUNCTION hatchet._on_tasks_finished(p_tenant uuid, p_task_ids uuid[], p_r
 RETURNS void
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    v_run uuid;
 BEGIN
     IF p_task_ids IS NULL OR cardinality(p_task_ids) = 0 THEN
         RETURN;
     END IF;
     PERFORM hatchet._advance(p_tenant, p_task_ids, p_run_ids,
                              array_fill(p_outcome, ARRAY[cardinality(p_task_ids)]));
+    -- A run holds its workflow-level concurrency slots (they count runs, not tasks) until its last task is done:
+    -- give them back, and admit waiting runs, in this same transaction.
+    FOR v_run IN
+        SELECT DISTINCT r FROM unnest(p_run_ids) AS r
+        WHERE r IS NOT NULL
+          AND EXISTS (SELECT 1 FROM hatchet.concurrency_slots s WHERE s.tenant_id = p_tenant AND s.task_id = r)
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM hatchet.matches x WHERE x.tenant_id = p_tenant AND x.run_id = v_run);
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM hatchet.tasks t
+            WHERE t.tenant_id = p_tenant AND t.run_id = v_run
+              AND (EXISTS (SELECT 1 FROM hatchet.ready_queue q WHERE q.tenant_id = p_tenant AND q.task_id = t.id)
+                   OR EXISTS (SELECT 1 FROM hatchet.running q WHERE q.tenant_id = p_tenant AND q.task_id = t.id)
+                   OR EXISTS (SELECT 1 FROM hatchet.delayed_queue q WHERE q.tenant_id = p_tenant AND q.task_id = t.id)
+                   OR EXISTS (SELECT 1 FROM hatchet.concurrency_queue q
+                              WHERE q.tenant_id = p_tenant AND q.task_id = t.id)));
+        PERFORM hatchet._release_slots(p_tenant, ARRAY[v_run]);
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION hatchet._on_tasks_finished(uuid, uuid[], uuid[], text) IS
