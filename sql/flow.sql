@@ -755,10 +755,13 @@ BEGIN
     END IF;
 
     FOR v_queue IN
-        SELECT DISTINCT a.action FROM hatchet.worker_actions a
-        WHERE a.tenant_id = p_tenant AND a.worker_id = ANY (w_ids)
-          AND EXISTS (SELECT 1 FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.queue = a.action)
-        ORDER BY a.action
+        SELECT x.action
+        FROM (SELECT DISTINCT a.action FROM hatchet.worker_actions a
+              WHERE a.tenant_id = p_tenant AND a.worker_id = ANY (w_ids)) x
+        -- A scalar subquery, not EXISTS: the planner may turn an EXISTS into a join that aggregates the whole ready
+        -- queue (cost growing with the backlog); this stays one index probe per served queue.
+        WHERE (SELECT true FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.queue = x.action LIMIT 1)
+        ORDER BY x.action
     LOOP
         EXIT WHEN v_left <= 0;
         -- How many this queue could take at most: the free default-type slots of workers serving it.
