@@ -38,6 +38,7 @@ APT_PACKAGES=(
 PY_REQUIREMENTS=(
     hatchet-sdk==1.43.1
     pytest
+    pytest-asyncio==1.5.0
 )
 
 say() { printf 'setup: %s\n' "$*"; }

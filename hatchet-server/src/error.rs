@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | 22023, 22004, 22P02, 22007, 22008, 2201B, 22003 | bad or missing argument | 400 | INVALID_ARGUMENT |
 //! | 42704, P0002 | unknown task / workflow / tenant | 404 | NOT_FOUND |
-//! | 23505 | duplicate (unique violation) | 409 | ALREADY_EXISTS |
+//! | 23505, 42710 | duplicate (unique violation, object exists) | 409 | ALREADY_EXISTS |
 //! | 55000 | stale attempt or wrong state | 409 | FAILED_PRECONDITION |
 //! | 54000 | payload over the limit | 413 | RESOURCE_EXHAUSTED |
 //! | 57P01-57P03, 08xxx, pool timeout, I/O | database unavailable | 503 | UNAVAILABLE |
@@ -112,7 +112,7 @@ impl From<sqlx::Error> for AppError {
                         AppError::InvalidArgument(message)
                     }
                     "42704" | "P0002" => AppError::NotFound(message),
-                    "23505" => AppError::AlreadyExists(message),
+                    "23505" | "42710" => AppError::AlreadyExists(message),
                     "55000" => AppError::FailedPrecondition(message),
                     "54000" => AppError::ResourceExhausted(message),
                     code if code.starts_with("08") || code.starts_with("57P") => {

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod dispatch;
 pub mod duration;
 pub mod error;
 pub mod grpc;

@@ -87,6 +87,8 @@ pub async fn run(
         });
     }
 
+    crate::dispatch::spawn(&state);
+
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     let scheme = if listeners.tls.is_some() {

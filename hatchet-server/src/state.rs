@@ -2,6 +2,7 @@
 
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
+use crate::dispatch::Dispatch;
 use crate::metrics::Metrics;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Operator settings.
     pub config: Arc<ServerConfig>,
+    /// Connected workers and the background tasks' wake-ups (see [`crate::dispatch`]).
+    pub dispatch: Arc<Dispatch>,
     /// Cancelled when the server starts shutting down. Long-lived streams (ListenV2, SubscribeToWorkflowRuns) must
     /// end when it fires, or graceful shutdown waits for them until `shutdown_grace` runs out.
     pub shutdown: CancellationToken,
@@ -30,6 +33,7 @@ impl AppState {
             auth: Arc::new(Authenticator::new(pool.clone(), config.auth_cache_ttl)),
             metrics: Arc::new(Metrics::new()?),
             config: Arc::new(config),
+            dispatch: Arc::new(Dispatch::new()),
             shutdown: CancellationToken::new(),
             pool,
         })

@@ -1,5 +1,6 @@
 //! The gRPC server as the SDKs see it: a real tonic client over a real socket, gzip in both directions, keepalive
-//! pings, message size limits, and honest UNIMPLEMENTED answers for what is not built yet.
+//! pings, message size limits, clear status codes for bad input, and honest UNIMPLEMENTED answers for what is not
+//! built yet.
 
 mod common;
 
@@ -79,60 +80,42 @@ async fn unbuilt_rpcs_answer_unimplemented_on_every_service() {
     let mut dispatcher = DispatcherClient::new(channel.clone()).send_compressed(Gzip);
     assert_unimplemented(
         dispatcher
-            .register(with_auth(proto::WorkerRegisterRequest::default(), auth))
+            .send_batch_action_event(with_auth(proto::BatchActionEvent::default(), auth))
             .await,
-        "Dispatcher.Register",
+        "Dispatcher.SendBatchActionEvent",
     );
     assert_unimplemented(
         dispatcher
-            .listen_v2(with_auth(proto::WorkerListenRequest::default(), auth))
+            .subscribe_to_workflow_events(with_auth(
+                proto::SubscribeToWorkflowEventsRequest::default(),
+                auth,
+            ))
             .await,
-        "Dispatcher.ListenV2",
-    );
-    assert_unimplemented(
-        dispatcher
-            .heartbeat(with_auth(proto::HeartbeatRequest::default(), auth))
-            .await,
-        "Dispatcher.Heartbeat",
-    );
-    let subscriptions = tokio_stream::iter(vec![proto::SubscribeToWorkflowRunsRequest {
-        workflow_run_id: uuid::Uuid::new_v4().to_string(),
-    }]);
-    assert_unimplemented(
-        dispatcher
-            .subscribe_to_workflow_runs(with_auth(subscriptions, auth))
-            .await,
-        "Dispatcher.SubscribeToWorkflowRuns",
+        "Dispatcher.SubscribeToWorkflowEvents",
     );
 
     let mut workflows = WorkflowServiceClient::new(channel.clone()).send_compressed(Gzip);
     assert_unimplemented(
         workflows
-            .trigger_workflow(with_auth(
-                proto::v1::TriggerWorkflowRequest::default(),
-                auth,
-            ))
+            .pause_rate_limit(with_auth(proto::PauseRateLimitRequest::default(), auth))
             .await,
-        "WorkflowService.TriggerWorkflow",
+        "WorkflowService.PauseRateLimit",
     );
 
     let mut events = EventsServiceClient::new(channel.clone()).send_compressed(Gzip);
     assert_unimplemented(
         events
-            .put_log(with_auth(proto::PutLogRequest::default(), auth))
+            .put_stream_event(with_auth(proto::PutStreamEventRequest::default(), auth))
             .await,
-        "EventsService.PutLog",
+        "EventsService.PutStreamEvent",
     );
 
     let mut admin = AdminServiceClient::new(channel.clone()).send_compressed(Gzip);
     assert_unimplemented(
         admin
-            .put_workflow(with_auth(
-                proto::v1::CreateWorkflowVersionRequest::default(),
-                auth,
-            ))
+            .replay_tasks(with_auth(proto::v1::ReplayTasksRequest::default(), auth))
             .await,
-        "v1.AdminService.PutWorkflow",
+        "v1.AdminService.ReplayTasks",
     );
 
     let mut durable = V1DispatcherClient::new(channel).send_compressed(Gzip);
@@ -145,6 +128,177 @@ async fn unbuilt_rpcs_answer_unimplemented_on_every_service() {
             .await,
         "v1.V1Dispatcher.RegisterDurableEvent",
     );
+    server.stop().await.unwrap();
+}
+
+fn assert_code<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    what: &str,
+) {
+    let status = result.expect_err(what);
+    assert_eq!(status.code(), code, "{what}: {status:?}");
+    assert!(!status.message().is_empty(), "{what}: no message");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_status_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let bearer = format!("bearer {}", server.token);
+    let auth = Some(bearer.as_str());
+    let channel = server.channel().await;
+    let pool = server.state.pool.clone();
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let workflows_before = count("SELECT count(*) FROM hatchet.workflows").await;
+    let runs_before = count("SELECT count(*) FROM hatchet.runs").await;
+
+    let mut dispatcher = DispatcherClient::new(channel.clone()).send_compressed(Gzip);
+    assert_code(
+        dispatcher
+            .register(with_auth(proto::WorkerRegisterRequest::default(), auth))
+            .await,
+        tonic::Code::InvalidArgument,
+        "Register without a name",
+    );
+    assert_code(
+        dispatcher
+            .listen_v2(with_auth(
+                proto::WorkerListenRequest {
+                    worker_id: "nope".into(),
+                },
+                auth,
+            ))
+            .await,
+        tonic::Code::InvalidArgument,
+        "ListenV2 with a malformed id",
+    );
+    assert_code(
+        dispatcher
+            .listen_v2(with_auth(
+                proto::WorkerListenRequest {
+                    worker_id: uuid::Uuid::new_v4().to_string(),
+                },
+                auth,
+            ))
+            .await,
+        tonic::Code::NotFound,
+        "ListenV2 for an unknown worker",
+    );
+    assert_code(
+        dispatcher
+            .send_step_action_event(with_auth(
+                proto::StepActionEvent {
+                    task_run_external_id: uuid::Uuid::new_v4().to_string(),
+                    event_type: proto::StepActionEventType::StepEventTypeFailed as i32,
+                    event_payload: "boom".into(),
+                    ..Default::default()
+                },
+                auth,
+            ))
+            .await,
+        tonic::Code::NotFound,
+        "FAILED for an unknown task",
+    );
+
+    let mut admin = AdminServiceClient::new(channel.clone()).send_compressed(Gzip);
+    let task = |id: &str, parents: &[&str]| proto::v1::CreateTaskOpts {
+        readable_id: id.into(),
+        action: format!("cyclic:{id}"),
+        parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+        ..Default::default()
+    };
+    assert_code(
+        admin
+            .put_workflow(with_auth(
+                proto::v1::CreateWorkflowVersionRequest {
+                    name: "cyclic".into(),
+                    tasks: vec![task("a", &["b"]), task("b", &["a"])],
+                    ..Default::default()
+                },
+                auth,
+            ))
+            .await,
+        tonic::Code::InvalidArgument,
+        "PutWorkflow with a cycle",
+    );
+    assert_code(
+        admin
+            .put_workflow(with_auth(
+                proto::v1::CreateWorkflowVersionRequest {
+                    name: "orphan".into(),
+                    tasks: vec![task("a", &["missing"])],
+                    ..Default::default()
+                },
+                auth,
+            ))
+            .await,
+        tonic::Code::InvalidArgument,
+        "PutWorkflow with an unknown parent",
+    );
+    assert_code(
+        admin
+            .get_run_details(with_auth(
+                proto::v1::GetRunDetailsRequest {
+                    external_id: uuid::Uuid::new_v4().to_string(),
+                },
+                auth,
+            ))
+            .await,
+        tonic::Code::NotFound,
+        "GetRunDetails of an unknown run",
+    );
+
+    let mut workflows = WorkflowServiceClient::new(channel.clone()).send_compressed(Gzip);
+    assert_code(
+        workflows
+            .trigger_workflow(with_auth(
+                proto::v1::TriggerWorkflowRequest {
+                    name: "no-such-workflow".into(),
+                    input: "{}".into(),
+                    ..Default::default()
+                },
+                auth,
+            ))
+            .await,
+        tonic::Code::NotFound,
+        "TriggerWorkflow of an unknown workflow",
+    );
+    assert_code(
+        workflows
+            .trigger_workflow(with_auth(
+                proto::v1::TriggerWorkflowRequest {
+                    name: "no-such-workflow".into(),
+                    input: "{not json".into(),
+                    ..Default::default()
+                },
+                auth,
+            ))
+            .await,
+        tonic::Code::InvalidArgument,
+        "TriggerWorkflow with invalid JSON input",
+    );
+
+    assert_eq!(
+        count("SELECT count(*) FROM hatchet.workflows").await,
+        workflows_before
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM hatchet.runs").await,
+        runs_before
+    );
+    // Still serving.
+    let resp = dispatcher
+        .get_version(with_auth(GetVersionRequest {}, auth))
+        .await;
+    assert!(resp.is_ok(), "{resp:?}");
     server.stop().await.unwrap();
 }
 

@@ -1,19 +1,28 @@
-//! `/v1.AdminService/*`: workflow registration, run details, task cancel / replay.
+//! `/v1.AdminService/*`: workflow registration, run details, task cancellation, REST-less triggering.
 //!
-//! Nothing is implemented yet. `PutWorkflow` needs `hatchet.register_workflow` (the SDK exits if it fails, so it
-//! must accept every definition it can store), `GetRunDetails` a run-status function keyed by run external id
-//! (answer NOT_FOUND for unknown ids: the SDK retries that here), `CancelTasks` / `ReplayTasks`
-//! `hatchet.cancel` / a replay function, `TriggerWorkflowRun` `hatchet.run_workflow`.
+//! | RPC | what it does |
+//! |---|---|
+//! | `PutWorkflow` | the proto as JSON ([`definition`](super::definition)) into `hatchet.register_workflow`; a worker whose registration fails exits, so every definition the extension can store must pass |
+//! | `GetRunDetails` | `hatchet.run_status` + `hatchet.run_tasks`: status, `done`, and each task's output or error by readable id; NOT_FOUND for an unknown run (the SDK retries that) |
+//! | `CancelTasks` | `hatchet.cancel_run` for run ids, `hatchet.cancel` for task ids |
+//! | `TriggerWorkflowRun` | `hatchet.run_workflow` |
+//! | `ReplayTasks`, `BranchDurableTask` | not implemented (no replay in the extension yet; no durable log) |
 
-use super::unimplemented;
-use crate::proto::v1::{self, admin_service_server};
-use crate::AppState;
+use super::definition::workflow_json;
+use super::{parse_id, unimplemented};
+use crate::auth::grpc::tenant_of;
+use crate::db::{reads, runs as db};
+use crate::dispatch::runs::is_terminal;
+use crate::proto::v1::{self, admin_service_server, RunStatus};
+use crate::{AppError, AppState};
+use serde_json::Value;
+use std::collections::HashMap;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 /// The `v1.AdminService` service.
 #[derive(Debug, Clone)]
 pub struct AdminService {
-    #[allow(dead_code)] // used once workflow registration lands
     state: AppState,
 }
 
@@ -24,20 +33,82 @@ impl AdminService {
     }
 }
 
+/// Our status names to the proto's. PENDING (waiting for parents) is QUEUED; SKIPPED counts as COMPLETED.
+pub fn run_status(status: &str) -> RunStatus {
+    match status {
+        "RUNNING" => RunStatus::Running,
+        "COMPLETED" | "SKIPPED" => RunStatus::Completed,
+        "FAILED" => RunStatus::Failed,
+        "CANCELLED" => RunStatus::Cancelled,
+        _ => RunStatus::Queued,
+    }
+}
+
+/// Cancels a run, or a task when the id is not a run's. Returns the ids that were cancelled.
+pub async fn cancel_any(state: &AppState, tenant: Uuid, id: Uuid) -> Result<bool, AppError> {
+    match db::cancel_run(&state.pool, tenant, id, "cancelled by user").await {
+        Ok(n) => Ok(n > 0),
+        Err(err) => match AppError::from(err) {
+            AppError::NotFound(_) => {
+                Ok(
+                    crate::db::workers::cancel_task(&state.pool, tenant, id, "cancelled by user")
+                        .await
+                        .map_err(AppError::from)?,
+                )
+            }
+            other => Err(other),
+        },
+    }
+}
+
 #[tonic::async_trait]
 impl admin_service_server::AdminService for AdminService {
     async fn put_workflow(
         &self,
-        _request: Request<v1::CreateWorkflowVersionRequest>,
+        request: Request<v1::CreateWorkflowVersionRequest>,
     ) -> Result<Response<v1::CreateWorkflowVersionResponse>, Status> {
-        Err(unimplemented("v1.AdminService.PutWorkflow"))
+        let tenant = tenant_of(&request)?.0;
+        let req = request.into_inner();
+        let definition = workflow_json(&req);
+        let version = db::register_workflow(&self.state.pool, tenant, &definition)
+            .await
+            .map_err(|err| match AppError::from(err) {
+                // A parent that is not a task of the workflow: the definition is wrong, nothing is missing.
+                AppError::NotFound(msg) => AppError::InvalidArgument(msg),
+                other => other,
+            })?;
+        let workflow_id = reads::workflow_ids(&self.state.pool, tenant, &req.name)
+            .await
+            .map_err(AppError::from)?
+            .map(|(w, _)| w.to_string())
+            .unwrap_or_default();
+        tracing::info!(workflow = %req.name, %version, "workflow registered");
+        Ok(Response::new(v1::CreateWorkflowVersionResponse {
+            id: version.to_string(),
+            workflow_id,
+        }))
     }
 
     async fn cancel_tasks(
         &self,
-        _request: Request<v1::CancelTasksRequest>,
+        request: Request<v1::CancelTasksRequest>,
     ) -> Result<Response<v1::CancelTasksResponse>, Status> {
-        Err(unimplemented("v1.AdminService.CancelTasks"))
+        let tenant = tenant_of(&request)?.0;
+        let req = request.into_inner();
+        if req.filter.is_some() {
+            return Err(unimplemented("v1.AdminService.CancelTasks with a filter"));
+        }
+        let mut cancelled = Vec::new();
+        for raw in &req.external_ids {
+            let id = parse_id("external_ids", raw)?;
+            if cancel_any(&self.state, tenant, id).await? {
+                cancelled.push(id.to_string());
+            }
+        }
+        self.state.dispatch.wake_runs();
+        Ok(Response::new(v1::CancelTasksResponse {
+            cancelled_tasks: cancelled,
+        }))
     }
 
     async fn replay_tasks(
@@ -49,16 +120,94 @@ impl admin_service_server::AdminService for AdminService {
 
     async fn trigger_workflow_run(
         &self,
-        _request: Request<v1::TriggerWorkflowRunRequest>,
+        request: Request<v1::TriggerWorkflowRunRequest>,
     ) -> Result<Response<v1::TriggerWorkflowRunResponse>, Status> {
-        Err(unimplemented("v1.AdminService.TriggerWorkflowRun"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        let trigger = db::Trigger {
+            name: r.workflow_name,
+            input: json_bytes("input", &r.input)?,
+            additional_metadata: json_bytes("additional_metadata", &r.additional_metadata)?,
+            priority: r.priority,
+            ..Default::default()
+        };
+        let run = db::run_workflow(&self.state.pool, tenant, &trigger)
+            .await
+            .map_err(AppError::from)?;
+        self.state.dispatch.wake_assigner();
+        Ok(Response::new(v1::TriggerWorkflowRunResponse {
+            external_id: run.to_string(),
+        }))
     }
 
     async fn get_run_details(
         &self,
-        _request: Request<v1::GetRunDetailsRequest>,
+        request: Request<v1::GetRunDetailsRequest>,
     ) -> Result<Response<v1::GetRunDetailsResponse>, Status> {
-        Err(unimplemented("v1.AdminService.GetRunDetails"))
+        let tenant = tenant_of(&request)?.0;
+        let run = parse_id("external_id", &request.get_ref().external_id)?;
+        let status = db::run_status(&self.state.pool, tenant, run)
+            .await
+            .map_err(AppError::from)?;
+        let tasks = db::run_tasks(&self.state.pool, tenant, run)
+            .await
+            .map_err(AppError::from)?;
+        let info = reads::run_info(&self.state.pool, tenant, run)
+            .await
+            .map_err(AppError::from)?;
+        let mut task_runs = HashMap::new();
+        for t in tasks {
+            let Some(readable_id) = t.readable_id.clone() else {
+                continue;
+            };
+            let output = match t.status.as_str() {
+                "COMPLETED" => Some(
+                    t.output
+                        .clone()
+                        .unwrap_or_else(|| serde_json::json!({}))
+                        .to_string()
+                        .into_bytes(),
+                ),
+                "SKIPPED" => Some(br#"{"skipped":true}"#.to_vec()),
+                _ => None,
+            };
+            let error = match t.status.as_str() {
+                "FAILED" | "CANCELLED" => {
+                    Some(t.error.clone().unwrap_or_else(|| t.status.to_lowercase()))
+                }
+                _ => None,
+            };
+            task_runs.insert(
+                readable_id.clone(),
+                v1::TaskRunDetail {
+                    external_id: t.task_id.map(|id| id.to_string()).unwrap_or_default(),
+                    status: run_status(&t.status) as i32,
+                    error,
+                    output,
+                    readable_id,
+                    is_evicted: false,
+                },
+            );
+        }
+        let (input, metadata) = info
+            .map(|i| (i.input, i.additional_metadata))
+            .unwrap_or((Value::Null, Value::Null));
+        Ok(Response::new(v1::GetRunDetailsResponse {
+            input: if input.is_null() {
+                Vec::new()
+            } else {
+                input.to_string().into_bytes()
+            },
+            status: run_status(&status) as i32,
+            task_runs,
+            done: is_terminal(&status),
+            additional_metadata: if metadata.is_null() {
+                Vec::new()
+            } else {
+                metadata.to_string().into_bytes()
+            },
+            is_evicted: false,
+        }))
     }
 
     async fn branch_durable_task(
@@ -67,4 +216,13 @@ impl admin_service_server::AdminService for AdminService {
     ) -> Result<Response<v1::BranchDurableTaskResponse>, Status> {
         Err(unimplemented("v1.AdminService.BranchDurableTask"))
     }
+}
+
+/// A JSON-bytes request field; empty means `{}`.
+fn json_bytes(field: &str, bytes: &[u8]) -> Result<Value, Status> {
+    super::parse_json(
+        field,
+        std::str::from_utf8(bytes)
+            .map_err(|_| Status::invalid_argument(format!("{field} is not UTF-8")))?,
+    )
 }

@@ -1,21 +1,35 @@
 //! `/Dispatcher/*`: the worker lifecycle.
 //!
-//! Implemented: `GetVersion`. Everything else waits for the extension's worker registry, assignment and
-//! attempt-lifecycle functions (`hatchet.register_worker`, `hatchet.assign`, batched complete / fail) and answers
-//! UNIMPLEMENTED until then. When they land, this module owns: one ListenV2 stream per worker fed by
-//! NOTIFY-driven `hatchet.assign` calls, idempotent STARTED, batched COMPLETED/FAILED, heartbeats, and the
-//! multiplexed `SubscribeToWorkflowRuns` stream (one FINISHED event per run, immediately if already terminal).
+//! | RPC | what it does |
+//! |---|---|
+//! | `Register` | `hatchet.register_worker` with the actions, `slot_config` (or the legacy `slots`) and labels |
+//! | `ListenV2` (and the legacy `Listen`) | the worker's action stream, fed by [`crate::dispatch`] |
+//! | `Heartbeat` | `hatchet.heartbeat`; a worker the extension declared dead while it was alive is registered again |
+//! | `SendStepActionEvent` | STARTED: acknowledgement only; COMPLETED: batched `complete_many`; FAILED: `fail` |
+//! | `RefreshTimeout`, `ReleaseSlot`, `UpsertWorkerLabels` | the matching extension function |
+//! | `Unsubscribe` | `hatchet.deregister_worker`: its running attempts are retried elsewhere |
+//! | `SubscribeToWorkflowRuns` | one FINISHED event per subscribed run, see [`crate::dispatch::runs`] |
+//! | `GetVersion` | [`ENGINE_VERSION`] |
+//!
+//! Every attempt event is idempotent per `(task_run_external_id, retry_count)`: STARTED arrives twice, and a
+//! COMPLETED or FAILED resent for an attempt that is already finished (or was cancelled or timed out meanwhile)
+//! succeeds without changing anything, so the SDK's retries never turn into errors or double effects.
 
-use super::{unimplemented, ResponseStream};
+use super::{parse_id, unimplemented, ResponseStream};
+use crate::auth::grpc::tenant_of;
 use crate::config::ENGINE_VERSION;
-use crate::proto::{self, dispatcher_server::Dispatcher};
-use crate::AppState;
+use crate::db::{reads, workers as db};
+use crate::dispatch::timestamp;
+use crate::proto::{self, dispatcher_server::Dispatcher, StepActionEventType};
+use crate::{AppError, AppState};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
 
 /// The `Dispatcher` service.
 #[derive(Debug, Clone)]
 pub struct DispatcherService {
-    #[allow(dead_code)] // used by the handlers that land with the worker registry
     state: AppState,
 }
 
@@ -24,40 +38,150 @@ impl DispatcherService {
     pub fn new(state: AppState) -> Self {
         Self { state }
     }
+
+    async fn listen_stream(
+        &self,
+        request: Request<proto::WorkerListenRequest>,
+    ) -> Result<ResponseStream<proto::AssignedAction>, Status> {
+        let tenant = tenant_of(&request)?.0;
+        let worker_id = parse_id("worker_id", &request.get_ref().worker_id)?;
+        ensure_alive(&self.state, tenant, worker_id).await?;
+        let stream = self.state.dispatch.connect(
+            tenant,
+            worker_id,
+            self.state.shutdown.clone().cancelled_owned(),
+        );
+        tracing::debug!(%worker_id, "worker stream opened");
+        Ok(Box::pin(stream))
+    }
+}
+
+/// Worker labels as the extension stores them: `{key: "value" | 42}`.
+pub fn labels_json(labels: &HashMap<String, proto::WorkerLabels>) -> Value {
+    let mut out = Map::new();
+    for (key, label) in labels {
+        if let Some(s) = &label.str_value {
+            out.insert(key.clone(), Value::String(s.clone()));
+        } else if let Some(i) = label.int_value {
+            out.insert(key.clone(), Value::from(i));
+        }
+    }
+    Value::Object(out)
+}
+
+/// Makes sure a worker exists and is in service. A worker the extension reaped (no heartbeat for 30 s, say
+/// after a long pause or a server outage) but that is evidently alive is registered again under its id, with the
+/// actions, slots and labels it had; one that unsubscribed must register anew.
+async fn ensure_alive(state: &AppState, tenant: Uuid, worker_id: Uuid) -> Result<(), AppError> {
+    let Some(record) = reads::worker_record(&state.pool, tenant, worker_id).await? else {
+        return Err(AppError::NotFound(format!(
+            "worker {worker_id} is not registered"
+        )));
+    };
+    if record.is_active {
+        return Ok(());
+    }
+    if state.dispatch.is_unsubscribed(worker_id) {
+        return Err(AppError::FailedPrecondition(format!(
+            "worker {worker_id} unsubscribed; register it again"
+        )));
+    }
+    tracing::info!(%worker_id, name = %record.name, "worker was declared dead but is alive; registering it again");
+    // Its running attempts were retried elsewhere when it was reaped; late results for them are ignored as stale.
+    state.dispatch.reaped(worker_id);
+    db::register_worker(
+        &state.pool,
+        tenant,
+        &record.name,
+        &record.actions,
+        &record.slots,
+        &record.labels,
+        Some(worker_id),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A COMPLETED event's payload: the task output as JSON text (empty or `null` means no output).
+fn parse_output(payload: &str) -> Result<Value, AppError> {
+    if payload.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    match serde_json::from_str::<Value>(payload) {
+        Ok(Value::Null) => Ok(json!({})),
+        Ok(value) => Ok(value),
+        Err(err) => Err(AppError::InvalidArgument(format!(
+            "the output of a COMPLETED event must be JSON: {err}"
+        ))),
+    }
 }
 
 #[tonic::async_trait]
 impl Dispatcher for DispatcherService {
     async fn register(
         &self,
-        _request: Request<proto::WorkerRegisterRequest>,
+        request: Request<proto::WorkerRegisterRequest>,
     ) -> Result<Response<proto::WorkerRegisterResponse>, Status> {
-        Err(unimplemented("Dispatcher.Register"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        let slots = if !r.slot_config.is_empty() {
+            json!(r.slot_config)
+        } else if let Some(n) = r.slots {
+            json!({ "default": n })
+        } else {
+            json!({ "default": 100 })
+        };
+        let worker_id = db::register_worker(
+            &self.state.pool,
+            tenant,
+            &r.worker_name,
+            &r.actions,
+            &slots,
+            &labels_json(&r.labels),
+            None,
+        )
+        .await
+        .map_err(AppError::from)?;
+        tracing::info!(%worker_id, name = %r.worker_name, actions = r.actions.len(), "worker registered");
+        Ok(Response::new(proto::WorkerRegisterResponse {
+            tenant_id: tenant.to_string(),
+            worker_id: worker_id.to_string(),
+            worker_name: r.worker_name,
+        }))
     }
 
     type ListenStream = ResponseStream<proto::AssignedAction>;
 
+    /// The pre-v2 stream; it carries the same actions, so older SDKs get the same service.
     async fn listen(
         &self,
-        _request: Request<proto::WorkerListenRequest>,
+        request: Request<proto::WorkerListenRequest>,
     ) -> Result<Response<Self::ListenStream>, Status> {
-        Err(unimplemented("Dispatcher.Listen"))
+        Ok(Response::new(self.listen_stream(request).await?))
     }
 
     type ListenV2Stream = ResponseStream<proto::AssignedAction>;
 
     async fn listen_v2(
         &self,
-        _request: Request<proto::WorkerListenRequest>,
+        request: Request<proto::WorkerListenRequest>,
     ) -> Result<Response<Self::ListenV2Stream>, Status> {
-        Err(unimplemented("Dispatcher.ListenV2"))
+        Ok(Response::new(self.listen_stream(request).await?))
     }
 
     async fn heartbeat(
         &self,
-        _request: Request<proto::HeartbeatRequest>,
+        request: Request<proto::HeartbeatRequest>,
     ) -> Result<Response<proto::HeartbeatResponse>, Status> {
-        Err(unimplemented("Dispatcher.Heartbeat"))
+        let tenant = tenant_of(&request)?.0;
+        let worker_id = parse_id("worker_id", &request.get_ref().worker_id)?;
+        let alive = db::heartbeat(&self.state.pool, tenant, &[worker_id])
+            .await
+            .map_err(AppError::from)?;
+        if alive == 0 {
+            ensure_alive(&self.state, tenant, worker_id).await?;
+        }
+        Ok(Response::new(proto::HeartbeatResponse {}))
     }
 
     type SubscribeToWorkflowEventsStream = ResponseStream<proto::WorkflowEvent>;
@@ -73,16 +197,76 @@ impl Dispatcher for DispatcherService {
 
     async fn subscribe_to_workflow_runs(
         &self,
-        _request: Request<Streaming<proto::SubscribeToWorkflowRunsRequest>>,
+        request: Request<Streaming<proto::SubscribeToWorkflowRunsRequest>>,
     ) -> Result<Response<Self::SubscribeToWorkflowRunsStream>, Status> {
-        Err(unimplemented("Dispatcher.SubscribeToWorkflowRuns"))
+        let tenant = tenant_of(&request)?.0;
+        let stream = crate::dispatch::runs::subscribe(&self.state, tenant, request.into_inner());
+        Ok(Response::new(stream))
     }
 
     async fn send_step_action_event(
         &self,
-        _request: Request<proto::StepActionEvent>,
+        request: Request<proto::StepActionEvent>,
     ) -> Result<Response<proto::ActionEventResponse>, Status> {
-        Err(unimplemented("Dispatcher.SendStepActionEvent"))
+        let tenant = tenant_of(&request)?.0;
+        let event = request.into_inner();
+        let task_id = parse_id("task_run_external_id", &event.task_run_external_id)?;
+        let worker_id = Uuid::parse_str(&event.worker_id).ok();
+        let retry_count = event.retry_count.unwrap_or(0);
+        let dispatch = &self.state.dispatch;
+        match StepActionEventType::try_from(event.event_type) {
+            Ok(
+                StepActionEventType::StepEventTypeStarted
+                | StepActionEventType::StepEventTypeAcknowledged,
+            ) => {
+                dispatch.acknowledge(tenant, worker_id, task_id);
+            }
+            Ok(StepActionEventType::StepEventTypeCompleted) => {
+                let output = parse_output(&event.event_payload)?;
+                dispatch
+                    .completer()
+                    .complete(tenant, worker_id, task_id, retry_count, output)
+                    .await?;
+                dispatch.finished(tenant, worker_id, task_id);
+            }
+            Ok(StepActionEventType::StepEventTypeFailed) => {
+                let retryable = !event.should_not_retry.unwrap_or(false);
+                match db::fail(
+                    &self.state.pool,
+                    tenant,
+                    task_id,
+                    retry_count,
+                    &event.event_payload,
+                    retryable,
+                )
+                .await
+                {
+                    Ok(_) => self.state.metrics.failures.inc(),
+                    // Already finished, cancelled or timed out: the resent (or late) FAILED changes nothing.
+                    Err(err) => match AppError::from(err) {
+                        AppError::FailedPrecondition(_) => {}
+                        other => return Err(other.into()),
+                    },
+                }
+                dispatch.finished(tenant, worker_id, task_id);
+                dispatch.wake_assigner();
+                dispatch.wake_runs();
+            }
+            // Only batch tasks report CANCELLED; for a single attempt it means nothing more to deliver.
+            Ok(StepActionEventType::StepEventTypeCancelled) => {
+                dispatch.finished(tenant, worker_id, task_id)
+            }
+            Ok(StepActionEventType::StepEventTypeUnknown) | Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown step event type {}",
+                    event.event_type
+                )))
+            }
+        }
+        Ok(Response::new(proto::ActionEventResponse {
+            tenant_id: tenant.to_string(),
+            worker_id: event.worker_id,
+        }))
     }
 
     async fn send_batch_action_event(
@@ -108,23 +292,71 @@ impl Dispatcher for DispatcherService {
 
     async fn unsubscribe(
         &self,
-        _request: Request<proto::WorkerUnsubscribeRequest>,
+        request: Request<proto::WorkerUnsubscribeRequest>,
     ) -> Result<Response<proto::WorkerUnsubscribeResponse>, Status> {
-        Err(unimplemented("Dispatcher.Unsubscribe"))
+        let tenant = tenant_of(&request)?.0;
+        let worker_id = parse_id("worker_id", &request.get_ref().worker_id)?;
+        if reads::worker_record(&self.state.pool, tenant, worker_id)
+            .await
+            .map_err(AppError::from)?
+            .is_none()
+        {
+            return Err(AppError::NotFound(format!("worker {worker_id} is not registered")).into());
+        }
+        let retried =
+            db::deregister_worker(&self.state.pool, tenant, worker_id, "worker unsubscribed")
+                .await
+                .map_err(AppError::from)?;
+        self.state.dispatch.unsubscribed(worker_id);
+        self.state.dispatch.wake_assigner();
+        tracing::info!(%worker_id, retried, "worker unsubscribed");
+        Ok(Response::new(proto::WorkerUnsubscribeResponse {
+            tenant_id: tenant.to_string(),
+            worker_id: worker_id.to_string(),
+        }))
     }
 
     async fn refresh_timeout(
         &self,
-        _request: Request<proto::RefreshTimeoutRequest>,
+        request: Request<proto::RefreshTimeoutRequest>,
     ) -> Result<Response<proto::RefreshTimeoutResponse>, Status> {
-        Err(unimplemented("Dispatcher.RefreshTimeout"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        let task_id = parse_id("task_run_external_id", &r.task_run_external_id)?;
+        let retry_count = reads::running_retry_count(&self.state.pool, tenant, task_id)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| {
+                AppError::FailedPrecondition(format!("task {task_id} is not running"))
+            })?;
+        let timeout_at = db::refresh_timeout(
+            &self.state.pool,
+            tenant,
+            task_id,
+            retry_count,
+            &r.increment_timeout_by,
+        )
+        .await
+        .map_err(AppError::from)?;
+        Ok(Response::new(proto::RefreshTimeoutResponse {
+            timeout_at: Some(timestamp(timeout_at)),
+        }))
     }
 
     async fn release_slot(
         &self,
-        _request: Request<proto::ReleaseSlotRequest>,
+        request: Request<proto::ReleaseSlotRequest>,
     ) -> Result<Response<proto::ReleaseSlotResponse>, Status> {
-        Err(unimplemented("Dispatcher.ReleaseSlot"))
+        let tenant = tenant_of(&request)?.0;
+        let task_id = parse_id(
+            "task_run_external_id",
+            &request.get_ref().task_run_external_id,
+        )?;
+        db::release_slot(&self.state.pool, tenant, task_id)
+            .await
+            .map_err(AppError::from)?;
+        self.state.dispatch.wake_assigner();
+        Ok(Response::new(proto::ReleaseSlotResponse {}))
     }
 
     async fn restore_evicted_task(
@@ -136,9 +368,19 @@ impl Dispatcher for DispatcherService {
 
     async fn upsert_worker_labels(
         &self,
-        _request: Request<proto::UpsertWorkerLabelsRequest>,
+        request: Request<proto::UpsertWorkerLabelsRequest>,
     ) -> Result<Response<proto::UpsertWorkerLabelsResponse>, Status> {
-        Err(unimplemented("Dispatcher.UpsertWorkerLabels"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        let worker_id = parse_id("worker_id", &r.worker_id)?;
+        db::upsert_worker_labels(&self.state.pool, tenant, worker_id, &labels_json(&r.labels))
+            .await
+            .map_err(AppError::from)?;
+        self.state.dispatch.wake_assigner();
+        Ok(Response::new(proto::UpsertWorkerLabelsResponse {
+            tenant_id: tenant.to_string(),
+            worker_id: worker_id.to_string(),
+        }))
     }
 
     /// The SDK reads this right after registering its workflows and picks its code paths from it
@@ -150,5 +392,45 @@ impl Dispatcher for DispatcherService {
         Ok(Response::new(proto::GetVersionResponse {
             version: ENGINE_VERSION.to_owned(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs() {
+        assert_eq!(parse_output("").unwrap(), json!({}));
+        assert_eq!(parse_output("null").unwrap(), json!({}));
+        assert_eq!(parse_output(r#"{"a":1}"#).unwrap(), json!({"a": 1}));
+        assert!(matches!(
+            parse_output("{nope"),
+            Err(AppError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn labels() {
+        let mut labels = HashMap::new();
+        labels.insert(
+            "model".to_owned(),
+            proto::WorkerLabels {
+                str_value: Some("fancy".into()),
+                int_value: None,
+            },
+        );
+        labels.insert(
+            "memory".to_owned(),
+            proto::WorkerLabels {
+                str_value: None,
+                int_value: Some(512),
+            },
+        );
+        labels.insert("empty".to_owned(), proto::WorkerLabels::default());
+        assert_eq!(
+            labels_json(&labels),
+            json!({"model": "fancy", "memory": 512})
+        );
     }
 }

@@ -1,18 +1,22 @@
-//! `/EventsService/*`: events, task logs and stream chunks.
+//! `/EventsService/*`: events and task logs.
 //!
-//! Nothing is implemented yet: `Push` / `BulkPush` need `hatchet.push_event`, `PutLog` a task-log table and
-//! function, `PutStreamEvent` a stream-chunk path (NOTIFY or a table) for `SubscribeToWorkflowEvents`. The SDK
-//! only logs a failed `PutLog`, so UNIMPLEMENTED there does not break workers.
+//! `Push` / `BulkPush` go to `hatchet.push_events` (one statement for a whole bulk push, so either every event is
+//! stored and has triggered what it should, or none); `PutLog` to `hatchet.put_log`. `PutStreamEvent` and
+//! `ReplaySingleEvent` are not implemented yet: stream chunks need a path to `SubscribeToWorkflowEvents`.
 
-use super::unimplemented;
+use super::{parse_id, parse_json, to_datetime, unimplemented};
+use crate::auth::grpc::tenant_of;
+use crate::db::{runs, workers};
+use crate::dispatch::timestamp;
 use crate::proto::{self, events_service_server};
-use crate::AppState;
+use crate::{AppError, AppState};
+use serde_json::{json, Value};
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 /// The `EventsService` service.
 #[derive(Debug, Clone)]
 pub struct EventsService {
-    #[allow(dead_code)] // used once events land
     state: AppState,
 }
 
@@ -21,22 +25,66 @@ impl EventsService {
     pub fn new(state: AppState) -> Self {
         Self { state }
     }
+
+    async fn push_all(
+        &self,
+        tenant: Uuid,
+        requests: Vec<proto::PushEventRequest>,
+    ) -> Result<Vec<proto::Event>, Status> {
+        let mut events = Vec::with_capacity(requests.len());
+        for (i, r) in requests.iter().enumerate() {
+            let payload = parse_json(&format!("events[{i}].payload"), &r.payload)?;
+            let metadata = parse_json(
+                &format!("events[{i}].additional_metadata"),
+                r.additional_metadata.as_deref().unwrap_or(""),
+            )?;
+            events.push(json!({
+                "key": r.key,
+                "payload": payload,
+                "additional_metadata": metadata,
+                "scope": r.scope,
+                "priority": r.priority,
+            }));
+        }
+        let ids = runs::push_events(&self.state.pool, tenant, &Value::Array(events))
+            .await
+            .map_err(AppError::from)?;
+        self.state.dispatch.wake_assigner();
+        let now = chrono::Utc::now();
+        Ok(requests
+            .into_iter()
+            .zip(ids)
+            .map(|(r, id)| proto::Event {
+                tenant_id: tenant.to_string(),
+                event_id: id.to_string(),
+                key: r.key,
+                payload: r.payload,
+                event_timestamp: Some(r.event_timestamp.unwrap_or_else(|| timestamp(now))),
+                additional_metadata: r.additional_metadata,
+                scope: r.scope,
+            })
+            .collect())
+    }
 }
 
 #[tonic::async_trait]
 impl events_service_server::EventsService for EventsService {
     async fn push(
         &self,
-        _request: Request<proto::PushEventRequest>,
+        request: Request<proto::PushEventRequest>,
     ) -> Result<Response<proto::Event>, Status> {
-        Err(unimplemented("EventsService.Push"))
+        let tenant = tenant_of(&request)?.0;
+        let mut events = self.push_all(tenant, vec![request.into_inner()]).await?;
+        Ok(Response::new(events.remove(0)))
     }
 
     async fn bulk_push(
         &self,
-        _request: Request<proto::BulkPushEventRequest>,
+        request: Request<proto::BulkPushEventRequest>,
     ) -> Result<Response<proto::Events>, Status> {
-        Err(unimplemented("EventsService.BulkPush"))
+        let tenant = tenant_of(&request)?.0;
+        let events = self.push_all(tenant, request.into_inner().events).await?;
+        Ok(Response::new(proto::Events { events }))
     }
 
     async fn replay_single_event(
@@ -48,9 +96,23 @@ impl events_service_server::EventsService for EventsService {
 
     async fn put_log(
         &self,
-        _request: Request<proto::PutLogRequest>,
+        request: Request<proto::PutLogRequest>,
     ) -> Result<Response<proto::PutLogResponse>, Status> {
-        Err(unimplemented("EventsService.PutLog"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        let task_id = parse_id("task_run_external_id", &r.task_run_external_id)?;
+        workers::put_log(
+            &self.state.pool,
+            tenant,
+            task_id,
+            &r.message,
+            r.level.as_deref().filter(|l| !l.is_empty()),
+            r.task_retry_count,
+            r.created_at.as_ref().and_then(to_datetime),
+        )
+        .await
+        .map_err(AppError::from)?;
+        Ok(Response::new(proto::PutLogResponse {}))
     }
 
     async fn put_stream_event(

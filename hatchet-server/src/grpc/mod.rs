@@ -15,6 +15,7 @@
 //! [`unimplemented`]; the SDK does not retry that code, so the failure is immediate and honest.
 
 pub mod admin_v1;
+pub mod definition;
 pub mod dispatcher;
 pub mod dispatcher_v1;
 pub mod events;
@@ -72,4 +73,25 @@ pub fn routes(state: &AppState) -> Routes {
 /// e.g. `Dispatcher.Register`.
 pub fn unimplemented(method: &str) -> tonic::Status {
     tonic::Status::unimplemented(format!("{method} is not implemented yet"))
+}
+
+/// Parses a UUID request field, or INVALID_ARGUMENT naming the field.
+pub fn parse_id(field: &str, value: &str) -> Result<uuid::Uuid, tonic::Status> {
+    uuid::Uuid::parse_str(value.trim()).map_err(|_| {
+        tonic::Status::invalid_argument(format!("{field} must be a UUID, not {value:?}"))
+    })
+}
+
+/// Parses a JSON-text request field (`input`, `payload`, `additional_metadata`); empty means `{}`.
+pub fn parse_json(field: &str, value: &str) -> Result<serde_json::Value, tonic::Status> {
+    if value.trim().is_empty() {
+        return Ok(serde_json::json!({}));
+    }
+    serde_json::from_str(value)
+        .map_err(|err| tonic::Status::invalid_argument(format!("{field} is not valid JSON: {err}")))
+}
+
+/// A protobuf timestamp as a UTC time (`None` if out of range).
+pub fn to_datetime(ts: &prost_types::Timestamp) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
 }

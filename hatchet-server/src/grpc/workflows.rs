@@ -1,19 +1,29 @@
 //! `/WorkflowService/*`: triggering runs, scheduling, rate limits.
 //!
-//! Nothing is implemented yet: `TriggerWorkflow` / `BulkTriggerWorkflow` need `hatchet.run_workflow` (runs of
-//! registered workflows, with parent / child keys), `ScheduleWorkflow` needs `hatchet.schedule`, and the rate-limit
-//! calls need `hatchet.put_rate_limit`. Each answers UNIMPLEMENTED until its SQL function exists.
-//! `PutWorkflow` is the legacy v0 registration; current SDKs use `v1.AdminService.PutWorkflow`.
+//! | RPC | what it does |
+//! |---|---|
+//! | `TriggerWorkflow` | `hatchet.run_workflow` (child runs carry their parent task, index and key) |
+//! | `BulkTriggerWorkflow` | the same for each request, in one transaction: all runs start or none |
+//! | `ScheduleWorkflow` | `hatchet.schedule` once per requested time |
+//! | `PutRateLimit` | `hatchet.put_rate_limit` |
+//! | `PauseRateLimit` | not implemented (no pause in the extension yet) |
+//! | `PutWorkflow` | the legacy v0 registration; current SDKs use `v1.AdminService.PutWorkflow`: not implemented |
 
-use super::unimplemented;
-use crate::proto::{self, workflow_service_server};
-use crate::AppState;
+use super::{parse_json, to_datetime, unimplemented};
+use crate::auth::grpc::tenant_of;
+use crate::db::{reads, runs as db, workers};
+use crate::dispatch::timestamp;
+use crate::proto::{self, v1, workflow_service_server, RateLimitDuration};
+use crate::{AppError, AppState};
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+/// Most runs one `BulkTriggerWorkflow` may start (the SDK sends chunks of at most 1000).
+const MAX_BULK: usize = 1000;
 
 /// The `WorkflowService` service.
 #[derive(Debug, Clone)]
 pub struct WorkflowService {
-    #[allow(dead_code)] // used once triggering lands
     state: AppState,
 }
 
@@ -22,6 +32,32 @@ impl WorkflowService {
     pub fn new(state: AppState) -> Self {
         Self { state }
     }
+}
+
+/// A trigger request as the extension's arguments.
+pub fn trigger(r: &v1::TriggerWorkflowRequest) -> Result<db::Trigger, Status> {
+    let parent_task_id = match r
+        .parent_task_run_external_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        Some(id) => Some(super::parse_id("parent_task_run_external_id", id)?),
+        None => None,
+    };
+    Ok(db::Trigger {
+        name: r.name.clone(),
+        input: parse_json("input", &r.input)?,
+        additional_metadata: parse_json(
+            "additional_metadata",
+            r.additional_metadata.as_deref().unwrap_or(""),
+        )?,
+        priority: r.priority.filter(|p| *p != 0),
+        parent_task_id,
+        child_index: parent_task_id.and(r.child_index),
+        child_key: parent_task_id
+            .and(r.child_key.clone())
+            .filter(|k| !k.is_empty()),
+    })
 }
 
 #[tonic::async_trait]
@@ -35,30 +71,126 @@ impl workflow_service_server::WorkflowService for WorkflowService {
 
     async fn schedule_workflow(
         &self,
-        _request: Request<proto::ScheduleWorkflowRequest>,
+        request: Request<proto::ScheduleWorkflowRequest>,
     ) -> Result<Response<proto::WorkflowVersion>, Status> {
-        Err(unimplemented("WorkflowService.ScheduleWorkflow"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        let input = parse_json("input", &r.input)?;
+        let metadata = parse_json(
+            "additional_metadata",
+            r.additional_metadata.as_deref().unwrap_or(""),
+        )?;
+        if r.schedules.is_empty() {
+            return Err(Status::invalid_argument(
+                "schedules must name at least one time",
+            ));
+        }
+        let mut scheduled = Vec::with_capacity(r.schedules.len());
+        for ts in &r.schedules {
+            let at = to_datetime(ts).ok_or_else(|| {
+                Status::invalid_argument("schedules holds an out-of-range timestamp")
+            })?;
+            let id = db::schedule(
+                &self.state.pool,
+                tenant,
+                &r.name,
+                at,
+                &input,
+                &metadata,
+                r.priority.filter(|p| *p != 0),
+            )
+            .await
+            .map_err(AppError::from)?;
+            scheduled.push(proto::ScheduledWorkflow {
+                id: id.to_string(),
+                trigger_at: Some(*ts),
+            });
+        }
+        let (workflow_id, version_id) = reads::workflow_ids(&self.state.pool, tenant, &r.name)
+            .await
+            .map_err(AppError::from)?
+            .unwrap_or((Uuid::nil(), None));
+        let now = timestamp(chrono::Utc::now());
+        Ok(Response::new(proto::WorkflowVersion {
+            id: version_id.map(|v| v.to_string()).unwrap_or_default(),
+            created_at: Some(now),
+            updated_at: Some(now),
+            version: String::new(),
+            order: 0,
+            workflow_id: workflow_id.to_string(),
+            scheduled_workflows: scheduled,
+        }))
     }
 
     async fn trigger_workflow(
         &self,
-        _request: Request<proto::v1::TriggerWorkflowRequest>,
+        request: Request<v1::TriggerWorkflowRequest>,
     ) -> Result<Response<proto::TriggerWorkflowResponse>, Status> {
-        Err(unimplemented("WorkflowService.TriggerWorkflow"))
+        let tenant = tenant_of(&request)?.0;
+        let t = trigger(request.get_ref())?;
+        let run = db::run_workflow(&self.state.pool, tenant, &t)
+            .await
+            .map_err(AppError::from)?;
+        self.state.dispatch.wake_assigner();
+        Ok(Response::new(proto::TriggerWorkflowResponse {
+            workflow_run_id: run.to_string(),
+        }))
     }
 
     async fn bulk_trigger_workflow(
         &self,
-        _request: Request<proto::BulkTriggerWorkflowRequest>,
+        request: Request<proto::BulkTriggerWorkflowRequest>,
     ) -> Result<Response<proto::BulkTriggerWorkflowResponse>, Status> {
-        Err(unimplemented("WorkflowService.BulkTriggerWorkflow"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        if r.workflows.len() > MAX_BULK {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_BULK} runs can be triggered at once, not {}",
+                r.workflows.len()
+            )));
+        }
+        let triggers = r
+            .workflows
+            .iter()
+            .map(trigger)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.state.pool.begin().await.map_err(AppError::from)?;
+        let mut ids = Vec::with_capacity(triggers.len());
+        for t in &triggers {
+            ids.push(
+                db::run_workflow(&mut *tx, tenant, t)
+                    .await
+                    .map_err(AppError::from)?
+                    .to_string(),
+            );
+        }
+        tx.commit().await.map_err(AppError::from)?;
+        self.state.dispatch.wake_assigner();
+        Ok(Response::new(proto::BulkTriggerWorkflowResponse {
+            workflow_run_ids: ids,
+        }))
     }
 
     async fn put_rate_limit(
         &self,
-        _request: Request<proto::PutRateLimitRequest>,
+        request: Request<proto::PutRateLimitRequest>,
     ) -> Result<Response<proto::PutRateLimitResponse>, Status> {
-        Err(unimplemented("WorkflowService.PutRateLimit"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        let duration = RateLimitDuration::try_from(r.duration).map_err(|_| {
+            Status::invalid_argument(format!("unknown rate limit duration {}", r.duration))
+        })?;
+        workers::put_rate_limit(
+            &self.state.pool,
+            tenant,
+            &r.key,
+            r.limit,
+            duration.as_str_name(),
+        )
+        .await
+        .map_err(AppError::from)?;
+        self.state.dispatch.wake_assigner();
+        Ok(Response::new(proto::PutRateLimitResponse {}))
     }
 
     async fn pause_rate_limit(

@@ -5,8 +5,16 @@
 //! without binding a socket. Each resource module exposes a `router()`.
 
 pub mod api;
+pub mod crons;
+pub mod events;
 pub mod health;
 pub mod metrics;
+pub mod query;
+pub mod runs;
+pub mod shapes;
+pub mod tasks;
+pub mod workers;
+pub mod workflows;
 
 use crate::AppState;
 use axum::Router;

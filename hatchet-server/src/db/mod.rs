@@ -1,9 +1,22 @@
 //! Every SQL statement the server runs, in one place.
 //!
+//! | module | extension surface |
+//! |---|---|
+//! | this file | extension checks, tenants, API tokens, queue depth |
+//! | [`workers`] | worker registry, `assign`, attempt lifecycle (`complete_many`, `fail`, ...), logs, rate limits |
+//! | [`runs`] | workflow registration, runs, run status / tasks / timeline, events, one-off schedules |
+//! | [`schedules`] | crons and the schedule list |
+//! | [`reads`] | stopgap read-only queries for what has no SQL function yet, each naming its replacement |
+//!
 //! Handlers never embed SQL: they call a function here, which names the extension object it touches. That keeps
 //! the server's contract with pg_hatchet (schema `hatchet`, see `docs/sql-api.md`) reviewable in one file, and makes
 //! a schema change a one-file change on this side. Functions return `sqlx::Error`; callers turn it into an
 //! [`AppError`](crate::AppError) with `?`, which maps SQLSTATEs in one place.
+
+pub mod reads;
+pub mod runs;
+pub mod schedules;
+pub mod workers;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};

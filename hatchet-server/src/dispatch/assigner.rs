@@ -1,0 +1,81 @@
+//! The assignment loop: hands ready attempts to the workers connected to this server.
+//!
+//! It runs `hatchet.assign` for each tenant with connected workers (only those: a worker connected to another
+//! server is that server's to feed) whenever it is woken (a `hatchet_ready` NOTIFY, a stream connecting, a slot
+//! freed by a failure or release) and otherwise polls with a backoff from [`MIN_IDLE`] to [`MAX_IDLE`]. The poll
+//! covers what never NOTIFYs: a retry backoff or `run_at` coming due (assign promotes due items itself), a paused
+//! worker resumed, a rate-limit window refilled. Each call is one statement, so one short transaction that holds the
+//! worker slot locks only for its own duration.
+
+use crate::db::workers::{self as db, Assignment};
+use crate::AppState;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Most attempts one `hatchet.assign` call hands out; a full batch makes the loop go again at once.
+pub const BATCH: i32 = 200;
+
+/// First idle poll interval after activity.
+const MIN_IDLE: Duration = Duration::from_millis(10);
+
+/// Longest idle poll interval (the worst-case delay for work that becomes ready without a NOTIFY).
+const MAX_IDLE: Duration = Duration::from_millis(200);
+
+/// How often disconnected workers' memory is purged.
+const PURGE_EVERY: Duration = Duration::from_secs(30);
+
+/// The loop; ends on shutdown.
+pub async fn run(state: AppState) {
+    let dispatch = state.dispatch.clone();
+    let shutdown = state.shutdown.clone();
+    let mut idle = MIN_IDLE;
+    let mut last_purge = Instant::now();
+    loop {
+        let busy = match round(&state).await {
+            Ok(full) => full,
+            Err(err) => {
+                tracing::warn!(error = %err, "assignment failed; retrying");
+                false
+            }
+        };
+        if last_purge.elapsed() >= PURGE_EVERY {
+            dispatch.purge();
+            last_purge = Instant::now();
+        }
+        if busy {
+            idle = MIN_IDLE;
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            () = dispatch.assign_wake.notified() => idle = MIN_IDLE,
+            () = tokio::time::sleep(idle) => idle = (idle * 2).min(MAX_IDLE),
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One pass over the tenants with connected workers. True if some call filled a whole batch (more may be ready).
+async fn round(state: &AppState) -> Result<bool, sqlx::Error> {
+    let mut full = false;
+    for (tenant, workers) in state.dispatch.connected_by_tenant() {
+        let rows = db::assign(&state.pool, tenant, &workers, BATCH).await?;
+        full |= rows.len() == BATCH as usize;
+        record(state, tenant, &rows);
+    }
+    Ok(full)
+}
+
+/// Pushes committed assignments to their workers and counts them.
+pub fn record(state: &AppState, tenant: Uuid, rows: &[Assignment]) {
+    if rows.is_empty() {
+        return;
+    }
+    state.dispatch.deliver(tenant, rows);
+    state.metrics.assignments.inc_by(rows.len() as u64);
+    let now = chrono::Utc::now();
+    for row in rows {
+        let waited = (now - row.queued_at).to_std().unwrap_or_default();
+        state.metrics.queue_to_start.observe(waited.as_secs_f64());
+    }
+}

@@ -1,0 +1,447 @@
+//! The live side of the worker protocol: which workers are connected to this server, what was pushed to them, and
+//! the background tasks that move work from pg_hatchet to their `ListenV2` streams.
+//!
+//! Nothing here is the source of truth: every assignment is a row in `hatchet.running`, written by
+//! `hatchet.assign` before it is pushed. What this module keeps in memory is only what a stream needs to survive a
+//! reconnect: an attempt pushed to a worker whose stream broke before the worker acknowledged it (STARTED) is pushed
+//! again when the worker reconnects, and a cancellation for a disconnected worker is delivered on reconnect. A
+//! server restart loses that memory, never work: an attempt nobody runs times out in the extension and is retried.
+//!
+//! Background tasks, started by [`spawn`] when the server runs:
+//!
+//! | task | what it does |
+//! |---|---|
+//! | [`assigner`] | calls `hatchet.assign` for the workers connected here, on a wake-up or a short idle poll |
+//! | [`notifier`] | one `LISTEN` connection (`hatchet_ready`, `hatchet_cancel`) fanned out to the tasks and streams |
+//! | [`completer`] | batches COMPLETED events into one `hatchet.complete_many` plus the next assignments |
+//! | [`runs`] | watches subscribed workflow runs and answers `SubscribeToWorkflowRuns` when they finish |
+
+pub mod assigner;
+pub mod completer;
+pub mod notifier;
+pub mod runs;
+
+use crate::db::workers::Assignment;
+use crate::proto::{ActionType, AssignedAction};
+use crate::AppState;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+use uuid::Uuid;
+
+/// How long the memory of a disconnected worker (unacknowledged pushes, undelivered cancellations) is kept. Past
+/// this the extension has declared it dead (30 s without heartbeat) and retried its attempts elsewhere.
+const FORGET_DISCONNECTED_AFTER: Duration = Duration::from_secs(120);
+
+/// How long an unsubscribed worker is remembered, so a late heartbeat does not bring it back to life.
+const REMEMBER_UNSUBSCRIBED_FOR: Duration = Duration::from_secs(600);
+
+type ActionSender = mpsc::UnboundedSender<Result<AssignedAction, tonic::Status>>;
+
+/// Connected workers and what was pushed to them. Shared by the gRPC handlers and the background tasks.
+#[derive(Debug)]
+pub struct Dispatch {
+    registry: Mutex<Registry>,
+    /// Wakes the assigner: work may be ready (NOTIFY), or slots were freed.
+    assign_wake: Notify,
+    /// Wakes the run watcher: some run may have finished.
+    runs_wake: Notify,
+    next_conn: AtomicU64,
+    completer: completer::Handle,
+    /// Workflow-run subscriptions of `SubscribeToWorkflowRuns` streams.
+    pub runs: runs::Subscriptions,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    workers: HashMap<Uuid, WorkerEntry>,
+    unsubscribed: HashMap<Uuid, Instant>,
+}
+
+#[derive(Debug)]
+struct WorkerEntry {
+    tenant: Uuid,
+    conn: Option<Conn>,
+    disconnected_at: Option<Instant>,
+    /// Attempts pushed to this worker and not finished, by task id.
+    inflight: HashMap<Uuid, Inflight>,
+    /// Cancellations that could not be delivered because the stream was down.
+    pending_cancels: Vec<AssignedAction>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    tx: ActionSender,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    action: AssignedAction,
+    /// The worker sent STARTED: it has the action, so a reconnect must not push it again.
+    started: bool,
+}
+
+impl WorkerEntry {
+    fn new(tenant: Uuid) -> Self {
+        Self {
+            tenant,
+            conn: None,
+            // Until a stream attaches, the entry counts as disconnected (and is purged if none ever does).
+            disconnected_at: Some(Instant::now()),
+            inflight: HashMap::new(),
+            pending_cancels: Vec::new(),
+        }
+    }
+
+    /// Sends on the live stream; false if there is none (or it just closed).
+    fn send(&mut self, action: AssignedAction) -> bool {
+        match &self.conn {
+            Some(conn) => conn.tx.send(Ok(action)).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Dispatch {
+    /// An empty registry. Background tasks are started separately by [`spawn`].
+    pub fn new() -> Self {
+        Self {
+            registry: Mutex::new(Registry::default()),
+            assign_wake: Notify::new(),
+            runs_wake: Notify::new(),
+            next_conn: AtomicU64::new(1),
+            completer: completer::Handle::new(),
+            runs: runs::Subscriptions::default(),
+        }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves plain maps behind, still consistent enough to keep serving.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the assigner to run now (work became ready or slots were freed).
+    pub fn wake_assigner(&self) {
+        self.assign_wake.notify_one();
+    }
+
+    /// Asks the run watcher to look at subscribed runs now (something may have finished).
+    pub fn wake_runs(&self) {
+        self.runs_wake.notify_one();
+    }
+
+    /// The completion batcher.
+    pub fn completer(&self) -> &completer::Handle {
+        &self.completer
+    }
+
+    /// Opens the action stream of a worker, replacing any earlier stream of the same worker (the SDK opens a new
+    /// one on every reconnect). Undelivered cancellations and unacknowledged attempts are queued on it first.
+    pub fn connect(
+        self: &std::sync::Arc<Self>,
+        tenant: Uuid,
+        worker_id: Uuid,
+        shutdown: WaitForCancellationFutureOwned,
+    ) -> ActionStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut reg = self.registry();
+            reg.unsubscribed.remove(&worker_id);
+            let entry = reg
+                .workers
+                .entry(worker_id)
+                .or_insert_with(|| WorkerEntry::new(tenant));
+            entry.tenant = tenant;
+            for cancel in entry.pending_cancels.drain(..) {
+                let _ = tx.send(Ok(cancel));
+            }
+            for inflight in entry.inflight.values().filter(|i| !i.started) {
+                let _ = tx.send(Ok(inflight.action.clone()));
+            }
+            entry.conn = Some(Conn { id, tx });
+            entry.disconnected_at = None;
+        }
+        self.wake_assigner();
+        ActionStream {
+            rx,
+            shutdown: Box::pin(shutdown),
+            _guard: ConnGuard {
+                dispatch: self.clone(),
+                worker_id,
+                conn_id: id,
+            },
+        }
+    }
+
+    fn disconnect(&self, worker_id: Uuid, conn_id: u64) {
+        let mut reg = self.registry();
+        let remove = match reg.workers.get_mut(&worker_id) {
+            Some(entry) if entry.conn.as_ref().is_some_and(|c| c.id == conn_id) => {
+                entry.conn = None;
+                entry.disconnected_at = Some(Instant::now());
+                entry.inflight.is_empty() && entry.pending_cancels.is_empty()
+            }
+            _ => false,
+        };
+        if remove {
+            reg.workers.remove(&worker_id);
+        }
+    }
+
+    /// The worker unsubscribed: close its stream and forget it.
+    pub fn unsubscribed(&self, worker_id: Uuid) {
+        let mut reg = self.registry();
+        reg.workers.remove(&worker_id);
+        reg.unsubscribed.insert(worker_id, Instant::now());
+    }
+
+    /// The extension took the worker out of service (it missed heartbeats) and retried its attempts elsewhere:
+    /// what was pushed to it must not be pushed again when it comes back.
+    pub fn reaped(&self, worker_id: Uuid) {
+        if let Some(entry) = self.registry().workers.get_mut(&worker_id) {
+            entry.inflight.clear();
+            entry.pending_cancels.clear();
+        }
+    }
+
+    /// Whether the worker unsubscribed recently (then a heartbeat must not revive it).
+    pub fn is_unsubscribed(&self, worker_id: Uuid) -> bool {
+        self.registry().unsubscribed.contains_key(&worker_id)
+    }
+
+    /// The workers with a live stream on this server, grouped by tenant.
+    pub fn connected_by_tenant(&self) -> Vec<(Uuid, Vec<Uuid>)> {
+        let reg = self.registry();
+        let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for (id, entry) in &reg.workers {
+            if entry.conn.is_some() {
+                by_tenant.entry(entry.tenant).or_default().push(*id);
+            }
+        }
+        by_tenant.into_iter().collect()
+    }
+
+    /// The workers of one tenant with a live stream on this server.
+    pub fn connected_of(&self, tenant: Uuid) -> Vec<Uuid> {
+        let reg = self.registry();
+        reg.workers
+            .iter()
+            .filter(|(_, e)| e.tenant == tenant && e.conn.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Pushes fresh assignments to their workers. An attempt whose worker's stream just went away stays
+    /// recorded and is pushed when the worker reconnects.
+    pub fn deliver(&self, tenant: Uuid, assignments: &[Assignment]) {
+        if assignments.is_empty() {
+            return;
+        }
+        let mut reg = self.registry();
+        for a in assignments {
+            let action = start_action(tenant, a);
+            let entry = reg
+                .workers
+                .entry(a.worker_id)
+                .or_insert_with(|| WorkerEntry::new(tenant));
+            let delivered = entry.send(action.clone());
+            if !delivered {
+                tracing::debug!(worker_id = %a.worker_id, task_id = %a.task_id, "worker stream down; the assignment waits for its reconnect");
+            }
+            entry.inflight.insert(
+                a.task_id,
+                Inflight {
+                    action,
+                    started: false,
+                },
+            );
+        }
+    }
+
+    /// The worker sent STARTED for an attempt: it has it.
+    pub fn acknowledge(&self, tenant: Uuid, worker_id: Option<Uuid>, task_id: Uuid) {
+        let mut reg = self.registry();
+        if let Some(entry) = find_holder(&mut reg, tenant, worker_id, task_id) {
+            if let Some(inflight) = entry.inflight.get_mut(&task_id) {
+                inflight.started = true;
+            }
+        }
+    }
+
+    /// The attempt reported COMPLETED or FAILED: nothing more to redeliver.
+    pub fn finished(&self, tenant: Uuid, worker_id: Option<Uuid>, task_id: Uuid) {
+        let mut reg = self.registry();
+        if let Some(entry) = find_holder(&mut reg, tenant, worker_id, task_id) {
+            entry.inflight.remove(&task_id);
+        }
+    }
+
+    /// Tells a worker to stop an attempt (it was cancelled or timed out in the extension). The CANCEL_STEP_RUN
+    /// repeats the id and retry_count of the START, which is how the SDK finds the running task. Workers not
+    /// known to this server are ignored: another server holds their stream.
+    pub fn cancel(&self, worker_id: Uuid, task_id: Uuid, retry_count: i32) {
+        let mut reg = self.registry();
+        let Some(entry) = reg.workers.get_mut(&worker_id) else {
+            return;
+        };
+        let action = match entry.inflight.remove(&task_id) {
+            Some(inflight) => AssignedAction {
+                action_type: ActionType::CancelStepRun as i32,
+                action_payload: String::new(),
+                retry_count,
+                ..inflight.action
+            },
+            None => AssignedAction {
+                tenant_id: entry.tenant.to_string(),
+                task_run_external_id: task_id.to_string(),
+                job_run_id: task_id.to_string(),
+                action_type: ActionType::CancelStepRun as i32,
+                retry_count,
+                ..Default::default()
+            },
+        };
+        if !entry.send(action.clone()) {
+            entry.pending_cancels.push(action);
+        }
+    }
+
+    /// Drops the memory of workers disconnected for long, and of old unsubscriptions.
+    pub fn purge(&self) {
+        let mut reg = self.registry();
+        let now = Instant::now();
+        reg.workers.retain(|_, e| {
+            e.disconnected_at
+                .is_none_or(|at| now.duration_since(at) < FORGET_DISCONNECTED_AFTER)
+        });
+        reg.unsubscribed
+            .retain(|_, at| now.duration_since(*at) < REMEMBER_UNSUBSCRIBED_FOR);
+    }
+}
+
+/// The tenant's worker entry holding an in-flight attempt: the named worker's, else any (the event's worker id is
+/// the SDK's word, and a task id is unique). Another tenant's entries are never touched.
+fn find_holder(
+    reg: &mut Registry,
+    tenant: Uuid,
+    worker_id: Option<Uuid>,
+    task_id: Uuid,
+) -> Option<&mut WorkerEntry> {
+    let named = worker_id.filter(|w| {
+        reg.workers
+            .get(w)
+            .is_some_and(|e| e.tenant == tenant && e.inflight.contains_key(&task_id))
+    });
+    match named {
+        Some(w) => reg.workers.get_mut(&w),
+        None => reg
+            .workers
+            .values_mut()
+            .find(|e| e.tenant == tenant && e.inflight.contains_key(&task_id)),
+    }
+}
+
+/// The `START_STEP_RUN` action for an assignment (field use as in Hatchet's dispatcher, see sdk_protocol.md §2.3).
+pub fn start_action(tenant: Uuid, a: &Assignment) -> AssignedAction {
+    let task_name = a.readable_id.clone().unwrap_or_else(|| {
+        a.queue
+            .split_once(':')
+            .map_or(a.queue.as_str(), |(_, task)| task)
+            .to_owned()
+    });
+    AssignedAction {
+        tenant_id: tenant.to_string(),
+        workflow_run_id: a.run_id.unwrap_or(a.task_id).to_string(),
+        job_name: task_name.clone(),
+        job_run_id: a.task_id.to_string(),
+        task_run_external_id: a.task_id.to_string(),
+        action_id: a.queue.clone(),
+        action_type: ActionType::StartStepRun as i32,
+        action_payload: action_payload(a.readable_id.is_some(), &a.input).to_string(),
+        task_name,
+        retry_count: a.retry_count,
+        additional_metadata: Some(a.additional_metadata.to_string()),
+        // Retries run at the extension's internal priority 4; the SDK knows only 1..3.
+        priority: a.priority.clamp(1, 3),
+        task_inserted_at: Some(timestamp(a.task_inserted_at)),
+        // Runs started by an event carry it in their metadata (hatchet.push_event adds these two keys).
+        triggering_event_external_id: metadata_str(&a.additional_metadata, "hatchet__event_id"),
+        triggering_event_key: metadata_str(&a.additional_metadata, "hatchet__event_key"),
+        ..Default::default()
+    }
+}
+
+fn metadata_str(metadata: &Value, key: &str) -> Option<String> {
+    metadata.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The SDK's action payload. A workflow task (one with a readable id) stores its input in that shape already
+/// (`{"input", "parents", ...}`); a task enqueued with `hatchet.enqueue` stores its bare input, which becomes `input`.
+pub fn action_payload(is_workflow_task: bool, input: &Value) -> Value {
+    if is_workflow_task && input.get("input").is_some() {
+        return input.clone();
+    }
+    json!({ "input": input, "parents": {}, "triggered_by": "manual" })
+}
+
+/// A protobuf timestamp.
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A worker's `ListenV2` stream. Ends when the server shuts down; dropping it (the client went away) marks the
+/// worker disconnected, unless a newer stream of the same worker already replaced this one.
+pub struct ActionStream {
+    rx: mpsc::UnboundedReceiver<Result<AssignedAction, tonic::Status>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Held for its `Drop`.
+    _guard: ConnGuard,
+}
+
+struct ConnGuard {
+    dispatch: std::sync::Arc<Dispatch>,
+    worker_id: Uuid,
+    conn_id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.dispatch.disconnect(self.worker_id, self.conn_id);
+    }
+}
+
+impl tokio_stream::Stream for ActionStream {
+    type Item = Result<AssignedAction, tonic::Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Starts the background tasks; they stop when `state.shutdown` is cancelled.
+pub fn spawn(state: &AppState) {
+    tokio::spawn(assigner::run(state.clone()));
+    tokio::spawn(notifier::run(state.clone()));
+    tokio::spawn(completer::run(state.clone()));
+    tokio::spawn(runs::run(state.clone()));
+}

@@ -1,0 +1,230 @@
+//! `SubscribeToWorkflowRuns`: one bidi stream per client process, many run ids multiplexed on it.
+//!
+//! Each id the client sends becomes a subscription. The watcher loop checks the subscribed runs whenever it is
+//! woken (a completion batch or a failure on this server, a `hatchet_cancel` NOTIFY, a new subscription) and at
+//! least every [`POLL`] (a run may finish through another server, a schedule timeout or a cancellation), and sends
+//! exactly one FINISHED event per run once it is terminal, with one result per task: output JSON or error text.
+//! A run that is already terminal when subscribed is answered at once. Subscribing twice to one run (the client
+//! re-sends its pending ids on every reconnect) is harmless: each stream gets its answer once.
+
+use crate::db::runs::{self as db, RunTask};
+use crate::grpc::ResponseStream;
+use crate::proto::{
+    StepRunResult, SubscribeToWorkflowRunsRequest, WorkflowRunEvent, WorkflowRunEventType,
+};
+use crate::AppState;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+use uuid::Uuid;
+
+/// Longest time between two looks at the subscribed runs.
+const POLL: Duration = Duration::from_millis(250);
+
+type EventSender = mpsc::UnboundedSender<Result<WorkflowRunEvent, tonic::Status>>;
+
+/// (tenant, run) to the streams waiting for it, each with its stream id.
+type SubscriptionMap = HashMap<(Uuid, Uuid), Vec<(u64, EventSender)>>;
+
+/// The subscribed runs of every stream on this server.
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    inner: Mutex<SubscriptionMap>,
+    next_id: AtomicU64,
+}
+
+impl Subscriptions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SubscriptionMap> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, tenant: Uuid, run: Uuid, stream: u64, tx: &EventSender) {
+        let mut map = self.lock();
+        let subs = map.entry((tenant, run)).or_default();
+        if !subs.iter().any(|(id, _)| *id == stream) {
+            subs.push((stream, tx.clone()));
+        }
+    }
+
+    fn remove_stream(&self, stream: u64) {
+        let mut map = self.lock();
+        map.retain(|_, subs| {
+            subs.retain(|(id, _)| *id != stream);
+            !subs.is_empty()
+        });
+    }
+
+    /// The subscribed runs, by tenant.
+    fn watched(&self) -> HashMap<Uuid, Vec<Uuid>> {
+        let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for (tenant, run) in self.lock().keys() {
+            by_tenant.entry(*tenant).or_default().push(*run);
+        }
+        by_tenant
+    }
+
+    fn take(&self, tenant: Uuid, run: Uuid) -> Vec<(u64, EventSender)> {
+        self.lock().remove(&(tenant, run)).unwrap_or_default()
+    }
+
+    /// How many (stream, run) subscriptions are open (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    /// Whether no subscription is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Serves one `SubscribeToWorkflowRuns` stream: reads run ids from the client and returns the event stream.
+pub fn subscribe(
+    state: &AppState,
+    tenant: Uuid,
+    mut incoming: tonic::Streaming<SubscribeToWorkflowRunsRequest>,
+) -> ResponseStream<WorkflowRunEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stream_id = state.dispatch.runs.next_id.fetch_add(1, Ordering::Relaxed);
+    let reader_state = state.clone();
+    let reader = tokio::spawn(async move {
+        let dispatch = &reader_state.dispatch;
+        loop {
+            let message = tokio::select! {
+                m = incoming.message() => m,
+                () = reader_state.shutdown.cancelled() => return,
+            };
+            match message {
+                Ok(Some(req)) => match Uuid::parse_str(req.workflow_run_id.trim()) {
+                    Ok(run) => {
+                        dispatch.runs.add(tenant, run, stream_id, &tx);
+                        dispatch.wake_runs();
+                    }
+                    // One bad id must not end a stream that multiplexes the whole process's runs.
+                    Err(_) => {
+                        tracing::debug!(id = %req.workflow_run_id, "ignoring a subscription to a malformed run id")
+                    }
+                },
+                Ok(None) | Err(_) => return,
+            }
+        }
+    });
+    Box::pin(RunEventStream {
+        rx,
+        shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
+        dispatch: state.dispatch.clone(),
+        stream_id,
+        reader,
+    })
+}
+
+struct RunEventStream {
+    rx: mpsc::UnboundedReceiver<Result<WorkflowRunEvent, tonic::Status>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    dispatch: Arc<super::Dispatch>,
+    stream_id: u64,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RunEventStream {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.dispatch.runs.remove_stream(self.stream_id);
+    }
+}
+
+impl tokio_stream::Stream for RunEventStream {
+    type Item = Result<WorkflowRunEvent, tonic::Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if std::future::Future::poll(self.shutdown.as_mut(), cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// The watcher loop; ends on shutdown.
+pub async fn run(state: AppState) {
+    let dispatch = state.dispatch.clone();
+    loop {
+        tokio::select! {
+            () = dispatch.runs_wake.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+            () = state.shutdown.cancelled() => return,
+        }
+        if dispatch.runs.is_empty() {
+            continue;
+        }
+        if let Err(err) = check(&state).await {
+            tracing::warn!(error = %err, "checking subscribed runs failed; retrying");
+        }
+    }
+}
+
+async fn check(state: &AppState) -> Result<(), sqlx::Error> {
+    for (tenant, runs) in state.dispatch.runs.watched() {
+        for (run, status) in db::run_statuses(&state.pool, tenant, &runs).await? {
+            if !status.as_deref().is_some_and(is_terminal) {
+                continue;
+            }
+            let tasks = db::run_tasks(&state.pool, tenant, run).await?;
+            let event = finished_event(run, &tasks);
+            for (_, tx) in state.dispatch.runs.take(tenant, run) {
+                let _ = tx.send(Ok(event.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a run status is final.
+pub fn is_terminal(status: &str) -> bool {
+    matches!(status, "COMPLETED" | "FAILED" | "CANCELLED")
+}
+
+/// The FINISHED event of a terminal run: one result per created task, keyed by readable id (`task_name`), with
+/// the output as JSON text or the error. Skipped tasks report `{"skipped": true}` as Hatchet does.
+pub fn finished_event(run: Uuid, tasks: &[RunTask]) -> WorkflowRunEvent {
+    let results = tasks
+        .iter()
+        .filter_map(|t| {
+            let task_id = t.task_id?;
+            let (output, error) = match t.status.as_str() {
+                "COMPLETED" => (
+                    Some(
+                        t.output
+                            .clone()
+                            .unwrap_or_else(|| serde_json::json!({}))
+                            .to_string(),
+                    ),
+                    None,
+                ),
+                "SKIPPED" => (Some(r#"{"skipped":true}"#.to_owned()), None),
+                "FAILED" | "CANCELLED" => (
+                    None,
+                    Some(t.error.clone().unwrap_or_else(|| t.status.to_lowercase())),
+                ),
+                _ => return None,
+            };
+            Some(StepRunResult {
+                task_run_external_id: task_id.to_string(),
+                task_name: t.readable_id.clone().unwrap_or_default(),
+                job_run_id: task_id.to_string(),
+                error,
+                output,
+            })
+        })
+        .collect();
+    WorkflowRunEvent {
+        workflow_run_id: run.to_string(),
+        event_type: WorkflowRunEventType::Finished as i32,
+        event_timestamp: Some(super::timestamp(chrono::Utc::now())),
+        results,
+    }
+}

@@ -1,0 +1,95 @@
+//! Events (`event.list`) and rate limits (`rate_limits.list`). Events are pushed over gRPC (`EventsService`).
+
+use super::query::Params;
+use super::shapes::{List, Meta, Pagination};
+use crate::auth::http::AuthTenant;
+use crate::db::reads;
+use crate::{AppError, AppState};
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/stable/tenants/{tenant}/events", get(list_events))
+        .route("/v1/tenants/{tenant}/rate-limits", get(list_rate_limits))
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    auth: AuthTenant,
+    Path(tenant_path): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<List<Value>>, AppError> {
+    auth.check_path(&tenant_path)?;
+    let tenant = auth.0 .0;
+    let p = Params::parse(raw.as_deref());
+    let offset = p.int("offset")?.unwrap_or(0).max(0);
+    let limit = p.int("limit")?.unwrap_or(50).clamp(1, 1000);
+    let keys = p.list("keys");
+    let (events, total) = reads::list_events(
+        &state.pool,
+        tenant,
+        keys.as_deref(),
+        p.datetime("since")?,
+        p.datetime("until")?,
+        limit,
+        offset,
+    )
+    .await?;
+    let rows = events
+        .into_iter()
+        .map(|e| {
+            let count = |s: &str| e.runs.iter().filter(|(_, status)| status == s).count();
+            json!({
+                "metadata": Meta::new(e.id, e.created_at),
+                "key": e.key,
+                "tenantId": tenant.to_string(),
+                "payload": e.payload,
+                "additionalMetadata": e.additional_metadata,
+                "scope": e.scope,
+                "seenAt": e.created_at,
+                "workflowRunSummary": {
+                    "running": count("RUNNING"),
+                    "queued": count("QUEUED"),
+                    "succeeded": count("COMPLETED"),
+                    "failed": count("FAILED"),
+                    "cancelled": count("CANCELLED"),
+                },
+                "triggeredRuns": e.runs.iter().map(|(id, _)| json!({"workflowRunId": id.to_string()})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(List {
+        rows,
+        pagination: Pagination::new(offset, limit, total),
+    }))
+}
+
+async fn list_rate_limits(
+    State(state): State<AppState>,
+    auth: AuthTenant,
+    Path(tenant_path): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<List<Value>>, AppError> {
+    auth.check_path(&tenant_path)?;
+    let tenant = auth.0 .0;
+    let p = Params::parse(raw.as_deref());
+    let rows = reads::list_rate_limits(&state.pool, tenant, p.get("search"))
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "key": r.key,
+                "tenantId": tenant.to_string(),
+                "limitValue": r.limit_value,
+                "value": r.remaining,
+                "window": r.window,
+                "lastRefill": r.last_refill,
+            })
+        })
+        .collect();
+    Ok(Json(List::all(rows)))
+}

@@ -1,0 +1,411 @@
+//! Workflow runs: `runs.get`, `runs.get_status`, `runs.list`, `runs.create` and the bulk-action id lookup.
+//!
+//! | route | SDK call | source |
+//! |---|---|---|
+//! | `GET /v1/stable/workflow-runs/{id}` | `runs.get` | `run_status`, `run_tasks`, `run_events` |
+//! | `GET /v1/stable/workflow-runs/{id}/status` | `runs.get_status` | `run_status` |
+//! | `GET /v1/stable/tenants/{tenant}/workflow-runs` | `runs.list` | a read of `hatchet.runs` (see `db::reads`) |
+//! | `GET /v1/stable/tenants/{tenant}/workflow-runs/external-ids` | bulk cancel by filter | the same read |
+//! | `POST /v1/stable/tenants/{tenant}/workflow-runs/trigger` | `runs.create` | `run_workflow` |
+//!
+//! A task id given where a run id is expected resolves to the task's run, as in Hatchet.
+
+use super::query::Params;
+use super::shapes::{
+    self, Meta, Pagination, TaskEvent, TaskSummary, TaskSummaryList, WorkflowRun,
+    WorkflowRunDetails,
+};
+use crate::auth::http::AuthTenant;
+use crate::db::reads::{self, RunFilter, RunRow};
+use crate::db::runs::{self as db, RunEvent, RunTask};
+use crate::{AppError, AppState};
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Default page size of run lists.
+const DEFAULT_LIMIT: i64 = 50;
+
+/// Largest page size of run lists.
+const MAX_LIMIT: i64 = 1000;
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/stable/workflow-runs/{run}", get(get_run))
+        .route("/v1/stable/workflow-runs/{run}/status", get(get_status))
+        .route("/v1/stable/tenants/{tenant}/workflow-runs", get(list))
+        .route(
+            "/v1/stable/tenants/{tenant}/workflow-runs/external-ids",
+            get(external_ids),
+        )
+        .route(
+            "/v1/stable/tenants/{tenant}/workflow-runs/trigger",
+            post(trigger),
+        )
+}
+
+/// The run of an id that names a run or one of its tasks (404 if neither).
+pub async fn resolve_run(state: &AppState, tenant: Uuid, id: Uuid) -> Result<RunRow, AppError> {
+    if let Some(row) = reads::run_row_by_id(&state.pool, tenant, id).await? {
+        return Ok(row);
+    }
+    if let Some(run) = reads::run_of_task(&state.pool, tenant, id).await? {
+        if let Some(row) = reads::run_row_by_id(&state.pool, tenant, run).await? {
+            return Ok(row);
+        }
+    }
+    Err(AppError::NotFound(format!("run {id} does not exist")))
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(run): Path<String>,
+) -> Result<Json<WorkflowRunDetails>, AppError> {
+    let id = super::query::parse_uuid("workflow run id", &run)?;
+    let row = resolve_run(&state, tenant.0, id).await?;
+    Ok(Json(details(&state, tenant.0, &row).await?))
+}
+
+async fn get_status(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(run): Path<String>,
+) -> Result<Json<&'static str>, AppError> {
+    let id = super::query::parse_uuid("workflow run id", &run)?;
+    let row = resolve_run(&state, tenant.0, id).await?;
+    Ok(Json(shapes::task_status(&row.status)))
+}
+
+/// Start / end of a task's latest attempt from its timeline.
+#[derive(Debug, Default, Clone, Copy)]
+struct Timing {
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl Timing {
+    fn duration(&self) -> Option<i64> {
+        Some((self.finished_at? - self.started_at?).num_milliseconds())
+    }
+}
+
+fn timings(events: &[RunEvent]) -> HashMap<Uuid, Timing> {
+    let mut out: HashMap<Uuid, Timing> = HashMap::new();
+    for e in events {
+        let t = out.entry(e.task_id).or_default();
+        match e.event_type.as_str() {
+            "ASSIGNED" if t.started_at.is_none() => t.started_at = Some(e.created_at),
+            "COMPLETED" | "FAILED" | "CANCELLED" | "SKIPPED" => t.finished_at = Some(e.created_at),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn task_output(t: &RunTask) -> Value {
+    match t.status.as_str() {
+        "COMPLETED" => t.output.clone().unwrap_or_else(|| json!({})),
+        "SKIPPED" => json!({"skipped": true}),
+        _ => json!({}),
+    }
+}
+
+fn task_error(t: &RunTask) -> Option<String> {
+    matches!(t.status.as_str(), "FAILED" | "CANCELLED").then(|| t.error.clone().unwrap_or_default())
+}
+
+/// Everything `runs.get` returns for one run.
+pub async fn details(
+    state: &AppState,
+    tenant: Uuid,
+    row: &RunRow,
+) -> Result<WorkflowRunDetails, AppError> {
+    let tasks = db::run_tasks(&state.pool, tenant, row.id).await?;
+    let events = db::run_events(&state.pool, tenant, row.id).await?;
+    let times = timings(&events);
+    let children = reads::children_counts(&state.pool, tenant, row.id).await?;
+    let summary = run_summary(tenant, row, &tasks, &times);
+    let task_summaries = tasks
+        .iter()
+        .filter_map(|t| {
+            let id = t.task_id?;
+            let mut s = task_summary(tenant, row, t, times.get(&id).copied());
+            s.num_spawned_children = children.get(&id).copied().unwrap_or(0);
+            Some(s)
+        })
+        .collect();
+    let task_events = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| TaskEvent {
+            id: i64::try_from(i).unwrap_or(i64::MAX) + 1,
+            task_id: e.task_id.to_string(),
+            timestamp: e.created_at,
+            event_type: shapes::event_type(&e.event_type),
+            message: e.reason.clone().unwrap_or_default(),
+            error_message: matches!(e.event_type.as_str(), "FAILED" | "RETRYING" | "TIMED_OUT")
+                .then(|| e.reason.clone())
+                .flatten(),
+            worker_id: e.worker.clone(),
+            task_display_name: e.readable_id.clone(),
+            retry_count: e.retry_count,
+            attempt: e.retry_count + 1,
+        })
+        .collect();
+    Ok(WorkflowRunDetails {
+        run: WorkflowRun {
+            metadata: summary.metadata.clone(),
+            status: summary.status,
+            started_at: summary.started_at,
+            finished_at: summary.finished_at,
+            duration: summary.duration,
+            tenant_id: tenant.to_string(),
+            additional_metadata: row.info.additional_metadata.clone(),
+            display_name: summary.display_name.clone(),
+            workflow_id: summary.workflow_id.clone(),
+            output: run_output(&tasks),
+            error_message: summary.error_message.clone(),
+            workflow_version_id: summary.workflow_version_id.clone(),
+            input: row.info.input.clone(),
+            created_at: row.info.created_at,
+            parent_task_external_id: summary.parent_task_external_id.clone(),
+        },
+        task_events,
+        // Step ids are internal to pg_hatchet (task definitions have bigint keys); no shape is reported.
+        shape: Vec::new(),
+        tasks: task_summaries,
+    })
+}
+
+/// A run's output: each completed task's output by readable id (Hatchet's DAG run output).
+fn run_output(tasks: &[RunTask]) -> Value {
+    let mut out = Map::new();
+    for t in tasks {
+        if let Some(name) = &t.readable_id {
+            if matches!(t.status.as_str(), "COMPLETED" | "SKIPPED") {
+                out.insert(name.clone(), task_output(t));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+fn is_single_task(row: &RunRow, tasks: &[RunTask]) -> bool {
+    tasks.len() == 1 && tasks[0].task_id == Some(row.id)
+}
+
+/// A run as one row of a run list (type TASK for a single-task run, DAG otherwise).
+fn run_summary(
+    tenant: Uuid,
+    row: &RunRow,
+    tasks: &[RunTask],
+    times: &HashMap<Uuid, Timing>,
+) -> TaskSummary {
+    let single = is_single_task(row, tasks);
+    let started_at = tasks
+        .iter()
+        .filter_map(|t| times.get(&t.task_id?)?.started_at)
+        .min();
+    let finished_at = if shapes::task_status(&row.status) == "QUEUED" || row.status == "RUNNING" {
+        None
+    } else {
+        tasks
+            .iter()
+            .filter_map(|t| times.get(&t.task_id?)?.finished_at)
+            .max()
+    };
+    let updated = finished_at.or(started_at).unwrap_or(row.info.created_at);
+    let workflow_name = row.info.workflow_name.clone().unwrap_or_default();
+    TaskSummary {
+        metadata: Meta {
+            id: row.id.to_string(),
+            created_at: row.info.created_at,
+            updated_at: updated,
+        },
+        action_id: single.then(|| tasks[0].queue.clone()),
+        retry_count: single.then(|| tasks[0].retry_count),
+        attempt: single.then(|| tasks[0].retry_count + 1),
+        additional_metadata: row.info.additional_metadata.clone(),
+        created_at: row.info.created_at,
+        display_name: workflow_name.clone(),
+        duration: Timing {
+            started_at,
+            finished_at,
+        }
+        .duration(),
+        error_message: tasks.iter().find_map(task_error),
+        finished_at,
+        input: row.info.input.clone(),
+        num_spawned_children: row.children,
+        output: if single {
+            task_output(&tasks[0])
+        } else {
+            run_output(tasks)
+        },
+        status: shapes::task_status(&row.status),
+        started_at,
+        task_external_id: row.id.to_string(),
+        task_id: 0,
+        task_inserted_at: row.info.created_at,
+        tenant_id: tenant.to_string(),
+        kind: if single { "TASK" } else { "DAG" },
+        workflow_id: row
+            .info
+            .workflow_id
+            .map(|w| w.to_string())
+            .unwrap_or_default(),
+        workflow_name: Some(workflow_name),
+        workflow_run_external_id: row.id.to_string(),
+        workflow_version_id: row.info.workflow_version_id.map(|v| v.to_string()),
+        parent_task_external_id: row.info.parent_task_id.map(|p| p.to_string()),
+    }
+}
+
+/// One task of a run.
+fn task_summary(tenant: Uuid, row: &RunRow, t: &RunTask, timing: Option<Timing>) -> TaskSummary {
+    let timing = timing.unwrap_or_default();
+    let task_id = t.task_id.unwrap_or_default();
+    TaskSummary {
+        metadata: Meta {
+            id: task_id.to_string(),
+            created_at: t.created_at,
+            updated_at: timing
+                .finished_at
+                .or(timing.started_at)
+                .unwrap_or(t.created_at),
+        },
+        action_id: Some(t.queue.clone()),
+        retry_count: Some(t.retry_count),
+        attempt: Some(t.retry_count + 1),
+        additional_metadata: row.info.additional_metadata.clone(),
+        created_at: t.created_at,
+        display_name: t.readable_id.clone().unwrap_or_default(),
+        duration: timing.duration(),
+        error_message: task_error(t),
+        finished_at: timing.finished_at,
+        input: row.info.input.clone(),
+        num_spawned_children: 0,
+        output: task_output(t),
+        status: shapes::task_status(&t.status),
+        started_at: timing.started_at,
+        task_external_id: task_id.to_string(),
+        task_id: 0,
+        task_inserted_at: t.created_at,
+        tenant_id: tenant.to_string(),
+        kind: "TASK",
+        workflow_id: row
+            .info
+            .workflow_id
+            .map(|w| w.to_string())
+            .unwrap_or_default(),
+        workflow_name: row.info.workflow_name.clone(),
+        workflow_run_external_id: row.id.to_string(),
+        workflow_version_id: row.info.workflow_version_id.map(|v| v.to_string()),
+        parent_task_external_id: row.info.parent_task_id.map(|p| p.to_string()),
+    }
+}
+
+/// The run filter of `runs.list` and of bulk actions.
+pub fn run_filter(p: &Params) -> Result<RunFilter, AppError> {
+    let statuses = p
+        .list("statuses")
+        .map(|s| s.into_iter().map(|x| x.to_uppercase()).collect::<Vec<_>>());
+    Ok(RunFilter {
+        since: p.datetime("since")?,
+        until: p.datetime("until")?,
+        workflow_ids: p.uuids("workflow_ids")?,
+        metadata: p.metadata("additional_metadata")?,
+        parent_task_id: p.uuid("parent_task_external_id")?,
+        statuses,
+        worker_id: p.uuid("worker_id")?,
+        event_id: p.uuid("triggering_event_external_id")?,
+        limit: p.int("limit")?.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
+        offset: p.int("offset")?.unwrap_or(0).max(0),
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthTenant,
+    Path(tenant_path): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<TaskSummaryList>, AppError> {
+    auth.check_path(&tenant_path)?;
+    let tenant = auth.0 .0;
+    let params = Params::parse(raw.as_deref());
+    let filter = run_filter(&params)?;
+    let (rows, total) = reads::list_runs(&state.pool, tenant, &filter).await?;
+    let include_payloads = params.bool("include_payloads").unwrap_or(true);
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let tasks = db::run_tasks(&state.pool, tenant, row.id).await?;
+        let events = db::run_events(&state.pool, tenant, row.id).await?;
+        let mut summary = run_summary(tenant, row, &tasks, &timings(&events));
+        if !include_payloads {
+            summary.input = json!({});
+            summary.output = json!({});
+        }
+        out.push(summary);
+    }
+    Ok(Json(TaskSummaryList {
+        pagination: Pagination::new(filter.offset, filter.limit, total),
+        rows: out,
+    }))
+}
+
+async fn external_ids(
+    State(state): State<AppState>,
+    auth: AuthTenant,
+    Path(tenant_path): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Vec<String>>, AppError> {
+    auth.check_path(&tenant_path)?;
+    let mut filter = run_filter(&Params::parse(raw.as_deref()))?;
+    filter.limit = MAX_LIMIT;
+    let (rows, _) = reads::list_runs(&state.pool, auth.0 .0, &filter).await?;
+    Ok(Json(rows.iter().map(|r| r.id.to_string()).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TriggerBody {
+    workflow_name: String,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    additional_metadata: Option<Value>,
+    #[serde(default)]
+    priority: Option<i32>,
+}
+
+async fn trigger(
+    State(state): State<AppState>,
+    auth: AuthTenant,
+    Path(tenant_path): Path<String>,
+    Json(body): Json<TriggerBody>,
+) -> Result<Json<WorkflowRunDetails>, AppError> {
+    auth.check_path(&tenant_path)?;
+    let tenant = auth.0 .0;
+    let run = db::run_workflow(
+        &state.pool,
+        tenant,
+        &db::Trigger {
+            name: body.workflow_name,
+            input: body.input.unwrap_or_else(|| json!({})),
+            additional_metadata: body.additional_metadata.unwrap_or_else(|| json!({})),
+            priority: body.priority,
+            ..Default::default()
+        },
+    )
+    .await?;
+    state.dispatch.wake_assigner();
+    let row = resolve_run(&state, tenant, run).await?;
+    Ok(Json(details(&state, tenant, &row).await?))
+}

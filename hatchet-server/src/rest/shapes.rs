@@ -1,0 +1,313 @@
+//! The JSON shapes of Hatchet's REST API that the SDKs parse (generated from Hatchet's OpenAPI spec into strict
+//! pydantic models on the Python side): field names in camelCase, datetimes in RFC 3339, required fields always
+//! present. Only the shapes this server returns are here; optional fields we have no data for are left out rather
+//! than invented.
+
+// Field names are the spec's own; documenting each again here would only repeat it.
+#![allow(missing_docs)]
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// `APIResourceMeta`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    /// The resource's public id.
+    pub id: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Meta {
+    /// Meta for a resource that is never updated.
+    pub fn new(id: impl ToString, created_at: DateTime<Utc>) -> Self {
+        Self {
+            id: id.to_string(),
+            created_at,
+            updated_at: created_at,
+        }
+    }
+}
+
+/// `PaginationResponse` (snake_case in Hatchet's spec).
+#[derive(Debug, Clone, Serialize)]
+pub struct Pagination {
+    /// 1-based page.
+    pub current_page: i64,
+    /// The next page (the last page points at itself, as in Hatchet).
+    pub next_page: i64,
+    /// Page count.
+    pub num_pages: i64,
+}
+
+impl Pagination {
+    /// Pagination for `total` rows seen through `offset` / `limit`.
+    pub fn new(offset: i64, limit: i64, total: i64) -> Self {
+        let limit = limit.max(1);
+        let num_pages = ((total + limit - 1) / limit).max(1);
+        let current_page = offset / limit + 1;
+        Self {
+            current_page,
+            next_page: (current_page + 1).min(num_pages),
+            num_pages,
+        }
+    }
+}
+
+/// `V1TaskSummary`: a task, or a workflow run shown as one row in run lists.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSummary {
+    pub metadata: Meta,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i32>,
+    pub additional_metadata: Value,
+    pub created_at: DateTime<Utc>,
+    pub display_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub input: Value,
+    pub num_spawned_children: i64,
+    pub output: Value,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    pub task_external_id: String,
+    /// Hatchet's internal bigint task id; pg_hatchet has none (tasks are keyed by UUID), so always 0.
+    pub task_id: i64,
+    pub task_inserted_at: DateTime<Utc>,
+    pub tenant_id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub workflow_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_name: Option<String>,
+    pub workflow_run_external_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_version_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_task_external_id: Option<String>,
+}
+
+/// `V1TaskSummaryList`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskSummaryList {
+    pub pagination: Pagination,
+    pub rows: Vec<TaskSummary>,
+}
+
+/// `V1TaskEvent`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskEvent {
+    pub id: i64,
+    pub task_id: String,
+    pub timestamp: DateTime<Utc>,
+    pub event_type: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_display_name: Option<String>,
+    pub retry_count: i32,
+    pub attempt: i32,
+}
+
+/// `V1WorkflowRun`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowRun {
+    pub metadata: Meta,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
+    pub tenant_id: String,
+    pub additional_metadata: Value,
+    pub display_name: String,
+    pub workflow_id: String,
+    pub output: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_version_id: Option<String>,
+    pub input: Value,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_task_external_id: Option<String>,
+}
+
+/// `WorkflowRunShapeItemForWorkflowRunDetails`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShapeItem {
+    pub task_external_id: String,
+    pub step_id: String,
+    pub children_step_ids: Vec<String>,
+    pub task_name: String,
+}
+
+/// `V1WorkflowRunDetails`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowRunDetails {
+    pub run: WorkflowRun,
+    pub task_events: Vec<TaskEvent>,
+    pub shape: Vec<ShapeItem>,
+    pub tasks: Vec<TaskSummary>,
+}
+
+/// `V1LogLine`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    pub created_at: DateTime<Utc>,
+    pub message: String,
+    pub metadata: Value,
+    pub task_external_id: String,
+    pub retry_count: i32,
+    pub attempt: i32,
+    pub level: String,
+}
+
+/// `V1LogLineList`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLineList {
+    pub pagination: Pagination,
+    pub rows: Vec<LogLine>,
+}
+
+/// `CronWorkflows`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CronWorkflow {
+    pub metadata: Meta,
+    pub tenant_id: String,
+    pub workflow_version_id: String,
+    pub workflow_id: String,
+    pub workflow_name: String,
+    pub cron: String,
+    pub name: String,
+    pub input: Value,
+    pub additional_metadata: Value,
+    pub enabled: bool,
+    /// `DEFAULT` (declared with `on_crons`) or `API`.
+    pub method: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+}
+
+/// `ScheduledWorkflows`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledWorkflow {
+    pub metadata: Meta,
+    pub tenant_id: String,
+    pub workflow_version_id: String,
+    pub workflow_id: String,
+    pub workflow_name: String,
+    pub trigger_at: DateTime<Utc>,
+    pub input: Value,
+    pub additional_metadata: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_run_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_run_status: Option<&'static str>,
+    pub method: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+}
+
+/// A `{rows, pagination}` list.
+#[derive(Debug, Clone, Serialize)]
+pub struct List<T> {
+    pub rows: Vec<T>,
+    pub pagination: Pagination,
+}
+
+impl<T> List<T> {
+    /// One page holding everything.
+    pub fn all(rows: Vec<T>) -> Self {
+        let total = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        Self {
+            rows,
+            pagination: Pagination::new(0, total.max(1), total),
+        }
+    }
+}
+
+/// The statuses of V1TaskStatus from ours: SKIPPED counts as COMPLETED, PENDING (waiting for parents) as QUEUED.
+pub fn task_status(status: &str) -> &'static str {
+    match status {
+        "RUNNING" => "RUNNING",
+        "COMPLETED" | "SKIPPED" => "COMPLETED",
+        "FAILED" => "FAILED",
+        "CANCELLED" => "CANCELLED",
+        _ => "QUEUED",
+    }
+}
+
+/// `WorkflowRunStatus` (the older enum used by scheduled runs) from a run status.
+pub fn workflow_run_status(status: &str) -> &'static str {
+    match status {
+        "RUNNING" => "RUNNING",
+        "COMPLETED" => "SUCCEEDED",
+        "FAILED" => "FAILED",
+        "CANCELLED" => "CANCELLED",
+        _ => "QUEUED",
+    }
+}
+
+/// Our task event types as `V1TaskEventType`.
+pub fn event_type(kind: &str) -> &'static str {
+    match kind {
+        "ASSIGNED" => "ASSIGNED",
+        "TIMEOUT_REFRESHED" => "TIMEOUT_REFRESHED",
+        "RETRYING" => "RETRYING",
+        "REASSIGNED" => "REASSIGNED",
+        "TIMED_OUT" => "TIMED_OUT",
+        "COMPLETED" => "FINISHED",
+        "FAILED" => "FAILED",
+        "CANCELLED" => "CANCELLED",
+        "SKIPPED" => "SKIPPED",
+        _ => "QUEUED",
+    }
+}
+
+/// A UUID as Hatchet's APIs print it.
+pub fn id(id: Uuid) -> String {
+    id.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagination() {
+        let p = Pagination::new(0, 50, 0);
+        assert_eq!((p.current_page, p.next_page, p.num_pages), (1, 1, 1));
+        let p = Pagination::new(50, 50, 120);
+        assert_eq!((p.current_page, p.next_page, p.num_pages), (2, 3, 3));
+        let p = Pagination::new(100, 50, 120);
+        assert_eq!((p.current_page, p.next_page, p.num_pages), (3, 3, 3));
+    }
+}

@@ -1,0 +1,196 @@
+//! Tasks: cancel (`runs.cancel`, `ctx.cancel`), one task (`runs.get_task_run`), its logs (`logs.list`).
+//!
+//! | route | source |
+//! |---|---|
+//! | `POST /v1/stable/tenants/{tenant}/tasks/cancel` | `hatchet.cancel_run` per run id (`hatchet.cancel` for a task id); a filter selects runs like `runs.list` |
+//! | `POST /v1/stable/tenants/{tenant}/tasks/replay` | 501: the extension has no replay yet |
+//! | `GET /v1/stable/tasks/{task}` | the task's run, then its row there |
+//! | `GET /v1/stable/tasks/{task}/logs` | `hatchet.task_logs` |
+
+use super::query::{metadata_object, parse_uuid, Params};
+use super::runs::{details, resolve_run};
+use super::shapes::{LogLine, LogLineList, Pagination, TaskSummary};
+use crate::auth::http::AuthTenant;
+use crate::db::reads::{self, RunFilter};
+use crate::db::workers;
+use crate::grpc::admin_v1::cancel_any;
+use crate::{AppError, AppState};
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/stable/tenants/{tenant}/tasks/cancel", post(cancel))
+        .route("/v1/stable/tenants/{tenant}/tasks/replay", post(replay))
+        .route("/v1/stable/tasks/{task}", get(get_task))
+        .route("/v1/stable/tasks/{task}/logs", get(logs))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskFilter {
+    since: DateTime<Utc>,
+    #[serde(default)]
+    until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    statuses: Option<Vec<String>>,
+    #[serde(default)]
+    workflow_ids: Option<Vec<String>>,
+    #[serde(default)]
+    additional_metadata: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkRequest {
+    #[serde(default)]
+    external_ids: Option<Vec<String>>,
+    #[serde(default)]
+    filter: Option<TaskFilter>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Cancelled {
+    ids: Vec<String>,
+}
+
+async fn selected_ids(
+    state: &AppState,
+    tenant: Uuid,
+    body: &BulkRequest,
+) -> Result<Vec<Uuid>, AppError> {
+    let mut ids = Vec::new();
+    for raw in body.external_ids.iter().flatten() {
+        ids.push(parse_uuid("externalIds", raw)?);
+    }
+    if let Some(f) = &body.filter {
+        let workflow_ids = f
+            .workflow_ids
+            .as_ref()
+            .map(|w| {
+                w.iter()
+                    .map(|x| parse_uuid("workflowIds", x))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let filter = RunFilter {
+            since: Some(f.since),
+            until: f.until,
+            workflow_ids,
+            metadata: metadata_object(
+                "additionalMetadata",
+                f.additional_metadata.as_deref().unwrap_or(&[]),
+            )?,
+            statuses: f.statuses.clone(),
+            limit: 1000,
+            ..Default::default()
+        };
+        let (rows, _) = reads::list_runs(&state.pool, tenant, &filter).await?;
+        ids.extend(rows.iter().map(|r| r.id));
+    }
+    if ids.is_empty() && body.filter.is_none() {
+        return Err(AppError::InvalidArgument(
+            "give externalIds or a filter".into(),
+        ));
+    }
+    Ok(ids)
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    auth: AuthTenant,
+    Path(tenant_path): Path<String>,
+    Json(body): Json<BulkRequest>,
+) -> Result<Json<Cancelled>, AppError> {
+    auth.check_path(&tenant_path)?;
+    let tenant = auth.0 .0;
+    let mut cancelled = Vec::new();
+    for id in selected_ids(&state, tenant, &body).await? {
+        if cancel_any(&state, tenant, id).await? {
+            cancelled.push(id.to_string());
+        }
+    }
+    state.dispatch.wake_runs();
+    state.dispatch.wake_assigner();
+    Ok(Json(Cancelled { ids: cancelled }))
+}
+
+async fn replay(auth: AuthTenant, Path(tenant_path): Path<String>) -> Result<Json<()>, AppError> {
+    auth.check_path(&tenant_path)?;
+    Err(AppError::Unimplemented(
+        "replaying tasks is not implemented yet: pg_hatchet has no replay function".into(),
+    ))
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(task): Path<String>,
+) -> Result<Json<TaskSummary>, AppError> {
+    let task_id = parse_uuid("task id", &task)?;
+    let row = resolve_run(&state, tenant.0, task_id).await?;
+    let details = details(&state, tenant.0, &row).await?;
+    details
+        .tasks
+        .into_iter()
+        .find(|t| t.task_external_id == task_id.to_string())
+        .map(Json)
+        .ok_or_else(|| AppError::NotFound(format!("task {task_id} does not exist")))
+}
+
+/// `V1LogLineLevel` from a stored level (Python's names included).
+fn log_level(level: &str) -> &'static str {
+    match level.to_ascii_uppercase().as_str() {
+        "DEBUG" | "TRACE" => "DEBUG",
+        "WARN" | "WARNING" => "WARN",
+        "ERROR" | "CRITICAL" | "FATAL" => "ERROR",
+        _ => "INFO",
+    }
+}
+
+async fn logs(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(task): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<LogLineList>, AppError> {
+    let task_id = parse_uuid("task id", &task)?;
+    let params = Params::parse(raw.as_deref());
+    let limit = params.int("limit")?.unwrap_or(1000).clamp(1, 10_000);
+    let since = params.datetime("since")?;
+    let until = params.datetime("until")?;
+    if reads::run_of_task(&state.pool, tenant.0, task_id)
+        .await?
+        .is_none()
+    {
+        return Err(AppError::NotFound(format!("task {task_id} does not exist")));
+    }
+    let rows: Vec<LogLine> = workers::task_logs(&state.pool, tenant.0, task_id)
+        .await?
+        .into_iter()
+        .filter(|l| {
+            since.is_none_or(|s| l.created_at >= s) && until.is_none_or(|u| l.created_at <= u)
+        })
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(|l| LogLine {
+            created_at: l.created_at,
+            message: l.message,
+            metadata: json!({}),
+            task_external_id: task_id.to_string(),
+            retry_count: l.retry_count,
+            attempt: l.retry_count + 1,
+            level: log_level(&l.level).to_owned(),
+        })
+        .collect();
+    let total = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    Ok(Json(LogLineList {
+        pagination: Pagination::new(0, limit, total),
+        rows,
+    }))
+}

@@ -1,0 +1,123 @@
+//! Workflows: `workflows.list` (which `Workflow.id` uses to find a workflow by name), `workflows.get`,
+//! `workflows.get_version`. Deleting and pausing workflows have no extension function yet and answer 501.
+
+use super::query::{parse_uuid, Params};
+use super::shapes::{List, Meta};
+use crate::auth::http::AuthTenant;
+use crate::db::reads::{self, WorkflowRow};
+use crate::{AppError, AppState};
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants/{tenant}/workflows", get(list))
+        .route("/v1/workflows/{workflow}", get(get_one))
+        .route("/v1/workflows/{workflow}/versions", get(version))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Workflow {
+    metadata: Meta,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    is_paused: bool,
+    tenant_id: String,
+    versions: Vec<Value>,
+    triggers: Value,
+}
+
+fn triggers(tenant: Uuid, w: &WorkflowRow) -> Value {
+    let version = w.version_id.map(|v| v.to_string()).unwrap_or_default();
+    json!({
+        "workflow_version_id": version,
+        "tenant_id": tenant.to_string(),
+        "events": w.event_triggers.iter().map(|k| json!({"parent_id": version, "event_key": k})).collect::<Vec<_>>(),
+        "crons": w.cron_triggers.iter().map(|c| json!({"parent_id": version, "cron": c})).collect::<Vec<_>>(),
+    })
+}
+
+fn version_meta(w: &WorkflowRow) -> Option<Value> {
+    let id = w.version_id?;
+    let created = w.version_created_at.unwrap_or(w.created_at);
+    Some(json!({
+        "metadata": Meta::new(id, created),
+        "version": w.version.clone().unwrap_or_default(),
+        "order": 0,
+        "workflowId": w.id.to_string(),
+    }))
+}
+
+fn shape(tenant: Uuid, w: WorkflowRow) -> Workflow {
+    Workflow {
+        metadata: Meta {
+            id: w.id.to_string(),
+            created_at: w.created_at,
+            updated_at: w.version_created_at.unwrap_or(w.created_at),
+        },
+        triggers: triggers(tenant, &w),
+        versions: version_meta(&w).into_iter().collect(),
+        name: w.name,
+        description: w.description,
+        is_paused: w.is_paused,
+        tenant_id: tenant.to_string(),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthTenant,
+    Path(tenant_path): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<List<Workflow>>, AppError> {
+    auth.check_path(&tenant_path)?;
+    let tenant = auth.0 .0;
+    let p = Params::parse(raw.as_deref());
+    let rows = reads::list_workflows(&state.pool, tenant, p.get("name"), None)
+        .await?
+        .into_iter()
+        .map(|w| shape(tenant, w))
+        .collect();
+    Ok(Json(List::all(rows)))
+}
+
+async fn find(state: &AppState, tenant: Uuid, workflow: &str) -> Result<WorkflowRow, AppError> {
+    let id = parse_uuid("workflow id", workflow)?;
+    reads::list_workflows(&state.pool, tenant, None, Some(id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound(format!("workflow {id} does not exist")))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(workflow): Path<String>,
+) -> Result<Json<Workflow>, AppError> {
+    Ok(Json(shape(
+        tenant.0,
+        find(&state, tenant.0, &workflow).await?,
+    )))
+}
+
+/// The latest version (`?version=` naming another one is not supported: only the latest is kept in view).
+async fn version(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(workflow): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let w = find(&state, tenant.0, &workflow).await?;
+    let mut v = version_meta(&w)
+        .ok_or_else(|| AppError::NotFound(format!("workflow {} has no version", w.id)))?;
+    v["triggers"] = triggers(tenant.0, &w);
+    v["workflow"] = serde_json::to_value(shape(tenant.0, w)).map_err(AppError::internal)?;
+    Ok(Json(v))
+}

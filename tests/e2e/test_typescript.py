@@ -1,0 +1,36 @@
+"""TypeScript SDK smoke test: @hatchet-dev/typescript-sdk (pinned in ts/package.json) runs a task and a DAG
+against the same server. npm installs it into ts/node_modules on first use."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+
+TS = Path(__file__).resolve().parent / "ts"
+
+
+def ensure_sdk() -> None:
+    wanted = json.loads((TS / "package.json").read_text())["dependencies"]["@hatchet-dev/typescript-sdk"]
+    installed = TS / "node_modules" / "@hatchet-dev" / "typescript-sdk" / "package.json"
+    if installed.exists() and json.loads(installed.read_text())["version"] == wanted:
+        return
+    npm = shutil.which("npm")
+    assert npm, "npm is needed for the TypeScript SDK smoke test (Debian: apt-get install npm)"
+    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--no-package-lock"], cwd=TS, check=True,
+                   timeout=300)
+
+
+def test_typescript_sdk_task_and_dag(server):
+    ensure_sdk()
+    env = dict(os.environ)
+    env.update(server.env)
+    out = subprocess.run(["node", "smoke.js"], cwd=TS, env=env, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith("{")))
+    assert result["task"] == {"lower": "hello from typescript"}
+    assert result["many"] == [{"lower": "a"}, {"lower": "b"}]
+    assert result["dag"] == {"first": {"n": 5}, "left": {"v": 10}, "right": {"v": 105}, "sum": {"sum": 115}}
