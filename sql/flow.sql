@@ -970,14 +970,17 @@ BEGIN
         ELSE
             v_units := coalesce((v_r ->> 'units')::integer, 1);
         END IF;
-        IF coalesce(v_r ->> 'limit_values_expr', v_r ->> 'limit_expr', '') <> '' THEN
+        -- A dynamic limit only for a dynamic key, and only a positive one: the SDK sends limit_values_expr "-1" for
+        -- static keys, whose limit comes from put_rate_limit.
+        IF coalesce(v_r ->> 'key_expr', '') <> ''
+           AND coalesce(v_r ->> 'limit_values_expr', v_r ->> 'limit_expr', '') NOT IN ('', '-1') THEN
             v_res := hatchet.cel_try(coalesce(v_r ->> 'limit_values_expr', v_r ->> 'limit_expr'), v_vars);
             IF v_res ? 'error' OR jsonb_typeof(v_res -> 'value') <> 'number' THEN
                 RETURN jsonb_build_object('error', format('rate limit limit expression failed: %s',
                     coalesce(v_res ->> 'error', 'it must evaluate to a number')));
             END IF;
             v_limit := (v_res ->> 'value')::numeric::integer;
-            IF NOT EXISTS (SELECT 1 FROM hatchet.rate_limits r WHERE r.tenant_id = p_tenant AND r.key = v_key
+            IF v_limit >= 1 AND NOT EXISTS (SELECT 1 FROM hatchet.rate_limits r WHERE r.tenant_id = p_tenant AND r.key = v_key
                                                                AND r.limit_value = v_limit) THEN
                 PERFORM hatchet.put_rate_limit(v_key, v_limit, hatchet._duration_name(v_r -> 'duration'), p_tenant);
             END IF;

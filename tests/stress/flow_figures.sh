@@ -40,6 +40,9 @@ BEGIN
     END LOOP;
 END \$\$;
 VACUUM ANALYZE hatchet.ready_queue;
+-- (the history table too: the first read of a freshly written page sets its hint bits and dirties it, a one-off
+-- cost of bulk loading that would otherwise be billed to the first assign calls)
+VACUUM ANALYZE hatchet.tasks;
 -- filling can take longer than hatchet.worker_dead_after_ms: the worker says it is alive before it is measured
 SELECT hatchet.heartbeat(ARRAY(SELECT id FROM hatchet.workers)) AS alive_workers;
 CREATE TEMP TABLE lat (ms float8);
