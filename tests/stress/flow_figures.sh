@@ -23,26 +23,10 @@ SELECT 'order: ' || string_agg(k, '' ORDER BY pos) FROM order_seen;
 SELECT 'positions of B: ' || string_agg(pos::text, ',' ORDER BY pos) FROM order_seen WHERE k = 'B';
 SQL
 
-assign_latency() { # N: queued tasks over 10,000 keys; prints median / p95 / max of 20 assign(max_tasks => 100) calls
-    local n="$1"
+# measure LABEL N: 20 assign(max_tasks => 100) calls against a backlog kept at its size; prints median / p95 / max.
+measure() {
+    local label="$1" n="$2"
     psql -X -qtA <<SQL
-DELETE FROM hatchet.ready_queue WHERE queue = 'lat'; DELETE FROM hatchet.running WHERE queue = 'lat';
-DELETE FROM hatchet.concurrency_slots WHERE scope = 'lat'; DELETE FROM hatchet.concurrency_groups WHERE scope = 'lat';
-DELETE FROM hatchet.worker_slots; DELETE FROM hatchet.worker_actions; DELETE FROM hatchet.workers;
-SELECT hatchet.register_worker('lat-worker', ARRAY['lat'], '{"default": 100}');
-DO \$\$
-DECLARE per integer := greatest(1, ${n} / 10000);
-BEGIN
-    FOR k IN 1 .. least(10000, ${n}) LOOP
-        PERFORM hatchet.enqueue_many('lat', array_fill('{}'::jsonb, ARRAY[per]), concurrency_key => 'key-' || k,
-                                     max_runs => 1000000);
-        IF k % 500 = 0 THEN COMMIT; END IF;
-    END LOOP;
-END \$\$;
-VACUUM ANALYZE hatchet.ready_queue;
--- (the history table too: the first read of a freshly written page sets its hint bits and dirties it, a one-off
--- cost of bulk loading that would otherwise be billed to the first assign calls)
-VACUUM ANALYZE hatchet.tasks;
 -- filling can take longer than hatchet.worker_dead_after_ms: the worker says it is alive before it is measured
 SELECT hatchet.heartbeat(ARRAY(SELECT id FROM hatchet.workers)) AS alive_workers;
 CREATE TEMP TABLE lat (ms float8);
@@ -61,12 +45,43 @@ BEGIN
         END LOOP;
     END LOOP;
 END \$\$;
-SELECT format('queued %s over %s keys: assign(100) median %s ms, p95 %s ms, max %s ms',
-              ${n}, least(10000, ${n}),
+SELECT format('queued %s over %s keys, %s: assign(100) median %s ms, p95 %s ms, max %s ms',
+              ${n}, least(10000, ${n}), '${label}',
               round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
               round(percentile_cont(0.95) WITHIN GROUP (ORDER BY ms)::numeric, 2), round(max(ms)::numeric, 2))
 FROM lat;
 SQL
+}
+
+assign_latency() { # N: queued tasks over 10,000 keys (fewer keys when N is smaller)
+    local n="$1"
+    psql -X -qtA <<SQL
+DELETE FROM hatchet.ready_queue WHERE queue = 'lat'; DELETE FROM hatchet.running WHERE queue = 'lat';
+DELETE FROM hatchet.concurrency_slots WHERE scope = 'lat'; DELETE FROM hatchet.concurrency_groups WHERE scope = 'lat';
+DELETE FROM hatchet.worker_slots; DELETE FROM hatchet.worker_actions; DELETE FROM hatchet.workers;
+SELECT hatchet.register_worker('lat-worker', ARRAY['lat'], '{"default": 100}') IS NOT NULL AS registered;
+DO \$\$
+DECLARE per integer := greatest(1, ${n} / 10000);
+BEGIN
+    FOR k IN 1 .. least(10000, ${n}) LOOP
+        PERFORM hatchet.enqueue_many('lat', array_fill('{}'::jsonb, ARRAY[per]), concurrency_key => 'key-' || k,
+                                     max_runs => 1000000);
+        IF k % 500 = 0 THEN COMMIT; END IF;
+    END LOOP;
+END \$\$;
+-- (the history table too: the first read of a freshly written page sets its hint bits and dirties it, a one-off
+-- cost of bulk loading that would otherwise be billed to the first assign calls)
+VACUUM ANALYZE hatchet.ready_queue;
+VACUUM ANALYZE hatchet.tasks;
+SQL
+    # Cold: the backlog's pages are only in the OS cache, as right after loading it.
+    measure cold "${n}"
+    # Warm: the backlog in shared_buffers, as for a busy queue. The claim visits the same rows either way.
+    psql -X -qtA -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" \
+        -c "SELECT sum(pg_prewarm(c.oid)) > 0 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'hatchet' AND c.relkind IN ('r', 'i')
+              AND (c.relname LIKE 'ready_queue%' OR c.relname LIKE 'tasks_p%')" >/dev/null
+    measure warm "${n}"
 }
 echo "== 2. assign latency"
 assign_latency 1000
