@@ -1,0 +1,165 @@
+"""Through the server: the Python `hatchet-sdk` worker on hatchet-server + pg_hatchet against a Celery worker on
+Redis, with the same task body (task_body.record_start) and the same concurrency (SDK slots = Celery prefork
+processes). Drain (tasks/s) and latency at the first offered rate.
+
+Until `hatchet-server` exists and can run one task end to end, every run here is reported as skipped with the
+reason ("server not available: ..."), never as a failure: the probe decides.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import report
+from cluster import hatchet_installed
+from errors import StepError
+from systems import BENCH, WORK, System
+
+DEFAULT_TENANT = "707d0855-80ab-4e1f-a156-f1c4546cbf52"
+GRPC = "127.0.0.1:17077"
+HTTP = "127.0.0.1:18080"
+
+
+def find_server() -> Path | None:
+    """The hatchet-server binary: $BENCH_HATCHET_SERVER if set, else the newest build under the workspace's
+    target directories (`target*/{release,debug}`), else PATH."""
+    forced = os.environ.get("BENCH_HATCHET_SERVER")
+    if forced:
+        return Path(forced) if Path(forced).is_file() else None
+    builds = [p for p in BENCH.parent.glob("target*/*/hatchet-server")
+              if p.parent.name in ("release", "debug") and p.is_file() and os.access(p, os.X_OK)]
+    if builds:
+        return max(builds, key=lambda p: p.stat().st_mtime)
+    found = shutil.which("hatchet-server")
+    return Path(found) if found else None
+
+
+def sdk_system(token: str) -> System:
+    py = WORK / "venv-sdk" / "bin" / "python"
+    return System(
+        "hatchet_sdk", "hatchet-sdk → hatchet-server → pg_hatchet", "pg",
+        [str(py), str(BENCH / "drivers" / "python" / "hatchet_sdk_driver.py")],
+        ["Python hatchet-sdk worker, `slots` = concurrency, synchronous task with the Celery task's body",
+         "enqueue: `run_many(wait_for_result=False)` batches; latency: `run_no_wait` per task"],
+        env={"HATCHET_CLIENT_TOKEN": token, "HATCHET_CLIENT_HOST_PORT": GRPC,
+             "HATCHET_CLIENT_TLS_STRATEGY": "none", "HATCHET_CLIENT_SERVER_URL": f"http://{HTTP}",
+             "PYTHONPATH": str(BENCH / "drivers" / "python")},
+    )
+
+
+def _skip(runner, name: str, reason: str) -> dict:
+    runner.log(f"skip server    {name:<13}: {reason}")
+    return {"scenario": "server", "system": name, "rep": 1, "param": None, "status": "skipped", "metrics": {},
+            "error": None, "extra": {"reason": reason}}
+
+
+def run(runner, systems: list[System]) -> list[dict]:
+    binary = find_server()
+    celery = next((s for s in systems if s.name == "celery" and not s.unavailable), None)
+    why = None
+    if binary is None:
+        why = "server not available: no hatchet-server binary (cargo build --release -p hatchet-server)"
+    elif not hatchet_installed():
+        why = "server not available: the pg_hatchet extension is not installed"
+    elif not (WORK / "venv-sdk" / "bin" / "python").exists():
+        why = "server not available: hatchet-sdk is not installed (bench/run.sh installs it when the server is built)"
+    elif celery is None:
+        why = "Celery + Redis not available for the comparison"
+    if why:
+        return [_skip(runner, "hatchet_sdk", why)]
+
+    cluster = runner.cluster
+    db = "bench_pg_hatchet"
+    cluster.recreate_db(db, ("pg_hatchet",))
+    url = f"postgresql://postgres@localhost/{db}?host={cluster.sock}&port={cluster.port}"
+    log = open(runner.args.out / "hatchet-server.log", "w")
+    proc = subprocess.Popen([str(binary), "serve", "--database-url", url, "--grpc-addr", GRPC, "--http-addr", HTTP],
+                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="warn"))
+    out: list[dict] = []
+    try:
+        if not _wait_health():
+            return [_skip(runner, "hatchet_sdk", "server not available: /health did not answer within 30 s "
+                          f"(see {runner.args.out / 'hatchet-server.log'})")]
+        tok = subprocess.run([str(binary), "token", "create", "--tenant", DEFAULT_TENANT, "--database-url", url,
+                              "--server-url", f"http://{HTTP}", "--grpc-broadcast-address", GRPC],
+                             capture_output=True, text=True, timeout=60)
+        token = tok.stdout.strip().splitlines()[-1] if tok.returncode == 0 and tok.stdout.strip() else None
+        if not token:
+            return [_skip(runner, "hatchet_sdk", f"server not available: token create failed: {tok.stderr[-300:]}")]
+        sdk = sdk_system(token)
+        extra = dict(redis_stats_url=runner.redis.url(2))
+        probe = runner.driver(sdk, scenario="probe", probe_timeout_s=60, **extra)
+        if not probe.get("ok"):
+            return [_skip(runner, "hatchet_sdk", "server not available: it could not run a task yet: "
+                          + last_error_line(probe.get("error") or ""))]
+        size = runner.size
+        rate = size["rates"][0]
+        build = "debug build: not representative of release speed" if binary.parent.name == "debug" else "release build"
+        runner.log(f"server: {binary} ({build})")
+        runner.server_binary = f"{binary} ({build})"
+        for rep in range(1, (runner.args.reps or size["reps"]) + 1):
+            for s, kw in ((sdk, extra), (celery, {})):
+                name = "hatchet_sdk" if s is sdk else "celery_server"
+                shown = System(name, s.label, s.store, s.command, s.config, s.extensions, s.env)
+                runner.guarded("server", shown, rep, "drain", lambda: _drain(runner, s, size["drain_n"], kw))
+                runner.guarded("server", shown, rep, f"latency {rate}/s", lambda: _latency(runner, s, rate, kw))
+        out = [r for r in runner.runs if r["scenario"] == "server"]
+        runner.runs[:] = [r for r in runner.runs if r["scenario"] != "server"]
+        return out
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def last_error_line(err: str) -> str:
+    """The exception line of a Python traceback (or the last meaningful line of any error text)."""
+    lines = [ln.strip() for ln in err.strip().splitlines() if len(ln.strip()) > 2]
+    for ln in reversed(lines):
+        if ":" in ln and not ln.startswith(("File ", "^")):
+            return ln[:300]
+    return lines[-1][:300] if lines else "?"
+
+
+def _wait_health() -> bool:
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"http://{HTTP}/health", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def _drain(runner, s: System, n: int, kw: dict):
+    if s.name == "celery":
+        runner.driver(s, scenario="setup")
+    enq = runner.driver(s, scenario="enqueue", n=n, **kw)
+    if not enq.get("ok"):
+        raise StepError(f"enqueue: {enq['error']}")
+    work = runner.driver(s, scenario="work", n=n, **kw)
+    if not work.get("ok"):
+        raise StepError(f"work: {work['error']}")
+    return "passed", {"tasks_per_s": work["tasks_per_s"], "enqueue_per_s": enq["tasks_per_s"]}, {}
+
+
+def _latency(runner, s: System, rate: int, kw: dict):
+    if s.name == "celery":
+        runner.driver(s, scenario="setup")
+    out = runner.driver(s, scenario="latency", rate=rate, duration_s=runner.size["lat_s"],
+                        warmup_s=runner.size["lat_warm"], tail_s=runner.size["tail_s"], **kw)
+    if not out.get("ok"):
+        raise StepError(out["error"])
+    m = report.percentiles(out["latencies_ms"])
+    m.update(offered_per_s=out["offered_per_s"], saturated=bool(out["started"] < out["sent"]))
+    return "passed", m, {}
