@@ -22,8 +22,10 @@ SELECT event_type, retry_count, worker FROM hatchet.task_events(:'c');
 SELECT hatchet.enqueue('life', retries => 3, backoff_factor => 10, backoff_max_seconds => 50) AS f \gset
 SELECT retry_count FROM hatchet.dequeue('life');
 SELECT hatchet.fail(:'f', 0, 'first failure');
-SELECT retry_count, priority, reason, ready_at - clock_timestamp() BETWEEN interval '9 seconds' AND interval '10 seconds'
-       AS ten_seconds
+-- (measured from the failure's own timestamp, so a slow machine cannot change the answer)
+SELECT retry_count, priority, reason,
+       ready_at - (SELECT max(created_at) FROM hatchet.task_events WHERE task_id = :'f' AND event_type = 'RETRYING')
+       = interval '10 seconds' AS ten_seconds
 FROM hatchet.delayed_queue WHERE task_id = :'f';
 SELECT hatchet.task_status(:'f');
 -- Not claimable before its backoff is over.
@@ -32,7 +34,9 @@ SELECT count(*) AS too_early FROM hatchet.dequeue('life');
 UPDATE hatchet.delayed_queue SET ready_at = now() - interval '1 second' WHERE task_id = :'f';
 SELECT retry_count, priority FROM hatchet.dequeue('life');
 SELECT hatchet.fail(:'f', 1, 'second failure');
-SELECT retry_count, ready_at - clock_timestamp() BETWEEN interval '49 seconds' AND interval '50 seconds' AS capped_at_50s
+SELECT retry_count,
+       ready_at - (SELECT max(created_at) FROM hatchet.task_events WHERE task_id = :'f' AND event_type = 'RETRYING')
+       = interval '50 seconds' AS capped_at_50s
 FROM hatchet.delayed_queue WHERE task_id = :'f';
 UPDATE hatchet.delayed_queue SET ready_at = now() - interval '1 second' WHERE task_id = :'f';
 SELECT retry_count FROM hatchet.dequeue('life');
