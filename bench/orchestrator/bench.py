@@ -32,7 +32,8 @@ from systems import BENCH, WORK, System, all_systems
 # "medium" is a quick look on a shared machine.
 SIZES = {
     "smoke": dict(reps=1, drain_n=500, steady_s=1.0, steady_warm=0.5, lat_s=1.0, lat_warm=0.2, rates=[200, 2000],
-                  backlog=[100, 1000], samples=20, keys=100, fair_a=500, fair_b=20, tail_s=3, timeout=60),
+                  backlog=[100, 1000], samples=20, keys=100, fair_a=500, fair_b=20, tail_s=3, timeout=60,
+                  server_latency=False),
     "medium": dict(reps=1, drain_n=20000, steady_s=10.0, steady_warm=2.0, lat_s=10.0, lat_warm=1.0,
                    rates=[200, 2000], backlog=[1000, 100000], samples=200, keys=1000, fair_a=20000, fair_b=50,
                    tail_s=30, timeout=900),

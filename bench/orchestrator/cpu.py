@@ -87,17 +87,24 @@ class Sampler:
         self._thread.join()
 
     def window(self, t0: float, t1: float) -> dict | None:
-        """Cores used on average in [t0, t1] by the machine and by each class; None if too few samples."""
+        """Cores used on average in [t0, t1] by the machine and by each class; None if too few samples.
+
+        Per process: the ticks in the last sample that still shows it, minus the ticks in the first sample of the
+        window (or zero if it started during the window). Processes that exit inside the window (a driver's
+        connections close as it finishes) keep what they used up to their last sample."""
         inside = [s for s in list(self.samples) if t0 - self.interval / 2 <= s[0] <= t1 + self.interval / 2]
         if len(inside) < 2:
             return None
-        (ta, ma, pa), (tb, mb, pb) = inside[0], inside[-1]
+        (ta, ma, pa), (tb, mb, _) = inside[0], inside[-1]
         secs = tb - ta
         if secs <= 0:
             return None
         busy = (mb[0] - ma[0]) / TICK / secs
+        last: dict[int, tuple[str, int]] = {}
+        for _, _, procs in inside[1:]:
+            last.update(procs)
         per: dict[str, float] = {"postgres": 0.0, "redis": 0.0, "client": 0.0}
-        for pid, (cls, ticks) in pb.items():
+        for pid, (cls, ticks) in last.items():
             before = pa.get(pid, (cls, 0))[1]
             per[cls] += max(0, ticks - before)
         return {"machine_cores": round(busy, 3), **{f"{k}_cores": round(v / TICK / secs, 3) for k, v in per.items()},

@@ -107,7 +107,8 @@ def run(runner, systems: list[System]) -> list[dict]:
                 name = "hatchet_sdk" if s is sdk else "celery_server"
                 shown = System(name, s.label, s.store, s.command, s.config, s.extensions, s.env)
                 runner.guarded("server", shown, rep, "drain", lambda: _drain(runner, s, size["drain_n"], kw))
-                runner.guarded("server", shown, rep, f"latency {rate}/s", lambda: _latency(runner, s, rate, kw))
+                if size.get("server_latency", True):
+                    runner.guarded("server", shown, rep, f"latency {rate}/s", lambda: _latency(runner, s, rate, kw))
         out = [r for r in runner.runs if r["scenario"] == "server"]
         runner.runs[:] = [r for r in runner.runs if r["scenario"] != "server"]
         return out

@@ -57,13 +57,16 @@ class Env:
         if self.proc is None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # warm shutdown
+            # SIGTERM to the main process only: a warm shutdown that stops its own children; the whole process
+            # group is killed only if that does not finish in time.
+            self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=30)
         except (subprocess.TimeoutExpired, ProcessLookupError):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything of the worker's process group still around
+        except (ProcessLookupError, PermissionError):
+            pass
         self.proc = None
 
     def wait(self, cond, timeout_s: float, what: str) -> None:
