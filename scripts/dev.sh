@@ -13,10 +13,8 @@ PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 
 bash scripts/setup.sh
 
-sudo_flag=()
-[[ ${EUID} -eq 0 ]] || sudo_flag=(--sudo) # the system extension dirs are root's
-printf 'dev: cargo pgrx install --release --pg-config %s\n' "${PG_CONFIG}"
-(cd pg_hatchet && cargo pgrx install --release --pg-config "${PG_CONFIG}" "${sudo_flag[@]}")
+# package + rename into place: a running cluster keeps its mapped library instead of crashing
+PG_CONFIG="${PG_CONFIG}" bash scripts/install-ext.sh
 
 printf 'dev: cargo run --release -p hatchet-server -- dev %s\n' "$*"
 exec cargo run --release -p hatchet-server -- dev "$@"

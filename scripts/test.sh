@@ -8,7 +8,7 @@
 #              hatchet-bench (all targets, only if that crate is in the workspace)
 #   unit       cargo test -p hatchet-server (and -p hatchet-bench if present)
 #   pgrx       cargo pgrx test pg15 inside pg_hatchet/ (#[pg_test]s; Postgres runs as the postgres user)
-#   sql        cargo pgrx install --release, then a scratch cluster with shared_preload_libraries='pg_hatchet':
+#   sql        scripts/install-ext.sh (release build), then a scratch cluster with shared_preload_libraries='pg_hatchet':
 #              pg_regress over tests/regress/sql/*.sql (database contrib_regression), then
 #              pg_isolation_regress over tests/isolation/specs/*.spec (database isolation_regression)
 #   regress    the sql layer with pg_regress only
@@ -155,10 +155,8 @@ SQL_WORK=""
 SQL_PORT=""
 
 install_extension() {
-    local sudo_flag=()
-    [[ ${EUID} -eq 0 ]] || sudo_flag=(--sudo)
-    printf '+ cargo pgrx install --release --pg-config %s\n' "${PG_CONFIG}"
-    (cd "${ROOT}/${EXTENSION}" && cargo pgrx install --release --pg-config "${PG_CONFIG}" "${sudo_flag[@]}")
+    # package + rename into place (scripts/install-ext.sh): never rewrites a .so a running cluster has mapped
+    PG_CONFIG="${PG_CONFIG}" bash "${ROOT}/scripts/install-ext.sh"
 }
 
 free_port() {

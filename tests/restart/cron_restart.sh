@@ -8,7 +8,7 @@
 #   * schedules are rows: one due while the server was down fires once after it is back, one due later fires on
 #     time, each exactly once.
 #
-# Needs the extension installed (cargo pgrx install) and, as root, sudo for the postgres user. Takes about 25 s.
+# Needs the extension installed (scripts/install-ext.sh) and, as root, sudo for the postgres user. Takes about 25 s.
 # The last line is always `cron_restart: N passed, N failed`; the exit status is non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")" || exit 2
