@@ -524,7 +524,11 @@ CREATE TABLE hatchet.task_events (
     event_type       hatchet.task_event_type NOT NULL,
     worker_id        uuid,
     worker_name      text,
-    reason           text
+    reason           text,
+    -- On the event that ends an attempt a worker held (COMPLETED, FAILED, RETRYING, REASSIGNED, CANCELLED): when that
+    -- attempt was assigned. The ASSIGNED event is not stored as a row of its own; hatchet.task_events() derives it
+    -- from here, or from `running` while the attempt runs. One row per attempt instead of two on the hot path.
+    assigned_at      timestamptz
 ) PARTITION BY RANGE (task_inserted_at);
 CREATE INDEX task_events_task_idx ON hatchet.task_events (tenant_id, task_inserted_at, task_id);
 COMMENT ON TABLE hatchet.task_events IS 'timeline of every task: what happened to which attempt, when and why';
@@ -589,3 +593,11 @@ CREATE INDEX scheduled_runs_fired_idx ON hatchet.scheduled_runs (tenant_id, run_
 -- One filter per (workflow, scope, expression, payload), as in Hatchet.
 CREATE UNIQUE INDEX event_filters_identity_idx
     ON hatchet.event_filters (tenant_id, workflow_id, scope, expression, md5(payload::text));
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Issue 5 (server helper): rate-limit pauses for WorkflowService.PauseRateLimit (hatchet.pause_rate_limit, flow.sql)
+-- ---------------------------------------------------------------------------------------------------------------------
+
+ALTER TABLE hatchet.rate_limits ADD COLUMN paused_until timestamptz;
+COMMENT ON COLUMN hatchet.rate_limits.paused_until IS
+    'no task takes units of this limit before this time (NULL: not paused)';

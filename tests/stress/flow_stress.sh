@@ -69,8 +69,11 @@ check "worker slot use equals the units of their running attempts" \
     "SELECT NOT EXISTS (SELECT 1 FROM hatchet.worker_slots ws
         WHERE ws.used <> (SELECT coalesce(sum(r.slot_units), 0) FROM hatchet.running r WHERE r.worker_id = ws.worker_id))"
 check "timeouts happened and were retried or failed (the mix exercised every path)" \
-    "SELECT count(DISTINCT event_type) = 6 FROM hatchet.task_events
-     WHERE event_type IN ('COMPLETED', 'FAILED', 'CANCELLED', 'RETRYING', 'TIMED_OUT', 'ASSIGNED')"
+    "SELECT count(DISTINCT event_type) = 5 FROM hatchet.task_events
+     WHERE event_type IN ('COMPLETED', 'FAILED', 'CANCELLED', 'RETRYING', 'TIMED_OUT')"
+check "every attempt that ran and ended records when it was assigned (its ASSIGNED event)" \
+    "SELECT bool_and(e.assigned_at IS NOT NULL AND e.assigned_at <= e.created_at) FROM hatchet.task_events e
+     WHERE e.event_type IN ('COMPLETED', 'RETRYING')"
 psql -X -qtA -c "SELECT '  ' || event_type || ': ' || count(*) FROM hatchet.task_events GROUP BY event_type ORDER BY 1"
 if grep -qE "PANIC|terminated by signal" "${SCRATCH_DIR}/postgres.log"; then
     echo "FAILED: the server log shows a crash"; failed=$((failed + 1))
