@@ -219,6 +219,8 @@ BEGIN
             coalesce(v_rank, hatchet._queue_vtime(p_tenant, v_task.queue)), v_now + v_task.schedule_timeout,
             p_retry_count, p_app_retry_count, p_internal_retry_count, p_priority, v_task.queue, v_last_key,
             v_task.dag_run_id, v_task.task_definition_id, v_task.desired_worker_id, v_task.rate_limited);
+    -- Admitted now (at enqueue, or when a slot frees up): wake the queue's consumers.
+    PERFORM pg_notify('hatchet_ready', v_task.queue);
     RETURN 'READY';
 END
 $$;
@@ -687,7 +689,7 @@ $$;
 -- served by the given live, unpaused workers: claims up to the free capacity in dispatch order (priority, fair rank,
 -- FIFO) with SKIP LOCKED, takes rate-limit units (parking the limited ones), and gives each attempt to the best
 -- eligible worker: required labels and HARD sticky filter, label weights and SOFT sticky rank, and among equals the
--- worker with the most free slots, which spreads ties. Slot use, running rows and ASSIGNED events are written in the
+-- worker with the most free slots, which spreads ties. Slot use and running rows are written in the
 -- same statement batch, so completing a batch and assigning the next can share one transaction.
 CREATE FUNCTION hatchet.assign(
     worker_ids uuid[]  DEFAULT NULL,
@@ -849,12 +851,8 @@ BEGIN
                w.internal_retry_count, w.assigned_units, w.priority, w.queue, w.assigned_worker, w.assigned_slot_type,
                w.concurrency_key, w.run_id, w.task_definition_id
         FROM work w
-    ), ev AS (
-        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
-                                         worker_id)
-        SELECT w.tenant_id, w.task_inserted_at, w.task_id, v_now, w.retry_count, 'ASSIGNED', w.assigned_worker
-        FROM work w
     )
+    -- (no ASSIGNED event row: hatchet.task_events() derives it from `running`, then from the attempt's final event)
     SELECT w.assigned_worker, w.task_id, w.retry_count, w.queue, w.input, w.additional_metadata, w.priority::integer,
            w.run_id, w.readable_id, w.task_inserted_at, w.timeout_at, w.queued_at
     FROM work w
