@@ -430,6 +430,9 @@ LANGUAGE plpgsql
 -- scan of any ready queue under a few hundred pages, and then reads the whole queue on every claim (measured: a
 -- 20,000-task drain spent a third of its dequeue time there).
 SET enable_seqscan = off
+-- One plan for every call: re-planning the claim for each new set of ctids (custom plans) cost more than the claim
+-- itself for small batches (dequeue of 1: 0.88 -> 0.26 ms). The generic plan prunes task partitions at run time.
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -599,6 +602,8 @@ CREATE FUNCTION hatchet.complete_many(
     tenant_id    uuid    DEFAULT NULL
 ) RETURNS integer
 LANGUAGE plpgsql
+-- As for dequeue: one generic plan instead of re-planning per batch (complete_many of 1: 0.72 -> 0.39 ms).
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     p_tenant uuid := coalesce(complete_many.tenant_id, hatchet.default_tenant());
@@ -634,9 +639,12 @@ BEGIN
         FROM unnest(task_ids, retry_counts, coalesce(outputs, array_fill(NULL::jsonb, ARRAY[cardinality(task_ids)])))
              AS i(task_id, retry_count, output)
     ), done AS (
+        -- (task_id = ANY: probes the primary key per id; a join alone let the generic plan merge-join over every
+        -- running row of the tenant)
         DELETE FROM hatchet.running r
         USING input i
-        WHERE r.tenant_id = p_tenant AND r.task_id = i.task_id AND r.retry_count = i.retry_count
+        WHERE r.tenant_id = p_tenant AND r.task_id = ANY (task_ids)
+          AND r.task_id = i.task_id AND r.retry_count = i.retry_count
         RETURNING r.task_id, r.task_inserted_at, r.retry_count, r.worker_id, r.worker_name, r.slot_type, r.slot_units,
                   r.queue, r.concurrency_key, r.run_id, r.assigned_at, i.output
     ), ev AS (

@@ -699,6 +699,9 @@ CREATE FUNCTION hatchet.assign(
                  additional_metadata jsonb, priority integer, run_id uuid, readable_id text,
                  task_inserted_at timestamptz, timeout_at timestamptz, queued_at timestamptz)
 LANGUAGE plpgsql
+-- As hatchet.dequeue: claimed rows are deleted by TID scan at any queue size, and one generic plan serves every call.
+SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
