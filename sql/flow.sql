@@ -359,6 +359,39 @@ $$;
 COMMENT ON FUNCTION hatchet.put_rate_limit(text, integer, text, uuid) IS
     'create or change a fixed-window rate limit (SECOND ... YEAR) that refills to full once per window';
 
+-- Pauses a rate limit until a time (Hatchet's PauseRateLimit): until then no task takes its units, so every task
+-- that names it stays queued (parked until the pause ends). A time in the past, or NULL, unpauses it now, and the
+-- tasks parked by the pause come back at once. Returns the time it is paused until (NULL: not paused).
+CREATE FUNCTION hatchet.pause_rate_limit(key text, paused_until timestamptz, tenant_id uuid DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(pause_rate_limit.tenant_id, hatchet.default_tenant());
+    v_now    timestamptz := clock_timestamp();
+    v_until  timestamptz := CASE WHEN pause_rate_limit.paused_until > v_now THEN pause_rate_limit.paused_until END;
+BEGIN
+    IF pause_rate_limit.key IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['key']);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM hatchet.rate_limits r WHERE r.tenant_id = p_tenant AND r.key = pause_rate_limit.key)
+    THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['rate limit', pause_rate_limit.key]);
+    END IF;
+    -- Hot rows first (the global lock order): tasks parked on this limit come back when the pause now ends.
+    UPDATE hatchet.delayed_queue d SET ready_at = coalesce(v_until, v_now)
+    FROM hatchet.tasks t
+    WHERE d.tenant_id = p_tenant AND d.reason = 'rate_limit' AND d.ready_at > coalesce(v_until, v_now)
+      AND t.tenant_id = d.tenant_id AND t.inserted_at = d.task_inserted_at AND t.id = d.task_id
+      AND t.rate_limits @> jsonb_build_array(jsonb_build_object('key', pause_rate_limit.key));
+    UPDATE hatchet.rate_limits r SET paused_until = v_until
+    WHERE r.tenant_id = p_tenant AND r.key = pause_rate_limit.key;
+    RETURN v_until;
+END
+$$;
+COMMENT ON FUNCTION hatchet.pause_rate_limit(text, timestamptz, uuid) IS
+    'pause a rate limit until a time (no task takes its units meanwhile); a past time or NULL unpauses it';
+
 -- Takes the units an attempt needs from every rate limit it names, all or nothing. Windows refill to full when they
 -- have passed (Hatchet's fixed-window semantics); units are never given back. Returns ok, or when to try again, or an
 -- error for a request that can never be served (unknown key, more units than the limit).
@@ -387,6 +420,12 @@ BEGIN
             error := format('task needs %s units of rate limit "%s", whose limit is %s', v_req.units, v_req.key,
                             v_rl.limit_value);
             RETURN;
+        END IF;
+        IF v_rl.paused_until > p_now THEN
+            -- Paused (PauseRateLimit): nobody takes units until it is unpaused or the pause ends.
+            ok := false;
+            retry_at := greatest(coalesce(retry_at, v_rl.paused_until), v_rl.paused_until);
+            CONTINUE;
         END IF;
         IF p_now >= v_rl.last_refill + v_rl.window_size THEN
             UPDATE hatchet.rate_limits r SET remaining = r.limit_value, last_refill = p_now

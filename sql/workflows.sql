@@ -920,14 +920,58 @@ BEGIN
 END
 $$;
 
+-- Where the later tasks of a run should run (the placement option of _enqueue_batch), from its first task:
+--   * a sticky workflow (SOFT or HARD): on the worker that ran (or runs) the first task, as Hatchet does; until that
+--     task has been assigned, on the worker the trigger asked for, if any;
+--   * otherwise, when the trigger named a desired worker (a child spawned with sticky=True): that worker, SOFT.
+-- NULL when there is nothing to honour. The worker comes from the first task's timeline (hatchet.task_events), the
+-- one place that knows which worker ran an attempt.
+CREATE FUNCTION hatchet._run_placement(p_tenant uuid, p_run hatchet.runs) RETURNS jsonb
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_sticky hatchet.sticky_strategy;
+    v_first  record;
+    v_text   text;
+    v_worker uuid;
+BEGIN
+    SELECT v.sticky INTO v_sticky FROM hatchet.workflow_versions v
+    WHERE v.tenant_id = p_tenant AND v.id = p_run.workflow_version_id;
+    SELECT t.id, t.desired_worker_id, t.sticky INTO v_first FROM hatchet.tasks t
+    WHERE t.tenant_id = p_tenant AND t.run_id = p_run.id AND t.inserted_at >= p_run.inserted_at
+    ORDER BY t.inserted_at, t.id LIMIT 1;
+    IF NOT FOUND OR (v_sticky IS NULL AND v_first.desired_worker_id IS NULL) THEN
+        RETURN NULL;
+    END IF;
+    IF v_sticky IS NOT NULL THEN
+        SELECT e.worker INTO v_text FROM hatchet.task_events(v_first.id, p_tenant) e
+        WHERE e.event_type = 'ASSIGNED' ORDER BY e.created_at DESC, e.retry_count DESC LIMIT 1;
+        -- Only a registered worker (server path) can be pinned; a SQL consumer's free-form name cannot.
+        IF v_text ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+            SELECT w.id INTO v_worker FROM hatchet.workers w WHERE w.tenant_id = p_tenant AND w.id = v_text::uuid;
+        END IF;
+    END IF;
+    v_worker := coalesce(v_worker, v_first.desired_worker_id);
+    IF v_worker IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN jsonb_build_object('desired_worker_id', v_worker,
+                              'sticky', coalesce(v_sticky, v_first.sticky, 'SOFT'::hatchet.sticky_strategy));
+END
+$$;
+
 -- Queues a workflow task through the one task-creation path, with its definition's queue (action), retries and
--- timeouts, and the run's priority and metadata.
+-- timeouts, and the run's priority and metadata. p_placement: where it should run ('{}' = anywhere; NULL = decide
+-- from the run, see _run_placement).
 CREATE FUNCTION hatchet._queue_task(p_tenant uuid, p_run hatchet.runs, p_def hatchet.task_definitions, p_task uuid,
-                                    p_triggers jsonb DEFAULT NULL)
+                                    p_triggers jsonb DEFAULT NULL, p_placement jsonb DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql
 AS $$
 BEGIN
+    IF p_placement IS NULL THEN
+        p_placement := hatchet._run_placement(p_tenant, p_run);
+    END IF;
     RETURN (hatchet._enqueue_batch(
         p_tenant => p_tenant, p_queue => p_def.action,
         p_inputs => ARRAY[hatchet._task_input(p_tenant, p_run, p_def, p_triggers)],
@@ -935,7 +979,8 @@ BEGIN
         p_backoff_factor => p_def.backoff_factor, p_backoff_max_seconds => p_def.backoff_max_seconds,
         p_execution_timeout => p_def.execution_timeout, p_schedule_timeout => p_def.schedule_timeout,
         p_idempotency_key => NULL::text, p_metadata => p_run.additional_metadata, p_ids => ARRAY[p_task],
-        p_run_ids => ARRAY[p_run.id], p_definition_id => p_def.id, p_readable_id => p_def.readable_id))[1];
+        p_run_ids => ARRAY[p_run.id], p_definition_id => p_def.id, p_readable_id => p_def.readable_id,
+        p_placement => nullif(p_placement, '{}')))[1];
 END
 $$;
 
@@ -986,6 +1031,49 @@ AS $$
         ORDER BY ord LIMIT 1), lower(p_action))
 $$;
 
+-- The next attempt number of a finished task (one past its last terminal event).
+CREATE FUNCTION hatchet._next_attempt(p_tenant uuid, p_task uuid) RETURNS integer
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce((hatchet._task_outcome(p_tenant, p_task)).retry_count, 0) + 1
+$$;
+
+-- Queues a new attempt of a finished task (a replay): retry budgets start again and it goes ahead of user work
+-- (priority 4, like retries), through its concurrency gates. p_input replaces the stored input (a DAG task replayed
+-- after its parents ran again sees their new outputs). Returns the new attempt's retry_count.
+CREATE FUNCTION hatchet._replay_attempt(p_tenant uuid, p_task uuid, p_input jsonb DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_next integer := hatchet._next_attempt(p_tenant, p_task);
+BEGIN
+    IF p_input IS NOT NULL THEN
+        UPDATE hatchet.tasks t SET input = p_input
+        WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(p_task) AND t.id = p_task;
+    END IF;
+    PERFORM hatchet._admit(p_tenant, p_task, hatchet.uuid_time(p_task), v_next, 0, 0, 4);
+    RETURN v_next;
+END
+$$;
+
+-- Ends a new attempt of a replayed task before it runs (its parents failed, were cancelled or skipped it again).
+CREATE FUNCTION hatchet._replay_finished(p_tenant uuid, p_task uuid, p_event hatchet.task_event_type, p_reason text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_next integer := hatchet._next_attempt(p_tenant, p_task);
+    v_at   timestamptz := hatchet.uuid_time(p_task);
+BEGIN
+    INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, reason)
+    VALUES (p_tenant, v_at, p_task, v_next, p_event, p_reason);
+    IF p_event = 'SKIPPED' THEN
+        INSERT INTO hatchet.payloads (tenant_id, task_inserted_at, task_id, retry_count, kind, data)
+        VALUES (p_tenant, v_at, p_task, v_next, 'OUTPUT', '{"skipped": true}');
+    END IF;
+END
+$$;
+
 -- Fires a match: deletes it and creates its task (QUEUE: queued; SKIP / CANCEL / FAIL: finished at once), or re-arms
 -- it with the task's sleep and user-event conditions (CREATE_MATCH). Returns the finished task and its outcome when
 -- that outcome must cascade to other matches of the run (COMPLETED for a skip), else NULLs. A match that is already
@@ -1002,6 +1090,7 @@ DECLARE
     v_conds  jsonb;
     v_trig   jsonb;
     v_reason text;
+    v_exists boolean;
 BEGIN
     IF p_action = 'CREATE_MATCH' THEN
         SELECT x.* INTO m FROM hatchet.matches x WHERE x.tenant_id = p_tenant AND x.id = p_match;
@@ -1024,13 +1113,30 @@ BEGIN
     END IF;
 
     v_run := hatchet._run_row(p_tenant, m.run_id);
-    v_task := CASE WHEN m.task_id = m.run_id THEN m.run_id ELSE hatchet.gen_id() END;
+    -- A match names its task: the run (single-task workflow), an existing task (re-armed by a replay), or only
+    -- itself (placeholder: the task gets a fresh id now).
+    v_task := CASE WHEN m.task_id = m.run_id OR m.task_id <> m.id THEN m.task_id ELSE hatchet.gen_id() END;
+    v_exists := EXISTS (SELECT 1 FROM hatchet.tasks t
+                        WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(v_task) AND t.id = v_task);
     -- Data of the user events and sleeps that satisfied the match, keyed by readable_data_key (or event key).
     SELECT jsonb_object_agg(coalesce(c->>'data_key', c->>'key', 'sleep'), m.satisfied->(c->>'id') ORDER BY ord)
     INTO v_trig
     FROM jsonb_array_elements(m.conditions) WITH ORDINALITY AS x(c, ord)
     WHERE c->>'type' IN ('event', 'sleep') AND m.satisfied ? (c->>'id');
     v_reason := coalesce(p_reason, hatchet._match_reason(m.conditions, m.satisfied, p_action));
+    IF v_exists THEN
+        -- A replayed task: a new attempt of the same task, with its input rebuilt from the new parent outputs.
+        IF p_action = 'QUEUE' THEN
+            PERFORM hatchet._replay_attempt(p_tenant, v_task, hatchet._task_input(p_tenant, v_run, v_def, v_trig));
+        ELSE
+            PERFORM hatchet._replay_finished(p_tenant, v_task,
+                (CASE p_action WHEN 'SKIP' THEN 'SKIPPED' WHEN 'CANCEL' THEN 'CANCELLED' ELSE 'FAILED' END)::hatchet.task_event_type,
+                v_reason);
+            task_id := v_task;
+            outcome := CASE p_action WHEN 'SKIP' THEN 'COMPLETED' WHEN 'CANCEL' THEN 'CANCELLED' ELSE 'FAILED' END;
+        END IF;
+        RETURN;
+    END IF;
     CASE p_action
         WHEN 'QUEUE' THEN
             PERFORM hatchet._queue_task(p_tenant, v_run, v_def, v_task, v_trig);
@@ -1260,7 +1366,7 @@ $$;
 CREATE FUNCTION hatchet._create_run(
     p_tenant uuid, p_version bigint, p_input jsonb, p_metadata jsonb, p_priority integer, p_triggered_by text,
     p_triggers jsonb DEFAULT NULL, p_parent_task_id uuid DEFAULT NULL, p_child_index integer DEFAULT NULL,
-    p_child_key text DEFAULT NULL
+    p_child_key text DEFAULT NULL, p_desired_worker_id uuid DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
 AS $$
@@ -1270,6 +1376,7 @@ DECLARE
     v_def    hatchet.task_definitions;
     v_single boolean;
     v_now    timestamptz := clock_timestamp();
+    v_place  jsonb := '{}';
 BEGIN
     INSERT INTO hatchet.runs (tenant_id, inserted_at, id, workflow_version_id, input, additional_metadata, priority,
                               parent_task_id, child_index, child_key, triggered_by)
@@ -1277,6 +1384,13 @@ BEGIN
            coalesce(p_priority, v.default_priority), p_parent_task_id, p_child_index, p_child_key, p_triggered_by
     FROM hatchet.workflow_versions v WHERE v.tenant_id = p_tenant AND v.id = p_version
     RETURNING * INTO v_run;
+    -- Root tasks go to the worker the trigger asked for (SOFT unless the workflow is HARD sticky); later tasks
+    -- decide from the first task when they are queued (_run_placement).
+    IF p_desired_worker_id IS NOT NULL THEN
+        v_place := jsonb_build_object('desired_worker_id', p_desired_worker_id, 'sticky',
+            coalesce((SELECT v.sticky FROM hatchet.workflow_versions v
+                      WHERE v.tenant_id = p_tenant AND v.id = p_version), 'SOFT'::hatchet.sticky_strategy));
+    END IF;
     SELECT count(*) = 1 INTO v_single
     FROM hatchet.task_definitions d WHERE d.tenant_id = p_tenant AND d.workflow_version_id = p_version;
     FOR v_def IN
@@ -1293,7 +1407,7 @@ BEGIN
                                           hatchet._wait_conditions(v_def, v_now));
         ELSE
             PERFORM hatchet._queue_task(p_tenant, v_run, v_def,
-                                        CASE WHEN v_single THEN v_id ELSE hatchet.gen_id() END, p_triggers);
+                                        CASE WHEN v_single THEN v_id ELSE hatchet.gen_id() END, p_triggers, v_place);
         END IF;
     END LOOP;
     RETURN v_id;
@@ -1317,7 +1431,8 @@ CREATE FUNCTION hatchet.run_workflow(
     tenant_id           uuid    DEFAULT NULL,
     parent_task_id      uuid    DEFAULT NULL,
     child_index         integer DEFAULT NULL,
-    child_key           text    DEFAULT NULL
+    child_key           text    DEFAULT NULL,
+    desired_worker_id   uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
 AS $$
@@ -1333,6 +1448,10 @@ BEGIN
             ARRAY[format('priority must be between 1 and 3, not %s', run_workflow.priority)]);
     END IF;
     v_wf := hatchet._latest_version(p_tenant, run_workflow.name);
+    IF run_workflow.desired_worker_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM hatchet.workers w WHERE w.tenant_id = p_tenant AND w.id = run_workflow.desired_worker_id) THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['worker', run_workflow.desired_worker_id::text]);
+    END IF;
 
     -- A child run spawned again by a retry of its parent (same parent task and child index or key) is the same run.
     IF run_workflow.parent_task_id IS NOT NULL
@@ -1351,11 +1470,11 @@ BEGIN
 
     RETURN hatchet._create_run(p_tenant, v_wf.version_id, run_workflow.input, run_workflow.additional_metadata,
                                run_workflow.priority, 'manual', NULL, run_workflow.parent_task_id,
-                               run_workflow.child_index, run_workflow.child_key);
+                               run_workflow.child_index, run_workflow.child_key, run_workflow.desired_worker_id);
 END
 $$;
-COMMENT ON FUNCTION hatchet.run_workflow(text, jsonb, jsonb, integer, uuid, uuid, integer, text) IS
-    'run the latest version of a workflow: root tasks are queued, the others wait for their parents; returns the run id';
+COMMENT ON FUNCTION hatchet.run_workflow(text, jsonb, jsonb, integer, uuid, uuid, integer, text, uuid) IS
+    'run the latest version of a workflow: root tasks are queued (on desired_worker_id if given), the others wait for their parents and follow the workflow''s sticky strategy; returns the run id';
 
 CREATE FUNCTION hatchet._count_cancelled(p_tenant uuid, p_run uuid) RETURNS integer
 LANGUAGE sql STABLE
@@ -1426,6 +1545,140 @@ COMMENT ON FUNCTION hatchet.cancel_run(uuid, uuid, text) IS
 --   * every task finished and nothing pending: FAILED if any failed, else CANCELLED if any was cancelled, else
 --     COMPLETED (a skipped task counts as completed);
 --   * otherwise RUNNING once any task has started or finished, QUEUED before that.
+-- Replays finished tasks and runs (Hatchet's ReplayTasks). A run id replays the whole run; a task id of a DAG run
+-- replays that task and every task downstream of it (they wait for it again, and see its new output); a task
+-- enqueued on its own gets a new attempt. Runs and tasks that are still queued or running are left alone, as in
+-- Hatchet. All ids are resolved before anything changes, so an unknown id (42704) changes nothing. Returns the tasks
+-- that got a new attempt now (downstream tasks get theirs when their parents finish).
+CREATE FUNCTION hatchet.replay_tasks(task_or_run_ids uuid[], tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, run_id uuid, retry_count integer)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant  uuid := coalesce(replay_tasks.tenant_id, hatchet.default_tenant());
+    v_id      uuid;
+    v_plan    jsonb := '{}';
+    v_key     text;
+    v_val     jsonb;
+    v_rid     uuid;
+    v_run     hatchet.runs;
+    v_task    record;
+    v_sel     text[];
+    v_direct  text[];
+    v_desc    text[];
+    v_def     hatchet.task_definitions;
+    v_existing uuid;
+    v_out_ids uuid[];
+    v_out_res text[];
+BEGIN
+    IF replay_tasks.task_or_run_ids IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_or_run_ids']);
+    END IF;
+    IF array_position(replay_tasks.task_or_run_ids, NULL) IS NOT NULL THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['task_or_run_ids must not contain NULL']);
+    END IF;
+    -- Resolve: {run id: ["*"] for the whole run (or a task enqueued on its own), or the readable ids chosen}.
+    FOREACH v_id IN ARRAY replay_tasks.task_or_run_ids LOOP
+        IF (hatchet._run_row(p_tenant, v_id)).id IS NOT NULL THEN
+            v_plan := v_plan || jsonb_build_object(v_id::text, '["*"]'::jsonb);
+            CONTINUE;
+        END IF;
+        SELECT t.id, t.run_id, t.readable_id INTO v_task FROM hatchet.tasks t
+        WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(v_id) AND t.id = v_id;
+        IF NOT FOUND THEN
+            PERFORM hatchet.raise_error('unknown_object', ARRAY['task or run', v_id::text]);
+        END IF;
+        IF v_task.run_id = v_task.id OR v_task.readable_id IS NULL THEN
+            v_plan := v_plan || jsonb_build_object(v_task.run_id::text, '["*"]'::jsonb);
+        ELSIF NOT coalesce(v_plan -> (v_task.run_id::text) ? '*', false) THEN
+            v_plan := v_plan || jsonb_build_object(v_task.run_id::text,
+                coalesce(v_plan -> (v_task.run_id::text), '[]') || to_jsonb(v_task.readable_id));
+        END IF;
+    END LOOP;
+
+    -- One replay at a time per tenant (Hatchet does the same), then the runs' locks in key order.
+    PERFORM pg_advisory_xact_lock(1212240963, hashtext('replay:' || p_tenant::text));
+    PERFORM hatchet._lock_runs(ARRAY(SELECT k::uuid FROM jsonb_object_keys(v_plan) k));
+
+    FOR v_key, v_val IN SELECT e.key, e.value FROM jsonb_each(v_plan) e ORDER BY e.key LOOP
+        v_rid := v_key::uuid;
+        v_run := hatchet._run_row(p_tenant, v_rid);
+        IF v_run.id IS NULL THEN
+            -- A task enqueued on its own.
+            CONTINUE WHEN (hatchet._task_state(p_tenant, v_rid)).state NOT IN ('COMPLETED', 'FAILED', 'CANCELLED');
+            task_id := v_rid;
+            run_id := v_rid;
+            retry_count := hatchet._replay_attempt(p_tenant, v_rid);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN hatchet.run_status(v_rid, p_tenant) NOT IN ('COMPLETED', 'FAILED', 'CANCELLED');
+
+        IF v_val ? '*' THEN
+            v_sel := ARRAY(SELECT d.readable_id FROM hatchet.task_definitions d
+                           WHERE d.tenant_id = p_tenant AND d.workflow_version_id = v_run.workflow_version_id
+                             AND NOT d.is_on_failure);
+        ELSE
+            v_sel := ARRAY(SELECT jsonb_array_elements_text(v_val));
+        END IF;
+        -- Everything strictly downstream of the chosen tasks waits for its parents again; the chosen tasks that are
+        -- not downstream of another chosen one start now. The on_failure task is decided again at the end.
+        WITH RECURSIVE down(rid) AS (
+            SELECT c.readable_id FROM hatchet.task_definitions c
+            WHERE c.tenant_id = p_tenant AND c.workflow_version_id = v_run.workflow_version_id
+              AND c.parents && v_sel
+            UNION
+            SELECT c.readable_id FROM hatchet.task_definitions c JOIN down ON down.rid = ANY (c.parents)
+            WHERE c.tenant_id = p_tenant AND c.workflow_version_id = v_run.workflow_version_id
+        )
+        SELECT coalesce(array_agg(rid), '{}') INTO v_desc FROM down;
+        v_desc := v_desc || ARRAY(SELECT d.readable_id FROM hatchet.task_definitions d
+                                  WHERE d.tenant_id = p_tenant AND d.workflow_version_id = v_run.workflow_version_id
+                                    AND d.is_on_failure AND NOT d.readable_id = ANY (v_desc));
+        v_direct := ARRAY(SELECT x FROM unnest(v_sel) x WHERE NOT x = ANY (v_desc));
+
+        FOR v_def IN
+            SELECT d.* FROM hatchet.task_definitions d
+            WHERE d.tenant_id = p_tenant AND d.workflow_version_id = v_run.workflow_version_id
+              AND d.readable_id = ANY (v_desc)
+            ORDER BY d.id
+        LOOP
+            SELECT t.id INTO v_existing FROM hatchet.tasks t
+            WHERE t.tenant_id = p_tenant AND t.run_id = v_rid AND t.inserted_at >= v_run.inserted_at
+              AND t.readable_id = v_def.readable_id
+            ORDER BY t.inserted_at DESC LIMIT 1;
+            PERFORM hatchet._insert_match(p_tenant, v_rid, v_def.id, v_existing,
+                CASE WHEN v_def.is_on_failure THEN hatchet._on_failure_conditions(p_tenant, v_run.workflow_version_id)
+                     ELSE hatchet._parent_conditions(v_def) END);
+        END LOOP;
+        -- Tasks that are not replayed keep their outcome: apply it to the re-armed conditions.
+        SELECT array_agg(t.id ORDER BY t.id),
+               array_agg(CASE o.event_type WHEN 'SKIPPED' THEN 'COMPLETED' ELSE o.event_type END ORDER BY t.id)
+        INTO v_out_ids, v_out_res
+        FROM hatchet.tasks t CROSS JOIN LATERAL hatchet._task_outcome(p_tenant, t.id) o
+        WHERE t.tenant_id = p_tenant AND t.run_id = v_rid AND t.inserted_at >= v_run.inserted_at
+          AND NOT (t.readable_id = ANY (v_direct || v_desc)) AND o.event_type IS NOT NULL;
+        IF v_out_ids IS NOT NULL THEN
+            PERFORM hatchet._advance(p_tenant, v_out_ids, array_fill(v_rid, ARRAY[cardinality(v_out_ids)]), v_out_res);
+        END IF;
+        FOR v_task IN
+            SELECT t.id FROM hatchet.tasks t
+            WHERE t.tenant_id = p_tenant AND t.run_id = v_rid AND t.inserted_at >= v_run.inserted_at
+              AND t.readable_id = ANY (v_direct)
+            ORDER BY t.id
+        LOOP
+            task_id := v_task.id;
+            run_id := v_rid;
+            retry_count := hatchet._replay_attempt(p_tenant, v_task.id);
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION hatchet.replay_tasks(uuid[], uuid) IS
+    'replay finished runs or tasks: a new attempt of each, and of everything downstream of a replayed DAG task; returns the tasks re-queued now';
+
 CREATE FUNCTION hatchet.run_status(run_id uuid, tenant_id uuid DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql STABLE
 AS $$
@@ -1479,7 +1732,10 @@ BEGIN
     PERFORM hatchet.run_status(p_run, p_tenant);  -- raises for an unknown run
     RETURN QUERY
     SELECT t.id, t.readable_id,
-           CASE WHEN o.event_type = 'SKIPPED' AND s.state = 'COMPLETED' THEN 'SKIPPED' ELSE s.state END,
+           CASE WHEN s.state NOT IN ('QUEUED', 'RUNNING')
+                     AND EXISTS (SELECT 1 FROM hatchet.matches x  -- re-armed by a replay: waits for its parents
+                                 WHERE x.tenant_id = p_tenant AND x.run_id = p_run AND x.task_id = t.id) THEN 'PENDING'
+                WHEN o.event_type = 'SKIPPED' AND s.state = 'COMPLETED' THEN 'SKIPPED' ELSE s.state END,
            coalesce(s.current, o.retry_count, 0),
            CASE WHEN s.state = 'COMPLETED' THEN hatchet._task_output(p_tenant, t.id) END,
            CASE WHEN s.state IN ('FAILED', 'CANCELLED') THEN o.reason END,
@@ -1493,7 +1749,9 @@ BEGIN
            d.action, x.created_at
     FROM hatchet.matches x
     JOIN hatchet.task_definitions d ON d.tenant_id = x.tenant_id AND d.id = x.task_definition_id
-    WHERE x.tenant_id = p_tenant AND x.run_id = p_run;
+    WHERE x.tenant_id = p_tenant AND x.run_id = p_run
+      AND NOT EXISTS (SELECT 1 FROM hatchet.tasks t
+                      WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(x.task_id) AND t.id = x.task_id);
 END
 $$;
 COMMENT ON FUNCTION hatchet.run_tasks(uuid, uuid) IS
