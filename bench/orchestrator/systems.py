@@ -53,7 +53,7 @@ def all_systems() -> list[System]:
                 "enqueue: `hatchet.enqueue_many(queue, inputs)` in batches; latency: `hatchet.enqueue` per task",
                 "workers: one transaction per batch = `complete_many` of the previous batch + `dequeue(queue, worker, batch)`"
                 " (bundled acking, DESIGN.md hot path); tasks run outside the transaction",
-                "idle workers wait on `LISTEN hatchet_ready` (sql-api.md), 100 ms fallback poll",
+                "idle workers wait for `hatchet_ready`: one LISTEN connection wakes one idle worker per notification (sql-api.md), 100 ms fallback",
             ],
             extensions=("pg_hatchet",),
             unavailable=None if hatchet_installed() else

@@ -14,9 +14,10 @@
 use crate::clock::{now_s, now_us, sleep_until_us};
 use crate::spec::{BenchError, Result, Spec};
 use crate::systems::{self, payload, Producer, Worker};
+use postgres::fallible_iterator::FallibleIterator;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -52,6 +53,57 @@ struct Shared {
     /// Earliest task start of the run (fairness: the clock starts when the first task does).
     first_start_us: AtomicU64,
     a_before_b_done: AtomicU64,
+    /// pg_hatchet wake-ups: one listener connection per process bumps this generation on each `hatchet_ready`
+    /// and wakes one idle worker (the pattern docs/sql-api.md recommends; every worker listening on its own
+    /// connection would wake them all for each task).
+    wake_gen: Mutex<u64>,
+    wake_cv: Condvar,
+    workers_done: AtomicU64,
+}
+
+impl Shared {
+    fn wake_generation(&self) -> u64 {
+        self.wake_gen.lock().map(|g| *g).unwrap_or(0)
+    }
+
+    /// Waits until the wake generation moves past `seen` or `timeout` passes; true if it moved.
+    fn wait_wake(&self, seen: u64, timeout: Duration) -> bool {
+        let Ok(guard) = self.wake_gen.lock() else {
+            return false;
+        };
+        match self
+            .wake_cv
+            .wait_timeout_while(guard, timeout, |g| *g == seen)
+        {
+            Ok((g, _)) => *g != seen,
+            Err(_) => false,
+        }
+    }
+}
+
+/// pg_hatchet: LISTENs on `hatchet_ready` and wakes one idle worker per notification batch, until every worker
+/// of the run has finished.
+fn listener_loop(spec: &Spec, shared: &Shared) -> Result<()> {
+    let mut client = systems::connect(spec, "listener")?;
+    client.batch_execute("LISTEN hatchet_ready")?;
+    while shared.workers_done.load(Ordering::SeqCst) < spec.workers as u64 {
+        let mut notes = client.notifications();
+        let mut got = matches!(
+            notes.timeout_iter(Duration::from_millis(50)).next(),
+            Ok(Some(_))
+        );
+        // Collapse notifications that are already queued into this wake-up.
+        while let Ok(Some(_)) = notes.iter().next() {
+            got = true;
+        }
+        if got {
+            if let Ok(mut g) = shared.wake_gen.lock() {
+                *g += 1;
+            }
+            shared.wake_cv.notify_one();
+        }
+    }
+    Ok(())
 }
 
 fn deadline_us(spec: &Spec) -> i64 {
@@ -88,6 +140,7 @@ fn worker_loop(
     let deadline = deadline_us(spec);
     let mut local_lat = Vec::new();
     loop {
+        let seen = shared.wake_generation();
         let (tasks, acked) = w.claim(spec.batch)?;
         shared.completed.fetch_add(acked, Ordering::SeqCst);
         if tasks.is_empty() {
@@ -102,7 +155,15 @@ fn worker_loop(
                     spec.n
                 )));
             }
-            w.wait_idle(poll, fallback);
+            if w.listens() {
+                if shared.wait_wake(seen, fallback) {
+                    w.notifies += 1;
+                } else {
+                    w.fallback_wakes += 1;
+                }
+            } else {
+                w.wait_idle(poll, fallback);
+            }
             continue;
         }
         // The task "starts" now: the claim has committed (pg_hatchet) or holds its row locks (baseline).
@@ -171,9 +232,16 @@ fn spawn_workers(
                     // One failed worker ends the run for everyone instead of leaving them waiting.
                     shared.stop.store(true, Ordering::SeqCst);
                 }
+                shared.workers_done.fetch_add(1, Ordering::SeqCst);
+                shared.wake_cv.notify_all();
                 r
             })
         })
+        .chain(spec.system.listens().then(|| {
+            let spec = spec.clone();
+            let shared = Arc::clone(shared);
+            thread::spawn(move || listener_loop(&spec, &shared))
+        }))
         .collect()
 }
 

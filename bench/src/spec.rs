@@ -37,6 +37,13 @@ pub enum SystemKind {
     Hatchet,
 }
 
+impl SystemKind {
+    /// True if idle workers wait for a `hatchet_ready` NOTIFY (pg_hatchet) instead of polling (the baseline).
+    pub fn listens(self) -> bool {
+        matches!(self, SystemKind::Hatchet)
+    }
+}
+
 /// Parameters of one driver run. Fields a scenario does not use are ignored.
 #[derive(Clone, Debug)]
 pub struct Spec {

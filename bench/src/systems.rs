@@ -12,7 +12,6 @@
 
 use crate::clock::now_us;
 use crate::spec::{BenchError, Result, Spec, SystemKind};
-use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Statement};
 use std::time::Duration;
 
@@ -237,8 +236,8 @@ impl Worker {
                 client.prepare("DELETE FROM bench_queue WHERE id = ANY($1::int8[])")?,
             ),
             SystemKind::Hatchet => {
-                // Wake-ups: pg_hatchet sends NOTIFY hatchet_ready when an enqueue finds the queue empty.
-                client.batch_execute("LISTEN hatchet_ready")?;
+                // Wake-ups: hatchet_ready is LISTENed to by one connection per process (scenarios.rs), which
+                // wakes one idle worker per notification.
                 (
                     client.prepare(
                         "SELECT task_id::text, retry_count, (input->>'t')::int8, input->>'g'
@@ -355,25 +354,14 @@ impl Worker {
         Ok(n as u64)
     }
 
-    /// Waits after an empty claim: the baseline sleeps its poll interval; pg_hatchet waits for a NOTIFY on
-    /// `hatchet_ready`, with `fallback` as a safety net.
-    pub fn wait_idle(&mut self, poll: Duration, fallback: Duration) {
-        match self.kind {
-            SystemKind::Baseline => std::thread::sleep(poll),
-            SystemKind::Hatchet => {
-                let mut notes = self.client.notifications();
-                let woke = matches!(notes.timeout_iter(fallback).next(), Ok(Some(_)));
-                if !woke {
-                    self.fallback_wakes += 1;
-                } else {
-                    self.notifies += 1;
-                    // Collapse any further queued wake-ups into this one.
-                    while let Ok(Some(_)) = notes.iter().next() {
-                        self.notifies += 1;
-                    }
-                }
-            }
-        }
+    /// True if this system's idle workers wait for a `hatchet_ready` wake-up instead of polling.
+    pub fn listens(&self) -> bool {
+        self.kind.listens()
+    }
+
+    /// Waits after an empty claim for systems that poll: the baseline sleeps its poll interval.
+    pub fn wait_idle(&mut self, poll: Duration, _fallback: Duration) {
+        std::thread::sleep(poll);
     }
 }
 
