@@ -96,8 +96,8 @@ def all_systems() -> list[System]:
             [
                 "one worker process, async task, `concurrency` jobs at once (howto/production/concurrency)",
                 "`listen_notify=True` (default), `delete_jobs='never'` (default: jobs kept as history)",
-                "connection pool of concurrency + 1 (discussions: \"Mind the size of your PostgreSQL pool\": short jobs need"
-                " as many connections as the concurrency, plus one)",
+                "connection pool of 2 × concurrency + 2 (discussions: \"Mind the size of your PostgreSQL pool\" asks for at"
+                " least concurrency + 1, which ran out of connections in a 20,000-job drain)",
                 "enqueue: `batch_defer_async` batches; latency: `defer_async` per job; no batch fetch exists",
             ],
         ),
