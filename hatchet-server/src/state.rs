@@ -3,6 +3,7 @@
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::dispatch::Dispatch;
+use crate::grpc::streams::StreamHub;
 use crate::metrics::Metrics;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Connected workers and the background tasks' wake-ups (see [`crate::dispatch`]).
     pub dispatch: Arc<Dispatch>,
+    /// Stream-chunk wake-ups for `SubscribeToWorkflowEvents` (see [`crate::grpc::streams`]).
+    pub streams: Arc<StreamHub>,
     /// Cancelled when the server starts shutting down. Long-lived streams (ListenV2, SubscribeToWorkflowRuns) must
     /// end when it fires, or graceful shutdown waits for them until `shutdown_grace` runs out.
     pub shutdown: CancellationToken,
@@ -34,6 +37,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()?),
             config: Arc::new(config),
             dispatch: Arc::new(Dispatch::new()),
+            streams: Arc::new(StreamHub::default()),
             shutdown: CancellationToken::new(),
             pool,
         })

@@ -3,20 +3,24 @@
 //! | module | extension surface |
 //! |---|---|
 //! | this file | extension checks, tenants, API tokens, queue depth |
-//! | [`workers`] | worker registry, `assign`, attempt lifecycle (`complete_many`, `fail`, ...), logs, rate limits |
-//! | [`runs`] | workflow registration, runs, run status / tasks / timeline, events, one-off schedules |
+//! | [`workers`] | worker registry and reads, `assign`, attempt lifecycle (`complete_many`, `fail`, ...), logs, rate limits (incl. pause and list) |
+//! | [`runs`] | workflow registration, runs, replay, run status / tasks / timeline / finished runs, run / workflow / event reads, one-off schedules |
 //! | [`schedules`] | crons and the schedule list |
-//! | [`reads`] | stopgap read-only queries for what has no SQL function yet, each naming its replacement |
 //!
 //! Handlers never embed SQL: they call a function here, which names the extension object it touches. That keeps
 //! the server's contract with pg_hatchet (schema `hatchet`, see `docs/sql-api.md`) reviewable in one file, and makes
 //! a schema change a one-file change on this side. Functions return `sqlx::Error`; callers turn it into an
 //! [`AppError`](crate::AppError) with `?`, which maps SQLSTATEs in one place.
 
-pub mod reads;
 pub mod runs;
 pub mod schedules;
 pub mod workers;
+
+/// The worker reads under their former path (`db::reads`), which `grpc/dispatcher.rs` still imports; they are
+/// [`workers::worker_record`] and [`workers::running_retry_count`] (SQL: `hatchet.worker`, `hatchet.running_attempt`).
+pub mod reads {
+    pub use super::workers::{running_retry_count, worker_record, WorkerRecord};
+}
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};

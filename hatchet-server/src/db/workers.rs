@@ -328,3 +328,169 @@ pub async fn task_logs(
         })
         .collect()
 }
+
+/// `hatchet.pause_rate_limit`: no task takes units of the limit before `until` (`None` or a past time unpauses it);
+/// returns the time it is paused until. Unknown key: SQLSTATE 42704.
+pub async fn pause_rate_limit(
+    pool: &PgPool,
+    tenant: Uuid,
+    key: &str,
+    until: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT hatchet.pause_rate_limit(key => $1, paused_until => $2, tenant_id => $3)",
+    )
+    .bind(key)
+    .bind(until)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+}
+
+/// A rate limit's state (`hatchet.list_rate_limits`).
+#[derive(Debug, Clone)]
+pub struct RateLimitRow {
+    /// Key.
+    pub key: String,
+    /// Units per window.
+    pub limit_value: i32,
+    /// Units left now (a window that has passed shows as refilled).
+    pub remaining: i32,
+    /// Window length, as Postgres prints an interval.
+    pub window: String,
+    /// Start of the current window.
+    pub last_refill: DateTime<Utc>,
+    /// While paused: until when.
+    pub paused_until: Option<DateTime<Utc>>,
+}
+
+/// `hatchet.list_rate_limits`: the tenant's rate limits by key (those whose key contains `search`).
+pub async fn list_rate_limits(
+    pool: &PgPool,
+    tenant: Uuid,
+    search: Option<&str>,
+) -> Result<Vec<RateLimitRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT key, limit_value, remaining, \"window\", last_refill, paused_until \
+         FROM hatchet.list_rate_limits(search => $1, tenant_id => $2)",
+    )
+    .bind(search)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RateLimitRow {
+                key: r.try_get("key")?,
+                limit_value: r.try_get("limit_value")?,
+                remaining: r.try_get("remaining")?,
+                window: r.try_get("window")?,
+                last_refill: r.try_get("last_refill")?,
+                paused_until: r.try_get("paused_until")?,
+            })
+        })
+        .collect()
+}
+
+/// What the registry knows about a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerRecord {
+    /// Name given at registration.
+    pub name: String,
+    /// False once it unsubscribed or was reaped for missing heartbeats.
+    pub is_active: bool,
+    /// Paused workers get no new assignments.
+    pub is_paused: bool,
+    /// Label set (`{key: value}`).
+    pub labels: Value,
+    /// The actions it serves.
+    pub actions: Vec<String>,
+    /// Capacity per slot type (`{"default": 100}`).
+    pub slots: Value,
+}
+
+/// A registered worker as the REST API shows it (`hatchet.list_workers`).
+#[derive(Debug, Clone)]
+pub struct WorkerRow {
+    /// Worker id.
+    pub id: Uuid,
+    /// The registry entry.
+    pub record: WorkerRecord,
+    /// Last heartbeat.
+    pub last_heartbeat_at: DateTime<Utc>,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+    /// Slots in use per slot type.
+    pub used: Value,
+}
+
+fn worker_row(r: &sqlx::postgres::PgRow) -> Result<WorkerRow, sqlx::Error> {
+    Ok(WorkerRow {
+        id: r.try_get("id")?,
+        last_heartbeat_at: r.try_get("last_heartbeat_at")?,
+        created_at: r.try_get("created_at")?,
+        used: r.try_get("used")?,
+        record: WorkerRecord {
+            name: r.try_get("name")?,
+            is_active: r.try_get("is_active")?,
+            is_paused: r.try_get("is_paused")?,
+            labels: r.try_get("labels")?,
+            actions: r.try_get("actions")?,
+            slots: r.try_get("slots")?,
+        },
+    })
+}
+
+const WORKER_COLUMNS: &str =
+    "id, name, is_active, is_paused, labels, actions, slots, used, last_heartbeat_at, created_at";
+
+/// `hatchet.list_workers`: the tenant's workers (all, or one), newest first.
+pub async fn list_workers(
+    pool: &PgPool,
+    tenant: Uuid,
+    only: Option<Uuid>,
+) -> Result<Vec<WorkerRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {WORKER_COLUMNS} FROM hatchet.list_workers(tenant_id => $1, worker_id => $2)"
+    );
+    // Built from a constant column list; the values are bind parameters.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(only)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(worker_row).collect()
+}
+
+/// `hatchet.worker`: a worker of this tenant, or `None`.
+pub async fn worker_record(
+    pool: &PgPool,
+    tenant: Uuid,
+    worker_id: Uuid,
+) -> Result<Option<WorkerRecord>, sqlx::Error> {
+    let sql =
+        format!("SELECT {WORKER_COLUMNS} FROM hatchet.worker(worker_id => $1, tenant_id => $2)");
+    // Built from a constant column list; the values are bind parameters.
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(worker_id)
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref()
+        .map(|r| worker_row(r).map(|w| w.record))
+        .transpose()
+}
+
+/// `hatchet.running_attempt`: the retry_count of a task's running attempt, or `None` if it is not running
+/// (RefreshTimeout and ReleaseSlot carry only the task id).
+pub async fn running_retry_count(
+    pool: &PgPool,
+    tenant: Uuid,
+    task_id: Uuid,
+) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar("SELECT hatchet.running_attempt(task_id => $1, tenant_id => $2)")
+        .bind(task_id)
+        .bind(tenant)
+        .fetch_one(pool)
+        .await
+}

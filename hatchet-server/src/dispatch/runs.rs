@@ -3,7 +3,8 @@
 //! Each id the client sends becomes a subscription. The watcher loop checks the subscribed runs whenever it is
 //! woken (a completion batch or a failure on this server, a `hatchet_cancel` NOTIFY, a new subscription) and at
 //! least every [`POLL`] (a run may finish through another server, a schedule timeout or a cancellation), and sends
-//! exactly one FINISHED event per run once it is terminal, with one result per task: output JSON or error text.
+//! exactly one FINISHED event per run once it is terminal, with one result per task: output JSON or error text
+//! (one `hatchet.finished_runs` call per tenant and look).
 //! A run that is already terminal when subscribed is answered at once. Subscribing twice to one run (the client
 //! re-sends its pending ids on every reconnect) is harmless: each stream gets its answer once.
 
@@ -167,15 +168,12 @@ pub async fn run(state: AppState) {
     }
 }
 
+/// One `hatchet.finished_runs` call per tenant: which subscribed runs are finished, with their results.
 async fn check(state: &AppState) -> Result<(), sqlx::Error> {
     for (tenant, runs) in state.dispatch.runs.watched() {
-        for (run, status) in db::run_statuses(&state.pool, tenant, &runs).await? {
-            if !status.as_deref().is_some_and(is_terminal) {
-                continue;
-            }
-            let tasks = db::run_tasks(&state.pool, tenant, run).await?;
-            let event = finished_event(run, &tasks);
-            for (_, tx) in state.dispatch.runs.take(tenant, run) {
+        for run in db::finished_runs(&state.pool, tenant, &runs).await? {
+            let event = finished_event(run.run_id, &run.tasks);
+            for (_, tx) in state.dispatch.runs.take(tenant, run.run_id) {
                 let _ = tx.send(Ok(event.clone()));
             }
         }

@@ -11,7 +11,7 @@
 use super::definition::workflow_json;
 use super::{parse_id, unimplemented};
 use crate::auth::grpc::tenant_of;
-use crate::db::{reads, runs as db};
+use crate::db::runs as db;
 use crate::dispatch::runs::is_terminal;
 use crate::proto::v1::{self, admin_service_server, RunStatus};
 use crate::{AppError, AppState};
@@ -77,7 +77,7 @@ impl admin_service_server::AdminService for AdminService {
                 AppError::NotFound(msg) => AppError::InvalidArgument(msg),
                 other => other,
             })?;
-        let workflow_id = reads::workflow_ids(&self.state.pool, tenant, &req.name)
+        let workflow_id = db::workflow_ids(&self.state.pool, tenant, &req.name)
             .await
             .map_err(AppError::from)?
             .map(|(w, _)| w.to_string())
@@ -152,7 +152,7 @@ impl admin_service_server::AdminService for AdminService {
         let tasks = db::run_tasks(&self.state.pool, tenant, run)
             .await
             .map_err(AppError::from)?;
-        let info = reads::run_info(&self.state.pool, tenant, run)
+        let info = db::run_info(&self.state.pool, tenant, run)
             .await
             .map_err(AppError::from)?;
         let mut task_runs = HashMap::new();

@@ -188,9 +188,11 @@ impl Dispatcher for DispatcherService {
 
     async fn subscribe_to_workflow_events(
         &self,
-        _request: Request<proto::SubscribeToWorkflowEventsRequest>,
+        request: Request<proto::SubscribeToWorkflowEventsRequest>,
     ) -> Result<Response<Self::SubscribeToWorkflowEventsStream>, Status> {
-        Err(unimplemented("Dispatcher.SubscribeToWorkflowEvents"))
+        let tenant = tenant_of(&request)?.0;
+        let stream = super::streams::subscribe(&self.state, tenant, request.into_inner()).await?;
+        Ok(Response::new(stream))
     }
 
     type SubscribeToWorkflowRunsStream = ResponseStream<proto::WorkflowRunEvent>;

@@ -1,8 +1,8 @@
 //! `/EventsService/*`: events and task logs.
 //!
 //! `Push` / `BulkPush` go to `hatchet.push_events` (one statement for a whole bulk push, so either every event is
-//! stored and has triggered what it should, or none); `PutLog` to `hatchet.put_log`. `PutStreamEvent` and
-//! `ReplaySingleEvent` are not implemented yet: stream chunks need a path to `SubscribeToWorkflowEvents`.
+//! stored and has triggered what it should, or none); `PutLog` to `hatchet.put_log`; `PutStreamEvent` to
+//! `hatchet.put_stream_chunk` (see [`super::streams`]). `ReplaySingleEvent` is not implemented yet.
 
 use super::{parse_id, parse_json, to_datetime, unimplemented};
 use crate::auth::grpc::tenant_of;
@@ -117,8 +117,10 @@ impl events_service_server::EventsService for EventsService {
 
     async fn put_stream_event(
         &self,
-        _request: Request<proto::PutStreamEventRequest>,
+        request: Request<proto::PutStreamEventRequest>,
     ) -> Result<Response<proto::PutStreamEventResponse>, Status> {
-        Err(unimplemented("EventsService.PutStreamEvent"))
+        let tenant = tenant_of(&request)?.0;
+        super::streams::put_chunk(&self.state, tenant, request.into_inner()).await?;
+        Ok(Response::new(proto::PutStreamEventResponse {}))
     }
 }

@@ -19,6 +19,7 @@ pub mod definition;
 pub mod dispatcher;
 pub mod dispatcher_v1;
 pub mod events;
+pub mod streams;
 pub mod workflows;
 
 use crate::config::MAX_MESSAGE_BYTES;
@@ -66,7 +67,36 @@ pub fn routes(state: &AppState) -> Routes {
         .add_service(configured!(V1DispatcherServer::new(
             dispatcher_v1::V1DispatcherService::new(state.clone())
         )));
-    builder.routes()
+    let router = builder
+        .routes()
+        .into_axum_router()
+        .layer(axum::middleware::map_response(client_error_codes));
+    Routes::from(router)
+}
+
+/// tonic answers a request body that is not valid protobuf with INTERNAL and one over the size cap with
+/// OUT_OF_RANGE. Both are the client's fault, and the SDKs treat INTERNAL as a server bug, so they are answered as
+/// INVALID_ARGUMENT and RESOURCE_EXHAUSTED. tonic reports both before any handler runs, as a trailers-only
+/// response, so the status is in the response headers.
+async fn client_error_codes(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    let status = headers.get("grpc-status").map(|v| v.as_bytes().to_vec());
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(|m| m.replace("%20", " "))
+        .unwrap_or_default();
+    let code = match status.as_deref() {
+        Some(b"13") if message.starts_with("failed to decode Protobuf message") => {
+            tonic::Code::InvalidArgument
+        }
+        Some(b"11") if message.starts_with("Error, decoded message length too large") => {
+            tonic::Code::ResourceExhausted
+        }
+        _ => return response,
+    };
+    headers.insert("grpc-status", http::HeaderValue::from(code as i32));
+    response
 }
 
 /// UNIMPLEMENTED for an RPC that exists in the protocol but not yet in this server. `method` is the wire name,

@@ -2,16 +2,16 @@
 //!
 //! | RPC | what it does |
 //! |---|---|
-//! | `TriggerWorkflow` | `hatchet.run_workflow` (child runs carry their parent task, index and key) |
+//! | `TriggerWorkflow` | `hatchet.run_workflow` (child runs carry their parent task, index and key; `desired_worker_id` (sticky children) places the run on that worker) |
 //! | `BulkTriggerWorkflow` | the same for each request, in one transaction: all runs start or none |
 //! | `ScheduleWorkflow` | `hatchet.schedule` once per requested time |
 //! | `PutRateLimit` | `hatchet.put_rate_limit` |
-//! | `PauseRateLimit` | not implemented (no pause in the extension yet) |
+//! | `PauseRateLimit` | `hatchet.pause_rate_limit` (no task takes the key's units until `paused_until`) |
 //! | `PutWorkflow` | the legacy v0 registration; current SDKs use `v1.AdminService.PutWorkflow`: not implemented |
 
 use super::{parse_json, to_datetime, unimplemented};
 use crate::auth::grpc::tenant_of;
-use crate::db::{reads, runs as db, workers};
+use crate::db::{runs as db, workers};
 use crate::dispatch::timestamp;
 use crate::proto::{self, v1, workflow_service_server, RateLimitDuration};
 use crate::{AppError, AppState};
@@ -44,7 +44,12 @@ pub fn trigger(r: &v1::TriggerWorkflowRequest) -> Result<db::Trigger, Status> {
         Some(id) => Some(super::parse_id("parent_task_run_external_id", id)?),
         None => None,
     };
+    let desired_worker_id = match r.desired_worker_id.as_deref().filter(|s| !s.is_empty()) {
+        Some(id) => Some(super::parse_id("desired_worker_id", id)?),
+        None => None,
+    };
     Ok(db::Trigger {
+        desired_worker_id,
         name: r.name.clone(),
         input: parse_json("input", &r.input)?,
         additional_metadata: parse_json(
@@ -106,7 +111,7 @@ impl workflow_service_server::WorkflowService for WorkflowService {
                 trigger_at: Some(*ts),
             });
         }
-        let (workflow_id, version_id) = reads::workflow_ids(&self.state.pool, tenant, &r.name)
+        let (workflow_id, version_id) = db::workflow_ids(&self.state.pool, tenant, &r.name)
             .await
             .map_err(AppError::from)?
             .unwrap_or((Uuid::nil(), None));
@@ -195,8 +200,26 @@ impl workflow_service_server::WorkflowService for WorkflowService {
 
     async fn pause_rate_limit(
         &self,
-        _request: Request<proto::PauseRateLimitRequest>,
+        request: Request<proto::PauseRateLimitRequest>,
     ) -> Result<Response<proto::PauseRateLimitResponse>, Status> {
-        Err(unimplemented("WorkflowService.PauseRateLimit"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        if r.key.is_empty() {
+            return Err(Status::invalid_argument("key must not be empty"));
+        }
+        let until = match &r.paused_until {
+            Some(ts) => Some(to_datetime(ts).ok_or_else(|| {
+                Status::invalid_argument("paused_until is an out-of-range timestamp")
+            })?),
+            None => None,
+        };
+        let paused = workers::pause_rate_limit(&self.state.pool, tenant, &r.key, until)
+            .await
+            .map_err(AppError::from)?;
+        // An unpause lets parked tasks run at once.
+        self.state.dispatch.wake_assigner();
+        Ok(Response::new(proto::PauseRateLimitResponse {
+            paused_until: Some(timestamp(paused.unwrap_or_else(chrono::Utc::now))),
+        }))
     }
 }

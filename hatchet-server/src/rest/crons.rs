@@ -5,8 +5,8 @@
 use super::query::{parse_uuid, Params};
 use super::shapes::{self, CronWorkflow, List, Meta, Pagination, ScheduledWorkflow};
 use crate::auth::http::AuthTenant;
+use crate::db::runs;
 use crate::db::schedules::{self as db, Cron, Schedule};
-use crate::db::{reads, runs};
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -58,7 +58,7 @@ impl WorkflowIds {
         if let Some(ids) = self.0.get(name) {
             return Ok(ids.clone());
         }
-        let (w, v) = reads::workflow_ids(&state.pool, tenant, name)
+        let (w, v) = runs::workflow_ids(&state.pool, tenant, name)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("workflow \"{name}\" does not exist")))?;
         let ids = (w.to_string(), v.map(|v| v.to_string()).unwrap_or_default());

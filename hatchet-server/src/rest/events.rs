@@ -3,7 +3,7 @@
 use super::query::Params;
 use super::shapes::{List, Meta, Pagination};
 use crate::auth::http::AuthTenant;
-use crate::db::reads;
+use crate::db::{runs as db, workers};
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
@@ -29,7 +29,7 @@ async fn list_events(
     let offset = p.int("offset")?.unwrap_or(0).max(0);
     let limit = p.int("limit")?.unwrap_or(50).clamp(1, 1000);
     let keys = p.list("keys");
-    let (events, total) = reads::list_events(
+    let (events, total) = db::list_events(
         &state.pool,
         tenant,
         keys.as_deref(),
@@ -77,18 +77,23 @@ async fn list_rate_limits(
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
     let p = Params::parse(raw.as_deref());
-    let rows = reads::list_rate_limits(&state.pool, tenant, p.get("search"))
+    let rows = workers::list_rate_limits(&state.pool, tenant, p.get("search"))
         .await?
         .into_iter()
         .map(|r| {
-            json!({
+            let mut v = json!({
                 "key": r.key,
                 "tenantId": tenant.to_string(),
                 "limitValue": r.limit_value,
                 "value": r.remaining,
                 "window": r.window,
                 "lastRefill": r.last_refill,
-            })
+            });
+            // Only while a pause lasts (PauseRateLimit), as Hatchet's RateLimit.pausedUntil.
+            if let Some(until) = r.paused_until {
+                v["pausedUntil"] = json!(until);
+            }
+            v
         })
         .collect();
     Ok(Json(List::all(rows)))

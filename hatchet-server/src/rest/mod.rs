@@ -7,12 +7,14 @@
 pub mod api;
 pub mod crons;
 pub mod events;
+pub mod filters;
 pub mod health;
 pub mod metrics;
 pub mod query;
 pub mod runs;
 pub mod shapes;
 pub mod tasks;
+pub mod webhooks;
 pub mod workers;
 pub mod workflows;
 

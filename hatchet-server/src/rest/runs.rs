@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `GET /v1/stable/workflow-runs/{id}` | `runs.get` | `run_status`, `run_tasks`, `run_events` |
 //! | `GET /v1/stable/workflow-runs/{id}/status` | `runs.get_status` | `run_status` |
-//! | `GET /v1/stable/tenants/{tenant}/workflow-runs` | `runs.list` | a read of `hatchet.runs` (see `db::reads`) |
+//! | `GET /v1/stable/tenants/{tenant}/workflow-runs` | `runs.list` | a read of `hatchet.runs` (`hatchet.list_runs`) |
 //! | `GET /v1/stable/tenants/{tenant}/workflow-runs/external-ids` | bulk cancel by filter | the same read |
 //! | `POST /v1/stable/tenants/{tenant}/workflow-runs/trigger` | `runs.create` | `run_workflow` |
 //!
@@ -16,8 +16,8 @@ use super::shapes::{
     WorkflowRunDetails,
 };
 use crate::auth::http::AuthTenant;
-use crate::db::reads::{self, RunFilter, RunRow};
 use crate::db::runs::{self as db, RunEvent, RunTask};
+use crate::db::runs::{RunFilter, RunRow};
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
@@ -52,11 +52,11 @@ pub fn router() -> Router<AppState> {
 
 /// The run of an id that names a run or one of its tasks (404 if neither).
 pub async fn resolve_run(state: &AppState, tenant: Uuid, id: Uuid) -> Result<RunRow, AppError> {
-    if let Some(row) = reads::run_row_by_id(&state.pool, tenant, id).await? {
+    if let Some(row) = db::run_row_by_id(&state.pool, tenant, id).await? {
         return Ok(row);
     }
-    if let Some(run) = reads::run_of_task(&state.pool, tenant, id).await? {
-        if let Some(row) = reads::run_row_by_id(&state.pool, tenant, run).await? {
+    if let Some(run) = db::run_of_task(&state.pool, tenant, id).await? {
+        if let Some(row) = db::run_row_by_id(&state.pool, tenant, run).await? {
             return Ok(row);
         }
     }
@@ -130,7 +130,7 @@ pub async fn details(
     let tasks = db::run_tasks(&state.pool, tenant, row.id).await?;
     let events = db::run_events(&state.pool, tenant, row.id).await?;
     let times = timings(&events);
-    let children = reads::children_counts(&state.pool, tenant, row.id).await?;
+    let children = db::children_counts(&state.pool, tenant, row.id).await?;
     let summary = run_summary(tenant, row, &tasks, &times);
     let task_summaries = tasks
         .iter()
@@ -341,7 +341,7 @@ async fn list(
     let tenant = auth.0 .0;
     let params = Params::parse(raw.as_deref());
     let filter = run_filter(&params)?;
-    let (rows, total) = reads::list_runs(&state.pool, tenant, &filter).await?;
+    let (rows, total) = db::list_runs(&state.pool, tenant, &filter).await?;
     let include_payloads = params.bool("include_payloads").unwrap_or(true);
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -369,7 +369,7 @@ async fn external_ids(
     auth.check_path(&tenant_path)?;
     let mut filter = run_filter(&Params::parse(raw.as_deref()))?;
     filter.limit = MAX_LIMIT;
-    let (rows, _) = reads::list_runs(&state.pool, auth.0 .0, &filter).await?;
+    let (rows, _) = db::list_runs(&state.pool, auth.0 .0, &filter).await?;
     Ok(Json(rows.iter().map(|r| r.id.to_string()).collect()))
 }
 

@@ -3,7 +3,7 @@
 //! | route | source |
 //! |---|---|
 //! | `POST /v1/stable/tenants/{tenant}/tasks/cancel` | `hatchet.cancel_run` per run id (`hatchet.cancel` for a task id); a filter selects runs like `runs.list` |
-//! | `POST /v1/stable/tenants/{tenant}/tasks/replay` | 501: the extension has no replay yet |
+//! | `POST /v1/stable/tenants/{tenant}/tasks/replay` | `hatchet.replay_tasks` over the selected run / task ids (finished ones get a new attempt) |
 //! | `GET /v1/stable/tasks/{task}` | the task's run, then its row there |
 //! | `GET /v1/stable/tasks/{task}/logs` | `hatchet.task_logs` |
 
@@ -11,7 +11,7 @@ use super::query::{metadata_object, parse_uuid, Params};
 use super::runs::{details, resolve_run};
 use super::shapes::{LogLine, LogLineList, Pagination, TaskSummary};
 use crate::auth::http::AuthTenant;
-use crate::db::reads::{self, RunFilter};
+use crate::db::runs::{self as runs_db, RunFilter};
 use crate::db::workers;
 use crate::grpc::admin_v1::cancel_any;
 use crate::{AppError, AppState};
@@ -91,7 +91,7 @@ async fn selected_ids(
             limit: 1000,
             ..Default::default()
         };
-        let (rows, _) = reads::list_runs(&state.pool, tenant, &filter).await?;
+        let (rows, _) = runs_db::list_runs(&state.pool, tenant, &filter).await?;
         ids.extend(rows.iter().map(|r| r.id));
     }
     if ids.is_empty() && body.filter.is_none() {
@@ -121,11 +121,30 @@ async fn cancel(
     Ok(Json(Cancelled { ids: cancelled }))
 }
 
-async fn replay(auth: AuthTenant, Path(tenant_path): Path<String>) -> Result<Json<()>, AppError> {
+/// `V1ReplayedTasks`: the tasks that got a new attempt now.
+#[derive(Debug, serde::Serialize)]
+struct Replayed {
+    ids: Vec<String>,
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    auth: AuthTenant,
+    Path(tenant_path): Path<String>,
+    Json(body): Json<BulkRequest>,
+) -> Result<Json<Replayed>, AppError> {
     auth.check_path(&tenant_path)?;
-    Err(AppError::Unimplemented(
-        "replaying tasks is not implemented yet: pg_hatchet has no replay function".into(),
-    ))
+    let tenant = auth.0 .0;
+    let ids = selected_ids(&state, tenant, &body).await?;
+    let replayed = if ids.is_empty() {
+        Vec::new()
+    } else {
+        runs_db::replay_tasks(&state.pool, tenant, &ids).await?
+    };
+    state.dispatch.wake_assigner();
+    Ok(Json(Replayed {
+        ids: replayed.iter().map(Uuid::to_string).collect(),
+    }))
 }
 
 async fn get_task(
@@ -165,7 +184,7 @@ async fn logs(
     let limit = params.int("limit")?.unwrap_or(1000).clamp(1, 10_000);
     let since = params.datetime("since")?;
     let until = params.datetime("until")?;
-    if reads::run_of_task(&state.pool, tenant.0, task_id)
+    if runs_db::run_of_task(&state.pool, tenant.0, task_id)
         .await?
         .is_none()
     {

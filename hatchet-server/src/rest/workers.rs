@@ -4,8 +4,8 @@
 use super::query::{parse_uuid, Params};
 use super::shapes::{List, Meta};
 use crate::auth::http::AuthTenant;
-use crate::db::reads::{self, WorkerRow};
 use crate::db::workers as db;
+use crate::db::workers::WorkerRow;
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
@@ -104,7 +104,7 @@ async fn list(
     auth.check_path(&tenant_path)?;
     let p = Params::parse(raw.as_deref());
     let statuses = p.list("statuses");
-    let rows = reads::list_workers(&state.pool, auth.0 .0, None)
+    let rows = db::list_workers(&state.pool, auth.0 .0, None)
         .await?
         .into_iter()
         .map(shape)
@@ -119,7 +119,7 @@ async fn list(
 
 async fn one(state: &AppState, tenant: uuid::Uuid, worker: &str) -> Result<Worker, AppError> {
     let id = parse_uuid("worker id", worker)?;
-    reads::list_workers(&state.pool, tenant, Some(id))
+    db::list_workers(&state.pool, tenant, Some(id))
         .await?
         .into_iter()
         .next()

@@ -4,7 +4,7 @@
 use super::query::{parse_uuid, Params};
 use super::shapes::{List, Meta};
 use crate::auth::http::AuthTenant;
-use crate::db::reads::{self, WorkflowRow};
+use crate::db::runs::{self as db, WorkflowRow};
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
@@ -80,7 +80,7 @@ async fn list(
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
     let p = Params::parse(raw.as_deref());
-    let rows = reads::list_workflows(&state.pool, tenant, p.get("name"), None)
+    let rows = db::list_workflows(&state.pool, tenant, p.get("name"), None)
         .await?
         .into_iter()
         .map(|w| shape(tenant, w))
@@ -90,7 +90,7 @@ async fn list(
 
 async fn find(state: &AppState, tenant: Uuid, workflow: &str) -> Result<WorkflowRow, AppError> {
     let id = parse_uuid("workflow id", workflow)?;
-    reads::list_workflows(&state.pool, tenant, None, Some(id))
+    db::list_workflows(&state.pool, tenant, None, Some(id))
         .await?
         .into_iter()
         .next()

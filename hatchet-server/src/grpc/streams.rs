@@ -1,0 +1,413 @@
+//! Streaming: `EventsService.PutStreamEvent` (the SDK's `ctx.put_stream`) and `Dispatcher.SubscribeToWorkflowEvents`
+//! (`hatchet.runs.subscribe_to_stream(run_id)` and the older `ref.stream()`).
+//!
+//! Chunks are stored by `hatchet.put_stream_chunk` (sql/streams.sql) and announced with NOTIFY `hatchet_stream`, so
+//! a chunk put through one server reaches a subscriber on another, and nothing is lost when a server restarts. Each
+//! subscription is a small loop over its run:
+//!
+//! 1. read the run's state (`hatchet.run_stream_state`: run status, task statuses, outputs, errors) — first, so that
+//!    when it says "finished", every chunk of the run has already committed (a task's chunks are put before the
+//!    worker reports it done);
+//! 2. send a STEP_RUN STARTED for each task newly seen running, then the new chunks (STEP_RUN STREAM, in arrival
+//!    order, which for one task is its `event_index` order), then STEP_RUN COMPLETED / FAILED / CANCELLED for tasks
+//!    newly finished, with the output JSON or the error as payload;
+//! 3. once the run is finished, one WORKFLOW_RUN event with its final status and `hangup = true`; the SDK stops
+//!    reading there;
+//! 4. sleep until a NOTIFY names the run, or [`POLL`] passes (a run can finish without a chunk).
+//!
+//! Chunks of concurrently running tasks can commit out of `seq` order, so a reader keeps re-reading the last few
+//! seconds of chunks (until `read_stream_chunks` reports them settled) and skips the ones it already sent.
+//!
+//! The [`StreamHub`] holds this server's single `LISTEN hatchet_stream` connection (started on first use) and prunes
+//! old chunks every [`PRUNE_EVERY`] (`hatchet.prune_stream_chunks`).
+
+use super::{parse_id, ResponseStream};
+use crate::dispatch::timestamp;
+use crate::proto::{self, ResourceEventType, ResourceType};
+use crate::{AppError, AppState};
+use serde::Deserialize;
+use sqlx::postgres::PgListener;
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use uuid::Uuid;
+
+/// NOTIFY channel of new chunks; the payload is the run id.
+pub const STREAM_CHANNEL: &str = "hatchet_stream";
+
+/// Longest time between two looks at a subscribed run.
+const POLL: Duration = Duration::from_millis(200);
+
+/// How often this server deletes chunks of runs that finished a while ago.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Events buffered per subscriber before the loop waits for the client.
+const BUFFER: usize = 256;
+
+/// This server's side of streaming: wake-ups for subscribers, fed by one LISTEN connection.
+#[derive(Debug)]
+pub struct StreamHub {
+    /// Run ids with new chunks; `Uuid::nil()` wakes every subscriber (after a reconnect notifications may be lost).
+    wake: broadcast::Sender<Uuid>,
+    started: AtomicBool,
+}
+
+impl Default for StreamHub {
+    fn default() -> Self {
+        Self {
+            wake: broadcast::channel(1024).0,
+            started: AtomicBool::new(false),
+        }
+    }
+}
+
+impl StreamHub {
+    /// Starts the LISTEN and prune loops the first time it is called; cheap afterwards.
+    pub fn ensure_started(&self, state: &AppState) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(listen_loop(state.clone()));
+        tokio::spawn(prune_loop(state.clone()));
+    }
+}
+
+async fn listen_loop(state: AppState) {
+    let hub = &state.streams;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let connected = tokio::select! {
+            l = async {
+                let mut l = PgListener::connect_with(&state.pool).await?;
+                l.listen(STREAM_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(l)
+            } => l,
+            () = state.shutdown.cancelled() => return,
+        };
+        match connected {
+            Ok(mut listener) => {
+                backoff = Duration::from_millis(100);
+                let _ = hub.wake.send(Uuid::nil());
+                loop {
+                    let next = tokio::select! {
+                        n = listener.try_recv() => n,
+                        () = state.shutdown.cancelled() => return,
+                    };
+                    match next {
+                        Ok(Some(n)) => {
+                            if let Ok(run) = Uuid::parse_str(n.payload()) {
+                                let _ = hub.wake.send(run);
+                            }
+                        }
+                        Ok(None) => {
+                            let _ = hub.wake.send(Uuid::nil());
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "stream LISTEN connection failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, ?backoff, "cannot LISTEN for stream chunks; retrying")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = state.shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn prune_loop(state: AppState) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+            () = state.shutdown.cancelled() => return,
+        }
+        match sqlx::query_scalar::<_, i64>("SELECT hatchet.prune_stream_chunks()")
+            .fetch_one(&state.pool)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "pruned stream chunks"),
+            Err(err) => tracing::warn!(error = %err, "pruning stream chunks failed"),
+        }
+    }
+}
+
+/// `PutStreamEvent`: stores one chunk (a resent chunk with the same `event_index` is stored once).
+pub async fn put_chunk(
+    state: &AppState,
+    tenant: Uuid,
+    request: proto::PutStreamEventRequest,
+) -> Result<(), tonic::Status> {
+    state.streams.ensure_started(state);
+    let task_id = parse_id("task_run_external_id", &request.task_run_external_id)?;
+    if request.event_index.is_some_and(|i| i < 0) {
+        return Err(tonic::Status::invalid_argument(
+            "event_index must not be negative",
+        ));
+    }
+    sqlx::query(
+        "SELECT hatchet.put_stream_chunk(task_id => $1, message => $2, event_index => $3, tenant_id => $4, \
+         created_at => $5)",
+    )
+    .bind(task_id)
+    .bind(&request.message)
+    .bind(request.event_index)
+    .bind(tenant)
+    .bind(request.created_at.as_ref().and_then(super::to_datetime))
+    .execute(&state.pool)
+    .await
+    .map_err(AppError::from)?;
+    Ok(())
+}
+
+/// `SubscribeToWorkflowEvents` for one run: checks the run exists (NOT_FOUND otherwise), then streams as described
+/// in the module docs.
+pub async fn subscribe(
+    state: &AppState,
+    tenant: Uuid,
+    request: proto::SubscribeToWorkflowEventsRequest,
+) -> Result<ResponseStream<proto::WorkflowEvent>, tonic::Status> {
+    let run = match request.workflow_run_id.as_deref() {
+        Some(id) if !id.trim().is_empty() => parse_id("workflow_run_id", id)?,
+        _ if request.additional_meta_key.is_some() => {
+            return Err(super::unimplemented(
+                "Dispatcher.SubscribeToWorkflowEvents by additional metadata",
+            ))
+        }
+        _ => {
+            return Err(tonic::Status::invalid_argument(
+                "workflow_run_id is required",
+            ))
+        }
+    };
+    state.streams.ensure_started(state);
+    // Subscribe to wake-ups before the first read, so no chunk can slip between the read and the wait.
+    let wake = state.streams.wake.subscribe();
+    let first = run_state(state, tenant, run).await?;
+    let (tx, rx) = mpsc::channel(BUFFER);
+    let mut sub = Subscription {
+        state: state.clone(),
+        tenant,
+        run,
+        tx,
+        watermark: 0,
+        sent_chunks: HashSet::new(),
+        tasks: HashMap::new(),
+    };
+    tokio::spawn(async move {
+        if let Err(status) = sub.serve(first, wake).await {
+            let _ = sub.tx.send(Err(status)).await;
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+#[derive(Debug, Deserialize)]
+struct RunState {
+    status: String,
+    tasks: Vec<TaskState>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TaskState {
+    task_id: Uuid,
+    status: String,
+    retry_count: Option<i32>,
+    output: Option<serde_json::Value>,
+    error: Option<String>,
+}
+
+async fn run_state(state: &AppState, tenant: Uuid, run: Uuid) -> Result<RunState, AppError> {
+    let value: serde_json::Value =
+        sqlx::query_scalar("SELECT hatchet.run_stream_state(run_id => $1, tenant_id => $2)")
+            .bind(run)
+            .bind(tenant)
+            .fetch_one(&state.pool)
+            .await?;
+    serde_json::from_value(value).map_err(AppError::internal)
+}
+
+/// What has been sent for one task.
+#[derive(Debug, Default, Clone, Copy)]
+struct TaskSent {
+    started: bool,
+    finished: bool,
+}
+
+struct Subscription {
+    state: AppState,
+    tenant: Uuid,
+    run: Uuid,
+    tx: mpsc::Sender<Result<proto::WorkflowEvent, tonic::Status>>,
+    /// Every chunk at or below this seq has been sent and settled.
+    watermark: i64,
+    /// Chunks above the watermark already sent.
+    sent_chunks: HashSet<i64>,
+    tasks: HashMap<Uuid, TaskSent>,
+}
+
+impl Subscription {
+    async fn serve(
+        &mut self,
+        first: RunState,
+        mut wake: broadcast::Receiver<Uuid>,
+    ) -> Result<(), tonic::Status> {
+        let mut current = first;
+        loop {
+            if !self.step(&current).await? {
+                return Ok(()); // hung up, or the client went away
+            }
+            // Wait for a chunk of this run, the poll interval, the client leaving or shutdown.
+            let deadline = tokio::time::sleep(POLL);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    woken = wake.recv() => match woken {
+                        Ok(id) if id == self.run || id.is_nil() => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => { deadline.as_mut().await; break }
+                    },
+                    () = &mut deadline => break,
+                    () = self.tx.closed() => return Ok(()),
+                    () = self.state.shutdown.cancelled() => return Ok(()),
+                }
+            }
+            current = run_state(&self.state, self.tenant, self.run).await?;
+        }
+    }
+
+    /// Sends what is new; false once the run is finished and the hangup was sent (or the client is gone).
+    async fn step(&mut self, current: &RunState) -> Result<bool, tonic::Status> {
+        let run_id = self.run.to_string();
+        let now = Some(timestamp(chrono::Utc::now()));
+        let event = |resource_type: ResourceType,
+                     event_type: ResourceEventType,
+                     resource_id: String,
+                     payload: String| proto::WorkflowEvent {
+            workflow_run_id: run_id.clone(),
+            resource_type: resource_type as i32,
+            event_type: event_type as i32,
+            resource_id,
+            event_timestamp: now,
+            event_payload: payload,
+            hangup: false,
+            task_retries: None,
+            retry_count: None,
+            event_index: None,
+        };
+
+        // Tasks that started (or finished without us seeing them run).
+        let mut out = Vec::new();
+        for t in &current.tasks {
+            let sent = self.tasks.entry(t.task_id).or_default();
+            if !sent.started && t.status != "QUEUED" && t.status != "PENDING" {
+                sent.started = true;
+                let mut e = event(
+                    ResourceType::StepRun,
+                    ResourceEventType::Started,
+                    t.task_id.to_string(),
+                    String::new(),
+                );
+                e.retry_count = t.retry_count;
+                out.push(e);
+            }
+        }
+
+        // New chunks, in arrival order.
+        let rows = sqlx::query(
+            "SELECT seq, task_id, retry_count, event_index, message, settled \
+             FROM hatchet.read_stream_chunks(run_id => $1, after_seq => $2, tenant_id => $3)",
+        )
+        .bind(self.run)
+        .bind(self.watermark)
+        .bind(self.tenant)
+        .fetch_all(&self.state.pool)
+        .await
+        .map_err(AppError::from)?;
+        let mut settled_prefix = true;
+        for row in rows {
+            let seq: i64 = row.try_get("seq").map_err(AppError::from)?;
+            let settled: bool = row.try_get("settled").map_err(AppError::from)?;
+            if self.sent_chunks.insert(seq) {
+                let task_id: Uuid = row.try_get("task_id").map_err(AppError::from)?;
+                let message: Vec<u8> = row.try_get("message").map_err(AppError::from)?;
+                let mut e = event(
+                    ResourceType::StepRun,
+                    ResourceEventType::Stream,
+                    task_id.to_string(),
+                    String::from_utf8_lossy(&message).into_owned(),
+                );
+                e.retry_count = row.try_get("retry_count").map_err(AppError::from)?;
+                e.event_index = row.try_get("event_index").map_err(AppError::from)?;
+                out.push(e);
+            }
+            if settled_prefix && settled {
+                self.watermark = seq;
+                self.sent_chunks.remove(&seq);
+            } else {
+                settled_prefix = false;
+            }
+        }
+
+        // Tasks that finished.
+        for t in &current.tasks {
+            let sent = self.tasks.entry(t.task_id).or_default();
+            let kind = match t.status.as_str() {
+                "COMPLETED" | "SKIPPED" => ResourceEventType::Completed,
+                "FAILED" => ResourceEventType::Failed,
+                "CANCELLED" => ResourceEventType::Cancelled,
+                _ => continue,
+            };
+            if sent.finished {
+                continue;
+            }
+            sent.finished = true;
+            let payload = match kind {
+                ResourceEventType::Completed => t
+                    .output
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({}))
+                    .to_string(),
+                _ => t.error.clone().unwrap_or_else(|| t.status.to_lowercase()),
+            };
+            let mut e = event(ResourceType::StepRun, kind, t.task_id.to_string(), payload);
+            e.retry_count = t.retry_count;
+            out.push(e);
+        }
+
+        // The run finished: the last event, with hangup.
+        let finished = match current.status.as_str() {
+            "COMPLETED" => Some(ResourceEventType::Completed),
+            "FAILED" => Some(ResourceEventType::Failed),
+            "CANCELLED" => Some(ResourceEventType::Cancelled),
+            _ => None,
+        };
+        if let Some(kind) = finished {
+            let mut e = event(
+                ResourceType::WorkflowRun,
+                kind,
+                self.run.to_string(),
+                String::new(),
+            );
+            e.hangup = true;
+            out.push(e);
+        }
+
+        for e in out {
+            if self.tx.send(Ok(e)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(finished.is_none())
+    }
+}

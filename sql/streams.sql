@@ -1,0 +1,161 @@
+-- Streams: chunks a running task puts with `ctx.put_stream(...)` (PutStreamEvent), read back in order by whoever
+-- subscribes to the run (SubscribeToWorkflowEvents). The chunks live here, not in a server's memory, so a chunk put
+-- through one server reaches a subscriber on another, and a subscriber that reconnects after a server restart still
+-- gets what was put meanwhile. Every new chunk is announced on channel `hatchet_stream` (payload: the run id).
+--
+-- Chunks are transient: hatchet.prune_stream_chunks deletes them once their run has finished and a grace period has
+-- passed (a subscriber that arrives just after the run finished still gets the whole stream).
+
+CREATE TABLE hatchet.stream_chunks (
+    tenant_id   uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
+    -- the workflow run the task belongs to: subscribers read by run
+    run_id      uuid        NOT NULL,
+    -- arrival order over the whole table; readers page by it
+    seq         bigint      GENERATED ALWAYS AS IDENTITY,
+    task_id     uuid        NOT NULL,
+    -- the attempt that put the chunk: a retried attempt numbers its chunks from 0 again
+    retry_count integer     NOT NULL,
+    -- the SDK's per-attempt counter; a resent chunk (client retry) carries the same index and is stored once
+    event_index bigint,
+    message     bytea       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    CONSTRAINT stream_chunks_pkey PRIMARY KEY (tenant_id, run_id, seq),
+    CONSTRAINT stream_chunk_index_not_negative CHECK (event_index >= 0)
+);
+CREATE UNIQUE INDEX stream_chunks_attempt_index_idx
+    ON hatchet.stream_chunks (tenant_id, task_id, retry_count, event_index) WHERE event_index IS NOT NULL;
+CREATE INDEX stream_chunks_created_idx ON hatchet.stream_chunks (created_at);
+COMMENT ON TABLE hatchet.stream_chunks IS
+    'stream chunks put by running tasks, read by run subscribers; deleted after the run finished (prune_stream_chunks)';
+
+CREATE FUNCTION hatchet.put_stream_chunk(
+    task_id     uuid,
+    message     bytea,
+    event_index bigint      DEFAULT NULL,
+    tenant_id   uuid        DEFAULT NULL,
+    created_at  timestamptz DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(put_stream_chunk.tenant_id, hatchet.default_tenant());
+    p_task   uuid := put_stream_chunk.task_id;
+    v_run    uuid;
+    v_retry  integer;
+BEGIN
+    IF p_task IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+    END IF;
+    IF put_stream_chunk.message IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['message']);
+    END IF;
+    IF put_stream_chunk.event_index < 0 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('event_index must not be negative, not %s', put_stream_chunk.event_index)]);
+    END IF;
+    SELECT t.run_id INTO v_run FROM hatchet.tasks t
+    WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(p_task) AND t.id = p_task;
+    IF v_run IS NULL THEN
+        PERFORM hatchet.raise_error('unknown_task', ARRAY[p_task::text]);
+    END IF;
+    v_retry := coalesce((SELECT r.retry_count FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+                        (SELECT max(e.retry_count) FROM hatchet.task_events e
+                         WHERE e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(p_task)
+                           AND e.task_id = p_task),
+                        0);
+    INSERT INTO hatchet.stream_chunks (tenant_id, run_id, task_id, retry_count, event_index, message, created_at)
+    VALUES (p_tenant, v_run, p_task, v_retry, put_stream_chunk.event_index, put_stream_chunk.message,
+            coalesce(put_stream_chunk.created_at, clock_timestamp()))
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN false;  -- the same chunk again (a client retry): stored once
+    END IF;
+    PERFORM pg_notify('hatchet_stream', v_run::text);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION hatchet.put_stream_chunk(uuid, bytea, bigint, uuid, timestamptz) IS
+    'append a stream chunk of a task to its run''s stream and NOTIFY hatchet_stream; false if it was already stored';
+
+-- The chunks of a run after `after_seq`, in arrival order. `settled` tells a reader that every chunk up to this one
+-- has certainly committed (older than `settle`), so it may stop re-reading before it: chunks put concurrently by two
+-- tasks of a run can commit out of `seq` order, and a reader that only moved past the highest seq it saw could miss
+-- the one that committed later.
+CREATE FUNCTION hatchet.read_stream_chunks(
+    run_id    uuid,
+    after_seq bigint   DEFAULT 0,
+    tenant_id uuid     DEFAULT NULL,
+    settle    interval DEFAULT '5 seconds'
+) RETURNS TABLE (seq bigint, task_id uuid, retry_count integer, event_index bigint, message bytea,
+                 created_at timestamptz, settled boolean)
+LANGUAGE sql STABLE
+AS $$
+    SELECT c.seq, c.task_id, c.retry_count, c.event_index, c.message, c.created_at,
+           c.created_at < pg_catalog.clock_timestamp() - read_stream_chunks.settle
+    FROM hatchet.stream_chunks c
+    WHERE c.tenant_id = coalesce(read_stream_chunks.tenant_id, hatchet.default_tenant())
+      AND c.run_id = read_stream_chunks.run_id
+      AND c.seq > coalesce(read_stream_chunks.after_seq, 0)
+    ORDER BY c.seq
+$$;
+COMMENT ON FUNCTION hatchet.read_stream_chunks(uuid, bigint, uuid, interval) IS
+    'the stream chunks of a run after a sequence number, in arrival order';
+
+-- What a run subscriber needs besides the chunks, in one round trip: the run's status and each created task's
+-- status, output and error (hatchet.run_status / hatchet.run_tasks; raises for an unknown run).
+CREATE FUNCTION hatchet.run_stream_state(run_id uuid, tenant_id uuid DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(run_stream_state.tenant_id, hatchet.default_tenant());
+    v_status text := hatchet.run_status(run_stream_state.run_id, p_tenant);
+BEGIN
+    RETURN jsonb_build_object(
+        'status', v_status,
+        'tasks', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('task_id', t.task_id, 'readable_id', t.readable_id,
+                                                'status', t.status, 'retry_count', t.retry_count,
+                                                'output', t.output, 'error', t.error)
+                             ORDER BY t.created_at, t.task_id)
+            FROM hatchet.run_tasks(run_stream_state.run_id, p_tenant) t
+            WHERE t.task_id IS NOT NULL), '[]'::jsonb));
+END
+$$;
+COMMENT ON FUNCTION hatchet.run_stream_state(uuid, uuid) IS
+    'a run''s status and its tasks'' status, output and error, as one JSON object (for stream subscribers)';
+
+-- Retention: chunks of finished runs, once the last chunk of the run is older than `grace`; and any chunk older than
+-- `max_age`, finished run or not (a stream nobody reads must not grow forever). Returns the number deleted.
+CREATE FUNCTION hatchet.prune_stream_chunks(grace interval DEFAULT '5 minutes', max_age interval DEFAULT '1 day')
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_deleted bigint := 0;
+    v_n       bigint;
+    v_run     record;
+    v_done    boolean;
+BEGIN
+    DELETE FROM hatchet.stream_chunks c WHERE c.created_at < clock_timestamp() - prune_stream_chunks.max_age;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    FOR v_run IN
+        SELECT c.tenant_id, c.run_id FROM hatchet.stream_chunks c
+        GROUP BY c.tenant_id, c.run_id
+        HAVING max(c.created_at) < clock_timestamp() - prune_stream_chunks.grace
+    LOOP
+        BEGIN
+            v_done := hatchet.run_status(v_run.run_id, v_run.tenant_id) IN ('COMPLETED', 'FAILED', 'CANCELLED');
+        EXCEPTION WHEN undefined_object THEN
+            v_done := true;  -- the run itself is gone (history retention)
+        END;
+        IF v_done THEN
+            DELETE FROM hatchet.stream_chunks c WHERE c.tenant_id = v_run.tenant_id AND c.run_id = v_run.run_id;
+            GET DIAGNOSTICS v_n = ROW_COUNT;
+            v_deleted := v_deleted + v_n;
+        END IF;
+    END LOOP;
+    RETURN v_deleted;
+END
+$$;
+COMMENT ON FUNCTION hatchet.prune_stream_chunks(interval, interval) IS
+    'delete stream chunks of runs finished longer than grace ago, and any chunk older than max_age';
