@@ -88,9 +88,9 @@ async fn unbuilt_rpcs_answer_unimplemented_on_every_service() {
     let mut workflows = WorkflowServiceClient::new(channel.clone()).send_compressed(Gzip);
     assert_unimplemented(
         workflows
-            .pause_rate_limit(with_auth(proto::PauseRateLimitRequest::default(), auth))
+            .put_workflow(with_auth(proto::PutWorkflowRequest::default(), auth))
             .await,
-        "WorkflowService.PauseRateLimit",
+        "WorkflowService.PutWorkflow",
     );
 
     let mut events = EventsServiceClient::new(channel.clone()).send_compressed(Gzip);
