@@ -25,7 +25,7 @@ extension_sql_file!("../../sql/api.sql", name = "api", requires = ["partitions"]
 extension_sql_file!("../../sql/flow.sql", name = "flow", requires = ["api"]);
 extension_sql_file!("../../sql/events.sql", name = "events", requires = ["api"]);
 extension_sql_file!("../../sql/cron.sql", name = "crons", requires = ["api"]);
-extension_sql_file!("../../sql/reads.sql", name = "reads", requires = ["flow", "crons"]);
+extension_sql_file!("../../sql/reads.sql", name = "reads", requires = ["flow"]);
 extension_sql_file!("../../sql/streams.sql", name = "streams", requires = ["api", "flow"]);
 extension_sql_file!("../../sql/server_api.sql", name = "server_api", requires = ["events"]);
 extension_sql_file!("../../sql/workflows.sql", name = "workflows", finalize);
