@@ -538,6 +538,31 @@ async fn bad_filter_and_webhook_requests_write_nothing() {
         ("DELETE", format!("{webhooks}/nope"), None, 404),
         // The receiving endpoint needs no bearer token, but an unknown webhook is still 404.
         ("POST", format!("{webhooks}/nope"), Some("{}".into()), 404),
+        // Other resources' JSON bodies: not JSON, or JSON of the wrong shape.
+        (
+            "POST",
+            format!("/api/v1/stable/tenants/{tenant}/workflow-runs/trigger"),
+            Some("{not json".into()),
+            400,
+        ),
+        (
+            "POST",
+            format!("/api/v1/stable/tenants/{tenant}/workflow-runs/trigger"),
+            Some(json!({"input": {}}).to_string()),
+            400,
+        ),
+        (
+            "POST",
+            format!("/api/v1/tenants/{tenant}/workflows/{flow}/crons"),
+            Some("[1,".into()),
+            400,
+        ),
+        (
+            "POST",
+            format!("/api/v1/stable/tenants/{tenant}/tasks/cancel"),
+            Some("nope".into()),
+            400,
+        ),
     ];
     for (method, path, body, want) in &cases {
         let (code, resp) = http(&state, method, path, &token, body.as_deref()).await;

@@ -26,8 +26,16 @@ extension_sql_file!("../../sql/flow.sql", name = "flow", requires = ["api"]);
 extension_sql_file!("../../sql/events.sql", name = "events", requires = ["api"]);
 extension_sql_file!("../../sql/cron.sql", name = "crons", requires = ["api"]);
 extension_sql_file!("../../sql/reads.sql", name = "reads", requires = ["flow"]);
-extension_sql_file!("../../sql/streams.sql", name = "streams", requires = ["api", "flow"]);
-extension_sql_file!("../../sql/server_api.sql", name = "server_api", requires = ["events"]);
+extension_sql_file!(
+    "../../sql/streams.sql",
+    name = "streams",
+    requires = ["api", "flow"]
+);
+extension_sql_file!(
+    "../../sql/server_api.sql",
+    name = "server_api",
+    requires = ["events"]
+);
 extension_sql_file!("../../sql/workflows.sql", name = "workflows", finalize);
 
 /// Library load hook. pg_hatchet only works preloaded: its background worker must be registered by the postmaster,

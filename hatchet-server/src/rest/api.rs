@@ -10,8 +10,9 @@ use super::{crons, events, filters, runs, tasks, webhooks, workers, workflows};
 use crate::auth::http::require_bearer;
 use crate::{AppError, AppState};
 use axum::extract::OriginalUri;
-use axum::http::Method;
-use axum::middleware::from_fn_with_state;
+use axum::http::{Method, StatusCode};
+use axum::middleware::{from_fn_with_state, map_response};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 /// The `/api` router (mounted with `nest("/api", ...)`). The one route without a bearer token is the webhook
@@ -28,7 +29,39 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(webhooks::router())
         .fallback(not_implemented)
         .layer(from_fn_with_state(state, require_bearer));
-    webhooks::receive_router().merge(authenticated)
+    webhooks::receive_router()
+        .merge(authenticated)
+        .layer(map_response(api_errors_for_rejections))
+}
+
+/// axum's own extractor rejections (a body that is not JSON, a missing field, a wrong content type, a wrong method)
+/// answer in plain text; the SDKs expect Hatchet's `APIErrors` JSON for every error. This wraps them, and answers
+/// 422 (well-formed JSON of the wrong shape) as 400 like every other bad argument.
+async fn api_errors_for_rejections(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&bytes).trim().to_owned();
+    if message.is_empty() {
+        message = status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_owned();
+    }
+    let mut answer = AppError::InvalidArgument(message).into_response();
+    if status != StatusCode::UNPROCESSABLE_ENTITY {
+        *answer.status_mut() = status;
+    }
+    answer
 }
 
 async fn not_implemented(method: Method, OriginalUri(uri): OriginalUri) -> AppError {
