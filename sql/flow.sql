@@ -849,6 +849,20 @@ BEGIN
                 END IF;
             END LOOP;
             CONTINUE WHEN v_best IS NULL; -- no eligible worker now: it stays queued (until schedule timeout)
+            -- A call for some workers only (the server assigns to the workers whose completions it just applied)
+            -- leaves a SOFT-sticky task to its desired worker when that one is outside the call, alive and has room:
+            -- the next call that includes it takes it. SOFT only falls back to others when its worker is full.
+            IF v_cand.sticky = 'SOFT' AND assign.worker_ids IS NOT NULL AND v_cand.desired_worker_id IS NOT NULL
+               AND NOT (v_cand.desired_worker_id = ANY (w_ids)) AND EXISTS (
+                   SELECT 1 FROM hatchet.worker_slots s
+                   JOIN hatchet.workers w ON w.tenant_id = s.tenant_id AND w.id = s.worker_id
+                   JOIN hatchet.worker_actions a ON a.tenant_id = s.tenant_id AND a.worker_id = s.worker_id
+                                                AND a.action = v_queue
+                   WHERE s.tenant_id = p_tenant AND s.worker_id = v_cand.desired_worker_id
+                     AND s.slot_type = v_cand.slot_type AND s.capacity - s.used >= v_cand.slot_units
+                     AND w.is_active AND NOT w.is_paused AND w.last_heartbeat_at >= v_now - v_after) THEN
+                CONTINUE;
+            END IF;
             IF v_cand.rate_limited THEN
                 IF NOT (hatchet._apply_rate_limits(p_tenant, ARRAY[v_cand.rctid], v_now) @> ARRAY[v_cand.rctid]) THEN
                     CONTINUE; -- parked until its window refills, or failed: the rest of the queue goes on

@@ -98,6 +98,21 @@ SELECT readable_id, sticky, right(desired_worker_id::text, 1) AS desired FROM ha
 WHERE run_id = :'hardchild' ORDER BY readable_id;
 SELECT hatchet.cancel_run(:'hardchild');
 
+-- A call for other workers only (the server assigns to the workers whose completions it just applied) leaves a
+-- SOFT task to its desired worker while that one has room, and takes it when it has none.
+SELECT hatchet.run_workflow('chain-free', desired_worker_id => '00000000-0000-7000-8000-00000000000a') AS waits \gset
+SELECT count(*) AS taken_by_b FROM hatchet.assign(worker_ids => ARRAY['00000000-0000-7000-8000-00000000000b'::uuid]);
+SELECT right(worker_id::text, 1) AS worker, readable_id FROM hatchet.assign();
+SELECT hatchet.enqueue('chain:first', '{"blocker": true}', desired_worker_id => '00000000-0000-7000-8000-00000000000a',
+                       sticky => 'HARD') AS blocker3 \gset
+SELECT hatchet.complete(task_id, retry_count) FROM hatchet.running WHERE task_id <> :'blocker3' AND queue LIKE 'chain:%';
+SELECT right(worker_id::text, 1) AS worker, coalesce(readable_id, 'blocker') AS task
+FROM hatchet.assign(worker_ids => ARRAY['00000000-0000-7000-8000-00000000000a'::uuid]);
+SELECT right(worker_id::text, 1) AS worker, readable_id
+FROM hatchet.assign(worker_ids => ARRAY['00000000-0000-7000-8000-00000000000b'::uuid]);
+SELECT hatchet.cancel_run(:'waits');
+SELECT hatchet.cancel(:'blocker3');
+
 -- Bad input: an unknown desired worker (42704), another tenant's worker (42704), a bad sticky strategy (22023);
 -- nothing is created.
 SELECT count(*) AS runs_before FROM hatchet.runs \gset
