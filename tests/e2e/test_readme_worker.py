@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from conftest import OUTPUT, ROOT
+from conftest import OUTPUT, ROOT, wait_for
 
 
 def readme_blocks() -> dict[str, str]:
@@ -25,6 +25,15 @@ def readme_blocks() -> dict[str, str]:
         if match:
             blocks[match.group(1)] = body
     return blocks
+
+
+def worker_registered(proc: subprocess.Popen) -> bool:
+    from hatchet_sdk import Hatchet
+
+    if proc.poll() is not None:
+        raise RuntimeError(f"the README worker exited ({proc.returncode})")
+    rows = Hatchet().workers.list().rows or []
+    return any(w.name == "hello-worker" and "say-hello" in " ".join(w.actions or []) for w in rows)
 
 
 def test_readme_has_the_worker_and_the_client():
@@ -48,6 +57,9 @@ def test_readme_worker_runs_a_task(server):
         worker = subprocess.Popen([sys.executable, "worker.py"], cwd=workdir, env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
         try:
+            # As the README says: the worker is started first, the client second (run.py's trigger would be
+            # NOT_FOUND while the worker has not registered say-hello yet).
+            wait_for(lambda: worker_registered(worker), 60, "the README worker to register")
             run = subprocess.run([sys.executable, "run.py"], cwd=workdir, env=env, capture_output=True, text=True,
                                  timeout=90)
         finally:

@@ -7,14 +7,14 @@
 //! |---|---|
 //! | `BASIC` | `Authorization: Basic base64(username:password)` |
 //! | `API_KEY` | header `headerName` equal to `apiKey` |
-//! | `HMAC` | header `signatureHeaderName` = HMAC(`signingSecret`, raw body) with `algorithm` (SHA1, SHA256, SHA512, MD5), `encoding` (HEX, BASE64, BASE64URL); an `sha256=`-style prefix is accepted |
+//! | `HMAC` | header `signatureHeaderName` = HMAC(`signingSecret`, raw body) with `algorithm` (SHA1, SHA256, SHA512, MD5), `encoding` (HEX, BASE64, BASE64URL); an `sha256=`-style prefix is accepted; the STRIPE, SLACK and SVIX sources use their own signed message and header format (see [`signed_message`]) |
 //!
 //! Secrets are compared in constant time. An authenticated request becomes an event through
 //! `hatchet.receive_webhook` (sql/server_api.sql): key and scope from the webhook's CEL expressions over
 //! `{input: body, headers}`, payload = body with the static payload merged over it, pushed with
-//! `hatchet.push_event`, so it triggers workflows and satisfies waits like any event. Source-specific signature
-//! schemes (Stripe's timestamped `t=...,v1=...`, Slack's versioned base string, Svix) are not implemented: every
-//! source is checked as GENERIC.
+//! `hatchet.push_event`, so it triggers workflows and satisfies waits like any event. Timestamps in the Stripe,
+//! Slack and Svix schemes are part of what is signed but their age is not checked (no replay window). A Slack
+//! `url_verification` request is answered with its `challenge` once authenticated, and pushes no event.
 
 use super::query::Params;
 use super::shapes::{List, Meta, Pagination};
@@ -286,7 +286,13 @@ async fn receive(
     let stored = find_one(&state, tenant, &name)
         .await
         .map_err(|_| not_found())?;
-    if !authenticated(&stored.webhook.auth_type, &stored.auth, &headers, &body) {
+    if !authenticated(
+        &stored.webhook.source_name,
+        &stored.webhook.auth_type,
+        &stored.auth,
+        &headers,
+        &body,
+    ) {
         return Err(AppError::PermissionDenied(format!(
             "the request failed the authentication of webhook \"{name}\""
         )));
@@ -297,6 +303,12 @@ async fn receive(
         serde_json::from_slice(&body)
             .map_err(|e| AppError::InvalidArgument(format!("the body is not JSON: {e}")))?
     };
+    // Slack checks a new endpoint with a signed `url_verification` request and expects its challenge back.
+    if stored.webhook.source_name == "SLACK" && payload["type"] == "url_verification" {
+        if let Some(challenge) = payload["challenge"].as_str() {
+            return Ok(Json(json!({ "challenge": challenge })));
+        }
+    }
     let mut header_map = Map::new();
     for (k, v) in &headers {
         if let Ok(v) = v.to_str() {
@@ -334,8 +346,15 @@ async fn receive(
     })))
 }
 
-/// Whether a request passes a webhook's auth config.
-fn authenticated(auth_type: &str, auth: &Value, headers: &HeaderMap, body: &[u8]) -> bool {
+/// Whether a request passes a webhook's auth config. `source` selects the signing scheme of HMAC webhooks (see
+/// [`signed_message`]).
+fn authenticated(
+    source: &str,
+    auth_type: &str,
+    auth: &Value,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> bool {
     let field = |k: &str| auth.get(k).and_then(Value::as_str).unwrap_or("");
     let header = |name: &str| {
         headers
@@ -366,27 +385,92 @@ fn authenticated(auth_type: &str, auth: &Value, headers: &HeaderMap, body: &[u8]
             let Some(given) = header(field("signatureHeaderName")) else {
                 return false;
             };
-            let Some(mac) = hmac_of(field("algorithm"), field("signingSecret").as_bytes(), body)
-            else {
+            let Some((message, candidates)) = signed_message(source, given, headers, body) else {
+                return false;
+            };
+            let secret = field("signingSecret");
+            let key = match source {
+                // Svix secrets are `whsec_<base64 key>`.
+                "SVIX" => secret
+                    .strip_prefix("whsec_")
+                    .and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok())
+                    .unwrap_or_else(|| secret.as_bytes().to_vec()),
+                _ => secret.as_bytes().to_vec(),
+            };
+            let Some(mac) = hmac_of(field("algorithm"), &key, &message) else {
                 return false;
             };
             let expected = encode(field("encoding"), &mac);
-            // Senders often prefix the algorithm (GitHub: `sha256=<hex>`).
-            let given = given.split_once('=').map_or(given, |(prefix, rest)| {
-                if prefix.starts_with("sha") || prefix.starts_with("md5") {
-                    rest
+            candidates.iter().any(|c| {
+                let c = if field("encoding") == "HEX" {
+                    c.to_ascii_lowercase()
                 } else {
-                    given
-                }
-            });
-            let (given, expected) = if field("encoding") == "HEX" {
-                (given.to_ascii_lowercase(), expected)
-            } else {
-                (given.to_owned(), expected)
-            };
-            eq(given.as_bytes(), expected.as_bytes())
+                    c.clone()
+                };
+                eq(c.as_bytes(), expected.as_bytes())
+            })
         }
         _ => false,
+    }
+}
+
+/// What an HMAC webhook's sender signed, and the signatures the header offers, by source:
+///
+/// | source | signed message | signature header value |
+/// |---|---|---|
+/// | `STRIPE` | `{t}.{body}` | `t=<unix time>,v1=<sig>[,v1=<sig>...]` |
+/// | `SLACK` | `v0:{X-Slack-Request-Timestamp}:{body}` | `v0=<sig>` |
+/// | `SVIX` | `{svix-id}.{svix-timestamp}.{body}` | `v1,<sig> [v1,<sig> ...]` |
+/// | any other | the body | `<sig>`, or `sha256=<sig>` (GitHub) style |
+fn signed_message(
+    source: &str,
+    given: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<(Vec<u8>, Vec<String>)> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let prefixed = |prefix: &str| [prefix.as_bytes(), body].concat();
+    match source {
+        "STRIPE" => {
+            let mut t = None;
+            let mut sigs = Vec::new();
+            for part in given.split(',') {
+                match part.trim().split_once('=') {
+                    Some(("t", v)) => t = Some(v.to_owned()),
+                    Some(("v1", v)) => sigs.push(v.to_owned()),
+                    _ => {}
+                }
+            }
+            Some((prefixed(&format!("{}.", t?)), sigs))
+        }
+        "SLACK" => {
+            let ts = header("x-slack-request-timestamp")?;
+            Some((
+                prefixed(&format!("v0:{ts}:")),
+                vec![given.strip_prefix("v0=")?.to_owned()],
+            ))
+        }
+        "SVIX" => {
+            let (id, ts) = (header("svix-id")?, header("svix-timestamp")?);
+            let sigs = given
+                .split_whitespace()
+                .filter_map(|s| s.strip_prefix("v1,"))
+                .map(str::to_owned)
+                .collect();
+            Some((prefixed(&format!("{id}.{ts}.")), sigs))
+        }
+        _ => {
+            let bare = match given.split_once('=') {
+                Some((prefix, rest))
+                    if ["sha1", "sha256", "sha512", "md5"]
+                        .contains(&prefix.to_ascii_lowercase().as_str()) =>
+                {
+                    rest
+                }
+                _ => given,
+            };
+            Some((body.to_vec(), vec![bare.to_owned()]))
+        }
     }
 }
 
@@ -440,26 +524,100 @@ mod tests {
     fn auth_checks() {
         let mut headers = HeaderMap::new();
         let basic = json!({"username": "u", "password": "p"});
-        assert!(!authenticated("BASIC", &basic, &headers, b""));
+        assert!(!authenticated("GENERIC", "BASIC", &basic, &headers, b""));
         headers.insert("authorization", "Basic dTpw".parse().unwrap());
-        assert!(authenticated("BASIC", &basic, &headers, b""));
+        assert!(authenticated("GENERIC", "BASIC", &basic, &headers, b""));
         headers.insert("authorization", "Basic dTpx".parse().unwrap());
-        assert!(!authenticated("BASIC", &basic, &headers, b""));
+        assert!(!authenticated("GENERIC", "BASIC", &basic, &headers, b""));
 
         let key = json!({"headerName": "X-Key", "apiKey": "secret"});
         headers.insert("x-key", "secret".parse().unwrap());
-        assert!(authenticated("API_KEY", &key, &headers, b""));
+        assert!(authenticated("GENERIC", "API_KEY", &key, &headers, b""));
         headers.insert("x-key", "secreT".parse().unwrap());
-        assert!(!authenticated("API_KEY", &key, &headers, b""));
+        assert!(!authenticated("GENERIC", "API_KEY", &key, &headers, b""));
 
         let hmac = json!({"algorithm": "SHA256", "encoding": "HEX", "signatureHeaderName": "X-Sig",
                           "signingSecret": "Jefe"});
         let body = b"what do ya want for nothing?";
         let sig = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
         headers.insert("x-sig", format!("sha256={sig}").parse().unwrap());
-        assert!(authenticated("HMAC", &hmac, &headers, body));
+        assert!(authenticated("GENERIC", "HMAC", &hmac, &headers, body));
         headers.insert("x-sig", sig.parse().unwrap());
-        assert!(authenticated("HMAC", &hmac, &headers, body));
-        assert!(!authenticated("HMAC", &hmac, &headers, b"tampered"));
+        assert!(authenticated("GENERIC", "HMAC", &hmac, &headers, body));
+        assert!(!authenticated(
+            "GENERIC",
+            "HMAC",
+            &hmac,
+            &headers,
+            b"tampered"
+        ));
+        // A base64 signature's padding is not an algorithm prefix.
+        headers.insert("x-sig", "sha256x=".parse().unwrap());
+        assert!(!authenticated("GENERIC", "HMAC", &hmac, &headers, body));
+    }
+
+    fn sign_hex(key: &[u8], message: &str) -> String {
+        encode("HEX", &hmac_of("SHA256", key, message.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn source_signing_schemes() {
+        let body = br#"{"type":"invoice.paid"}"#;
+        let text = std::str::from_utf8(body).unwrap();
+        let auth = |header: &str| {
+            json!({"algorithm": "SHA256", "encoding": "HEX", "signatureHeaderName": header,
+                   "signingSecret": "whsec_c2VjcmV0"})
+        };
+
+        // Stripe: t=<time>,v1=<hex of "t.body">; any v1 may match.
+        let stripe = auth("Stripe-Signature");
+        let good = sign_hex(b"whsec_c2VjcmV0", &format!("1700000000.{text}"));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "stripe-signature",
+            format!("t=1700000000,v1=deadbeef,v1={good}")
+                .parse()
+                .unwrap(),
+        );
+        assert!(authenticated("STRIPE", "HMAC", &stripe, &headers, body));
+        headers.insert(
+            "stripe-signature",
+            format!("t=1700000001,v1={good}").parse().unwrap(),
+        );
+        assert!(!authenticated("STRIPE", "HMAC", &stripe, &headers, body));
+        // The same header checked as GENERIC is not a bare signature.
+        assert!(!authenticated("GENERIC", "HMAC", &stripe, &headers, body));
+
+        // Slack: v0=<hex of "v0:ts:body">.
+        let slack = auth("X-Slack-Signature");
+        let sig = sign_hex(b"whsec_c2VjcmV0", &format!("v0:1700000000:{text}"));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-slack-request-timestamp", "1700000000".parse().unwrap());
+        headers.insert("x-slack-signature", format!("v0={sig}").parse().unwrap());
+        assert!(authenticated("SLACK", "HMAC", &slack, &headers, body));
+        headers.remove("x-slack-request-timestamp");
+        assert!(!authenticated("SLACK", "HMAC", &slack, &headers, body));
+
+        // Svix: v1,<base64 of "id.ts.body">, keyed with the base64-decoded secret.
+        let mut svix = auth("svix-signature");
+        svix["encoding"] = json!("BASE64");
+        let mac = hmac_of(
+            "SHA256",
+            b"secret",
+            format!("msg_1.1700000000.{text}").as_bytes(),
+        )
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("svix-id", "msg_1".parse().unwrap());
+        headers.insert("svix-timestamp", "1700000000".parse().unwrap());
+        headers.insert(
+            "svix-signature",
+            format!("v1,bm9wZQ== v1,{}", encode("BASE64", &mac))
+                .parse()
+                .unwrap(),
+        );
+        assert!(authenticated("SVIX", "HMAC", &svix, &headers, body));
+        headers.insert("svix-id", "msg_2".parse().unwrap());
+        assert!(!authenticated("SVIX", "HMAC", &svix, &headers, body));
     }
 }

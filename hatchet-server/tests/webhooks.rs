@@ -1,0 +1,149 @@
+//! Incoming webhooks through the REST router: the source-specific signing schemes (Stripe, Slack) end to end, and
+//! Slack's `url_verification` challenge. (Generic BASIC / API_KEY / HMAC webhooks run with the real SDK in
+//! tests/e2e/test_filters_webhooks.py.)
+
+mod common;
+
+use axum::body::Body;
+use hatchet_server::config::DEFAULT_TENANT_ID;
+use hatchet_server::rest::webhooks::{encode, hmac_of};
+use hatchet_server::{rest, AppState};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+async fn call(
+    state: &AppState,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = rest::app(state.clone())
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn create(state: &AppState, token: &str, source: &str, header: &str) -> String {
+    let name = format!("{}-{}", source.to_lowercase(), Uuid::new_v4().simple());
+    let (status, body) = call(
+        state,
+        "POST",
+        &format!("/api/v1/stable/tenants/{DEFAULT_TENANT_ID}/webhooks"),
+        &[("authorization", format!("Bearer {token}"))],
+        json!({
+            "sourceName": source, "name": name, "eventKeyExpression": "'hook:' + input.type",
+            "authType": "HMAC",
+            "auth": {"algorithm": "SHA256", "encoding": "HEX", "signatureHeaderName": header,
+                     "signingSecret": "whsec_test"},
+        })
+        .to_string()
+        .into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authType"], "HMAC");
+    assert!(
+        body.get("auth").is_none(),
+        "secrets are never returned: {body}"
+    );
+    name
+}
+
+async fn events_with_key(state: &AppState, key: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM hatchet.events WHERE key = $1")
+        .bind(key)
+        .fetch_one(&state.pool)
+        .await
+        .unwrap()
+}
+
+fn sign(message: &str) -> String {
+    encode(
+        "HEX",
+        &hmac_of("SHA256", b"whsec_test", message.as_bytes()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn stripe_signatures_are_checked_over_timestamp_and_body() {
+    let state = common::state().await;
+    let token = common::mint(&state, "webhooks").await.token;
+    let name = create(&state, &token, "STRIPE", "Stripe-Signature").await;
+    let path = format!("/api/v1/stable/tenants/{DEFAULT_TENANT_ID}/webhooks/{name}");
+    let kind = Uuid::new_v4().simple().to_string();
+    let body = json!({"type": kind}).to_string();
+    let good = sign(&format!("1700000000.{body}"));
+
+    let forged = format!("t=1700000000,v1={}", sign(&body));
+    let (status, _) = call(
+        &state,
+        "POST",
+        &path,
+        &[("stripe-signature", forged)],
+        body.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(events_with_key(&state, &format!("hook:{kind}")).await, 0);
+
+    let (status, resp) = call(
+        &state,
+        "POST",
+        &path,
+        &[("stripe-signature", format!("t=1700000000,v1={good}"))],
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["event"]["key"], format!("hook:{kind}"));
+    assert_eq!(events_with_key(&state, &format!("hook:{kind}")).await, 1);
+}
+
+#[tokio::test]
+async fn slack_url_verification_gets_its_challenge_back() {
+    let state = common::state().await;
+    let token = common::mint(&state, "webhooks").await.token;
+    let name = create(&state, &token, "SLACK", "X-Slack-Signature").await;
+    let path = format!("/api/v1/stable/tenants/{DEFAULT_TENANT_ID}/webhooks/{name}");
+    let body = json!({"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+        .to_string();
+    let headers = |sig: String| {
+        vec![
+            ("x-slack-request-timestamp", "1700000000".to_owned()),
+            ("x-slack-signature", sig),
+        ]
+    };
+    let (status, _) = call(
+        &state,
+        "POST",
+        &path,
+        &headers("v0=00".into()),
+        body.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let sig = format!("v0={}", sign(&format!("v0:1700000000:{body}")));
+    let (status, resp) = call(&state, "POST", &path, &headers(sig), body.into_bytes()).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(
+        resp,
+        json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
+    assert_eq!(events_with_key(&state, "hook:url_verification").await, 0);
+}
