@@ -159,3 +159,17 @@ END
 $$;
 COMMENT ON FUNCTION hatchet.prune_stream_chunks(interval, interval) IS
     'delete stream chunks of runs finished longer than grace ago, and any chunk older than max_age';
+
+-- Runs whose additional metadata has `key` = `value`, created at or after `since` (for subscriptions by metadata,
+-- which page forward by creation time; an index range scan on runs_pkey, never the whole history).
+CREATE FUNCTION hatchet.find_runs_by_metadata(tenant_id uuid, key text, value text, since timestamptz)
+RETURNS TABLE (run_id uuid, created_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    SELECT r.id, r.inserted_at FROM hatchet.runs r
+    WHERE r.tenant_id = find_runs_by_metadata.tenant_id AND r.inserted_at >= find_runs_by_metadata.since
+      AND r.additional_metadata ->> find_runs_by_metadata.key = find_runs_by_metadata.value
+    ORDER BY r.inserted_at, r.id
+$$;
+COMMENT ON FUNCTION hatchet.find_runs_by_metadata(uuid, text, text, timestamptz) IS
+    'runs created since a time whose additional metadata has key = value (stream subscriptions by metadata)';

@@ -310,3 +310,101 @@ async fn bad_stream_requests_get_a_clear_status_and_write_nothing() {
     assert_eq!(count().await, before + 1);
     server.stop().await.unwrap();
 }
+
+/// Runs one workflow run of `flow` with the given metadata; its single task is claimed by a SQL consumer.
+async fn running_run(pool: &PgPool, flow: &str, meta: serde_json::Value) -> (Uuid, Uuid) {
+    let run: Uuid = sqlx::query_scalar("SELECT hatchet.run_workflow($1, '{}', $2)")
+        .bind(flow)
+        .bind(meta)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let task: Uuid = sqlx::query_scalar("SELECT task_id FROM hatchet.dequeue($1, 'test')")
+        .bind(format!("{flow}:t"))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    (run, task)
+}
+
+#[tokio::test]
+async fn subscriptions_by_metadata_follow_every_matching_run() {
+    let server = TestServer::start().await;
+    let pool = server.state.pool.clone();
+    let flow = format!("meta{}", Uuid::new_v4().simple());
+    sqlx::query("SELECT hatchet.register_workflow($1)")
+        .bind(serde_json::json!({"name": flow, "tasks": [{"readable_id": "t"}]}))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let tag = Uuid::new_v4().to_string();
+    let bearer = format!("bearer {}", server.token);
+    let mut stream = DispatcherClient::new(server.channel().await)
+        .subscribe_to_workflow_events(with_auth(
+            proto::SubscribeToWorkflowEventsRequest {
+                additional_meta_key: Some("order".into()),
+                additional_meta_value: Some(tag.clone()),
+                ..Default::default()
+            },
+            Some(&bearer),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Two matching runs one after the other, and one with another value in between that must not show up.
+    for i in 0..2 {
+        let (other_run, other_task) =
+            running_run(&pool, &flow, serde_json::json!({"order": "someone-else"})).await;
+        let (run, task) = running_run(&pool, &flow, serde_json::json!({"order": tag})).await;
+        put(&server, &other_task.to_string(), Some(0), "not for us")
+            .await
+            .unwrap();
+        put(&server, &task.to_string(), Some(0), &format!("chunk {i}"))
+            .await
+            .unwrap();
+        complete(&pool, task).await;
+        complete(&pool, other_task).await;
+        let mut kinds = Vec::new();
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+                .unwrap();
+            assert_eq!(e.workflow_run_id, run.to_string(), "{e:?}");
+            assert_ne!(e.workflow_run_id, other_run.to_string());
+            assert!(!e.hangup, "a metadata subscription never hangs up: {e:?}");
+            if e.event_type == ResourceEventType::Stream as i32 {
+                assert_eq!(e.event_payload, format!("chunk {i}"));
+            }
+            kinds.push((e.resource_type, e.event_type));
+            if e.resource_type == ResourceType::WorkflowRun as i32 {
+                break;
+            }
+        }
+        assert_eq!(
+            kinds,
+            [
+                (
+                    ResourceType::StepRun as i32,
+                    ResourceEventType::Started as i32
+                ),
+                (
+                    ResourceType::StepRun as i32,
+                    ResourceEventType::Stream as i32
+                ),
+                (
+                    ResourceType::StepRun as i32,
+                    ResourceEventType::Completed as i32
+                ),
+                (
+                    ResourceType::WorkflowRun as i32,
+                    ResourceEventType::Completed as i32
+                ),
+            ]
+        );
+    }
+    drop(stream);
+    server.stop().await.unwrap();
+}

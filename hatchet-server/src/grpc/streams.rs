@@ -15,6 +15,10 @@
 //!    reading there;
 //! 4. sleep until a NOTIFY names the run, or [`POLL`] passes (a run can finish without a chunk).
 //!
+//! A subscription by additional metadata (`additional_meta_key` / `_value`, the SDK's
+//! `stream_by_additional_metadata`) follows every matching run created after it started the same way, without the
+//! hangup, until the client leaves.
+//!
 //! Chunks of concurrently running tasks can commit out of `seq` order, so a reader keeps re-reading the last few
 //! seconds of chunks (until `read_stream_chunks` reports them settled) and skips the ones it already sent.
 //!
@@ -178,16 +182,17 @@ pub async fn subscribe(
 ) -> Result<ResponseStream<proto::WorkflowEvent>, tonic::Status> {
     let run = match request.workflow_run_id.as_deref() {
         Some(id) if !id.trim().is_empty() => parse_id("workflow_run_id", id)?,
-        _ if request.additional_meta_key.is_some() => {
-            return Err(super::unimplemented(
-                "Dispatcher.SubscribeToWorkflowEvents by additional metadata",
-            ))
-        }
-        _ => {
-            return Err(tonic::Status::invalid_argument(
-                "workflow_run_id is required",
-            ))
-        }
+        _ => match (
+            request.additional_meta_key.as_deref(),
+            request.additional_meta_value.as_deref(),
+        ) {
+            (Some(key), Some(value)) if !key.is_empty() => {
+                return Ok(subscribe_by_metadata(state, tenant, key, value));
+            }
+            _ => return Err(tonic::Status::invalid_argument(
+                "workflow_run_id, or additional_meta_key and additional_meta_value, are required",
+            )),
+        },
     };
     state.streams.ensure_started(state);
     // Subscribe to wake-ups before the first read, so no chunk can slip between the read and the wait.
@@ -197,18 +202,46 @@ pub async fn subscribe(
     let mut sub = Subscription {
         state: state.clone(),
         tenant,
-        run,
         tx,
-        watermark: 0,
-        sent_chunks: HashSet::new(),
-        tasks: HashMap::new(),
     };
     tokio::spawn(async move {
-        if let Err(status) = sub.serve(first, wake).await {
+        if let Err(status) = sub.serve(RunStream::new(run), first, wake).await {
             let _ = sub.tx.send(Err(status)).await;
         }
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// How far back a metadata subscription looks for runs when it starts, and how much it re-reads each time (runs can
+/// commit out of creation order).
+const METADATA_LOOKBACK: Duration = Duration::from_secs(5);
+
+/// `SubscribeToWorkflowEvents` by additional metadata (`hatchet.listener.stream_by_additional_metadata`): the events
+/// of every run whose `additional_metadata[key] = value` that was created after the subscription started (or just
+/// before, see [`METADATA_LOOKBACK`]). Runs are found with `hatchet.find_runs_by_metadata` each poll; each is
+/// streamed like a single-run subscription, except that its end sends no hangup: the stream stays open for later
+/// runs until the client leaves.
+fn subscribe_by_metadata(
+    state: &AppState,
+    tenant: Uuid,
+    key: &str,
+    value: &str,
+) -> ResponseStream<proto::WorkflowEvent> {
+    state.streams.ensure_started(state);
+    let (tx, rx) = mpsc::channel(BUFFER);
+    let mut sub = Subscription {
+        state: state.clone(),
+        tenant,
+        tx,
+    };
+    let (key, value) = (key.to_owned(), value.to_owned());
+    let wake = state.streams.wake.subscribe();
+    tokio::spawn(async move {
+        if let Err(status) = sub.serve_metadata(&key, &value, wake).await {
+            let _ = sub.tx.send(Err(status)).await;
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,11 +276,9 @@ struct TaskSent {
     finished: bool,
 }
 
-struct Subscription {
-    state: AppState,
-    tenant: Uuid,
+/// What one subscriber has been sent of one run.
+struct RunStream {
     run: Uuid,
-    tx: mpsc::Sender<Result<proto::WorkflowEvent, tonic::Status>>,
     /// Every chunk at or below this seq has been sent and settled.
     watermark: i64,
     /// Chunks above the watermark already sent.
@@ -255,40 +286,135 @@ struct Subscription {
     tasks: HashMap<Uuid, TaskSent>,
 }
 
+impl RunStream {
+    fn new(run: Uuid) -> Self {
+        Self {
+            run,
+            watermark: 0,
+            sent_chunks: HashSet::new(),
+            tasks: HashMap::new(),
+        }
+    }
+}
+
+/// One subscriber: where its events go.
+struct Subscription {
+    state: AppState,
+    tenant: Uuid,
+    tx: mpsc::Sender<Result<proto::WorkflowEvent, tonic::Status>>,
+}
+
+/// What [`Subscription::step`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// The run goes on.
+    Running,
+    /// The run finished and its last event was sent.
+    Finished,
+    /// The client is gone.
+    Closed,
+}
+
 impl Subscription {
+    /// Waits for a wake-up naming one of `runs` (any run when empty), the poll interval, the client leaving or
+    /// shutdown; false for the last two.
+    async fn wait(&self, wake: &mut broadcast::Receiver<Uuid>, runs: &[Uuid]) -> bool {
+        let deadline = tokio::time::sleep(POLL);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                woken = wake.recv() => match woken {
+                    Ok(id) if id.is_nil() || runs.is_empty() || runs.contains(&id) => return true,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                    Err(broadcast::error::RecvError::Closed) => { deadline.as_mut().await; return true }
+                },
+                () = &mut deadline => return true,
+                () = self.tx.closed() => return false,
+                () = self.state.shutdown.cancelled() => return false,
+            }
+        }
+    }
+
     async fn serve(
         &mut self,
+        mut run: RunStream,
         first: RunState,
         mut wake: broadcast::Receiver<Uuid>,
     ) -> Result<(), tonic::Status> {
         let mut current = first;
         loop {
-            if !self.step(&current).await? {
-                return Ok(()); // hung up, or the client went away
+            if self.step(&mut run, &current, true).await? != Step::Running {
+                return Ok(());
             }
-            // Wait for a chunk of this run, the poll interval, the client leaving or shutdown.
-            let deadline = tokio::time::sleep(POLL);
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    woken = wake.recv() => match woken {
-                        Ok(id) if id == self.run || id.is_nil() => break,
-                        Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => { deadline.as_mut().await; break }
-                    },
-                    () = &mut deadline => break,
-                    () = self.tx.closed() => return Ok(()),
-                    () = self.state.shutdown.cancelled() => return Ok(()),
-                }
+            if !self.wait(&mut wake, &[run.run]).await {
+                return Ok(());
             }
-            current = run_state(&self.state, self.tenant, self.run).await?;
+            current = run_state(&self.state, self.tenant, run.run).await?;
         }
     }
 
-    /// Sends what is new; false once the run is finished and the hangup was sent (or the client is gone).
-    async fn step(&mut self, current: &RunState) -> Result<bool, tonic::Status> {
-        let run_id = self.run.to_string();
+    async fn serve_metadata(
+        &mut self,
+        key: &str,
+        value: &str,
+        mut wake: broadcast::Receiver<Uuid>,
+    ) -> Result<(), tonic::Status> {
+        let started = chrono::Utc::now();
+        let lookback = chrono::Duration::from_std(METADATA_LOOKBACK).unwrap_or_default();
+        let mut cursor = started - lookback;
+        let mut seen: HashSet<Uuid> = HashSet::new();
+        let mut live: Vec<RunStream> = Vec::new();
+        loop {
+            let rows = sqlx::query(
+                "SELECT run_id, created_at FROM hatchet.find_runs_by_metadata(tenant_id => $1, key => $2, \
+                 value => $3, since => $4)",
+            )
+            .bind(self.tenant)
+            .bind(key)
+            .bind(value)
+            .bind(cursor)
+            .fetch_all(&self.state.pool)
+            .await
+            .map_err(AppError::from)?;
+            let mut newest = cursor;
+            for row in rows {
+                let run: Uuid = row.try_get("run_id").map_err(AppError::from)?;
+                let created: chrono::DateTime<chrono::Utc> =
+                    row.try_get("created_at").map_err(AppError::from)?;
+                newest = newest.max(created);
+                if seen.insert(run) {
+                    live.push(RunStream::new(run));
+                }
+            }
+            // Keep re-reading the last few seconds: a run created earlier may commit later.
+            cursor = cursor.max(newest - lookback);
+            let mut still = Vec::with_capacity(live.len());
+            for mut run in live {
+                let current = run_state(&self.state, self.tenant, run.run).await?;
+                match self.step(&mut run, &current, false).await? {
+                    Step::Running => still.push(run),
+                    Step::Finished => {}
+                    Step::Closed => return Ok(()),
+                }
+            }
+            live = still;
+            let ids: Vec<Uuid> = live.iter().map(|r| r.run).collect();
+            // With no live run only the poll (or a NOTIFY for any run) wakes us to look for new runs.
+            if !self.wait(&mut wake, &ids).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends what is new of one run; `hangup` marks its final WORKFLOW_RUN event as the end of the stream.
+    async fn step(
+        &mut self,
+        stream: &mut RunStream,
+        current: &RunState,
+        hangup: bool,
+    ) -> Result<Step, tonic::Status> {
+        let run_id = stream.run.to_string();
         let now = Some(timestamp(chrono::Utc::now()));
         let event = |resource_type: ResourceType,
                      event_type: ResourceEventType,
@@ -309,7 +435,7 @@ impl Subscription {
         // Tasks that started (or finished without us seeing them run).
         let mut out = Vec::new();
         for t in &current.tasks {
-            let sent = self.tasks.entry(t.task_id).or_default();
+            let sent = stream.tasks.entry(t.task_id).or_default();
             if !sent.started && t.status != "QUEUED" && t.status != "PENDING" {
                 sent.started = true;
                 let mut e = event(
@@ -328,8 +454,8 @@ impl Subscription {
             "SELECT seq, task_id, retry_count, event_index, message, settled \
              FROM hatchet.read_stream_chunks(run_id => $1, after_seq => $2, tenant_id => $3)",
         )
-        .bind(self.run)
-        .bind(self.watermark)
+        .bind(stream.run)
+        .bind(stream.watermark)
         .bind(self.tenant)
         .fetch_all(&self.state.pool)
         .await
@@ -338,7 +464,7 @@ impl Subscription {
         for row in rows {
             let seq: i64 = row.try_get("seq").map_err(AppError::from)?;
             let settled: bool = row.try_get("settled").map_err(AppError::from)?;
-            if self.sent_chunks.insert(seq) {
+            if stream.sent_chunks.insert(seq) {
                 let task_id: Uuid = row.try_get("task_id").map_err(AppError::from)?;
                 let message: Vec<u8> = row.try_get("message").map_err(AppError::from)?;
                 let mut e = event(
@@ -352,8 +478,8 @@ impl Subscription {
                 out.push(e);
             }
             if settled_prefix && settled {
-                self.watermark = seq;
-                self.sent_chunks.remove(&seq);
+                stream.watermark = seq;
+                stream.sent_chunks.remove(&seq);
             } else {
                 settled_prefix = false;
             }
@@ -361,7 +487,7 @@ impl Subscription {
 
         // Tasks that finished.
         for t in &current.tasks {
-            let sent = self.tasks.entry(t.task_id).or_default();
+            let sent = stream.tasks.entry(t.task_id).or_default();
             let kind = match t.status.as_str() {
                 "COMPLETED" | "SKIPPED" => ResourceEventType::Completed,
                 "FAILED" => ResourceEventType::Failed,
@@ -396,18 +522,22 @@ impl Subscription {
             let mut e = event(
                 ResourceType::WorkflowRun,
                 kind,
-                self.run.to_string(),
+                stream.run.to_string(),
                 String::new(),
             );
-            e.hangup = true;
+            e.hangup = hangup;
             out.push(e);
         }
 
         for e in out {
             if self.tx.send(Ok(e)).await.is_err() {
-                return Ok(false);
+                return Ok(Step::Closed);
             }
         }
-        Ok(finished.is_none())
+        Ok(if finished.is_some() {
+            Step::Finished
+        } else {
+            Step::Running
+        })
     }
 }

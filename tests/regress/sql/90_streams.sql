@@ -46,3 +46,14 @@ SELECT convert_from(message, 'UTF8') AS left_over FROM hatchet.stream_chunks ORD
 -- Anything older than max_age goes, finished or not.
 SELECT hatchet.prune_stream_chunks(grace => '1 hour', max_age => '-1 hour') AS pruned;
 SELECT count(*) AS chunks FROM hatchet.stream_chunks;
+
+-- Runs by additional metadata, from a point in time on (subscriptions by metadata page forward with it).
+SELECT hatchet.register_workflow('{"name": "tagged", "tasks": [{"readable_id": "t"}]}') IS NOT NULL AS registered;
+SELECT hatchet.run_workflow('tagged', '{}', '{"order": "o-1"}') AS r1 \gset
+SELECT hatchet.run_workflow('tagged', '{}', '{"order": "o-2"}') AS r2 \gset
+SELECT hatchet.run_workflow('tagged', '{}', '{"order": "o-1", "x": 1}') AS r3 \gset
+SELECT count(*) AS matched, bool_and(run_id IN (:'r1', :'r3')) AS the_right_ones
+FROM hatchet.find_runs_by_metadata(hatchet.default_tenant(), 'order', 'o-1', now() - interval '1 minute');
+SELECT count(*) AS none_later
+FROM hatchet.find_runs_by_metadata(hatchet.default_tenant(), 'order', 'o-1', now() + interval '1 minute');
+SELECT count(*) AS other_key FROM hatchet.find_runs_by_metadata(hatchet.default_tenant(), 'x', '1', '-infinity');
