@@ -816,7 +816,7 @@ COMMENT ON FUNCTION hatchet.fail(uuid, integer, text, boolean, uuid) IS
 
 CREATE FUNCTION hatchet.refresh_timeout(
     task_id     uuid,
-    retry_count integer,
+    retry_count integer,  -- NULL: the attempt that is running
     by          text,
     tenant_id   uuid DEFAULT NULL
 ) RETURNS timestamptz
@@ -831,12 +831,19 @@ BEGIN
         PERFORM hatchet.raise_error('null_argument', ARRAY['by']);
     END IF;
     v_by := hatchet.parse_duration(refresh_timeout.by);
+    -- retry_count NULL: whichever attempt is running (a worker protocol call names only the task).
     UPDATE hatchet.running r SET timeout_at = r.timeout_at + v_by
     WHERE r.tenant_id = p_tenant AND r.task_id = refresh_timeout.task_id
-      AND r.retry_count = refresh_timeout.retry_count
+      AND (refresh_timeout.retry_count IS NULL OR r.retry_count = refresh_timeout.retry_count)
     RETURNING r.* INTO v_run;
     IF NOT FOUND THEN
-        PERFORM hatchet._reject_stale(p_tenant, refresh_timeout.task_id, refresh_timeout.retry_count);
+        IF refresh_timeout.task_id IS NULL THEN
+            PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+        END IF;
+        PERFORM hatchet._reject_stale(p_tenant, refresh_timeout.task_id,
+                                      coalesce(refresh_timeout.retry_count,
+                                               (SELECT s.current FROM hatchet._task_state(p_tenant, refresh_timeout.task_id) s),
+                                               0));
     END IF;
     INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, worker_id,
                                      worker_name, reason)

@@ -61,6 +61,12 @@ SELECT timeout_at AS t0 FROM hatchet.dequeue('life') \gset
 SELECT hatchet.refresh_timeout(:'r', 0, '1m') - :'t0'::timestamptz AS extended_by;
 SELECT pg_temp.err(format('SELECT hatchet.refresh_timeout(%L, 1, %L)', :'r', '1m')) AS stale_refresh;
 SELECT pg_temp.err(format('SELECT hatchet.refresh_timeout(%L, 0, %L)', :'r', 'soon')) AS bad_duration;
+-- retry_count NULL names the running attempt; with nothing running it is rejected like a stale attempt.
+SELECT hatchet.refresh_timeout(:'r', NULL, '1m') - :'t0'::timestamptz AS extended_by_again;
+SELECT hatchet.complete(:'r', 0);
+SELECT hatchet.task_status(:'r');
+SELECT pg_temp.err(format('SELECT hatchet.refresh_timeout(%L, NULL, %L)', :'r', '1m')) AS refresh_finished;
+SELECT pg_temp.err(format('SELECT hatchet.refresh_timeout(%L, NULL, %L)', gen_random_uuid(), '1m')) AS refresh_unknown;
 SELECT event_type, reason FROM hatchet.task_events(:'r') WHERE event_type = 'TIMEOUT_REFRESHED';
 
 -- cancel: queued, delayed and running tasks; a finished task is not cancelled; results after a cancel are stale.
