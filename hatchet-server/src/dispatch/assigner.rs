@@ -9,6 +9,8 @@
 
 use crate::db::workers::{self as db, Assignment};
 use crate::AppState;
+use sqlx::pool::PoolConnection;
+use sqlx::Postgres;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -30,11 +32,15 @@ pub async fn run(state: AppState) {
     let shutdown = state.shutdown.clone();
     let mut idle = MIN_IDLE;
     let mut last_purge = Instant::now();
+    // The loop's own connection, kept between rounds: taking one from the pool costs a round trip (the pool's
+    // liveness check) on every call, and this loop calls often. Dropped on any error and taken anew.
+    let mut conn: Option<PoolConnection<Postgres>> = None;
     loop {
-        let busy = match round(&state).await {
+        let busy = match round(&state, &mut conn).await {
             Ok(full) => full,
             Err(err) => {
                 tracing::warn!(error = %err, "assignment failed; retrying");
+                conn = None;
                 false
             }
         };
@@ -56,10 +62,23 @@ pub async fn run(state: AppState) {
 }
 
 /// One pass over the tenants with connected workers. True if some call filled a whole batch (more may be ready).
-async fn round(state: &AppState) -> Result<bool, sqlx::Error> {
+async fn round(
+    state: &AppState,
+    conn: &mut Option<PoolConnection<Postgres>>,
+) -> Result<bool, sqlx::Error> {
+    let tenants = state.dispatch.connected_by_tenant();
+    if tenants.is_empty() {
+        return Ok(false);
+    }
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(state.pool.acquire().await?),
+    };
     let mut full = false;
-    for (tenant, workers) in state.dispatch.connected_by_tenant() {
-        let rows = db::assign(&state.pool, tenant, &workers, BATCH).await?;
+    for (tenant, workers) in tenants {
+        let started = Instant::now();
+        let rows = db::assign(&mut **conn, tenant, &workers, BATCH).await?;
+        tracing::debug!(%tenant, rows = rows.len(), took_us = started.elapsed().as_micros() as u64, "assign round");
         full |= rows.len() == BATCH as usize;
         record(state, tenant, &rows);
     }

@@ -1,5 +1,6 @@
-//! Batches COMPLETED events: every handler queues its completion here and waits; the batcher collects what
-//! arrives within a few milliseconds and, per worker, runs one transaction that completes the batch with
+//! Batches COMPLETED events: every handler queues its completion here and waits; the batcher takes everything
+//! queued so far (what arrived while the previous batch was committing) and, per worker, runs one transaction that
+//! completes the batch with
 //! `hatchet.complete_many` and assigns that worker its next attempts with `hatchet.assign` (Hatchet's "optimistic
 //! scheduling", Oban's "bundled acking"): a busy worker costs well under one transaction per task, and the slots a
 //! batch frees are refilled without waiting for the assigner's next round.
@@ -10,20 +11,18 @@
 //! touches only that worker's rows.
 //!
 //! A stale attempt (already completed, cancelled or timed out) is skipped by `complete_many`, so a resent
-//! COMPLETED succeeds silently. If a batch fails as a whole (one oversized output, for example), its items are
-//! retried one by one so one bad item cannot fail the others.
+//! COMPLETED succeeds silently. If a batch fails as a whole (one oversized output, or a failed assignment), its
+//! items are completed again one by one, without assigning, so one bad item cannot fail the others.
 
 use crate::db::workers::{self as db, Assignment};
 use crate::{AppError, AppState};
 use serde_json::Value;
+use sqlx::pool::PoolConnection;
+use sqlx::Postgres;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-
-/// How long the batcher waits for more completions after the first one of a batch.
-const BATCH_WINDOW: Duration = Duration::from_millis(3);
 
 /// Most completions in one `complete_many` call.
 const MAX_BATCH: usize = 500;
@@ -98,17 +97,21 @@ pub async fn run(state: AppState) {
         return;
     };
     let shutdown = state.shutdown.clone();
+    // The batcher's own connection, kept between batches (see `complete_and_assign`); dropped on any error.
+    let mut conn: Option<PoolConnection<Postgres>> = None;
     loop {
         let first = tokio::select! {
             item = rx.recv() => match item { Some(item) => item, None => return },
             () = shutdown.cancelled() => return,
         };
+        // Natural batching: take what is already waiting and go. No timer: an idle server completes (and refills
+        // the slot) at once, and under load the completions that arrive while one transaction commits form the
+        // next batch.
         let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
         while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(item)) => batch.push(item),
-                Ok(None) | Err(_) => break,
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
             }
         }
         let mut by_worker: HashMap<(Uuid, Option<Uuid>), Vec<Completion>> = HashMap::new();
@@ -119,7 +122,7 @@ pub async fn run(state: AppState) {
                 .push(item);
         }
         for ((tenant, worker), items) in by_worker {
-            complete_batch(&state, tenant, worker, items).await;
+            complete_batch(&state, &mut conn, tenant, worker, items).await;
         }
         state.dispatch.wake_runs();
     }
@@ -127,6 +130,7 @@ pub async fn run(state: AppState) {
 
 async fn complete_batch(
     state: &AppState,
+    conn: &mut Option<PoolConnection<Postgres>>,
     tenant: Uuid,
     worker: Option<Uuid>,
     items: Vec<Completion>,
@@ -134,33 +138,56 @@ async fn complete_batch(
     let task_ids: Vec<Uuid> = items.iter().map(|c| c.task_id).collect();
     let retry_counts: Vec<i32> = items.iter().map(|c| c.retry_count).collect();
     let outputs: Vec<Value> = items.iter().map(|c| c.output.clone()).collect();
-    match complete_and_assign(state, tenant, worker, &task_ids, &retry_counts, &outputs).await {
-        Ok((completed, assigned)) => {
-            state.metrics.completions.inc_by(completed.max(0) as u64);
-            super::assigner::record(state, tenant, &assigned);
+    let mut refilled = false;
+    let started = std::time::Instant::now();
+    let result = complete_and_assign(
+        state,
+        conn,
+        tenant,
+        worker,
+        &task_ids,
+        &retry_counts,
+        &outputs,
+    )
+    .await;
+    tracing::debug!(
+        size = items.len(),
+        took_us = started.elapsed().as_micros() as u64,
+        "completion batch"
+    );
+    if result.is_err() {
+        // The connection may be the problem: take a fresh one next time.
+        *conn = None;
+    }
+    match result {
+        Ok(done) => {
+            state
+                .metrics
+                .completions
+                .inc_by(done.completed.max(0) as u64);
+            super::assigner::record(state, tenant, &done.assigned);
+            refilled = done.refilled;
             for item in items {
                 let _ = item.reply.send(Ok(()));
             }
         }
-        Err(err) if items.len() > 1 => {
+        // The transaction rolled back as a whole (completions and assignments alike): complete the items one by
+        // one without assigning, so neither one bad item nor a failed assignment can fail the others. An item the
+        // failed transaction did complete after all (a commit whose answer was lost) is skipped as stale.
+        Err(err) => {
             tracing::warn!(error = %err, size = items.len(), "completion batch failed; completing its items one by one");
             for item in items {
                 let result = complete_one(state, tenant, &item).await;
                 let _ = item.reply.send(result);
             }
         }
-        Err(err) => {
-            let item = items.into_iter().next().expect("one item");
-            let result = match AppError::from(err) {
-                AppError::ResourceExhausted(msg) => {
-                    fail_oversized(state, tenant, &item, &msg).await
-                }
-                other => Err(other),
-            };
-            let _ = item.reply.send(result);
-        }
     }
-    state.dispatch.wake_assigner();
+    // The assigner only needs to run when this transaction could not have refilled every slot it freed: the
+    // in-transaction assignment did not run (or failed), it handed out a full batch (more may be ready), or the
+    // tenant has other workers here that the completions may have given work (a DAG's next tasks).
+    if !refilled {
+        state.dispatch.wake_assigner();
+    }
 }
 
 async fn complete_one(state: &AppState, tenant: Uuid, item: &Completion) -> Result<(), AppError> {
@@ -207,36 +234,50 @@ async fn fail_oversized(
     }
 }
 
-/// One transaction: complete the batch, then (in a savepoint, so a failed assignment never undoes the
-/// completions) assign the reporting worker its next attempts, if its stream is on this server.
+/// What one completion transaction did.
+struct Done {
+    completed: i32,
+    assigned: Vec<Assignment>,
+    /// The transaction's own assignment covered every slot the batch could have freed (see [`complete_batch`]).
+    refilled: bool,
+}
+
+/// One transaction: complete the batch, then assign the reporting worker its next attempts, if its stream is on
+/// this server. Four round trips (BEGIN, complete_many, assign, COMMIT) on the batcher's own connection: the
+/// worker's slot rows stay locked from `complete_many` to COMMIT, so every round trip saved here is time the
+/// assigner does not wait. If anything fails, the whole transaction rolls back and the caller completes the items
+/// one by one (without assigning).
 async fn complete_and_assign(
     state: &AppState,
+    conn: &mut Option<PoolConnection<Postgres>>,
     tenant: Uuid,
     worker: Option<Uuid>,
     task_ids: &[Uuid],
     retry_counts: &[i32],
     outputs: &[Value],
-) -> Result<(i32, Vec<Assignment>), sqlx::Error> {
-    let mut tx = state.pool.begin().await?;
+) -> Result<Done, sqlx::Error> {
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(state.pool.acquire().await?),
+    };
+    let mut tx = sqlx::Connection::begin(&mut **conn).await?;
     let completed = db::complete_many(&mut *tx, tenant, task_ids, retry_counts, outputs).await?;
+    let connected = state.dispatch.connected_of(tenant);
     let workers: Vec<Uuid> = worker
-        .filter(|w| state.dispatch.connected_of(tenant).contains(w))
+        .filter(|w| connected.contains(w))
         .into_iter()
         .collect();
     let mut assigned = Vec::new();
+    // Nothing completed means nothing was freed: no slot to refill and no reason for the assigner to run.
+    let mut refilled = completed == 0;
     if completed > 0 && !workers.is_empty() {
-        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match db::assign(&mut *savepoint, tenant, &workers, ASSIGN_WITH_BATCH).await {
-            Ok(rows) => {
-                savepoint.commit().await?;
-                assigned = rows;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "assignment after a completion batch failed; the assigner will retry");
-                savepoint.rollback().await?;
-            }
-        }
+        assigned = db::assign(&mut *tx, tenant, &workers, ASSIGN_WITH_BATCH).await?;
+        refilled = connected.len() == 1 && assigned.len() < ASSIGN_WITH_BATCH as usize;
     }
     tx.commit().await?;
-    Ok((completed, assigned))
+    Ok(Done {
+        completed,
+        assigned,
+        refilled,
+    })
 }

@@ -260,6 +260,7 @@ impl Dispatch {
                 .entry(a.worker_id)
                 .or_insert_with(|| WorkerEntry::new(tenant));
             let delivered = entry.send(action.clone());
+            tracing::debug!(task_id = %a.task_id, worker_id = %a.worker_id, delivered, "pushed");
             if !delivered {
                 tracing::debug!(worker_id = %a.worker_id, task_id = %a.task_id, "worker stream down; the assignment waits for its reconnect");
             }
@@ -275,6 +276,7 @@ impl Dispatch {
 
     /// The worker sent STARTED for an attempt: it has it.
     pub fn acknowledge(&self, tenant: Uuid, worker_id: Option<Uuid>, task_id: Uuid) {
+        tracing::debug!(%task_id, "started");
         let mut reg = self.registry();
         if let Some(entry) = find_holder(&mut reg, tenant, worker_id, task_id) {
             if let Some(inflight) = entry.inflight.get_mut(&task_id) {
@@ -285,6 +287,7 @@ impl Dispatch {
 
     /// The attempt reported COMPLETED or FAILED: nothing more to redeliver.
     pub fn finished(&self, tenant: Uuid, worker_id: Option<Uuid>, task_id: Uuid) {
+        tracing::debug!(%task_id, "finished");
         let mut reg = self.registry();
         if let Some(entry) = find_holder(&mut reg, tenant, worker_id, task_id) {
             entry.inflight.remove(&task_id);
