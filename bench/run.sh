@@ -48,12 +48,32 @@ if ! command -v redis-server >/dev/null; then
   fi
 fi
 
-# 5. hatchet-sdk, only when there is a hatchet-server to talk to.
+# 5. hatchet-server for the through-the-server scenario: a release build (a debug build is several times slower and
+#    not what anyone deploys), into the same target dir. The smoke run only proves the path works, so it takes the
+#    newest existing build instead of compiling one (release preferred); BENCH_HATCHET_SERVER overrides both.
+size=smoke scenarios=""
+prev=""
+for a in "$@"; do
+  case "$prev" in --size) size="$a" ;; --scenarios) scenarios="$a" ;; esac
+  case "$a" in --size=*) size="${a#--size=}" ;; --scenarios=*) scenarios="${a#--scenarios=}" ;; esac
+  prev="$a"
+done
 server="${BENCH_HATCHET_SERVER:-}"
+if [ -z "$server" ] && [ "$size" != smoke ] && { [ -z "$scenarios" ] || [[ ",$scenarios," == *,server,* ]]; }; then
+  say "building hatchet-server (release)"
+  if cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p hatchet-server; then
+    server="$CARGO_TARGET_DIR/release/hatchet-server"
+    export BENCH_HATCHET_SERVER="$server"
+  else
+    say "warning: hatchet-server did not build; the server scenario uses an existing build if there is one"
+  fi
+fi
 if [ -z "$server" ]; then
-  server="$(ls -t "$ROOT"/target*/release/hatchet-server "$ROOT"/target*/debug/hatchet-server 2>/dev/null | head -1 || true)"
+  server="$(ls -t "$ROOT"/target*/release/hatchet-server 2>/dev/null | head -1 || true)"
+  [ -n "$server" ] || server="$(ls -t "$ROOT"/target*/debug/hatchet-server 2>/dev/null | head -1 || true)"
 fi
 [ -n "$server" ] || server="$(command -v hatchet-server || true)"
+# 6. hatchet-sdk, only when there is a hatchet-server to talk to.
 if [ -n "$server" ] && { [ ! -x "$WORK/venv-sdk/bin/python" ] \
      || ! cmp -s "$BENCH/drivers/python/requirements-sdk.txt" "$WORK/venv-sdk/requirements.txt"; }; then
   say "installing hatchet-sdk (PyPI) for the through-the-server scenario"

@@ -21,20 +21,23 @@ from errors import StepError
 from systems import BENCH, WORK, System
 
 DEFAULT_TENANT = "707d0855-80ab-4e1f-a156-f1c4546cbf52"
-GRPC = "127.0.0.1:17077"
-HTTP = "127.0.0.1:18080"
+# Overridable so two benchmark runs on one machine (with their own BENCH_PGPORT / BENCH_REDIS_PORT) do not collide.
+GRPC = os.environ.get("BENCH_SERVER_GRPC", "127.0.0.1:17077")
+HTTP = os.environ.get("BENCH_SERVER_HTTP", "127.0.0.1:18080")
 
 
 def find_server() -> Path | None:
-    """The hatchet-server binary: $BENCH_HATCHET_SERVER if set, else the newest build under the workspace's
-    target directories (`target*/{release,debug}`), else PATH."""
+    """The hatchet-server binary: $BENCH_HATCHET_SERVER if set (bench/run.sh sets it to the release build it just
+    made), else the newest release build under the workspace's target directories (`target*/release`), else the
+    newest debug build, else PATH."""
     forced = os.environ.get("BENCH_HATCHET_SERVER")
     if forced:
         return Path(forced) if Path(forced).is_file() else None
-    builds = [p for p in BENCH.parent.glob("target*/*/hatchet-server")
-              if p.parent.name in ("release", "debug") and p.is_file() and os.access(p, os.X_OK)]
-    if builds:
-        return max(builds, key=lambda p: p.stat().st_mtime)
+    for profile in ("release", "debug"):
+        builds = [p for p in BENCH.parent.glob(f"target*/{profile}/hatchet-server")
+                  if p.is_file() and os.access(p, os.X_OK)]
+        if builds:
+            return max(builds, key=lambda p: p.stat().st_mtime)
     found = shutil.which("hatchet-server")
     return Path(found) if found else None
 
@@ -44,7 +47,8 @@ def sdk_system(token: str) -> System:
     return System(
         "hatchet_sdk", "hatchet-sdk → hatchet-server → pg_hatchet", "pg",
         [str(py), str(BENCH / "drivers" / "python" / "hatchet_sdk_driver.py")],
-        ["Python hatchet-sdk worker, `slots` = concurrency, synchronous task with the Celery task's body",
+        ["Python hatchet-sdk worker, `slots` = concurrency, synchronous task with the Celery task's body, "
+         "SDK log level WARNING (the Celery worker runs with `-l WARNING`)",
          "enqueue: `run_many(wait_for_result=False)` batches; latency: `run_no_wait` per task"],
         env={"HATCHET_CLIENT_TOKEN": token, "HATCHET_CLIENT_HOST_PORT": GRPC,
              "HATCHET_CLIENT_TLS_STRATEGY": "none", "HATCHET_CLIENT_SERVER_URL": f"http://{HTTP}",

@@ -11,6 +11,7 @@ Scenarios: probe (one task end to end, used to decide whether the server is usab
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -24,6 +25,11 @@ from pydantic import BaseModel
 from task_body import record_start
 
 HERE = os.path.abspath(__file__)
+
+# The SDK logs every task at INFO (received, started, finished) from both of its worker processes; the Celery worker
+# runs with `-l WARNING`, so this one does too. Module level, so it also holds in the SDK's action-listener process,
+# which multiprocessing spawns by importing this module.
+logging.getLogger("hatchet").setLevel(logging.WARNING)
 
 
 class BenchInput(BaseModel):
