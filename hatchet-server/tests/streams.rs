@@ -408,3 +408,35 @@ async fn subscriptions_by_metadata_follow_every_matching_run() {
     drop(stream);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stream_survives_a_server_restart() {
+    let first = TestServer::start().await;
+    let pool = first.state.pool.clone();
+    let task = running_task(&pool).await;
+    let id = task.to_string();
+    let mut before = subscribe(&first, &id).await.unwrap();
+    put(&first, &id, Some(0), "before").await.unwrap();
+    first.stop().await.unwrap();
+    // The subscriber of the stopped server sees its stream end without a hangup (the SDK resubscribes).
+    let mut ended = false;
+    for _ in 0..10 {
+        match tokio::time::timeout(Duration::from_secs(5), before.message()).await {
+            Ok(Ok(Some(e))) => assert!(!e.hangup, "{e:?}"),
+            Ok(_) => {
+                ended = true;
+                break;
+            }
+            Err(_) => panic!("the stream of a stopped server did not end"),
+        }
+    }
+    assert!(ended);
+
+    let second = TestServer::start().await;
+    put(&second, &id, Some(1), "after").await.unwrap();
+    let mut after = subscribe(&second, &id).await.unwrap();
+    complete(&pool, task).await;
+    let events = until_hangup(&mut after).await;
+    assert_eq!(chunks(&events), ["before", "after"]);
+    second.stop().await.unwrap();
+}
