@@ -1,6 +1,6 @@
 //! Batches COMPLETED events: every handler queues its completion here and waits; the batcher takes everything
-//! queued so far (what arrived while the previous batch was committing) and, per worker, runs one transaction that
-//! completes the batch with
+//! queued so far (at once while there is a backlog, else after a 3 ms linger) and, per worker, runs one transaction
+//! that completes the batch with
 //! `hatchet.complete_many` and assigns that worker its next attempts with `hatchet.assign` (Hatchet's "optimistic
 //! scheduling", Oban's "bundled acking"): a busy worker costs well under one transaction per task, and the slots a
 //! batch frees are refilled without waiting for the assigner's next round.
@@ -21,8 +21,12 @@ use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
+
+/// How long a batch waits for more completions when there is no backlog (see [`run`]).
+const IDLE_LINGER: Duration = Duration::from_millis(3);
 
 /// Most completions in one `complete_many` call.
 const MAX_BATCH: usize = 500;
@@ -99,19 +103,31 @@ pub async fn run(state: AppState) {
     let shutdown = state.shutdown.clone();
     // The batcher's own connection, kept between batches (see `complete_and_assign`); dropped on any error.
     let mut conn: Option<PoolConnection<Postgres>> = None;
+    let mut backlog = true;
     loop {
         let first = tokio::select! {
             item = rx.recv() => match item { Some(item) => item, None => return },
             () = shutdown.cancelled() => return,
         };
-        // Natural batching: take what is already waiting and go. No timer: an idle server completes (and refills
-        // the slot) at once, and under load the completions that arrive while one transaction commits form the
-        // next batch.
+        // Take what is already waiting (the completions that arrived while the previous batch committed). With a
+        // backlog (the previous batch's own assignment found work) go at once: the freed slots are what the
+        // waiting tasks need. Without one, nothing waits for these slots, so linger a little: fewer, larger
+        // completion transactions hold the worker's slot rows less often, and the assigner (a new task's path
+        // to a worker) waits less for them.
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(item) => batch.push(item),
                 Err(_) => break,
+            }
+        }
+        if !backlog {
+            let deadline = tokio::time::Instant::now() + IDLE_LINGER;
+            while batch.len() < MAX_BATCH {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(item)) => batch.push(item),
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
         let mut by_worker: HashMap<(Uuid, Option<Uuid>), Vec<Completion>> = HashMap::new();
@@ -121,24 +137,27 @@ pub async fn run(state: AppState) {
                 .or_default()
                 .push(item);
         }
+        backlog = false;
         for ((tenant, worker), items) in by_worker {
-            complete_batch(&state, &mut conn, tenant, worker, items).await;
+            backlog |= complete_batch(&state, &mut conn, tenant, worker, items).await;
         }
         state.dispatch.wake_runs();
     }
 }
 
+/// Completes one worker's batch; true if its transaction assigned work (there is a backlog) or failed (in doubt).
 async fn complete_batch(
     state: &AppState,
     conn: &mut Option<PoolConnection<Postgres>>,
     tenant: Uuid,
     worker: Option<Uuid>,
     items: Vec<Completion>,
-) {
+) -> bool {
     let task_ids: Vec<Uuid> = items.iter().map(|c| c.task_id).collect();
     let retry_counts: Vec<i32> = items.iter().map(|c| c.retry_count).collect();
     let outputs: Vec<Value> = items.iter().map(|c| c.output.clone()).collect();
     let mut refilled = false;
+    let mut backlog = true;
     let started = std::time::Instant::now();
     let result = complete_and_assign(
         state,
@@ -167,6 +186,7 @@ async fn complete_batch(
                 .inc_by(done.completed.max(0) as u64);
             super::assigner::record(state, tenant, &done.assigned);
             refilled = done.refilled;
+            backlog = !done.assigned.is_empty();
             for item in items {
                 let _ = item.reply.send(Ok(()));
             }
@@ -188,6 +208,7 @@ async fn complete_batch(
     if !refilled {
         state.dispatch.wake_assigner();
     }
+    backlog
 }
 
 async fn complete_one(state: &AppState, tenant: Uuid, item: &Completion) -> Result<(), AppError> {
