@@ -42,20 +42,6 @@ def define(hatchet):
         # The worker process's name (run_worker sets it): which worker ran the task.
         return {"worker": os.environ.get("PLACEMENT_WORKER", "")}
 
-    def own_worker_id(ctx: Context) -> str:
-        # The SDK fills a sticky child's desired_worker_id from the action's worker_id; hatchet-server does not
-        # send that field yet (see the report), so look this worker's id up by name, once.
-        if ctx.worker_id:
-            return ctx.worker_id
-        if "id" not in own_id:
-            rows = hatchet.workers.list().rows or []
-            own_id["id"] = next(w.metadata.id for w in rows
-                                if w.name == os.environ["PLACEMENT_WORKER"]
-                                and getattr(w.status, "value", w.status) == "ACTIVE")
-        return own_id["id"]
-
-    own_id: dict[str, str] = {}
-
     chains = {}
     for strategy in (StickyStrategy.SOFT, StickyStrategy.HARD):
         wf = hatchet.workflow(name=f"e2e-sticky-{strategy.value.lower()}", sticky=strategy)
@@ -91,10 +77,9 @@ def define(hatchet):
         import asyncio
 
         await asyncio.sleep(0.5)
-        import asyncio
-
-        worker_id = await asyncio.to_thread(own_worker_id, ctx)
-        result = await child.aio_run(sticky=True, desired_worker_id=worker_id)
+        # The SDK sets the child's desired worker to ctx.worker_id (the AssignedAction's worker_id).
+        assert ctx.worker_id, "the server sent no worker_id with the assignment"
+        result = await child.aio_run(sticky=True)
         return {"parent": where(ctx)["worker"], "child": result["child"]["worker"]}
 
     flaky = hatchet.workflow(name="e2e-replay-flaky", input_validator=MarkerInput)
