@@ -512,7 +512,11 @@ CREATE TABLE hatchet.tasks (
     CONSTRAINT task_retries_not_negative CHECK (retries >= 0),
     CONSTRAINT task_input_is_object CHECK (jsonb_typeof(input) = 'object')
 ) PARTITION BY RANGE (inserted_at);
-CREATE INDEX tasks_run_idx ON hatchet.tasks (tenant_id, run_id);
+-- run_id first, not tenant_id: an index that leads with tenant_id alone is a trap for the per-row primary-key probes
+-- (tenant_id, inserted_at, id) of dequeue and assign. On a day partition without statistics yet, a cached generic
+-- plan picked it with only tenant_id as the condition and read every task of the tenant per claimed row (measured:
+-- 0.4 s per 100 claimed in a fresh database under steady load).
+CREATE INDEX tasks_run_idx ON hatchet.tasks (run_id, tenant_id);
 COMMENT ON TABLE hatchet.tasks IS 'one row per task (not per attempt); immutable after insert';
 
 CREATE TABLE hatchet.task_events (
