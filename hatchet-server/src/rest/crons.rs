@@ -145,8 +145,7 @@ async fn find_cron(state: &AppState, tenant: Uuid, id: Uuid) -> Result<Cron, App
 }
 
 fn page<T>(rows: Vec<T>, p: &Params) -> Result<List<T>, AppError> {
-    let offset = p.int("offset")?.unwrap_or(0).max(0);
-    let limit = p.int("limit")?.unwrap_or(50).clamp(1, 1000);
+    let (offset, limit) = p.page()?;
     let total = i64::try_from(rows.len()).unwrap_or(i64::MAX);
     let rows = rows
         .into_iter()

@@ -26,8 +26,7 @@ async fn list_events(
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
     let p = Params::parse(raw.as_deref());
-    let offset = p.int("offset")?.unwrap_or(0).max(0);
-    let limit = p.int("limit")?.unwrap_or(50).clamp(1, 1000);
+    let (offset, limit) = p.page()?;
     let keys = p.list("keys");
     let (events, total) = db::list_events(
         &state.pool,

@@ -123,8 +123,7 @@ async fn list(
 ) -> Result<Json<List<Filter>>, AppError> {
     auth.check_path(&tenant_path)?;
     let p = Params::parse(raw.as_deref());
-    let offset = p.int("offset")?.unwrap_or(0).max(0);
-    let limit = p.int("limit")?.unwrap_or(50).clamp(1, 1000);
+    let (offset, limit) = p.page()?;
     let workflows = p.uuids("workflowIds")?;
     let scopes = p.list("scopes");
     let (rows, total) = find(

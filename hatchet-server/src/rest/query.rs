@@ -62,6 +62,13 @@ impl Params {
             .transpose()
     }
 
+    /// `offset` (default 0, never negative) and `limit` (default 50, at most 1000): the paging of every list.
+    pub fn page(&self) -> Result<(i64, i64), AppError> {
+        let offset = self.int("offset")?.unwrap_or(0).max(0);
+        let limit = self.int("limit")?.unwrap_or(50).clamp(1, 1000);
+        Ok((offset, limit))
+    }
+
     /// A boolean (`true` / `false`).
     pub fn bool(&self, key: &str) -> Option<bool> {
         self.get(key).map(|v| v.eq_ignore_ascii_case("true"))

@@ -166,8 +166,7 @@ async fn list(
 ) -> Result<Json<List<Webhook>>, AppError> {
     auth.check_path(&tenant_path)?;
     let p = Params::parse(raw.as_deref());
-    let offset = p.int("offset")?.unwrap_or(0).max(0);
-    let limit = p.int("limit")?.unwrap_or(50).clamp(1, 1000);
+    let (offset, limit) = p.page()?;
     let names = p.list("webhookNames");
     let sources = p.list("sourceNames");
     let (rows, total) = find(
