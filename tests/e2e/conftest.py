@@ -132,12 +132,14 @@ class Server:
 
 
 class WorkerProcess:
-    """A `worker.py <profile>` subprocess with a health endpoint."""
+    """A `worker.py <profile>` subprocess (or `<script> <profile>`: test files that define their own workflows run
+    themselves as the worker) with the SDK's health endpoint. The log goes to tests/output/e2e/worker-<log_name>.log."""
 
-    def __init__(self, server: Server, profile: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, server: Server, profile: str, extra_env: dict[str, str] | None = None,
+                 script: Path | None = None, log_name: str | None = None) -> None:
         self.profile = profile
         self.health_port = free_port()
-        self.log_path = OUTPUT / f"worker-{profile}.log"
+        self.log_path = OUTPUT / f"worker-{log_name or profile}.log"
         self.log = open(self.log_path, "w")
         env = dict(os.environ)
         env.update(server.env)
@@ -149,7 +151,7 @@ class WorkerProcess:
         )
         env.update(extra_env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "worker.py"), profile],
+            [sys.executable, str(script or HERE / "worker.py"), profile],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=HERE,
         )
 

@@ -9,8 +9,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -22,7 +20,6 @@ from hatchet_sdk import Context, EmptyModel, Hatchet
 
 from conftest import wait_for
 
-HERE = Path(__file__).resolve().parent
 
 
 def build_workflows():
@@ -41,36 +38,15 @@ def build_workflows():
 
 @pytest.fixture(scope="module")
 def hooks(server):
-    from conftest import OUTPUT, free_port, http_status
+    from conftest import WorkerProcess
 
-    health = free_port()
-    log = open(OUTPUT / "worker-filters-webhooks.log", "w")
-    env = dict(os.environ, **server.env)
-    env.update(
-        HATCHET_CLIENT_WORKER_HEALTHCHECK_ENABLED="True",
-        HATCHET_CLIENT_WORKER_HEALTHCHECK_PORT=str(health),
-        HATCHET_CLIENT_WORKER_HEALTHCHECK_BIND_ADDRESS="127.0.0.1",
-        PYTHONUNBUFFERED="1",
-    )
-    proc = subprocess.Popen([sys.executable, __file__, "worker"], stdout=log, stderr=subprocess.STDOUT,
-                            env=env, cwd=HERE)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"filters/webhooks worker exited ({proc.returncode}); see {log.name}")
-        return http_status(f"http://127.0.0.1:{health}/health") == 200
-
+    worker = WorkerProcess(server, "worker", script=Path(__file__).resolve(), log_name="filters-webhooks")
     try:
-        wait_for(healthy, 40, "the filters/webhooks worker to become healthy", interval=0.2)
+        worker.wait_healthy()
         hatchet, (filtered, hooked) = build_workflows()
         yield hatchet, filtered, hooked, server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        worker.stop()
 
 
 def triggered_runs(hatchet, event_id: str):

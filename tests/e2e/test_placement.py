@@ -12,8 +12,6 @@ The workflows are defined here and served by two worker processes that run this 
 """
 
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -24,7 +22,7 @@ import pytest
 from hatchet_sdk import Context, EmptyModel, RateLimit, StickyStrategy
 from pydantic import BaseModel
 
-from conftest import HERE, OUTPUT, free_port, http_status, wait_for
+from conftest import WorkerProcess, wait_for
 
 STICKY_WORKERS = ("e2e-sticky-a", "e2e-sticky-b")
 RATE_LIMIT_KEY = "e2e-pausable"
@@ -119,50 +117,10 @@ def run_worker(name: str) -> None:
     worker.start()
 
 
-class PlacementWorker:
-    """`python test_placement.py NAME` as a subprocess, with the SDK's health endpoint."""
-
-    def __init__(self, server, name: str) -> None:
-        self.name = name
-        self.health_port = free_port()
-        self.log_path = OUTPUT / f"worker-{name}.log"
-        self.log = open(self.log_path, "w")
-        env = dict(os.environ)
-        env.update(server.env)
-        env.update(
-            HATCHET_CLIENT_WORKER_HEALTHCHECK_ENABLED="True",
-            HATCHET_CLIENT_WORKER_HEALTHCHECK_PORT=str(self.health_port),
-            HATCHET_CLIENT_WORKER_HEALTHCHECK_BIND_ADDRESS="127.0.0.1",
-            PYTHONUNBUFFERED="1",
-        )
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), name],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=HERE,
-        )
-
-    def wait_healthy(self, timeout: float = 40) -> None:
-        def healthy() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited ({self.proc.returncode}); see {self.log_path}")
-            return http_status(f"http://127.0.0.1:{self.health_port}/health") == 200
-
-        wait_for(healthy, timeout, f"worker {self.name} to become healthy", interval=0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def placement(server, flows):
     """Two workers serving this file's workflows, and the workflows on the test process's client."""
-    workers = [PlacementWorker(server, name) for name in STICKY_WORKERS]
+    workers = [WorkerProcess(server, name, script=Path(__file__).resolve()) for name in STICKY_WORKERS]
     try:
         for w in workers:
             w.wait_healthy()

@@ -8,15 +8,12 @@ hangup), and that a subscriber arriving late still gets the whole stream. The wo
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from hatchet_sdk import Context, EmptyModel, Hatchet
 
-HERE = Path(__file__).resolve().parent
 CHUNKS = 40
 
 
@@ -42,36 +39,15 @@ def build_workflows():
 
 @pytest.fixture(scope="module")
 def streaming(server):
-    from conftest import OUTPUT, http_status, wait_for, free_port
+    from conftest import WorkerProcess
 
-    health = free_port()
-    log = open(OUTPUT / "worker-streaming.log", "w")
-    env = dict(os.environ, **server.env)
-    env.update(
-        HATCHET_CLIENT_WORKER_HEALTHCHECK_ENABLED="True",
-        HATCHET_CLIENT_WORKER_HEALTHCHECK_PORT=str(health),
-        HATCHET_CLIENT_WORKER_HEALTHCHECK_BIND_ADDRESS="127.0.0.1",
-        PYTHONUNBUFFERED="1",
-    )
-    proc = subprocess.Popen([sys.executable, __file__, "worker"], stdout=log, stderr=subprocess.STDOUT,
-                            env=env, cwd=HERE)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streaming worker exited ({proc.returncode}); see {log.name}")
-        return http_status(f"http://127.0.0.1:{health}/health") == 200
-
+    worker = WorkerProcess(server, "worker", script=Path(__file__).resolve(), log_name="streaming")
     try:
-        wait_for(healthy, 40, "the streaming worker to become healthy", interval=0.2)
+        worker.wait_healthy()
         hatchet, (streamer, sync_streamer) = build_workflows()
         yield hatchet, streamer, sync_streamer
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        worker.stop()
 
 
 EXPECTED = [f"chunk-{i:03d} " for i in range(CHUNKS)]
