@@ -199,12 +199,13 @@ BEGIN
             PERFORM hatchet._admit(p_tenant, v_ids[k], hatchet.uuid_time(v_ids[k]), 0, 0, 0, p_priority);
         END LOOP;
     END IF;
-    -- Wake LISTENers on every enqueue (Postgres sends one notification per transaction and payload). Notifying
-    -- only when the queue looked empty loses wake-ups: rows another consumer has claimed but not yet deleted still
-    -- look like work, that consumer then finds nothing more and waits, and the new task sits until a poll.
+    -- Wake LISTENers on every enqueue (hatchet._ready: one hatchet_ready notification after commit, sent by the
+    -- notifier process). Notifying only when the queue looked empty loses wake-ups: rows another consumer has claimed
+    -- but not yet deleted still look like work, that consumer then finds nothing more and waits, and the new task
+    -- sits until a poll.
     -- (Tasks with flow control are announced by hatchet._admit when they pass their gates.)
     IF NOT v_flow THEN
-        PERFORM pg_notify('hatchet_ready', p_queue);
+        PERFORM hatchet._ready(p_queue);
     END IF;
     RETURN v_ids;
 END
@@ -408,7 +409,7 @@ BEGIN
     INTO n, v_queues, g_ids, g_at, g_rc, g_app, g_int, g_prio
     FROM due_tasks d;
     -- Consumers of each queue that got work are woken (gated attempts: by _admit below).
-    PERFORM pg_notify('hatchet_ready', q) FROM unnest(v_queues) AS q;
+    PERFORM hatchet._ready(q) FROM unnest(v_queues) AS q;
     -- Gated attempts (deleted above) pass their concurrency gates one by one, in due order.
     FOR i IN 1 .. coalesce(cardinality(g_ids), 0) LOOP
         PERFORM hatchet._admit(p_tenant, g_ids[i], g_at[i], g_rc[i], g_app[i], g_int[i], g_prio[i]);
@@ -766,7 +767,7 @@ BEGIN
                     p_run.app_retry_count + CASE WHEN p_internal THEN 0 ELSE 1 END,
                     p_run.internal_retry_count + CASE WHEN p_internal THEN 1 ELSE 0 END,
                     4, p_run.queue, p_run.concurrency_key, p_run.run_id, p_run.task_definition_id);
-            PERFORM pg_notify('hatchet_ready', p_run.queue);
+            PERFORM hatchet._ready(p_run.queue);
         END IF;
         RETURN 'QUEUED';
     END IF;

@@ -220,7 +220,7 @@ BEGIN
             p_retry_count, p_app_retry_count, p_internal_retry_count, p_priority, v_task.queue, v_last_key,
             v_task.dag_run_id, v_task.task_definition_id, v_task.desired_worker_id, v_task.rate_limited);
     -- Admitted now (at enqueue, or when a slot frees up): wake the queue's consumers.
-    PERFORM pg_notify('hatchet_ready', v_task.queue);
+    PERFORM hatchet._ready(v_task.queue);
     RETURN 'READY';
 END
 $$;

@@ -21,6 +21,9 @@ pub static PARTITION_DAYS_AHEAD: GucSetting<i32> = GucSetting::<i32>::new(3);
 /// Rows handled per table per maintenance pass, so one pass stays a short transaction.
 pub static BATCH_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+/// Send `hatchet_ready` through the notifier process after commit (see `wake.rs`) instead of NOTIFY in the transaction.
+pub static DEFERRED_NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 /// A worker silent for this long is dead and its attempts are retried elsewhere, in milliseconds.
 pub static WORKER_DEAD_AFTER_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
@@ -40,6 +43,15 @@ pub fn init() {
         c"Without it nothing promotes delayed tasks, times out attempts or maintains partitions.",
         &WORKER_ENABLED,
         GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"hatchet.deferred_notify",
+        c"Send hatchet_ready wake-ups from the notifier process after commit.",
+        c"Off: each transaction that makes work ready sends NOTIFY hatchet_ready itself (payload: the queue), which \
+          makes concurrent notifying commits wait for one another.",
+        &DEFERRED_NOTIFY,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -15,6 +15,7 @@ pub mod duration;
 pub mod error;
 pub mod gucs;
 pub mod ids;
+pub mod wake;
 pub mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -56,6 +57,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     gucs::init();
     worker::register();
+    wake::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

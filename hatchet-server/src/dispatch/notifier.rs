@@ -2,7 +2,7 @@
 //!
 //! | channel | payload | effect |
 //! |---|---|---|
-//! | `hatchet_ready` | queue name | wake the assigner (a queue went from empty to non-empty, or a retry was queued) |
+//! | `hatchet_ready` | empty (or the queue name) | wake the assigner (a task, retry or admitted task became ready) |
 //! | `hatchet_cancel` | `task_id:retry_count:worker_id` | CANCEL_STEP_RUN to that worker's stream, if it is ours; wake the run watcher |
 //!
 //! A connection lost and re-established may have missed notifications, so every (re)connect wakes both the

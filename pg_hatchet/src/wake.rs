@@ -1,0 +1,176 @@
+//! `hatchet_ready` wake-ups, sent after commit by a notifier process instead of by the transaction that made the work
+//! ready.
+//!
+//! Why: a transaction that has issued NOTIFY takes one cluster-wide lock in its pre-commit step and keeps it through
+//! its commit record's WAL flush (Postgres appends notifications to its queue in commit order). When every enqueue
+//! notifies, concurrent enqueues therefore commit one after another, one fsync each, and single-task enqueues stop at
+//! a few hundred to a few thousand per second however many producers there are.
+//!
+//! How: `hatchet._ready(queue)` only marks the transaction. When it commits (never on abort or PREPARE), the backend's
+//! commit callback bumps a counter in shared memory and sets the notifier's latch. The notifier, a background worker
+//! connected to `hatchet.database_name`, sends one `NOTIFY hatchet_ready` (empty payload) for however many commits
+//! happened since its previous one. The callback runs after the commit is visible to other sessions, so a consumer
+//! that found nothing and then went to sleep is woken after the new work can be claimed; a notification can arrive
+//! early only for work that is already there.
+//!
+//! Fallback, with the old behaviour (NOTIFY in the transaction, payload = queue name): when
+//! `hatchet.deferred_notify` is off, when the notifier is not running (yet), or when the session is in another
+//! database than the notifier's, where its NOTIFY would not reach the session's listeners.
+
+use crate::gucs;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PgAtomic};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The channel consumers LISTEN on.
+const CHANNEL: &str = "hatchet_ready";
+/// Restart delay after the notifier exits with an error (until then, enqueues notify directly).
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+/// The notifier's idle wake-up, only to notice SIGHUP and postmaster death promptly.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// Commits that made work ready, counted since the cluster started.
+static READY_COMMITS: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"pg_hatchet_ready_commits") };
+/// Address of the notifier's latch (in shared memory, at the same address in every backend); 0 when not running.
+static NOTIFIER_LATCH: PgAtomic<AtomicUsize> =
+    unsafe { PgAtomic::new(c"pg_hatchet_notifier_latch") };
+/// Database the notifier is connected to (its NOTIFY reaches listeners of that database only).
+static NOTIFIER_DB: PgAtomic<AtomicU32> = unsafe { PgAtomic::new(c"pg_hatchet_notifier_db") };
+
+/// This backend's current transaction made work ready (process-local).
+static PENDING: AtomicBool = AtomicBool::new(false);
+/// This backend registered its transaction callback (process-local; once per process).
+static CALLBACK_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// Reserve the shared memory and register the notifier. Called from `_PG_init` during preloading.
+pub fn init() {
+    pg_shmem_init!(READY_COMMITS);
+    pg_shmem_init!(NOTIFIER_LATCH);
+    pg_shmem_init!(NOTIFIER_DB);
+    BackgroundWorkerBuilder::new("pg_hatchet notifier")
+        .set_type("pg_hatchet notifier")
+        .set_library("pg_hatchet")
+        .set_function("pg_hatchet_notifier_main")
+        .enable_spi_access()
+        .set_restart_time(Some(RESTART_AFTER))
+        .load();
+}
+
+/// `hatchet._ready(queue)`: announce that this transaction makes work ready in `queue`. Called by the SQL API
+/// wherever work becomes claimable; consumers wait for the resulting `hatchet_ready` notification.
+#[pg_extern(name = "_ready", volatile, parallel_unsafe)]
+pub fn ready(queue: &str) {
+    if deferred_available() {
+        if !CALLBACK_REGISTERED.swap(true, Ordering::Relaxed) {
+            // Safety: registers a plain function pointer for the lifetime of this process; called inside a transaction.
+            unsafe { pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut()) };
+        }
+        PENDING.store(true, Ordering::Relaxed);
+    } else {
+        notify_now(queue);
+    }
+}
+
+fn deferred_available() -> bool {
+    if !gucs::DEFERRED_NOTIFY.get() || NOTIFIER_LATCH.get().load(Ordering::Acquire) == 0 {
+        return false;
+    }
+    // Safety: a plain read of this backend's database id.
+    let my_db = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    NOTIFIER_DB.get().load(Ordering::Acquire) == my_db
+}
+
+/// The in-transaction NOTIFY, exactly as `pg_notify(CHANNEL, queue)`.
+fn notify_now(queue: &str) {
+    // Safety: pg_notify is the built-in SQL function; it takes two text arguments and returns void.
+    unsafe {
+        pgrx::direct_function_call_as_datum(
+            pg_sys::pg_notify,
+            &[CHANNEL.into_datum(), queue.into_datum()],
+        );
+    }
+}
+
+/// Transaction callback: at commit, count the commit and wake the notifier; otherwise forget the mark.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_COMMIT => {
+            if !PENDING.swap(false, Ordering::Relaxed) {
+                return;
+            }
+            READY_COMMITS.get().fetch_add(1, Ordering::AcqRel);
+            let latch = NOTIFIER_LATCH.get().load(Ordering::Acquire);
+            if latch != 0 {
+                // Safety: the address of a PGPROC latch in shared memory. If the notifier exited after the load,
+                // the latch belongs to whichever process took that PGPROC slot, and a spurious wake-up is harmless.
+                unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_ABORT => {
+            PENDING.store(false, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
+
+/// Entry point of the notifier process.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_hatchet_notifier_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let dbname = gucs::DATABASE_NAME
+        .get()
+        .and_then(|c| c.into_string().ok())
+        .unwrap_or_else(|| "postgres".to_string());
+    BackgroundWorker::connect_worker_to_spi(Some(&dbname), None);
+    BackgroundWorker::transaction(|| {
+        Spi::run("SET application_name = 'pg_hatchet notifier'").ok();
+    });
+    // Safety: reads of this process's own globals, set up by InitPostgres; MyLatch is the PGPROC's shared latch.
+    let (my_db, my_latch) = unsafe { (pg_sys::MyDatabaseId.to_u32(), pg_sys::MyLatch as usize) };
+    NOTIFIER_DB.get().store(my_db, Ordering::Release);
+    NOTIFIER_LATCH.get().store(my_latch, Ordering::Release);
+    // Safety: registers a plain function pointer; it runs once, when this process exits for any reason.
+    unsafe { pg_sys::before_shmem_exit(Some(unpublish), pg_sys::Datum::from(my_latch)) };
+    log!("pg_hatchet notifier started in database \"{dbname}\"");
+
+    // Wake everyone once at start: commits while no notifier ran fell back to direct notification, but one made
+    // between that check and this process's start would otherwise wait for its consumers' poll.
+    let mut sent = u64::MAX;
+    loop {
+        let seen = READY_COMMITS.get().load(Ordering::Acquire);
+        if seen != sent {
+            BackgroundWorker::transaction(|| {
+                Spi::run("NOTIFY hatchet_ready").expect("NOTIFY hatchet_ready failed");
+            });
+            sent = seen;
+        }
+        // Returns at once if a commit set the latch since it was last reset; the counter is read after the reset.
+        if !BackgroundWorker::wait_latch(Some(IDLE_WAIT)) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            // Safety: called from the main loop, outside any transaction, as Postgres expects.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+    }
+    log!("pg_hatchet notifier stopped");
+    // Exit code 1 so that a SIGTERM not caused by a shutdown (DROP DATABASE ... WITH (FORCE)) gets it restarted.
+    // Safety: ends this process the way Postgres expects a background worker to.
+    unsafe { pg_sys::proc_exit(1) };
+}
+
+/// Exit callback of the notifier: from now on, enqueues notify directly.
+#[pg_guard]
+unsafe extern "C-unwind" fn unpublish(_code: i32, latch: pg_sys::Datum) {
+    let _ = NOTIFIER_LATCH.get().compare_exchange(
+        latch.value(),
+        0,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+}
