@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark in one command:
 #
-#   bash bench/run.sh [--size smoke|medium|full] [--systems a,b] [--scenarios x,y] [--reps N]
+#   bash bench/run.sh [--size smoke|medium|full] [--systems a,b] [--scenarios x,y] [--reps N] [--reps-for name=N,...]
 #
 # Builds the SQL-path driver, installs the peers from their registries into bench/work/ (gitignored: npm packages
 # pinned by bench/drivers/node/package-lock.json, PyPI packages by bench/drivers/python/requirements*.txt, Debian's

@@ -270,8 +270,12 @@ class Runner:
                           "keyed": out.get("keyed", False)}, {}
 
     # ------------------------------------------------------------------------------------------ main loop
+    def reps_of(self, name: str) -> int:
+        """Repetitions for one system (or "server"): --reps-for, else --reps, else the size's default."""
+        return self.args.reps_for.get(name) or self.args.reps or self.size["reps"]
+
     def run(self, systems: list[System], scenarios: list[str]) -> None:
-        reps = self.args.reps or self.size["reps"]
+        reps = max((self.reps_of(s.name) for s in systems), default=0)
         for sc in scenarios:
             if sc == "server":
                 for rec in server.run(self, systems):
@@ -279,6 +283,8 @@ class Runner:
                 continue
             for rep in range(1, reps + 1):
                 for s in systems:
+                    if rep > self.reps_of(s.name):
+                        continue
                     if s.unavailable:
                         if rep == 1:
                             self.record(sc, s, rep, None, "skipped", extra={"reason": s.unavailable})
@@ -325,6 +331,9 @@ def main() -> int:
     ap.add_argument("--systems", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--scenarios", default="", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     ap.add_argument("--reps", type=int, default=0, help="repetitions (default: per size)")
+    ap.add_argument("--reps-for", default="", metavar="NAME=N,...",
+                    help="repetitions for single systems (or 'server' for the through-the-server scenario), e.g. "
+                         "procrastinate=1,celery=1 to keep a full run of the slowest peers within a session")
     ap.add_argument("--out", type=Path, default=None, help="results directory (default bench/results/<date>-<size>)")
     ap.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PGPORT", "5499")))
     ap.add_argument("--redis-port", type=int, default=int(os.environ.get("BENCH_REDIS_PORT", "6399")))
@@ -334,7 +343,16 @@ def main() -> int:
                          "profile.md; for finding where time goes, not for published figures")
     args = ap.parse_args()
 
+    try:
+        args.reps_for = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.reps_for.split(",") if kv)}
+    except ValueError:
+        ap.error(f"--reps-for wants NAME=N,...: {args.reps_for!r}")
+    if any(n < 1 for n in args.reps_for.values()):
+        ap.error("--reps-for: repetitions must be at least 1")
     systems = all_systems()
+    unknown = set(args.reps_for) - {s.name for s in systems} - {"server"}
+    if unknown:
+        ap.error(f"--reps-for: unknown names: {', '.join(sorted(unknown))}")
     if args.systems:
         wanted = args.systems.split(",")
         unknown = set(wanted) - {s.name for s in systems}
@@ -373,7 +391,7 @@ def main() -> int:
             redis.stop()
         meta = {
             "date": dt.datetime.now().isoformat(timespec="seconds"), "size": args.size, "sizes": SIZES[args.size],
-            "common": COMMON, "machine": machine_info(), "command": args.command or " ".join(sys.argv),
+            "common": COMMON, "reps_for": args.reps_for, "machine": machine_info(), "command": args.command or " ".join(sys.argv),
             "elapsed_s": round(time.time() - started, 1), "pg_settings": cluster.settings, "profile": args.profile,
             "cluster_restarts": runner.restarts, "server_binary": runner.server_binary,
         }

@@ -339,6 +339,9 @@ def markdown(meta, systems, labels, runs, summary, charts) -> str:
     L.append(f"- Shared knobs: {json.dumps(meta.get('common'))}")
     L.append("- Postgres settings (identical for every system): "
              + ", ".join(f"`{k}={v}`" for k, v in meta.get("pg_settings", {}).items()))
+    if meta.get("reps_for"):
+        L.append(f"- Repetitions: {sz.get('reps')} (or `--reps`), except "
+                 + ", ".join(f"{k} {v}" for k, v in meta["reps_for"].items()) + " (`--reps-for`)")
     L.append("- Every figure is the median over the repetitions, with (min–max) when there is more than one. "
              "Ratios are pg_hatchet's figure divided by the other system's.\n")
     for name, ok in charts.items():

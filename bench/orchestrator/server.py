@@ -106,7 +106,7 @@ def run(runner, systems: list[System]) -> list[dict]:
         build = "debug build: not representative of release speed" if binary.parent.name == "debug" else "release build"
         runner.log(f"server: {binary} ({build})")
         runner.server_binary = f"{binary} ({build})"
-        for rep in range(1, (runner.args.reps or size["reps"]) + 1):
+        for rep in range(1, runner.reps_of("server") + 1):
             for s, kw in ((sdk, extra), (celery, {})):
                 name = "hatchet_sdk" if s is sdk else "celery_server"
                 shown = System(name, s.label, s.store, s.command, s.config, s.extensions, s.env)
