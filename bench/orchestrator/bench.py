@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -374,12 +375,18 @@ def main() -> int:
     started = time.time()
     runner = Runner(args, cluster, redis, sampler)
     crash = None
+    interrupted = False
+    # SIGTERM (a timeout, `kill`) ends the run like Ctrl-C: whatever finished is still written out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         cluster.start()
         if redis and any(s.store == "redis" and not s.unavailable for s in systems):
             redis.start()
         runner.log(f"size {args.size}; systems {', '.join(s.name for s in systems)}; cluster {cluster.version()}")
         runner.run(systems, scenarios)
+    except KeyboardInterrupt:
+        interrupted = True
+        runner.log("interrupted: the report covers the runs finished so far")
     except Exception as e:  # noqa: BLE001 - the benchmark itself broke: report it as a failed run
         crash = f"{e}\n{traceback.format_exc()[-2000:]}"
         runner.log(f"FAIL benchmark aborted: {e} (cluster log: {cluster.log})")
@@ -391,7 +398,8 @@ def main() -> int:
             redis.stop()
         meta = {
             "date": dt.datetime.now().isoformat(timespec="seconds"), "size": args.size, "sizes": SIZES[args.size],
-            "common": COMMON, "reps_for": args.reps_for, "machine": machine_info(), "command": args.command or " ".join(sys.argv),
+            "common": COMMON, "reps_for": args.reps_for, "interrupted": interrupted, "machine": machine_info(),
+            "command": args.command or " ".join(sys.argv),
             "elapsed_s": round(time.time() - started, 1), "pg_settings": cluster.settings, "profile": args.profile,
             "cluster_restarts": runner.restarts, "server_binary": runner.server_binary,
         }

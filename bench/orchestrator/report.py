@@ -339,6 +339,8 @@ def markdown(meta, systems, labels, runs, summary, charts) -> str:
     L.append(f"- Shared knobs: {json.dumps(meta.get('common'))}")
     L.append("- Postgres settings (identical for every system): "
              + ", ".join(f"`{k}={v}`" for k, v in meta.get("pg_settings", {}).items()))
+    if meta.get("interrupted"):
+        L.append("- **Interrupted**: the run was stopped before its end; only the runs listed below were made.")
     if meta.get("reps_for"):
         L.append(f"- Repetitions: {sz.get('reps')} (or `--reps`), except "
                  + ", ".join(f"{k} {v}" for k, v in meta["reps_for"].items()) + " (`--reps-for`)")
