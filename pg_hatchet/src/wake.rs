@@ -18,7 +18,7 @@
 //! database than the notifier's, where its NOTIFY would not reach the session's listeners.
 
 use crate::gucs;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder};
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PgAtomic};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -121,15 +121,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_hatchet_notifier_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let dbname = gucs::DATABASE_NAME
-        .get()
-        .and_then(|c| c.into_string().ok())
-        .unwrap_or_else(|| "postgres".to_string());
-    BackgroundWorker::connect_worker_to_spi(Some(&dbname), None);
-    BackgroundWorker::transaction(|| {
-        Spi::run("SET application_name = 'pg_hatchet notifier'").ok();
-    });
+    let dbname = crate::worker::start_background_process("pg_hatchet notifier");
     // Safety: reads of this process's own globals, set up by InitPostgres; MyLatch is the PGPROC's shared latch.
     let (my_db, my_latch) = unsafe { (pg_sys::MyDatabaseId.to_u32(), pg_sys::MyLatch as usize) };
     NOTIFIER_DB.get().store(my_db, Ordering::Release);

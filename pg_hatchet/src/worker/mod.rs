@@ -35,21 +35,28 @@ pub fn register() {
         .load();
 }
 
-/// Entry point of the worker process.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn pg_hatchet_worker_main(_arg: pg_sys::Datum) {
-    // Why both: SIGHUP reloads settings (poll interval, retention), SIGTERM ends the loop on shutdown.
+/// The start of each of pg_hatchet's background processes: signal handlers (SIGHUP reloads settings, SIGTERM ends
+/// the main loop), a connection to `hatchet.database_name`, and `application_name` set to `name` so that
+/// pg_stat_activity tells the process from clients. Returns the database name.
+pub fn start_background_process(name: &str) -> String {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let dbname = gucs::DATABASE_NAME
         .get()
         .and_then(|c| c.into_string().ok())
         .unwrap_or_else(|| "postgres".to_string());
     BackgroundWorker::connect_worker_to_spi(Some(&dbname), None);
+    let set = format!("SET application_name = '{name}'");
     BackgroundWorker::transaction(|| {
-        // Visible in pg_stat_activity, so an operator can tell this session from clients.
-        Spi::run("SET application_name = 'pg_hatchet worker'").ok();
+        Spi::run(&set).ok();
     });
+    dbname
+}
+
+/// Entry point of the worker process.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_hatchet_worker_main(_arg: pg_sys::Datum) {
+    let dbname = start_background_process("pg_hatchet worker");
     log!("pg_hatchet worker started in database \"{dbname}\"");
 
     let mut sleep = Duration::ZERO;
