@@ -23,7 +23,7 @@ BEGIN
     END LOOP;
 END $$;
 INSERT INTO hatchet.tasks (tenant_id, inserted_at, id, run_id, execution_timeout, schedule_timeout, priority, queue, input)
-VALUES (hatchet.default_tenant(), now() - interval '41 days', gen_random_uuid(), gen_random_uuid(), '1m', '5m', 1, 'old', '{}');
+VALUES (hatchet.default_tenant(), ((now() AT TIME ZONE 'UTC')::date - 41 + time '12:00') AT TIME ZONE 'UTC', gen_random_uuid(), gen_random_uuid(), '1m', '5m', 1, 'old', '{}');
 -- ... except one that still holds a task with an attempt in flight: it pins itself and every later day.
 INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, schedule_timeout_at, priority, queue)
 SELECT tenant_id, id, inserted_at, now() + interval '1 hour', 1, 'old' FROM hatchet.tasks WHERE queue = 'old';
