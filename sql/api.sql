@@ -419,6 +419,68 @@ BEGIN
 END
 $$;
 
+-- Lock up to p_n ready rows of a queue in dispatch order (priority 4 first, then fair rank, then FIFO), skipping rows
+-- other claimers hold. With p_bounded, each priority is read on from where this session's previous claims of the queue
+-- stopped (hatchet._claim_bounds, see claim.rs in the extension): while a transaction holds back vacuum, the deleted
+-- rows of earlier claims stay in the dispatch index, and reading from the start would visit every one of them again.
+-- The queue is read from the start when there are no bounds, and again when the bounded read comes up short.
+CREATE FUNCTION hatchet._claim_ready(p_tenant uuid, p_queue text, p_n integer, p_bounded boolean,
+                                     OUT ctids tid[], OUT any_rate_limited boolean)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    b        bigint[];
+    v_from   CONSTANT bigint := -9223372036854775808;
+    v_prios  smallint[];
+    v_ranks  bigint[];
+    v_ids    bigint[];
+    s_ctids  tid[];
+    s_rl     boolean;
+    s_prios  smallint[];
+    s_ranks  bigint[];
+    s_ids    bigint[];
+BEGIN
+    IF p_bounded THEN
+        b := hatchet._claim_bounds(p_tenant, p_queue);
+    END IF;
+    IF b IS NOT NULL THEN
+        SELECT array_agg(x.ctid), bool_or(x.rate_limited), array_agg(x.priority), array_agg(x.fair_rank),
+               array_agg(x.id)
+        INTO ctids, any_rate_limited, v_prios, v_ranks, v_ids
+        -- (A lateral read per priority, in dispatch order: FOR UPDATE is not allowed in the branches of a UNION.)
+        FROM (SELECT c.* FROM unnest('{4,3,2,1}'::smallint[]) AS p(prio)
+              CROSS JOIN LATERAL (
+                  SELECT r.ctid, r.rate_limited, r.priority, r.fair_rank, r.id FROM hatchet.ready_queue r
+                  WHERE r.tenant_id = p_tenant AND r.queue = p_queue AND r.priority = p.prio
+                    AND (r.fair_rank, r.id) >= (coalesce(b[9 - 2 * p.prio], v_from), coalesce(b[10 - 2 * p.prio], v_from))
+                  ORDER BY r.fair_rank, r.id
+                  LIMIT p_n
+                  FOR UPDATE SKIP LOCKED) c
+              LIMIT p_n) x;
+        IF coalesce(cardinality(ctids), 0) = p_n THEN
+            PERFORM hatchet._claim_seen(p_tenant, p_queue, false, v_prios, v_ranks, v_ids);
+            RETURN;
+        END IF;
+    END IF;
+
+    -- From the start, for what is still wanted (rows this transaction already locked are not skipped by SKIP
+    -- LOCKED, hence the ctid filter).
+    SELECT array_agg(x.ctid), bool_or(x.rate_limited), array_agg(x.priority), array_agg(x.fair_rank), array_agg(x.id)
+    INTO s_ctids, s_rl, s_prios, s_ranks, s_ids
+    FROM (SELECT c.ctid, c.rate_limited, c.priority, c.fair_rank, c.id FROM hatchet.ready_queue c
+          WHERE c.tenant_id = p_tenant AND c.queue = p_queue AND c.ctid <> ALL (coalesce(ctids, '{}'))
+          ORDER BY c.priority DESC, c.fair_rank, c.id
+          LIMIT p_n - coalesce(cardinality(ctids), 0)
+          FOR UPDATE SKIP LOCKED) x;
+    ctids := ctids || s_ctids;
+    any_rate_limited := any_rate_limited OR s_rl;
+    IF p_bounded THEN
+        PERFORM hatchet._claim_seen(p_tenant, p_queue, true, coalesce(v_prios || s_prios, '{}'),
+                                    coalesce(v_ranks || s_ranks, '{}'), coalesce(v_ids || s_ids, '{}'));
+    END IF;
+END
+$$;
+
 CREATE FUNCTION hatchet.dequeue(
     queue     text,
     worker    text    DEFAULT NULL,
@@ -460,12 +522,7 @@ BEGIN
     END IF;
 
     -- Read the dispatch index in order and stop after n rows; skip rows other claimers hold.
-    SELECT array_agg(x.ctid), bool_or(x.rate_limited) INTO v_ctids, v_any_rl
-    FROM (SELECT c.ctid, c.rate_limited FROM hatchet.ready_queue c
-          WHERE c.tenant_id = p_tenant AND c.queue = p_queue
-          ORDER BY c.priority DESC, c.fair_rank, c.id
-          LIMIT p_n
-          FOR UPDATE SKIP LOCKED) x;
+    SELECT c.ctids, c.any_rate_limited INTO v_ctids, v_any_rl FROM hatchet._claim_ready(p_tenant, p_queue, p_n, true) c;
     IF v_ctids IS NULL THEN
         RETURN;
     END IF;

@@ -814,12 +814,9 @@ BEGIN
         WHERE EXISTS (SELECT 1 FROM hatchet.worker_actions a
                       WHERE a.tenant_id = p_tenant AND a.worker_id = w_ids[i] AND a.action = v_queue);
         CONTINUE WHEN v_cap <= 0;
-        SELECT array_agg(x.ctid), bool_or(x.rate_limited) INTO v_ctids, v_any_rl
-        FROM (SELECT c.ctid, c.rate_limited FROM hatchet.ready_queue c
-              WHERE c.tenant_id = p_tenant AND c.queue = v_queue
-              ORDER BY c.priority DESC, c.fair_rank, c.id
-              LIMIT least(v_cap, v_left)
-              FOR UPDATE SKIP LOCKED) x;
+        -- Unbounded: rows this call locks but leaves (no eligible worker) stay ready, and later calls must see them.
+        SELECT c.ctids, c.any_rate_limited INTO v_ctids, v_any_rl
+        FROM hatchet._claim_ready(p_tenant, v_queue, least(v_cap, v_left), false) c;
         CONTINUE WHEN v_ctids IS NULL;
 
         FOR v_cand IN

@@ -24,6 +24,10 @@ pub static BATCH_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// Send `hatchet_ready` through the notifier process after commit (see `wake.rs`) instead of NOTIFY in the transaction.
 pub static DEFERRED_NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// Longest a session's claims read a queue on from where its previous claims stopped before reading it from the start
+/// again, in milliseconds (see `claim.rs`); 0 reads from the start every time.
+pub static CLAIM_RESCAN_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
+
 /// A worker silent for this long is dead and its attempts are retried elsewhere, in milliseconds.
 pub static WORKER_DEAD_AFTER_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
@@ -53,6 +57,18 @@ pub fn init() {
         &DEFERRED_NOTIFY,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hatchet.claim_rescan_interval",
+        c"Longest a session's claims of a queue start where its previous claims stopped.",
+        c"Claims skip what this session already claimed, which stays in the index while a transaction holds back \
+          vacuum. A task that became ready behind that point is claimed once the queue has fewer tasks than a claim \
+          asks for, or after this interval. 0: every claim reads the queue from its start.",
+        &CLAIM_RESCAN_INTERVAL_MS,
+        0,
+        60_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"hatchet.poll_interval_ms",

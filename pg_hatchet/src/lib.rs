@@ -10,6 +10,7 @@ use pgrx::PgSqlErrorCode;
 
 pub mod backoff;
 pub mod cel;
+pub mod claim;
 pub mod cron;
 pub mod duration;
 pub mod error;

@@ -28,6 +28,21 @@ SELECT hatchet.fail(:'r', 0, 'transient');
 SELECT input, retry_count, priority FROM hatchet.dequeue('retryq', n => 10);
 ROLLBACK;
 
+-- Each priority is read on from where this session's previous claim of it stopped (claim bounds): a retry or work of
+-- a higher priority that arrives after a claim still goes first, and the rest follows in order.
+BEGIN;
+SET LOCAL hatchet.claim_rescan_interval = '1min';
+SELECT count(*) FROM unnest(hatchet.enqueue_many('boundq', ARRAY['{"n": 1}', '{"n": 2}', '{"n": 3}']::jsonb[],
+                                                 retries => 1)) AS x;
+SELECT task_id AS first FROM hatchet.dequeue('boundq') \gset
+SELECT hatchet.enqueue('boundq', '{"n": "urgent"}', priority => 3) IS NOT NULL AS queued;
+SELECT hatchet.fail(:'first', 0, 'transient');
+SELECT input, retry_count, priority FROM hatchet.dequeue('boundq', n => 2);
+SELECT input, retry_count, priority FROM hatchet.dequeue('boundq', n => 1);
+SELECT input, retry_count, priority FROM hatchet.dequeue('boundq', n => 10);
+ROLLBACK;
+SELECT pg_temp.err($$SET hatchet.claim_rescan_interval = '-1ms'$$);
+
 -- Bad arguments.
 SELECT pg_temp.err($$SELECT * FROM hatchet.dequeue(NULL)$$);
 SELECT pg_temp.err($$SELECT * FROM hatchet.dequeue('q', n => 0)$$);
