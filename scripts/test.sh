@@ -15,8 +15,8 @@
 #   isolation  the sql layer with pg_isolation_regress only
 #   cluster    self-contained scripts with their own scratch cluster: tests/cluster/*.sh (library must be preloaded),
 #              tests/restart/*_restart.sh (behaviour across a Postgres restart), tests/stress/*_stress.sh (flow-control stress)
-#   e2e        .venv/bin/pytest tests/e2e (only when tests/e2e holds test_*.py or *_test.py files)
-#   bench      bash bench/smoke.sh (only when that file exists)
+#   e2e        .venv/bin/pytest tests/e2e
+#   bench      bash bench/smoke.sh (every scenario and system at tiny sizes)
 #
 # setup.sh runs first; on a machine that is already set up it takes about a second and needs no network
 # (SKIP_SETUP=1 skips it). A failing layer does not stop the run. The exit status is non-zero if anything failed,
@@ -338,18 +338,13 @@ count_scripts() {
 
 # --- later layers
 
-e2e_test_files() {
-    [[ -d "${ROOT}/tests/e2e" ]] || return 0
-    find "${ROOT}/tests/e2e" -type f \( -name 'test_*.py' -o -name '*_test.py' \) -not -path '*/.*'
-}
-
 layer_e2e() {
     # The e2e tests start hatchet-server (and whatever it needs) themselves.
     printf '+ .venv/bin/pytest tests/e2e\n'
     "${ROOT}/.venv/bin/pytest" -p no:cacheprovider tests/e2e
 }
 
-# Placeholder for the benchmark's smoke run (bench/README.md documents the command; bench/ owns the script).
+# The benchmark's smoke run: every scenario and system at tiny sizes (bench/README.md; bench/ owns the script).
 run_bench_smoke() {
     check "bench smoke" bash bench/smoke.sh
 }
@@ -422,12 +417,6 @@ run_layer() {
         $((SECONDS - start)))")
 }
 
-skip_layer() {
-    printf '\n==================== %s ====================\n' "$1"
-    say "$1: skipped ($2)"
-    SUMMARY+=("$(printf '%-10s skipped (%s)' "$1" "$2")")
-}
-
 run_named_layer() {
     case "$1" in
         fmt) run_layer fmt count_check layer_fmt ;;
@@ -438,20 +427,8 @@ run_named_layer() {
         regress) run_layer regress count_pg layer_sql regress ;;
         isolation) run_layer isolation count_pg layer_sql isolation ;;
         cluster) run_layer cluster count_scripts layer_cluster ;;
-        e2e)
-            if [[ -n "$(e2e_test_files)" ]]; then
-                run_layer e2e count_pytest layer_e2e
-            else
-                skip_layer e2e "no test files in tests/e2e"
-            fi
-            ;;
-        bench)
-            if [[ -f "${ROOT}/bench/smoke.sh" ]]; then
-                run_layer bench count_check run_bench_smoke
-            else
-                skip_layer bench "no bench/smoke.sh"
-            fi
-            ;;
+        e2e) run_layer e2e count_pytest layer_e2e ;;
+        bench) run_layer bench count_check run_bench_smoke ;;
     esac
 }
 
