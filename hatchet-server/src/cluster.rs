@@ -377,7 +377,7 @@ pub async fn ensure_extension(pool: &sqlx::PgPool) -> anyhow::Result<()> {
             .await
             .context("CREATE EXTENSION pg_hatchet failed")?;
     }
-    if !db::tenant_exists(pool, DEFAULT_TENANT_ID).await? {
+    if !db::tenants::tenant_exists(pool, DEFAULT_TENANT_ID).await? {
         bail!("the pg_hatchet extension did not create the default tenant {DEFAULT_TENANT_ID}");
     }
     Ok(())

@@ -102,6 +102,15 @@ impl AppError {
     }
 }
 
+/// The SQLSTATEs of an unknown task, run, workflow or tenant.
+const NOT_FOUND: [&str; 2] = ["42704", "P0002"];
+
+/// Whether a database error says the named object does not exist (what [`AppError::NotFound`] is made from), for
+/// the callers that try something else then.
+pub(crate) fn is_not_found(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().is_some_and(|c| NOT_FOUND.contains(&c.as_ref())))
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
@@ -111,7 +120,7 @@ impl From<sqlx::Error> for AppError {
                     "22023" | "22004" | "22P02" | "22007" | "22008" | "2201B" | "22003" => {
                         AppError::InvalidArgument(message)
                     }
-                    "42704" | "P0002" => AppError::NotFound(message),
+                    code if NOT_FOUND.contains(&code) => AppError::NotFound(message),
                     "23505" | "42710" => AppError::AlreadyExists(message),
                     "55000" => AppError::FailedPrecondition(message),
                     "54000" => AppError::ResourceExhausted(message),

@@ -23,6 +23,7 @@ pub mod proto;
 pub mod rest;
 pub mod server;
 pub mod state;
+mod status;
 
 pub use error::AppError;
 pub use server::{run, Listeners, TlsFiles};

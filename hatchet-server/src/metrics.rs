@@ -82,7 +82,7 @@ impl Metrics {
     }
 
     /// Replaces the queue depth series (queues that drained disappear instead of reporting a stale value).
-    pub fn set_queue_depths(&self, depths: &[crate::db::QueueDepth]) {
+    pub(crate) fn set_queue_depths(&self, depths: &[crate::db::maintenance::QueueDepth]) {
         self.queue_depth.reset();
         for d in depths {
             self.queue_depth

@@ -158,7 +158,7 @@ impl Authenticator {
     pub async fn mint(&self, req: &MintRequest) -> Result<MintedToken, AppError> {
         let mut candidate = [0u8; 32];
         rand::fill(&mut candidate);
-        let secret = db::ensure_tenant_token_secret(&self.pool, req.tenant_id, &candidate)
+        let secret = db::tenants::ensure_tenant_token_secret(&self.pool, req.tenant_id, &candidate)
             .await?
             .ok_or_else(|| {
                 AppError::NotFound(format!("tenant \"{}\" does not exist", req.tenant_id))
@@ -180,7 +180,7 @@ impl Authenticator {
             token_id: token_id.to_string(),
         };
         let token = sign(&claims, &secret)?;
-        db::insert_api_token(
+        db::tenants::insert_api_token(
             &self.pool,
             req.tenant_id,
             token_id,
@@ -202,7 +202,7 @@ impl Authenticator {
     /// Revokes a token and forgets it locally at once (other servers notice within the cache TTL).
     /// Returns false if the token was unknown or already revoked.
     pub async fn revoke(&self, tenant_id: Uuid, token_id: Uuid) -> Result<bool, AppError> {
-        let revoked = db::revoke_api_token(&self.pool, tenant_id, token_id).await?;
+        let revoked = db::tenants::revoke_api_token(&self.pool, tenant_id, token_id).await?;
         lock(&self.active_tokens).remove(&(tenant_id, token_id));
         Ok(revoked)
     }
@@ -249,7 +249,7 @@ impl Authenticator {
                 return Ok(hit.value.clone());
             }
         }
-        let secret = db::tenant_token_secret(&self.pool, tenant_id)
+        let secret = db::tenants::tenant_token_secret(&self.pool, tenant_id)
             .await
             .map_err(|e| AuthError::Backend(e.into()))?
             .flatten()
@@ -276,7 +276,7 @@ impl Authenticator {
         {
             return Ok(true);
         }
-        let active = db::api_token_is_active(&self.pool, tenant_id, token_id)
+        let active = db::tenants::api_token_is_active(&self.pool, tenant_id, token_id)
             .await
             .map_err(|e| AuthError::Backend(e.into()))?;
         if active {

@@ -1,36 +1,47 @@
-//! Every SQL statement the server runs, in one place.
+//! Every SQL statement the server runs, in one place, one file per file of the extension's `sql/` directory.
 //!
-//! | module | extension surface |
+//! | module | extension surface (`sql/<file>.sql`) |
 //! |---|---|
-//! | this file | extension checks, tenants, API tokens, queue depth |
-//! | [`workers`] | worker registry and reads, `assign`, attempt lifecycle (`complete_many`, `fail`, ...), logs, rate limits (incl. pause and list) |
-//! | [`runs`] | workflow registration, runs, replay, run status / tasks / timeline / finished runs, run / workflow / event reads, one-off schedules |
-//! | [`schedules`] | crons and the schedule list |
+//! | this file | pool-level checks: ping, extension installed / created, the database itself |
+//! | [`tenants`] | tenants and API tokens (direct statements on `hatchet.tenants`, `hatchet.api_tokens`) |
+//! | [`tasks`] | the attempt lifecycle: `complete_many`, `fail`, `refresh_timeout`, `cancel`, `running_attempt`, `task`, logs |
+//! | [`flow_control`] | rate limits: `put_rate_limit`, `pause_rate_limit`, `list_rate_limits` |
+//! | [`workers`] | the worker registry and `assign` |
+//! | [`workflows`] | `register_workflow`, `list_workflows` |
+//! | [`runs`] | runs: `run_workflow`, `cancel_run`, `replay_tasks`, status, tasks, timeline, reads |
+//! | [`events`] | `push_events`, `list_events` and event filters |
+//! | [`webhooks`] | incoming webhooks: CRUD and `receive_webhook` |
+//! | [`crons`] | crons and one-off schedules |
+//! | [`streams`] | stream chunks: `put_stream_chunk`, `read_stream_chunks`, `run_stream_state` |
+//! | [`maintenance`] | `prune_stream_chunks` and the queue depth read of `/metrics` |
 //!
-//! Handlers never embed SQL: they call a function here, which names the extension object it touches. That keeps
-//! the server's contract with pg_hatchet (schema `hatchet`, see `docs/sql-api.md`) reviewable in one file, and makes
-//! a schema change a one-file change on this side. Functions return `sqlx::Error`; callers turn it into an
-//! [`AppError`](crate::AppError) with `?`, which maps SQLSTATEs in one place.
+//! Handlers never embed SQL and never open transactions: they call a function here, which names the extension
+//! object it touches and does any multi-statement work itself. That keeps the server's contract with pg_hatchet
+//! (schema `hatchet`, see `docs/sql-api.md`) reviewable in one folder, and makes a schema change a change of one
+//! file on this side. Rows map onto `#[derive(sqlx::FromRow)]` structs whose fields are the function's columns.
+//! Functions return `sqlx::Error`; callers turn it into an [`AppError`](crate::AppError) with `?`, which maps
+//! SQLSTATEs in one place.
 
-pub mod runs;
-pub mod schedules;
-pub mod workers;
+pub(crate) mod crons;
+pub(crate) mod events;
+pub(crate) mod flow_control;
+pub(crate) mod maintenance;
+pub(crate) mod runs;
+pub(crate) mod streams;
+pub(crate) mod tasks;
+pub(crate) mod tenants;
+pub(crate) mod webhooks;
+pub(crate) mod workers;
+pub(crate) mod workflows;
 
-/// The worker reads under their former path (`db::reads`), which `grpc/dispatcher.rs` still imports; they are
-/// [`workers::worker_record`] and [`workers::running_retry_count`] (SQL: `hatchet.worker`, `hatchet.running_attempt`).
-pub mod reads {
-    pub use super::workers::{running_retry_count, worker_record, WorkerRecord};
-}
-
-use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
-use uuid::Uuid;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgPool, Row};
 
 /// The extension's name, as in `CREATE EXTENSION`.
-pub const EXTENSION: &str = "pg_hatchet";
+const EXTENSION: &str = "pg_hatchet";
 
 /// Cheapest round trip that proves the pool can reach Postgres.
-pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+pub(crate) async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
 
@@ -43,7 +54,7 @@ pub async fn extension_version(pool: &PgPool) -> Result<Option<String>, sqlx::Er
 }
 
 /// Whether the extension's files are installed in this Postgres (it can be created).
-pub async fn extension_available(pool: &PgPool) -> Result<bool, sqlx::Error> {
+pub(crate) async fn extension_available(pool: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = $1)",
     )
@@ -53,7 +64,7 @@ pub async fn extension_available(pool: &PgPool) -> Result<bool, sqlx::Error> {
 }
 
 /// `CREATE EXTENSION IF NOT EXISTS pg_hatchet`.
-pub async fn create_extension(pool: &PgPool) -> Result<(), sqlx::Error> {
+pub(crate) async fn create_extension(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_hatchet")
         .execute(pool)
         .await
@@ -61,7 +72,7 @@ pub async fn create_extension(pool: &PgPool) -> Result<(), sqlx::Error> {
 }
 
 /// Whether a database with this name exists in the cluster.
-pub async fn database_exists(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+pub(crate) async fn database_exists(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)")
         .bind(name)
         .fetch_one(pool)
@@ -69,7 +80,7 @@ pub async fn database_exists(pool: &PgPool, name: &str) -> Result<bool, sqlx::Er
 }
 
 /// `CREATE DATABASE <name>`; the name is quoted as an identifier, never interpolated raw.
-pub async fn create_database(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn create_database(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
     // The name is quoted above (double quotes doubled), so it cannot break out of the identifier.
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
@@ -78,125 +89,29 @@ pub async fn create_database(pool: &PgPool, name: &str) -> Result<(), sqlx::Erro
         .map(|_| ())
 }
 
-/// Whether the tenant exists.
-pub async fn tenant_exists(pool: &PgPool, tenant_id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM hatchet.tenants WHERE tenant_id = $1)")
-        .bind(tenant_id)
-        .fetch_one(pool)
-        .await
+/// A row of a paged read (`list_runs`, `list_events`, `find_filters`, `find_webhooks`): the row itself and the
+/// `total` column, which repeats on every row how many rows match in all.
+struct Counted<T> {
+    row: T,
+    total: i64,
 }
 
-/// A tenant's token-signing secret: `None` if the tenant does not exist, `Some(None)` if it has no secret yet.
-pub async fn tenant_token_secret(
-    pool: &PgPool,
-    tenant_id: Uuid,
-) -> Result<Option<Option<Vec<u8>>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT token_secret FROM hatchet.tenants WHERE tenant_id = $1")
-        .bind(tenant_id)
-        .fetch_optional(pool)
-        .await
-}
-
-/// Stores `candidate` as the tenant's secret if it has none, then returns the secret in force (ours, or the one a
-/// concurrent caller stored first). `None` if the tenant does not exist.
-///
-/// Two statements on purpose: under READ COMMITTED a racing UPDATE waits for the first one, re-checks
-/// `token_secret IS NULL`, finds it false and does nothing, so the SELECT always returns the single winner.
-pub async fn ensure_tenant_token_secret(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    candidate: &[u8],
-) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    sqlx::query("UPDATE hatchet.tenants SET token_secret = $2 WHERE tenant_id = $1 AND token_secret IS NULL")
-        .bind(tenant_id)
-        .bind(candidate)
-        .execute(pool)
-        .await?;
-    Ok(tenant_token_secret(pool, tenant_id).await?.flatten())
-}
-
-/// Records a newly minted token so it can be listed and revoked.
-pub async fn insert_api_token(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    token_id: Uuid,
-    name: &str,
-    created_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO hatchet.api_tokens (tenant_id, token_id, name, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(tenant_id)
-    .bind(token_id)
-    .bind(name)
-    .bind(created_at)
-    .bind(expires_at)
-    .execute(pool)
-    .await
-    .map(|_| ())
-}
-
-/// Whether a token id is known, not revoked and not past its recorded expiry.
-pub async fn api_token_is_active(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    token_id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM hatchet.api_tokens \
-         WHERE tenant_id = $1 AND token_id = $2 AND revoked_at IS NULL \
-           AND (expires_at IS NULL OR expires_at > pg_catalog.now()))",
-    )
-    .bind(tenant_id)
-    .bind(token_id)
-    .fetch_one(pool)
-    .await
-}
-
-/// Marks a token revoked. Returns false if it was unknown or already revoked.
-pub async fn revoke_api_token(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    token_id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE hatchet.api_tokens SET revoked_at = pg_catalog.now() \
-         WHERE tenant_id = $1 AND token_id = $2 AND revoked_at IS NULL",
-    )
-    .bind(tenant_id)
-    .bind(token_id)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// One row of [`queue_depths`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueDepth {
-    /// Owning tenant.
-    pub tenant_id: Uuid,
-    /// Queue name.
-    pub queue: String,
-    /// Items ready to be assigned.
-    pub depth: i64,
-}
-
-/// Ready items per (tenant, queue), for the `hatchet_queue_depth` gauge.
-pub async fn queue_depths(pool: &PgPool) -> Result<Vec<QueueDepth>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT tenant_id, queue, count(*) AS depth FROM hatchet.ready_queue GROUP BY tenant_id, queue",
-    )
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(QueueDepth {
-                tenant_id: row.try_get("tenant_id")?,
-                queue: row.try_get("queue")?,
-                depth: row.try_get("depth")?,
-            })
+impl<'r, T: FromRow<'r, PgRow>> FromRow<'r, PgRow> for Counted<T> {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            row: T::from_row(row)?,
+            total: row.try_get("total")?,
         })
-        .collect()
+    }
+}
+
+/// A page of rows and the total number of matching rows (0 for an empty page).
+fn page<T>(rows: Vec<Counted<T>>) -> (Vec<T>, i64) {
+    let total = rows.first().map_or(0, |r| r.total);
+    (rows.into_iter().map(|r| r.row).collect(), total)
+}
+
+/// A page size or offset as the extension's `integer` arguments take it (saturating).
+fn int_arg(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }

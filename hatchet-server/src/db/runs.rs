@@ -1,27 +1,17 @@
-//! Workflows and runs (`sql/workflows.sql`, `sql/reads.sql`): registration, triggering, replay, status, results and
-//! the run, workflow and event reads of the REST API.
+//! Workflow runs (`sql/runs.sql`): triggering, cancellation, replay, status, tasks, timeline, finished results and
+//! the run reads of the REST API.
 
+use super::{int_arg, page, tasks, Counted};
+use crate::status::{RunStatus, TaskStatus};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool};
+use std::collections::HashMap;
 use uuid::Uuid;
-
-/// `hatchet.register_workflow`: stores a version (a no-op for an unchanged definition); returns its external id.
-pub async fn register_workflow(
-    pool: &PgPool,
-    tenant: Uuid,
-    definition: &Value,
-) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar("SELECT hatchet.register_workflow(definition => $1, tenant_id => $2)")
-        .bind(definition)
-        .bind(tenant)
-        .fetch_one(pool)
-        .await
-}
 
 /// What a trigger names besides the workflow: its input, metadata and where it was spawned from.
 #[derive(Debug, Clone, Default)]
-pub struct Trigger {
+pub(crate) struct Trigger {
     /// The workflow name, exactly as registered.
     pub name: String,
     /// The run input (a JSON object).
@@ -41,8 +31,8 @@ pub struct Trigger {
 }
 
 /// `hatchet.run_workflow`: starts a run of the latest version; returns the run id.
-pub async fn run_workflow<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
+pub(crate) async fn run_workflow<'e>(
+    executor: impl PgExecutor<'e>,
     tenant: Uuid,
     t: &Trigger,
 ) -> Result<Uuid, sqlx::Error> {
@@ -64,8 +54,24 @@ pub async fn run_workflow<'e>(
     .await
 }
 
-/// `hatchet.cancel_run`: cancels every unfinished task of a run; returns how many were cancelled.
-pub async fn cancel_run(
+/// [`run_workflow`] for each trigger, in one transaction: every run starts or none. Returns the run ids in order.
+pub(crate) async fn run_workflows(
+    pool: &PgPool,
+    tenant: Uuid,
+    triggers: &[Trigger],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut ids = Vec::with_capacity(triggers.len());
+    for t in triggers {
+        ids.push(run_workflow(&mut *tx, tenant, t).await?);
+    }
+    tx.commit().await?;
+    Ok(ids)
+}
+
+/// `hatchet.cancel_run`: cancels every unfinished task of a run; returns how many were cancelled. Unknown run:
+/// SQLSTATE 42704.
+pub(crate) async fn cancel_run(
     pool: &PgPool,
     tenant: Uuid,
     run_id: Uuid,
@@ -79,8 +85,31 @@ pub async fn cancel_run(
         .await
 }
 
-/// `hatchet.run_status`: QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED. Unknown run: SQLSTATE 42704.
-pub async fn run_status(pool: &PgPool, tenant: Uuid, run_id: Uuid) -> Result<String, sqlx::Error> {
+/// The reason recorded for a cancellation asked for through the API (gRPC `CancelTasks`, REST `tasks/cancel`).
+const CANCELLED_BY_USER: &str = "cancelled by user";
+
+/// A user's cancellation: cancels a run ([`cancel_run`]), or a task ([`tasks::cancel`]) when the id is not a
+/// run's. Whether anything was cancelled.
+pub(crate) async fn cancel_run_or_task(
+    pool: &PgPool,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    match cancel_run(pool, tenant, id, CANCELLED_BY_USER).await {
+        Ok(n) => Ok(n > 0),
+        Err(err) if crate::error::is_not_found(&err) => {
+            tasks::cancel(pool, tenant, id, CANCELLED_BY_USER).await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// `hatchet.run_status`. Unknown run: SQLSTATE 42704.
+pub(crate) async fn run_status(
+    pool: &PgPool,
+    tenant: Uuid,
+    run_id: Uuid,
+) -> Result<RunStatus, sqlx::Error> {
     sqlx::query_scalar("SELECT hatchet.run_status(run_id => $1, tenant_id => $2)")
         .bind(run_id)
         .bind(tenant)
@@ -89,14 +118,14 @@ pub async fn run_status(pool: &PgPool, tenant: Uuid, run_id: Uuid) -> Result<Str
 }
 
 /// One row of [`run_tasks`].
-#[derive(Debug, Clone)]
-pub struct RunTask {
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct RunTask {
     /// The task id (`None` while it waits for parents or conditions and has not been created).
     pub task_id: Option<Uuid>,
     /// Readable id within the workflow.
     pub readable_id: Option<String>,
-    /// QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED or PENDING.
-    pub status: String,
+    /// Where it is.
+    pub status: TaskStatus,
     /// The current or last attempt.
     pub retry_count: i32,
     /// The output, for COMPLETED.
@@ -109,39 +138,37 @@ pub struct RunTask {
     pub created_at: DateTime<Utc>,
 }
 
+impl RunTask {
+    /// The output the SDK reads for it, see [`TaskStatus::sdk_output`].
+    pub(crate) fn sdk_output(&self) -> Option<Value> {
+        self.status.sdk_output(self.output.as_ref())
+    }
+
+    /// The error the SDK reads for it, see [`TaskStatus::sdk_error`].
+    pub(crate) fn sdk_error(&self) -> Option<String> {
+        self.status.sdk_error(self.error.as_deref())
+    }
+}
+
 /// `hatchet.run_tasks`: the tasks of a run with status, output and error. Unknown run: SQLSTATE 42704.
-pub async fn run_tasks(
+pub(crate) async fn run_tasks(
     pool: &PgPool,
     tenant: Uuid,
     run_id: Uuid,
 ) -> Result<Vec<RunTask>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT task_id, readable_id, status, retry_count, output, error, queue, created_at \
          FROM hatchet.run_tasks(run_id => $1, tenant_id => $2)",
     )
     .bind(run_id)
     .bind(tenant)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(RunTask {
-                task_id: r.try_get("task_id")?,
-                readable_id: r.try_get("readable_id")?,
-                status: r.try_get("status")?,
-                retry_count: r.try_get("retry_count")?,
-                output: r.try_get("output")?,
-                error: r.try_get("error")?,
-                queue: r.try_get("queue")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// One row of [`run_events`].
-#[derive(Debug, Clone)]
-pub struct RunEvent {
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct RunEvent {
     /// The task's readable id.
     pub readable_id: Option<String>,
     /// The task.
@@ -159,75 +186,24 @@ pub struct RunEvent {
 }
 
 /// `hatchet.run_events`: the timeline of a run.
-pub async fn run_events(
+pub(crate) async fn run_events(
     pool: &PgPool,
     tenant: Uuid,
     run_id: Uuid,
 ) -> Result<Vec<RunEvent>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT readable_id, task_id, event_type, created_at, retry_count, reason, worker \
          FROM hatchet.run_events(run_id => $1, tenant_id => $2)",
     )
     .bind(run_id)
     .bind(tenant)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(RunEvent {
-                readable_id: r.try_get("readable_id")?,
-                task_id: r.try_get("task_id")?,
-                event_type: r.try_get("event_type")?,
-                created_at: r.try_get("created_at")?,
-                retry_count: r.try_get("retry_count")?,
-                reason: r.try_get("reason")?,
-                worker: r.try_get("worker")?,
-            })
-        })
-        .collect()
-}
-
-/// `hatchet.push_events`: stores events and triggers what waits for them; returns the event ids in order.
-/// Each event is `{key, payload, additional_metadata, scope, priority}`.
-pub async fn push_events(
-    pool: &PgPool,
-    tenant: Uuid,
-    events: &Value,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT hatchet.push_events(events => $1, tenant_id => $2)")
-        .bind(events)
-        .bind(tenant)
-        .fetch_one(pool)
-        .await
-}
-
-/// `hatchet.schedule`: a one-off run of a workflow at `run_at`; returns the schedule id.
-pub async fn schedule(
-    pool: &PgPool,
-    tenant: Uuid,
-    workflow: &str,
-    run_at: DateTime<Utc>,
-    input: &Value,
-    additional_metadata: &Value,
-    priority: Option<i32>,
-) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT hatchet.schedule(workflow => $1, run_at => $2, input => $3, additional_metadata => $4, \
-                                 priority => $5, tenant_id => $6)",
-    )
-    .bind(workflow)
-    .bind(run_at)
-    .bind(input)
-    .bind(additional_metadata)
-    .bind(priority)
-    .bind(tenant)
-    .fetch_one(pool)
     .await
 }
 
 /// `hatchet.replay_tasks`: a new attempt of each finished run or task (in a DAG, of everything downstream too);
 /// returns the tasks queued now. Runs still in progress are left alone; an unknown id is SQLSTATE 42704.
-pub async fn replay_tasks(
+pub(crate) async fn replay_tasks(
     pool: &PgPool,
     tenant: Uuid,
     ids: &[Uuid],
@@ -243,24 +219,30 @@ pub async fn replay_tasks(
 
 /// A finished run and its created tasks ([`finished_runs`]).
 #[derive(Debug, Clone)]
-pub struct FinishedRun {
+pub(crate) struct FinishedRun {
     /// The run.
     pub run_id: Uuid,
-    /// COMPLETED, FAILED or CANCELLED.
-    pub status: String,
     /// Its tasks with status, output and error.
     pub tasks: Vec<RunTask>,
 }
 
+/// One row of `hatchet.finished_runs`: a task of a finished run.
+#[derive(sqlx::FromRow)]
+struct FinishedTask {
+    run_id: Uuid,
+    #[sqlx(flatten)]
+    task: RunTask,
+}
+
 /// `hatchet.finished_runs`: the finished runs among `run_ids` (unknown and unfinished ones are left out), in one
 /// round trip.
-pub async fn finished_runs(
+pub(crate) async fn finished_runs(
     pool: &PgPool,
     tenant: Uuid,
     run_ids: &[Uuid],
 ) -> Result<Vec<FinishedRun>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT run_id, run_status, task_id, readable_id, status, retry_count, output, error, queue, created_at \
+    let rows: Vec<FinishedTask> = sqlx::query_as(
+        "SELECT run_id, task_id, readable_id, status, retry_count, output, error, queue, created_at \
          FROM hatchet.finished_runs(run_ids => $1, tenant_id => $2)",
     )
     .bind(run_ids)
@@ -268,23 +250,11 @@ pub async fn finished_runs(
     .fetch_all(pool)
     .await?;
     let mut out: Vec<FinishedRun> = Vec::new();
-    for r in &rows {
-        let run_id: Uuid = r.try_get("run_id")?;
-        let task = RunTask {
-            task_id: r.try_get("task_id")?,
-            readable_id: r.try_get("readable_id")?,
-            status: r.try_get("status")?,
-            retry_count: r.try_get("retry_count")?,
-            output: r.try_get("output")?,
-            error: r.try_get("error")?,
-            queue: r.try_get("queue")?,
-            created_at: r.try_get("created_at")?,
-        };
+    for FinishedTask { run_id, task } in rows {
         match out.last_mut() {
             Some(last) if last.run_id == run_id => last.tasks.push(task),
             _ => out.push(FinishedRun {
                 run_id,
-                status: r.try_get("run_status")?,
                 tasks: vec![task],
             }),
         }
@@ -293,8 +263,8 @@ pub async fn finished_runs(
 }
 
 /// What a run was started with, for run details.
-#[derive(Debug, Clone)]
-pub struct RunInfo {
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct RunInfo {
     /// The run input.
     pub input: Value,
     /// Additional metadata.
@@ -309,59 +279,40 @@ pub struct RunInfo {
     pub workflow_version_id: Option<Uuid>,
     /// The task that spawned it (child runs).
     pub parent_task_id: Option<Uuid>,
-    /// `manual`, `event`, `cron` or `schedule`.
-    pub triggered_by: String,
 }
 
 /// One run with what the REST shapes need (`hatchet.run`, `hatchet.list_runs`).
-#[derive(Debug, Clone)]
-pub struct RunRow {
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct RunRow {
     /// The run id.
     pub id: Uuid,
     /// Aggregated status (`hatchet.run_status`).
-    pub status: String,
+    pub status: RunStatus,
     /// The rest.
+    #[sqlx(flatten)]
     pub info: RunInfo,
     /// How many runs its tasks spawned.
     pub children: i64,
 }
 
+/// The columns of [`RunRow`].
 const RUN_COLUMNS: &str =
     "id, status, input, additional_metadata, created_at, workflow_name, workflow_id, \
-     workflow_version_id, parent_task_id, triggered_by, children";
-
-fn run_row(r: &sqlx::postgres::PgRow) -> Result<RunRow, sqlx::Error> {
-    Ok(RunRow {
-        id: r.try_get("id")?,
-        status: r.try_get("status")?,
-        children: r.try_get("children")?,
-        info: RunInfo {
-            input: r.try_get("input")?,
-            additional_metadata: r.try_get("additional_metadata")?,
-            created_at: r.try_get("created_at")?,
-            workflow_name: r.try_get("workflow_name")?,
-            workflow_id: r.try_get("workflow_id")?,
-            workflow_version_id: r.try_get("workflow_version_id")?,
-            parent_task_id: r.try_get("parent_task_id")?,
-            triggered_by: r.try_get("triggered_by")?,
-        },
-    })
-}
+                           workflow_version_id, parent_task_id, children";
 
 /// `hatchet.run`: a run, or a task enqueued on its own (no workflow columns), or `None`.
 async fn run(pool: &PgPool, tenant: Uuid, run_id: Uuid) -> Result<Option<RunRow>, sqlx::Error> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM hatchet.run(run_id => $1, tenant_id => $2)");
     // Built from a constant column list; the values are bind parameters.
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(run_id)
         .bind(tenant)
         .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(run_row).transpose()
+        .await
 }
 
 /// What a run (or a task enqueued on its own) was started with, or `None`.
-pub async fn run_info(
+pub(crate) async fn run_info(
     pool: &PgPool,
     tenant: Uuid,
     run_id: Uuid,
@@ -370,7 +321,7 @@ pub async fn run_info(
 }
 
 /// One workflow run (not a task enqueued on its own), or `None`.
-pub async fn run_row_by_id(
+pub(crate) async fn run_row_by_id(
     pool: &PgPool,
     tenant: Uuid,
     run_id: Uuid,
@@ -380,40 +331,25 @@ pub async fn run_row_by_id(
         .filter(|r| r.info.workflow_id.is_some()))
 }
 
-/// `hatchet.task`: the run a task belongs to, or `None` if there is no such task.
-pub async fn run_of_task(
-    pool: &PgPool,
-    tenant: Uuid,
-    task_id: Uuid,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT run_id FROM hatchet.task(task_id => $1, tenant_id => $2)")
-        .bind(task_id)
-        .bind(tenant)
-        .fetch_optional(pool)
-        .await
-}
-
 /// `hatchet.run_children`: how many runs each task of a run spawned (tasks that spawned none are absent).
-pub async fn children_counts(
+pub(crate) async fn run_children(
     pool: &PgPool,
     tenant: Uuid,
     run_id: Uuid,
-) -> Result<std::collections::HashMap<Uuid, i64>, sqlx::Error> {
-    let rows = sqlx::query(
+) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
         "SELECT task_id, children FROM hatchet.run_children(run_id => $1, tenant_id => $2)",
     )
     .bind(run_id)
     .bind(tenant)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("task_id")?, r.try_get("children")?)))
-        .collect()
+    Ok(rows.into_iter().collect())
 }
 
 /// Filters of [`list_runs`] (Hatchet's `GET /api/v1/stable/tenants/{tenant}/workflow-runs`).
 #[derive(Debug, Clone, Default)]
-pub struct RunFilter {
+pub(crate) struct RunFilter {
     /// Created at or after.
     pub since: Option<DateTime<Utc>>,
     /// Created at or before.
@@ -424,7 +360,7 @@ pub struct RunFilter {
     pub metadata: Option<Value>,
     /// Runs spawned by this task.
     pub parent_task_id: Option<Uuid>,
-    /// Run statuses (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED).
+    /// Run statuses as the caller wrote them (the extension checks them).
     pub statuses: Option<Vec<String>>,
     /// Runs with a task assigned to this worker.
     pub worker_id: Option<Uuid>,
@@ -437,7 +373,7 @@ pub struct RunFilter {
 }
 
 /// `hatchet.list_runs`: workflow runs matching a filter, newest first, and how many match in all.
-pub async fn list_runs(
+pub(crate) async fn list_runs(
     pool: &PgPool,
     tenant: Uuid,
     f: &RunFilter,
@@ -447,10 +383,8 @@ pub async fn list_runs(
                 metadata => $4, parent_task => $5, statuses => $6, worker_id => $7, event_id => $8, \
                 \"limit\" => $9, \"offset\" => $10, tenant_id => $11)"
     );
-    let limit = i32::try_from(f.limit).unwrap_or(i32::MAX);
-    let offset = i32::try_from(f.offset).unwrap_or(i32::MAX);
     // Built from a constant column list; every value is a bind parameter.
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows: Vec<Counted<RunRow>> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(f.since)
         .bind(f.until)
         .bind(f.workflow_ids.as_deref())
@@ -459,167 +393,41 @@ pub async fn list_runs(
         .bind(f.statuses.as_deref())
         .bind(f.worker_id)
         .bind(f.event_id)
-        .bind(limit)
-        .bind(offset)
+        .bind(int_arg(f.limit))
+        .bind(int_arg(f.offset))
         .bind(tenant)
         .fetch_all(pool)
         .await?;
-    let total = match rows.first() {
-        Some(r) => r.try_get("total")?,
+    if rows.is_empty() && f.offset > 0 {
         // An empty page past the end does not say how many there are: count them (a rare request).
-        None if f.offset > 0 => {
-            let first = RunFilter {
-                offset: 0,
-                limit: 1,
-                ..f.clone()
-            };
-            Box::pin(list_runs(pool, tenant, &first)).await?.1
-        }
-        None => 0,
-    };
-    Ok((rows.iter().map(run_row).collect::<Result<_, _>>()?, total))
-}
-
-/// A workflow as the REST API shows it (`hatchet.list_workflows`).
-#[derive(Debug, Clone)]
-pub struct WorkflowRow {
-    /// External id.
-    pub id: Uuid,
-    /// Name (case kept).
-    pub name: String,
-    /// Paused workflows start no runs from triggers.
-    pub is_paused: bool,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Latest version's external id.
-    pub version_id: Option<Uuid>,
-    /// Latest version's label.
-    pub version: Option<String>,
-    /// Latest version's creation time.
-    pub version_created_at: Option<DateTime<Utc>>,
-    /// Event keys of the latest version.
-    pub event_triggers: Vec<String>,
-    /// Cron expressions of the latest version.
-    pub cron_triggers: Vec<String>,
-    /// Latest version's description.
-    pub description: Option<String>,
-}
-
-/// `hatchet.list_workflows`: workflows of a tenant, by name (exact) or id, or all.
-pub async fn list_workflows(
-    pool: &PgPool,
-    tenant: Uuid,
-    name: Option<&str>,
-    id: Option<Uuid>,
-) -> Result<Vec<WorkflowRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, name, is_paused, created_at, version_id, version, version_created_at, event_triggers, \
-                cron_triggers, description \
-         FROM hatchet.list_workflows(workflow_name => $1, workflow_id => $2, tenant_id => $3)",
-    )
-    .bind(name)
-    .bind(id)
-    .bind(tenant)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(WorkflowRow {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                is_paused: r.try_get("is_paused")?,
-                created_at: r.try_get("created_at")?,
-                version_id: r.try_get("version_id")?,
-                version: r.try_get("version")?,
-                version_created_at: r.try_get("version_created_at")?,
-                event_triggers: r.try_get("event_triggers")?,
-                cron_triggers: r.try_get("cron_triggers")?,
-                description: r.try_get("description")?,
-            })
-        })
-        .collect()
-}
-
-/// The external ids of a workflow (by name) and of its latest version, or `None`.
-pub async fn workflow_ids(
-    pool: &PgPool,
-    tenant: Uuid,
-    name: &str,
-) -> Result<Option<(Uuid, Option<Uuid>)>, sqlx::Error> {
-    Ok(list_workflows(pool, tenant, Some(name), None)
-        .await?
-        .into_iter()
-        .next()
-        .map(|w| (w.id, w.version_id)))
-}
-
-/// A stored event (`hatchet.list_events`).
-#[derive(Debug, Clone)]
-pub struct EventRow {
-    /// Event id.
-    pub id: Uuid,
-    /// Key.
-    pub key: String,
-    /// Payload.
-    pub payload: Value,
-    /// Additional metadata.
-    pub additional_metadata: Value,
-    /// Scope.
-    pub scope: Option<String>,
-    /// When it was pushed.
-    pub created_at: DateTime<Utc>,
-    /// The runs it triggered, with their status.
-    pub runs: Vec<(Uuid, String)>,
-}
-
-/// `hatchet.list_events`: events of a tenant, newest first, and the total.
-pub async fn list_events(
-    pool: &PgPool,
-    tenant: Uuid,
-    keys: Option<&[String]>,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<EventRow>, i64), sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, key, payload, additional_metadata, scope, created_at, runs, total \
-         FROM hatchet.list_events(keys => $1, since => $2, until => $3, \"limit\" => $4, \"offset\" => $5, \
-                                  tenant_id => $6)",
-    )
-    .bind(keys)
-    .bind(since)
-    .bind(until)
-    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-    .bind(i32::try_from(offset).unwrap_or(i32::MAX))
-    .bind(tenant)
-    .fetch_all(pool)
-    .await?;
-    let mut total = 0;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        total = r.try_get("total")?;
-        let runs: Value = r.try_get("runs")?;
-        let runs = runs
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| {
-                        let id = Uuid::parse_str(x.get("id")?.as_str()?).ok()?;
-                        Some((id, x.get("status")?.as_str()?.to_owned()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(EventRow {
-            id: r.try_get("id")?,
-            key: r.try_get("key")?,
-            payload: r.try_get("payload")?,
-            additional_metadata: r.try_get("additional_metadata")?,
-            scope: r.try_get("scope")?,
-            created_at: r.try_get("created_at")?,
-            runs,
-        });
+        let first = RunFilter {
+            offset: 0,
+            limit: 1,
+            ..f.clone()
+        };
+        let total = Box::pin(list_runs(pool, tenant, &first)).await?.1;
+        return Ok((Vec::new(), total));
     }
-    Ok((out, total))
+    Ok(page(rows))
+}
+
+/// `hatchet.find_runs_by_metadata`: the runs created since `since` whose `additional_metadata[key] = value`, with
+/// their creation time, oldest first.
+pub(crate) async fn find_runs_by_metadata(
+    pool: &PgPool,
+    tenant: Uuid,
+    key: &str,
+    value: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT run_id, created_at FROM hatchet.find_runs_by_metadata(tenant_id => $1, key => $2, \
+         value => $3, since => $4)",
+    )
+    .bind(tenant)
+    .bind(key)
+    .bind(value)
+    .bind(since)
+    .fetch_all(pool)
+    .await
 }

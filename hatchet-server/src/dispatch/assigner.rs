@@ -86,7 +86,7 @@ async fn round(
 }
 
 /// Pushes committed assignments to their workers and counts them.
-pub fn record(state: &AppState, tenant: Uuid, rows: &[Assignment]) {
+pub(crate) fn record(state: &AppState, tenant: Uuid, rows: &[Assignment]) {
     if rows.is_empty() {
         return;
     }

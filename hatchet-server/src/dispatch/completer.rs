@@ -14,7 +14,8 @@
 //! COMPLETED succeeds silently. If a batch fails as a whole (one oversized output, or a failed assignment), its
 //! items are completed again one by one, without assigning, so one bad item cannot fail the others.
 
-use crate::db::workers::{self as db, Assignment};
+use crate::db::tasks::{self as db, Completions};
+use crate::db::workers::Assignment;
 use crate::{AppError, AppState};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
@@ -156,19 +157,15 @@ async fn complete_batch(
     let task_ids: Vec<Uuid> = items.iter().map(|c| c.task_id).collect();
     let retry_counts: Vec<i32> = items.iter().map(|c| c.retry_count).collect();
     let outputs: Vec<Value> = items.iter().map(|c| c.output.clone()).collect();
+    let batch = Completions {
+        task_ids: &task_ids,
+        retry_counts: &retry_counts,
+        outputs: &outputs,
+    };
     let mut refilled = false;
     let mut backlog = true;
     let started = std::time::Instant::now();
-    let result = complete_and_assign(
-        state,
-        conn,
-        tenant,
-        worker,
-        &task_ids,
-        &retry_counts,
-        &outputs,
-    )
-    .await;
+    let result = complete_and_assign(state, conn, tenant, worker, batch).await;
     tracing::debug!(
         size = items.len(),
         took_us = started.elapsed().as_micros() as u64,
@@ -263,39 +260,35 @@ struct Done {
     refilled: bool,
 }
 
-/// One transaction: complete the batch, then assign the reporting worker its next attempts, if its stream is on
-/// this server. Four round trips (BEGIN, complete_many, assign, COMMIT) on the batcher's own connection: the
-/// worker's slot rows stay locked from `complete_many` to COMMIT, so every round trip saved here is time the
-/// assigner does not wait. If anything fails, the whole transaction rolls back and the caller completes the items
-/// one by one (without assigning).
+/// One transaction ([`db::complete_and_assign`]): complete the batch, then assign the reporting worker its next
+/// attempts, if its stream is on this server. Four round trips (BEGIN, complete_many, assign, COMMIT) on the
+/// batcher's own connection: the worker's slot rows stay locked from `complete_many` to COMMIT, so every round trip
+/// saved here is time the assigner does not wait. If anything fails, the whole transaction rolls back and the caller
+/// completes the items one by one (without assigning).
 async fn complete_and_assign(
     state: &AppState,
     conn: &mut Option<PoolConnection<Postgres>>,
     tenant: Uuid,
     worker: Option<Uuid>,
-    task_ids: &[Uuid],
-    retry_counts: &[i32],
-    outputs: &[Value],
+    batch: Completions<'_>,
 ) -> Result<Done, sqlx::Error> {
     let conn = match conn {
         Some(conn) => conn,
         None => conn.insert(state.pool.acquire().await?),
     };
-    let mut tx = sqlx::Connection::begin(&mut **conn).await?;
-    let completed = db::complete_many(&mut *tx, tenant, task_ids, retry_counts, outputs).await?;
     let connected = state.dispatch.connected_of(tenant);
     let workers: Vec<Uuid> = worker
         .filter(|w| connected.contains(w))
         .into_iter()
         .collect();
-    let mut assigned = Vec::new();
+    let (completed, assigned) =
+        db::complete_and_assign(conn, tenant, batch, &workers, ASSIGN_WITH_BATCH).await?;
     // Nothing completed means nothing was freed: no slot to refill and no reason for the assigner to run.
-    let mut refilled = completed == 0;
-    if completed > 0 && !workers.is_empty() {
-        assigned = db::assign(&mut *tx, tenant, &workers, ASSIGN_WITH_BATCH).await?;
-        refilled = connected.len() == 1 && assigned.len() < ASSIGN_WITH_BATCH as usize;
-    }
-    tx.commit().await?;
+    let refilled = if completed > 0 && !workers.is_empty() {
+        connected.len() == 1 && assigned.len() < ASSIGN_WITH_BATCH as usize
+    } else {
+        completed == 0
+    };
     Ok(Done {
         completed,
         assigned,

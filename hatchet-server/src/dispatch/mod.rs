@@ -248,7 +248,7 @@ impl Dispatch {
 
     /// Pushes fresh assignments to their workers. An attempt whose worker's stream just went away stays
     /// recorded and is pushed when the worker reconnects.
-    pub fn deliver(&self, tenant: Uuid, assignments: &[Assignment]) {
+    pub(crate) fn deliver(&self, tenant: Uuid, assignments: &[Assignment]) {
         if assignments.is_empty() {
             return;
         }
@@ -359,7 +359,7 @@ fn find_holder(
 }
 
 /// The `START_STEP_RUN` action for an assignment (field use as in Hatchet's dispatcher, see sdk_protocol.md §2.3).
-pub fn start_action(tenant: Uuid, a: &Assignment) -> AssignedAction {
+pub(crate) fn start_action(tenant: Uuid, a: &Assignment) -> AssignedAction {
     let task_name = a.readable_id.clone().unwrap_or_else(|| {
         a.queue
             .split_once(':')

@@ -181,35 +181,18 @@ async fn check(state: &AppState) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Whether a run status is final.
-pub fn is_terminal(status: &str) -> bool {
-    matches!(status, "COMPLETED" | "FAILED" | "CANCELLED")
-}
-
 /// The FINISHED event of a terminal run: one result per created task, keyed by readable id (`task_name`), with
 /// the output as JSON text or the error. Skipped tasks report `{"skipped": true}` as Hatchet does.
-pub fn finished_event(run: Uuid, tasks: &[RunTask]) -> WorkflowRunEvent {
+pub(crate) fn finished_event(run: Uuid, tasks: &[RunTask]) -> WorkflowRunEvent {
     let results = tasks
         .iter()
         .filter_map(|t| {
             let task_id = t.task_id?;
-            let (output, error) = match t.status.as_str() {
-                "COMPLETED" => (
-                    Some(
-                        t.output
-                            .clone()
-                            .unwrap_or_else(|| serde_json::json!({}))
-                            .to_string(),
-                    ),
-                    None,
-                ),
-                "SKIPPED" => (Some(r#"{"skipped":true}"#.to_owned()), None),
-                "FAILED" | "CANCELLED" => (
-                    None,
-                    Some(t.error.clone().unwrap_or_else(|| t.status.to_lowercase())),
-                ),
-                _ => return None,
-            };
+            let output = t.sdk_output().map(|o| o.to_string());
+            let error = t.sdk_error();
+            if output.is_none() && error.is_none() {
+                return None;
+            }
             Some(StepRunResult {
                 task_run_external_id: task_id.to_string(),
                 task_name: t.readable_id.clone().unwrap_or_default(),

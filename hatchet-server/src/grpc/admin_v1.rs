@@ -5,20 +5,20 @@
 //! | `PutWorkflow` | the proto as JSON ([`definition`](super::definition)) into `hatchet.register_workflow`; a worker whose registration fails exits, so every definition the extension can store must pass |
 //! | `GetRunDetails` | `hatchet.run_status` + `hatchet.run_tasks`: status, `done`, and each task's output or error by readable id; NOT_FOUND for an unknown run (the SDK retries that) |
 //! | `CancelTasks` | `hatchet.cancel_run` for run ids, `hatchet.cancel` for task ids |
-//! | `TriggerWorkflowRun` | `hatchet.run_workflow` |
-//! | `ReplayTasks`, `BranchDurableTask` | not implemented (no replay in the extension yet; no durable log) |
+//! | `TriggerWorkflowRun` | `hatchet.run_workflow`, mapped like v0 `TriggerWorkflow` ([`super::workflows`]) |
+//! | `ReplayTasks` | not implemented over gRPC; replay is served over REST (`POST .../tasks/replay`, `hatchet.replay_tasks`, see [`crate::rest::tasks`]) |
+//! | `BranchDurableTask` | not implemented (the extension keeps no durable event log) |
 
 use super::definition::workflow_json;
+use super::workflows::v1_trigger;
 use super::{parse_id, unimplemented};
 use crate::auth::grpc::tenant_of;
-use crate::db::runs as db;
-use crate::dispatch::runs::is_terminal;
-use crate::proto::v1::{self, admin_service_server, RunStatus};
+use crate::db::{runs as db, workflows};
+use crate::proto::v1::{self, admin_service_server};
 use crate::{AppError, AppState};
 use serde_json::Value;
 use std::collections::HashMap;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 /// The `v1.AdminService` service.
 #[derive(Debug, Clone)]
@@ -33,34 +33,6 @@ impl AdminService {
     }
 }
 
-/// Our status names to the proto's. PENDING (waiting for parents) is QUEUED; SKIPPED counts as COMPLETED.
-pub fn run_status(status: &str) -> RunStatus {
-    match status {
-        "RUNNING" => RunStatus::Running,
-        "COMPLETED" | "SKIPPED" => RunStatus::Completed,
-        "FAILED" => RunStatus::Failed,
-        "CANCELLED" => RunStatus::Cancelled,
-        _ => RunStatus::Queued,
-    }
-}
-
-/// Cancels a run, or a task when the id is not a run's. Returns the ids that were cancelled.
-pub async fn cancel_any(state: &AppState, tenant: Uuid, id: Uuid) -> Result<bool, AppError> {
-    match db::cancel_run(&state.pool, tenant, id, "cancelled by user").await {
-        Ok(n) => Ok(n > 0),
-        Err(err) => match AppError::from(err) {
-            AppError::NotFound(_) => {
-                Ok(
-                    crate::db::workers::cancel_task(&state.pool, tenant, id, "cancelled by user")
-                        .await
-                        .map_err(AppError::from)?,
-                )
-            }
-            other => Err(other),
-        },
-    }
-}
-
 #[tonic::async_trait]
 impl admin_service_server::AdminService for AdminService {
     async fn put_workflow(
@@ -70,14 +42,14 @@ impl admin_service_server::AdminService for AdminService {
         let tenant = tenant_of(&request)?.0;
         let req = request.into_inner();
         let definition = workflow_json(&req);
-        let version = db::register_workflow(&self.state.pool, tenant, &definition)
+        let version = workflows::register_workflow(&self.state.pool, tenant, &definition)
             .await
             .map_err(|err| match AppError::from(err) {
                 // A parent that is not a task of the workflow: the definition is wrong, nothing is missing.
                 AppError::NotFound(msg) => AppError::InvalidArgument(msg),
                 other => other,
             })?;
-        let workflow_id = db::workflow_ids(&self.state.pool, tenant, &req.name)
+        let workflow_id = workflows::workflow_ids(&self.state.pool, tenant, &req.name)
             .await
             .map_err(AppError::from)?
             .map(|(w, _)| w.to_string())
@@ -101,7 +73,10 @@ impl admin_service_server::AdminService for AdminService {
         let mut cancelled = Vec::new();
         for raw in &req.external_ids {
             let id = parse_id("external_ids", raw)?;
-            if cancel_any(&self.state, tenant, id).await? {
+            if db::cancel_run_or_task(&self.state.pool, tenant, id)
+                .await
+                .map_err(AppError::from)?
+            {
                 cancelled.push(id.to_string());
             }
         }
@@ -123,14 +98,7 @@ impl admin_service_server::AdminService for AdminService {
         request: Request<v1::TriggerWorkflowRunRequest>,
     ) -> Result<Response<v1::TriggerWorkflowRunResponse>, Status> {
         let tenant = tenant_of(&request)?.0;
-        let r = request.into_inner();
-        let trigger = db::Trigger {
-            name: r.workflow_name,
-            input: json_bytes("input", &r.input)?,
-            additional_metadata: json_bytes("additional_metadata", &r.additional_metadata)?,
-            priority: r.priority,
-            ..Default::default()
-        };
+        let trigger = v1_trigger(request.get_ref())?;
         let run = db::run_workflow(&self.state.pool, tenant, &trigger)
             .await
             .map_err(AppError::from)?;
@@ -160,30 +128,13 @@ impl admin_service_server::AdminService for AdminService {
             let Some(readable_id) = t.readable_id.clone() else {
                 continue;
             };
-            let output = match t.status.as_str() {
-                "COMPLETED" => Some(
-                    t.output
-                        .clone()
-                        .unwrap_or_else(|| serde_json::json!({}))
-                        .to_string()
-                        .into_bytes(),
-                ),
-                "SKIPPED" => Some(br#"{"skipped":true}"#.to_vec()),
-                _ => None,
-            };
-            let error = match t.status.as_str() {
-                "FAILED" | "CANCELLED" => {
-                    Some(t.error.clone().unwrap_or_else(|| t.status.to_lowercase()))
-                }
-                _ => None,
-            };
             task_runs.insert(
                 readable_id.clone(),
                 v1::TaskRunDetail {
                     external_id: t.task_id.map(|id| id.to_string()).unwrap_or_default(),
-                    status: run_status(&t.status) as i32,
-                    error,
-                    output,
+                    status: t.status.proto() as i32,
+                    error: t.sdk_error(),
+                    output: t.sdk_output().map(|o| o.to_string().into_bytes()),
                     readable_id,
                     is_evicted: false,
                 },
@@ -198,9 +149,9 @@ impl admin_service_server::AdminService for AdminService {
             } else {
                 input.to_string().into_bytes()
             },
-            status: run_status(&status) as i32,
+            status: status.proto() as i32,
             task_runs,
-            done: is_terminal(&status),
+            done: status.is_terminal(),
             additional_metadata: if metadata.is_null() {
                 Vec::new()
             } else {
@@ -216,13 +167,4 @@ impl admin_service_server::AdminService for AdminService {
     ) -> Result<Response<v1::BranchDurableTaskResponse>, Status> {
         Err(unimplemented("v1.AdminService.BranchDurableTask"))
     }
-}
-
-/// A JSON-bytes request field; empty means `{}`.
-fn json_bytes(field: &str, bytes: &[u8]) -> Result<Value, Status> {
-    super::parse_json(
-        field,
-        std::str::from_utf8(bytes)
-            .map_err(|_| Status::invalid_argument(format!("{field} is not UTF-8")))?,
-    )
 }

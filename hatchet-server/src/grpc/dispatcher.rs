@@ -18,7 +18,7 @@
 use super::{parse_id, unimplemented, ResponseStream};
 use crate::auth::grpc::tenant_of;
 use crate::config::ENGINE_VERSION;
-use crate::db::{reads, workers as db};
+use crate::db::{tasks, workers as db};
 use crate::dispatch::timestamp;
 use crate::proto::{self, dispatcher_server::Dispatcher, StepActionEventType};
 use crate::{AppError, AppState};
@@ -73,7 +73,7 @@ pub fn labels_json(labels: &HashMap<String, proto::WorkerLabels>) -> Value {
 /// after a long pause or a server outage) but that is evidently alive is registered again under its id, with the
 /// actions, slots and labels it had; one that unsubscribed must register anew.
 async fn ensure_alive(state: &AppState, tenant: Uuid, worker_id: Uuid) -> Result<(), AppError> {
-    let Some(record) = reads::worker_record(&state.pool, tenant, worker_id).await? else {
+    let Some(record) = db::worker(&state.pool, tenant, worker_id).await? else {
         return Err(AppError::NotFound(format!(
             "worker {worker_id} is not registered"
         )));
@@ -233,7 +233,7 @@ impl Dispatcher for DispatcherService {
             }
             Ok(StepActionEventType::StepEventTypeFailed) => {
                 let retryable = !event.should_not_retry.unwrap_or(false);
-                match db::fail(
+                match tasks::fail(
                     &self.state.pool,
                     tenant,
                     task_id,
@@ -298,7 +298,7 @@ impl Dispatcher for DispatcherService {
     ) -> Result<Response<proto::WorkerUnsubscribeResponse>, Status> {
         let tenant = tenant_of(&request)?.0;
         let worker_id = parse_id("worker_id", &request.get_ref().worker_id)?;
-        if reads::worker_record(&self.state.pool, tenant, worker_id)
+        if db::worker(&self.state.pool, tenant, worker_id)
             .await
             .map_err(AppError::from)?
             .is_none()
@@ -325,13 +325,13 @@ impl Dispatcher for DispatcherService {
         let tenant = tenant_of(&request)?.0;
         let r = request.into_inner();
         let task_id = parse_id("task_run_external_id", &r.task_run_external_id)?;
-        let retry_count = reads::running_retry_count(&self.state.pool, tenant, task_id)
+        let retry_count = tasks::running_attempt(&self.state.pool, tenant, task_id)
             .await
             .map_err(AppError::from)?
             .ok_or_else(|| {
                 AppError::FailedPrecondition(format!("task {task_id} is not running"))
             })?;
-        let timeout_at = db::refresh_timeout(
+        let timeout_at = tasks::refresh_timeout(
             &self.state.pool,
             tenant,
             task_id,

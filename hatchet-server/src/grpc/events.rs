@@ -6,7 +6,7 @@
 
 use super::{parse_id, parse_json, to_datetime, unimplemented};
 use crate::auth::grpc::tenant_of;
-use crate::db::{runs, workers};
+use crate::db::{events, tasks};
 use crate::dispatch::timestamp;
 use crate::proto::{self, events_service_server};
 use crate::{AppError, AppState};
@@ -46,7 +46,7 @@ impl EventsService {
                 "priority": r.priority,
             }));
         }
-        let ids = runs::push_events(&self.state.pool, tenant, &Value::Array(events))
+        let ids = events::push_events(&self.state.pool, tenant, &Value::Array(events))
             .await
             .map_err(AppError::from)?;
         self.state.dispatch.wake_assigner();
@@ -101,7 +101,7 @@ impl events_service_server::EventsService for EventsService {
         let tenant = tenant_of(&request)?.0;
         let r = request.into_inner();
         let task_id = parse_id("task_run_external_id", &r.task_run_external_id)?;
-        workers::put_log(
+        tasks::put_log(
             &self.state.pool,
             tenant,
             task_id,

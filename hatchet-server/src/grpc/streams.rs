@@ -26,12 +26,12 @@
 //! old chunks every [`PRUNE_EVERY`] (`hatchet.prune_stream_chunks`).
 
 use super::{parse_id, ResponseStream};
+use crate::db::{self, streams::RunStreamState};
 use crate::dispatch::timestamp;
 use crate::proto::{self, ResourceEventType, ResourceType};
+use crate::status::{RunStatus, TaskStatus};
 use crate::{AppError, AppState};
-use serde::Deserialize;
 use sqlx::postgres::PgListener;
-use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -134,10 +134,7 @@ async fn prune_loop(state: AppState) {
             () = tokio::time::sleep(PRUNE_EVERY) => {}
             () = state.shutdown.cancelled() => return,
         }
-        match sqlx::query_scalar::<_, i64>("SELECT hatchet.prune_stream_chunks()")
-            .fetch_one(&state.pool)
-            .await
-        {
+        match db::maintenance::prune_stream_chunks(&state.pool).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(deleted = n, "pruned stream chunks"),
             Err(err) => tracing::warn!(error = %err, "pruning stream chunks failed"),
@@ -158,16 +155,14 @@ pub async fn put_chunk(
             "event_index must not be negative",
         ));
     }
-    sqlx::query(
-        "SELECT hatchet.put_stream_chunk(task_id => $1, message => $2, event_index => $3, tenant_id => $4, \
-         created_at => $5)",
+    db::streams::put_stream_chunk(
+        &state.pool,
+        tenant,
+        task_id,
+        &request.message,
+        request.event_index,
+        request.created_at.as_ref().and_then(super::to_datetime),
     )
-    .bind(task_id)
-    .bind(&request.message)
-    .bind(request.event_index)
-    .bind(tenant)
-    .bind(request.created_at.as_ref().and_then(super::to_datetime))
-    .execute(&state.pool)
     .await
     .map_err(AppError::from)?;
     Ok(())
@@ -244,29 +239,8 @@ fn subscribe_by_metadata(
     Box::pin(ReceiverStream::new(rx))
 }
 
-#[derive(Debug, Deserialize)]
-struct RunState {
-    status: String,
-    tasks: Vec<TaskState>,
-}
-
-#[derive(Debug, Deserialize)]
-struct TaskState {
-    task_id: Uuid,
-    status: String,
-    retry_count: Option<i32>,
-    output: Option<serde_json::Value>,
-    error: Option<String>,
-}
-
-async fn run_state(state: &AppState, tenant: Uuid, run: Uuid) -> Result<RunState, AppError> {
-    let value: serde_json::Value =
-        sqlx::query_scalar("SELECT hatchet.run_stream_state(run_id => $1, tenant_id => $2)")
-            .bind(run)
-            .bind(tenant)
-            .fetch_one(&state.pool)
-            .await?;
-    serde_json::from_value(value).map_err(AppError::internal)
+async fn run_state(state: &AppState, tenant: Uuid, run: Uuid) -> Result<RunStreamState, AppError> {
+    Ok(db::streams::run_stream_state(&state.pool, tenant, run).await?)
 }
 
 /// What has been sent for one task.
@@ -339,7 +313,7 @@ impl Subscription {
     async fn serve(
         &mut self,
         mut run: RunStream,
-        first: RunState,
+        first: RunStreamState,
         mut wake: broadcast::Receiver<Uuid>,
     ) -> Result<(), tonic::Status> {
         let mut current = first;
@@ -366,22 +340,12 @@ impl Subscription {
         let mut seen: HashSet<Uuid> = HashSet::new();
         let mut live: Vec<RunStream> = Vec::new();
         loop {
-            let rows = sqlx::query(
-                "SELECT run_id, created_at FROM hatchet.find_runs_by_metadata(tenant_id => $1, key => $2, \
-                 value => $3, since => $4)",
-            )
-            .bind(self.tenant)
-            .bind(key)
-            .bind(value)
-            .bind(cursor)
-            .fetch_all(&self.state.pool)
-            .await
-            .map_err(AppError::from)?;
+            let runs =
+                db::runs::find_runs_by_metadata(&self.state.pool, self.tenant, key, value, cursor)
+                    .await
+                    .map_err(AppError::from)?;
             let mut newest = cursor;
-            for row in rows {
-                let run: Uuid = row.try_get("run_id").map_err(AppError::from)?;
-                let created: chrono::DateTime<chrono::Utc> =
-                    row.try_get("created_at").map_err(AppError::from)?;
+            for (run, created) in runs {
                 newest = newest.max(created);
                 if seen.insert(run) {
                     live.push(RunStream::new(run));
@@ -411,7 +375,7 @@ impl Subscription {
     async fn step(
         &mut self,
         stream: &mut RunStream,
-        current: &RunState,
+        current: &RunStreamState,
         hangup: bool,
     ) -> Result<Step, tonic::Status> {
         let run_id = stream.run.to_string();
@@ -436,7 +400,7 @@ impl Subscription {
         let mut out = Vec::new();
         for t in &current.tasks {
             let sent = stream.tasks.entry(t.task_id).or_default();
-            if !sent.started && t.status != "QUEUED" && t.status != "PENDING" {
+            if !sent.started && t.status.has_started() {
                 sent.started = true;
                 let mut e = event(
                     ResourceType::StepRun,
@@ -450,36 +414,30 @@ impl Subscription {
         }
 
         // New chunks, in arrival order.
-        let rows = sqlx::query(
-            "SELECT seq, task_id, retry_count, event_index, message, settled \
-             FROM hatchet.read_stream_chunks(run_id => $1, after_seq => $2, tenant_id => $3)",
+        let chunks = db::streams::read_stream_chunks(
+            &self.state.pool,
+            self.tenant,
+            stream.run,
+            stream.watermark,
         )
-        .bind(stream.run)
-        .bind(stream.watermark)
-        .bind(self.tenant)
-        .fetch_all(&self.state.pool)
         .await
         .map_err(AppError::from)?;
         let mut settled_prefix = true;
-        for row in rows {
-            let seq: i64 = row.try_get("seq").map_err(AppError::from)?;
-            let settled: bool = row.try_get("settled").map_err(AppError::from)?;
-            if stream.sent_chunks.insert(seq) {
-                let task_id: Uuid = row.try_get("task_id").map_err(AppError::from)?;
-                let message: Vec<u8> = row.try_get("message").map_err(AppError::from)?;
+        for chunk in chunks {
+            if stream.sent_chunks.insert(chunk.seq) {
                 let mut e = event(
                     ResourceType::StepRun,
                     ResourceEventType::Stream,
-                    task_id.to_string(),
-                    String::from_utf8_lossy(&message).into_owned(),
+                    chunk.task_id.to_string(),
+                    String::from_utf8_lossy(&chunk.message).into_owned(),
                 );
-                e.retry_count = row.try_get("retry_count").map_err(AppError::from)?;
-                e.event_index = row.try_get("event_index").map_err(AppError::from)?;
+                e.retry_count = chunk.retry_count;
+                e.event_index = chunk.event_index;
                 out.push(e);
             }
-            if settled_prefix && settled {
-                stream.watermark = seq;
-                stream.sent_chunks.remove(&seq);
+            if settled_prefix && chunk.settled {
+                stream.watermark = chunk.seq;
+                stream.sent_chunks.remove(&chunk.seq);
             } else {
                 settled_prefix = false;
             }
@@ -488,11 +446,11 @@ impl Subscription {
         // Tasks that finished.
         for t in &current.tasks {
             let sent = stream.tasks.entry(t.task_id).or_default();
-            let kind = match t.status.as_str() {
-                "COMPLETED" | "SKIPPED" => ResourceEventType::Completed,
-                "FAILED" => ResourceEventType::Failed,
-                "CANCELLED" => ResourceEventType::Cancelled,
-                _ => continue,
+            let kind = match t.status {
+                TaskStatus::Completed | TaskStatus::Skipped => ResourceEventType::Completed,
+                TaskStatus::Failed => ResourceEventType::Failed,
+                TaskStatus::Cancelled => ResourceEventType::Cancelled,
+                TaskStatus::Pending | TaskStatus::Queued | TaskStatus::Running => continue,
             };
             if sent.finished {
                 continue;
@@ -504,7 +462,7 @@ impl Subscription {
                     .clone()
                     .unwrap_or_else(|| serde_json::json!({}))
                     .to_string(),
-                _ => t.error.clone().unwrap_or_else(|| t.status.to_lowercase()),
+                _ => t.status.sdk_error(t.error.as_deref()).unwrap_or_default(),
             };
             let mut e = event(ResourceType::StepRun, kind, t.task_id.to_string(), payload);
             e.retry_count = t.retry_count;
@@ -512,11 +470,11 @@ impl Subscription {
         }
 
         // The run finished: the last event, with hangup.
-        let finished = match current.status.as_str() {
-            "COMPLETED" => Some(ResourceEventType::Completed),
-            "FAILED" => Some(ResourceEventType::Failed),
-            "CANCELLED" => Some(ResourceEventType::Cancelled),
-            _ => None,
+        let finished = match current.status {
+            RunStatus::Completed => Some(ResourceEventType::Completed),
+            RunStatus::Failed => Some(ResourceEventType::Failed),
+            RunStatus::Cancelled => Some(ResourceEventType::Cancelled),
+            RunStatus::Queued | RunStatus::Running => None,
         };
         if let Some(kind) = finished {
             let mut e = event(

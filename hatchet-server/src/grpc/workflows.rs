@@ -9,9 +9,11 @@
 //! | `PauseRateLimit` | `hatchet.pause_rate_limit` (no task takes the key's units until `paused_until`) |
 //! | `PutWorkflow` | the legacy v0 registration; current SDKs use `v1.AdminService.PutWorkflow`: not implemented |
 
-use super::{parse_json, to_datetime, unimplemented};
+use super::{parse_id, parse_json, to_datetime, unimplemented};
 use crate::auth::grpc::tenant_of;
-use crate::db::{runs as db, workers};
+use crate::db::crons::{self, RunSpec};
+use crate::db::runs::{self, Trigger};
+use crate::db::{flow_control, workflows};
 use crate::dispatch::timestamp;
 use crate::proto::{self, v1, workflow_service_server, RateLimitDuration};
 use crate::{AppError, AppState};
@@ -34,35 +36,65 @@ impl WorkflowService {
     }
 }
 
-/// A trigger request as the extension's arguments.
-pub fn trigger(r: &v1::TriggerWorkflowRequest) -> Result<db::Trigger, Status> {
-    let parent_task_id = match r
-        .parent_task_run_external_id
-        .as_deref()
-        .filter(|s| !s.is_empty())
-    {
-        Some(id) => Some(super::parse_id("parent_task_run_external_id", id)?),
-        None => None,
-    };
-    let desired_worker_id = match r.desired_worker_id.as_deref().filter(|s| !s.is_empty()) {
-        Some(id) => Some(super::parse_id("desired_worker_id", id)?),
-        None => None,
-    };
-    Ok(db::Trigger {
-        desired_worker_id,
-        name: r.name.clone(),
-        input: parse_json("input", &r.input)?,
-        additional_metadata: parse_json(
-            "additional_metadata",
-            r.additional_metadata.as_deref().unwrap_or(""),
-        )?,
-        priority: r.priority.filter(|p| *p != 0),
-        parent_task_id,
-        child_index: parent_task_id.and(r.child_index),
-        child_key: parent_task_id
-            .and(r.child_key.clone())
-            .filter(|k| !k.is_empty()),
+/// What every trigger request carries, as the extension's arguments: the workflow name, the input and metadata as
+/// JSON text (empty is `{}`) and the priority (0 or absent: the workflow's default). Both trigger RPCs, v0
+/// [`v0_trigger`] and v1 [`v1_trigger`], go through here.
+fn trigger(
+    name: &str,
+    input: &str,
+    additional_metadata: &str,
+    priority: Option<i32>,
+) -> Result<Trigger, Status> {
+    Ok(Trigger {
+        name: name.to_owned(),
+        input: parse_json("input", input)?,
+        additional_metadata: parse_json("additional_metadata", additional_metadata)?,
+        priority: priority.filter(|p| *p != 0),
+        ..Trigger::default()
     })
+}
+
+/// A v0 `TriggerWorkflow` (also each item of `BulkTriggerWorkflow`): a child run carries its parent task, index
+/// and key; `desired_worker_id` (sticky children) places the run on that worker.
+pub(crate) fn v0_trigger(r: &v1::TriggerWorkflowRequest) -> Result<Trigger, Status> {
+    let optional_id = |field: &str, value: Option<&str>| {
+        value
+            .filter(|s| !s.is_empty())
+            .map(|id| parse_id(field, id))
+            .transpose()
+    };
+    let mut t = trigger(
+        &r.name,
+        &r.input,
+        r.additional_metadata.as_deref().unwrap_or(""),
+        r.priority,
+    )?;
+    t.parent_task_id = optional_id(
+        "parent_task_run_external_id",
+        r.parent_task_run_external_id.as_deref(),
+    )?;
+    t.desired_worker_id = optional_id("desired_worker_id", r.desired_worker_id.as_deref())?;
+    t.child_index = t.parent_task_id.and(r.child_index);
+    t.child_key = t
+        .parent_task_id
+        .and(r.child_key.clone())
+        .filter(|k| !k.is_empty());
+    Ok(t)
+}
+
+/// A v1 `TriggerWorkflowRun`: the same fields, with input and metadata as JSON bytes.
+pub(crate) fn v1_trigger(r: &v1::TriggerWorkflowRunRequest) -> Result<Trigger, Status> {
+    let utf8 = |field: &str, bytes: &[u8]| {
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| Status::invalid_argument(format!("{field} is not UTF-8")))
+    };
+    trigger(
+        &r.workflow_name,
+        &utf8("input", &r.input)?,
+        &utf8("additional_metadata", &r.additional_metadata)?,
+        r.priority,
+    )
 }
 
 #[tonic::async_trait]
@@ -95,23 +127,21 @@ impl workflow_service_server::WorkflowService for WorkflowService {
             let at = to_datetime(ts).ok_or_else(|| {
                 Status::invalid_argument("schedules holds an out-of-range timestamp")
             })?;
-            let id = db::schedule(
-                &self.state.pool,
-                tenant,
-                &r.name,
-                at,
-                &input,
-                &metadata,
-                r.priority.filter(|p| *p != 0),
-            )
-            .await
-            .map_err(AppError::from)?;
+            let run = RunSpec {
+                workflow: &r.name,
+                input: &input,
+                additional_metadata: &metadata,
+                priority: r.priority.filter(|p| *p != 0),
+            };
+            let id = crons::schedule(&self.state.pool, tenant, at, run)
+                .await
+                .map_err(AppError::from)?;
             scheduled.push(proto::ScheduledWorkflow {
                 id: id.to_string(),
                 trigger_at: Some(*ts),
             });
         }
-        let (workflow_id, version_id) = db::workflow_ids(&self.state.pool, tenant, &r.name)
+        let (workflow_id, version_id) = workflows::workflow_ids(&self.state.pool, tenant, &r.name)
             .await
             .map_err(AppError::from)?
             .unwrap_or((Uuid::nil(), None));
@@ -132,8 +162,8 @@ impl workflow_service_server::WorkflowService for WorkflowService {
         request: Request<v1::TriggerWorkflowRequest>,
     ) -> Result<Response<proto::TriggerWorkflowResponse>, Status> {
         let tenant = tenant_of(&request)?.0;
-        let t = trigger(request.get_ref())?;
-        let run = db::run_workflow(&self.state.pool, tenant, &t)
+        let t = v0_trigger(request.get_ref())?;
+        let run = runs::run_workflow(&self.state.pool, tenant, &t)
             .await
             .map_err(AppError::from)?;
         self.state.dispatch.wake_assigner();
@@ -157,22 +187,14 @@ impl workflow_service_server::WorkflowService for WorkflowService {
         let triggers = r
             .workflows
             .iter()
-            .map(trigger)
+            .map(v0_trigger)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = self.state.pool.begin().await.map_err(AppError::from)?;
-        let mut ids = Vec::with_capacity(triggers.len());
-        for t in &triggers {
-            ids.push(
-                db::run_workflow(&mut *tx, tenant, t)
-                    .await
-                    .map_err(AppError::from)?
-                    .to_string(),
-            );
-        }
-        tx.commit().await.map_err(AppError::from)?;
+        let ids = runs::run_workflows(&self.state.pool, tenant, &triggers)
+            .await
+            .map_err(AppError::from)?;
         self.state.dispatch.wake_assigner();
         Ok(Response::new(proto::BulkTriggerWorkflowResponse {
-            workflow_run_ids: ids,
+            workflow_run_ids: ids.iter().map(Uuid::to_string).collect(),
         }))
     }
 
@@ -185,7 +207,7 @@ impl workflow_service_server::WorkflowService for WorkflowService {
         let duration = RateLimitDuration::try_from(r.duration).map_err(|_| {
             Status::invalid_argument(format!("unknown rate limit duration {}", r.duration))
         })?;
-        workers::put_rate_limit(
+        flow_control::put_rate_limit(
             &self.state.pool,
             tenant,
             &r.key,
@@ -213,7 +235,7 @@ impl workflow_service_server::WorkflowService for WorkflowService {
             })?),
             None => None,
         };
-        let paused = workers::pause_rate_limit(&self.state.pool, tenant, &r.key, until)
+        let paused = flow_control::pause_rate_limit(&self.state.pool, tenant, &r.key, until)
             .await
             .map_err(AppError::from)?;
         // An unpause lets parked tasks run at once.

@@ -3,10 +3,10 @@
 //! `delete_schedule`. The `{workflow}` segment of the create routes is the workflow *name*, as the SDK sends it.
 
 use super::query::{parse_uuid, Params};
-use super::shapes::{self, CronWorkflow, List, Meta, Pagination, ScheduledWorkflow};
+use super::shapes::{CronWorkflow, List, Meta, Pagination, ScheduledWorkflow};
 use crate::auth::http::AuthTenant;
-use crate::db::runs;
-use crate::db::schedules::{self as db, Cron, Schedule};
+use crate::db::crons::{self as db, Cron, RunSpec, Schedule};
+use crate::db::{runs, workflows};
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -58,7 +58,7 @@ impl WorkflowIds {
         if let Some(ids) = self.0.get(name) {
             return Ok(ids.clone());
         }
-        let (w, v) = runs::workflow_ids(&state.pool, tenant, name)
+        let (w, v) = workflows::workflow_ids(&state.pool, tenant, name)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("workflow \"{name}\" does not exist")))?;
         let ids = (w.to_string(), v.map(|v| v.to_string()).unwrap_or_default());
@@ -117,17 +117,18 @@ async fn create_cron(
     let tenant = auth.0 .0;
     let input = body.input.unwrap_or_else(|| json!({}));
     let metadata = body.additional_metadata.unwrap_or_else(|| json!({}));
+    let run = RunSpec {
+        workflow: &workflow,
+        input: &input,
+        additional_metadata: &metadata,
+        priority: body.priority,
+    };
     let id = db::create_cron(
         &state.pool,
         tenant,
-        &db::NewCron {
-            workflow: &workflow,
-            name: &body.cron_name,
-            expression: &body.cron_expression,
-            input: &input,
-            additional_metadata: &metadata,
-            priority: body.priority,
-        },
+        &body.cron_name,
+        &body.cron_expression,
+        run,
     )
     .await?;
     let cron = find_cron(&state, tenant, id).await?;
@@ -233,9 +234,11 @@ async fn scheduled_shape(
 ) -> Result<ScheduledWorkflow, AppError> {
     let (workflow_id, version_id) = ids.of(state, tenant, &s.workflow).await?;
     let run_status = match s.fired_run_id {
-        Some(run) => Some(shapes::workflow_run_status(
-            &runs::run_status(&state.pool, tenant, run).await?,
-        )),
+        Some(run) => Some(
+            runs::run_status(&state.pool, tenant, run)
+                .await?
+                .workflow_run_status(),
+        ),
         None if s.error.is_some() => Some("FAILED"),
         None => None,
     };
@@ -275,16 +278,15 @@ async fn create_scheduled(
 ) -> Result<Json<ScheduledWorkflow>, AppError> {
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
-    let id = runs::schedule(
-        &state.pool,
-        tenant,
-        &workflow,
-        body.trigger_at,
-        &body.input.unwrap_or_else(|| json!({})),
-        &body.additional_metadata.unwrap_or_else(|| json!({})),
-        body.priority,
-    )
-    .await?;
+    let input = body.input.unwrap_or_else(|| json!({}));
+    let metadata = body.additional_metadata.unwrap_or_else(|| json!({}));
+    let run = RunSpec {
+        workflow: &workflow,
+        input: &input,
+        additional_metadata: &metadata,
+        priority: body.priority,
+    };
+    let id = db::schedule(&state.pool, tenant, body.trigger_at, run).await?;
     let found = find_scheduled(&state, tenant, id).await?;
     Ok(Json(
         scheduled_shape(&state, tenant, &mut WorkflowIds::default(), found).await?,

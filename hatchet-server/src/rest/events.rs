@@ -3,7 +3,8 @@
 use super::query::Params;
 use super::shapes::{List, Meta, Pagination};
 use crate::auth::http::AuthTenant;
-use crate::db::{runs as db, workers};
+use crate::db::{events as db, flow_control};
+use crate::status::RunStatus;
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
@@ -41,7 +42,7 @@ async fn list_events(
     let rows = events
         .into_iter()
         .map(|e| {
-            let count = |s: &str| e.runs.iter().filter(|(_, status)| status == s).count();
+            let count = |s: RunStatus| e.runs.iter().filter(|r| r.status == s).count();
             json!({
                 "metadata": Meta::new(e.id, e.created_at),
                 "key": e.key,
@@ -51,13 +52,13 @@ async fn list_events(
                 "scope": e.scope,
                 "seenAt": e.created_at,
                 "workflowRunSummary": {
-                    "running": count("RUNNING"),
-                    "queued": count("QUEUED"),
-                    "succeeded": count("COMPLETED"),
-                    "failed": count("FAILED"),
-                    "cancelled": count("CANCELLED"),
+                    "running": count(RunStatus::Running),
+                    "queued": count(RunStatus::Queued),
+                    "succeeded": count(RunStatus::Completed),
+                    "failed": count(RunStatus::Failed),
+                    "cancelled": count(RunStatus::Cancelled),
                 },
-                "triggeredRuns": e.runs.iter().map(|(id, _)| json!({"workflowRunId": id.to_string()})).collect::<Vec<_>>(),
+                "triggeredRuns": e.runs.iter().map(|r| json!({"workflowRunId": r.id.to_string()})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -76,7 +77,7 @@ async fn list_rate_limits(
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
     let p = Params::parse(raw.as_deref());
-    let rows = workers::list_rate_limits(&state.pool, tenant, p.get("search"))
+    let rows = flow_control::list_rate_limits(&state.pool, tenant, p.get("search"))
         .await?
         .into_iter()
         .map(|r| {

@@ -1,19 +1,18 @@
 //! Event filters (`hatchet.filters.*`): `/api/v1/stable/tenants/{tenant}/filters[/{filter}]`, list / create / get /
 //! update / delete, answering Hatchet's `V1Filter` / `V1FilterList` shapes. Workflows are named by their public id
-//! (`workflowId`); the SQL lives in `sql/server_api.sql` (`find_filters`, `create_workflow_filter`, `update_filter`)
-//! and `sql/events.sql` (`delete_filter`).
+//! (`workflowId`); the extension functions are in [`crate::db::events`] (`find_filters`, `create_workflow_filter`,
+//! `update_filter`, `delete_filter`).
 
 use super::query::{parse_uuid, Params};
 use super::shapes::{List, Meta, Pagination};
 use crate::auth::http::AuthTenant;
+use crate::db::events as db;
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::Row;
 use uuid::Uuid;
 
 /// The routes.
@@ -73,36 +72,20 @@ async fn find(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Filter>, i64), AppError> {
-    let rows = sqlx::query(
-        "SELECT filter_id, workflow_id, scope, expression, payload, is_declarative, created_at, total \
-         FROM hatchet.find_filters(tenant_id => $1, filter_ids => $2, workflow_ids => $3, scopes => $4, \
-                                   max_rows => $5, skip_rows => $6)",
-    )
-    .bind(tenant)
-    .bind(ids)
-    .bind(workflows)
-    .bind(scopes)
-    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-    .bind(i32::try_from(offset).unwrap_or(i32::MAX))
-    .fetch_all(&state.pool)
-    .await?;
-    let mut total = 0;
-    let mut filters = Vec::with_capacity(rows.len());
-    for r in rows {
-        total = r.try_get("total")?;
-        let id: Uuid = r.try_get("filter_id")?;
-        let created_at: DateTime<Utc> = r.try_get("created_at")?;
-        let workflow: Uuid = r.try_get("workflow_id")?;
-        filters.push(Filter {
-            metadata: Meta::new(id, created_at),
+    let (rows, total) =
+        db::find_filters(&state.pool, tenant, ids, workflows, scopes, limit, offset).await?;
+    let filters = rows
+        .into_iter()
+        .map(|r| Filter {
+            metadata: Meta::new(r.filter_id, r.created_at),
             tenant_id: tenant.to_string(),
-            workflow_id: workflow.to_string(),
-            scope: r.try_get("scope")?,
-            expression: r.try_get("expression")?,
-            payload: r.try_get("payload")?,
-            is_declarative: r.try_get("is_declarative")?,
-        });
-    }
+            workflow_id: r.workflow_id.to_string(),
+            scope: r.scope,
+            expression: r.expression,
+            payload: r.payload,
+            is_declarative: r.is_declarative,
+        })
+        .collect();
     Ok((filters, total))
 }
 
@@ -152,16 +135,14 @@ async fn create(
     let Json(req) = body.map_err(|e| AppError::InvalidArgument(e.body_text()))?;
     let tenant = auth.0 .0;
     let workflow = parse_uuid("workflowId", &req.workflow_id)?;
-    let id: Uuid = sqlx::query_scalar(
-        "SELECT hatchet.create_workflow_filter(workflow_id => $1, scope => $2, expression => $3, \
-         payload => $4, tenant_id => $5)",
+    let id = db::create_workflow_filter(
+        &state.pool,
+        tenant,
+        workflow,
+        &req.scope,
+        &req.expression,
+        &Value::Object(req.payload.unwrap_or_default()),
     )
-    .bind(workflow)
-    .bind(&req.scope)
-    .bind(&req.expression)
-    .bind(Value::Object(req.payload.unwrap_or_default()))
-    .bind(tenant)
-    .fetch_one(&state.pool)
     .await?;
     Ok(Json(find_one(&state, tenant, &id.to_string()).await?))
 }
@@ -185,16 +166,14 @@ async fn update(
     let Json(req) = body.map_err(|e| AppError::InvalidArgument(e.body_text()))?;
     let tenant = auth.0 .0;
     let id = parse_uuid("filter id", &filter)?;
-    let found: bool = sqlx::query_scalar(
-        "SELECT hatchet.update_filter(filter_id => $1, expression => $2, scope => $3, payload => $4, \
-         tenant_id => $5)",
+    let found = db::update_filter(
+        &state.pool,
+        tenant,
+        id,
+        req.expression.as_deref(),
+        req.scope.as_deref(),
+        req.payload.map(Value::Object).as_ref(),
     )
-    .bind(id)
-    .bind(req.expression)
-    .bind(req.scope)
-    .bind(req.payload.map(Value::Object))
-    .bind(tenant)
-    .fetch_one(&state.pool)
     .await?;
     if !found {
         return Err(AppError::NotFound(format!("filter {id} does not exist")));
@@ -211,12 +190,7 @@ async fn delete(
     let tenant = auth.0 .0;
     let existing = find_one(&state, tenant, &filter).await?;
     let id = parse_uuid("filter id", &filter)?;
-    let deleted: bool =
-        sqlx::query_scalar("SELECT hatchet.delete_filter(filter_id => $1, tenant_id => $2)")
-            .bind(id)
-            .bind(tenant)
-            .fetch_one(&state.pool)
-            .await?;
+    let deleted = db::delete_filter(&state.pool, tenant, id).await?;
     if !deleted {
         return Err(AppError::NotFound(format!("filter {id} does not exist")));
     }

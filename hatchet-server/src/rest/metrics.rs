@@ -17,7 +17,12 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, AppError> {
-    match tokio::time::timeout(super::health::PING_TIMEOUT, db::queue_depths(&state.pool)).await {
+    match tokio::time::timeout(
+        super::health::PING_TIMEOUT,
+        db::maintenance::queue_depths(&state.pool),
+    )
+    .await
+    {
         Ok(Ok(depths)) => {
             state.metrics.set_queue_depths(&depths);
             state.metrics.database_up.set(1);

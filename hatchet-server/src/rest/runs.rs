@@ -16,8 +16,8 @@ use super::shapes::{
     WorkflowRunDetails,
 };
 use crate::auth::http::AuthTenant;
-use crate::db::runs::{self as db, RunEvent, RunTask};
-use crate::db::runs::{RunFilter, RunRow};
+use crate::db::runs::{self as db, RunEvent, RunFilter, RunRow, RunTask};
+use crate::db::tasks;
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
@@ -51,11 +51,15 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The run of an id that names a run or one of its tasks (404 if neither).
-pub async fn resolve_run(state: &AppState, tenant: Uuid, id: Uuid) -> Result<RunRow, AppError> {
+pub(crate) async fn resolve_run(
+    state: &AppState,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<RunRow, AppError> {
     if let Some(row) = db::run_row_by_id(&state.pool, tenant, id).await? {
         return Ok(row);
     }
-    if let Some(run) = db::run_of_task(&state.pool, tenant, id).await? {
+    if let Some(run) = tasks::run_of_task(&state.pool, tenant, id).await? {
         if let Some(row) = db::run_row_by_id(&state.pool, tenant, run).await? {
             return Ok(row);
         }
@@ -80,7 +84,7 @@ async fn get_status(
 ) -> Result<Json<&'static str>, AppError> {
     let id = super::query::parse_uuid("workflow run id", &run)?;
     let row = resolve_run(&state, tenant.0, id).await?;
-    Ok(Json(shapes::task_status(&row.status)))
+    Ok(Json(row.status.rest()))
 }
 
 /// Start / end of a task's latest attempt from its timeline.
@@ -109,20 +113,20 @@ fn timings(events: &[RunEvent]) -> HashMap<Uuid, Timing> {
     out
 }
 
+/// A task's output in the REST shapes: the SDK's output ([`RunTask::sdk_output`]), `{}` while it has none.
 fn task_output(t: &RunTask) -> Value {
-    match t.status.as_str() {
-        "COMPLETED" => t.output.clone().unwrap_or_else(|| json!({})),
-        "SKIPPED" => json!({"skipped": true}),
-        _ => json!({}),
-    }
+    t.sdk_output().unwrap_or_else(|| json!({}))
 }
 
+/// A task's error in the REST shapes: the recorded error (empty if none) of a failed or cancelled task.
 fn task_error(t: &RunTask) -> Option<String> {
-    matches!(t.status.as_str(), "FAILED" | "CANCELLED").then(|| t.error.clone().unwrap_or_default())
+    t.status
+        .is_error()
+        .then(|| t.error.clone().unwrap_or_default())
 }
 
 /// Everything `runs.get` returns for one run.
-pub async fn details(
+pub(crate) async fn details(
     state: &AppState,
     tenant: Uuid,
     row: &RunRow,
@@ -130,7 +134,7 @@ pub async fn details(
     let tasks = db::run_tasks(&state.pool, tenant, row.id).await?;
     let events = db::run_events(&state.pool, tenant, row.id).await?;
     let times = timings(&events);
-    let children = db::children_counts(&state.pool, tenant, row.id).await?;
+    let children = db::run_children(&state.pool, tenant, row.id).await?;
     let summary = run_summary(tenant, row, &tasks, &times);
     let task_summaries = tasks
         .iter()
@@ -189,7 +193,7 @@ fn run_output(tasks: &[RunTask]) -> Value {
     let mut out = Map::new();
     for t in tasks {
         if let Some(name) = &t.readable_id {
-            if matches!(t.status.as_str(), "COMPLETED" | "SKIPPED") {
+            if t.status.is_completed() {
                 out.insert(name.clone(), task_output(t));
             }
         }
@@ -213,7 +217,7 @@ fn run_summary(
         .iter()
         .filter_map(|t| times.get(&t.task_id?)?.started_at)
         .min();
-    let finished_at = if shapes::task_status(&row.status) == "QUEUED" || row.status == "RUNNING" {
+    let finished_at = if !row.status.is_terminal() {
         None
     } else {
         tasks
@@ -249,7 +253,7 @@ fn run_summary(
         } else {
             run_output(tasks)
         },
-        status: shapes::task_status(&row.status),
+        status: row.status.rest(),
         started_at,
         task_external_id: row.id.to_string(),
         task_id: 0,
@@ -293,7 +297,7 @@ fn task_summary(tenant: Uuid, row: &RunRow, t: &RunTask, timing: Option<Timing>)
         input: row.info.input.clone(),
         num_spawned_children: 0,
         output: task_output(t),
-        status: shapes::task_status(&t.status),
+        status: t.status.rest(),
         started_at: timing.started_at,
         task_external_id: task_id.to_string(),
         task_id: 0,
@@ -313,7 +317,7 @@ fn task_summary(tenant: Uuid, row: &RunRow, t: &RunTask, timing: Option<Timing>)
 }
 
 /// The run filter of `runs.list` and of bulk actions.
-pub fn run_filter(p: &Params) -> Result<RunFilter, AppError> {
+pub(crate) fn run_filter(p: &Params) -> Result<RunFilter, AppError> {
     let statuses = p
         .list("statuses")
         .map(|s| s.into_iter().map(|x| x.to_uppercase()).collect::<Vec<_>>());

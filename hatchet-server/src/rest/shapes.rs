@@ -254,28 +254,6 @@ impl<T> List<T> {
     }
 }
 
-/// The statuses of V1TaskStatus from ours: SKIPPED counts as COMPLETED, PENDING (waiting for parents) as QUEUED.
-pub fn task_status(status: &str) -> &'static str {
-    match status {
-        "RUNNING" => "RUNNING",
-        "COMPLETED" | "SKIPPED" => "COMPLETED",
-        "FAILED" => "FAILED",
-        "CANCELLED" => "CANCELLED",
-        _ => "QUEUED",
-    }
-}
-
-/// `WorkflowRunStatus` (the older enum used by scheduled runs) from a run status.
-pub fn workflow_run_status(status: &str) -> &'static str {
-    match status {
-        "RUNNING" => "RUNNING",
-        "COMPLETED" => "SUCCEEDED",
-        "FAILED" => "FAILED",
-        "CANCELLED" => "CANCELLED",
-        _ => "QUEUED",
-    }
-}
-
 /// Our task event types as `V1TaskEventType`.
 pub fn event_type(kind: &str) -> &'static str {
     match kind {

@@ -12,8 +12,7 @@ use super::runs::{details, resolve_run};
 use super::shapes::{LogLine, LogLineList, Pagination, TaskSummary};
 use crate::auth::http::AuthTenant;
 use crate::db::runs::{self as runs_db, RunFilter};
-use crate::db::workers;
-use crate::grpc::admin_v1::cancel_any;
+use crate::db::tasks as tasks_db;
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
@@ -112,7 +111,7 @@ async fn cancel(
     let tenant = auth.0 .0;
     let mut cancelled = Vec::new();
     for id in selected_ids(&state, tenant, &body).await? {
-        if cancel_any(&state, tenant, id).await? {
+        if runs_db::cancel_run_or_task(&state.pool, tenant, id).await? {
             cancelled.push(id.to_string());
         }
     }
@@ -184,13 +183,13 @@ async fn logs(
     let limit = params.int("limit")?.unwrap_or(1000).clamp(1, 10_000);
     let since = params.datetime("since")?;
     let until = params.datetime("until")?;
-    if runs_db::run_of_task(&state.pool, tenant.0, task_id)
+    if tasks_db::run_of_task(&state.pool, tenant.0, task_id)
         .await?
         .is_none()
     {
         return Err(AppError::NotFound(format!("task {task_id} does not exist")));
     }
-    let rows: Vec<LogLine> = workers::task_logs(&state.pool, tenant.0, task_id)
+    let rows: Vec<LogLine> = tasks_db::task_logs(&state.pool, tenant.0, task_id)
         .await?
         .into_iter()
         .filter(|l| {

@@ -10,7 +10,7 @@
 //! | `HMAC` | header `signatureHeaderName` = HMAC(`signingSecret`, raw body) with `algorithm` (SHA1, SHA256, SHA512, MD5), `encoding` (HEX, BASE64, BASE64URL); an `sha256=`-style prefix is accepted; the STRIPE, SLACK and SVIX sources use their own signed message and header format (see [`signed_message`]) |
 //!
 //! Secrets are compared in constant time. An authenticated request becomes an event through
-//! `hatchet.receive_webhook` (sql/server_api.sql): key and scope from the webhook's CEL expressions over
+//! `hatchet.receive_webhook` ([`crate::db::webhooks`]): key and scope from the webhook's CEL expressions over
 //! `{input: body, headers}`, payload = body with the static payload merged over it, pushed with
 //! `hatchet.push_event`, so it triggers workflows and satisfies waits like any event. Timestamps in the Stripe,
 //! Slack and Svix schemes are part of what is signed but their age is not checked (no replay window). A Slack
@@ -19,6 +19,7 @@
 use super::query::Params;
 use super::shapes::{List, Meta, Pagination};
 use crate::auth::http::AuthTenant;
+use crate::db::webhooks as db;
 use crate::{AppError, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -26,10 +27,9 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sqlx::Row;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -108,45 +108,29 @@ async fn find(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Stored>, i64), AppError> {
-    let rows = sqlx::query(
-        "SELECT webhook_id, name, source_name, event_key_expression, scope_expression, static_payload, auth_type, \
-                auth, return_event, created_at, updated_at, total \
-         FROM hatchet.find_webhooks(tenant_id => $1, names => $2, source_names => $3, max_rows => $4, \
-                                    skip_rows => $5)",
-    )
-    .bind(tenant)
-    .bind(names)
-    .bind(sources)
-    .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-    .bind(i32::try_from(offset).unwrap_or(i32::MAX))
-    .fetch_all(&state.pool)
-    .await?;
-    let mut total = 0;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        total = r.try_get("total")?;
-        let id: Uuid = r.try_get("webhook_id")?;
-        let created_at: DateTime<Utc> = r.try_get("created_at")?;
-        let updated_at: DateTime<Utc> = r.try_get("updated_at")?;
-        out.push(Stored {
+    let (rows, total) =
+        db::find_webhooks(&state.pool, tenant, names, sources, limit, offset).await?;
+    let out = rows
+        .into_iter()
+        .map(|r| Stored {
             webhook: Webhook {
                 metadata: Meta {
-                    id: id.to_string(),
-                    created_at,
-                    updated_at,
+                    id: r.webhook_id.to_string(),
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
                 },
                 tenant_id: tenant.to_string(),
-                name: r.try_get("name")?,
-                source_name: r.try_get("source_name")?,
-                event_key_expression: r.try_get("event_key_expression")?,
-                scope_expression: r.try_get("scope_expression")?,
-                static_payload: r.try_get("static_payload")?,
-                auth_type: r.try_get("auth_type")?,
-                return_event_as_response_payload: r.try_get("return_event")?,
+                name: r.name,
+                source_name: r.source_name,
+                event_key_expression: r.event_key_expression,
+                scope_expression: r.scope_expression,
+                static_payload: r.static_payload,
+                auth_type: r.auth_type,
+                return_event_as_response_payload: r.return_event,
             },
-            auth: r.try_get("auth")?,
-        });
-    }
+            auth: r.auth,
+        })
+        .collect();
     Ok((out, total))
 }
 
@@ -193,23 +177,18 @@ async fn create(
     auth.check_path(&tenant_path)?;
     let Json(req) = body.map_err(|e| AppError::InvalidArgument(e.body_text()))?;
     let tenant = auth.0 .0;
-    sqlx::query(
-        "SELECT hatchet.create_webhook(name => $1, source_name => $2, event_key_expression => $3, \
-         auth_type => $4, auth => $5, scope_expression => $6, static_payload => $7, return_event => $8, \
-         tenant_id => $9)",
-    )
-    .bind(&req.name)
-    .bind(&req.source_name)
-    .bind(&req.event_key_expression)
-    .bind(&req.auth_type)
-    .bind(Value::Object(req.auth))
-    .bind(req.scope_expression)
-    .bind(req.static_payload.map(Value::Object))
-    .bind(req.return_event_as_response_payload)
-    .bind(tenant)
-    .execute(&state.pool)
-    .await?;
-    Ok(Json(find_one(&state, tenant, &req.name).await?.webhook))
+    let new = db::NewWebhook {
+        name: req.name,
+        source_name: req.source_name,
+        event_key_expression: req.event_key_expression,
+        auth_type: req.auth_type,
+        auth: Value::Object(req.auth),
+        scope_expression: req.scope_expression,
+        static_payload: req.static_payload.map(Value::Object),
+        return_event: req.return_event_as_response_payload,
+    };
+    db::create_webhook(&state.pool, tenant, &new).await?;
+    Ok(Json(find_one(&state, tenant, &new.name).await?.webhook))
 }
 
 async fn get_one(
@@ -230,18 +209,13 @@ async fn update(
     auth.check_path(&tenant_path)?;
     let Json(req) = body.map_err(|e| AppError::InvalidArgument(e.body_text()))?;
     let tenant = auth.0 .0;
-    let found: bool = sqlx::query_scalar(
-        "SELECT hatchet.update_webhook(name => $1, event_key_expression => $2, scope_expression => $3, \
-         static_payload => $4, return_event => $5, tenant_id => $6)",
-    )
-    .bind(&name)
-    .bind(req.event_key_expression)
-    .bind(req.scope_expression)
-    .bind(req.static_payload.map(Value::Object))
-    .bind(req.return_event_as_response_payload)
-    .bind(tenant)
-    .fetch_one(&state.pool)
-    .await?;
+    let update = db::WebhookUpdate {
+        event_key_expression: req.event_key_expression,
+        scope_expression: req.scope_expression,
+        static_payload: req.static_payload.map(Value::Object),
+        return_event: req.return_event_as_response_payload,
+    };
+    let found = db::update_webhook(&state.pool, tenant, &name, &update).await?;
     if !found {
         return Err(AppError::NotFound(format!(
             "webhook \"{name}\" does not exist"
@@ -258,12 +232,7 @@ async fn delete(
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
     let existing = find_one(&state, tenant, &name).await?;
-    let deleted: bool =
-        sqlx::query_scalar("SELECT hatchet.delete_webhook(name => $1, tenant_id => $2)")
-            .bind(&name)
-            .bind(tenant)
-            .fetch_one(&state.pool)
-            .await?;
+    let deleted = db::delete_webhook(&state.pool, tenant, &name).await?;
     if !deleted {
         return Err(AppError::NotFound(format!(
             "webhook \"{name}\" does not exist"
@@ -314,30 +283,27 @@ async fn receive(
             header_map.insert(k.as_str().to_owned(), Value::String(v.to_owned()));
         }
     }
-    let row = sqlx::query(
-        "SELECT event_id, event_key, event_scope, event_payload \
-         FROM hatchet.receive_webhook(name => $1, body => $2, headers => $3, tenant_id => $4)",
+    let event = db::receive_webhook(
+        &state.pool,
+        tenant,
+        &name,
+        &payload,
+        &Value::Object(header_map),
     )
-    .bind(&name)
-    .bind(&payload)
-    .bind(Value::Object(header_map))
-    .bind(tenant)
-    .fetch_one(&state.pool)
     .await?;
     state.dispatch.wake_assigner();
     if !stored.webhook.return_event_as_response_payload {
         return Ok(Json(json!({ "message": "ok" })));
     }
-    let id: Uuid = row.try_get("event_id")?;
     let now = Utc::now();
     Ok(Json(json!({
         "message": "ok",
         "event": {
-            "metadata": Meta::new(id, now),
-            "key": row.try_get::<String, _>("event_key")?,
+            "metadata": Meta::new(event.event_id, now),
+            "key": event.event_key,
             "tenantId": tenant.to_string(),
-            "payload": row.try_get::<Value, _>("event_payload")?,
-            "scope": row.try_get::<Option<String>, _>("event_scope")?,
+            "payload": event.event_payload,
+            "scope": event.event_scope,
             "seenAt": now,
             "triggeringWebhookName": name,
             "workflowRunSummary": {"running": 0, "queued": 0, "succeeded": 0, "failed": 0, "cancelled": 0},

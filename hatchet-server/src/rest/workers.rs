@@ -4,8 +4,7 @@
 use super::query::{parse_uuid, Params};
 use super::shapes::{List, Meta};
 use crate::auth::http::AuthTenant;
-use crate::db::workers as db;
-use crate::db::workers::WorkerRow;
+use crate::db::workers::{self as db, WorkerRow};
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;

@@ -4,7 +4,7 @@
 use super::query::{parse_uuid, Params};
 use super::shapes::{List, Meta};
 use crate::auth::http::AuthTenant;
-use crate::db::runs::{self as db, WorkflowRow};
+use crate::db::workflows::{self as db, WorkflowRow};
 use crate::{AppError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;

@@ -1,50 +1,53 @@
-//! Crons and one-off schedules (`sql/cron.sql`).
+//! Crons and one-off schedules (`sql/crons.sql`).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
-/// What [`create_cron`] creates.
-#[derive(Debug, Clone)]
-pub struct NewCron<'a> {
+/// What a cron or a schedule starts: a run of a workflow with this input, metadata and priority.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunSpec<'a> {
     /// Workflow name.
     pub workflow: &'a str,
-    /// Cron name, unique per workflow.
-    pub name: &'a str,
-    /// Cron expression (5 fields, or 6 with seconds first).
-    pub expression: &'a str,
     /// Run input.
     pub input: &'a Value,
     /// Run metadata.
     pub additional_metadata: &'a Value,
-    /// Run priority.
+    /// Run priority (`None`: the workflow's default).
     pub priority: Option<i32>,
 }
 
-/// `hatchet.create_cron`: a recurring trigger of a workflow; returns its id.
-pub async fn create_cron(
+/// `hatchet.create_cron`: a recurring trigger `name` of a workflow with a cron expression (5 fields, or 6 with
+/// seconds first); returns its id.
+pub(crate) async fn create_cron(
     pool: &PgPool,
     tenant: Uuid,
-    c: &NewCron<'_>,
+    name: &str,
+    expression: &str,
+    run: RunSpec<'_>,
 ) -> Result<Uuid, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT hatchet.create_cron(workflow => $1, name => $2, expression => $3, input => $4, \
                                     additional_metadata => $5, priority => $6, tenant_id => $7)",
     )
-    .bind(c.workflow)
-    .bind(c.name)
-    .bind(c.expression)
-    .bind(c.input)
-    .bind(c.additional_metadata)
-    .bind(c.priority)
+    .bind(run.workflow)
+    .bind(name)
+    .bind(expression)
+    .bind(run.input)
+    .bind(run.additional_metadata)
+    .bind(run.priority)
     .bind(tenant)
     .fetch_one(pool)
     .await
 }
 
 /// `hatchet.delete_cron`: false if there was none.
-pub async fn delete_cron(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+pub(crate) async fn delete_cron(
+    pool: &PgPool,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT hatchet.delete_cron(cron_id => $1, tenant_id => $2)")
         .bind(id)
         .bind(tenant)
@@ -53,9 +56,10 @@ pub async fn delete_cron(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<bool, 
 }
 
 /// One row of [`list_crons`].
-#[derive(Debug, Clone)]
-pub struct Cron {
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Cron {
     /// Cron id.
+    #[sqlx(rename = "cron_id")]
     pub id: Uuid,
     /// Workflow name.
     pub workflow: String,
@@ -78,12 +82,12 @@ pub struct Cron {
 }
 
 /// `hatchet.list_crons`: crons of one workflow (by name) or all.
-pub async fn list_crons(
+pub(crate) async fn list_crons(
     pool: &PgPool,
     tenant: Uuid,
     workflow: Option<&str>,
 ) -> Result<Vec<Cron>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT cron_id, workflow, name, expression, input, additional_metadata, priority, method, enabled, \
                 created_at \
          FROM hatchet.list_crons(workflow => $1, tenant_id => $2)",
@@ -91,27 +95,36 @@ pub async fn list_crons(
     .bind(workflow)
     .bind(tenant)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Cron {
-                id: r.try_get("cron_id")?,
-                workflow: r.try_get("workflow")?,
-                name: r.try_get("name")?,
-                expression: r.try_get("expression")?,
-                input: r.try_get("input")?,
-                additional_metadata: r.try_get("additional_metadata")?,
-                priority: r.try_get("priority")?,
-                method: r.try_get("method")?,
-                enabled: r.try_get("enabled")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect()
+    .await
+}
+
+/// `hatchet.schedule`: a one-off run of a workflow at `run_at`; returns the schedule id.
+pub(crate) async fn schedule(
+    pool: &PgPool,
+    tenant: Uuid,
+    run_at: DateTime<Utc>,
+    run: RunSpec<'_>,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT hatchet.schedule(workflow => $1, run_at => $2, input => $3, additional_metadata => $4, \
+                                 priority => $5, tenant_id => $6)",
+    )
+    .bind(run.workflow)
+    .bind(run_at)
+    .bind(run.input)
+    .bind(run.additional_metadata)
+    .bind(run.priority)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
 }
 
 /// `hatchet.delete_schedule`: false if there was none.
-pub async fn delete_schedule(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+pub(crate) async fn delete_schedule(
+    pool: &PgPool,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT hatchet.delete_schedule(schedule_id => $1, tenant_id => $2)")
         .bind(id)
         .bind(tenant)
@@ -120,9 +133,10 @@ pub async fn delete_schedule(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<bo
 }
 
 /// One row of [`list_schedules`].
-#[derive(Debug, Clone)]
-pub struct Schedule {
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Schedule {
     /// Schedule id.
+    #[sqlx(rename = "schedule_id")]
     pub id: Uuid,
     /// Workflow name.
     pub workflow: String,
@@ -143,32 +157,17 @@ pub struct Schedule {
 }
 
 /// `hatchet.list_schedules`: one-off schedules of one workflow (by name) or all, pending and fired.
-pub async fn list_schedules(
+pub(crate) async fn list_schedules(
     pool: &PgPool,
     tenant: Uuid,
     workflow: Option<&str>,
 ) -> Result<Vec<Schedule>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT schedule_id, workflow, run_at, input, additional_metadata, priority, fired_run_id, error, created_at \
          FROM hatchet.list_schedules(workflow => $1, tenant_id => $2)",
     )
     .bind(workflow)
     .bind(tenant)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Schedule {
-                id: r.try_get("schedule_id")?,
-                workflow: r.try_get("workflow")?,
-                run_at: r.try_get("run_at")?,
-                input: r.try_get("input")?,
-                additional_metadata: r.try_get("additional_metadata")?,
-                priority: r.try_get("priority")?,
-                fired_run_id: r.try_get("fired_run_id")?,
-                error: r.try_get("error")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect()
+    .await
 }
