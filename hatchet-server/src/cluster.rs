@@ -28,7 +28,7 @@ use tokio::process::Command;
 pub const DEFAULT_PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
 /// The database `dev` creates; the extension's background worker is told to use it (`hatchet.database_name`).
-pub const DEFAULT_DATABASE: &str = "hatchet";
+const DEFAULT_DATABASE: &str = "hatchet";
 
 /// What cluster to run and where.
 #[derive(Debug, Clone)]
@@ -86,12 +86,12 @@ impl LocalCluster {
     }
 
     /// The unix socket directory (`DIR/run`).
-    pub fn socket_dir(&self) -> PathBuf {
+    fn socket_dir(&self) -> PathBuf {
         self.spec.data_dir.join("run")
     }
 
     /// The server log (`DIR/postgres.log`).
-    pub fn log_file(&self) -> PathBuf {
+    fn log_file(&self) -> PathBuf {
         self.spec.data_dir.join("postgres.log")
     }
 
@@ -206,18 +206,16 @@ impl LocalCluster {
             }
         }
 
-        let initdb = self.spec.pg_bin_dir.join("initdb");
         let out = self
-            .run(
-                initdb.as_os_str(),
+            .run_on_pgdata(
+                "initdb",
                 [
-                    "-D".into(),
-                    pgdata.clone().into_os_string(),
-                    "--username=postgres".into(),
-                    "--auth=trust".into(),
-                    "--encoding=UTF8".into(),
-                    "--locale=C".into(),
-                ],
+                    "--username=postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
+                .map(OsString::from),
             )
             .await?;
         check(&out, "initdb")?;
@@ -241,14 +239,8 @@ impl LocalCluster {
     }
 
     /// Whether a postmaster is running on `pgdata` (`pg_ctl status`).
-    pub async fn is_running(&self) -> anyhow::Result<bool> {
-        let pg_ctl = self.spec.pg_bin_dir.join("pg_ctl");
-        let out = self
-            .run(
-                pg_ctl.as_os_str(),
-                ["-D".into(), self.pgdata().into_os_string(), "status".into()],
-            )
-            .await?;
+    async fn is_running(&self) -> anyhow::Result<bool> {
+        let out = self.run_on_pgdata("pg_ctl", ["status".into()]).await?;
         Ok(out.status.success())
     }
 
@@ -258,13 +250,10 @@ impl LocalCluster {
         if self.is_running().await? {
             return Ok(false);
         }
-        let pg_ctl = self.spec.pg_bin_dir.join("pg_ctl");
         let out = self
-            .run(
-                pg_ctl.as_os_str(),
+            .run_on_pgdata(
+                "pg_ctl",
                 [
-                    "-D".into(),
-                    self.pgdata().into_os_string(),
                     "-l".into(),
                     self.log_file().into_os_string(),
                     "-o".into(),
@@ -289,20 +278,10 @@ impl LocalCluster {
 
     /// Stops the cluster with `pg_ctl stop -m fast` (open sessions are disconnected, nothing is lost).
     pub async fn stop(&self) -> anyhow::Result<()> {
-        let pg_ctl = self.spec.pg_bin_dir.join("pg_ctl");
         let out = self
-            .run(
-                pg_ctl.as_os_str(),
-                [
-                    "-D".into(),
-                    self.pgdata().into_os_string(),
-                    "-m".into(),
-                    "fast".into(),
-                    "-w".into(),
-                    "-t".into(),
-                    "60".into(),
-                    "stop".into(),
-                ],
+            .run_on_pgdata(
+                "pg_ctl",
+                ["-m", "fast", "-w", "-t", "60", "stop"].map(OsString::from),
             )
             .await?;
         check(&out, "pg_ctl stop")
@@ -336,6 +315,17 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Runs one of the cluster's Postgres programs (`initdb`, `pg_ctl`) on its data directory: `-D <pgdata>`, then
+    /// `args`.
+    async fn run_on_pgdata<I>(&self, program: &str, args: I) -> anyhow::Result<Output>
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        let path = self.spec.pg_bin_dir.join(program);
+        let pgdata = [OsString::from("-D"), self.pgdata().into_os_string()];
+        self.run(path, pgdata.into_iter().chain(args)).await
+    }
+
     /// Runs a program, as the postgres user when we are root, with a working directory that user can enter.
     async fn run<I>(&self, program: impl Into<OsString>, args: I) -> anyhow::Result<Output>
     where
@@ -365,7 +355,7 @@ impl LocalCluster {
 }
 
 /// Creates pg_hatchet in the pool's database (if it is installed) and checks the default tenant exists.
-pub async fn ensure_extension(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+async fn ensure_extension(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     if db::extension_version(pool).await?.is_none() {
         if !db::extension_available(pool).await? {
             bail!(

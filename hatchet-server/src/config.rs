@@ -14,17 +14,17 @@ use uuid::{uuid, Uuid};
 pub const ENGINE_VERSION: &str = "v0.79.0";
 
 /// Largest gRPC message accepted or sent, matching the SDK's default `GRPC_MAX_{RECV,SEND}_MESSAGE_LENGTH`.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The tenant the extension creates on install; `hatchet-server dev` mints its token for it.
 pub const DEFAULT_TENANT_ID: Uuid = uuid!("707d0855-80ab-4e1f-a156-f1c4546cbf52");
 
 /// How often the server pings idle HTTP/2 connections. Clients ping us every 10 s (the SDK's keepalive_time); the
 /// server never rejects pings, whatever their rate.
-pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long the server waits for a ping acknowledgement before dropping the connection.
-pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Operator settings shared by every handler.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Prometheus metrics served on `GET /metrics`.
 //!
-//! Each [`AppState`](crate::AppState) owns its own registry (not the process-global one), so several servers in one
+//! Each [`AppState`](crate::state::AppState) owns its own registry (not the process-global one), so several servers in one
 //! process (the integration tests) never collide. Queue depth is read from the database at scrape time, so it is
 //! right even with several servers in front of one database; the counters and the latency histogram are
 //! per-server and are fed by the assignment and completion paths as they land.
@@ -92,7 +92,7 @@ impl Metrics {
     }
 
     /// Renders every metric in the Prometheus text format.
-    pub fn render(&self) -> Result<String, prometheus::Error> {
+    pub(crate) fn render(&self) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))

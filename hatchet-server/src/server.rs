@@ -6,7 +6,8 @@
 //! `config.shutdown_grace` to finish.
 
 use crate::config::{HTTP2_KEEPALIVE_INTERVAL, HTTP2_KEEPALIVE_TIMEOUT};
-use crate::{grpc, rest, AppState};
+use crate::state::AppState;
+use crate::{grpc, rest};
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -87,7 +88,7 @@ pub async fn run(
         });
     }
 
-    crate::dispatch::spawn(&state);
+    state.dispatch.spawn();
 
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;

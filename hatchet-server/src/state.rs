@@ -3,7 +3,6 @@
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::dispatch::Dispatch;
-use crate::grpc::streams::StreamHub;
 use crate::metrics::Metrics;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -20,25 +19,29 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Operator settings.
     pub config: Arc<ServerConfig>,
-    /// Connected workers and the background tasks' wake-ups (see [`crate::dispatch`]).
-    pub dispatch: Arc<Dispatch>,
-    /// Stream-chunk wake-ups for `SubscribeToWorkflowEvents` (see [`crate::grpc::streams`]).
-    pub streams: Arc<StreamHub>,
-    /// Cancelled when the server starts shutting down. Long-lived streams (ListenV2, SubscribeToWorkflowRuns) must
-    /// end when it fires, or graceful shutdown waits for them until `shutdown_grace` runs out.
-    pub shutdown: CancellationToken,
+    /// Connected workers, subscriptions and the background tasks' wake-ups (see [`crate::dispatch`]).
+    pub(crate) dispatch: Arc<Dispatch>,
+    /// Cancelled when the server starts shutting down. Long-lived streams (ListenV2, SubscribeToWorkflowRuns,
+    /// SubscribeToWorkflowEvents) end when it fires, or graceful shutdown waits for them until `shutdown_grace` runs
+    /// out. [`Dispatch`] holds the same token.
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl AppState {
     /// Builds the state for a pool and settings.
     pub fn new(pool: PgPool, config: ServerConfig) -> Result<Self, prometheus::Error> {
+        let metrics = Arc::new(Metrics::new()?);
+        let shutdown = CancellationToken::new();
         Ok(Self {
             auth: Arc::new(Authenticator::new(pool.clone(), config.auth_cache_ttl)),
-            metrics: Arc::new(Metrics::new()?),
+            dispatch: Arc::new(Dispatch::new(
+                pool.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )),
+            metrics,
             config: Arc::new(config),
-            dispatch: Arc::new(Dispatch::new()),
-            streams: Arc::new(StreamHub::default()),
-            shutdown: CancellationToken::new(),
+            shutdown,
             pool,
         })
     }

@@ -13,13 +13,13 @@ use std::task::{Context, Poll};
 
 /// Layer that wraps a gRPC service with [`GrpcAuth`].
 #[derive(Clone, Debug)]
-pub struct GrpcAuthLayer {
+pub(crate) struct GrpcAuthLayer {
     auth: Arc<Authenticator>,
 }
 
 impl GrpcAuthLayer {
     /// Authenticates with `auth`.
-    pub fn new(auth: Arc<Authenticator>) -> Self {
+    pub(crate) fn new(auth: Arc<Authenticator>) -> Self {
         Self { auth }
     }
 }
@@ -37,7 +37,7 @@ impl<S> tower::Layer<S> for GrpcAuthLayer {
 
 /// The service produced by [`GrpcAuthLayer`].
 #[derive(Clone, Debug)]
-pub struct GrpcAuth<S> {
+pub(crate) struct GrpcAuth<S> {
     inner: S,
     auth: Arc<Authenticator>,
 }
@@ -91,7 +91,7 @@ fn status_for(err: AuthError) -> tonic::Status {
 ///
 /// Every gRPC handler starts with this; it only fails if a service was mounted without [`GrpcAuthLayer`], which is
 /// a server bug, reported as UNAUTHENTICATED rather than serving an unauthenticated caller.
-pub fn tenant_of<T>(req: &tonic::Request<T>) -> Result<TenantId, tonic::Status> {
+pub(crate) fn tenant_of<T>(req: &tonic::Request<T>) -> Result<TenantId, tonic::Status> {
     req.extensions()
         .get::<TenantId>()
         .copied()

@@ -4,16 +4,17 @@
 //! goes through [`require_bearer`], which puts the [`TenantId`] into request extensions or answers 401 with
 //! Hatchet's `APIErrors` JSON body.
 
-use super::TenantId;
-use crate::{AppError, AppState};
+use super::{Authenticator, TenantId};
+use crate::error::AppError;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
+use std::sync::Arc;
 
 /// Middleware: authenticate `Authorization: Bearer <jwt>` and attach the tenant.
-pub async fn require_bearer(
-    State(state): State<AppState>,
+pub(crate) async fn require_bearer(
+    State(auth): State<Arc<Authenticator>>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, AppError> {
@@ -21,14 +22,14 @@ pub async fn require_bearer(
         .headers()
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    let tenant = state.auth.authenticate_header(header).await?;
+    let tenant = auth.authenticate_header(header).await?;
     req.extensions_mut().insert(tenant);
     Ok(next.run(req).await)
 }
 
 /// Extractor for the authenticated tenant in REST handlers mounted behind [`require_bearer`].
 #[derive(Debug, Clone, Copy)]
-pub struct AuthTenant(pub TenantId);
+pub(crate) struct AuthTenant(pub TenantId);
 
 impl<S: Send + Sync> FromRequestParts<S> for AuthTenant {
     type Rejection = AppError;
@@ -46,7 +47,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthTenant {
 impl AuthTenant {
     /// Checks that a `{tenant}` path segment names the token's tenant. A token for one tenant never reaches another
     /// tenant's data, and the answer does not reveal whether the other tenant exists.
-    pub fn check_path(&self, path_tenant: &str) -> Result<(), AppError> {
+    pub(crate) fn check_path(&self, path_tenant: &str) -> Result<(), AppError> {
         match uuid::Uuid::parse_str(path_tenant) {
             Ok(id) if id == self.0 .0 => Ok(()),
             Ok(_) => Err(AppError::PermissionDenied(

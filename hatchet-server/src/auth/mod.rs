@@ -14,10 +14,11 @@
 //! The transports ([`grpc`], [`http`]) only extract the bearer token and put the resulting [`TenantId`] into the
 //! request extensions; handlers read it from there.
 
-pub mod grpc;
-pub mod http;
+pub(crate) mod grpc;
+pub(crate) mod http;
 
-use crate::{db, AppError};
+use crate::db;
+use crate::error::AppError;
 use chrono::{DateTime, TimeZone, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -208,7 +209,10 @@ impl Authenticator {
     }
 
     /// Authenticates the value of an `authorization` header or metadata entry (`Bearer <jwt>`, any case).
-    pub async fn authenticate_header(&self, value: Option<&[u8]>) -> Result<TenantId, AuthError> {
+    pub(crate) async fn authenticate_header(
+        &self,
+        value: Option<&[u8]>,
+    ) -> Result<TenantId, AuthError> {
         let token = bearer_token(value.ok_or(AuthError::Missing)?).ok_or(AuthError::Missing)?;
         self.verify(token).await
     }
@@ -302,7 +306,7 @@ pub fn sign(claims: &Claims, secret: &[u8]) -> Result<String, AppError> {
 
 /// Extracts the token from `Bearer <token>`; the scheme is matched case-insensitively (the Python SDK sends
 /// `bearer`, browsers and the REST client `Bearer`).
-pub fn bearer_token(value: &[u8]) -> Option<&str> {
+fn bearer_token(value: &[u8]) -> Option<&str> {
     let value = std::str::from_utf8(value).ok()?.trim();
     let (scheme, token) = value.split_once(char::is_whitespace)?;
     let token = token.trim();

@@ -55,24 +55,32 @@ pub(crate) async fn delete_cron(
         .await
 }
 
-/// One row of [`list_crons`].
+/// What a stored cron or schedule starts ([`RunSpec`] as read back).
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct Cron {
-    /// Cron id.
-    #[sqlx(rename = "cron_id")]
-    pub id: Uuid,
+pub(crate) struct StoredRun {
     /// Workflow name.
     pub workflow: String,
-    /// Cron name (the expression itself for declared crons).
-    pub name: String,
-    /// The cron expression.
-    pub expression: String,
     /// Run input.
     pub input: Value,
     /// Run metadata.
     pub additional_metadata: Value,
     /// Run priority.
     pub priority: Option<i32>,
+}
+
+/// One row of [`list_crons`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Cron {
+    /// Cron id.
+    #[sqlx(rename = "cron_id")]
+    pub id: Uuid,
+    /// What it starts.
+    #[sqlx(flatten)]
+    pub run: StoredRun,
+    /// Cron name (the expression itself for declared crons).
+    pub name: String,
+    /// The cron expression.
+    pub expression: String,
     /// `DECLARED` (from `on_crons`) or `API`.
     pub method: String,
     /// Whether it fires.
@@ -138,16 +146,11 @@ pub(crate) struct Schedule {
     /// Schedule id.
     #[sqlx(rename = "schedule_id")]
     pub id: Uuid,
-    /// Workflow name.
-    pub workflow: String,
+    /// What it starts.
+    #[sqlx(flatten)]
+    pub run: StoredRun,
     /// When it fires.
     pub run_at: DateTime<Utc>,
-    /// Run input.
-    pub input: Value,
-    /// Run metadata.
-    pub additional_metadata: Value,
-    /// Run priority.
-    pub priority: Option<i32>,
     /// The run it started, once fired.
     pub fired_run_id: Option<Uuid>,
     /// Why it could not fire.

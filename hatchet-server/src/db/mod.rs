@@ -19,7 +19,7 @@
 //! object it touches and does any multi-statement work itself. That keeps the server's contract with pg_hatchet
 //! (schema `hatchet`, see `docs/sql-api.md`) reviewable in one folder, and makes a schema change a change of one
 //! file on this side. Rows map onto `#[derive(sqlx::FromRow)]` structs whose fields are the function's columns.
-//! Functions return `sqlx::Error`; callers turn it into an [`AppError`](crate::AppError) with `?`, which maps
+//! Functions return `sqlx::Error`; callers turn it into an [`AppError`](crate::error::AppError) with `?`, which maps
 //! SQLSTATEs in one place.
 
 pub(crate) mod crons;

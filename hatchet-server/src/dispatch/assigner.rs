@@ -7,15 +7,16 @@
 //! worker resumed, a rate-limit window refilled. Each call is one statement, so one short transaction that holds the
 //! worker slot locks only for its own duration.
 
+use super::Dispatch;
 use crate::db::workers::{self as db, Assignment};
-use crate::AppState;
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Most attempts one `hatchet.assign` call hands out; a full batch makes the loop go again at once.
-pub const BATCH: i32 = 200;
+const BATCH: i32 = 200;
 
 /// First idle poll interval after activity.
 const MIN_IDLE: Duration = Duration::from_millis(10);
@@ -27,16 +28,15 @@ const MAX_IDLE: Duration = Duration::from_millis(200);
 const PURGE_EVERY: Duration = Duration::from_secs(30);
 
 /// The loop; ends on shutdown.
-pub async fn run(state: AppState) {
-    let dispatch = state.dispatch.clone();
-    let shutdown = state.shutdown.clone();
+pub(crate) async fn run(dispatch: Arc<Dispatch>) {
+    let shutdown = dispatch.shutdown.clone();
     let mut idle = MIN_IDLE;
     let mut last_purge = Instant::now();
     // The loop's own connection, kept between rounds: taking one from the pool costs a round trip (the pool's
     // liveness check) on every call, and this loop calls often. Dropped on any error and taken anew.
     let mut conn: Option<PoolConnection<Postgres>> = None;
     loop {
-        let busy = match round(&state, &mut conn).await {
+        let busy = match round(&dispatch, &mut conn).await {
             Ok(full) => full,
             Err(err) => {
                 tracing::warn!(error = %err, "assignment failed; retrying");
@@ -63,16 +63,16 @@ pub async fn run(state: AppState) {
 
 /// One pass over the tenants with connected workers. True if some call filled a whole batch (more may be ready).
 async fn round(
-    state: &AppState,
+    dispatch: &Dispatch,
     conn: &mut Option<PoolConnection<Postgres>>,
 ) -> Result<bool, sqlx::Error> {
-    let tenants = state.dispatch.connected_by_tenant();
+    let tenants = dispatch.connected_by_tenant();
     if tenants.is_empty() {
         return Ok(false);
     }
     let conn = match conn {
         Some(conn) => conn,
-        None => conn.insert(state.pool.acquire().await?),
+        None => conn.insert(dispatch.pool.acquire().await?),
     };
     let mut full = false;
     for (tenant, workers) in tenants {
@@ -80,21 +80,24 @@ async fn round(
         let rows = db::assign(&mut **conn, tenant, &workers, BATCH).await?;
         tracing::debug!(%tenant, rows = rows.len(), took_us = started.elapsed().as_micros() as u64, "assign round");
         full |= rows.len() == BATCH as usize;
-        record(state, tenant, &rows);
+        record(dispatch, tenant, &rows);
     }
     Ok(full)
 }
 
 /// Pushes committed assignments to their workers and counts them.
-pub(crate) fn record(state: &AppState, tenant: Uuid, rows: &[Assignment]) {
+pub(crate) fn record(dispatch: &Dispatch, tenant: Uuid, rows: &[Assignment]) {
     if rows.is_empty() {
         return;
     }
-    state.dispatch.deliver(tenant, rows);
-    state.metrics.assignments.inc_by(rows.len() as u64);
+    dispatch.deliver(tenant, rows);
+    dispatch.metrics.assignments.inc_by(rows.len() as u64);
     let now = chrono::Utc::now();
     for row in rows {
         let waited = (now - row.queued_at).to_std().unwrap_or_default();
-        state.metrics.queue_to_start.observe(waited.as_secs_f64());
+        dispatch
+            .metrics
+            .queue_to_start
+            .observe(waited.as_secs_f64());
     }
 }

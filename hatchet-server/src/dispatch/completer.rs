@@ -14,14 +14,15 @@
 //! COMPLETED succeeds silently. If a batch fails as a whole (one oversized output, or a failed assignment), its
 //! items are completed again one by one, without assigning, so one bad item cannot fail the others.
 
+use super::Dispatch;
 use crate::db::tasks::{self as db, Completions};
 use crate::db::workers::Assignment;
-use crate::{AppError, AppState};
+use crate::error::AppError;
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -49,7 +50,7 @@ struct Completion {
 
 /// The handlers' side of the batcher.
 #[derive(Debug)]
-pub struct Handle {
+pub(crate) struct Handle {
     tx: mpsc::UnboundedSender<Completion>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Completion>>>,
 }
@@ -64,7 +65,7 @@ impl Handle {
     }
 
     /// Completes an attempt in the next batch and waits for the batch to commit.
-    pub async fn complete(
+    pub(crate) async fn complete(
         &self,
         tenant: Uuid,
         worker: Option<Uuid>,
@@ -89,9 +90,8 @@ impl Handle {
 }
 
 /// The batcher loop.
-pub async fn run(state: AppState) {
-    let Some(mut rx) = state
-        .dispatch
+pub(crate) async fn run(dispatch: Arc<Dispatch>) {
+    let Some(mut rx) = dispatch
         .completer()
         .rx
         .lock()
@@ -101,7 +101,7 @@ pub async fn run(state: AppState) {
         tracing::error!("the completion batcher was started twice");
         return;
     };
-    let shutdown = state.shutdown.clone();
+    let shutdown = dispatch.shutdown.clone();
     // The batcher's own connection, kept between batches (see `complete_and_assign`); dropped on any error.
     let mut conn: Option<PoolConnection<Postgres>> = None;
     let mut backlog = true;
@@ -140,15 +140,15 @@ pub async fn run(state: AppState) {
         }
         backlog = false;
         for ((tenant, worker), items) in by_worker {
-            backlog |= complete_batch(&state, &mut conn, tenant, worker, items).await;
+            backlog |= complete_batch(&dispatch, &mut conn, tenant, worker, items).await;
         }
-        state.dispatch.wake_runs();
+        dispatch.wake_runs();
     }
 }
 
 /// Completes one worker's batch; true if its transaction assigned work (there is a backlog) or failed (in doubt).
 async fn complete_batch(
-    state: &AppState,
+    dispatch: &Dispatch,
     conn: &mut Option<PoolConnection<Postgres>>,
     tenant: Uuid,
     worker: Option<Uuid>,
@@ -165,7 +165,7 @@ async fn complete_batch(
     let mut refilled = false;
     let mut backlog = true;
     let started = std::time::Instant::now();
-    let result = complete_and_assign(state, conn, tenant, worker, batch).await;
+    let result = complete_and_assign(dispatch, conn, tenant, worker, batch).await;
     tracing::debug!(
         size = items.len(),
         took_us = started.elapsed().as_micros() as u64,
@@ -177,11 +177,11 @@ async fn complete_batch(
     }
     match result {
         Ok(done) => {
-            state
+            dispatch
                 .metrics
                 .completions
                 .inc_by(done.completed.max(0) as u64);
-            super::assigner::record(state, tenant, &done.assigned);
+            super::assigner::record(dispatch, tenant, &done.assigned);
             refilled = done.refilled;
             backlog = !done.assigned.is_empty();
             for item in items {
@@ -194,7 +194,7 @@ async fn complete_batch(
         Err(err) => {
             tracing::warn!(error = %err, size = items.len(), "completion batch failed; completing its items one by one");
             for item in items {
-                let result = complete_one(state, tenant, &item).await;
+                let result = complete_one(dispatch, tenant, &item).await;
                 let _ = item.reply.send(result);
             }
         }
@@ -203,14 +203,18 @@ async fn complete_batch(
     // in-transaction assignment did not run (or failed), it handed out a full batch (more may be ready), or the
     // tenant has other workers here that the completions may have given work (a DAG's next tasks).
     if !refilled {
-        state.dispatch.wake_assigner();
+        dispatch.wake_assigner();
     }
     backlog
 }
 
-async fn complete_one(state: &AppState, tenant: Uuid, item: &Completion) -> Result<(), AppError> {
+async fn complete_one(
+    dispatch: &Dispatch,
+    tenant: Uuid,
+    item: &Completion,
+) -> Result<(), AppError> {
     match db::complete_many(
-        &state.pool,
+        &dispatch.pool,
         tenant,
         &[item.task_id],
         &[item.retry_count],
@@ -219,11 +223,11 @@ async fn complete_one(state: &AppState, tenant: Uuid, item: &Completion) -> Resu
     .await
     {
         Ok(n) => {
-            state.metrics.completions.inc_by(n.max(0) as u64);
+            dispatch.metrics.completions.inc_by(n.max(0) as u64);
             Ok(())
         }
         Err(err) => match AppError::from(err) {
-            AppError::ResourceExhausted(msg) => fail_oversized(state, tenant, item, &msg).await,
+            AppError::ResourceExhausted(msg) => fail_oversized(dispatch, tenant, item, &msg).await,
             other => Err(other),
         },
     }
@@ -232,14 +236,14 @@ async fn complete_one(state: &AppState, tenant: Uuid, item: &Completion) -> Resu
 /// An output the extension refuses (over `hatchet.max_payload_bytes`) fails the attempt for good with the reason,
 /// instead of leaving the worker to resend it until the attempt times out.
 async fn fail_oversized(
-    state: &AppState,
+    dispatch: &Dispatch,
     tenant: Uuid,
     item: &Completion,
     reason: &str,
 ) -> Result<(), AppError> {
     let error = format!("OutputTooLarge: {reason}");
     match db::fail(
-        &state.pool,
+        &dispatch.pool,
         tenant,
         item.task_id,
         item.retry_count,
@@ -266,7 +270,7 @@ struct Done {
 /// saved here is time the assigner does not wait. If anything fails, the whole transaction rolls back and the caller
 /// completes the items one by one (without assigning).
 async fn complete_and_assign(
-    state: &AppState,
+    dispatch: &Dispatch,
     conn: &mut Option<PoolConnection<Postgres>>,
     tenant: Uuid,
     worker: Option<Uuid>,
@@ -274,9 +278,9 @@ async fn complete_and_assign(
 ) -> Result<Done, sqlx::Error> {
     let conn = match conn {
         Some(conn) => conn,
-        None => conn.insert(state.pool.acquire().await?),
+        None => conn.insert(dispatch.pool.acquire().await?),
     };
-    let connected = state.dispatch.connected_of(tenant);
+    let connected = dispatch.connected_of(tenant);
     let workers: Vec<Uuid> = worker
         .filter(|w| connected.contains(w))
         .into_iter()

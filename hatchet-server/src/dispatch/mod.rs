@@ -7,7 +7,9 @@
 //! again when the worker reconnects, and a cancellation for a disconnected worker is delivered on reconnect. A
 //! server restart loses that memory, never work: an attempt nobody runs times out in the extension and is retried.
 //!
-//! Background tasks, started by [`spawn`] when the server runs:
+//! [`Dispatch`] owns what its background tasks need (the pool, the metrics, the shutdown token), so this module
+//! depends only on [`crate::db`], [`crate::metrics`] and [`crate::proto`], never on the gRPC or REST handlers that
+//! call it. Background tasks, started by [`Dispatch::spawn`] when the server runs:
 //!
 //! | task | what it does |
 //! |---|---|
@@ -15,25 +17,29 @@
 //! | [`notifier`] | one `LISTEN` connection (`hatchet_ready`, `hatchet_cancel`) fanned out to the tasks and streams |
 //! | [`completer`] | batches COMPLETED events into one `hatchet.complete_many` plus the next assignments |
 //! | [`runs`] | watches subscribed workflow runs and answers `SubscribeToWorkflowRuns` when they finish |
+//! | [`streams`] | stream chunks for `SubscribeToWorkflowEvents`: one `LISTEN hatchet_stream`, pruning, subscriptions (started on first use) |
 
-pub mod assigner;
-pub mod completer;
-pub mod notifier;
-pub mod runs;
+pub(crate) mod assigner;
+pub(crate) mod completer;
+pub(crate) mod notifier;
+pub(crate) mod runs;
+pub(crate) mod streams;
 
 use crate::db::workers::Assignment;
-use crate::proto::{ActionType, AssignedAction};
-use crate::AppState;
+use crate::metrics::Metrics;
+use crate::proto::{timestamp, ActionType, AssignedAction};
 use serde_json::{json, Value};
+use sqlx::PgPool;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
 /// How long the memory of a disconnected worker (unacknowledged pushes, undelivered cancellations) is kept. Past
@@ -45,9 +51,16 @@ const REMEMBER_UNSUBSCRIBED_FOR: Duration = Duration::from_secs(600);
 
 type ActionSender = mpsc::UnboundedSender<Result<AssignedAction, tonic::Status>>;
 
-/// Connected workers and what was pushed to them. Shared by the gRPC handlers and the background tasks.
+/// Connected workers and what was pushed to them, and the handles the background tasks work with. Shared by the
+/// gRPC and REST handlers and the background tasks.
 #[derive(Debug)]
-pub struct Dispatch {
+pub(crate) struct Dispatch {
+    /// Connections to the database.
+    pub(crate) pool: PgPool,
+    /// The server's metrics, fed by assignments and completions.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Cancelled when the server starts shutting down: every loop and stream ends.
+    pub(crate) shutdown: CancellationToken,
     registry: Mutex<Registry>,
     /// Wakes the assigner: work may be ready (NOTIFY), or slots were freed.
     assign_wake: Notify,
@@ -56,7 +69,9 @@ pub struct Dispatch {
     next_conn: AtomicU64,
     completer: completer::Handle,
     /// Workflow-run subscriptions of `SubscribeToWorkflowRuns` streams.
-    pub runs: runs::Subscriptions,
+    runs: runs::Subscriptions,
+    /// Stream-chunk wake-ups of `SubscribeToWorkflowEvents` streams.
+    streams: streams::StreamHub,
 }
 
 #[derive(Debug, Default)]
@@ -110,23 +125,29 @@ impl WorkerEntry {
     }
 }
 
-impl Default for Dispatch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Dispatch {
-    /// An empty registry. Background tasks are started separately by [`spawn`].
-    pub fn new() -> Self {
+    /// An empty registry over a pool. Background tasks are started separately by [`Dispatch::spawn`].
+    pub(crate) fn new(pool: PgPool, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
         Self {
+            pool,
+            metrics,
+            shutdown,
             registry: Mutex::new(Registry::default()),
             assign_wake: Notify::new(),
             runs_wake: Notify::new(),
             next_conn: AtomicU64::new(1),
             completer: completer::Handle::new(),
             runs: runs::Subscriptions::default(),
+            streams: streams::StreamHub::default(),
         }
+    }
+
+    /// Starts the background tasks; they stop when `shutdown` is cancelled. The stream tasks start on first use.
+    pub(crate) fn spawn(self: &Arc<Self>) {
+        tokio::spawn(assigner::run(self.clone()));
+        tokio::spawn(notifier::run(self.clone()));
+        tokio::spawn(completer::run(self.clone()));
+        tokio::spawn(runs::run(self.clone()));
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -135,28 +156,25 @@ impl Dispatch {
     }
 
     /// Asks the assigner to run now (work became ready or slots were freed).
-    pub fn wake_assigner(&self) {
+    pub(crate) fn wake_assigner(&self) {
         self.assign_wake.notify_one();
     }
 
     /// Asks the run watcher to look at subscribed runs now (something may have finished).
-    pub fn wake_runs(&self) {
+    pub(crate) fn wake_runs(&self) {
         self.runs_wake.notify_one();
     }
 
     /// The completion batcher.
-    pub fn completer(&self) -> &completer::Handle {
+    pub(crate) fn completer(&self) -> &completer::Handle {
         &self.completer
     }
 
     /// Opens the action stream of a worker, replacing any earlier stream of the same worker (the SDK opens a new
-    /// one on every reconnect). Undelivered cancellations and unacknowledged attempts are queued on it first.
-    pub fn connect(
-        self: &std::sync::Arc<Self>,
-        tenant: Uuid,
-        worker_id: Uuid,
-        shutdown: WaitForCancellationFutureOwned,
-    ) -> ActionStream {
+    /// one on every reconnect). Undelivered cancellations and unacknowledged attempts are queued on it first. The
+    /// stream ends at shutdown.
+    pub(crate) fn connect(self: &Arc<Self>, tenant: Uuid, worker_id: Uuid) -> ActionStream {
+        let shutdown = self.shutdown.clone().cancelled_owned();
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         {
@@ -204,7 +222,7 @@ impl Dispatch {
     }
 
     /// The worker unsubscribed: close its stream and forget it.
-    pub fn unsubscribed(&self, worker_id: Uuid) {
+    pub(crate) fn unsubscribed(&self, worker_id: Uuid) {
         let mut reg = self.registry();
         reg.workers.remove(&worker_id);
         reg.unsubscribed.insert(worker_id, Instant::now());
@@ -212,7 +230,7 @@ impl Dispatch {
 
     /// The extension took the worker out of service (it missed heartbeats) and retried its attempts elsewhere:
     /// what was pushed to it must not be pushed again when it comes back.
-    pub fn reaped(&self, worker_id: Uuid) {
+    pub(crate) fn reaped(&self, worker_id: Uuid) {
         if let Some(entry) = self.registry().workers.get_mut(&worker_id) {
             entry.inflight.clear();
             entry.pending_cancels.clear();
@@ -220,12 +238,12 @@ impl Dispatch {
     }
 
     /// Whether the worker unsubscribed recently (then a heartbeat must not revive it).
-    pub fn is_unsubscribed(&self, worker_id: Uuid) -> bool {
+    pub(crate) fn is_unsubscribed(&self, worker_id: Uuid) -> bool {
         self.registry().unsubscribed.contains_key(&worker_id)
     }
 
     /// The workers with a live stream on this server, grouped by tenant.
-    pub fn connected_by_tenant(&self) -> Vec<(Uuid, Vec<Uuid>)> {
+    pub(crate) fn connected_by_tenant(&self) -> Vec<(Uuid, Vec<Uuid>)> {
         let reg = self.registry();
         let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
         for (id, entry) in &reg.workers {
@@ -237,7 +255,7 @@ impl Dispatch {
     }
 
     /// The workers of one tenant with a live stream on this server.
-    pub fn connected_of(&self, tenant: Uuid) -> Vec<Uuid> {
+    pub(crate) fn connected_of(&self, tenant: Uuid) -> Vec<Uuid> {
         let reg = self.registry();
         reg.workers
             .iter()
@@ -275,7 +293,7 @@ impl Dispatch {
     }
 
     /// The worker sent STARTED for an attempt: it has it.
-    pub fn acknowledge(&self, tenant: Uuid, worker_id: Option<Uuid>, task_id: Uuid) {
+    pub(crate) fn acknowledge(&self, tenant: Uuid, worker_id: Option<Uuid>, task_id: Uuid) {
         tracing::debug!(%task_id, "started");
         let mut reg = self.registry();
         if let Some(entry) = find_holder(&mut reg, tenant, worker_id, task_id) {
@@ -286,7 +304,7 @@ impl Dispatch {
     }
 
     /// The attempt reported COMPLETED or FAILED: nothing more to redeliver.
-    pub fn finished(&self, tenant: Uuid, worker_id: Option<Uuid>, task_id: Uuid) {
+    pub(crate) fn finished(&self, tenant: Uuid, worker_id: Option<Uuid>, task_id: Uuid) {
         tracing::debug!(%task_id, "finished");
         let mut reg = self.registry();
         if let Some(entry) = find_holder(&mut reg, tenant, worker_id, task_id) {
@@ -297,7 +315,7 @@ impl Dispatch {
     /// Tells a worker to stop an attempt (it was cancelled or timed out in the extension). The CANCEL_STEP_RUN
     /// repeats the id and retry_count of the START, which is how the SDK finds the running task. Workers not
     /// known to this server are ignored: another server holds their stream.
-    pub fn cancel(&self, worker_id: Uuid, task_id: Uuid, retry_count: i32) {
+    pub(crate) fn cancel(&self, worker_id: Uuid, task_id: Uuid, retry_count: i32) {
         let mut reg = self.registry();
         let Some(entry) = reg.workers.get_mut(&worker_id) else {
             return;
@@ -324,7 +342,7 @@ impl Dispatch {
     }
 
     /// Drops the memory of workers disconnected for long, and of old unsubscriptions.
-    pub fn purge(&self) {
+    pub(crate) fn purge(&self) {
         let mut reg = self.registry();
         let now = Instant::now();
         reg.workers.retain(|_, e| {
@@ -358,8 +376,8 @@ fn find_holder(
     }
 }
 
-/// The `START_STEP_RUN` action for an assignment (field use as in Hatchet's dispatcher, see sdk_protocol.md §2.3).
-pub(crate) fn start_action(tenant: Uuid, a: &Assignment) -> AssignedAction {
+/// The `START_STEP_RUN` action for an assignment (the fields set as Hatchet's own dispatcher sets them).
+fn start_action(tenant: Uuid, a: &Assignment) -> AssignedAction {
     let task_name = a.readable_id.clone().unwrap_or_else(|| {
         a.queue
             .split_once(':')
@@ -394,24 +412,16 @@ fn metadata_str(metadata: &Value, key: &str) -> Option<String> {
 
 /// The SDK's action payload. A workflow task (one with a readable id) stores its input in that shape already
 /// (`{"input", "parents", ...}`); a task enqueued with `hatchet.enqueue` stores its bare input, which becomes `input`.
-pub fn action_payload(is_workflow_task: bool, input: &Value) -> Value {
+fn action_payload(is_workflow_task: bool, input: &Value) -> Value {
     if is_workflow_task && input.get("input").is_some() {
         return input.clone();
     }
     json!({ "input": input, "parents": {}, "triggered_by": "manual" })
 }
 
-/// A protobuf timestamp.
-pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
 /// A worker's `ListenV2` stream. Ends when the server shuts down; dropping it (the client went away) marks the
 /// worker disconnected, unless a newer stream of the same worker already replaced this one.
-pub struct ActionStream {
+pub(crate) struct ActionStream {
     rx: mpsc::UnboundedReceiver<Result<AssignedAction, tonic::Status>>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Held for its `Drop`.
@@ -419,7 +429,7 @@ pub struct ActionStream {
 }
 
 struct ConnGuard {
-    dispatch: std::sync::Arc<Dispatch>,
+    dispatch: Arc<Dispatch>,
     worker_id: Uuid,
     conn_id: u64,
 }
@@ -439,12 +449,4 @@ impl tokio_stream::Stream for ActionStream {
         }
         self.rx.poll_recv(cx)
     }
-}
-
-/// Starts the background tasks; they stop when `state.shutdown` is cancelled.
-pub fn spawn(state: &AppState) {
-    tokio::spawn(assigner::run(state.clone()));
-    tokio::spawn(notifier::run(state.clone()));
-    tokio::spawn(completer::run(state.clone()));
-    tokio::spawn(runs::run(state.clone()));
 }

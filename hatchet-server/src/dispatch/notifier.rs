@@ -8,31 +8,32 @@
 //! A connection lost and re-established may have missed notifications, so every (re)connect wakes both the
 //! assigner and the run watcher; their idle polls cover the rest.
 
-use crate::AppState;
+use super::Dispatch;
 use sqlx::postgres::PgListener;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
 /// Channel: a queue has work.
-pub const READY_CHANNEL: &str = "hatchet_ready";
+const READY_CHANNEL: &str = "hatchet_ready";
 
 /// Channel: a running attempt was cancelled or timed out.
-pub const CANCEL_CHANNEL: &str = "hatchet_cancel";
+const CANCEL_CHANNEL: &str = "hatchet_cancel";
 
 /// The loop; ends on shutdown.
-pub async fn run(state: AppState) {
-    let shutdown = state.shutdown.clone();
+pub(crate) async fn run(dispatch: Arc<Dispatch>) {
+    let shutdown = dispatch.shutdown.clone();
     let mut backoff = Duration::from_millis(100);
     loop {
         let listener = tokio::select! {
-            listener = listen(&state) => listener,
+            listener = listen(&dispatch) => listener,
             () = shutdown.cancelled() => return,
         };
         match listener {
             Ok(mut listener) => {
                 backoff = Duration::from_millis(100);
-                state.dispatch.wake_assigner();
-                state.dispatch.wake_runs();
+                dispatch.wake_assigner();
+                dispatch.wake_runs();
                 loop {
                     let next = tokio::select! {
                         next = listener.try_recv() => next,
@@ -40,12 +41,12 @@ pub async fn run(state: AppState) {
                     };
                     match next {
                         Ok(Some(notification)) => {
-                            handle(&state, notification.channel(), notification.payload());
+                            handle(&dispatch, notification.channel(), notification.payload());
                         }
                         Ok(None) => {
                             tracing::warn!("LISTEN connection lost and re-established; notifications may have been missed");
-                            state.dispatch.wake_assigner();
-                            state.dispatch.wake_runs();
+                            dispatch.wake_assigner();
+                            dispatch.wake_runs();
                         }
                         Err(err) => {
                             tracing::warn!(error = %err, "LISTEN connection failed; reconnecting");
@@ -66,32 +67,32 @@ pub async fn run(state: AppState) {
     }
 }
 
-async fn listen(state: &AppState) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(&state.pool).await?;
+async fn listen(dispatch: &Dispatch) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(&dispatch.pool).await?;
     listener.listen_all([READY_CHANNEL, CANCEL_CHANNEL]).await?;
     Ok(listener)
 }
 
-fn handle(state: &AppState, channel: &str, payload: &str) {
+fn handle(dispatch: &Dispatch, channel: &str, payload: &str) {
     match channel {
-        READY_CHANNEL => state.dispatch.wake_assigner(),
+        READY_CHANNEL => dispatch.wake_assigner(),
         CANCEL_CHANNEL => {
             match parse_cancel(payload) {
                 Some((task_id, retry_count, Some(worker_id))) => {
-                    state.dispatch.cancel(worker_id, task_id, retry_count);
+                    dispatch.cancel(worker_id, task_id, retry_count);
                 }
                 Some((_, _, None)) => {} // a SQL consumer's attempt: no stream to tell
                 None => tracing::warn!(%payload, "malformed hatchet_cancel payload"),
             }
-            state.dispatch.wake_runs();
-            state.dispatch.wake_assigner();
+            dispatch.wake_runs();
+            dispatch.wake_assigner();
         }
         _ => {}
     }
 }
 
 /// `task_id:retry_count:worker_id` (worker empty for attempts claimed by SQL consumers).
-pub fn parse_cancel(payload: &str) -> Option<(Uuid, i32, Option<Uuid>)> {
+fn parse_cancel(payload: &str) -> Option<(Uuid, i32, Option<Uuid>)> {
     let mut parts = payload.splitn(3, ':');
     let task = Uuid::parse_str(parts.next()?).ok()?;
     let retry_count = parts.next()?.parse().ok()?;

@@ -8,12 +8,12 @@
 //! A run that is already terminal when subscribed is answered at once. Subscribing twice to one run (the client
 //! re-sends its pending ids on every reconnect) is harmless: each stream gets its answer once.
 
+use super::Dispatch;
 use crate::db::runs::{self as db, RunTask};
-use crate::grpc::ResponseStream;
 use crate::proto::{
-    StepRunResult, SubscribeToWorkflowRunsRequest, WorkflowRunEvent, WorkflowRunEventType,
+    timestamp, ResponseStream, StepRunResult, SubscribeToWorkflowRunsRequest, WorkflowRunEvent,
+    WorkflowRunEventType,
 };
-use crate::AppState;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +34,7 @@ type SubscriptionMap = HashMap<(Uuid, Uuid), Vec<(u64, EventSender)>>;
 
 /// The subscribed runs of every stream on this server.
 #[derive(Debug, Default)]
-pub struct Subscriptions {
+pub(crate) struct Subscriptions {
     inner: Mutex<SubscriptionMap>,
     next_id: AtomicU64,
 }
@@ -73,32 +73,27 @@ impl Subscriptions {
         self.lock().remove(&(tenant, run)).unwrap_or_default()
     }
 
-    /// How many (stream, run) subscriptions are open (for tests and metrics).
-    pub fn len(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
-    }
-
     /// Whether no subscription is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
     }
 }
 
 /// Serves one `SubscribeToWorkflowRuns` stream: reads run ids from the client and returns the event stream.
-pub fn subscribe(
-    state: &AppState,
+pub(crate) fn subscribe(
+    dispatch: &Arc<Dispatch>,
     tenant: Uuid,
     mut incoming: tonic::Streaming<SubscribeToWorkflowRunsRequest>,
 ) -> ResponseStream<WorkflowRunEvent> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let stream_id = state.dispatch.runs.next_id.fetch_add(1, Ordering::Relaxed);
-    let reader_state = state.clone();
+    let stream_id = dispatch.runs.next_id.fetch_add(1, Ordering::Relaxed);
+    let reader_dispatch = dispatch.clone();
     let reader = tokio::spawn(async move {
-        let dispatch = &reader_state.dispatch;
+        let dispatch = &reader_dispatch;
         loop {
             let message = tokio::select! {
                 m = incoming.message() => m,
-                () = reader_state.shutdown.cancelled() => return,
+                () = dispatch.shutdown.cancelled() => return,
             };
             match message {
                 Ok(Some(req)) => match Uuid::parse_str(req.workflow_run_id.trim()) {
@@ -117,8 +112,8 @@ pub fn subscribe(
     });
     Box::pin(RunEventStream {
         rx,
-        shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
-        dispatch: state.dispatch.clone(),
+        shutdown: Box::pin(dispatch.shutdown.clone().cancelled_owned()),
+        dispatch: dispatch.clone(),
         stream_id,
         reader,
     })
@@ -127,7 +122,7 @@ pub fn subscribe(
 struct RunEventStream {
     rx: mpsc::UnboundedReceiver<Result<WorkflowRunEvent, tonic::Status>>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    dispatch: Arc<super::Dispatch>,
+    dispatch: Arc<Dispatch>,
     stream_id: u64,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -151,29 +146,28 @@ impl tokio_stream::Stream for RunEventStream {
 }
 
 /// The watcher loop; ends on shutdown.
-pub async fn run(state: AppState) {
-    let dispatch = state.dispatch.clone();
+pub(crate) async fn run(dispatch: Arc<Dispatch>) {
     loop {
         tokio::select! {
             () = dispatch.runs_wake.notified() => {}
             () = tokio::time::sleep(POLL) => {}
-            () = state.shutdown.cancelled() => return,
+            () = dispatch.shutdown.cancelled() => return,
         }
         if dispatch.runs.is_empty() {
             continue;
         }
-        if let Err(err) = check(&state).await {
+        if let Err(err) = check(&dispatch).await {
             tracing::warn!(error = %err, "checking subscribed runs failed; retrying");
         }
     }
 }
 
 /// One `hatchet.finished_runs` call per tenant: which subscribed runs are finished, with their results.
-async fn check(state: &AppState) -> Result<(), sqlx::Error> {
-    for (tenant, runs) in state.dispatch.runs.watched() {
-        for run in db::finished_runs(&state.pool, tenant, &runs).await? {
+async fn check(dispatch: &Dispatch) -> Result<(), sqlx::Error> {
+    for (tenant, runs) in dispatch.runs.watched() {
+        for run in db::finished_runs(&dispatch.pool, tenant, &runs).await? {
             let event = finished_event(run.run_id, &run.tasks);
-            for (_, tx) in state.dispatch.runs.take(tenant, run.run_id) {
+            for (_, tx) in dispatch.runs.take(tenant, run.run_id) {
                 let _ = tx.send(Ok(event.clone()));
             }
         }
@@ -183,7 +177,7 @@ async fn check(state: &AppState) -> Result<(), sqlx::Error> {
 
 /// The FINISHED event of a terminal run: one result per created task, keyed by readable id (`task_name`), with
 /// the output as JSON text or the error. Skipped tasks report `{"skipped": true}` as Hatchet does.
-pub(crate) fn finished_event(run: Uuid, tasks: &[RunTask]) -> WorkflowRunEvent {
+fn finished_event(run: Uuid, tasks: &[RunTask]) -> WorkflowRunEvent {
     let results = tasks
         .iter()
         .filter_map(|t| {
@@ -205,7 +199,7 @@ pub(crate) fn finished_event(run: Uuid, tasks: &[RunTask]) -> WorkflowRunEvent {
     WorkflowRunEvent {
         workflow_run_id: run.to_string(),
         event_type: WorkflowRunEventType::Finished as i32,
-        event_timestamp: Some(super::timestamp(chrono::Utc::now())),
+        event_timestamp: Some(timestamp(chrono::Utc::now())),
         results,
     }
 }

@@ -14,21 +14,22 @@ use super::workflows::v1_trigger;
 use super::{parse_id, unimplemented};
 use crate::auth::grpc::tenant_of;
 use crate::db::{runs as db, workflows};
+use crate::error::AppError;
 use crate::proto::v1::{self, admin_service_server};
-use crate::{AppError, AppState};
+use crate::state::AppState;
 use serde_json::Value;
 use std::collections::HashMap;
 use tonic::{Request, Response, Status};
 
 /// The `v1.AdminService` service.
 #[derive(Debug, Clone)]
-pub struct AdminService {
+pub(crate) struct AdminService {
     state: AppState,
 }
 
 impl AdminService {
     /// A service over the shared state.
-    pub fn new(state: AppState) -> Self {
+    pub(crate) fn new(state: AppState) -> Self {
         Self { state }
     }
 }

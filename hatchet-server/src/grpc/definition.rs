@@ -13,7 +13,7 @@ use crate::proto::v1::{
 use serde_json::{json, Map, Value};
 
 /// The whole request.
-pub fn workflow_json(r: &v1::CreateWorkflowVersionRequest) -> Value {
+pub(crate) fn workflow_json(r: &v1::CreateWorkflowVersionRequest) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), json!(r.name));
     m.insert("description".into(), json!(r.description));
@@ -93,7 +93,7 @@ pub fn workflow_json(r: &v1::CreateWorkflowVersionRequest) -> Value {
 }
 
 /// One `CreateTaskOpts`.
-pub fn task_json(t: &v1::CreateTaskOpts) -> Value {
+pub(crate) fn task_json(t: &v1::CreateTaskOpts) -> Value {
     let mut m = Map::new();
     m.insert("readable_id".into(), json!(t.readable_id));
     m.insert("action".into(), json!(t.action));
@@ -175,7 +175,7 @@ pub fn task_json(t: &v1::CreateTaskOpts) -> Value {
 }
 
 /// One `Concurrency` setting.
-pub fn concurrency_json(c: &v1::Concurrency) -> Value {
+pub(crate) fn concurrency_json(c: &v1::Concurrency) -> Value {
     let mut o = Map::new();
     o.insert("expression".into(), json!(c.expression));
     insert_opt(&mut o, "max_runs", c.max_runs.map(|v| json!(v)));
@@ -204,7 +204,7 @@ pub fn concurrency_json(c: &v1::Concurrency) -> Value {
 }
 
 /// Desired worker labels (`map<string, DesiredWorkerLabels>`), also used by triggers.
-pub fn desired_labels_json(
+pub(crate) fn desired_labels_json(
     labels: &std::collections::HashMap<String, v1::DesiredWorkerLabels>,
 ) -> Value {
     let mut out = Map::new();
@@ -254,7 +254,7 @@ fn conditions_json(c: &v1::TaskConditions) -> Value {
             o.insert("user_event_key".into(), json!(u.user_event_key));
             insert_opt(&mut o, "event_scope", u.event_scope.as_ref().map(|v| json!(v)));
             if let Some(ts) = &u.consider_events_since {
-                insert_opt(&mut o, "consider_events_since", super::to_datetime(ts).map(|t| json!(t.to_rfc3339())));
+                insert_opt(&mut o, "consider_events_since", crate::proto::to_datetime(ts).map(|t| json!(t.to_rfc3339())));
             }
             Value::Object(o)
         }).collect::<Vec<_>>(),

@@ -9,19 +9,23 @@
 //! | `RefreshTimeout`, `ReleaseSlot`, `UpsertWorkerLabels` | the matching extension function |
 //! | `Unsubscribe` | `hatchet.deregister_worker`: its running attempts are retried elsewhere |
 //! | `SubscribeToWorkflowRuns` | one FINISHED event per subscribed run, see [`crate::dispatch::runs`] |
+//! | `SubscribeToWorkflowEvents` | a run's task events and stream chunks (or every run's with a metadata key and value), see [`crate::dispatch::streams`] |
 //! | `GetVersion` | [`ENGINE_VERSION`] |
 //!
 //! Every attempt event is idempotent per `(task_run_external_id, retry_count)`: STARTED arrives twice, and a
 //! COMPLETED or FAILED resent for an attempt that is already finished (or was cancelled or timed out meanwhile)
 //! succeeds without changing anything, so the SDK's retries never turn into errors or double effects.
 
-use super::{parse_id, unimplemented, ResponseStream};
+use super::{parse_id, unimplemented};
 use crate::auth::grpc::tenant_of;
 use crate::config::ENGINE_VERSION;
 use crate::db::{tasks, workers as db};
-use crate::dispatch::timestamp;
-use crate::proto::{self, dispatcher_server::Dispatcher, StepActionEventType};
-use crate::{AppError, AppState};
+use crate::dispatch::{runs, streams};
+use crate::error::AppError;
+use crate::proto::{
+    self, dispatcher_server::Dispatcher, timestamp, ResponseStream, StepActionEventType,
+};
+use crate::state::AppState;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use tonic::{Request, Response, Status, Streaming};
@@ -29,13 +33,13 @@ use uuid::Uuid;
 
 /// The `Dispatcher` service.
 #[derive(Debug, Clone)]
-pub struct DispatcherService {
+pub(crate) struct DispatcherService {
     state: AppState,
 }
 
 impl DispatcherService {
     /// A service over the shared state.
-    pub fn new(state: AppState) -> Self {
+    pub(crate) fn new(state: AppState) -> Self {
         Self { state }
     }
 
@@ -46,18 +50,14 @@ impl DispatcherService {
         let tenant = tenant_of(&request)?.0;
         let worker_id = parse_id("worker_id", &request.get_ref().worker_id)?;
         ensure_alive(&self.state, tenant, worker_id).await?;
-        let stream = self.state.dispatch.connect(
-            tenant,
-            worker_id,
-            self.state.shutdown.clone().cancelled_owned(),
-        );
+        let stream = self.state.dispatch.connect(tenant, worker_id);
         tracing::debug!(%worker_id, "worker stream opened");
         Ok(Box::pin(stream))
     }
 }
 
 /// Worker labels as the extension stores them: `{key: "value" | 42}`.
-pub fn labels_json(labels: &HashMap<String, proto::WorkerLabels>) -> Value {
+pub(crate) fn labels_json(labels: &HashMap<String, proto::WorkerLabels>) -> Value {
     let mut out = Map::new();
     for (key, label) in labels {
         if let Some(s) = &label.str_value {
@@ -191,7 +191,26 @@ impl Dispatcher for DispatcherService {
         request: Request<proto::SubscribeToWorkflowEventsRequest>,
     ) -> Result<Response<Self::SubscribeToWorkflowEventsStream>, Status> {
         let tenant = tenant_of(&request)?.0;
-        let stream = super::streams::subscribe(&self.state, tenant, request.into_inner()).await?;
+        let r = request.into_inner();
+        let dispatch = &self.state.dispatch;
+        let stream = match (
+            r.workflow_run_id
+                .as_deref()
+                .filter(|id| !id.trim().is_empty()),
+            r.additional_meta_key.as_deref(),
+            r.additional_meta_value.as_deref(),
+        ) {
+            (Some(id), _, _) => {
+                let run = parse_id("workflow_run_id", id)?;
+                streams::subscribe_run(dispatch, tenant, run).await?
+            }
+            (None, Some(key), Some(value)) if !key.is_empty() => {
+                streams::subscribe_metadata(dispatch, tenant, key, value)
+            }
+            _ => return Err(Status::invalid_argument(
+                "workflow_run_id, or additional_meta_key and additional_meta_value, are required",
+            )),
+        };
         Ok(Response::new(stream))
     }
 
@@ -202,7 +221,7 @@ impl Dispatcher for DispatcherService {
         request: Request<Streaming<proto::SubscribeToWorkflowRunsRequest>>,
     ) -> Result<Response<Self::SubscribeToWorkflowRunsStream>, Status> {
         let tenant = tenant_of(&request)?.0;
-        let stream = crate::dispatch::runs::subscribe(&self.state, tenant, request.into_inner());
+        let stream = runs::subscribe(&self.state.dispatch, tenant, request.into_inner());
         Ok(Response::new(stream))
     }
 

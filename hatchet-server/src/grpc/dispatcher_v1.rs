@@ -4,21 +4,22 @@
 //! never opens `DurableTask`; it uses the legacy `RegisterDurableEvent` + `ListenForDurableEvent` pair for
 //! `aio_sleep_for` / `aio_wait_for`, which need the extension's durable sleeps and event waits.
 
-use super::{unimplemented, ResponseStream};
+use super::unimplemented;
 use crate::proto::v1::{self, v1_dispatcher_server::V1Dispatcher};
-use crate::AppState;
+use crate::proto::ResponseStream;
+use crate::state::AppState;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The `v1.V1Dispatcher` service.
 #[derive(Debug, Clone)]
-pub struct V1DispatcherService {
+pub(crate) struct V1DispatcherService {
     #[allow(dead_code)] // used once durable tasks land
     state: AppState,
 }
 
 impl V1DispatcherService {
     /// A service over the shared state.
-    pub fn new(state: AppState) -> Self {
+    pub(crate) fn new(state: AppState) -> Self {
         Self { state }
     }
 }

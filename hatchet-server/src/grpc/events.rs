@@ -2,27 +2,28 @@
 //!
 //! `Push` / `BulkPush` go to `hatchet.push_events` (one statement for a whole bulk push, so either every event is
 //! stored and has triggered what it should, or none); `PutLog` to `hatchet.put_log`; `PutStreamEvent` to
-//! `hatchet.put_stream_chunk` (see [`super::streams`]). `ReplaySingleEvent` is not implemented yet.
+//! `hatchet.put_stream_chunk` (see [`crate::dispatch::streams`]). `ReplaySingleEvent` is not implemented yet.
 
-use super::{parse_id, parse_json, to_datetime, unimplemented};
+use super::{parse_id, parse_json, unimplemented};
 use crate::auth::grpc::tenant_of;
 use crate::db::{events, tasks};
-use crate::dispatch::timestamp;
-use crate::proto::{self, events_service_server};
-use crate::{AppError, AppState};
+use crate::dispatch::streams;
+use crate::error::AppError;
+use crate::proto::{self, events_service_server, timestamp, to_datetime};
+use crate::state::AppState;
 use serde_json::{json, Value};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 /// The `EventsService` service.
 #[derive(Debug, Clone)]
-pub struct EventsService {
+pub(crate) struct EventsService {
     state: AppState,
 }
 
 impl EventsService {
     /// A service over the shared state.
-    pub fn new(state: AppState) -> Self {
+    pub(crate) fn new(state: AppState) -> Self {
         Self { state }
     }
 
@@ -120,7 +121,20 @@ impl events_service_server::EventsService for EventsService {
         request: Request<proto::PutStreamEventRequest>,
     ) -> Result<Response<proto::PutStreamEventResponse>, Status> {
         let tenant = tenant_of(&request)?.0;
-        super::streams::put_chunk(&self.state, tenant, request.into_inner()).await?;
+        let r = request.into_inner();
+        let task_id = parse_id("task_run_external_id", &r.task_run_external_id)?;
+        if r.event_index.is_some_and(|i| i < 0) {
+            return Err(Status::invalid_argument("event_index must not be negative"));
+        }
+        streams::put_chunk(
+            &self.state.dispatch,
+            tenant,
+            task_id,
+            &r.message,
+            r.event_index,
+            r.created_at.as_ref().and_then(to_datetime),
+        )
+        .await?;
         Ok(Response::new(proto::PutStreamEventResponse {}))
     }
 }

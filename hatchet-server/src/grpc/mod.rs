@@ -14,13 +14,12 @@
 //! [`tenant_of`](crate::auth::grpc::tenant_of). An RPC this server cannot serve yet answers UNIMPLEMENTED via
 //! [`unimplemented`]; the SDK does not retry that code, so the failure is immediate and honest.
 
-pub mod admin_v1;
-pub mod definition;
-pub mod dispatcher;
-pub mod dispatcher_v1;
-pub mod events;
-pub mod streams;
-pub mod workflows;
+mod admin_v1;
+mod definition;
+mod dispatcher;
+mod dispatcher_v1;
+mod events;
+mod workflows;
 
 use crate::config::MAX_MESSAGE_BYTES;
 use crate::proto::{
@@ -28,14 +27,9 @@ use crate::proto::{
     v1::admin_service_server::AdminServiceServer, v1::v1_dispatcher_server::V1DispatcherServer,
     workflow_service_server::WorkflowServiceServer,
 };
-use crate::AppState;
-use std::pin::Pin;
+use crate::state::AppState;
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
-
-/// The boxed stream type used for server-streaming responses.
-pub type ResponseStream<T> =
-    Pin<Box<dyn tokio_stream::Stream<Item = Result<T, tonic::Status>> + Send>>;
 
 /// Applies the settings every service shares: gzip both ways and the message size cap.
 macro_rules! configured {
@@ -49,7 +43,7 @@ macro_rules! configured {
 }
 
 /// All five services, configured, ready for `Server::add_routes`.
-pub fn routes(state: &AppState) -> Routes {
+pub(crate) fn routes(state: &AppState) -> Routes {
     let mut builder = Routes::builder();
     builder
         .add_service(configured!(DispatcherServer::new(
@@ -101,27 +95,22 @@ async fn client_error_codes(mut response: axum::response::Response) -> axum::res
 
 /// UNIMPLEMENTED for an RPC that exists in the protocol but not yet in this server. `method` is the wire name,
 /// e.g. `Dispatcher.Register`.
-pub fn unimplemented(method: &str) -> tonic::Status {
+fn unimplemented(method: &str) -> tonic::Status {
     tonic::Status::unimplemented(format!("{method} is not implemented yet"))
 }
 
 /// Parses a UUID request field, or INVALID_ARGUMENT naming the field.
-pub fn parse_id(field: &str, value: &str) -> Result<uuid::Uuid, tonic::Status> {
+fn parse_id(field: &str, value: &str) -> Result<uuid::Uuid, tonic::Status> {
     uuid::Uuid::parse_str(value.trim()).map_err(|_| {
         tonic::Status::invalid_argument(format!("{field} must be a UUID, not {value:?}"))
     })
 }
 
 /// Parses a JSON-text request field (`input`, `payload`, `additional_metadata`); empty means `{}`.
-pub fn parse_json(field: &str, value: &str) -> Result<serde_json::Value, tonic::Status> {
+fn parse_json(field: &str, value: &str) -> Result<serde_json::Value, tonic::Status> {
     if value.trim().is_empty() {
         return Ok(serde_json::json!({}));
     }
     serde_json::from_str(value)
         .map_err(|err| tonic::Status::invalid_argument(format!("{field} is not valid JSON: {err}")))
-}
-
-/// A protobuf timestamp as a UTC time (`None` if out of range).
-pub fn to_datetime(ts: &prost_types::Timestamp) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
 }

@@ -9,14 +9,15 @@
 //! | `PauseRateLimit` | `hatchet.pause_rate_limit` (no task takes the key's units until `paused_until`) |
 //! | `PutWorkflow` | the legacy v0 registration; current SDKs use `v1.AdminService.PutWorkflow`: not implemented |
 
-use super::{parse_id, parse_json, to_datetime, unimplemented};
+use super::{parse_id, parse_json, unimplemented};
 use crate::auth::grpc::tenant_of;
 use crate::db::crons::{self, RunSpec};
 use crate::db::runs::{self, Trigger};
 use crate::db::{flow_control, workflows};
-use crate::dispatch::timestamp;
+use crate::error::AppError;
 use crate::proto::{self, v1, workflow_service_server, RateLimitDuration};
-use crate::{AppError, AppState};
+use crate::proto::{timestamp, to_datetime};
+use crate::state::AppState;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -25,13 +26,13 @@ const MAX_BULK: usize = 1000;
 
 /// The `WorkflowService` service.
 #[derive(Debug, Clone)]
-pub struct WorkflowService {
+pub(crate) struct WorkflowService {
     state: AppState,
 }
 
 impl WorkflowService {
     /// A service over the shared state.
-    pub fn new(state: AppState) -> Self {
+    pub(crate) fn new(state: AppState) -> Self {
         Self { state }
     }
 }

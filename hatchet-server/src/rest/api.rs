@@ -8,7 +8,8 @@
 
 use super::{crons, events, filters, runs, tasks, webhooks, workers, workflows};
 use crate::auth::http::require_bearer;
-use crate::{AppError, AppState};
+use crate::error::AppError;
+use crate::state::AppState;
 use axum::extract::OriginalUri;
 use axum::http::{Method, StatusCode};
 use axum::middleware::{from_fn_with_state, map_response};
@@ -17,7 +18,7 @@ use axum::Router;
 
 /// The `/api` router (mounted with `nest("/api", ...)`). The one route without a bearer token is the webhook
 /// receiving endpoint (`POST .../webhooks/{name}`), which outside systems call with the webhook's own credentials.
-pub fn router(state: AppState) -> Router<AppState> {
+pub(crate) fn router(state: AppState) -> Router<AppState> {
     let authenticated = Router::new()
         .merge(runs::router())
         .merge(tasks::router())
@@ -28,7 +29,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(filters::router())
         .merge(webhooks::router())
         .fallback(not_implemented)
-        .layer(from_fn_with_state(state, require_bearer));
+        .layer(from_fn_with_state(state.auth.clone(), require_bearer));
     webhooks::receive_router()
         .merge(authenticated)
         .layer(map_response(api_errors_for_rejections))

@@ -1,34 +1,38 @@
 //! Crons (`cron.create/list/get/delete`, `Workflow.create_cron`) and scheduled runs (`scheduled.create/list/get/
 //! delete`), over `hatchet.create_cron` / `list_crons` / `delete_cron` and `hatchet.schedule` / `list_schedules` /
 //! `delete_schedule`. The `{workflow}` segment of the create routes is the workflow *name*, as the SDK sends it.
+//!
+//! Both are stored runs of a workflow that are listed, read and deleted alike: [`StoredTrigger`] says what differs,
+//! and one generic handler per verb serves both.
 
 use super::query::{parse_uuid, Params};
-use super::shapes::{CronWorkflow, List, Meta, Pagination, ScheduledWorkflow};
+use super::shapes::{CronWorkflow, List, Meta, Pagination, RunFields, ScheduledWorkflow};
 use crate::auth::http::AuthTenant;
-use crate::db::crons::{self as db, Cron, RunSpec, Schedule};
+use crate::db::crons::{self as db, Cron, Schedule, StoredRun};
 use crate::db::{runs, workflows};
-use crate::{AppError, AppState};
+use crate::error::AppError;
+use crate::state::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/tenants/{tenant}/workflows/{workflow}/crons",
             post(create_cron),
         )
-        .route("/v1/tenants/{tenant}/workflows/crons", get(list_crons))
+        .route("/v1/tenants/{tenant}/workflows/crons", get(list::<Cron>))
         .route(
             "/v1/tenants/{tenant}/workflows/crons/{cron}",
-            get(get_cron).delete(delete_cron),
+            get(get_one::<Cron>).delete(delete::<Cron>),
         )
         .route(
             "/v1/tenants/{tenant}/workflows/{workflow}/scheduled",
@@ -36,12 +40,175 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/v1/tenants/{tenant}/workflows/scheduled",
-            get(list_scheduled),
+            get(list::<Schedule>),
         )
         .route(
             "/v1/tenants/{tenant}/workflows/scheduled/{scheduled}",
-            get(get_scheduled).delete(delete_scheduled),
+            get(get_one::<Schedule>).delete(delete::<Schedule>),
         )
+}
+
+/// A cron or a one-off schedule: what the list, get and delete routes of each need.
+trait StoredTrigger: Sized + Send {
+    /// Its REST shape.
+    type Shape: Serialize + Send;
+    /// What the API calls it, in messages (`cron`, `scheduled run`).
+    const NOUN: &'static str;
+
+    /// All of a tenant's (of one workflow, by name, or all).
+    async fn list_all(
+        state: &AppState,
+        tenant: Uuid,
+        workflow: Option<&str>,
+    ) -> Result<Vec<Self>, sqlx::Error>;
+    /// Deletes one; false if there was none.
+    async fn delete(state: &AppState, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error>;
+    /// Its id.
+    fn id(&self) -> Uuid;
+    /// What it starts.
+    fn run(&self) -> &StoredRun;
+    /// Whether the list's own query parameters keep it (before shaping).
+    fn kept(&self, _p: &Params) -> bool {
+        true
+    }
+    /// The REST shape, given the workflow's (id, latest version id).
+    async fn shape(
+        self,
+        state: &AppState,
+        tenant: Uuid,
+        ids: (String, String),
+    ) -> Result<Self::Shape, AppError>;
+    /// The shape's workflow id (the `workflowId` filter).
+    fn workflow_id(shape: &Self::Shape) -> &str;
+    /// Whether the list's own query parameters keep the shape.
+    fn shape_kept(_shape: &Self::Shape, _p: &Params) -> bool {
+        true
+    }
+}
+
+impl StoredTrigger for Cron {
+    type Shape = CronWorkflow;
+    const NOUN: &'static str = "cron";
+
+    async fn list_all(
+        state: &AppState,
+        tenant: Uuid,
+        workflow: Option<&str>,
+    ) -> Result<Vec<Self>, sqlx::Error> {
+        db::list_crons(&state.pool, tenant, workflow).await
+    }
+
+    async fn delete(state: &AppState, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+        db::delete_cron(&state.pool, tenant, id).await
+    }
+
+    fn id(&self) -> Uuid {
+        self.id
+    }
+
+    fn run(&self) -> &StoredRun {
+        &self.run
+    }
+
+    fn kept(&self, p: &Params) -> bool {
+        p.get("cronName").is_none_or(|n| n == self.name)
+    }
+
+    async fn shape(
+        self,
+        _state: &AppState,
+        tenant: Uuid,
+        (workflow_id, version_id): (String, String),
+    ) -> Result<CronWorkflow, AppError> {
+        Ok(CronWorkflow {
+            metadata: Meta::new(self.id, self.created_at),
+            tenant_id: tenant.to_string(),
+            workflow_version_id: version_id,
+            workflow_id,
+            workflow_name: self.run.workflow,
+            cron: self.expression,
+            name: self.name,
+            input: self.run.input,
+            additional_metadata: self.run.additional_metadata,
+            enabled: self.enabled,
+            method: if self.method == "DECLARED" {
+                "DEFAULT"
+            } else {
+                "API"
+            },
+            priority: self.run.priority,
+        })
+    }
+
+    fn workflow_id(shape: &CronWorkflow) -> &str {
+        &shape.workflow_id
+    }
+}
+
+impl StoredTrigger for Schedule {
+    type Shape = ScheduledWorkflow;
+    const NOUN: &'static str = "scheduled run";
+
+    async fn list_all(
+        state: &AppState,
+        tenant: Uuid,
+        workflow: Option<&str>,
+    ) -> Result<Vec<Self>, sqlx::Error> {
+        db::list_schedules(&state.pool, tenant, workflow).await
+    }
+
+    async fn delete(state: &AppState, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+        db::delete_schedule(&state.pool, tenant, id).await
+    }
+
+    fn id(&self) -> Uuid {
+        self.id
+    }
+
+    fn run(&self) -> &StoredRun {
+        &self.run
+    }
+
+    async fn shape(
+        self,
+        state: &AppState,
+        tenant: Uuid,
+        (workflow_id, version_id): (String, String),
+    ) -> Result<ScheduledWorkflow, AppError> {
+        let run_status = match self.fired_run_id {
+            Some(run) => Some(
+                runs::run_status(&state.pool, tenant, run)
+                    .await?
+                    .workflow_run_status(),
+            ),
+            None if self.error.is_some() => Some("FAILED"),
+            None => None,
+        };
+        Ok(ScheduledWorkflow {
+            metadata: Meta::new(self.id, self.created_at),
+            tenant_id: tenant.to_string(),
+            workflow_version_id: version_id,
+            workflow_id,
+            workflow_name: self.run.workflow,
+            trigger_at: self.run_at,
+            input: self.run.input,
+            additional_metadata: self.run.additional_metadata,
+            workflow_run_id: self.fired_run_id.map(|r| r.to_string()),
+            workflow_run_status: run_status,
+            method: "API",
+            priority: self.run.priority,
+        })
+    }
+
+    fn workflow_id(shape: &ScheduledWorkflow) -> &str {
+        &shape.workflow_id
+    }
+
+    fn shape_kept(shape: &ScheduledWorkflow, p: &Params) -> bool {
+        let status = shape.workflow_run_status.unwrap_or("SCHEDULED");
+        p.list("statuses")
+            .is_none_or(|statuses| statuses.iter().any(|s| s == status))
+    }
 }
 
 /// Workflow name → (workflow id, latest version id), looked up once per request.
@@ -65,98 +232,31 @@ impl WorkflowIds {
         self.0.insert(name.to_owned(), ids.clone());
         Ok(ids)
     }
+
+    /// The REST shape of a cron or schedule.
+    async fn shape<T: StoredTrigger>(
+        &mut self,
+        state: &AppState,
+        tenant: Uuid,
+        t: T,
+    ) -> Result<T::Shape, AppError> {
+        let ids = self.of(state, tenant, &t.run().workflow).await?;
+        t.shape(state, tenant, ids).await
+    }
 }
 
-async fn cron_shape(
+/// One cron or schedule by id, in its REST shape (404 if there is none).
+async fn find<T: StoredTrigger>(
     state: &AppState,
     tenant: Uuid,
-    ids: &mut WorkflowIds,
-    c: Cron,
-) -> Result<CronWorkflow, AppError> {
-    let (workflow_id, version_id) = ids.of(state, tenant, &c.workflow).await?;
-    Ok(CronWorkflow {
-        metadata: Meta::new(c.id, c.created_at),
-        tenant_id: tenant.to_string(),
-        workflow_version_id: version_id,
-        workflow_id,
-        workflow_name: c.workflow,
-        cron: c.expression,
-        name: c.name,
-        input: c.input,
-        additional_metadata: c.additional_metadata,
-        enabled: c.enabled,
-        method: if c.method == "DECLARED" {
-            "DEFAULT"
-        } else {
-            "API"
-        },
-        priority: c.priority,
-    })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CreateCron {
-    cron_name: String,
-    cron_expression: String,
-    #[serde(default)]
-    input: Option<Value>,
-    #[serde(default)]
-    additional_metadata: Option<Value>,
-    #[serde(default)]
-    priority: Option<i32>,
-}
-
-async fn create_cron(
-    State(state): State<AppState>,
-    auth: AuthTenant,
-    Path((tenant_path, workflow)): Path<(String, String)>,
-    Json(body): Json<CreateCron>,
-) -> Result<Json<CronWorkflow>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let input = body.input.unwrap_or_else(|| json!({}));
-    let metadata = body.additional_metadata.unwrap_or_else(|| json!({}));
-    let run = RunSpec {
-        workflow: &workflow,
-        input: &input,
-        additional_metadata: &metadata,
-        priority: body.priority,
-    };
-    let id = db::create_cron(
-        &state.pool,
-        tenant,
-        &body.cron_name,
-        &body.cron_expression,
-        run,
-    )
-    .await?;
-    let cron = find_cron(&state, tenant, id).await?;
-    Ok(Json(
-        cron_shape(&state, tenant, &mut WorkflowIds::default(), cron).await?,
-    ))
-}
-
-async fn find_cron(state: &AppState, tenant: Uuid, id: Uuid) -> Result<Cron, AppError> {
-    db::list_crons(&state.pool, tenant, None)
+    id: Uuid,
+) -> Result<T::Shape, AppError> {
+    let found = T::list_all(state, tenant, None)
         .await?
         .into_iter()
-        .find(|c| c.id == id)
-        .ok_or_else(|| AppError::NotFound(format!("cron {id} does not exist")))
-}
-
-fn page<T>(rows: Vec<T>, p: &Params) -> Result<List<T>, AppError> {
-    let (offset, limit) = p.page()?;
-    let total = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-    let rows = rows
-        .into_iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
-        .collect();
-    Ok(List {
-        rows,
-        pagination: Pagination::new(offset, limit, total),
-    })
+        .find(|t| t.id() == id)
+        .ok_or_else(|| AppError::NotFound(format!("{} {id} does not exist", T::NOUN)))?;
+    WorkflowIds::default().shape(state, tenant, found).await
 }
 
 /// Whether `have` holds every `key: value` of the filter (values compared as text, as query strings carry them).
@@ -172,102 +272,114 @@ fn metadata_matches(have: &Value, want: &Option<Value>) -> bool {
     }
 }
 
-async fn list_crons(
+/// `GET .../workflows/crons` and `GET .../workflows/scheduled`: filtered by workflow name, workflow id, metadata
+/// (and the kind's own parameters), then paged.
+async fn list<T: StoredTrigger>(
     State(state): State<AppState>,
     auth: AuthTenant,
     Path(tenant_path): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<List<CronWorkflow>>, AppError> {
+) -> Result<Json<List<T::Shape>>, AppError> {
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
     let p = Params::parse(raw.as_deref());
     let metadata = p.metadata("additionalMetadata")?;
     let mut ids = WorkflowIds::default();
     let mut rows = Vec::new();
-    for c in db::list_crons(&state.pool, tenant, p.get("workflowName")).await? {
-        if p.get("cronName").is_some_and(|n| n != c.name)
-            || !metadata_matches(&c.additional_metadata, &metadata)
-        {
+    for t in T::list_all(&state, tenant, p.get("workflowName")).await? {
+        if !t.kept(&p) || !metadata_matches(&t.run().additional_metadata, &metadata) {
             continue;
         }
-        let shape = cron_shape(&state, tenant, &mut ids, c).await?;
-        if p.get("workflowId").is_some_and(|w| w != shape.workflow_id) {
+        let shape = ids.shape(&state, tenant, t).await?;
+        if p.get("workflowId")
+            .is_some_and(|w| w != T::workflow_id(&shape))
+            || !T::shape_kept(&shape, &p)
+        {
             continue;
         }
         rows.push(shape);
     }
-    Ok(Json(page(rows, &p)?))
+    let (offset, limit) = p.page()?;
+    let total = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    let rows = rows
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect();
+    Ok(Json(List {
+        rows,
+        pagination: Pagination::new(offset, limit, total),
+    }))
 }
 
-async fn get_cron(
+async fn get_one<T: StoredTrigger>(
     State(state): State<AppState>,
     auth: AuthTenant,
-    Path((tenant_path, cron)): Path<(String, String)>,
-) -> Result<Json<CronWorkflow>, AppError> {
+    Path((tenant_path, id)): Path<(String, String)>,
+) -> Result<Json<T::Shape>, AppError> {
     auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let found = find_cron(&state, tenant, parse_uuid("cron id", &cron)?).await?;
-    Ok(Json(
-        cron_shape(&state, tenant, &mut WorkflowIds::default(), found).await?,
-    ))
+    let id = parse_uuid(&format!("{} id", T::NOUN), &id)?;
+    Ok(Json(find::<T>(&state, auth.0 .0, id).await?))
 }
 
-async fn delete_cron(
+async fn delete<T: StoredTrigger>(
     State(state): State<AppState>,
     auth: AuthTenant,
-    Path((tenant_path, cron)): Path<(String, String)>,
+    Path((tenant_path, id)): Path<(String, String)>,
 ) -> Result<StatusCode, AppError> {
     auth.check_path(&tenant_path)?;
-    let id = parse_uuid("cron id", &cron)?;
-    if db::delete_cron(&state.pool, auth.0 .0, id).await? {
+    let id = parse_uuid(&format!("{} id", T::NOUN), &id)?;
+    if T::delete(&state, auth.0 .0, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::NotFound(format!("cron {id} does not exist")))
+        Err(AppError::NotFound(format!(
+            "{} {id} does not exist",
+            T::NOUN
+        )))
     }
 }
 
-async fn scheduled_shape(
-    state: &AppState,
-    tenant: Uuid,
-    ids: &mut WorkflowIds,
-    s: Schedule,
-) -> Result<ScheduledWorkflow, AppError> {
-    let (workflow_id, version_id) = ids.of(state, tenant, &s.workflow).await?;
-    let run_status = match s.fired_run_id {
-        Some(run) => Some(
-            runs::run_status(&state.pool, tenant, run)
-                .await?
-                .workflow_run_status(),
-        ),
-        None if s.error.is_some() => Some("FAILED"),
-        None => None,
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateCron {
+    cron_name: String,
+    cron_expression: String,
+    #[serde(flatten)]
+    run: RunFields,
+}
+
+async fn create_cron(
+    State(state): State<AppState>,
+    auth: AuthTenant,
+    Path((tenant_path, workflow)): Path<(String, String)>,
+    Json(body): Json<CreateCron>,
+) -> Result<Json<CronWorkflow>, AppError> {
+    auth.check_path(&tenant_path)?;
+    let tenant = auth.0 .0;
+    let (input, metadata) = body.run.input_and_metadata();
+    let run = db::RunSpec {
+        workflow: &workflow,
+        input: &input,
+        additional_metadata: &metadata,
+        priority: body.run.priority,
     };
-    Ok(ScheduledWorkflow {
-        metadata: Meta::new(s.id, s.created_at),
-        tenant_id: tenant.to_string(),
-        workflow_version_id: version_id,
-        workflow_id,
-        workflow_name: s.workflow,
-        trigger_at: s.run_at,
-        input: s.input,
-        additional_metadata: s.additional_metadata,
-        workflow_run_id: s.fired_run_id.map(|r| r.to_string()),
-        workflow_run_status: run_status,
-        method: "API",
-        priority: s.priority,
-    })
+    let id = db::create_cron(
+        &state.pool,
+        tenant,
+        &body.cron_name,
+        &body.cron_expression,
+        run,
+    )
+    .await?;
+    Ok(Json(find::<Cron>(&state, tenant, id).await?))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CreateScheduled {
     trigger_at: DateTime<Utc>,
-    #[serde(default)]
-    input: Option<Value>,
-    #[serde(default)]
-    additional_metadata: Option<Value>,
-    #[serde(default)]
-    priority: Option<i32>,
+    #[serde(flatten)]
+    run: RunFields,
 }
 
 async fn create_scheduled(
@@ -278,86 +390,13 @@ async fn create_scheduled(
 ) -> Result<Json<ScheduledWorkflow>, AppError> {
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
-    let input = body.input.unwrap_or_else(|| json!({}));
-    let metadata = body.additional_metadata.unwrap_or_else(|| json!({}));
-    let run = RunSpec {
+    let (input, metadata) = body.run.input_and_metadata();
+    let run = db::RunSpec {
         workflow: &workflow,
         input: &input,
         additional_metadata: &metadata,
-        priority: body.priority,
+        priority: body.run.priority,
     };
     let id = db::schedule(&state.pool, tenant, body.trigger_at, run).await?;
-    let found = find_scheduled(&state, tenant, id).await?;
-    Ok(Json(
-        scheduled_shape(&state, tenant, &mut WorkflowIds::default(), found).await?,
-    ))
-}
-
-async fn find_scheduled(state: &AppState, tenant: Uuid, id: Uuid) -> Result<Schedule, AppError> {
-    db::list_schedules(&state.pool, tenant, None)
-        .await?
-        .into_iter()
-        .find(|s| s.id == id)
-        .ok_or_else(|| AppError::NotFound(format!("scheduled run {id} does not exist")))
-}
-
-async fn list_scheduled(
-    State(state): State<AppState>,
-    auth: AuthTenant,
-    Path(tenant_path): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<List<ScheduledWorkflow>>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let p = Params::parse(raw.as_deref());
-    let metadata = p.metadata("additionalMetadata")?;
-    let statuses = p.list("statuses");
-    let mut ids = WorkflowIds::default();
-    let mut rows = Vec::new();
-    for s in db::list_schedules(&state.pool, tenant, p.get("workflowName")).await? {
-        if !metadata_matches(&s.additional_metadata, &metadata) {
-            continue;
-        }
-        let shape = scheduled_shape(&state, tenant, &mut ids, s).await?;
-        if p.get("workflowId").is_some_and(|w| w != shape.workflow_id) {
-            continue;
-        }
-        if let Some(statuses) = &statuses {
-            let status = shape.workflow_run_status.unwrap_or("SCHEDULED");
-            if !statuses.iter().any(|s| s == status) {
-                continue;
-            }
-        }
-        rows.push(shape);
-    }
-    Ok(Json(page(rows, &p)?))
-}
-
-async fn get_scheduled(
-    State(state): State<AppState>,
-    auth: AuthTenant,
-    Path((tenant_path, scheduled)): Path<(String, String)>,
-) -> Result<Json<ScheduledWorkflow>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let found = find_scheduled(&state, tenant, parse_uuid("scheduled run id", &scheduled)?).await?;
-    Ok(Json(
-        scheduled_shape(&state, tenant, &mut WorkflowIds::default(), found).await?,
-    ))
-}
-
-async fn delete_scheduled(
-    State(state): State<AppState>,
-    auth: AuthTenant,
-    Path((tenant_path, scheduled)): Path<(String, String)>,
-) -> Result<StatusCode, AppError> {
-    auth.check_path(&tenant_path)?;
-    let id = parse_uuid("scheduled run id", &scheduled)?;
-    if db::delete_schedule(&state.pool, auth.0 .0, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(AppError::NotFound(format!(
-            "scheduled run {id} does not exist"
-        )))
-    }
+    Ok(Json(find::<Schedule>(&state, tenant, id).await?))
 }

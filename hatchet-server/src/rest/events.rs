@@ -1,18 +1,18 @@
 //! Events (`event.list`) and rate limits (`rate_limits.list`). Events are pushed over gRPC (`EventsService`).
 
-use super::query::Params;
-use super::shapes::{List, Meta, Pagination};
-use crate::auth::http::AuthTenant;
+use super::query::TenantQuery;
+use super::shapes::{List, Meta};
 use crate::db::{events as db, flow_control};
+use crate::error::AppError;
+use crate::state::AppState;
 use crate::status::RunStatus;
-use crate::{AppError, AppState};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 /// The routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/stable/tenants/{tenant}/events", get(list_events))
         .route("/v1/tenants/{tenant}/rate-limits", get(list_rate_limits))
@@ -20,13 +20,8 @@ pub fn router() -> Router<AppState> {
 
 async fn list_events(
     State(state): State<AppState>,
-    auth: AuthTenant,
-    Path(tenant_path): Path<String>,
-    RawQuery(raw): RawQuery,
+    TenantQuery { tenant, params: p }: TenantQuery,
 ) -> Result<Json<List<Value>>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let p = Params::parse(raw.as_deref());
     let (offset, limit) = p.page()?;
     let keys = p.list("keys");
     let (events, total) = db::list_events(
@@ -62,21 +57,13 @@ async fn list_events(
             })
         })
         .collect();
-    Ok(Json(List {
-        rows,
-        pagination: Pagination::new(offset, limit, total),
-    }))
+    Ok(Json(List::page(rows, offset, limit, total)))
 }
 
 async fn list_rate_limits(
     State(state): State<AppState>,
-    auth: AuthTenant,
-    Path(tenant_path): Path<String>,
-    RawQuery(raw): RawQuery,
+    TenantQuery { tenant, params: p }: TenantQuery,
 ) -> Result<Json<List<Value>>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let p = Params::parse(raw.as_deref());
     let rows = flow_control::list_rate_limits(&state.pool, tenant, p.get("search"))
         .await?
         .into_iter()

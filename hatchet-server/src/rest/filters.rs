@@ -3,12 +3,14 @@
 //! (`workflowId`); the extension functions are in [`crate::db::events`] (`find_filters`, `create_workflow_filter`,
 //! `update_filter`, `delete_filter`).
 
-use super::query::{parse_uuid, Params};
-use super::shapes::{List, Meta, Pagination};
+use super::query::{parse_uuid, Body, TenantQuery};
+use super::resource::{self, Resource};
+use super::shapes::Meta;
 use crate::auth::http::AuthTenant;
 use crate::db::events as db;
-use crate::{AppError, AppState};
-use axum::extract::{Path, RawQuery, State};
+use crate::error::AppError;
+use crate::state::AppState;
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -16,22 +18,24 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// The routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/stable/tenants/{tenant}/filters",
-            get(list).post(create),
+            get(resource::list::<Filter>).post(create),
         )
         .route(
             "/v1/stable/tenants/{tenant}/filters/{filter}",
-            get(get_one).patch(update).delete(delete),
+            get(resource::get_one::<Filter>)
+                .patch(update)
+                .delete(resource::delete::<Filter>),
         )
 }
 
 /// `V1Filter`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Filter {
+pub(crate) struct Filter {
     metadata: Meta,
     tenant_id: String,
     workflow_id: String,
@@ -62,21 +66,9 @@ struct UpdateRequest {
     payload: Option<Map<String, Value>>,
 }
 
-/// One page of filters, with the total count.
-async fn find(
-    state: &AppState,
-    tenant: Uuid,
-    ids: Option<&[Uuid]>,
-    workflows: Option<&[Uuid]>,
-    scopes: Option<&[String]>,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<Filter>, i64), AppError> {
-    let (rows, total) =
-        db::find_filters(&state.pool, tenant, ids, workflows, scopes, limit, offset).await?;
-    let filters = rows
-        .into_iter()
-        .map(|r| Filter {
+impl Filter {
+    fn new(tenant: Uuid, r: db::FilterRow) -> Self {
+        Filter {
             metadata: Meta::new(r.filter_id, r.created_at),
             tenant_id: tenant.to_string(),
             workflow_id: r.workflow_id.to_string(),
@@ -84,55 +76,61 @@ async fn find(
             expression: r.expression,
             payload: r.payload,
             is_declarative: r.is_declarative,
-        })
-        .collect();
-    Ok((filters, total))
+        }
+    }
 }
 
-async fn find_one(state: &AppState, tenant: Uuid, filter: &str) -> Result<Filter, AppError> {
-    let id = parse_uuid("filter id", filter)?;
-    find(state, tenant, Some(&[id]), None, None, 1, 0)
-        .await?
-        .0
-        .pop()
-        .ok_or_else(|| AppError::NotFound(format!("filter {id} does not exist")))
-}
+impl Resource for Filter {
+    type Key = Uuid;
 
-async fn list(
-    State(state): State<AppState>,
-    auth: AuthTenant,
-    Path(tenant_path): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<List<Filter>>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let p = Params::parse(raw.as_deref());
-    let (offset, limit) = p.page()?;
-    let workflows = p.uuids("workflowIds")?;
-    let scopes = p.list("scopes");
-    let (rows, total) = find(
-        &state,
-        auth.0 .0,
-        None,
-        workflows.as_deref(),
-        scopes.as_deref(),
-        limit,
-        offset,
-    )
-    .await?;
-    Ok(Json(List {
-        rows,
-        pagination: Pagination::new(offset, limit, total),
-    }))
+    fn parse_key(raw: &str) -> Result<Uuid, AppError> {
+        parse_uuid("filter id", raw)
+    }
+
+    fn not_found(id: &Uuid) -> AppError {
+        AppError::NotFound(format!("filter {id} does not exist"))
+    }
+
+    async fn list(
+        state: &AppState,
+        q: &TenantQuery,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Self>, i64), AppError> {
+        let workflows = q.params.uuids("workflowIds")?;
+        let scopes = q.params.list("scopes");
+        let (rows, total) = db::find_filters(
+            &state.pool,
+            q.tenant,
+            None,
+            workflows.as_deref(),
+            scopes.as_deref(),
+            limit,
+            offset,
+        )
+        .await?;
+        let rows = rows.into_iter().map(|r| Filter::new(q.tenant, r)).collect();
+        Ok((rows, total))
+    }
+
+    async fn by_key(state: &AppState, tenant: Uuid, id: &Uuid) -> Result<Option<Self>, AppError> {
+        let (rows, _) =
+            db::find_filters(&state.pool, tenant, Some(&[*id]), None, None, 1, 0).await?;
+        Ok(rows.into_iter().next().map(|r| Filter::new(tenant, r)))
+    }
+
+    async fn delete(state: &AppState, tenant: Uuid, id: &Uuid) -> Result<bool, AppError> {
+        Ok(db::delete_filter(&state.pool, tenant, *id).await?)
+    }
 }
 
 async fn create(
     State(state): State<AppState>,
     auth: AuthTenant,
     Path(tenant_path): Path<String>,
-    body: Result<Json<CreateRequest>, axum::extract::rejection::JsonRejection>,
+    Body(req): Body<CreateRequest>,
 ) -> Result<Json<Filter>, AppError> {
     auth.check_path(&tenant_path)?;
-    let Json(req) = body.map_err(|e| AppError::InvalidArgument(e.body_text()))?;
     let tenant = auth.0 .0;
     let workflow = parse_uuid("workflowId", &req.workflow_id)?;
     let id = db::create_workflow_filter(
@@ -144,28 +142,18 @@ async fn create(
         &Value::Object(req.payload.unwrap_or_default()),
     )
     .await?;
-    Ok(Json(find_one(&state, tenant, &id.to_string()).await?))
-}
-
-async fn get_one(
-    State(state): State<AppState>,
-    auth: AuthTenant,
-    Path((tenant_path, filter)): Path<(String, String)>,
-) -> Result<Json<Filter>, AppError> {
-    auth.check_path(&tenant_path)?;
-    Ok(Json(find_one(&state, auth.0 .0, &filter).await?))
+    Ok(Json(resource::find(&state, tenant, &id).await?))
 }
 
 async fn update(
     State(state): State<AppState>,
     auth: AuthTenant,
     Path((tenant_path, filter)): Path<(String, String)>,
-    body: Result<Json<UpdateRequest>, axum::extract::rejection::JsonRejection>,
+    Body(req): Body<UpdateRequest>,
 ) -> Result<Json<Filter>, AppError> {
     auth.check_path(&tenant_path)?;
-    let Json(req) = body.map_err(|e| AppError::InvalidArgument(e.body_text()))?;
     let tenant = auth.0 .0;
-    let id = parse_uuid("filter id", &filter)?;
+    let id = Filter::parse_key(&filter)?;
     let found = db::update_filter(
         &state.pool,
         tenant,
@@ -175,24 +163,5 @@ async fn update(
         req.payload.map(Value::Object).as_ref(),
     )
     .await?;
-    if !found {
-        return Err(AppError::NotFound(format!("filter {id} does not exist")));
-    }
-    Ok(Json(find_one(&state, tenant, &filter).await?))
-}
-
-async fn delete(
-    State(state): State<AppState>,
-    auth: AuthTenant,
-    Path((tenant_path, filter)): Path<(String, String)>,
-) -> Result<Json<Filter>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let existing = find_one(&state, tenant, &filter).await?;
-    let id = parse_uuid("filter id", &filter)?;
-    let deleted = db::delete_filter(&state.pool, tenant, id).await?;
-    if !deleted {
-        return Err(AppError::NotFound(format!("filter {id} does not exist")));
-    }
-    Ok(Json(existing))
+    resource::updated(&state, tenant, &id, found).await
 }

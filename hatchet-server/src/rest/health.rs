@@ -3,7 +3,8 @@
 //! 200 `{"status":"ok"}` when the database answers within [`PING_TIMEOUT`]; 503 `{"status":"unavailable", ...}`
 //! otherwise, so a server whose database is gone is taken out of rotation.
 
-use crate::{db, AppState};
+use crate::db;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,10 +14,10 @@ use serde_json::json;
 use std::time::Duration;
 
 /// How long the database gets to answer the health ping.
-pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `/health`.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/health", get(health))
 }
 

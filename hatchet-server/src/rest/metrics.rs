@@ -4,7 +4,9 @@
 //! still succeeds with the other metrics and `hatchet_database_up 0`, so an outage shows up on dashboards
 //! instead of as a missing scrape.
 
-use crate::{db, AppError, AppState};
+use crate::db;
+use crate::error::AppError;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -12,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 
 /// `/metrics`.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 

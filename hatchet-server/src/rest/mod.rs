@@ -4,21 +4,22 @@
 //! [`app`] builds the whole router from the state, so tests can drive it with `tower::ServiceExt::oneshot`
 //! without binding a socket. Each resource module exposes a `router()`.
 
-pub mod api;
-pub mod crons;
-pub mod events;
-pub mod filters;
-pub mod health;
-pub mod metrics;
-pub mod query;
-pub mod runs;
-pub mod shapes;
-pub mod tasks;
+pub(crate) mod api;
+pub(crate) mod crons;
+pub(crate) mod events;
+pub(crate) mod filters;
+pub(crate) mod health;
+pub(crate) mod metrics;
+pub(crate) mod query;
+pub(crate) mod resource;
+pub(crate) mod runs;
+pub(crate) mod shapes;
+pub(crate) mod tasks;
 pub mod webhooks;
-pub mod workers;
-pub mod workflows;
+pub(crate) mod workers;
+pub(crate) mod workflows;
 
-use crate::AppState;
+use crate::state::AppState;
 use axum::Router;
 
 /// The complete REST router.

@@ -1,20 +1,68 @@
-//! Query strings as the SDK's generated REST client writes them: repeated keys for lists
-//! (`statuses=QUEUED&statuses=RUNNING`), `key:value` pairs for metadata filters, and datetimes formatted as
-//! `%Y-%m-%dT%H:%M:%S.%f%z` (`+0000`, not RFC 3339's `+00:00`). axum's `Query` cannot take repeated keys, so this
-//! small parser keeps every pair.
+//! What a request carries besides its route: query strings as the SDK's generated REST client writes them
+//! (repeated keys for lists, `statuses=QUEUED&statuses=RUNNING`, `key:value` pairs for metadata filters, and
+//! datetimes formatted as `%Y-%m-%dT%H:%M:%S.%f%z`, `+0000` rather than RFC 3339's `+00:00`; axum's `Query` cannot
+//! take repeated keys, so this small parser keeps every pair), the `{tenant}` path segment checked against the token
+//! ([`TenantQuery`]), and JSON bodies whose every rejection is a 400 ([`Body`]).
 
-use crate::AppError;
+use crate::auth::http::AuthTenant;
+use crate::error::AppError;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::Json;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use uuid::Uuid;
+
+/// The inputs of a route under `/tenants/{tenant}/...`: the token's tenant, checked against the `{tenant}` path
+/// segment (see [`AuthTenant::check_path`]), and the query string.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantQuery {
+    /// The tenant, as the token and the path agree.
+    pub tenant: Uuid,
+    /// The query string.
+    pub params: Params,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantQuery {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = AuthTenant::from_request_parts(parts, state).await?;
+        let Path(path) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AppError::InvalidArgument(e.body_text()))?;
+        auth.check_path(path.get("tenant").map_or("", String::as_str))?;
+        Ok(Self {
+            tenant: auth.0 .0,
+            params: Params::parse(parts.uri.query()),
+        })
+    }
+}
+
+/// A JSON body; a body that is not JSON, or not of the expected shape, is a 400 with the parser's message.
+#[derive(Debug)]
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(body)| Body(body))
+            .map_err(|e| AppError::InvalidArgument(e.body_text()))
+    }
+}
 
 /// The decoded pairs of a query string, in order.
 #[derive(Debug, Clone, Default)]
-pub struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
     /// Parses a raw query string (`None`: no query).
-    pub fn parse(raw: Option<&str>) -> Self {
+    pub(crate) fn parse(raw: Option<&str>) -> Self {
         let pairs = raw
             .unwrap_or("")
             .split('&')
@@ -28,7 +76,7 @@ impl Params {
     }
 
     /// The first value of a key.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)
@@ -37,7 +85,7 @@ impl Params {
     }
 
     /// Every value of a key (a repeated key, or one comma-separated value).
-    pub fn all(&self, key: &str) -> Vec<String> {
+    pub(crate) fn all(&self, key: &str) -> Vec<String> {
         self.0
             .iter()
             .filter(|(k, _)| k == key)
@@ -47,12 +95,12 @@ impl Params {
     }
 
     /// A list, or `None` when the key is absent.
-    pub fn list(&self, key: &str) -> Option<Vec<String>> {
+    pub(crate) fn list(&self, key: &str) -> Option<Vec<String>> {
         Some(self.all(key)).filter(|v| !v.is_empty())
     }
 
     /// An integer.
-    pub fn int(&self, key: &str) -> Result<Option<i64>, AppError> {
+    pub(crate) fn int(&self, key: &str) -> Result<Option<i64>, AppError> {
         self.get(key)
             .map(|v| {
                 v.parse().map_err(|_| {
@@ -63,36 +111,36 @@ impl Params {
     }
 
     /// `offset` (default 0, never negative) and `limit` (default 50, at most 1000): the paging of every list.
-    pub fn page(&self) -> Result<(i64, i64), AppError> {
+    pub(crate) fn page(&self) -> Result<(i64, i64), AppError> {
         let offset = self.int("offset")?.unwrap_or(0).max(0);
         let limit = self.int("limit")?.unwrap_or(50).clamp(1, 1000);
         Ok((offset, limit))
     }
 
     /// A boolean (`true` / `false`).
-    pub fn bool(&self, key: &str) -> Option<bool> {
+    pub(crate) fn bool(&self, key: &str) -> Option<bool> {
         self.get(key).map(|v| v.eq_ignore_ascii_case("true"))
     }
 
     /// A datetime.
-    pub fn datetime(&self, key: &str) -> Result<Option<DateTime<Utc>>, AppError> {
+    pub(crate) fn datetime(&self, key: &str) -> Result<Option<DateTime<Utc>>, AppError> {
         self.get(key).map(|v| parse_datetime(key, v)).transpose()
     }
 
     /// A UUID.
-    pub fn uuid(&self, key: &str) -> Result<Option<Uuid>, AppError> {
+    pub(crate) fn uuid(&self, key: &str) -> Result<Option<Uuid>, AppError> {
         self.get(key).map(|v| parse_uuid(key, v)).transpose()
     }
 
     /// A list of UUIDs.
-    pub fn uuids(&self, key: &str) -> Result<Option<Vec<Uuid>>, AppError> {
+    pub(crate) fn uuids(&self, key: &str) -> Result<Option<Vec<Uuid>>, AppError> {
         self.list(key)
             .map(|l| l.iter().map(|v| parse_uuid(key, v)).collect())
             .transpose()
     }
 
     /// `key:value` pairs as a JSON object (metadata filters).
-    pub fn metadata(&self, key: &str) -> Result<Option<Value>, AppError> {
+    pub(crate) fn metadata(&self, key: &str) -> Result<Option<Value>, AppError> {
         metadata_object(key, &self.all_raw(key))
     }
 
@@ -107,7 +155,7 @@ impl Params {
 }
 
 /// `["k:v", ...]` as `{"k": "v", ...}`; `None` for an empty list.
-pub fn metadata_object(field: &str, pairs: &[String]) -> Result<Option<Value>, AppError> {
+pub(crate) fn metadata_object(field: &str, pairs: &[String]) -> Result<Option<Value>, AppError> {
     if pairs.is_empty() {
         return Ok(None);
     }
@@ -122,7 +170,7 @@ pub fn metadata_object(field: &str, pairs: &[String]) -> Result<Option<Value>, A
 }
 
 /// RFC 3339, or the SDK's `%Y-%m-%dT%H:%M:%S.%f%z`.
-pub fn parse_datetime(field: &str, v: &str) -> Result<DateTime<Utc>, AppError> {
+pub(crate) fn parse_datetime(field: &str, v: &str) -> Result<DateTime<Utc>, AppError> {
     DateTime::parse_from_rfc3339(v)
         .or_else(|_| DateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f%z"))
         .map(|d| d.with_timezone(&Utc))
@@ -130,7 +178,7 @@ pub fn parse_datetime(field: &str, v: &str) -> Result<DateTime<Utc>, AppError> {
 }
 
 /// A UUID parameter.
-pub fn parse_uuid(field: &str, v: &str) -> Result<Uuid, AppError> {
+pub(crate) fn parse_uuid(field: &str, v: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(v.trim())
         .map_err(|_| AppError::InvalidArgument(format!("{field} must be a UUID, not {v:?}")))
 }

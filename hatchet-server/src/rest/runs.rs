@@ -12,13 +12,14 @@
 
 use super::query::Params;
 use super::shapes::{
-    self, Meta, Pagination, TaskEvent, TaskSummary, TaskSummaryList, WorkflowRun,
+    self, Meta, Pagination, RunFields, TaskEvent, TaskSummary, TaskSummaryList, WorkflowRun,
     WorkflowRunDetails,
 };
 use crate::auth::http::AuthTenant;
 use crate::db::runs::{self as db, RunEvent, RunFilter, RunRow, RunTask};
 use crate::db::tasks;
-use crate::{AppError, AppState};
+use crate::error::AppError;
+use crate::state::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -35,7 +36,7 @@ const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 1000;
 
 /// The routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/stable/workflow-runs/{run}", get(get_run))
         .route("/v1/stable/workflow-runs/{run}/status", get(get_status))
@@ -381,12 +382,8 @@ async fn external_ids(
 #[serde(rename_all = "camelCase")]
 struct TriggerBody {
     workflow_name: String,
-    #[serde(default)]
-    input: Option<Value>,
-    #[serde(default)]
-    additional_metadata: Option<Value>,
-    #[serde(default)]
-    priority: Option<i32>,
+    #[serde(flatten)]
+    run: RunFields,
 }
 
 async fn trigger(
@@ -397,18 +394,15 @@ async fn trigger(
 ) -> Result<Json<WorkflowRunDetails>, AppError> {
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
-    let run = db::run_workflow(
-        &state.pool,
-        tenant,
-        &db::Trigger {
-            name: body.workflow_name,
-            input: body.input.unwrap_or_else(|| json!({})),
-            additional_metadata: body.additional_metadata.unwrap_or_else(|| json!({})),
-            priority: body.priority,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let (input, additional_metadata) = body.run.input_and_metadata();
+    let trigger = db::Trigger {
+        name: body.workflow_name,
+        input,
+        additional_metadata,
+        priority: body.run.priority,
+        ..Default::default()
+    };
+    let run = db::run_workflow(&state.pool, tenant, &trigger).await?;
     state.dispatch.wake_assigner();
     let row = resolve_run(&state, tenant, run).await?;
     Ok(Json(details(&state, tenant, &row).await?))

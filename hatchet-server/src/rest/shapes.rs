@@ -7,14 +7,13 @@
 #![allow(missing_docs)]
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::Value;
-use uuid::Uuid;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 /// `APIResourceMeta`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Meta {
+pub(crate) struct Meta {
     /// The resource's public id.
     pub id: String,
     /// Creation time.
@@ -25,7 +24,7 @@ pub struct Meta {
 
 impl Meta {
     /// Meta for a resource that is never updated.
-    pub fn new(id: impl ToString, created_at: DateTime<Utc>) -> Self {
+    pub(crate) fn new(id: impl ToString, created_at: DateTime<Utc>) -> Self {
         Self {
             id: id.to_string(),
             created_at,
@@ -36,7 +35,7 @@ impl Meta {
 
 /// `PaginationResponse` (snake_case in Hatchet's spec).
 #[derive(Debug, Clone, Serialize)]
-pub struct Pagination {
+pub(crate) struct Pagination {
     /// 1-based page.
     pub current_page: i64,
     /// The next page (the last page points at itself, as in Hatchet).
@@ -47,7 +46,7 @@ pub struct Pagination {
 
 impl Pagination {
     /// Pagination for `total` rows seen through `offset` / `limit`.
-    pub fn new(offset: i64, limit: i64, total: i64) -> Self {
+    pub(crate) fn new(offset: i64, limit: i64, total: i64) -> Self {
         let limit = limit.max(1);
         let num_pages = ((total + limit - 1) / limit).max(1);
         let current_page = offset / limit + 1;
@@ -62,7 +61,7 @@ impl Pagination {
 /// `V1TaskSummary`: a task, or a workflow run shown as one row in run lists.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TaskSummary {
+pub(crate) struct TaskSummary {
     pub metadata: Meta,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action_id: Option<String>,
@@ -104,7 +103,7 @@ pub struct TaskSummary {
 
 /// `V1TaskSummaryList`.
 #[derive(Debug, Clone, Serialize)]
-pub struct TaskSummaryList {
+pub(crate) struct TaskSummaryList {
     pub pagination: Pagination,
     pub rows: Vec<TaskSummary>,
 }
@@ -112,7 +111,7 @@ pub struct TaskSummaryList {
 /// `V1TaskEvent`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TaskEvent {
+pub(crate) struct TaskEvent {
     pub id: i64,
     pub task_id: String,
     pub timestamp: DateTime<Utc>,
@@ -131,7 +130,7 @@ pub struct TaskEvent {
 /// `V1WorkflowRun`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WorkflowRun {
+pub(crate) struct WorkflowRun {
     pub metadata: Meta,
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,7 +157,7 @@ pub struct WorkflowRun {
 /// `WorkflowRunShapeItemForWorkflowRunDetails`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ShapeItem {
+pub(crate) struct ShapeItem {
     pub task_external_id: String,
     pub step_id: String,
     pub children_step_ids: Vec<String>,
@@ -168,7 +167,7 @@ pub struct ShapeItem {
 /// `V1WorkflowRunDetails`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WorkflowRunDetails {
+pub(crate) struct WorkflowRunDetails {
     pub run: WorkflowRun,
     pub task_events: Vec<TaskEvent>,
     pub shape: Vec<ShapeItem>,
@@ -178,7 +177,7 @@ pub struct WorkflowRunDetails {
 /// `V1LogLine`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LogLine {
+pub(crate) struct LogLine {
     pub created_at: DateTime<Utc>,
     pub message: String,
     pub metadata: Value,
@@ -190,7 +189,7 @@ pub struct LogLine {
 
 /// `V1LogLineList`.
 #[derive(Debug, Clone, Serialize)]
-pub struct LogLineList {
+pub(crate) struct LogLineList {
     pub pagination: Pagination,
     pub rows: Vec<LogLine>,
 }
@@ -198,7 +197,7 @@ pub struct LogLineList {
 /// `CronWorkflows`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CronWorkflow {
+pub(crate) struct CronWorkflow {
     pub metadata: Meta,
     pub tenant_id: String,
     pub workflow_version_id: String,
@@ -218,7 +217,7 @@ pub struct CronWorkflow {
 /// `ScheduledWorkflows`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ScheduledWorkflow {
+pub(crate) struct ScheduledWorkflow {
     pub metadata: Meta,
     pub tenant_id: String,
     pub workflow_version_id: String,
@@ -238,14 +237,22 @@ pub struct ScheduledWorkflow {
 
 /// A `{rows, pagination}` list.
 #[derive(Debug, Clone, Serialize)]
-pub struct List<T> {
+pub(crate) struct List<T> {
     pub rows: Vec<T>,
     pub pagination: Pagination,
 }
 
 impl<T> List<T> {
+    /// One page of `total` rows seen through `offset` / `limit`.
+    pub(crate) fn page(rows: Vec<T>, offset: i64, limit: i64, total: i64) -> Self {
+        Self {
+            rows,
+            pagination: Pagination::new(offset, limit, total),
+        }
+    }
+
     /// One page holding everything.
-    pub fn all(rows: Vec<T>) -> Self {
+    pub(crate) fn all(rows: Vec<T>) -> Self {
         let total = i64::try_from(rows.len()).unwrap_or(i64::MAX);
         Self {
             rows,
@@ -255,7 +262,7 @@ impl<T> List<T> {
 }
 
 /// Our task event types as `V1TaskEventType`.
-pub fn event_type(kind: &str) -> &'static str {
+pub(crate) fn event_type(kind: &str) -> &'static str {
     match kind {
         "ASSIGNED" => "ASSIGNED",
         "TIMEOUT_REFRESHED" => "TIMEOUT_REFRESHED",
@@ -270,9 +277,25 @@ pub fn event_type(kind: &str) -> &'static str {
     }
 }
 
-/// A UUID as Hatchet's APIs print it.
-pub fn id(id: Uuid) -> String {
-    id.to_string()
+/// The run fields of the requests that start runs (`runs.create`, `cron.create`, `scheduled.create`), flattened into
+/// each request body.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RunFields {
+    #[serde(default)]
+    pub input: Option<Value>,
+    #[serde(default)]
+    pub additional_metadata: Option<Value>,
+    #[serde(default)]
+    pub priority: Option<i32>,
+}
+
+impl RunFields {
+    /// The input and metadata, `{}` when not given.
+    pub(crate) fn input_and_metadata(&self) -> (Value, Value) {
+        let or_empty = |v: &Option<Value>| v.clone().unwrap_or_else(|| json!({}));
+        (or_empty(&self.input), or_empty(&self.additional_metadata))
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use super::shapes::{LogLine, LogLineList, Pagination, TaskSummary};
 use crate::auth::http::AuthTenant;
 use crate::db::runs::{self as runs_db, RunFilter};
 use crate::db::tasks as tasks_db;
-use crate::{AppError, AppState};
+use crate::error::AppError;
+use crate::state::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,7 +24,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 /// The routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/stable/tenants/{tenant}/tasks/cancel", post(cancel))
         .route("/v1/stable/tenants/{tenant}/tasks/replay", post(replay))

@@ -16,13 +16,15 @@
 //! Slack and Svix schemes are part of what is signed but their age is not checked (no replay window). A Slack
 //! `url_verification` request is answered with its `challenge` once authenticated, and pushes no event.
 
-use super::query::Params;
-use super::shapes::{List, Meta, Pagination};
+use super::query::{Body, TenantQuery};
+use super::resource::{self, Resource};
+use super::shapes::Meta;
 use crate::auth::http::AuthTenant;
 use crate::db::webhooks as db;
-use crate::{AppError, AppState};
+use crate::error::AppError;
+use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -37,21 +39,26 @@ const COLLECTION: &str = "/v1/stable/tenants/{tenant}/webhooks";
 const ONE: &str = "/v1/stable/tenants/{tenant}/webhooks/{webhook}";
 
 /// The bearer-authenticated CRUD routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route(COLLECTION, get(list).post(create))
-        .route(ONE, get(get_one).patch(update).delete(delete))
+        .route(COLLECTION, get(resource::list::<Webhook>).post(create))
+        .route(
+            ONE,
+            get(resource::get_one::<Webhook>)
+                .patch(update)
+                .delete(resource::delete::<Webhook>),
+        )
 }
 
 /// The public receiving route (no bearer token; see the module docs).
-pub fn receive_router() -> Router<AppState> {
+pub(crate) fn receive_router() -> Router<AppState> {
     Router::new().route(ONE, post(receive))
 }
 
-/// `V1Webhook`.
-#[derive(Debug, Serialize)]
+/// `V1Webhook`, with the auth secrets the receiving side checks (never serialized).
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Webhook {
+pub(crate) struct Webhook {
     metadata: Meta,
     tenant_id: String,
     name: String,
@@ -63,11 +70,7 @@ struct Webhook {
     static_payload: Option<Value>,
     auth_type: String,
     return_event_as_response_payload: bool,
-}
-
-/// A stored webhook with its secrets (for the receiving side).
-struct Stored {
-    webhook: Webhook,
+    #[serde(skip)]
     auth: Value,
 }
 
@@ -100,82 +103,84 @@ struct UpdateRequest {
     return_event_as_response_payload: Option<bool>,
 }
 
-async fn find(
-    state: &AppState,
-    tenant: Uuid,
-    names: Option<&[String]>,
-    sources: Option<&[String]>,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<Stored>, i64), AppError> {
-    let (rows, total) =
-        db::find_webhooks(&state.pool, tenant, names, sources, limit, offset).await?;
-    let out = rows
-        .into_iter()
-        .map(|r| Stored {
-            webhook: Webhook {
-                metadata: Meta {
-                    id: r.webhook_id.to_string(),
-                    created_at: r.created_at,
-                    updated_at: r.updated_at,
-                },
-                tenant_id: tenant.to_string(),
-                name: r.name,
-                source_name: r.source_name,
-                event_key_expression: r.event_key_expression,
-                scope_expression: r.scope_expression,
-                static_payload: r.static_payload,
-                auth_type: r.auth_type,
-                return_event_as_response_payload: r.return_event,
+impl Webhook {
+    fn new(tenant: Uuid, r: db::WebhookRow) -> Self {
+        Webhook {
+            metadata: Meta {
+                id: r.webhook_id.to_string(),
+                created_at: r.created_at,
+                updated_at: r.updated_at,
             },
+            tenant_id: tenant.to_string(),
+            name: r.name,
+            source_name: r.source_name,
+            event_key_expression: r.event_key_expression,
+            scope_expression: r.scope_expression,
+            static_payload: r.static_payload,
+            auth_type: r.auth_type,
+            return_event_as_response_payload: r.return_event,
             auth: r.auth,
-        })
-        .collect();
-    Ok((out, total))
+        }
+    }
 }
 
-async fn find_one(state: &AppState, tenant: Uuid, name: &str) -> Result<Stored, AppError> {
-    find(state, tenant, Some(&[name.to_owned()]), None, 1, 0)
-        .await?
-        .0
-        .pop()
-        .ok_or_else(|| AppError::NotFound(format!("webhook \"{name}\" does not exist")))
-}
+impl Resource for Webhook {
+    type Key = String;
 
-async fn list(
-    State(state): State<AppState>,
-    auth: AuthTenant,
-    Path(tenant_path): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<List<Webhook>>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let p = Params::parse(raw.as_deref());
-    let (offset, limit) = p.page()?;
-    let names = p.list("webhookNames");
-    let sources = p.list("sourceNames");
-    let (rows, total) = find(
-        &state,
-        auth.0 .0,
-        names.as_deref(),
-        sources.as_deref(),
-        limit,
-        offset,
-    )
-    .await?;
-    Ok(Json(List {
-        rows: rows.into_iter().map(|s| s.webhook).collect(),
-        pagination: Pagination::new(offset, limit, total),
-    }))
+    fn parse_key(raw: &str) -> Result<String, AppError> {
+        Ok(raw.to_owned())
+    }
+
+    fn not_found(name: &String) -> AppError {
+        AppError::NotFound(format!("webhook \"{name}\" does not exist"))
+    }
+
+    async fn list(
+        state: &AppState,
+        q: &TenantQuery,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Self>, i64), AppError> {
+        let names = q.params.list("webhookNames");
+        let sources = q.params.list("sourceNames");
+        let (rows, total) = db::find_webhooks(
+            &state.pool,
+            q.tenant,
+            names.as_deref(),
+            sources.as_deref(),
+            limit,
+            offset,
+        )
+        .await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| Webhook::new(q.tenant, r))
+            .collect();
+        Ok((rows, total))
+    }
+
+    async fn by_key(
+        state: &AppState,
+        tenant: Uuid,
+        name: &String,
+    ) -> Result<Option<Self>, AppError> {
+        let names = [name.clone()];
+        let (rows, _) = db::find_webhooks(&state.pool, tenant, Some(&names), None, 1, 0).await?;
+        Ok(rows.into_iter().next().map(|r| Webhook::new(tenant, r)))
+    }
+
+    async fn delete(state: &AppState, tenant: Uuid, name: &String) -> Result<bool, AppError> {
+        Ok(db::delete_webhook(&state.pool, tenant, name).await?)
+    }
 }
 
 async fn create(
     State(state): State<AppState>,
     auth: AuthTenant,
     Path(tenant_path): Path<String>,
-    body: Result<Json<CreateRequest>, axum::extract::rejection::JsonRejection>,
+    Body(req): Body<CreateRequest>,
 ) -> Result<Json<Webhook>, AppError> {
     auth.check_path(&tenant_path)?;
-    let Json(req) = body.map_err(|e| AppError::InvalidArgument(e.body_text()))?;
     let tenant = auth.0 .0;
     let new = db::NewWebhook {
         name: req.name,
@@ -188,26 +193,16 @@ async fn create(
         return_event: req.return_event_as_response_payload,
     };
     db::create_webhook(&state.pool, tenant, &new).await?;
-    Ok(Json(find_one(&state, tenant, &new.name).await?.webhook))
-}
-
-async fn get_one(
-    State(state): State<AppState>,
-    auth: AuthTenant,
-    Path((tenant_path, name)): Path<(String, String)>,
-) -> Result<Json<Webhook>, AppError> {
-    auth.check_path(&tenant_path)?;
-    Ok(Json(find_one(&state, auth.0 .0, &name).await?.webhook))
+    Ok(Json(resource::find(&state, tenant, &new.name).await?))
 }
 
 async fn update(
     State(state): State<AppState>,
     auth: AuthTenant,
     Path((tenant_path, name)): Path<(String, String)>,
-    body: Result<Json<UpdateRequest>, axum::extract::rejection::JsonRejection>,
+    Body(req): Body<UpdateRequest>,
 ) -> Result<Json<Webhook>, AppError> {
     auth.check_path(&tenant_path)?;
-    let Json(req) = body.map_err(|e| AppError::InvalidArgument(e.body_text()))?;
     let tenant = auth.0 .0;
     let update = db::WebhookUpdate {
         event_key_expression: req.event_key_expression,
@@ -216,29 +211,7 @@ async fn update(
         return_event: req.return_event_as_response_payload,
     };
     let found = db::update_webhook(&state.pool, tenant, &name, &update).await?;
-    if !found {
-        return Err(AppError::NotFound(format!(
-            "webhook \"{name}\" does not exist"
-        )));
-    }
-    Ok(Json(find_one(&state, tenant, &name).await?.webhook))
-}
-
-async fn delete(
-    State(state): State<AppState>,
-    auth: AuthTenant,
-    Path((tenant_path, name)): Path<(String, String)>,
-) -> Result<Json<Webhook>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let existing = find_one(&state, tenant, &name).await?;
-    let deleted = db::delete_webhook(&state.pool, tenant, &name).await?;
-    if !deleted {
-        return Err(AppError::NotFound(format!(
-            "webhook \"{name}\" does not exist"
-        )));
-    }
-    Ok(Json(existing.webhook))
+    resource::updated(&state, tenant, &name, found).await
 }
 
 /// The receiving endpoint. 404 for an unknown webhook (or tenant), 403 when the request fails the webhook's auth,
@@ -251,12 +224,12 @@ async fn receive(
 ) -> Result<Json<Value>, AppError> {
     let not_found = || AppError::NotFound(format!("webhook \"{name}\" does not exist"));
     let tenant = Uuid::parse_str(&tenant_path).map_err(|_| not_found())?;
-    let stored = find_one(&state, tenant, &name)
+    let stored: Webhook = resource::find(&state, tenant, &name)
         .await
         .map_err(|_| not_found())?;
     if !authenticated(
-        &stored.webhook.source_name,
-        &stored.webhook.auth_type,
+        &stored.source_name,
+        &stored.auth_type,
         &stored.auth,
         &headers,
         &body,
@@ -272,7 +245,7 @@ async fn receive(
             .map_err(|e| AppError::InvalidArgument(format!("the body is not JSON: {e}")))?
     };
     // Slack checks a new endpoint with a signed `url_verification` request and expects its challenge back.
-    if stored.webhook.source_name == "SLACK" && payload["type"] == "url_verification" {
+    if stored.source_name == "SLACK" && payload["type"] == "url_verification" {
         if let Some(challenge) = payload["challenge"].as_str() {
             return Ok(Json(json!({ "challenge": challenge })));
         }
@@ -292,7 +265,7 @@ async fn receive(
     )
     .await?;
     state.dispatch.wake_assigner();
-    if !stored.webhook.return_event_as_response_payload {
+    if !stored.return_event_as_response_payload {
         return Ok(Json(json!({ "message": "ok" })));
     }
     let now = Utc::now();

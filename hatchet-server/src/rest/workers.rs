@@ -5,7 +5,8 @@ use super::query::{parse_uuid, Params};
 use super::shapes::{List, Meta};
 use crate::auth::http::AuthTenant;
 use crate::db::workers::{self as db, WorkerRow};
-use crate::{AppError, AppState};
+use crate::error::AppError;
+use crate::state::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,7 +18,7 @@ use std::time::Duration;
 const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// The routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants/{tenant}/worker", get(list))
         .route("/v1/workers/{worker}", get(get_one).patch(update))

@@ -5,7 +5,8 @@ use super::query::{parse_uuid, Params};
 use super::shapes::{List, Meta};
 use crate::auth::http::AuthTenant;
 use crate::db::workflows::{self as db, WorkflowRow};
-use crate::{AppError, AppState};
+use crate::error::AppError;
+use crate::state::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// The routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants/{tenant}/workflows", get(list))
         .route("/v1/workflows/{workflow}", get(get_one))

@@ -1,7 +1,7 @@
 //! Streaming: `EventsService.PutStreamEvent` (the SDK's `ctx.put_stream`) and `Dispatcher.SubscribeToWorkflowEvents`
 //! (`hatchet.runs.subscribe_to_stream(run_id)` and the older `ref.stream()`).
 //!
-//! Chunks are stored by `hatchet.put_stream_chunk` (sql/streams.sql) and announced with NOTIFY `hatchet_stream`, so
+//! Chunks are stored by `hatchet.put_stream_chunk` ([`crate::db::streams`]) and announced with NOTIFY `hatchet_stream`, so
 //! a chunk put through one server reaches a subscriber on another, and nothing is lost when a server restarts. Each
 //! subscription is a small loop over its run:
 //!
@@ -22,25 +22,26 @@
 //! Chunks of concurrently running tasks can commit out of `seq` order, so a reader keeps re-reading the last few
 //! seconds of chunks (until `read_stream_chunks` reports them settled) and skips the ones it already sent.
 //!
-//! The [`StreamHub`] holds this server's single `LISTEN hatchet_stream` connection (started on first use) and prunes
+//! The `StreamHub` holds this server's single `LISTEN hatchet_stream` connection (started on first use) and prunes
 //! old chunks every [`PRUNE_EVERY`] (`hatchet.prune_stream_chunks`).
 
-use super::{parse_id, ResponseStream};
+use super::Dispatch;
 use crate::db::{self, streams::RunStreamState};
-use crate::dispatch::timestamp;
-use crate::proto::{self, ResourceEventType, ResourceType};
+use crate::error::AppError;
+use crate::proto::{self, timestamp, ResourceEventType, ResourceType, ResponseStream};
 use crate::status::{RunStatus, TaskStatus};
-use crate::{AppError, AppState};
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 /// NOTIFY channel of new chunks; the payload is the run id.
-pub const STREAM_CHANNEL: &str = "hatchet_stream";
+const STREAM_CHANNEL: &str = "hatchet_stream";
 
 /// Longest time between two looks at a subscribed run.
 const POLL: Duration = Duration::from_millis(200);
@@ -53,7 +54,7 @@ const BUFFER: usize = 256;
 
 /// This server's side of streaming: wake-ups for subscribers, fed by one LISTEN connection.
 #[derive(Debug)]
-pub struct StreamHub {
+pub(crate) struct StreamHub {
     /// Run ids with new chunks; `Uuid::nil()` wakes every subscriber (after a reconnect notifications may be lost).
     wake: broadcast::Sender<Uuid>,
     started: AtomicBool,
@@ -68,28 +69,26 @@ impl Default for StreamHub {
     }
 }
 
-impl StreamHub {
-    /// Starts the LISTEN and prune loops the first time it is called; cheap afterwards.
-    pub fn ensure_started(&self, state: &AppState) {
-        if self.started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        tokio::spawn(listen_loop(state.clone()));
-        tokio::spawn(prune_loop(state.clone()));
+/// Starts the LISTEN and prune loops the first time it is called; cheap afterwards.
+fn ensure_started(dispatch: &Arc<Dispatch>) {
+    if dispatch.streams.started.swap(true, Ordering::AcqRel) {
+        return;
     }
+    tokio::spawn(listen_loop(dispatch.clone()));
+    tokio::spawn(prune_loop(dispatch.clone()));
 }
 
-async fn listen_loop(state: AppState) {
-    let hub = &state.streams;
+async fn listen_loop(dispatch: Arc<Dispatch>) {
+    let hub = &dispatch.streams;
     let mut backoff = Duration::from_millis(100);
     loop {
         let connected = tokio::select! {
             l = async {
-                let mut l = PgListener::connect_with(&state.pool).await?;
+                let mut l = PgListener::connect_with(&dispatch.pool).await?;
                 l.listen(STREAM_CHANNEL).await?;
                 Ok::<_, sqlx::Error>(l)
             } => l,
-            () = state.shutdown.cancelled() => return,
+            () = dispatch.shutdown.cancelled() => return,
         };
         match connected {
             Ok(mut listener) => {
@@ -98,7 +97,7 @@ async fn listen_loop(state: AppState) {
                 loop {
                     let next = tokio::select! {
                         n = listener.try_recv() => n,
-                        () = state.shutdown.cancelled() => return,
+                        () = dispatch.shutdown.cancelled() => return,
                     };
                     match next {
                         Ok(Some(n)) => {
@@ -122,19 +121,19 @@ async fn listen_loop(state: AppState) {
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
-            () = state.shutdown.cancelled() => return,
+            () = dispatch.shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
-async fn prune_loop(state: AppState) {
+async fn prune_loop(dispatch: Arc<Dispatch>) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(PRUNE_EVERY) => {}
-            () = state.shutdown.cancelled() => return,
+            () = dispatch.shutdown.cancelled() => return,
         }
-        match db::maintenance::prune_stream_chunks(&state.pool).await {
+        match db::maintenance::prune_stream_chunks(&dispatch.pool).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(deleted = n, "pruned stream chunks"),
             Err(err) => tracing::warn!(error = %err, "pruning stream chunks failed"),
@@ -143,59 +142,41 @@ async fn prune_loop(state: AppState) {
 }
 
 /// `PutStreamEvent`: stores one chunk (a resent chunk with the same `event_index` is stored once).
-pub async fn put_chunk(
-    state: &AppState,
+pub(crate) async fn put_chunk(
+    dispatch: &Arc<Dispatch>,
     tenant: Uuid,
-    request: proto::PutStreamEventRequest,
-) -> Result<(), tonic::Status> {
-    state.streams.ensure_started(state);
-    let task_id = parse_id("task_run_external_id", &request.task_run_external_id)?;
-    if request.event_index.is_some_and(|i| i < 0) {
-        return Err(tonic::Status::invalid_argument(
-            "event_index must not be negative",
-        ));
-    }
+    task_id: Uuid,
+    message: &[u8],
+    event_index: Option<i64>,
+    created_at: Option<DateTime<Utc>>,
+) -> Result<(), AppError> {
+    ensure_started(dispatch);
     db::streams::put_stream_chunk(
-        &state.pool,
+        &dispatch.pool,
         tenant,
         task_id,
-        &request.message,
-        request.event_index,
-        request.created_at.as_ref().and_then(super::to_datetime),
+        message,
+        event_index,
+        created_at,
     )
-    .await
-    .map_err(AppError::from)?;
+    .await?;
     Ok(())
 }
 
 /// `SubscribeToWorkflowEvents` for one run: checks the run exists (NOT_FOUND otherwise), then streams as described
 /// in the module docs.
-pub async fn subscribe(
-    state: &AppState,
+pub(crate) async fn subscribe_run(
+    dispatch: &Arc<Dispatch>,
     tenant: Uuid,
-    request: proto::SubscribeToWorkflowEventsRequest,
-) -> Result<ResponseStream<proto::WorkflowEvent>, tonic::Status> {
-    let run = match request.workflow_run_id.as_deref() {
-        Some(id) if !id.trim().is_empty() => parse_id("workflow_run_id", id)?,
-        _ => match (
-            request.additional_meta_key.as_deref(),
-            request.additional_meta_value.as_deref(),
-        ) {
-            (Some(key), Some(value)) if !key.is_empty() => {
-                return Ok(subscribe_by_metadata(state, tenant, key, value));
-            }
-            _ => return Err(tonic::Status::invalid_argument(
-                "workflow_run_id, or additional_meta_key and additional_meta_value, are required",
-            )),
-        },
-    };
-    state.streams.ensure_started(state);
+    run: Uuid,
+) -> Result<ResponseStream<proto::WorkflowEvent>, AppError> {
+    ensure_started(dispatch);
     // Subscribe to wake-ups before the first read, so no chunk can slip between the read and the wait.
-    let wake = state.streams.wake.subscribe();
-    let first = run_state(state, tenant, run).await?;
+    let wake = dispatch.streams.wake.subscribe();
+    let first = run_state(dispatch, tenant, run).await?;
     let (tx, rx) = mpsc::channel(BUFFER);
     let mut sub = Subscription {
-        state: state.clone(),
+        dispatch: dispatch.clone(),
         tenant,
         tx,
     };
@@ -216,21 +197,21 @@ const METADATA_LOOKBACK: Duration = Duration::from_secs(5);
 /// before, see [`METADATA_LOOKBACK`]). Runs are found with `hatchet.find_runs_by_metadata` each poll; each is
 /// streamed like a single-run subscription, except that its end sends no hangup: the stream stays open for later
 /// runs until the client leaves.
-fn subscribe_by_metadata(
-    state: &AppState,
+pub(crate) fn subscribe_metadata(
+    dispatch: &Arc<Dispatch>,
     tenant: Uuid,
     key: &str,
     value: &str,
 ) -> ResponseStream<proto::WorkflowEvent> {
-    state.streams.ensure_started(state);
+    ensure_started(dispatch);
     let (tx, rx) = mpsc::channel(BUFFER);
     let mut sub = Subscription {
-        state: state.clone(),
+        dispatch: dispatch.clone(),
         tenant,
         tx,
     };
     let (key, value) = (key.to_owned(), value.to_owned());
-    let wake = state.streams.wake.subscribe();
+    let wake = dispatch.streams.wake.subscribe();
     tokio::spawn(async move {
         if let Err(status) = sub.serve_metadata(&key, &value, wake).await {
             let _ = sub.tx.send(Err(status)).await;
@@ -239,8 +220,12 @@ fn subscribe_by_metadata(
     Box::pin(ReceiverStream::new(rx))
 }
 
-async fn run_state(state: &AppState, tenant: Uuid, run: Uuid) -> Result<RunStreamState, AppError> {
-    Ok(db::streams::run_stream_state(&state.pool, tenant, run).await?)
+async fn run_state(
+    dispatch: &Dispatch,
+    tenant: Uuid,
+    run: Uuid,
+) -> Result<RunStreamState, AppError> {
+    Ok(db::streams::run_stream_state(&dispatch.pool, tenant, run).await?)
 }
 
 /// What has been sent for one task.
@@ -273,7 +258,7 @@ impl RunStream {
 
 /// One subscriber: where its events go.
 struct Subscription {
-    state: AppState,
+    dispatch: Arc<Dispatch>,
     tenant: Uuid,
     tx: mpsc::Sender<Result<proto::WorkflowEvent, tonic::Status>>,
 }
@@ -305,7 +290,7 @@ impl Subscription {
                 },
                 () = &mut deadline => return true,
                 () = self.tx.closed() => return false,
-                () = self.state.shutdown.cancelled() => return false,
+                () = self.dispatch.shutdown.cancelled() => return false,
             }
         }
     }
@@ -324,7 +309,7 @@ impl Subscription {
             if !self.wait(&mut wake, &[run.run]).await {
                 return Ok(());
             }
-            current = run_state(&self.state, self.tenant, run.run).await?;
+            current = run_state(&self.dispatch, self.tenant, run.run).await?;
         }
     }
 
@@ -340,10 +325,15 @@ impl Subscription {
         let mut seen: HashSet<Uuid> = HashSet::new();
         let mut live: Vec<RunStream> = Vec::new();
         loop {
-            let runs =
-                db::runs::find_runs_by_metadata(&self.state.pool, self.tenant, key, value, cursor)
-                    .await
-                    .map_err(AppError::from)?;
+            let runs = db::runs::find_runs_by_metadata(
+                &self.dispatch.pool,
+                self.tenant,
+                key,
+                value,
+                cursor,
+            )
+            .await
+            .map_err(AppError::from)?;
             let mut newest = cursor;
             for (run, created) in runs {
                 newest = newest.max(created);
@@ -355,7 +345,7 @@ impl Subscription {
             cursor = cursor.max(newest - lookback);
             let mut still = Vec::with_capacity(live.len());
             for mut run in live {
-                let current = run_state(&self.state, self.tenant, run.run).await?;
+                let current = run_state(&self.dispatch, self.tenant, run.run).await?;
                 match self.step(&mut run, &current, false).await? {
                     Step::Running => still.push(run),
                     Step::Finished => {}
@@ -415,7 +405,7 @@ impl Subscription {
 
         // New chunks, in arrival order.
         let chunks = db::streams::read_stream_chunks(
-            &self.state.pool,
+            &self.dispatch.pool,
             self.tenant,
             stream.run,
             stream.watermark,
