@@ -2,20 +2,50 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::postgres::PgArguments;
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 /// What a cron or a schedule starts: a run of a workflow with this input, metadata and priority.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RunSpec<'a> {
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct StoredRun {
     /// Workflow name.
-    pub workflow: &'a str,
+    pub workflow: String,
     /// Run input.
-    pub input: &'a Value,
+    pub input: Value,
     /// Run metadata.
-    pub additional_metadata: &'a Value,
+    pub additional_metadata: Value,
     /// Run priority (`None`: the workflow's default).
     pub priority: Option<i32>,
+}
+
+/// A statement that creates a cron or schedule for `run`: `$1..$5` are the workflow, input, metadata, priority and
+/// tenant; the caller binds its own arguments from `$6` on. Returns the new id.
+fn create<'q>(
+    sql: &'static str,
+    tenant: Uuid,
+    run: &'q StoredRun,
+) -> sqlx::query::QueryScalar<'q, Postgres, Uuid, PgArguments> {
+    sqlx::query_scalar(sql)
+        .bind(&run.workflow)
+        .bind(&run.input)
+        .bind(&run.additional_metadata)
+        .bind(run.priority)
+        .bind(tenant)
+}
+
+/// Runs a `hatchet.delete_*(<id> => $1, tenant_id => $2)`: false if there was nothing to delete.
+async fn delete(
+    pool: &PgPool,
+    sql: &'static str,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(sql)
+        .bind(id)
+        .bind(tenant)
+        .fetch_one(pool)
+        .await
 }
 
 /// `hatchet.create_cron`: a recurring trigger `name` of a workflow with a cron expression (5 fields, or 6 with
@@ -25,21 +55,15 @@ pub(crate) async fn create_cron(
     tenant: Uuid,
     name: &str,
     expression: &str,
-    run: RunSpec<'_>,
+    run: &StoredRun,
 ) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT hatchet.create_cron(workflow => $1, name => $2, expression => $3, input => $4, \
-                                    additional_metadata => $5, priority => $6, tenant_id => $7)",
-    )
-    .bind(run.workflow)
-    .bind(name)
-    .bind(expression)
-    .bind(run.input)
-    .bind(run.additional_metadata)
-    .bind(run.priority)
-    .bind(tenant)
-    .fetch_one(pool)
-    .await
+    let sql = "SELECT hatchet.create_cron(workflow => $1, input => $2, additional_metadata => $3, priority => $4, \
+                                          tenant_id => $5, name => $6, expression => $7)";
+    create(sql, tenant, run)
+        .bind(name)
+        .bind(expression)
+        .fetch_one(pool)
+        .await
 }
 
 /// `hatchet.delete_cron`: false if there was none.
@@ -48,24 +72,8 @@ pub(crate) async fn delete_cron(
     tenant: Uuid,
     id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT hatchet.delete_cron(cron_id => $1, tenant_id => $2)")
-        .bind(id)
-        .bind(tenant)
-        .fetch_one(pool)
-        .await
-}
-
-/// What a stored cron or schedule starts ([`RunSpec`] as read back).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct StoredRun {
-    /// Workflow name.
-    pub workflow: String,
-    /// Run input.
-    pub input: Value,
-    /// Run metadata.
-    pub additional_metadata: Value,
-    /// Run priority.
-    pub priority: Option<i32>,
+    let sql = "SELECT hatchet.delete_cron(cron_id => $1, tenant_id => $2)";
+    delete(pool, sql, tenant, id).await
 }
 
 /// One row of [`list_crons`].
@@ -111,20 +119,11 @@ pub(crate) async fn schedule(
     pool: &PgPool,
     tenant: Uuid,
     run_at: DateTime<Utc>,
-    run: RunSpec<'_>,
+    run: &StoredRun,
 ) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT hatchet.schedule(workflow => $1, run_at => $2, input => $3, additional_metadata => $4, \
-                                 priority => $5, tenant_id => $6)",
-    )
-    .bind(run.workflow)
-    .bind(run_at)
-    .bind(run.input)
-    .bind(run.additional_metadata)
-    .bind(run.priority)
-    .bind(tenant)
-    .fetch_one(pool)
-    .await
+    let sql = "SELECT hatchet.schedule(workflow => $1, input => $2, additional_metadata => $3, priority => $4, \
+                                       tenant_id => $5, run_at => $6)";
+    create(sql, tenant, run).bind(run_at).fetch_one(pool).await
 }
 
 /// `hatchet.delete_schedule`: false if there was none.
@@ -133,11 +132,8 @@ pub(crate) async fn delete_schedule(
     tenant: Uuid,
     id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT hatchet.delete_schedule(schedule_id => $1, tenant_id => $2)")
-        .bind(id)
-        .bind(tenant)
-        .fetch_one(pool)
-        .await
+    let sql = "SELECT hatchet.delete_schedule(schedule_id => $1, tenant_id => $2)";
+    delete(pool, sql, tenant, id).await
 }
 
 /// One row of [`list_schedules`].

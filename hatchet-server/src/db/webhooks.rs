@@ -59,6 +59,17 @@ pub(crate) async fn find_webhooks(
     Ok(page(rows))
 }
 
+/// The optional settings of a webhook, at creation and in an update (`None`: the default, or unchanged).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WebhookOptions {
+    /// CEL expression giving the event scope.
+    pub scope_expression: Option<String>,
+    /// Merged over the body to make the event payload.
+    pub static_payload: Option<Value>,
+    /// Whether the receiving endpoint answers with the event.
+    pub return_event: Option<bool>,
+}
+
 /// What [`create_webhook`] creates.
 #[derive(Debug, Clone)]
 pub(crate) struct NewWebhook {
@@ -72,12 +83,8 @@ pub(crate) struct NewWebhook {
     pub auth_type: String,
     /// The auth settings and secrets.
     pub auth: Value,
-    /// CEL expression giving the event scope.
-    pub scope_expression: Option<String>,
-    /// Merged over the body to make the event payload.
-    pub static_payload: Option<Value>,
-    /// Whether the receiving endpoint answers with the event (`None`: the extension's default).
-    pub return_event: Option<bool>,
+    /// The rest.
+    pub options: WebhookOptions,
 }
 
 /// `hatchet.create_webhook`.
@@ -96,41 +103,29 @@ pub(crate) async fn create_webhook(
     .bind(&w.event_key_expression)
     .bind(&w.auth_type)
     .bind(&w.auth)
-    .bind(w.scope_expression.as_deref())
-    .bind(w.static_payload.as_ref())
-    .bind(w.return_event)
+    .bind(w.options.scope_expression.as_deref())
+    .bind(w.options.static_payload.as_ref())
+    .bind(w.options.return_event)
     .bind(tenant)
     .execute(pool)
     .await
     .map(|_| ())
 }
 
-/// What [`update_webhook`] changes (`None` keeps it).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct WebhookUpdate {
-    /// CEL expression giving the event key.
-    pub event_key_expression: Option<String>,
-    /// CEL expression giving the event scope.
-    pub scope_expression: Option<String>,
-    /// Merged over the body to make the event payload.
-    pub static_payload: Option<Value>,
-    /// Whether the receiving endpoint answers with the event.
-    pub return_event: Option<bool>,
-}
-
-/// `hatchet.update_webhook`: false if there is no such webhook.
+/// `hatchet.update_webhook`: changes what is given (`None` keeps it); false if there is no such webhook.
 pub(crate) async fn update_webhook(
     pool: &PgPool,
     tenant: Uuid,
     name: &str,
-    u: &WebhookUpdate,
+    event_key_expression: Option<&str>,
+    u: &WebhookOptions,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT hatchet.update_webhook(name => $1, event_key_expression => $2, scope_expression => $3, \
          static_payload => $4, return_event => $5, tenant_id => $6)",
     )
     .bind(name)
-    .bind(u.event_key_expression.as_deref())
+    .bind(event_key_expression)
     .bind(u.scope_expression.as_deref())
     .bind(u.static_payload.as_ref())
     .bind(u.return_event)

@@ -11,7 +11,7 @@
 
 use super::{parse_id, parse_json, unimplemented};
 use crate::auth::grpc::tenant_of;
-use crate::db::crons::{self, RunSpec};
+use crate::db::crons::{self, StoredRun};
 use crate::db::runs::{self, Trigger};
 use crate::db::{flow_control, workflows};
 use crate::error::AppError;
@@ -39,7 +39,7 @@ impl WorkflowService {
 
 /// What every trigger request carries, as the extension's arguments: the workflow name, the input and metadata as
 /// JSON text (empty is `{}`) and the priority (0 or absent: the workflow's default). Both trigger RPCs, v0
-/// [`v0_trigger`] and v1 [`v1_trigger`], go through here.
+/// [`v0_trigger`] and v1 [`v1_trigger`], and `ScheduleWorkflow` go through here.
 fn trigger(
     name: &str,
     input: &str,
@@ -113,11 +113,19 @@ impl workflow_service_server::WorkflowService for WorkflowService {
     ) -> Result<Response<proto::WorkflowVersion>, Status> {
         let tenant = tenant_of(&request)?.0;
         let r = request.into_inner();
-        let input = parse_json("input", &r.input)?;
-        let metadata = parse_json(
-            "additional_metadata",
+        // The same fields as a trigger, mapped the same way.
+        let t = trigger(
+            &r.name,
+            &r.input,
             r.additional_metadata.as_deref().unwrap_or(""),
+            r.priority,
         )?;
+        let run = StoredRun {
+            workflow: t.name,
+            input: t.input,
+            additional_metadata: t.additional_metadata,
+            priority: t.priority,
+        };
         if r.schedules.is_empty() {
             return Err(Status::invalid_argument(
                 "schedules must name at least one time",
@@ -128,13 +136,7 @@ impl workflow_service_server::WorkflowService for WorkflowService {
             let at = to_datetime(ts).ok_or_else(|| {
                 Status::invalid_argument("schedules holds an out-of-range timestamp")
             })?;
-            let run = RunSpec {
-                workflow: &r.name,
-                input: &input,
-                additional_metadata: &metadata,
-                priority: r.priority.filter(|p| *p != 0),
-            };
-            let id = crons::schedule(&self.state.pool, tenant, at, run)
+            let id = crons::schedule(&self.state.pool, tenant, at, &run)
                 .await
                 .map_err(AppError::from)?;
             scheduled.push(proto::ScheduledWorkflow {

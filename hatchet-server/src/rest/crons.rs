@@ -86,29 +86,36 @@ trait StoredTrigger: Sized + Send {
     }
 }
 
+/// The [`StoredTrigger`] items that only name the kind's db functions and row fields (`id`, `run`).
+macro_rules! stored_trigger_rows {
+    ($list:path, $delete:path) => {
+        async fn list_all(
+            state: &AppState,
+            tenant: Uuid,
+            workflow: Option<&str>,
+        ) -> Result<Vec<Self>, sqlx::Error> {
+            $list(&state.pool, tenant, workflow).await
+        }
+
+        async fn delete(state: &AppState, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+            $delete(&state.pool, tenant, id).await
+        }
+
+        fn id(&self) -> Uuid {
+            self.id
+        }
+
+        fn run(&self) -> &StoredRun {
+            &self.run
+        }
+    };
+}
+
 impl StoredTrigger for Cron {
     type Shape = CronWorkflow;
     const NOUN: &'static str = "cron";
 
-    async fn list_all(
-        state: &AppState,
-        tenant: Uuid,
-        workflow: Option<&str>,
-    ) -> Result<Vec<Self>, sqlx::Error> {
-        db::list_crons(&state.pool, tenant, workflow).await
-    }
-
-    async fn delete(state: &AppState, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
-        db::delete_cron(&state.pool, tenant, id).await
-    }
-
-    fn id(&self) -> Uuid {
-        self.id
-    }
-
-    fn run(&self) -> &StoredRun {
-        &self.run
-    }
+    stored_trigger_rows!(db::list_crons, db::delete_cron);
 
     fn kept(&self, p: &Params) -> bool {
         p.get("cronName").is_none_or(|n| n == self.name)
@@ -149,25 +156,7 @@ impl StoredTrigger for Schedule {
     type Shape = ScheduledWorkflow;
     const NOUN: &'static str = "scheduled run";
 
-    async fn list_all(
-        state: &AppState,
-        tenant: Uuid,
-        workflow: Option<&str>,
-    ) -> Result<Vec<Self>, sqlx::Error> {
-        db::list_schedules(&state.pool, tenant, workflow).await
-    }
-
-    async fn delete(state: &AppState, tenant: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
-        db::delete_schedule(&state.pool, tenant, id).await
-    }
-
-    fn id(&self) -> Uuid {
-        self.id
-    }
-
-    fn run(&self) -> &StoredRun {
-        &self.run
-    }
+    stored_trigger_rows!(db::list_schedules, db::delete_schedule);
 
     async fn shape(
         self,
@@ -356,19 +345,13 @@ async fn create_cron(
 ) -> Result<Json<CronWorkflow>, AppError> {
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
-    let (input, metadata) = body.run.input_and_metadata();
-    let run = db::RunSpec {
-        workflow: &workflow,
-        input: &input,
-        additional_metadata: &metadata,
-        priority: body.run.priority,
-    };
+    let run = body.run.stored(workflow);
     let id = db::create_cron(
         &state.pool,
         tenant,
         &body.cron_name,
         &body.cron_expression,
-        run,
+        &run,
     )
     .await?;
     Ok(Json(find::<Cron>(&state, tenant, id).await?))
@@ -390,13 +373,12 @@ async fn create_scheduled(
 ) -> Result<Json<ScheduledWorkflow>, AppError> {
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
-    let (input, metadata) = body.run.input_and_metadata();
-    let run = db::RunSpec {
-        workflow: &workflow,
-        input: &input,
-        additional_metadata: &metadata,
-        priority: body.run.priority,
-    };
-    let id = db::schedule(&state.pool, tenant, body.trigger_at, run).await?;
+    let id = db::schedule(
+        &state.pool,
+        tenant,
+        body.trigger_at,
+        &body.run.stored(workflow),
+    )
+    .await?;
     Ok(Json(find::<Schedule>(&state, tenant, id).await?))
 }

@@ -3,8 +3,8 @@
 //! (`workflowId`); the extension functions are in [`crate::db::events`] (`find_filters`, `create_workflow_filter`,
 //! `update_filter`, `delete_filter`).
 
-use super::query::{parse_uuid, Body, TenantQuery};
-use super::resource::{self, Resource};
+use super::query::{parse_uuid, Body};
+use super::resource::{self, Resource, Selection};
 use super::shapes::Meta;
 use crate::auth::http::AuthTenant;
 use crate::db::events as db;
@@ -66,8 +66,19 @@ struct UpdateRequest {
     payload: Option<Map<String, Value>>,
 }
 
-impl Filter {
-    fn new(tenant: Uuid, r: db::FilterRow) -> Self {
+impl Resource for Filter {
+    type Key = Uuid;
+    type Row = db::FilterRow;
+
+    fn parse_key(raw: &str) -> Result<Uuid, AppError> {
+        parse_uuid("filter id", raw)
+    }
+
+    fn not_found(id: &Uuid) -> AppError {
+        AppError::NotFound(format!("filter {id} does not exist"))
+    }
+
+    fn from_row(tenant: Uuid, r: db::FilterRow) -> Self {
         Filter {
             metadata: Meta::new(r.filter_id, r.created_at),
             tenant_id: tenant.to_string(),
@@ -78,45 +89,29 @@ impl Filter {
             is_declarative: r.is_declarative,
         }
     }
-}
 
-impl Resource for Filter {
-    type Key = Uuid;
-
-    fn parse_key(raw: &str) -> Result<Uuid, AppError> {
-        parse_uuid("filter id", raw)
-    }
-
-    fn not_found(id: &Uuid) -> AppError {
-        AppError::NotFound(format!("filter {id} does not exist"))
-    }
-
-    async fn list(
+    /// By id, or by `workflowIds` and `scopes`.
+    async fn find(
         state: &AppState,
-        q: &TenantQuery,
+        tenant: Uuid,
+        selection: Selection<'_, Uuid>,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<Self>, i64), AppError> {
-        let workflows = q.params.uuids("workflowIds")?;
-        let scopes = q.params.list("scopes");
-        let (rows, total) = db::find_filters(
+    ) -> Result<(Vec<db::FilterRow>, i64), AppError> {
+        let (ids, workflows, scopes) = match selection {
+            Selection::Key(id) => (Some(vec![*id]), None, None),
+            Selection::Query(p) => (None, p.uuids("workflowIds")?, p.list("scopes")),
+        };
+        let found = db::find_filters(
             &state.pool,
-            q.tenant,
-            None,
+            tenant,
+            ids.as_deref(),
             workflows.as_deref(),
             scopes.as_deref(),
             limit,
             offset,
-        )
-        .await?;
-        let rows = rows.into_iter().map(|r| Filter::new(q.tenant, r)).collect();
-        Ok((rows, total))
-    }
-
-    async fn by_key(state: &AppState, tenant: Uuid, id: &Uuid) -> Result<Option<Self>, AppError> {
-        let (rows, _) =
-            db::find_filters(&state.pool, tenant, Some(&[*id]), None, None, 1, 0).await?;
-        Ok(rows.into_iter().next().map(|r| Filter::new(tenant, r)))
+        );
+        Ok(found.await?)
     }
 
     async fn delete(state: &AppState, tenant: Uuid, id: &Uuid) -> Result<bool, AppError> {

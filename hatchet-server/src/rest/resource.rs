@@ -2,7 +2,7 @@
 //! updating and deleting one by its path key. A resource says how it is listed, found and deleted
 //! ([`Resource`]); the generic handlers here do the rest the same way for each.
 
-use super::query::TenantQuery;
+use super::query::{Params, TenantQuery};
 use super::shapes::List;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -11,28 +11,35 @@ use axum::Json;
 use serde::Serialize;
 use uuid::Uuid;
 
+/// Which rows a [`Resource::find`] reads.
+pub(crate) enum Selection<'a, K> {
+    /// The one with this key.
+    Key(&'a K),
+    /// Those the list route's query parameters select.
+    Query(&'a Params),
+}
+
 /// A tenant's resource under `/tenants/{tenant}/<collection>/{key}`, in its REST shape.
 pub(crate) trait Resource: Serialize + Send + Sized {
     /// The path key, parsed.
     type Key: Send + Sync;
+    /// The row the extension returns.
+    type Row: Send;
 
     /// Parses the `{key}` path segment.
     fn parse_key(raw: &str) -> Result<Self::Key, AppError>;
     /// The error for a key that names nothing.
     fn not_found(key: &Self::Key) -> AppError;
-    /// One page of the list route, filtered by its query parameters, and the total.
-    async fn list(
-        state: &AppState,
-        q: &TenantQuery,
-        limit: i64,
-        offset: i64,
-    ) -> Result<(Vec<Self>, i64), AppError>;
-    /// The one with this key, if any.
-    async fn by_key(
+    /// The REST shape of a row.
+    fn from_row(tenant: Uuid, row: Self::Row) -> Self;
+    /// One page of the selected rows, and how many are selected in all.
+    async fn find(
         state: &AppState,
         tenant: Uuid,
-        key: &Self::Key,
-    ) -> Result<Option<Self>, AppError>;
+        selection: Selection<'_, Self::Key>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Self::Row>, i64), AppError>;
     /// Deletes it; false if there was none.
     async fn delete(state: &AppState, tenant: Uuid, key: &Self::Key) -> Result<bool, AppError>;
 }
@@ -43,8 +50,10 @@ pub(crate) async fn find<R: Resource>(
     tenant: Uuid,
     key: &R::Key,
 ) -> Result<R, AppError> {
-    R::by_key(state, tenant, key)
-        .await?
+    let (rows, _) = R::find(state, tenant, Selection::Key(key), 1, 0).await?;
+    rows.into_iter()
+        .next()
+        .map(|row| R::from_row(tenant, row))
         .ok_or_else(|| R::not_found(key))
 }
 
@@ -67,7 +76,9 @@ pub(crate) async fn list<R: Resource>(
     q: TenantQuery,
 ) -> Result<Json<List<R>>, AppError> {
     let (offset, limit) = q.params.page()?;
-    let (rows, total) = R::list(&state, &q, limit, offset).await?;
+    let selection = Selection::Query(&q.params);
+    let (rows, total) = R::find(&state, q.tenant, selection, limit, offset).await?;
+    let rows = rows.into_iter().map(|r| R::from_row(q.tenant, r)).collect();
     Ok(Json(List::page(rows, offset, limit, total)))
 }
 

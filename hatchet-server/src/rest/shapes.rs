@@ -6,6 +6,7 @@
 // Field names are the spec's own; documenting each again here would only repeat it.
 #![allow(missing_docs)]
 
+use crate::db::crons::StoredRun;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -295,6 +296,17 @@ impl RunFields {
     pub(crate) fn input_and_metadata(&self) -> (Value, Value) {
         let or_empty = |v: &Option<Value>| v.clone().unwrap_or_else(|| json!({}));
         (or_empty(&self.input), or_empty(&self.additional_metadata))
+    }
+
+    /// What a cron or schedule of `workflow` with these fields starts.
+    pub(crate) fn stored(&self, workflow: String) -> StoredRun {
+        let (input, additional_metadata) = self.input_and_metadata();
+        StoredRun {
+            workflow,
+            input,
+            additional_metadata,
+            priority: self.priority,
+        }
     }
 }
 

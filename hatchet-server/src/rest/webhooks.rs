@@ -16,8 +16,8 @@
 //! Slack and Svix schemes are part of what is signed but their age is not checked (no replay window). A Slack
 //! `url_verification` request is answered with its `challenge` once authenticated, and pushes no event.
 
-use super::query::{Body, TenantQuery};
-use super::resource::{self, Resource};
+use super::query::Body;
+use super::resource::{self, Resource, Selection};
 use super::shapes::Meta;
 use crate::auth::http::AuthTenant;
 use crate::db::webhooks as db;
@@ -74,20 +74,38 @@ pub(crate) struct Webhook {
     auth: Value,
 }
 
+/// The optional settings of `V1CreateWebhookRequest` and `V1UpdateWebhookRequest`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CreateRequest {
-    source_name: String,
-    name: String,
-    event_key_expression: String,
+struct OptionsBody {
     #[serde(default)]
     scope_expression: Option<String>,
     #[serde(default)]
     static_payload: Option<Map<String, Value>>,
     #[serde(default)]
     return_event_as_response_payload: Option<bool>,
+}
+
+impl From<OptionsBody> for db::WebhookOptions {
+    fn from(o: OptionsBody) -> Self {
+        db::WebhookOptions {
+            scope_expression: o.scope_expression,
+            static_payload: o.static_payload.map(Value::Object),
+            return_event: o.return_event_as_response_payload,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRequest {
+    source_name: String,
+    name: String,
+    event_key_expression: String,
     auth_type: String,
     auth: Map<String, Value>,
+    #[serde(flatten)]
+    options: OptionsBody,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,22 +113,30 @@ struct CreateRequest {
 struct UpdateRequest {
     #[serde(default)]
     event_key_expression: Option<String>,
-    #[serde(default)]
-    scope_expression: Option<String>,
-    #[serde(default)]
-    static_payload: Option<Map<String, Value>>,
-    #[serde(default)]
-    return_event_as_response_payload: Option<bool>,
+    #[serde(flatten)]
+    options: OptionsBody,
 }
 
-impl Webhook {
-    fn new(tenant: Uuid, r: db::WebhookRow) -> Self {
+impl Resource for Webhook {
+    type Key = String;
+    type Row = db::WebhookRow;
+
+    fn parse_key(raw: &str) -> Result<String, AppError> {
+        Ok(raw.to_owned())
+    }
+
+    fn not_found(name: &String) -> AppError {
+        AppError::NotFound(format!("webhook \"{name}\" does not exist"))
+    }
+
+    fn from_row(tenant: Uuid, r: db::WebhookRow) -> Self {
+        let metadata = Meta {
+            id: r.webhook_id.to_string(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        };
         Webhook {
-            metadata: Meta {
-                id: r.webhook_id.to_string(),
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-            },
+            metadata,
             tenant_id: tenant.to_string(),
             name: r.name,
             source_name: r.source_name,
@@ -122,51 +148,28 @@ impl Webhook {
             auth: r.auth,
         }
     }
-}
 
-impl Resource for Webhook {
-    type Key = String;
-
-    fn parse_key(raw: &str) -> Result<String, AppError> {
-        Ok(raw.to_owned())
-    }
-
-    fn not_found(name: &String) -> AppError {
-        AppError::NotFound(format!("webhook \"{name}\" does not exist"))
-    }
-
-    async fn list(
+    /// By name, or by `webhookNames` and `sourceNames`.
+    async fn find(
         state: &AppState,
-        q: &TenantQuery,
+        tenant: Uuid,
+        selection: Selection<'_, String>,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<Self>, i64), AppError> {
-        let names = q.params.list("webhookNames");
-        let sources = q.params.list("sourceNames");
-        let (rows, total) = db::find_webhooks(
+    ) -> Result<(Vec<db::WebhookRow>, i64), AppError> {
+        let (names, sources) = match selection {
+            Selection::Key(name) => (Some(vec![name.clone()]), None),
+            Selection::Query(p) => (p.list("webhookNames"), p.list("sourceNames")),
+        };
+        let found = db::find_webhooks(
             &state.pool,
-            q.tenant,
+            tenant,
             names.as_deref(),
             sources.as_deref(),
             limit,
             offset,
-        )
-        .await?;
-        let rows = rows
-            .into_iter()
-            .map(|r| Webhook::new(q.tenant, r))
-            .collect();
-        Ok((rows, total))
-    }
-
-    async fn by_key(
-        state: &AppState,
-        tenant: Uuid,
-        name: &String,
-    ) -> Result<Option<Self>, AppError> {
-        let names = [name.clone()];
-        let (rows, _) = db::find_webhooks(&state.pool, tenant, Some(&names), None, 1, 0).await?;
-        Ok(rows.into_iter().next().map(|r| Webhook::new(tenant, r)))
+        );
+        Ok(found.await?)
     }
 
     async fn delete(state: &AppState, tenant: Uuid, name: &String) -> Result<bool, AppError> {
@@ -188,9 +191,7 @@ async fn create(
         event_key_expression: req.event_key_expression,
         auth_type: req.auth_type,
         auth: Value::Object(req.auth),
-        scope_expression: req.scope_expression,
-        static_payload: req.static_payload.map(Value::Object),
-        return_event: req.return_event_as_response_payload,
+        options: req.options.into(),
     };
     db::create_webhook(&state.pool, tenant, &new).await?;
     Ok(Json(resource::find(&state, tenant, &new.name).await?))
@@ -204,13 +205,15 @@ async fn update(
 ) -> Result<Json<Webhook>, AppError> {
     auth.check_path(&tenant_path)?;
     let tenant = auth.0 .0;
-    let update = db::WebhookUpdate {
-        event_key_expression: req.event_key_expression,
-        scope_expression: req.scope_expression,
-        static_payload: req.static_payload.map(Value::Object),
-        return_event: req.return_event_as_response_payload,
-    };
-    let found = db::update_webhook(&state.pool, tenant, &name, &update).await?;
+    let options = req.options.into();
+    let found = db::update_webhook(
+        &state.pool,
+        tenant,
+        &name,
+        req.event_key_expression.as_deref(),
+        &options,
+    )
+    .await?;
     resource::updated(&state, tenant, &name, found).await
 }
 
