@@ -7,6 +7,25 @@
 //!
 //! The binary (`src/main.rs`) only parses flags; everything it does is available here so tests can run the real
 //! server in-process: bind two listeners on port 0, build an [`AppState`], call [`run`].
+//!
+//! Modules depend on each other one way only, each on the ones left of it (none imports one that imports it back):
+//!
+//! ```text
+//! proto, config, error, status  ->  db  ->  auth, metrics, cluster  ->  dispatch  ->  state  ->  grpc, rest  ->  server
+//! ```
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `proto` | the generated protocol, protobuf timestamps, the boxed response stream |
+//! | `config`, `error`, `status` | constants and settings; [`AppError`] and its SQLSTATE mapping; task and run statuses with their SDK shapes |
+//! | [`db`] | every SQL statement, one file per file of the extension's `sql/` |
+//! | [`auth`], [`metrics`], [`cluster`] | API tokens; Prometheus metrics; the local Postgres of `dev` and the tests |
+//! | `dispatch` | what lives in memory: connected workers, assignment and completion loops, run and stream subscriptions |
+//! | `state` | [`AppState`], what every handler gets |
+//! | `grpc`, [`rest`] | the two transports' handlers |
+//! | `server` | [`run`]: both listeners until shutdown |
+//!
+//! Only what `main.rs` and the integration tests use is public; everything else is `pub(crate)`.
 
 #![warn(missing_docs)]
 

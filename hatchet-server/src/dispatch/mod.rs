@@ -8,8 +8,8 @@
 //! server restart loses that memory, never work: an attempt nobody runs times out in the extension and is retried.
 //!
 //! [`Dispatch`] owns what its background tasks need (the pool, the metrics, the shutdown token), so this module
-//! depends only on [`crate::db`], [`crate::metrics`] and [`crate::proto`], never on the gRPC or REST handlers that
-//! call it. Background tasks, started by [`Dispatch::spawn`] when the server runs:
+//! depends only on the layers below it ([`crate::db`], [`crate::metrics`], `proto`, `error`, `status`), never on
+//! the state or the gRPC and REST handlers that call it. Background tasks, started by [`Dispatch::spawn`] when the server runs:
 //!
 //! | task | what it does |
 //! |---|---|

@@ -3,10 +3,13 @@
 //! | module | service (wire path) |
 //! |---|---|
 //! | [`dispatcher`] | `/Dispatcher/*`: worker registration, ListenV2, task events, heartbeats, result streams |
-//! | [`workflows`] | `/WorkflowService/*`: trigger, bulk trigger, schedule, rate limits |
+//! | [`workflows`] | `/WorkflowService/*`: trigger, bulk trigger, schedule, rate limits (put, pause) |
 //! | [`events`] | `/EventsService/*`: events, logs, stream chunks |
-//! | [`admin_v1`] | `/v1.AdminService/*`: workflow registration, run details, cancel / replay |
-//! | [`dispatcher_v1`] | `/v1.V1Dispatcher/*`: durable tasks |
+//! | [`admin_v1`] | `/v1.AdminService/*`: workflow registration, run details, cancel, trigger |
+//! | [`dispatcher_v1`] | `/v1.V1Dispatcher/*`: durable tasks (not implemented) |
+//!
+//! Handlers parse the request, call [`crate::db`] (or [`crate::dispatch`] for what lives in memory: worker
+//! streams, run subscriptions, stream chunks) and build the reply; they hold no SQL and open no transactions.
 //!
 //! Every service accepts and sends gzip (the SDKs gzip every request; without `accept_compressed` every call
 //! fails) and caps messages at [`MAX_MESSAGE_BYTES`]. Authentication happens before any handler, in

@@ -3,11 +3,14 @@
 //! | RPC | what it does |
 //! |---|---|
 //! | `TriggerWorkflow` | `hatchet.run_workflow` (child runs carry their parent task, index and key; `desired_worker_id` (sticky children) places the run on that worker) |
-//! | `BulkTriggerWorkflow` | the same for each request, in one transaction: all runs start or none |
+//! | `BulkTriggerWorkflow` | the same for each request, in one transaction ([`crate::db::runs::run_workflows`]): all runs start or none |
 //! | `ScheduleWorkflow` | `hatchet.schedule` once per requested time |
 //! | `PutRateLimit` | `hatchet.put_rate_limit` |
 //! | `PauseRateLimit` | `hatchet.pause_rate_limit` (no task takes the key's units until `paused_until`) |
 //! | `PutWorkflow` | the legacy v0 registration; current SDKs use `v1.AdminService.PutWorkflow`: not implemented |
+//!
+//! Every request that starts runs (`TriggerWorkflow`, `BulkTriggerWorkflow`, `ScheduleWorkflow` and v1
+//! `TriggerWorkflowRun`) maps its workflow name, input, metadata and priority through one function, `trigger`.
 
 use super::{parse_id, parse_json, unimplemented};
 use crate::auth::grpc::tenant_of;

@@ -1,10 +1,11 @@
-//! Hatchet's REST API under `/api`, as the SDKs call it (`shared/reference/sdk_protocol.md` §3).
+//! Hatchet's REST API under `/api`, as the SDKs' generated REST client calls it.
 //!
-//! Every route here sits behind [`require_bearer`](crate::auth::http::require_bearer); handlers take
-//! [`AuthTenant`](crate::auth::http::AuthTenant) and call `check_path` on any `{tenant}` path segment, so a token
-//! never reaches another tenant's data. One module per resource; what no module serves (replays,
-//! metrics, workflow deletion, ...) gets 501 with an honest message (never made-up data), and an unauthenticated
-//! request gets 401 like a real route would.
+//! Every route here but the webhook receiving endpoint sits behind
+//! [`require_bearer`](crate::auth::http::require_bearer); handlers take [`AuthTenant`](crate::auth::http::AuthTenant)
+//! (or [`TenantQuery`](super::query::TenantQuery)) and check any `{tenant}` path segment against the token, so a
+//! token never reaches another tenant's data. One module per resource; what no module serves (task metrics,
+//! workflow deletion, ...) gets 501 with an honest message (never made-up data), and an unauthenticated request
+//! gets 401 like a real route would.
 
 use super::{crons, events, filters, runs, tasks, webhooks, workers, workflows};
 use crate::auth::http::require_bearer;

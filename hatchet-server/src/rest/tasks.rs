@@ -1,4 +1,5 @@
-//! Tasks: cancel (`runs.cancel`, `ctx.cancel`), one task (`runs.get_task_run`), its logs (`logs.list`).
+//! Tasks: cancel (`runs.cancel`, `ctx.cancel`), replay (`runs.replay`), one task (`runs.get_task_run`), its logs
+//! (`logs.list`).
 //!
 //! | route | source |
 //! |---|---|
