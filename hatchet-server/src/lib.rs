@@ -11,7 +11,7 @@
 //! Modules depend on each other one way only, each on the ones left of it (none imports one that imports it back):
 //!
 //! ```text
-//! proto, config, error, status  ->  db  ->  auth, metrics, cluster  ->  dispatch  ->  state  ->  grpc, rest  ->  server
+//! proto, config, error, status -> db -> auth, metrics, cluster -> dispatch -> state -> grpc, rest -> server
 //! ```
 //!
 //! | module | what it holds |

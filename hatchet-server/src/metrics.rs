@@ -1,7 +1,7 @@
 //! Prometheus metrics served on `GET /metrics`.
 //!
-//! Each [`AppState`](crate::state::AppState) owns its own registry (not the process-global one), so several servers in one
-//! process (the integration tests) never collide. Queue depth is read from the database at scrape time, so it is
+//! Each [`AppState`](crate::state::AppState) owns its own registry (not the process-global one), so several servers
+//! in one process (the integration tests) never collide. Queue depth is read from the database at scrape time, so it is
 //! right even with several servers in front of one database; the counters and the latency histogram are
 //! per-server and are fed by the assignment and completion paths as they land.
 

@@ -2,9 +2,9 @@
 //! layer shares to speak it (timestamps, the boxed response stream).
 //!
 //! The .proto files under `hatchet-server/proto/` are ours, written from the protocol the Hatchet SDKs speak;
-//! `build.rs` compiles them with `protox` (no `protoc` needed). Three files have no proto package because the SDKs
-//! call `/Dispatcher/…`, `/WorkflowService/…` and `/EventsService/…`; prost puts them in `_.rs`, which we include at
-//! this module's root, so a package-less type is `proto::AssignedAction` and a `v1` type is
+//! `build.rs` compiles them with `protox` (no `protoc` needed). Three files have no proto package because the
+//! SDKs call `/Dispatcher/…`, `/WorkflowService/…` and `/EventsService/…`; prost puts them in `_.rs`, which we
+//! include at this module's root, so a package-less type is `proto::AssignedAction` and a `v1` type is
 //! `proto::v1::CreateWorkflowVersionRequest`.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]

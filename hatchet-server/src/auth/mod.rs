@@ -11,7 +11,7 @@
 //! check the token id is recorded and not revoked. Secrets and positive token checks are cached for
 //! [`ServerConfig::auth_cache_ttl`](crate::config::ServerConfig) so a busy worker does not cost a query per call.
 //!
-//! The transports ([`grpc`], [`http`]) only extract the bearer token and put the resulting [`TenantId`] into the
+//! The transports (`grpc`, `http`) only extract the bearer token and put the resulting [`TenantId`] into the
 //! request extensions; handlers read it from there.
 
 pub(crate) mod grpc;

@@ -3,17 +3,17 @@
 //! | module | extension surface (`sql/<file>.sql`) |
 //! |---|---|
 //! | this file | pool-level checks: ping, extension installed / created, the database itself |
-//! | [`tenants`] | tenants and API tokens (direct statements on `hatchet.tenants`, `hatchet.api_tokens`) |
-//! | [`tasks`] | the attempt lifecycle: `complete_many`, `fail`, `refresh_timeout`, `cancel`, `running_attempt`, `task`, logs |
-//! | [`flow_control`] | rate limits: `put_rate_limit`, `pause_rate_limit`, `list_rate_limits` |
-//! | [`workers`] | the worker registry and `assign` |
-//! | [`workflows`] | `register_workflow`, `list_workflows` |
-//! | [`runs`] | runs: `run_workflow`, `cancel_run`, `replay_tasks`, status, tasks, timeline, reads |
-//! | [`events`] | `push_events`, `list_events` and event filters |
-//! | [`webhooks`] | incoming webhooks: CRUD and `receive_webhook` |
-//! | [`crons`] | crons and one-off schedules |
-//! | [`streams`] | stream chunks: `put_stream_chunk`, `read_stream_chunks`, `run_stream_state` |
-//! | [`maintenance`] | `prune_stream_chunks` and the queue depth read of `/metrics` |
+//! | `tenants` | tenants and API tokens (direct statements on `hatchet.tenants`, `hatchet.api_tokens`) |
+//! | `tasks` | the attempt lifecycle: `complete_many`, `fail`, `refresh_timeout`, `cancel`, `running_attempt`, `task`, logs |
+//! | `flow_control` | rate limits: `put_rate_limit`, `pause_rate_limit`, `list_rate_limits` |
+//! | `workers` | the worker registry and `assign` |
+//! | `workflows` | `register_workflow`, `list_workflows` |
+//! | `runs` | runs: `run_workflow`, `cancel_run`, `replay_tasks`, status, tasks, timeline, reads |
+//! | `events` | `push_events`, `list_events` and event filters |
+//! | `webhooks` | incoming webhooks: CRUD and `receive_webhook` |
+//! | `crons` | crons and one-off schedules |
+//! | `streams` | stream chunks: `put_stream_chunk`, `read_stream_chunks`, `run_stream_state` |
+//! | `maintenance` | `prune_stream_chunks` and the queue depth read of `/metrics` |
 //!
 //! Handlers never embed SQL and never open transactions: they call a function here, which names the extension
 //! object it touches and does any multi-statement work itself. That keeps the server's contract with pg_hatchet

@@ -9,7 +9,8 @@
 //!
 //! [`Dispatch`] owns what its background tasks need (the pool, the metrics, the shutdown token), so this module
 //! depends only on the layers below it ([`crate::db`], [`crate::metrics`], `proto`, `error`, `status`), never on
-//! the state or the gRPC and REST handlers that call it. Background tasks, started by [`Dispatch::spawn`] when the server runs:
+//! the state or the gRPC and REST handlers that call it. Background tasks, started by [`Dispatch::spawn`] when the
+//! server runs:
 //!
 //! | task | what it does |
 //! |---|---|

@@ -1,9 +1,9 @@
 //! Streaming: `EventsService.PutStreamEvent` (the SDK's `ctx.put_stream`) and `Dispatcher.SubscribeToWorkflowEvents`
 //! (`hatchet.runs.subscribe_to_stream(run_id)` and the older `ref.stream()`).
 //!
-//! Chunks are stored by `hatchet.put_stream_chunk` ([`crate::db::streams`]) and announced with NOTIFY `hatchet_stream`, so
-//! a chunk put through one server reaches a subscriber on another, and nothing is lost when a server restarts. Each
-//! subscription is a small loop over its run:
+//! Chunks are stored by `hatchet.put_stream_chunk` ([`crate::db::streams`]) and announced with NOTIFY
+//! `hatchet_stream`, so a chunk put through one server reaches a subscriber on another, and nothing is lost when a
+//! server restarts. Each subscription is a small loop over its run:
 //!
 //! 1. read the run's state (`hatchet.run_stream_state`: run status, task statuses, outputs, errors) — first, so that
 //!    when it says "finished", every chunk of the run has already committed (a task's chunks are put before the

@@ -5,14 +5,14 @@
 //! Both are stored runs of a workflow that are listed, read and deleted alike: [`StoredTrigger`] says what differs,
 //! and one generic handler per verb serves both.
 
-use super::query::{parse_uuid, Params};
-use super::shapes::{CronWorkflow, List, Meta, Pagination, RunFields, ScheduledWorkflow};
+use super::query::{parse_uuid, Params, TenantQuery};
+use super::shapes::{CronWorkflow, List, Meta, RunFields, ScheduledWorkflow};
 use crate::auth::http::AuthTenant;
 use crate::db::crons::{self as db, Cron, Schedule, StoredRun};
 use crate::db::{runs, workflows};
 use crate::error::AppError;
 use crate::state::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -265,13 +265,8 @@ fn metadata_matches(have: &Value, want: &Option<Value>) -> bool {
 /// (and the kind's own parameters), then paged.
 async fn list<T: StoredTrigger>(
     State(state): State<AppState>,
-    auth: AuthTenant,
-    Path(tenant_path): Path<String>,
-    RawQuery(raw): RawQuery,
+    TenantQuery { tenant, params: p }: TenantQuery,
 ) -> Result<Json<List<T::Shape>>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let p = Params::parse(raw.as_deref());
     let metadata = p.metadata("additionalMetadata")?;
     let mut ids = WorkflowIds::default();
     let mut rows = Vec::new();
@@ -295,30 +290,25 @@ async fn list<T: StoredTrigger>(
         .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .collect();
-    Ok(Json(List {
-        rows,
-        pagination: Pagination::new(offset, limit, total),
-    }))
+    Ok(Json(List::page(rows, offset, limit, total)))
 }
 
 async fn get_one<T: StoredTrigger>(
     State(state): State<AppState>,
-    auth: AuthTenant,
-    Path((tenant_path, id)): Path<(String, String)>,
+    q: TenantQuery,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<T::Shape>, AppError> {
-    auth.check_path(&tenant_path)?;
     let id = parse_uuid(&format!("{} id", T::NOUN), &id)?;
-    Ok(Json(find::<T>(&state, auth.0 .0, id).await?))
+    Ok(Json(find::<T>(&state, q.tenant, id).await?))
 }
 
 async fn delete<T: StoredTrigger>(
     State(state): State<AppState>,
-    auth: AuthTenant,
-    Path((tenant_path, id)): Path<(String, String)>,
+    q: TenantQuery,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, AppError> {
-    auth.check_path(&tenant_path)?;
     let id = parse_uuid(&format!("{} id", T::NOUN), &id)?;
-    if T::delete(&state, auth.0 .0, id).await? {
+    if T::delete(&state, q.tenant, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::NotFound(format!(

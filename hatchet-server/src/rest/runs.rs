@@ -10,7 +10,7 @@
 //!
 //! A task id given where a run id is expected resolves to the task's run, as in Hatchet.
 
-use super::query::Params;
+use super::query::{Params, TenantQuery};
 use super::shapes::{
     self, Meta, Pagination, RunFields, TaskEvent, TaskSummary, TaskSummaryList, WorkflowRun,
     WorkflowRunDetails,
@@ -20,7 +20,7 @@ use crate::db::runs::{self as db, RunEvent, RunFilter, RunRow, RunTask};
 use crate::db::tasks;
 use crate::error::AppError;
 use crate::state::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -338,13 +338,8 @@ pub(crate) fn run_filter(p: &Params) -> Result<RunFilter, AppError> {
 
 async fn list(
     State(state): State<AppState>,
-    auth: AuthTenant,
-    Path(tenant_path): Path<String>,
-    RawQuery(raw): RawQuery,
+    TenantQuery { tenant, params }: TenantQuery,
 ) -> Result<Json<TaskSummaryList>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let params = Params::parse(raw.as_deref());
     let filter = run_filter(&params)?;
     let (rows, total) = db::list_runs(&state.pool, tenant, &filter).await?;
     let include_payloads = params.bool("include_payloads").unwrap_or(true);
@@ -367,14 +362,11 @@ async fn list(
 
 async fn external_ids(
     State(state): State<AppState>,
-    auth: AuthTenant,
-    Path(tenant_path): Path<String>,
-    RawQuery(raw): RawQuery,
+    q: TenantQuery,
 ) -> Result<Json<Vec<String>>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let mut filter = run_filter(&Params::parse(raw.as_deref()))?;
+    let mut filter = run_filter(&q.params)?;
     filter.limit = MAX_LIMIT;
-    let (rows, _) = db::list_runs(&state.pool, auth.0 .0, &filter).await?;
+    let (rows, _) = db::list_runs(&state.pool, q.tenant, &filter).await?;
     Ok(Json(rows.iter().map(|r| r.id.to_string()).collect()))
 }
 

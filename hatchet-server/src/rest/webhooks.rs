@@ -7,10 +7,10 @@
 //! |---|---|
 //! | `BASIC` | `Authorization: Basic base64(username:password)` |
 //! | `API_KEY` | header `headerName` equal to `apiKey` |
-//! | `HMAC` | header `signatureHeaderName` = HMAC(`signingSecret`, raw body) with `algorithm` (SHA1, SHA256, SHA512, MD5), `encoding` (HEX, BASE64, BASE64URL); an `sha256=`-style prefix is accepted; the STRIPE, SLACK and SVIX sources use their own signed message and header format (see [`signed_message`]) |
+//! | `HMAC` | header `signatureHeaderName` = HMAC(`signingSecret`, raw body) with `algorithm` (SHA1, SHA256, SHA512, MD5), `encoding` (HEX, BASE64, BASE64URL); an `sha256=`-style prefix is accepted; the STRIPE, SLACK and SVIX sources use their own signed message and header format (see `signed_message`) |
 //!
 //! Secrets are compared in constant time. An authenticated request becomes an event through
-//! `hatchet.receive_webhook` ([`crate::db::webhooks`]): key and scope from the webhook's CEL expressions over
+//! `hatchet.receive_webhook` (`db::webhooks`): key and scope from the webhook's CEL expressions over
 //! `{input: body, headers}`, payload = body with the static payload merged over it, pushed with
 //! `hatchet.push_event`, so it triggers workflows and satisfies waits like any event. Timestamps in the Stripe,
 //! Slack and Svix schemes are part of what is signed but their age is not checked (no replay window). A Slack

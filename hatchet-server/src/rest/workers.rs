@@ -1,13 +1,13 @@
 //! Workers: `workers.list`, `workers.get`, `workers.pause` / `unpause` (the SDK's graceful shutdown pauses its
 //! worker with `PATCH isPaused=true` first), over the extension's worker registry.
 
-use super::query::{parse_uuid, Params};
+use super::query::{parse_uuid, TenantQuery};
 use super::shapes::{List, Meta};
 use crate::auth::http::AuthTenant;
 use crate::db::workers::{self as db, WorkerRow};
 use crate::error::AppError;
 use crate::state::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -97,14 +97,10 @@ fn shape(w: WorkerRow) -> Worker {
 
 async fn list(
     State(state): State<AppState>,
-    auth: AuthTenant,
-    Path(tenant_path): Path<String>,
-    RawQuery(raw): RawQuery,
+    q: TenantQuery,
 ) -> Result<Json<List<Worker>>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let p = Params::parse(raw.as_deref());
-    let statuses = p.list("statuses");
-    let rows = db::list_workers(&state.pool, auth.0 .0, None)
+    let statuses = q.params.list("statuses");
+    let rows = db::list_workers(&state.pool, q.tenant, None)
         .await?
         .into_iter()
         .map(shape)

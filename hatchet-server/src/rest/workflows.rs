@@ -1,13 +1,13 @@
 //! Workflows: `workflows.list` (which `Workflow.id` uses to find a workflow by name), `workflows.get`,
 //! `workflows.get_version`. Deleting and pausing workflows have no extension function yet and answer 501.
 
-use super::query::{parse_uuid, Params};
+use super::query::{parse_uuid, TenantQuery};
 use super::shapes::{List, Meta};
 use crate::auth::http::AuthTenant;
 use crate::db::workflows::{self as db, WorkflowRow};
 use crate::error::AppError;
 use crate::state::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -74,14 +74,9 @@ fn shape(tenant: Uuid, w: WorkflowRow) -> Workflow {
 
 async fn list(
     State(state): State<AppState>,
-    auth: AuthTenant,
-    Path(tenant_path): Path<String>,
-    RawQuery(raw): RawQuery,
+    TenantQuery { tenant, params }: TenantQuery,
 ) -> Result<Json<List<Workflow>>, AppError> {
-    auth.check_path(&tenant_path)?;
-    let tenant = auth.0 .0;
-    let p = Params::parse(raw.as_deref());
-    let rows = db::list_workflows(&state.pool, tenant, p.get("name"), None)
+    let rows = db::list_workflows(&state.pool, tenant, params.get("name"), None)
         .await?
         .into_iter()
         .map(|w| shape(tenant, w))
