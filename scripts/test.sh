@@ -120,6 +120,10 @@ layer_clippy() {
 
 layer_unit() {
     local rc=0
+    # The server's integration tests start clusters that preload the installed extension; on a new machine nothing
+    # has installed it yet (the sql layer runs later), so install it here, under the lock, for the whole layer.
+    take_pg_lock
+    install_extension || return 1
     printf '+ cargo test -p hatchet-server\n'
     cargo test -p hatchet-server || rc=1
     if has_package hatchet-bench; then
