@@ -53,12 +53,7 @@ BEGIN
     IF create_cron.name = '' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['cron name must not be empty']);
     END IF;
-    PERFORM hatchet._check_payload('input', create_cron.input);
-    PERFORM hatchet._check_payload('additional_metadata', create_cron.additional_metadata);
-    IF create_cron.priority IS NOT NULL AND create_cron.priority NOT BETWEEN 1 AND 3 THEN
-        PERFORM hatchet.raise_error('invalid_argument',
-            ARRAY[format('priority must be between 1 and 3, not %s', create_cron.priority)]);
-    END IF;
+    PERFORM hatchet._check_run_options(create_cron.input, create_cron.additional_metadata, create_cron.priority);
     v_next := hatchet.cron_next(create_cron.expression, clock_timestamp());  -- raises for a bad expression
     IF v_next IS NULL THEN
         PERFORM hatchet.raise_error('invalid_cron', ARRAY[create_cron.expression, 'The expression never fires.']);
@@ -132,12 +127,7 @@ BEGIN
     IF NOT isfinite(schedule.run_at) THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['run_at must be a finite time']);
     END IF;
-    PERFORM hatchet._check_payload('input', schedule.input);
-    PERFORM hatchet._check_payload('additional_metadata', schedule.additional_metadata);
-    IF schedule.priority IS NOT NULL AND schedule.priority NOT BETWEEN 1 AND 3 THEN
-        PERFORM hatchet.raise_error('invalid_argument',
-            ARRAY[format('priority must be between 1 and 3, not %s', schedule.priority)]);
-    END IF;
+    PERFORM hatchet._check_run_options(schedule.input, schedule.additional_metadata, schedule.priority);
     INSERT INTO hatchet.scheduled_runs (tenant_id, id, workflow_id, run_at, input, additional_metadata, priority)
     VALUES (p_tenant, v_id, v_wf.workflow_id, schedule.run_at, schedule.input, schedule.additional_metadata,
             schedule.priority);

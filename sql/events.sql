@@ -211,14 +211,7 @@ AS $$
 DECLARE
     p_tenant uuid := coalesce(list_events.tenant_id, hatchet.default_tenant());
 BEGIN
-    IF list_events."limit" IS NULL OR list_events."limit" NOT BETWEEN 1 AND 10000 THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 10000, not %s',
-                                                                     coalesce(list_events."limit"::text, 'null'))]);
-    END IF;
-    IF list_events."offset" IS NULL OR list_events."offset" < 0 THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('offset must not be negative, not %s',
-                                                                     coalesce(list_events."offset"::text, 'null'))]);
-    END IF;
+    PERFORM hatchet._check_page(list_events."limit", list_events."offset");
     RETURN QUERY
     SELECT e.id, e.key, e.payload, e.additional_metadata, e.scope, e.inserted_at,
            coalesce((SELECT jsonb_agg(jsonb_build_object('id', r.id, 'status', hatchet.run_status(r.id, p_tenant))

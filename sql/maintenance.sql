@@ -294,7 +294,7 @@ BEGIN
         SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
         FROM hatchet.tenants t
     ) due;
-    -- Crons, schedules and sleeps (workflows, sql/cron.sql): fired here, and their next due time counts too.
+    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): fired here, and their next due time counts too.
     RETURN least(v_next, hatchet._run_time_triggers(v_now));
 END
 $$;

@@ -2,8 +2,8 @@
 -- file (enqueue's options in tasks.sql, concurrency and rate-limit options in flow_control.sql, placement in
 -- workers.sql, workflow definitions in workflows.sql).
 --
--- Public: none. Internal: _check_payload (tasks, workers, workflows, runs, events, crons), _json_int (workflows,
--- events), _clean_metadata (events, crons).
+-- Public: none. Internal: _check_payload (tasks, workers, workflows, runs, events, crons), _check_run_options (runs,
+-- crons), _check_page (runs, events), _json_int (workflows, events), _clean_metadata (events, crons).
 -- Calls: nothing.
 
 CREATE FUNCTION hatchet._check_payload(what text, payload jsonb, must_be_object boolean DEFAULT true) RETURNS void
@@ -27,6 +27,40 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION hatchet._check_payload(text, jsonb, boolean) IS 'reject a NULL, non-object or oversized payload';
+
+-- The input, metadata and priority of a workflow run, as run_workflow, create_cron and schedule take them (a NULL
+-- priority means the workflow's default).
+CREATE FUNCTION hatchet._check_run_options(p_input jsonb, p_metadata jsonb, p_priority integer) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM hatchet._check_payload('input', p_input);
+    PERFORM hatchet._check_payload('additional_metadata', p_metadata);
+    IF p_priority IS NOT NULL AND p_priority NOT BETWEEN 1 AND 3 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('priority must be between 1 and 3, not %s', p_priority)]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_run_options(jsonb, jsonb, integer) IS
+    'reject a bad input, metadata or priority of a workflow run (run_workflow, crons, schedules)';
+
+-- One page of a list function: "limit" rows (1 to 10000) after skipping "offset" (zero or more).
+CREATE FUNCTION hatchet._check_page(p_limit integer, p_offset integer) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 10000, not %s',
+                                                                     coalesce(p_limit::text, 'null'))]);
+    END IF;
+    IF p_offset IS NULL OR p_offset < 0 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('offset must not be negative, not %s',
+                                                                     coalesce(p_offset::text, 'null'))]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_page(integer, integer) IS 'reject a limit outside 1..10000 or a negative offset';
 
 -- An optional integer field (JSON number, or a string of digits as proto3 JSON writes int64).
 CREATE FUNCTION hatchet._json_int(p_value jsonb, p_what text, p_workflow text) RETURNS integer

@@ -818,12 +818,7 @@ DECLARE
     v_wf     record;
     v_id     uuid;
 BEGIN
-    PERFORM hatchet._check_payload('input', run_workflow.input);
-    PERFORM hatchet._check_payload('additional_metadata', run_workflow.additional_metadata);
-    IF run_workflow.priority IS NOT NULL AND run_workflow.priority NOT BETWEEN 1 AND 3 THEN
-        PERFORM hatchet.raise_error('invalid_argument',
-            ARRAY[format('priority must be between 1 and 3, not %s', run_workflow.priority)]);
-    END IF;
+    PERFORM hatchet._check_run_options(run_workflow.input, run_workflow.additional_metadata, run_workflow.priority);
     v_wf := hatchet._latest_version(p_tenant, run_workflow.name);
     IF run_workflow.desired_worker_id IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM hatchet.workers w WHERE w.tenant_id = p_tenant AND w.id = run_workflow.desired_worker_id) THEN
@@ -1238,14 +1233,7 @@ DECLARE
     p_tenant uuid := coalesce(list_runs.tenant_id, hatchet.default_tenant());
     v_bad    text;
 BEGIN
-    IF list_runs."limit" IS NULL OR list_runs."limit" NOT BETWEEN 1 AND 10000 THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 10000, not %s',
-                                                                     coalesce(list_runs."limit"::text, 'null'))]);
-    END IF;
-    IF list_runs."offset" IS NULL OR list_runs."offset" < 0 THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('offset must not be negative, not %s',
-                                                                     coalesce(list_runs."offset"::text, 'null'))]);
-    END IF;
+    PERFORM hatchet._check_page(list_runs."limit", list_runs."offset");
     SELECT s INTO v_bad FROM unnest(list_runs.statuses) s
     WHERE s IS NULL OR s NOT IN ('QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED') LIMIT 1;
     IF FOUND THEN

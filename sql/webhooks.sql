@@ -1,7 +1,8 @@
 -- Incoming webhooks: their definitions (how a request is authenticated and which event it becomes) and the receiving
 -- side, a request turned into an event through hatchet.push_event.
 --
--- Public: create_webhook, update_webhook, delete_webhook, find_webhooks, receive_webhook.
+-- Public: create_webhook, update_webhook, delete_webhook, find_webhooks, receive_webhook. Internal: _check_webhook_auth,
+-- _check_webhook_event (what create and update share).
 -- Calls: tenants.sql, events.sql (push_event).
 
 -- Checks an auth config for its type: the fields the receiving side needs must be present and non-empty strings.
@@ -40,6 +41,31 @@ BEGIN
 END
 $$;
 
+-- Checks what a webhook turns a request into, as create_webhook and update_webhook take it: the CEL expressions must
+-- compile (an empty event key expression is refused; an empty scope expression means none; NULL: unchanged) and the
+-- static payload must be a JSON object.
+CREATE FUNCTION hatchet._check_webhook_event(p_key_expression text, p_scope_expression text, p_static_payload jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_key_expression = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a webhook needs an event key expression']);
+    END IF;
+    IF p_key_expression IS NOT NULL THEN
+        PERFORM hatchet.cel_check(p_key_expression);
+    END IF;
+    IF coalesce(p_scope_expression, '') <> '' THEN
+        PERFORM hatchet.cel_check(p_scope_expression);
+    END IF;
+    IF p_static_payload IS NOT NULL AND jsonb_typeof(p_static_payload) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['static payload must be a JSON object']);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_webhook_event(text, text, jsonb) IS
+    'reject a webhook''s empty event key expression, a CEL expression that does not compile or a non-object payload';
+
 CREATE FUNCTION hatchet.create_webhook(
     name                 text,
     source_name          text,
@@ -64,16 +90,8 @@ BEGIN
         PERFORM hatchet.raise_error('invalid_argument',
             ARRAY[format('unknown webhook source %s', coalesce(create_webhook.source_name, 'null'))]);
     END IF;
-    IF coalesce(create_webhook.event_key_expression, '') = '' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a webhook needs an event key expression']);
-    END IF;
-    PERFORM hatchet.cel_check(create_webhook.event_key_expression);
-    IF coalesce(create_webhook.scope_expression, '') <> '' THEN
-        PERFORM hatchet.cel_check(create_webhook.scope_expression);
-    END IF;
-    IF create_webhook.static_payload IS NOT NULL AND jsonb_typeof(create_webhook.static_payload) <> 'object' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['static payload must be a JSON object']);
-    END IF;
+    PERFORM hatchet._check_webhook_event(coalesce(create_webhook.event_key_expression, ''),
+                                         create_webhook.scope_expression, create_webhook.static_payload);
     PERFORM hatchet._check_webhook_auth(create_webhook.auth_type, create_webhook.auth);
     INSERT INTO hatchet.webhooks (tenant_id, name, id, source_name, event_key_expression, scope_expression,
                                   static_payload, auth_type, auth, return_event)
@@ -102,18 +120,8 @@ CREATE FUNCTION hatchet.update_webhook(
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF update_webhook.event_key_expression = '' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a webhook needs an event key expression']);
-    END IF;
-    IF update_webhook.event_key_expression IS NOT NULL THEN
-        PERFORM hatchet.cel_check(update_webhook.event_key_expression);
-    END IF;
-    IF coalesce(update_webhook.scope_expression, '') <> '' THEN
-        PERFORM hatchet.cel_check(update_webhook.scope_expression);
-    END IF;
-    IF update_webhook.static_payload IS NOT NULL AND jsonb_typeof(update_webhook.static_payload) <> 'object' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['static payload must be a JSON object']);
-    END IF;
+    PERFORM hatchet._check_webhook_event(update_webhook.event_key_expression, update_webhook.scope_expression,
+                                         update_webhook.static_payload);
     UPDATE hatchet.webhooks w
     SET event_key_expression = coalesce(update_webhook.event_key_expression, w.event_key_expression),
         scope_expression     = CASE WHEN update_webhook.scope_expression IS NULL THEN w.scope_expression
