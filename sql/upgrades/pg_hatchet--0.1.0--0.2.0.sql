@@ -1,0 +1,2 @@
+-- pg_hatchet 0.1.0 -> 0.2.0 (ALTER EXTENSION pg_hatchet UPDATE). Every change to the installed SQL since 0.1.0 goes
+-- here, the same text as in sql/*.sql (docs/releasing.md); tests/upgrade/run.sh checks the result equals a fresh 0.2.0.
