@@ -7,8 +7,8 @@
 -- started waiting. The event satisfies waits first and triggers runs second, so a run it triggers is not satisfied by
 -- the very event that started it.
 --
--- Public: push_event, push_events, list_events; filters: create_filter, delete_filter, list_filters, find_filters
--- (the server's paged listing by public workflow id), create_workflow_filter, update_filter.
+-- Public: push_event, push_events, list_events; filters: create_filter, delete_filter, list_filters (one list, by
+-- workflow name or public id, ids and scopes, paged), create_workflow_filter, update_filter.
 -- Calls: tenants.sql, options.sql, workflows.sql (_latest_version), runs.sql (creating runs, satisfying matches,
 -- run_status).
 
@@ -281,28 +281,16 @@ AS $$
 $$;
 COMMENT ON FUNCTION hatchet.delete_filter(uuid, uuid) IS 'delete an event filter; false if there was none';
 
-CREATE FUNCTION hatchet.list_filters(workflow text DEFAULT NULL, tenant_id uuid DEFAULT NULL)
-RETURNS TABLE (filter_id uuid, workflow text, scope text, expression text, payload jsonb, is_declarative boolean,
-               created_at timestamptz)
-LANGUAGE sql STABLE
-AS $$
-    SELECT f.id, w.name, f.scope, f.expression, f.payload, f.is_declarative, f.created_at
-    FROM hatchet.event_filters f
-    JOIN hatchet.workflows w ON w.tenant_id = f.tenant_id AND w.id = f.workflow_id
-    WHERE f.tenant_id = coalesce(list_filters.tenant_id, hatchet.default_tenant())
-      AND (list_filters.workflow IS NULL OR w.name = list_filters.workflow)
-    ORDER BY w.name, f.created_at, f.id
-$$;
-COMMENT ON FUNCTION hatchet.list_filters(text, uuid) IS 'event filters, per workflow';
-
--- Filters of a tenant, optionally only some ids / workflows (public ids) / scopes, one page of them, with the total
--- number that matched (for pagination).
-CREATE FUNCTION hatchet.find_filters(
-    tenant_id    uuid,
+-- The one list of event filters: a tenant's filters, optionally only one workflow (by name) or some ids, workflows
+-- (public ids) and scopes, oldest first, one page of them (max_rows NULL: all), each row with the total number that
+-- matched (for pagination).
+CREATE FUNCTION hatchet.list_filters(
+    workflow     text    DEFAULT NULL,
+    tenant_id    uuid    DEFAULT NULL,
     filter_ids   uuid[]  DEFAULT NULL,
     workflow_ids uuid[]  DEFAULT NULL,
     scopes       text[]  DEFAULT NULL,
-    max_rows     integer DEFAULT 50,
+    max_rows     integer DEFAULT NULL,
     skip_rows    integer DEFAULT 0
 ) RETURNS TABLE (filter_id uuid, workflow_id uuid, workflow text, scope text, expression text, payload jsonb,
                  is_declarative boolean, created_at timestamptz, total bigint)
@@ -312,15 +300,17 @@ AS $$
            count(*) OVER ()
     FROM hatchet.event_filters f
     JOIN hatchet.workflows w ON w.tenant_id = f.tenant_id AND w.id = f.workflow_id
-    WHERE f.tenant_id = find_filters.tenant_id
-      AND (find_filters.filter_ids IS NULL OR f.id = ANY (find_filters.filter_ids))
-      AND (find_filters.workflow_ids IS NULL OR w.external_id = ANY (find_filters.workflow_ids))
-      AND (find_filters.scopes IS NULL OR f.scope = ANY (find_filters.scopes))
+    WHERE f.tenant_id = coalesce(list_filters.tenant_id, hatchet.default_tenant())
+      AND (list_filters.workflow IS NULL OR w.name = list_filters.workflow)
+      AND (list_filters.filter_ids IS NULL OR f.id = ANY (list_filters.filter_ids))
+      AND (list_filters.workflow_ids IS NULL OR w.external_id = ANY (list_filters.workflow_ids))
+      AND (list_filters.scopes IS NULL OR f.scope = ANY (list_filters.scopes))
     ORDER BY f.created_at, f.id
-    LIMIT greatest(coalesce(find_filters.max_rows, 50), 0) OFFSET greatest(coalesce(find_filters.skip_rows, 0), 0)
+    LIMIT CASE WHEN list_filters.max_rows IS NOT NULL THEN greatest(list_filters.max_rows, 0) END
+    OFFSET greatest(coalesce(list_filters.skip_rows, 0), 0)
 $$;
-COMMENT ON FUNCTION hatchet.find_filters(uuid, uuid[], uuid[], text[], integer, integer) IS
-    'a page of a tenant''s event filters by id, workflow public id and scope, with the total count';
+COMMENT ON FUNCTION hatchet.list_filters(text, uuid, uuid[], uuid[], text[], integer, integer) IS
+    'a page of a tenant''s event filters by workflow name, id, workflow public id and scope, with the total count';
 
 CREATE FUNCTION hatchet.create_workflow_filter(
     workflow_id uuid,

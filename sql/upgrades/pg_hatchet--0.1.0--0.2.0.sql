@@ -1,7 +1,7 @@
 -- pg_hatchet 0.1.0 -> 0.2.0 (applied by ALTER EXTENSION pg_hatchet UPDATE TO '0.2.0').
 --
--- What 0.2.0 changes in the installed SQL: no table, type, index, signature, grant or behaviour; only the bodies of
--- the functions below.
+-- What 0.2.0 changes in the installed SQL: no table, type, index or grant; the bodies of the functions below, and one
+-- list function for event filters.
 --   * sql/ is laid out by entity (a move, no change to any definition).
 --   * Checks that several functions repeated now live in one helper each (same checks, same order, same SQLSTATEs
 --     and messages):
@@ -9,6 +9,9 @@
 --       hatchet._check_page(limit, offset)                     list_runs, list_events
 --       hatchet._check_webhook_event(key, scope, payload)      create_webhook, update_webhook
 --   * run_maintenance: a comment in its body names sql/crons.sql (was sql/cron.sql).
+--   * Event filters have one list function: list_filters(workflow, tenant_id, filter_ids, workflow_ids, scopes,
+--     max_rows, skip_rows) returns find_filters' columns (with workflow_id and total) and takes its filters and
+--     paging; find_filters is dropped. Rows come oldest first (list_filters sorted by workflow name first).
 -- Each definition below is the same text as in the 0.2.0 install script, so an updated 0.1.0 and a fresh 0.2.0 have
 -- the same catalog.
 
@@ -382,3 +385,39 @@ BEGIN
     RETURN FOUND;
 END
 $$;
+
+-- One list function for event filters: list_filters takes find_filters' ids, public workflow ids, scopes and paging
+-- (and its total column); find_filters is gone (sql/events.sql).
+DROP FUNCTION hatchet.find_filters(uuid, uuid[], uuid[], text[], integer, integer);
+DROP FUNCTION hatchet.list_filters(text, uuid);
+
+-- The one list of event filters: a tenant's filters, optionally only one workflow (by name) or some ids, workflows
+-- (public ids) and scopes, oldest first, one page of them (max_rows NULL: all), each row with the total number that
+-- matched (for pagination).
+CREATE FUNCTION hatchet.list_filters(
+    workflow     text    DEFAULT NULL,
+    tenant_id    uuid    DEFAULT NULL,
+    filter_ids   uuid[]  DEFAULT NULL,
+    workflow_ids uuid[]  DEFAULT NULL,
+    scopes       text[]  DEFAULT NULL,
+    max_rows     integer DEFAULT NULL,
+    skip_rows    integer DEFAULT 0
+) RETURNS TABLE (filter_id uuid, workflow_id uuid, workflow text, scope text, expression text, payload jsonb,
+                 is_declarative boolean, created_at timestamptz, total bigint)
+LANGUAGE sql STABLE
+AS $$
+    SELECT f.id, w.external_id, w.name, f.scope, f.expression, f.payload, f.is_declarative, f.created_at,
+           count(*) OVER ()
+    FROM hatchet.event_filters f
+    JOIN hatchet.workflows w ON w.tenant_id = f.tenant_id AND w.id = f.workflow_id
+    WHERE f.tenant_id = coalesce(list_filters.tenant_id, hatchet.default_tenant())
+      AND (list_filters.workflow IS NULL OR w.name = list_filters.workflow)
+      AND (list_filters.filter_ids IS NULL OR f.id = ANY (list_filters.filter_ids))
+      AND (list_filters.workflow_ids IS NULL OR w.external_id = ANY (list_filters.workflow_ids))
+      AND (list_filters.scopes IS NULL OR f.scope = ANY (list_filters.scopes))
+    ORDER BY f.created_at, f.id
+    LIMIT CASE WHEN list_filters.max_rows IS NOT NULL THEN greatest(list_filters.max_rows, 0) END
+    OFFSET greatest(coalesce(list_filters.skip_rows, 0), 0)
+$$;
+COMMENT ON FUNCTION hatchet.list_filters(text, uuid, uuid[], uuid[], text[], integer, integer) IS
+    'a page of a tenant''s event filters by workflow name, id, workflow public id and scope, with the total count';

@@ -1,6 +1,6 @@
 //! Event filters (`hatchet.filters.*`): `/api/v1/stable/tenants/{tenant}/filters[/{filter}]`, list / create / get /
 //! update / delete, answering Hatchet's `V1Filter` / `V1FilterList` shapes. Workflows are named by their public id
-//! (`workflowId`); the SQL lives in `sql/server_api.sql` (`find_filters`, `create_workflow_filter`, `update_filter`)
+//! (`workflowId`); the SQL lives in `sql/server_api.sql` (`list_filters`, `create_workflow_filter`, `update_filter`)
 //! and `sql/events.sql` (`delete_filter`).
 
 use super::query::{parse_uuid, Params};
@@ -75,7 +75,7 @@ async fn find(
 ) -> Result<(Vec<Filter>, i64), AppError> {
     let rows = sqlx::query(
         "SELECT filter_id, workflow_id, scope, expression, payload, is_declarative, created_at, total \
-         FROM hatchet.find_filters(tenant_id => $1, filter_ids => $2, workflow_ids => $3, scopes => $4, \
+         FROM hatchet.list_filters(tenant_id => $1, filter_ids => $2, workflow_ids => $3, scopes => $4, \
                                    max_rows => $5, skip_rows => $6)",
     )
     .bind(tenant)
