@@ -4,6 +4,8 @@
 //! `Err` from a `#[pg_extern]` would surface as 22000 for everything). The PL/pgSQL API functions raise through
 //! [`raise_error`] so that messages and codes come from this one place too.
 
+use hatchet_core::cron::CronError;
+use hatchet_core::duration::DurationError;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -55,6 +57,18 @@ pub enum HatchetError {
     DuplicateObject { kind: String, name: String },
 }
 
+impl From<DurationError> for HatchetError {
+    fn from(e: DurationError) -> Self {
+        HatchetError::InvalidDuration(e.input().to_string(), e.reason())
+    }
+}
+
+impl From<CronError> for HatchetError {
+    fn from(e: CronError) -> Self {
+        HatchetError::InvalidCron(e.expression().to_string(), e.reason().to_string())
+    }
+}
+
 impl HatchetError {
     /// The SQLSTATE this error is reported with.
     pub fn sqlstate(&self) -> PgSqlErrorCode {
@@ -91,16 +105,12 @@ impl HatchetError {
 
     fn hint(&self) -> Option<&'static str> {
         match self {
-            HatchetError::InvalidDuration(..) => {
-                Some("Use a number followed by a unit (ms, s, m, h, d, w), for example \"30s\", \"5m\" or \"1h30m\".")
-            }
+            HatchetError::InvalidDuration(..) => Some(hatchet_core::duration::SYNTAX_HINT),
             HatchetError::PayloadTooLarge { .. } => Some("Raise hatchet.max_payload_bytes or store large data elsewhere."),
             HatchetError::StaleAttempt { .. } => {
                 Some("Only the current attempt of a running task can report a result; this one was superseded.")
             }
-            HatchetError::InvalidCron(..) => Some(
-                "Use 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, in UTC, for example \"*/5 * * * *\" or \"*/10 * * * * *\".",
-            ),
+            HatchetError::InvalidCron(..) => Some(hatchet_core::cron::SYNTAX_HINT),
             _ => None,
         }
     }
@@ -198,5 +208,24 @@ mod tests {
             HatchetError::NullArgument("queue".into()).sqlstate(),
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
         );
+    }
+
+    #[test]
+    fn core_errors_keep_message_detail_and_hint() {
+        let e = HatchetError::from(hatchet_core::duration::parse_micros("10").unwrap_err());
+        assert_eq!(e.to_string(), "invalid duration \"10\"");
+        assert_eq!(e.detail().as_deref(), Some("A number has no unit."));
+        assert_eq!(e.hint(), Some(hatchet_core::duration::SYNTAX_HINT));
+        assert_eq!(
+            e.sqlstate(),
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+        );
+        let e = HatchetError::from(hatchet_core::cron::parse("* * *").unwrap_err());
+        assert_eq!(e.to_string(), "invalid cron expression \"* * *\"");
+        assert_eq!(
+            e.detail().as_deref(),
+            Some("Expected 5 fields, or 6 with seconds first, but found 3.")
+        );
+        assert_eq!(e.hint(), Some(hatchet_core::cron::SYNTAX_HINT));
     }
 }
