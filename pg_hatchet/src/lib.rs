@@ -59,8 +59,8 @@ pub extern "C-unwind" fn _PG_init() {
         .report(PgLogLevel::ERROR);
     }
     gucs::init();
-    worker::register();
     wake::init();
+    worker::register();
 }
 
 #[cfg(any(test, feature = "pg_test"))]
