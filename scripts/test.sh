@@ -5,9 +5,10 @@
 #                                           bench
 #
 #   fmt        cargo fmt --all -- --check
-#   clippy     cargo clippy -D warnings for pg_hatchet (feature pg15), hatchet-server (all targets) and
-#              hatchet-bench (all targets, only if that crate is in the workspace)
-#   unit       cargo test -p hatchet-server (and -p hatchet-bench if present)
+#   clippy     cargo clippy -D warnings for hatchet-core (all targets and features), pg_hatchet (feature pg15),
+#              hatchet-server (all targets) and hatchet-bench (all targets, only if that crate is in the workspace)
+#   unit       cargo test -p hatchet-core --all-features, cargo test -p hatchet-server (and -p hatchet-bench if
+#              present)
 #   pgrx       cargo pgrx test pg15 inside pg_hatchet/ (#[pg_test]s; Postgres runs as the postgres user)
 #   sql        scripts/install-ext.sh (release build), then a scratch cluster with shared_preload_libraries='pg_hatchet':
 #              pg_regress over tests/regress/sql/*.sql (database contrib_regression), then
@@ -115,6 +116,7 @@ layer_fmt() {
 
 layer_clippy() {
     local rc=0
+    check "clippy hatchet-core" cargo clippy -p hatchet-core --all-targets --all-features -- -D warnings || rc=1
     check "clippy pg_hatchet" cargo clippy -p pg_hatchet --features "pg${PG_MAJOR}" -- -D warnings || rc=1
     check "clippy hatchet-server" cargo clippy -p hatchet-server --all-targets -- -D warnings || rc=1
     if has_package hatchet-bench; then
@@ -125,6 +127,8 @@ layer_clippy() {
 
 layer_unit() {
     local rc=0
+    printf '+ cargo test -p hatchet-core --all-features\n'
+    cargo test -p hatchet-core --all-features || rc=1
     # The server's integration tests start clusters that preload the installed extension; on a new machine nothing
     # has installed it yet (the sql layer runs later), so install it here, under the lock, for the whole layer.
     take_pg_lock

@@ -2,22 +2,24 @@
 //!
 //! The schema (tables, types, indexes) is hand-written SQL in `sql/`; the SQL API is PL/pgSQL in `sql/` too, because
 //! every hot operation is one set-based statement whose plan PL/pgSQL caches. Rust provides what needs real code:
-//! strict duration parsing, UUIDv7 ids, backoff math, the error type, the settings and the background worker.
+//! the error type, the settings, claim bounds, the background processes (`worker/`) and thin SQL wrappers over
+//! `hatchet-core`, the workspace crate that holds the logic needing no Postgres (durations, backoff, UUIDv7 ids,
+//! cron ticks, CEL).
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
-pub mod backoff;
-pub mod cel;
-pub mod claim;
-pub mod cron;
-pub mod duration;
-pub mod error;
-pub mod gucs;
-pub mod ids;
-pub mod wake;
-pub mod worker;
+mod backoff;
+mod cel;
+mod claim;
+mod cron;
+mod duration;
+mod error;
+mod gucs;
+mod ids;
+mod wake;
+mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -92,8 +94,8 @@ pub extern "C-unwind" fn _PG_init() {
         .report(PgLogLevel::ERROR);
     }
     gucs::init();
-    worker::register();
     wake::init();
+    worker::register();
 }
 
 #[cfg(any(test, feature = "pg_test"))]
