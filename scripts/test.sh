@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # scripts/test.sh: run pg_hatchet's test layers, in order, and print one summary line at the end.
 #
-# Usage: scripts/test.sh [LAYER...]          no LAYER means all of them: fmt clippy unit pgrx sql e2e bench
+# Usage: scripts/test.sh [LAYER...]          no LAYER means all of them: fmt clippy unit pgrx sql cluster upgrade e2e
+#                                           bench
 #
 #   fmt        cargo fmt --all -- --check
-#   clippy     cargo clippy -D warnings for pg_hatchet (feature pg15), hatchet-server (all targets) and
-#              hatchet-bench (all targets, only if that crate is in the workspace)
-#   unit       cargo test -p hatchet-server (and -p hatchet-bench if present)
+#   clippy     cargo clippy -D warnings for hatchet-core (all targets and features), pg_hatchet (feature pg15),
+#              hatchet-server (all targets) and hatchet-bench (all targets, only if that crate is in the workspace)
+#   unit       cargo test -p hatchet-core --all-features, cargo test -p hatchet-server (and -p hatchet-bench if
+#              present)
 #   pgrx       cargo pgrx test pg15 inside pg_hatchet/ (#[pg_test]s; Postgres runs as the postgres user)
 #   sql        scripts/install-ext.sh (release build), then a scratch cluster with shared_preload_libraries='pg_hatchet':
 #              pg_regress over tests/regress/sql/*.sql (database contrib_regression), then
@@ -15,6 +17,10 @@
 #   isolation  the sql layer with pg_isolation_regress only
 #   cluster    self-contained scripts with their own scratch cluster: tests/cluster/*.sh (library must be preloaded),
 #              tests/restart/*_restart.sh (behaviour across a Postgres restart), tests/stress/*_stress.sh (flow-control stress)
+#   upgrade    scripts/install-ext.sh, then tests/upgrade/run.sh: from every released version (sql/releases/) through
+#              the sql/upgrades/ scripts to the current one, on a scratch cluster: work in every state created with the
+#              old version finishes after ALTER EXTENSION UPDATE, and the upgraded catalog equals a fresh install's
+#              (docs/releasing.md)
 #   e2e        .venv/bin/pytest tests/e2e
 #   bench      bash bench/smoke.sh (every scenario and system at tiny sizes)
 #
@@ -50,7 +56,7 @@ PGRX_PGDATA=/tmp/pg_hatchet-pgrx-test/pgdata
 PG_LOCK=/tmp/pg_hatchet-test.lock
 RESULTS="${ROOT}/tests/results"
 
-ALL_LAYERS=(fmt clippy unit pgrx sql cluster e2e bench)
+ALL_LAYERS=(fmt clippy unit pgrx sql cluster upgrade e2e bench)
 
 PASSED=0
 FAILED=0
@@ -110,6 +116,7 @@ layer_fmt() {
 
 layer_clippy() {
     local rc=0
+    check "clippy hatchet-core" cargo clippy -p hatchet-core --all-targets --all-features -- -D warnings || rc=1
     check "clippy pg_hatchet" cargo clippy -p pg_hatchet --features "pg${PG_MAJOR}" -- -D warnings || rc=1
     check "clippy hatchet-server" cargo clippy -p hatchet-server --all-targets -- -D warnings || rc=1
     if has_package hatchet-bench; then
@@ -120,6 +127,12 @@ layer_clippy() {
 
 layer_unit() {
     local rc=0
+    printf '+ cargo test -p hatchet-core --all-features\n'
+    cargo test -p hatchet-core --all-features || rc=1
+    # The server's integration tests start clusters that preload the installed extension; on a new machine nothing
+    # has installed it yet (the sql layer runs later), so install it here, under the lock, for the whole layer.
+    take_pg_lock
+    install_extension || return 1
     printf '+ cargo test -p hatchet-server\n'
     cargo test -p hatchet-server || rc=1
     if has_package hatchet-bench; then
@@ -325,6 +338,16 @@ layer_cluster() {
     return "${rc}"
 }
 
+# The upgrade chain (tests/upgrade/run.sh starts and removes its own scratch cluster). It installs the extension
+# first: the releases and upgrade scripts must be this checkout's.
+layer_upgrade() {
+    take_pg_lock
+    install_extension || return 1
+    printf '+ bash tests/upgrade/run.sh\n'
+    # 9>&-: a postmaster the script starts must not inherit (and keep holding) PG_LOCK
+    bash "${ROOT}/tests/upgrade/run.sh" 9>&-
+}
+
 count_scripts() {
     strip_ansi "$1" | awk -v rc="$2" '
         /: [0-9]+ passed, [0-9]+ failed$/ {
@@ -427,6 +450,7 @@ run_named_layer() {
         regress) run_layer regress count_pg layer_sql regress ;;
         isolation) run_layer isolation count_pg layer_sql isolation ;;
         cluster) run_layer cluster count_scripts layer_cluster ;;
+        upgrade) run_layer upgrade count_check layer_upgrade ;;
         e2e) run_layer e2e count_pytest layer_e2e ;;
         bench) run_layer bench count_check run_bench_smoke ;;
     esac

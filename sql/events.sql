@@ -1,4 +1,4 @@
--- Events (Hatchet's §2.11): hatchet.push_event stores an event, satisfies the user-event conditions that are waiting
+-- Events and event filters: hatchet.push_event stores an event, satisfies the user-event conditions that are waiting
 -- for it, and triggers every workflow whose event triggers match its key: once when the workflow has no filters, else
 -- once per filter whose scope equals the event's and whose CEL expression holds. Filters are CEL over `input` (the
 -- event payload), `additional_metadata`, `payload` (the filter's own payload), `event_id` and `event_key`.
@@ -6,6 +6,15 @@
 -- Events pushed before a workflow is registered do not trigger it; a waiting condition only sees events pushed after it
 -- started waiting. The event satisfies waits first and triggers runs second, so a run it triggers is not satisfied by
 -- the very event that started it.
+--
+-- Public: push_event, push_events, list_events; filters: create_filter, delete_filter, list_filters (one list, by
+-- workflow name or public id, ids and scopes, paged), create_workflow_filter, update_filter.
+-- Calls: tenants.sql, options.sql, workflows.sql (_latest_version), runs.sql (creating runs, satisfying matches,
+-- run_status).
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Events
+-- ---------------------------------------------------------------------------------------------------------------------
 
 -- Does an event key match a trigger pattern? `*` matches any run of characters; nothing else is special.
 CREATE FUNCTION hatchet._event_key_matches(p_pattern text, p_key text) RETURNS boolean
@@ -185,6 +194,47 @@ $$;
 COMMENT ON FUNCTION hatchet.push_events(jsonb, uuid) IS
     'push up to 1000 events ([{key, payload, additional_metadata, scope, priority}]); returns their ids in order';
 
+-- Events of a tenant, newest first, one page, each with the runs it triggered (and their status) and the total.
+CREATE FUNCTION hatchet.list_events(
+    keys      text[]      DEFAULT NULL,
+    since     timestamptz DEFAULT NULL,
+    until     timestamptz DEFAULT NULL,
+    "limit"   integer     DEFAULT 50,
+    "offset"  integer     DEFAULT 0,
+    tenant_id uuid        DEFAULT NULL
+)
+RETURNS TABLE (id uuid, key text, payload jsonb, additional_metadata jsonb, scope text, created_at timestamptz,
+               runs jsonb, total bigint)
+LANGUAGE plpgsql STABLE
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := coalesce(list_events.tenant_id, hatchet.default_tenant());
+BEGIN
+    PERFORM hatchet._check_page(list_events."limit", list_events."offset");
+    RETURN QUERY
+    SELECT e.id, e.key, e.payload, e.additional_metadata, e.scope, e.inserted_at,
+           coalesce((SELECT jsonb_agg(jsonb_build_object('id', r.id, 'status', hatchet.run_status(r.id, p_tenant))
+                                      ORDER BY r.id)
+                     FROM hatchet.runs r
+                     WHERE r.tenant_id = e.tenant_id AND r.inserted_at >= e.inserted_at
+                       AND r.additional_metadata ->> 'hatchet__event_id' = e.id::text), '[]'),
+           count(*) OVER ()
+    FROM hatchet.events e
+    WHERE e.tenant_id = p_tenant AND (list_events.keys IS NULL OR e.key = ANY (list_events.keys))
+      AND e.inserted_at >= coalesce(list_events.since, '-infinity')
+      AND e.inserted_at <= coalesce(list_events.until, 'infinity')
+    ORDER BY e.inserted_at DESC, e.id DESC
+    LIMIT list_events."limit" OFFSET list_events."offset";
+END
+$$;
+COMMENT ON FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid) IS
+    'events, newest first, one page, with the runs each triggered ([{id, status}]) and the total number of matches';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Filters
+-- ---------------------------------------------------------------------------------------------------------------------
+
 -- Filters (besides a workflow's declared default_filters, which registration replaces).
 CREATE FUNCTION hatchet.create_filter(
     workflow   text,
@@ -231,16 +281,94 @@ AS $$
 $$;
 COMMENT ON FUNCTION hatchet.delete_filter(uuid, uuid) IS 'delete an event filter; false if there was none';
 
-CREATE FUNCTION hatchet.list_filters(workflow text DEFAULT NULL, tenant_id uuid DEFAULT NULL)
-RETURNS TABLE (filter_id uuid, workflow text, scope text, expression text, payload jsonb, is_declarative boolean,
-               created_at timestamptz)
+-- The one list of event filters: a tenant's filters, optionally only one workflow (by name) or some ids, workflows
+-- (public ids) and scopes, oldest first, one page of them (max_rows NULL: all), each row with the total number that
+-- matched (for pagination).
+CREATE FUNCTION hatchet.list_filters(
+    workflow     text    DEFAULT NULL,
+    tenant_id    uuid    DEFAULT NULL,
+    filter_ids   uuid[]  DEFAULT NULL,
+    workflow_ids uuid[]  DEFAULT NULL,
+    scopes       text[]  DEFAULT NULL,
+    max_rows     integer DEFAULT NULL,
+    skip_rows    integer DEFAULT 0
+) RETURNS TABLE (filter_id uuid, workflow_id uuid, workflow text, scope text, expression text, payload jsonb,
+                 is_declarative boolean, created_at timestamptz, total bigint)
 LANGUAGE sql STABLE
 AS $$
-    SELECT f.id, w.name, f.scope, f.expression, f.payload, f.is_declarative, f.created_at
+    SELECT f.id, w.external_id, w.name, f.scope, f.expression, f.payload, f.is_declarative, f.created_at,
+           count(*) OVER ()
     FROM hatchet.event_filters f
     JOIN hatchet.workflows w ON w.tenant_id = f.tenant_id AND w.id = f.workflow_id
     WHERE f.tenant_id = coalesce(list_filters.tenant_id, hatchet.default_tenant())
       AND (list_filters.workflow IS NULL OR w.name = list_filters.workflow)
-    ORDER BY w.name, f.created_at, f.id
+      AND (list_filters.filter_ids IS NULL OR f.id = ANY (list_filters.filter_ids))
+      AND (list_filters.workflow_ids IS NULL OR w.external_id = ANY (list_filters.workflow_ids))
+      AND (list_filters.scopes IS NULL OR f.scope = ANY (list_filters.scopes))
+    ORDER BY f.created_at, f.id
+    LIMIT CASE WHEN list_filters.max_rows IS NOT NULL THEN greatest(list_filters.max_rows, 0) END
+    OFFSET greatest(coalesce(list_filters.skip_rows, 0), 0)
 $$;
-COMMENT ON FUNCTION hatchet.list_filters(text, uuid) IS 'event filters, per workflow';
+COMMENT ON FUNCTION hatchet.list_filters(text, uuid, uuid[], uuid[], text[], integer, integer) IS
+    'a page of a tenant''s event filters by workflow name, id, workflow public id and scope, with the total count';
+
+CREATE FUNCTION hatchet.create_workflow_filter(
+    workflow_id uuid,
+    scope       text,
+    expression  text,
+    payload     jsonb DEFAULT '{}',
+    tenant_id   uuid  DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(create_workflow_filter.tenant_id, hatchet.default_tenant());
+    v_name   text;
+BEGIN
+    IF create_workflow_filter.workflow_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['workflow_id']);
+    END IF;
+    SELECT w.name INTO v_name FROM hatchet.workflows w
+    WHERE w.tenant_id = p_tenant AND w.external_id = create_workflow_filter.workflow_id;
+    IF v_name IS NULL THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['workflow', create_workflow_filter.workflow_id::text]);
+    END IF;
+    RETURN hatchet.create_filter(v_name, create_workflow_filter.scope, create_workflow_filter.expression,
+                                 coalesce(create_workflow_filter.payload, '{}'), p_tenant);
+END
+$$;
+COMMENT ON FUNCTION hatchet.create_workflow_filter(uuid, text, text, jsonb, uuid) IS
+    'hatchet.create_filter for a workflow named by its public id';
+
+-- Changes the given fields (NULL keeps a field). False if there is no such filter.
+CREATE FUNCTION hatchet.update_filter(
+    filter_id  uuid,
+    expression text  DEFAULT NULL,
+    scope      text  DEFAULT NULL,
+    payload    jsonb DEFAULT NULL,
+    tenant_id  uuid  DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(update_filter.tenant_id, hatchet.default_tenant());
+BEGIN
+    IF update_filter.expression = '' OR update_filter.scope = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a filter needs a scope and an expression']);
+    END IF;
+    IF update_filter.expression IS NOT NULL THEN
+        PERFORM hatchet.cel_check(update_filter.expression);
+    END IF;
+    IF update_filter.payload IS NOT NULL THEN
+        PERFORM hatchet._check_payload('payload', update_filter.payload);
+    END IF;
+    UPDATE hatchet.event_filters f
+    SET expression = coalesce(update_filter.expression, f.expression),
+        scope      = coalesce(update_filter.scope, f.scope),
+        payload    = coalesce(update_filter.payload, f.payload)
+    WHERE f.tenant_id = p_tenant AND f.id = update_filter.filter_id;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION hatchet.update_filter(uuid, text, text, jsonb, uuid) IS
+    'change an event filter''s expression, scope or payload (NULL keeps it); false if there is no such filter';

@@ -1,4 +1,28 @@
--- pg_hatchet schema: definitions, work in flight, history.
+-- pg_hatchet schema: every table, type and index of the extension (definitions, work in flight, history). The other
+-- files of sql/ hold functions only, one file per entity, and are installed in this order (pg_hatchet/src/lib.rs):
+--   schema.sql        tables, types, indexes, their comments (this file; calls nothing)
+--   tenants.sql       the default tenant
+--   options.sql       checks of caller-supplied options and JSON shared by several files
+--   tasks.sql         the task lifecycle: enqueue, dequeue, complete, fail, refresh, cancel, status, timeline, logs
+--   flow_control.sql  concurrency gates and rate limits (put, pause, list)
+--   workers.sql       the worker registry, heartbeats, labels, slots and assignment
+--   workflows.sql     workflow definitions: registration and what a definition says about its tasks
+--   runs.sql          workflow runs: DAG advancement (matches and conditions), run, cancel, replay, status, reads
+--   events.sql        events (push, list) and event filters
+--   webhooks.sql      incoming webhooks, turned into events
+--   crons.sql         crons, one-off schedules and firing what is due
+--   streams.sql       stream chunks put by running tasks, read by run subscribers
+--   maintenance.sql   the background worker's pass: partitions, reapers, pruning
+-- Each file's header lists its public functions and which other files it may call.
+--
+-- Conventions of the function files:
+--   * Every hot operation is one set-based statement (data-modifying CTEs), so PL/pgSQL's cached plan does the work
+--     and a batch costs one round trip. Single-row functions call the batch code with one element.
+--   * Names are schema-qualified everywhere (pg_catalog is searched first implicitly), so a caller's search_path
+--     cannot redirect a call; the functions are not SECURITY DEFINER.
+--   * Errors come from hatchet.raise_error (Rust), so every message and SQLSTATE has one source.
+--   * Parameters are copied into p_/v_ variables first: several parameter names are also column names.
+--   * Functions named with a leading underscore are internal helpers, not API.
 --
 -- Three kinds of tables, following Hatchet's proven split:
 --   * definitions (tenants, workflows, versions, task definitions, workers, rate limits, crons): small, updated rarely;
@@ -599,9 +623,68 @@ CREATE UNIQUE INDEX event_filters_identity_idx
     ON hatchet.event_filters (tenant_id, workflow_id, scope, expression, md5(payload::text));
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- Issue 5 (server helper): rate-limit pauses for WorkflowService.PauseRateLimit (hatchet.pause_rate_limit, flow.sql)
+-- Issue 5 (server helper): rate-limit pauses for PauseRateLimit (hatchet.pause_rate_limit, flow_control.sql)
 -- ---------------------------------------------------------------------------------------------------------------------
 
 ALTER TABLE hatchet.rate_limits ADD COLUMN paused_until timestamptz;
 COMMENT ON COLUMN hatchet.rate_limits.paused_until IS
     'no task takes units of this limit before this time (NULL: not paused)';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Incoming webhooks
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE TABLE hatchet.webhooks (
+    tenant_id            uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
+    -- tenant-unique; the receiving URL is /api/v1/stable/tenants/{tenant}/webhooks/{name}
+    name                 text        NOT NULL,
+    id                   uuid        NOT NULL,
+    source_name          text        NOT NULL,
+    -- CEL over {input: request body, headers: {lower-case name: value}}, giving the event key / scope (strings)
+    event_key_expression text        NOT NULL,
+    scope_expression     text,
+    -- merged over the request body to make the event payload
+    static_payload       jsonb,
+    auth_type            text        NOT NULL,
+    -- the secrets checked on every request: {username, password} | {headerName, apiKey} |
+    -- {algorithm, encoding, signatureHeaderName, signingSecret}; never returned by the API
+    auth                 jsonb       NOT NULL,
+    return_event         boolean     NOT NULL DEFAULT true,
+    created_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT webhooks_pkey PRIMARY KEY (tenant_id, name),
+    CONSTRAINT webhook_name_not_empty CHECK (name <> ''),
+    CONSTRAINT webhook_source_known
+        CHECK (source_name IN ('GENERIC', 'GITHUB', 'STRIPE', 'SLACK', 'LINEAR', 'SVIX')),
+    CONSTRAINT webhook_auth_type_known CHECK (auth_type IN ('BASIC', 'API_KEY', 'HMAC')),
+    CONSTRAINT webhook_auth_is_object CHECK (jsonb_typeof(auth) = 'object'),
+    CONSTRAINT webhook_static_payload_is_object CHECK (static_payload IS NULL OR jsonb_typeof(static_payload) = 'object')
+);
+COMMENT ON TABLE hatchet.webhooks IS
+    'incoming webhooks: how a request is authenticated and which event (key, scope, payload) it becomes';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Stream chunks
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE TABLE hatchet.stream_chunks (
+    tenant_id   uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
+    -- the workflow run the task belongs to: subscribers read by run
+    run_id      uuid        NOT NULL,
+    -- arrival order over the whole table; readers page by it
+    seq         bigint      GENERATED ALWAYS AS IDENTITY,
+    task_id     uuid        NOT NULL,
+    -- the attempt that put the chunk: a retried attempt numbers its chunks from 0 again
+    retry_count integer     NOT NULL,
+    -- the SDK's per-attempt counter; a resent chunk (client retry) carries the same index and is stored once
+    event_index bigint,
+    message     bytea       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    CONSTRAINT stream_chunks_pkey PRIMARY KEY (tenant_id, run_id, seq),
+    CONSTRAINT stream_chunk_index_not_negative CHECK (event_index >= 0)
+);
+CREATE UNIQUE INDEX stream_chunks_attempt_index_idx
+    ON hatchet.stream_chunks (tenant_id, task_id, retry_count, event_index) WHERE event_index IS NOT NULL;
+CREATE INDEX stream_chunks_created_idx ON hatchet.stream_chunks (created_at);
+COMMENT ON TABLE hatchet.stream_chunks IS
+    'stream chunks put by running tasks, read by run subscribers; deleted after the run finished (prune_stream_chunks)';

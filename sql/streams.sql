@@ -1,32 +1,14 @@
 -- Streams: chunks a running task puts with `ctx.put_stream(...)` (PutStreamEvent), read back in order by whoever
--- subscribes to the run (SubscribeToWorkflowEvents). The chunks live here, not in a server's memory, so a chunk put
--- through one server reaches a subscriber on another, and a subscriber that reconnects after a server restart still
--- gets what was put meanwhile. Every new chunk is announced on channel `hatchet_stream` (payload: the run id).
+-- subscribes to the run (SubscribeToWorkflowEvents). The chunks live in hatchet.stream_chunks, not in a server's
+-- memory, so a chunk put through one server reaches a subscriber on another, and a subscriber that reconnects after a
+-- server restart still gets what was put meanwhile. Every new chunk is announced on channel `hatchet_stream`
+-- (payload: the run id).
 --
--- Chunks are transient: hatchet.prune_stream_chunks deletes them once their run has finished and a grace period has
--- passed (a subscriber that arrives just after the run finished still gets the whole stream).
-
-CREATE TABLE hatchet.stream_chunks (
-    tenant_id   uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
-    -- the workflow run the task belongs to: subscribers read by run
-    run_id      uuid        NOT NULL,
-    -- arrival order over the whole table; readers page by it
-    seq         bigint      GENERATED ALWAYS AS IDENTITY,
-    task_id     uuid        NOT NULL,
-    -- the attempt that put the chunk: a retried attempt numbers its chunks from 0 again
-    retry_count integer     NOT NULL,
-    -- the SDK's per-attempt counter; a resent chunk (client retry) carries the same index and is stored once
-    event_index bigint,
-    message     bytea       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    CONSTRAINT stream_chunks_pkey PRIMARY KEY (tenant_id, run_id, seq),
-    CONSTRAINT stream_chunk_index_not_negative CHECK (event_index >= 0)
-);
-CREATE UNIQUE INDEX stream_chunks_attempt_index_idx
-    ON hatchet.stream_chunks (tenant_id, task_id, retry_count, event_index) WHERE event_index IS NOT NULL;
-CREATE INDEX stream_chunks_created_idx ON hatchet.stream_chunks (created_at);
-COMMENT ON TABLE hatchet.stream_chunks IS
-    'stream chunks put by running tasks, read by run subscribers; deleted after the run finished (prune_stream_chunks)';
+-- Chunks are transient: hatchet.prune_stream_chunks (maintenance.sql) deletes them once their run has finished and a
+-- grace period has passed (a subscriber that arrives just after the run finished still gets the whole stream).
+--
+-- Public: put_stream_chunk, read_stream_chunks, run_stream_state.
+-- Calls: tenants.sql, runs.sql (run_status, run_tasks).
 
 CREATE FUNCTION hatchet.put_stream_chunk(
     task_id     uuid,
@@ -123,53 +105,3 @@ END
 $$;
 COMMENT ON FUNCTION hatchet.run_stream_state(uuid, uuid) IS
     'a run''s status and its tasks'' status, output and error, as one JSON object (for stream subscribers)';
-
--- Retention: chunks of finished runs, once the last chunk of the run is older than `grace`; and any chunk older than
--- `max_age`, finished run or not (a stream nobody reads must not grow forever). Returns the number deleted.
-CREATE FUNCTION hatchet.prune_stream_chunks(grace interval DEFAULT '5 minutes', max_age interval DEFAULT '1 day')
-RETURNS bigint
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    v_deleted bigint := 0;
-    v_n       bigint;
-    v_run     record;
-    v_done    boolean;
-BEGIN
-    DELETE FROM hatchet.stream_chunks c WHERE c.created_at < clock_timestamp() - prune_stream_chunks.max_age;
-    GET DIAGNOSTICS v_deleted = ROW_COUNT;
-    FOR v_run IN
-        SELECT c.tenant_id, c.run_id FROM hatchet.stream_chunks c
-        GROUP BY c.tenant_id, c.run_id
-        HAVING max(c.created_at) < clock_timestamp() - prune_stream_chunks.grace
-    LOOP
-        BEGIN
-            v_done := hatchet.run_status(v_run.run_id, v_run.tenant_id) IN ('COMPLETED', 'FAILED', 'CANCELLED');
-        EXCEPTION WHEN undefined_object THEN
-            v_done := true;  -- the run itself is gone (history retention)
-        END;
-        IF v_done THEN
-            DELETE FROM hatchet.stream_chunks c WHERE c.tenant_id = v_run.tenant_id AND c.run_id = v_run.run_id;
-            GET DIAGNOSTICS v_n = ROW_COUNT;
-            v_deleted := v_deleted + v_n;
-        END IF;
-    END LOOP;
-    RETURN v_deleted;
-END
-$$;
-COMMENT ON FUNCTION hatchet.prune_stream_chunks(interval, interval) IS
-    'delete stream chunks of runs finished longer than grace ago, and any chunk older than max_age';
-
--- Runs whose additional metadata has `key` = `value`, created at or after `since` (for subscriptions by metadata,
--- which page forward by creation time; an index range scan on runs_pkey, never the whole history).
-CREATE FUNCTION hatchet.find_runs_by_metadata(tenant_id uuid, key text, value text, since timestamptz)
-RETURNS TABLE (run_id uuid, created_at timestamptz)
-LANGUAGE sql STABLE
-AS $$
-    SELECT r.id, r.inserted_at FROM hatchet.runs r
-    WHERE r.tenant_id = find_runs_by_metadata.tenant_id AND r.inserted_at >= find_runs_by_metadata.since
-      AND r.additional_metadata ->> find_runs_by_metadata.key = find_runs_by_metadata.value
-    ORDER BY r.inserted_at, r.id
-$$;
-COMMENT ON FUNCTION hatchet.find_runs_by_metadata(uuid, text, text, timestamptz) IS
-    'runs created since a time whose additional metadata has key = value (stream subscriptions by metadata)';

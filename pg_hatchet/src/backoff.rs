@@ -1,47 +1,14 @@
-//! Retry backoff: `min(backoff_max_seconds or 86400, backoff_factor ^ attempt)` seconds, Hatchet's formula.
+//! `hatchet.backoff_delay`: the delay before a retry, Hatchet's `min(backoff_max_seconds or 86400,
+//! backoff_factor ^ attempt)` seconds, computed by `hatchet_core::backoff`.
 
 use pgrx::prelude::*;
 
-/// Upper bound when the task sets no `backoff_max_seconds`: one day, as in Hatchet.
-pub const DEFAULT_MAX_BACKOFF_SECONDS: f64 = 86_400.0;
-
-/// Delay in seconds before retry number `attempt` (1 for the first retry).
-///
-/// Computed in log space so a large factor or attempt cannot overflow to infinity before the cap is applied.
-pub fn delay_seconds(factor: f64, max_seconds: Option<i32>, attempt: i32) -> f64 {
-    let cap = max_seconds
-        .map(f64::from)
-        .unwrap_or(DEFAULT_MAX_BACKOFF_SECONDS);
-    if factor <= 0.0 || attempt <= 0 {
-        return 0.0;
-    }
-    let log_delay = f64::from(attempt) * factor.ln();
-    if log_delay >= cap.ln() {
-        cap
-    } else {
-        log_delay.exp()
-    }
-}
-
 /// `hatchet.backoff_delay(factor, max_seconds, attempt)` as an interval (microsecond precision).
 #[pg_extern(immutable, parallel_safe)]
-pub fn backoff_delay(factor: f64, max_seconds: Option<i32>, attempt: i32) -> Interval {
-    Interval::from_micros(
-        (delay_seconds(factor, max_seconds, attempt) * 1_000_000.0).round() as i64,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::delay_seconds;
-
-    #[test]
-    fn grows_and_caps() {
-        assert_eq!(delay_seconds(2.0, None, 1), 2.0);
-        assert!((delay_seconds(2.0, None, 3) - 8.0).abs() < 1e-9);
-        assert_eq!(delay_seconds(2.0, Some(5), 3), 5.0);
-        assert_eq!(delay_seconds(10.0, None, 1000), 86_400.0);
-        assert_eq!(delay_seconds(1e300, Some(60), 50), 60.0);
-        assert!((delay_seconds(1.5, None, 2) - 2.25).abs() < 1e-9);
-    }
+pub(crate) fn backoff_delay(factor: f64, max_seconds: Option<i32>, attempt: i32) -> Interval {
+    Interval::from_micros(hatchet_core::backoff::delay_micros(
+        factor,
+        max_seconds,
+        attempt,
+    ))
 }

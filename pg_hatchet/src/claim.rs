@@ -56,7 +56,7 @@ static CALLBACKS_REGISTERED: AtomicBool = AtomicBool::new(false);
 /// `[rank4, id4, rank3, id3, rank2, id2, rank1, id1]` (NULLs for a priority to read from its start), or NULL when
 /// the claim should read the whole queue from the start.
 #[pg_extern(name = "_claim_bounds", volatile, parallel_unsafe)]
-pub fn claim_bounds(tenant: pgrx::Uuid, queue: &str) -> Option<Vec<Option<i64>>> {
+pub(crate) fn claim_bounds(tenant: pgrx::Uuid, queue: &str) -> Option<Vec<Option<i64>>> {
     let interval_ms = gucs::CLAIM_RESCAN_INTERVAL_MS.get();
     if interval_ms <= 0 {
         return None;
@@ -84,7 +84,7 @@ pub fn claim_bounds(tenant: pgrx::Uuid, queue: &str) -> Option<Vec<Option<i64>>>
 /// `hatchet._claim_seen(tenant, queue, from_start, priorities, ranks, ids)`: record the rows a claim locked.
 /// `from_start` says the claim read the queue from its start: the bounds are then replaced, otherwise raised.
 #[pg_extern(name = "_claim_seen", volatile, parallel_unsafe)]
-pub fn claim_seen(
+pub(crate) fn claim_seen(
     tenant: pgrx::Uuid,
     queue: &str,
     from_start: bool,

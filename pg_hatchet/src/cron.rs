@@ -1,267 +1,57 @@
-//! Cron expressions for workflow crons (crate `cron`), always in UTC.
+//! Cron expressions for workflow crons, in SQL: `hatchet.cron_next`, `hatchet.cron_ticks`, `hatchet.check_cron`.
 //!
-//! Hatchet accepts standard 5-field expressions (`minute hour day-of-month month day-of-week`) and 6-field ones with
-//! a seconds field first, plus the `@hourly`-style shorthands. The `cron` crate wants 6 or 7 fields and numbers days
-//! of the week 1–7 from Sunday, where standard cron numbers them 0–6 from Sunday (7 also meaning Sunday). So an
-//! expression is normalised before it is parsed: a 5-field one gets a `0` seconds field, and numeric days of the week
-//! are rewritten to the crate's numbering. `1-5` keeps meaning Monday to Friday.
-//!
-//! The next tick is computed here and exposed to SQL (`hatchet.cron_next`), so the background worker's pass can
-//! advance a cron in the same transaction that fires it.
+//! The dialect (5 fields, or 6 with seconds first, standard day-of-week numbering, UTC) and the tick computation are
+//! `hatchet_core::cron`'s. The next tick is exposed to SQL so that the background worker's pass can advance a cron
+//! in the same transaction that fires it.
 
 use crate::error::HatchetError;
-use chrono::{DateTime, TimeZone, Utc};
-use cron::Schedule;
+use chrono::{DateTime, Utc};
+use hatchet_core::cron::{self, Schedule};
+use hatchet_core::pg_time;
 use pgrx::prelude::*;
-use std::str::FromStr;
-
-/// Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
-
-/// Parse a Hatchet cron expression (5 or 6 fields, or a shorthand such as `@daily`).
-pub fn parse(expression: &str) -> Result<Schedule, HatchetError> {
-    let bad = |why: String| HatchetError::InvalidCron(expression.to_string(), why);
-    let normalised = normalise(expression).map_err(bad)?;
-    Schedule::from_str(&normalised).map_err(|e| bad(format!("{e}")))
-}
-
-/// The crate's form of an expression: 6 fields, days of the week numbered 1 (Sunday) to 7 (Saturday).
-pub fn normalise(expression: &str) -> Result<String, String> {
-    let trimmed = expression.trim();
-    if trimmed.starts_with('@') {
-        return Ok(trimmed.to_string());
-    }
-    let mut fields: Vec<String> = trimmed.split_whitespace().map(str::to_string).collect();
-    match fields.len() {
-        5 => fields.insert(0, "0".to_string()),
-        6 => {}
-        0 => return Err("The expression is empty.".to_string()),
-        n => {
-            return Err(format!(
-                "Expected 5 fields, or 6 with seconds first, but found {n}."
-            ))
-        }
-    }
-    fields[5] = day_of_week(&fields[5])?;
-    Ok(fields.join(" "))
-}
-
-/// Rewrite a standard day-of-week field (0–7, Sunday = 0 or 7) in the crate's numbering (1–7, Sunday = 1).
-///
-/// `*` and `*/n` mean the same days in both numberings, and names (`MON-FRI`) are understood by the crate, so only
-/// numeric items change: each is expanded to its set of days and written as a list.
-fn day_of_week(field: &str) -> Result<String, String> {
-    let mut out: Vec<String> = Vec::new();
-    for item in field.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((r, s)) => (r, Some(s)),
-            None => (item, None),
-        };
-        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        let (lo, hi) = match range.split_once('-') {
-            Some((a, b)) if numeric(a) && numeric(b) => (a, b),
-            None if numeric(range) => (range, if step.is_some() { "6" } else { range }),
-            // `*`, `?`, names and anything malformed: the crate accepts or rejects it as it is.
-            _ => {
-                out.push(item.to_string());
-                continue;
-            }
-        };
-        let parse_day = |s: &str| -> Result<u32, String> {
-            let d: u32 = s
-                .parse()
-                .map_err(|_| format!("Day of week \"{s}\" is not a number."))?;
-            if d > 7 {
-                return Err(format!(
-                    "Day of week {d} is out of range (0-7, Sunday is 0 or 7)."
-                ));
-            }
-            Ok(d)
-        };
-        let (lo, hi) = (parse_day(lo)?, parse_day(hi)?);
-        if lo > hi {
-            return Err(format!("Day of week range {lo}-{hi} is backwards."));
-        }
-        let step = match step {
-            Some(s) => s
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("Day of week step \"{s}\" is not a positive number."))?,
-            None => 1,
-        };
-        let mut day = lo;
-        while day <= hi {
-            // standard 0..6 = Sunday..Saturday, 7 = Sunday; the crate's 1..7 = Sunday..Saturday
-            out.push(((day % 7) + 1).to_string());
-            day += step;
-        }
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    let mut deduped = Vec::new();
-    for item in out {
-        if seen.insert(item.clone()) {
-            deduped.push(item);
-        }
-    }
-    Ok(deduped.join(","))
-}
-
-/// The first tick strictly after `after`, or None if the expression never fires again (e.g. February 30th).
-pub fn next_after(schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    schedule.after(&after).next()
-}
 
 fn to_chrono(ts: TimestampWithTimeZone) -> DateTime<Utc> {
-    let pg_micros: i64 = ts.into();
-    let unix_micros = pg_micros.saturating_add(PG_EPOCH_OFFSET_MICROS);
-    Utc.timestamp_micros(unix_micros)
-        .single()
+    pg_time::to_utc(ts.into())
         .unwrap_or_else(|| HatchetError::InvalidArgument("timestamp out of range".into()).raise())
 }
 
-fn from_chrono(dt: DateTime<Utc>) -> Option<TimestampWithTimeZone> {
-    TimestampWithTimeZone::try_from(dt.timestamp_micros() - PG_EPOCH_OFFSET_MICROS).ok()
+fn from_chrono(time: DateTime<Utc>) -> Option<TimestampWithTimeZone> {
+    TimestampWithTimeZone::try_from(pg_time::from_utc(time)).ok()
 }
 
 fn parse_or_raise(expression: &str) -> Schedule {
-    parse(expression).unwrap_or_else(|e| e.raise())
+    cron::parse(expression).unwrap_or_else(|e| HatchetError::from(e).raise())
 }
 
 /// `hatchet.cron_next('*/5 * * * *', now())`: the next tick strictly after `after`, in UTC; NULL if there is none.
 /// Raises 22023 for an invalid expression, which is how crons are validated when they are created.
 #[pg_extern(immutable, parallel_safe)]
-pub fn cron_next(expression: &str, after: TimestampWithTimeZone) -> Option<TimestampWithTimeZone> {
-    let schedule = parse_or_raise(expression);
-    next_after(&schedule, to_chrono(after)).and_then(from_chrono)
+pub(crate) fn cron_next(
+    expression: &str,
+    after: TimestampWithTimeZone,
+) -> Option<TimestampWithTimeZone> {
+    cron::next_after(&parse_or_raise(expression), to_chrono(after)).and_then(from_chrono)
 }
 
 /// `hatchet.cron_ticks(expression, after, n)`: the next `n` ticks after `after` (at most 1000), for listings and
 /// tests.
 #[pg_extern(immutable, parallel_safe)]
-pub fn cron_ticks(
+pub(crate) fn cron_ticks(
     expression: &str,
     after: TimestampWithTimeZone,
     n: default!(i32, 5),
 ) -> SetOfIterator<'static, TimestampWithTimeZone> {
-    let schedule = parse_or_raise(expression);
-    let ticks: Vec<TimestampWithTimeZone> = schedule
-        .after(&to_chrono(after))
-        .take(n.clamp(0, 1000) as usize)
-        .filter_map(from_chrono)
-        .collect();
-    SetOfIterator::new(ticks)
+    let ticks = cron::ticks_after(
+        &parse_or_raise(expression),
+        to_chrono(after),
+        n.clamp(0, 1000) as usize,
+    );
+    SetOfIterator::new(ticks.into_iter().filter_map(from_chrono))
 }
 
 /// `hatchet.check_cron(expression)`: raise 22023 with the reason if the expression is invalid; true otherwise.
 #[pg_extern(immutable, parallel_safe)]
-pub fn check_cron(expression: &str) -> bool {
+pub(crate) fn check_cron(expression: &str) -> bool {
     parse_or_raise(expression);
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ticks(expr: &str, from: &str, n: usize) -> Vec<String> {
-        let s = parse(expr).expect("valid");
-        let from: DateTime<Utc> = from.parse().unwrap();
-        s.after(&from)
-            .take(n)
-            .map(|t| t.format("%a %Y-%m-%d %H:%M:%S").to_string())
-            .collect()
-    }
-
-    #[test]
-    fn five_fields_get_a_zero_seconds_field() {
-        assert_eq!(normalise("*/15 * * * *").unwrap(), "0 */15 * * * *");
-        assert_eq!(
-            ticks("*/15 * * * *", "2025-01-01T00:00:00Z", 2),
-            ["Wed 2025-01-01 00:15:00", "Wed 2025-01-01 00:30:00"]
-        );
-    }
-
-    #[test]
-    fn six_fields_have_seconds_first() {
-        assert_eq!(
-            ticks("*/10 * * * * *", "2025-01-01T00:00:00Z", 2),
-            ["Wed 2025-01-01 00:00:10", "Wed 2025-01-01 00:00:20"]
-        );
-    }
-
-    #[test]
-    fn days_of_week_use_standard_numbering() {
-        // 2025-01-04 is a Saturday
-        assert_eq!(
-            ticks("0 9 * * 1-5", "2025-01-04T00:00:00Z", 2),
-            ["Mon 2025-01-06 09:00:00", "Tue 2025-01-07 09:00:00"]
-        );
-        assert_eq!(
-            ticks("0 9 * * 0", "2025-01-04T00:00:00Z", 1),
-            ["Sun 2025-01-05 09:00:00"]
-        );
-        assert_eq!(
-            ticks("0 9 * * 7", "2025-01-04T00:00:00Z", 1),
-            ["Sun 2025-01-05 09:00:00"]
-        );
-        assert_eq!(
-            ticks("0 9 * * 5-7", "2025-01-04T00:00:00Z", 2),
-            ["Sat 2025-01-04 09:00:00", "Sun 2025-01-05 09:00:00"]
-        );
-        assert_eq!(
-            ticks("0 9 * * MON", "2025-01-04T00:00:00Z", 1),
-            ["Mon 2025-01-06 09:00:00"]
-        );
-        assert_eq!(
-            ticks("0 9 * * 1/2", "2025-01-04T00:00:00Z", 3),
-            [
-                "Mon 2025-01-06 09:00:00",
-                "Wed 2025-01-08 09:00:00",
-                "Fri 2025-01-10 09:00:00"
-            ]
-        );
-        assert_eq!(
-            ticks("0 9 * * */3", "2025-01-04T00:00:00Z", 3),
-            [
-                "Sat 2025-01-04 09:00:00",
-                "Sun 2025-01-05 09:00:00",
-                "Wed 2025-01-08 09:00:00"
-            ]
-        );
-    }
-
-    #[test]
-    fn shorthands() {
-        assert_eq!(
-            ticks("@hourly", "2025-01-01T00:30:00Z", 1),
-            ["Wed 2025-01-01 01:00:00"]
-        );
-    }
-
-    #[test]
-    fn rejects_malformed() {
-        for bad in [
-            "",
-            "* * *",
-            "* * * * * * * *",
-            "61 * * * *",
-            "* * * * 8",
-            "* * * * 5-2",
-            "abc * * * *",
-            "* * 32 * *",
-            "*/0 * * * *",
-        ] {
-            assert!(parse(bad).is_err(), "{bad:?} should be rejected");
-        }
-    }
-
-    #[test]
-    fn impossible_dates_have_no_next_tick() {
-        let s = parse("0 0 30 2 *").unwrap();
-        assert_eq!(
-            next_after(&s, "2025-01-01T00:00:00Z".parse().unwrap()),
-            None
-        );
-    }
 }

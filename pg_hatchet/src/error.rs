@@ -4,6 +4,8 @@
 //! `Err` from a `#[pg_extern]` would surface as 22000 for everything). The PL/pgSQL API functions raise through
 //! [`raise_error`] so that messages and codes come from this one place too.
 
+use hatchet_core::cron::CronError;
+use hatchet_core::duration::DurationError;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -11,7 +13,7 @@ use pgrx::PgSqlErrorCode;
 /// Everything that can go wrong in a pg_hatchet call, with a Postgres-style message (lower case, no trailing period,
 /// names in quotes).
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum HatchetError {
+pub(crate) enum HatchetError {
     /// A required argument was NULL.
     #[error("{0} must not be null")]
     NullArgument(String),
@@ -55,9 +57,21 @@ pub enum HatchetError {
     DuplicateObject { kind: String, name: String },
 }
 
+impl From<DurationError> for HatchetError {
+    fn from(e: DurationError) -> Self {
+        HatchetError::InvalidDuration(e.input().to_string(), e.reason())
+    }
+}
+
+impl From<CronError> for HatchetError {
+    fn from(e: CronError) -> Self {
+        HatchetError::InvalidCron(e.expression().to_string(), e.reason().to_string())
+    }
+}
+
 impl HatchetError {
     /// The SQLSTATE this error is reported with.
-    pub fn sqlstate(&self) -> PgSqlErrorCode {
+    pub(crate) fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;
         match self {
             HatchetError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
@@ -91,22 +105,18 @@ impl HatchetError {
 
     fn hint(&self) -> Option<&'static str> {
         match self {
-            HatchetError::InvalidDuration(..) => {
-                Some("Use a number followed by a unit (ms, s, m, h, d, w), for example \"30s\", \"5m\" or \"1h30m\".")
-            }
+            HatchetError::InvalidDuration(..) => Some(hatchet_core::duration::SYNTAX_HINT),
             HatchetError::PayloadTooLarge { .. } => Some("Raise hatchet.max_payload_bytes or store large data elsewhere."),
             HatchetError::StaleAttempt { .. } => {
                 Some("Only the current attempt of a running task can report a result; this one was superseded.")
             }
-            HatchetError::InvalidCron(..) => Some(
-                "Use 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, in UTC, for example \"*/5 * * * *\" or \"*/10 * * * * *\".",
-            ),
+            HatchetError::InvalidCron(..) => Some(hatchet_core::cron::SYNTAX_HINT),
             _ => None,
         }
     }
 
     /// Turn the error into the report Postgres raises.
-    pub fn into_report(self) -> ErrorReport {
+    pub(crate) fn into_report(self) -> ErrorReport {
         let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_hatchet");
         if let Some(detail) = self.detail() {
             report = report.set_detail(detail);
@@ -118,7 +128,7 @@ impl HatchetError {
     }
 
     /// Raise the error as a Postgres ERROR. Never returns.
-    pub fn raise(self) -> ! {
+    pub(crate) fn raise(self) -> ! {
         self.into_report().report(PgLogLevel::ERROR);
         unreachable!("ERROR level reports do not return")
     }
@@ -128,40 +138,31 @@ impl HatchetError {
 ///
 /// `kind` names the variant; `args` are its fields in order. An unknown kind is itself an internal error.
 #[pg_extern(volatile, parallel_unsafe)]
-pub fn raise_error(kind: &str, args: default!(Vec<Option<String>>, "'{}'")) {
-    let arg = |i: usize| args.get(i).cloned().flatten().unwrap_or_default();
+pub(crate) fn raise_error(kind: &str, args: default!(Vec<Option<String>>, "'{}'")) {
+    // The arguments in order; a missing or NULL one is an empty string.
+    let mut args = args.into_iter().map(Option::unwrap_or_default);
+    let mut next = || args.next().unwrap_or_default();
+    // `fields!(Name: a, b)` is `HatchetError::Name { a: next(), b: next() }`: the fields take the arguments in order.
+    macro_rules! fields {
+        ($variant:ident: $($field:ident),+) => {
+            HatchetError::$variant { $($field: next()),+ }
+        };
+    }
     let err = match kind {
-        "null_argument" => HatchetError::NullArgument(arg(0)),
-        "invalid_argument" => HatchetError::InvalidArgument(arg(0)),
+        "null_argument" => HatchetError::NullArgument(next()),
+        "invalid_argument" => HatchetError::InvalidArgument(next()),
         "payload_too_large" => HatchetError::PayloadTooLarge {
-            what: arg(0),
-            size: arg(1).parse().unwrap_or(-1),
-            limit: arg(2).parse().unwrap_or(-1),
+            what: next(),
+            size: next().parse().unwrap_or(-1),
+            limit: next().parse().unwrap_or(-1),
         },
-        "unknown_task" => HatchetError::UnknownTask(arg(0)),
-        "unknown_object" => HatchetError::UnknownObject {
-            kind: arg(0),
-            name: arg(1),
-        },
-        "stale_attempt" => HatchetError::StaleAttempt {
-            task: arg(0),
-            attempt: arg(1),
-            why: arg(2),
-        },
-        "invalid_workflow" => HatchetError::InvalidWorkflow {
-            workflow: arg(0),
-            why: arg(1),
-        },
-        "unknown_workflow_task" => HatchetError::UnknownWorkflowTask {
-            workflow: arg(0),
-            task: arg(1),
-            detail: arg(2),
-        },
-        "invalid_cron" => HatchetError::InvalidCron(arg(0), arg(1)),
-        "duplicate_object" => HatchetError::DuplicateObject {
-            kind: arg(0),
-            name: arg(1),
-        },
+        "unknown_task" => HatchetError::UnknownTask(next()),
+        "unknown_object" => fields!(UnknownObject: kind, name),
+        "stale_attempt" => fields!(StaleAttempt: task, attempt, why),
+        "invalid_workflow" => fields!(InvalidWorkflow: workflow, why),
+        "unknown_workflow_task" => fields!(UnknownWorkflowTask: workflow, task, detail),
+        "invalid_cron" => HatchetError::InvalidCron(next(), next()),
+        "duplicate_object" => fields!(DuplicateObject: kind, name),
         other => {
             ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -198,5 +199,24 @@ mod tests {
             HatchetError::NullArgument("queue".into()).sqlstate(),
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
         );
+    }
+
+    #[test]
+    fn core_errors_keep_message_detail_and_hint() {
+        let e = HatchetError::from(hatchet_core::duration::parse_micros("10").unwrap_err());
+        assert_eq!(e.to_string(), "invalid duration \"10\"");
+        assert_eq!(e.detail().as_deref(), Some("A number has no unit."));
+        assert_eq!(e.hint(), Some(hatchet_core::duration::SYNTAX_HINT));
+        assert_eq!(
+            e.sqlstate(),
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+        );
+        let e = HatchetError::from(hatchet_core::cron::parse("* * *").unwrap_err());
+        assert_eq!(e.to_string(), "invalid cron expression \"* * *\"");
+        assert_eq!(
+            e.detail().as_deref(),
+            Some("Expected 5 fields, or 6 with seconds first, but found 3.")
+        );
+        assert_eq!(e.hint(), Some(hatchet_core::cron::SYNTAX_HINT));
     }
 }

@@ -1,38 +1,40 @@
 //! Every setting pg_hatchet reads, defined once at load time (`_PG_init`).
 //!
-//! The PL/pgSQL API reads the userset ones with `current_setting()`; the background worker reads the others directly.
+//! The PL/pgSQL API reads the userset ones with `current_setting()`; the background processes (`worker/`) read the
+//! others directly.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;
 
-/// Database the background worker connects to (like pg_cron's `cron.database_name`).
-pub static DATABASE_NAME: GucSetting<Option<CString>> =
+/// Database the background processes (maintenance worker and notifier) connect to (like pg_cron's
+/// `cron.database_name`).
+pub(crate) static DATABASE_NAME: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
-/// Whether the background worker starts at all.
-pub static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
-/// Longest the background worker sleeps between passes, in milliseconds. It wakes earlier when something is due.
-pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Whether the maintenance worker starts at all (the notifier always does).
+pub(crate) static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Longest the maintenance worker sleeps between passes, in milliseconds. It wakes earlier when something is due.
+pub(crate) static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// Largest accepted input, output or metadata payload, in bytes.
-pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
+pub(crate) static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
 /// Days of history kept before daily partitions are dropped.
-pub static RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub(crate) static RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 /// Daily partitions created ahead of today.
-pub static PARTITION_DAYS_AHEAD: GucSetting<i32> = GucSetting::<i32>::new(3);
+pub(crate) static PARTITION_DAYS_AHEAD: GucSetting<i32> = GucSetting::<i32>::new(3);
 /// Rows handled per table per maintenance pass, so one pass stays a short transaction.
-pub static BATCH_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub(crate) static BATCH_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
-/// Send `hatchet_ready` through the notifier process after commit (see `wake.rs`) instead of NOTIFY in the transaction.
-pub static DEFERRED_NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Send `hatchet_ready` through the notifier process after commit (see `wake.rs` and `worker/notifier.rs`) instead of NOTIFY in the transaction.
+pub(crate) static DEFERRED_NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// Longest a session's claims read a queue on from where its previous claims stopped before reading it from the start
 /// again, in milliseconds (see `claim.rs`); 0 reads from the start every time.
-pub static CLAIM_RESCAN_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
+pub(crate) static CLAIM_RESCAN_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
 
 /// A worker silent for this long is dead and its attempts are retried elsewhere, in milliseconds.
-pub static WORKER_DEAD_AFTER_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+pub(crate) static WORKER_DEAD_AFTER_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
 /// Register all settings. Called from `_PG_init` while shared_preload_libraries is processed.
-pub fn init() {
+pub(crate) fn init() {
     GucRegistry::define_string_guc(
         c"hatchet.database_name",
         c"Database in which pg_hatchet's background worker runs.",

@@ -2,43 +2,80 @@
 //!
 //! The schema (tables, types, indexes) is hand-written SQL in `sql/`; the SQL API is PL/pgSQL in `sql/` too, because
 //! every hot operation is one set-based statement whose plan PL/pgSQL caches. Rust provides what needs real code:
-//! strict duration parsing, UUIDv7 ids, backoff math, the error type, the settings and the background worker.
+//! the error type, the settings, claim bounds, the background processes (`worker/`) and thin SQL wrappers over
+//! `hatchet-core`, the workspace crate that holds the logic needing no Postgres (durations, backoff, UUIDv7 ids,
+//! cron ticks, CEL).
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
-pub mod backoff;
-pub mod cel;
-pub mod claim;
-pub mod cron;
-pub mod duration;
-pub mod error;
-pub mod gucs;
-pub mod ids;
-pub mod wake;
-pub mod worker;
+mod backoff;
+mod cel;
+mod claim;
+mod cron;
+mod duration;
+mod error;
+mod gucs;
+mod ids;
+mod wake;
+mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
+// sql/: the tables first, then one file per entity in a fixed order (schema.sql's header says what each file owns).
+// CREATE EXTENSION runs the script with check_function_bodies off, so only what runs at install needs an order:
+// maintenance.sql creates the first partitions and comes last. The chain keeps the script in reading order and puts
+// the Rust functions that LANGUAGE sql bodies call (uuid_time, parse_duration) first, so it also runs by hand.
 extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
-extension_sql_file!("../../sql/partitions.sql", name = "partitions");
-extension_sql_file!("../../sql/api.sql", name = "api", requires = ["partitions"]);
-extension_sql_file!("../../sql/flow.sql", name = "flow", requires = ["api"]);
-extension_sql_file!("../../sql/events.sql", name = "events", requires = ["api"]);
-extension_sql_file!("../../sql/cron.sql", name = "crons", requires = ["api"]);
-extension_sql_file!("../../sql/reads.sql", name = "reads", requires = ["flow"]);
+extension_sql_file!("../../sql/tenants.sql", name = "tenants");
+extension_sql_file!(
+    "../../sql/options.sql",
+    name = "options",
+    requires = ["tenants"]
+);
+extension_sql_file!(
+    "../../sql/tasks.sql",
+    name = "tasks",
+    requires = ["options", uuid_time]
+);
+extension_sql_file!(
+    "../../sql/flow_control.sql",
+    name = "flow_control",
+    requires = ["tasks"]
+);
+extension_sql_file!(
+    "../../sql/workers.sql",
+    name = "workers",
+    requires = ["flow_control"]
+);
+extension_sql_file!(
+    "../../sql/workflows.sql",
+    name = "workflows",
+    requires = ["workers"]
+);
+extension_sql_file!(
+    "../../sql/runs.sql",
+    name = "runs",
+    requires = ["workflows", uuid_time, parse_duration]
+);
+extension_sql_file!("../../sql/events.sql", name = "events", requires = ["runs"]);
+extension_sql_file!(
+    "../../sql/webhooks.sql",
+    name = "webhooks",
+    requires = ["events"]
+);
+extension_sql_file!(
+    "../../sql/crons.sql",
+    name = "crons",
+    requires = ["webhooks"]
+);
 extension_sql_file!(
     "../../sql/streams.sql",
     name = "streams",
-    requires = ["api", "flow"]
+    requires = ["crons"]
 );
-extension_sql_file!(
-    "../../sql/server_api.sql",
-    name = "server_api",
-    requires = ["events"]
-);
-extension_sql_file!("../../sql/workflows.sql", name = "workflows", finalize);
+extension_sql_file!("../../sql/maintenance.sql", name = "maintenance", finalize);
 
 /// Library load hook. pg_hatchet only works preloaded: its background worker must be registered by the postmaster,
 /// and its settings must exist before any session reads them.
@@ -57,8 +94,8 @@ pub extern "C-unwind" fn _PG_init() {
         .report(PgLogLevel::ERROR);
     }
     gucs::init();
-    worker::register();
     wake::init();
+    worker::register();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

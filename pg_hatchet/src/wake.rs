@@ -1,5 +1,6 @@
-//! `hatchet_ready` wake-ups, sent after commit by a notifier process instead of by the transaction that made the work
-//! ready.
+//! `hatchet_ready` wake-ups, sent after commit by the notifier process (`worker/notifier.rs`) instead of by the
+//! transaction that made the work ready. This module holds the SQL function `hatchet._ready`, the commit callback and
+//! the shared-memory state through which backends reach the notifier.
 //!
 //! Why: a transaction that has issued NOTIFY takes one cluster-wide lock in its pre-commit step and keeps it through
 //! its commit record's WAL flush (Postgres appends notifications to its queue in commit order). When every enqueue
@@ -18,18 +19,12 @@
 //! database than the notifier's, where its NOTIFY would not reach the session's listeners.
 
 use crate::gucs;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder};
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PgAtomic};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 /// The channel consumers LISTEN on.
-const CHANNEL: &str = "hatchet_ready";
-/// Restart delay after the notifier exits with an error (until then, enqueues notify directly).
-const RESTART_AFTER: Duration = Duration::from_secs(1);
-/// The notifier's idle wake-up, only to notice SIGHUP and postmaster death promptly.
-const IDLE_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const CHANNEL: &str = "hatchet_ready";
 
 /// Commits that made work ready, counted since the cluster started.
 static READY_COMMITS: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"pg_hatchet_ready_commits") };
@@ -44,24 +39,17 @@ static PENDING: AtomicBool = AtomicBool::new(false);
 /// This backend registered its transaction callback (process-local; once per process).
 static CALLBACK_REGISTERED: AtomicBool = AtomicBool::new(false);
 
-/// Reserve the shared memory and register the notifier. Called from `_PG_init` during preloading.
-pub fn init() {
+/// Reserve the shared memory. Called from `_PG_init` during preloading.
+pub(crate) fn init() {
     pg_shmem_init!(READY_COMMITS);
     pg_shmem_init!(NOTIFIER_LATCH);
     pg_shmem_init!(NOTIFIER_DB);
-    BackgroundWorkerBuilder::new("pg_hatchet notifier")
-        .set_type("pg_hatchet notifier")
-        .set_library("pg_hatchet")
-        .set_function("pg_hatchet_notifier_main")
-        .enable_spi_access()
-        .set_restart_time(Some(RESTART_AFTER))
-        .load();
 }
 
 /// `hatchet._ready(queue)`: announce that this transaction makes work ready in `queue`. Called by the SQL API
 /// wherever work becomes claimable; consumers wait for the resulting `hatchet_ready` notification.
 #[pg_extern(name = "_ready", volatile, parallel_unsafe)]
-pub fn ready(queue: &str) {
+pub(crate) fn ready(queue: &str) {
     if deferred_available() {
         if !CALLBACK_REGISTERED.swap(true, Ordering::Relaxed) {
             // Safety: registers a plain function pointer for the lifetime of this process; called inside a transaction.
@@ -117,43 +105,21 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
     }
 }
 
-/// Entry point of the notifier process.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn pg_hatchet_notifier_main(_arg: pg_sys::Datum) {
-    let dbname = crate::worker::start_background_process("pg_hatchet notifier");
+/// Commits that made work ready, counted since the cluster started. The notifier sends one notification whenever
+/// this has changed since its previous one.
+pub(crate) fn ready_commits() -> u64 {
+    READY_COMMITS.get().load(Ordering::Acquire)
+}
+
+/// Make the calling process the notifier: publish its database and latch, so that from now on committing
+/// transactions in that database wake it instead of notifying themselves, until the process exits.
+pub(crate) fn become_notifier() {
     // Safety: reads of this process's own globals, set up by InitPostgres; MyLatch is the PGPROC's shared latch.
     let (my_db, my_latch) = unsafe { (pg_sys::MyDatabaseId.to_u32(), pg_sys::MyLatch as usize) };
     NOTIFIER_DB.get().store(my_db, Ordering::Release);
     NOTIFIER_LATCH.get().store(my_latch, Ordering::Release);
     // Safety: registers a plain function pointer; it runs once, when this process exits for any reason.
     unsafe { pg_sys::before_shmem_exit(Some(unpublish), pg_sys::Datum::from(my_latch)) };
-    log!("pg_hatchet notifier started in database \"{dbname}\"");
-
-    // Wake everyone once at start: commits while no notifier ran fell back to direct notification, but one made
-    // between that check and this process's start would otherwise wait for its consumers' poll.
-    let mut sent = u64::MAX;
-    loop {
-        let seen = READY_COMMITS.get().load(Ordering::Acquire);
-        if seen != sent {
-            BackgroundWorker::transaction(|| {
-                Spi::run("NOTIFY hatchet_ready").expect("NOTIFY hatchet_ready failed");
-            });
-            sent = seen;
-        }
-        // Returns at once if a commit set the latch since it was last reset; the counter is read after the reset.
-        if !BackgroundWorker::wait_latch(Some(IDLE_WAIT)) {
-            break;
-        }
-        if BackgroundWorker::sighup_received() {
-            // Safety: called from the main loop, outside any transaction, as Postgres expects.
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-        }
-    }
-    log!("pg_hatchet notifier stopped");
-    // Exit code 1 so that a SIGTERM not caused by a shutdown (DROP DATABASE ... WITH (FORCE)) gets it restarted.
-    // Safety: ends this process the way Postgres expects a background worker to.
-    unsafe { pg_sys::proc_exit(1) };
 }
 
 /// Exit callback of the notifier: from now on, enqueues notify directly.

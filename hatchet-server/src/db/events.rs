@@ -77,7 +77,7 @@ pub(crate) async fn list_events(
     Ok(page(rows))
 }
 
-/// An event filter (`hatchet.find_filters`).
+/// An event filter (`hatchet.list_filters`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FilterRow {
     /// Filter id.
@@ -96,8 +96,8 @@ pub(crate) struct FilterRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// `hatchet.find_filters`: one page of a tenant's filters by id, workflow public id and scope, and the total.
-pub(crate) async fn find_filters(
+/// `hatchet.list_filters`: one page of a tenant's filters by id, workflow public id and scope, and the total.
+pub(crate) async fn list_filters(
     pool: &PgPool,
     tenant: Uuid,
     ids: Option<&[Uuid]>,
@@ -108,7 +108,7 @@ pub(crate) async fn find_filters(
 ) -> Result<(Vec<FilterRow>, i64), sqlx::Error> {
     let rows: Vec<Counted<FilterRow>> = sqlx::query_as(
         "SELECT filter_id, workflow_id, scope, expression, payload, is_declarative, created_at, total \
-         FROM hatchet.find_filters(tenant_id => $1, filter_ids => $2, workflow_ids => $3, scopes => $4, \
+         FROM hatchet.list_filters(tenant_id => $1, filter_ids => $2, workflow_ids => $3, scopes => $4, \
                                    max_rows => $5, skip_rows => $6)",
     )
     .bind(tenant)

@@ -89,7 +89,7 @@ pub(crate) async fn create_database(pool: &PgPool, name: &str) -> Result<(), sql
         .map(|_| ())
 }
 
-/// A row of a paged read (`list_runs`, `list_events`, `find_filters`, `find_webhooks`): the row itself and the
+/// A row of a paged read (`list_runs`, `list_events`, `list_filters`, `find_webhooks`): the row itself and the
 /// `total` column, which repeats on every row how many rows match in all.
 struct Counted<T> {
     row: T,

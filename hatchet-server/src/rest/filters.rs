@@ -1,6 +1,6 @@
 //! Event filters (`hatchet.filters.*`): `/api/v1/stable/tenants/{tenant}/filters[/{filter}]`, list / create / get /
 //! update / delete, answering Hatchet's `V1Filter` / `V1FilterList` shapes. Workflows are named by their public id
-//! (`workflowId`); the extension functions are in [`crate::db::events`] (`find_filters`, `create_workflow_filter`,
+//! (`workflowId`); the extension functions are in [`crate::db::events`] (`list_filters`, `create_workflow_filter`,
 //! `update_filter`, `delete_filter`).
 
 use super::query::{parse_uuid, Body};
@@ -102,7 +102,7 @@ impl Resource for Filter {
             Selection::Key(id) => (Some(vec![*id]), None, None),
             Selection::Query(p) => (None, p.uuids("workflowIds")?, p.list("scopes")),
         };
-        let found = db::find_filters(
+        let found = db::list_filters(
             &state.pool,
             tenant,
             ids.as_deref(),

@@ -16,16 +16,16 @@ SELECT pg_temp.err($$SELECT hatchet.create_workflow_filter(hatchet.gen_id(), 'ac
 SELECT pg_temp.err(format('SELECT hatchet.create_workflow_filter(%L, ''acme'', ''input.n >'')', :'wf'));
 SELECT pg_temp.err(format('SELECT hatchet.create_workflow_filter(%L, ''acme'', ''input.n > 1'', ''{"team": "a"}'')', :'wf'));
 SELECT workflow, scope, expression, payload, is_declarative, workflow_id = :'wf' AS by_id, total
-FROM hatchet.find_filters(hatchet.default_tenant()) ORDER BY created_at, filter_id;
-SELECT scope, total FROM hatchet.find_filters(hatchet.default_tenant(), scopes => ARRAY['other']);
-SELECT count(*) AS none FROM hatchet.find_filters(hatchet.default_tenant(), workflow_ids => ARRAY[hatchet.gen_id()]);
-SELECT scope, total FROM hatchet.find_filters(hatchet.default_tenant(), max_rows => 1, skip_rows => 1);
+FROM hatchet.list_filters(tenant_id => hatchet.default_tenant()) ORDER BY created_at, filter_id;
+SELECT scope, total FROM hatchet.list_filters(tenant_id => hatchet.default_tenant(), scopes => ARRAY['other']);
+SELECT count(*) AS none FROM hatchet.list_filters(tenant_id => hatchet.default_tenant(), workflow_ids => ARRAY[hatchet.gen_id()]);
+SELECT scope, total FROM hatchet.list_filters(tenant_id => hatchet.default_tenant(), max_rows => 1, skip_rows => 1);
 SELECT hatchet.update_filter(:'f1', expression => 'input.n > 2') AS updated;
 SELECT hatchet.update_filter(:'f1', payload => '{"team": "b"}', scope => 'acme2') AS updated;
 SELECT hatchet.update_filter(hatchet.gen_id(), scope => 'x') AS updated;
 SELECT pg_temp.err(format('SELECT hatchet.update_filter(%L, expression => ''(('')', :'f1'));
 SELECT pg_temp.err(format('SELECT hatchet.update_filter(%L, scope => '''')', :'f1'));
-SELECT scope, expression, payload FROM hatchet.find_filters(hatchet.default_tenant(), filter_ids => ARRAY[:'f1'::uuid]);
+SELECT scope, expression, payload FROM hatchet.list_filters(tenant_id => hatchet.default_tenant(), filter_ids => ARRAY[:'f1'::uuid]);
 SELECT hatchet.delete_filter(:'f1') AND hatchet.delete_filter(:'f2') AS deleted;
 
 -- Webhooks: validation.

@@ -1,4 +1,4 @@
--- Crons, one-off schedules and sleeps: the time-driven triggers the background worker fires (Hatchet's ticker, §2.12).
+-- Crons, one-off schedules and sleeps: the time-driven triggers the background worker fires (Hatchet's ticker).
 --
 -- Everything is a row: a cron is hatchet.crons with the next tick to fire, a schedule is hatchet.scheduled_runs, a
 -- sleep is a pending match with wake_at. The worker's maintenance pass (hatchet.run_maintenance) calls
@@ -16,14 +16,17 @@
 -- Runs created here carry Hatchet's reserved metadata: crons hatchet__cron_name, hatchet__cron_expression,
 -- hatchet__scheduled_at and hatchet__triggered_by = 'cron'; schedules hatchet__scheduled_at and
 -- hatchet__triggered_by = 'schedule'. hatchet__scheduled_at is the due time in UTC, ISO 8601 with milliseconds.
-
-CREATE FUNCTION hatchet._iso_utc(p_ts timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
+--
+-- Public: create_cron, delete_cron, list_crons, schedule, delete_schedule, list_schedules.
+-- Calls: tenants.sql, options.sql, workflows.sql (_latest_version), runs.sql (_create_run, _satisfy_match).
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Crons
 -- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION hatchet._iso_utc(p_ts timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
 
 CREATE FUNCTION hatchet.create_cron(
     workflow            text,
@@ -50,12 +53,7 @@ BEGIN
     IF create_cron.name = '' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['cron name must not be empty']);
     END IF;
-    PERFORM hatchet._check_payload('input', create_cron.input);
-    PERFORM hatchet._check_payload('additional_metadata', create_cron.additional_metadata);
-    IF create_cron.priority IS NOT NULL AND create_cron.priority NOT BETWEEN 1 AND 3 THEN
-        PERFORM hatchet.raise_error('invalid_argument',
-            ARRAY[format('priority must be between 1 and 3, not %s', create_cron.priority)]);
-    END IF;
+    PERFORM hatchet._check_run_options(create_cron.input, create_cron.additional_metadata, create_cron.priority);
     v_next := hatchet.cron_next(create_cron.expression, clock_timestamp());  -- raises for a bad expression
     IF v_next IS NULL THEN
         PERFORM hatchet.raise_error('invalid_cron', ARRAY[create_cron.expression, 'The expression never fires.']);
@@ -104,7 +102,7 @@ $$;
 COMMENT ON FUNCTION hatchet.list_crons(text, uuid) IS 'crons (declared and created through the API), per workflow';
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- One-off schedules
+-- Schedules
 -- ---------------------------------------------------------------------------------------------------------------------
 
 CREATE FUNCTION hatchet.schedule(
@@ -129,12 +127,7 @@ BEGIN
     IF NOT isfinite(schedule.run_at) THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['run_at must be a finite time']);
     END IF;
-    PERFORM hatchet._check_payload('input', schedule.input);
-    PERFORM hatchet._check_payload('additional_metadata', schedule.additional_metadata);
-    IF schedule.priority IS NOT NULL AND schedule.priority NOT BETWEEN 1 AND 3 THEN
-        PERFORM hatchet.raise_error('invalid_argument',
-            ARRAY[format('priority must be between 1 and 3, not %s', schedule.priority)]);
-    END IF;
+    PERFORM hatchet._check_run_options(schedule.input, schedule.additional_metadata, schedule.priority);
     INSERT INTO hatchet.scheduled_runs (tenant_id, id, workflow_id, run_at, input, additional_metadata, priority)
     VALUES (p_tenant, v_id, v_wf.workflow_id, schedule.run_at, schedule.input, schedule.additional_metadata,
             schedule.priority);
@@ -173,7 +166,7 @@ COMMENT ON FUNCTION hatchet.list_schedules(text, uuid) IS
     'one-off schedules, pending and fired (fired ones are kept for hatchet.retention_days)';
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- The worker's pass
+-- Firing what is due
 -- ---------------------------------------------------------------------------------------------------------------------
 
 -- Fires due cron ticks, due schedules and due sleeps of every tenant (at most hatchet.batch_limit of each per tenant)

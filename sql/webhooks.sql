@@ -1,131 +1,9 @@
--- What hatchet-server's REST API needs beyond the core functions: event filters addressed by workflow id (the SDK
--- names workflows by their public UUID, hatchet.create_filter by name), filter updates, and incoming webhooks
--- (definitions plus the receiving side: a request turned into an event through hatchet.push_event).
-
--- ---------------------------------------------------------------------------------------------------------------------
--- Filters
--- ---------------------------------------------------------------------------------------------------------------------
-
--- Filters of a tenant, optionally only some ids / workflows (public ids) / scopes, one page of them, with the total
--- number that matched (for pagination).
-CREATE FUNCTION hatchet.find_filters(
-    tenant_id    uuid,
-    filter_ids   uuid[]  DEFAULT NULL,
-    workflow_ids uuid[]  DEFAULT NULL,
-    scopes       text[]  DEFAULT NULL,
-    max_rows     integer DEFAULT 50,
-    skip_rows    integer DEFAULT 0
-) RETURNS TABLE (filter_id uuid, workflow_id uuid, workflow text, scope text, expression text, payload jsonb,
-                 is_declarative boolean, created_at timestamptz, total bigint)
-LANGUAGE sql STABLE
-AS $$
-    SELECT f.id, w.external_id, w.name, f.scope, f.expression, f.payload, f.is_declarative, f.created_at,
-           count(*) OVER ()
-    FROM hatchet.event_filters f
-    JOIN hatchet.workflows w ON w.tenant_id = f.tenant_id AND w.id = f.workflow_id
-    WHERE f.tenant_id = find_filters.tenant_id
-      AND (find_filters.filter_ids IS NULL OR f.id = ANY (find_filters.filter_ids))
-      AND (find_filters.workflow_ids IS NULL OR w.external_id = ANY (find_filters.workflow_ids))
-      AND (find_filters.scopes IS NULL OR f.scope = ANY (find_filters.scopes))
-    ORDER BY f.created_at, f.id
-    LIMIT greatest(coalesce(find_filters.max_rows, 50), 0) OFFSET greatest(coalesce(find_filters.skip_rows, 0), 0)
-$$;
-COMMENT ON FUNCTION hatchet.find_filters(uuid, uuid[], uuid[], text[], integer, integer) IS
-    'a page of a tenant''s event filters by id, workflow public id and scope, with the total count';
-
-CREATE FUNCTION hatchet.create_workflow_filter(
-    workflow_id uuid,
-    scope       text,
-    expression  text,
-    payload     jsonb DEFAULT '{}',
-    tenant_id   uuid  DEFAULT NULL
-) RETURNS uuid
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    p_tenant uuid := coalesce(create_workflow_filter.tenant_id, hatchet.default_tenant());
-    v_name   text;
-BEGIN
-    IF create_workflow_filter.workflow_id IS NULL THEN
-        PERFORM hatchet.raise_error('null_argument', ARRAY['workflow_id']);
-    END IF;
-    SELECT w.name INTO v_name FROM hatchet.workflows w
-    WHERE w.tenant_id = p_tenant AND w.external_id = create_workflow_filter.workflow_id;
-    IF v_name IS NULL THEN
-        PERFORM hatchet.raise_error('unknown_object', ARRAY['workflow', create_workflow_filter.workflow_id::text]);
-    END IF;
-    RETURN hatchet.create_filter(v_name, create_workflow_filter.scope, create_workflow_filter.expression,
-                                 coalesce(create_workflow_filter.payload, '{}'), p_tenant);
-END
-$$;
-COMMENT ON FUNCTION hatchet.create_workflow_filter(uuid, text, text, jsonb, uuid) IS
-    'hatchet.create_filter for a workflow named by its public id';
-
--- Changes the given fields (NULL keeps a field). False if there is no such filter.
-CREATE FUNCTION hatchet.update_filter(
-    filter_id  uuid,
-    expression text  DEFAULT NULL,
-    scope      text  DEFAULT NULL,
-    payload    jsonb DEFAULT NULL,
-    tenant_id  uuid  DEFAULT NULL
-) RETURNS boolean
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    p_tenant uuid := coalesce(update_filter.tenant_id, hatchet.default_tenant());
-BEGIN
-    IF update_filter.expression = '' OR update_filter.scope = '' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a filter needs a scope and an expression']);
-    END IF;
-    IF update_filter.expression IS NOT NULL THEN
-        PERFORM hatchet.cel_check(update_filter.expression);
-    END IF;
-    IF update_filter.payload IS NOT NULL THEN
-        PERFORM hatchet._check_payload('payload', update_filter.payload);
-    END IF;
-    UPDATE hatchet.event_filters f
-    SET expression = coalesce(update_filter.expression, f.expression),
-        scope      = coalesce(update_filter.scope, f.scope),
-        payload    = coalesce(update_filter.payload, f.payload)
-    WHERE f.tenant_id = p_tenant AND f.id = update_filter.filter_id;
-    RETURN FOUND;
-END
-$$;
-COMMENT ON FUNCTION hatchet.update_filter(uuid, text, text, jsonb, uuid) IS
-    'change an event filter''s expression, scope or payload (NULL keeps it); false if there is no such filter';
-
--- ---------------------------------------------------------------------------------------------------------------------
--- Incoming webhooks
--- ---------------------------------------------------------------------------------------------------------------------
-
-CREATE TABLE hatchet.webhooks (
-    tenant_id            uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
-    -- tenant-unique; the receiving URL is /api/v1/stable/tenants/{tenant}/webhooks/{name}
-    name                 text        NOT NULL,
-    id                   uuid        NOT NULL,
-    source_name          text        NOT NULL,
-    -- CEL over {input: request body, headers: {lower-case name: value}}, giving the event key / scope (strings)
-    event_key_expression text        NOT NULL,
-    scope_expression     text,
-    -- merged over the request body to make the event payload
-    static_payload       jsonb,
-    auth_type            text        NOT NULL,
-    -- the secrets checked on every request: {username, password} | {headerName, apiKey} |
-    -- {algorithm, encoding, signatureHeaderName, signingSecret}; never returned by the API
-    auth                 jsonb       NOT NULL,
-    return_event         boolean     NOT NULL DEFAULT true,
-    created_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    updated_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CONSTRAINT webhooks_pkey PRIMARY KEY (tenant_id, name),
-    CONSTRAINT webhook_name_not_empty CHECK (name <> ''),
-    CONSTRAINT webhook_source_known
-        CHECK (source_name IN ('GENERIC', 'GITHUB', 'STRIPE', 'SLACK', 'LINEAR', 'SVIX')),
-    CONSTRAINT webhook_auth_type_known CHECK (auth_type IN ('BASIC', 'API_KEY', 'HMAC')),
-    CONSTRAINT webhook_auth_is_object CHECK (jsonb_typeof(auth) = 'object'),
-    CONSTRAINT webhook_static_payload_is_object CHECK (static_payload IS NULL OR jsonb_typeof(static_payload) = 'object')
-);
-COMMENT ON TABLE hatchet.webhooks IS
-    'incoming webhooks: how a request is authenticated and which event (key, scope, payload) it becomes';
+-- Incoming webhooks: their definitions (how a request is authenticated and which event it becomes) and the receiving
+-- side, a request turned into an event through hatchet.push_event.
+--
+-- Public: create_webhook, update_webhook, delete_webhook, find_webhooks, receive_webhook. Internal: _check_webhook_auth,
+-- _check_webhook_event (what create and update share).
+-- Calls: tenants.sql, events.sql (push_event).
 
 -- Checks an auth config for its type: the fields the receiving side needs must be present and non-empty strings.
 CREATE FUNCTION hatchet._check_webhook_auth(p_type text, p_auth jsonb) RETURNS void
@@ -163,6 +41,31 @@ BEGIN
 END
 $$;
 
+-- Checks what a webhook turns a request into, as create_webhook and update_webhook take it: the CEL expressions must
+-- compile (an empty event key expression is refused; an empty scope expression means none; NULL: unchanged) and the
+-- static payload must be a JSON object.
+CREATE FUNCTION hatchet._check_webhook_event(p_key_expression text, p_scope_expression text, p_static_payload jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_key_expression = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a webhook needs an event key expression']);
+    END IF;
+    IF p_key_expression IS NOT NULL THEN
+        PERFORM hatchet.cel_check(p_key_expression);
+    END IF;
+    IF coalesce(p_scope_expression, '') <> '' THEN
+        PERFORM hatchet.cel_check(p_scope_expression);
+    END IF;
+    IF p_static_payload IS NOT NULL AND jsonb_typeof(p_static_payload) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['static payload must be a JSON object']);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_webhook_event(text, text, jsonb) IS
+    'reject a webhook''s empty event key expression, a CEL expression that does not compile or a non-object payload';
+
 CREATE FUNCTION hatchet.create_webhook(
     name                 text,
     source_name          text,
@@ -187,16 +90,8 @@ BEGIN
         PERFORM hatchet.raise_error('invalid_argument',
             ARRAY[format('unknown webhook source %s', coalesce(create_webhook.source_name, 'null'))]);
     END IF;
-    IF coalesce(create_webhook.event_key_expression, '') = '' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a webhook needs an event key expression']);
-    END IF;
-    PERFORM hatchet.cel_check(create_webhook.event_key_expression);
-    IF coalesce(create_webhook.scope_expression, '') <> '' THEN
-        PERFORM hatchet.cel_check(create_webhook.scope_expression);
-    END IF;
-    IF create_webhook.static_payload IS NOT NULL AND jsonb_typeof(create_webhook.static_payload) <> 'object' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['static payload must be a JSON object']);
-    END IF;
+    PERFORM hatchet._check_webhook_event(coalesce(create_webhook.event_key_expression, ''),
+                                         create_webhook.scope_expression, create_webhook.static_payload);
     PERFORM hatchet._check_webhook_auth(create_webhook.auth_type, create_webhook.auth);
     INSERT INTO hatchet.webhooks (tenant_id, name, id, source_name, event_key_expression, scope_expression,
                                   static_payload, auth_type, auth, return_event)
@@ -225,18 +120,8 @@ CREATE FUNCTION hatchet.update_webhook(
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF update_webhook.event_key_expression = '' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a webhook needs an event key expression']);
-    END IF;
-    IF update_webhook.event_key_expression IS NOT NULL THEN
-        PERFORM hatchet.cel_check(update_webhook.event_key_expression);
-    END IF;
-    IF coalesce(update_webhook.scope_expression, '') <> '' THEN
-        PERFORM hatchet.cel_check(update_webhook.scope_expression);
-    END IF;
-    IF update_webhook.static_payload IS NOT NULL AND jsonb_typeof(update_webhook.static_payload) <> 'object' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['static payload must be a JSON object']);
-    END IF;
+    PERFORM hatchet._check_webhook_event(update_webhook.event_key_expression, update_webhook.scope_expression,
+                                         update_webhook.static_payload);
     UPDATE hatchet.webhooks w
     SET event_key_expression = coalesce(update_webhook.event_key_expression, w.event_key_expression),
         scope_expression     = CASE WHEN update_webhook.scope_expression IS NULL THEN w.scope_expression

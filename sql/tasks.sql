@@ -1,44 +1,15 @@
--- The task lifecycle API: enqueue, dequeue, complete, fail, refresh_timeout, cancel, status and timeline, and the
--- maintenance pass the background worker runs.
+-- Tasks: the lifecycle of a task and its attempts. Enqueue (the one path by which tasks come into being, also used
+-- by workflow runs), dequeue, complete, fail, refresh_timeout, cancel, status, timeline, single-task reads and logs.
 --
--- Conventions:
---   * Every hot operation is one set-based statement (data-modifying CTEs), so PL/pgSQL's cached plan does the work
---     and a batch costs one round trip. Single-row functions call the batch code with one element.
---   * Names are schema-qualified everywhere (pg_catalog is searched first implicitly), so a caller's search_path
---     cannot redirect a call; the functions are not SECURITY DEFINER.
---   * Errors come from hatchet.raise_error (Rust), so every message and SQLSTATE has one source.
---   * Parameters are copied into p_/v_ variables first: several parameter names are also column names.
-
-CREATE FUNCTION hatchet.default_tenant() RETURNS uuid
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT '707d0855-80ab-4e1f-a156-f1c4546cbf52'::uuid $$;
-COMMENT ON FUNCTION hatchet.default_tenant() IS 'the tenant used when a call names none';
+-- Public: enqueue, enqueue_many, dequeue, complete, complete_many, fail, refresh_timeout, cancel, task_status,
+-- task_events, task, running_attempt, put_log, task_logs.
+-- Calls: tenants.sql, options.sql, flow_control.sql (concurrency gates and rate limits of an attempt), workers.sql
+-- (_placement_option), workflows.sql (_definition_flow: a workflow task's options), runs.sql (_lock_pending_runs and
+-- _on_tasks_finished: a finished workflow task advances its run in the same transaction).
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- Validation shared by enqueue and enqueue_many
+-- Enqueue
 -- ---------------------------------------------------------------------------------------------------------------------
-
-CREATE FUNCTION hatchet._check_payload(what text, payload jsonb, must_be_object boolean DEFAULT true) RETURNS void
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-    v_limit integer := current_setting('hatchet.max_payload_bytes')::integer;
-    v_size  integer;
-BEGIN
-    IF payload IS NULL THEN
-        PERFORM hatchet.raise_error('null_argument', ARRAY[what]);
-    END IF;
-    IF must_be_object AND jsonb_typeof(payload) <> 'object' THEN
-        PERFORM hatchet.raise_error('invalid_argument',
-            ARRAY[format('%s must be a JSON object, not %s', what, jsonb_typeof(payload))]);
-    END IF;
-    v_size := pg_column_size(payload);
-    IF v_size > v_limit THEN
-        PERFORM hatchet.raise_error('payload_too_large', ARRAY[what, v_size::text, v_limit::text]);
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION hatchet._check_payload(text, jsonb, boolean) IS 'reject a NULL, non-object or oversized payload';
 
 CREATE FUNCTION hatchet._check_task_options(
     p_queue text, p_priority integer, p_retries integer, p_backoff_factor float8, p_backoff_max_seconds integer,
@@ -92,10 +63,6 @@ BEGIN
     RETURN v;
 END
 $$;
-
--- ---------------------------------------------------------------------------------------------------------------------
--- Enqueue
--- ---------------------------------------------------------------------------------------------------------------------
 
 -- Inserts tasks (one per input) and their first attempts: the one path by which tasks come into being, used by
 -- enqueue, enqueue_many and workflow runs. p_ids pre-allocates the task ids; p_run_ids places the tasks in DAG runs
@@ -350,6 +317,23 @@ $$;
 COMMENT ON FUNCTION hatchet.enqueue_many(text, jsonb[], integer, timestamptz, integer, float8, integer, text, text,
                                          jsonb, uuid, text, integer, text, jsonb) IS
     'enqueue one task per input in one statement; returns the ids in input order';
+
+-- Ends an attempt that never started (it was queued): records the terminal event and gives back what it held.
+CREATE FUNCTION hatchet._finish_unstarted(p_tenant uuid, p_task_id uuid, p_task_inserted_at timestamptz,
+                                          p_retry_count integer, p_run_id uuid, p_outcome text, p_reason text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, reason)
+    VALUES (p_tenant, p_task_inserted_at, p_task_id, p_retry_count, p_outcome::hatchet.task_event_type, p_reason);
+    PERFORM hatchet._release_slots(p_tenant, ARRAY[p_task_id]);
+    DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_task_id;
+    IF p_run_id IS NOT NULL THEN
+        PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_task_id], ARRAY[p_run_id], p_outcome);
+    END IF;
+END
+$$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Dequeue
@@ -913,6 +897,10 @@ $$;
 COMMENT ON FUNCTION hatchet.refresh_timeout(uuid, integer, text, uuid) IS
     'extend the running attempt''s timeout by a duration; returns the new timeout_at';
 
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Cancel
+-- ---------------------------------------------------------------------------------------------------------------------
+
 -- Cancels a task wherever it is. Returns true if it was cancelled, false if it had already finished. A running
 -- attempt is removed at once (its result will be rejected as stale) and announced on channel hatchet_cancel so a
 -- server can tell the worker to stop.
@@ -1002,7 +990,7 @@ COMMENT ON FUNCTION hatchet.cancel(uuid, uuid, text) IS
     'cancel a queued or running task; false if it had already finished';
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- Status and timeline
+-- Status, timeline and reads
 -- ---------------------------------------------------------------------------------------------------------------------
 
 CREATE FUNCTION hatchet.task_status(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS text
@@ -1067,140 +1055,79 @@ END
 $$;
 COMMENT ON FUNCTION hatchet.task_events(uuid, uuid) IS 'the timeline of a task: each event with time, attempt and reason';
 
--- ---------------------------------------------------------------------------------------------------------------------
--- Maintenance (run by the background worker; callable by hand)
--- ---------------------------------------------------------------------------------------------------------------------
-
--- Times out running attempts past timeout_at (a failure that obeys retries). Each row is locked with SKIP LOCKED
--- before it is deleted, so two reapers racing never time out the same attempt twice.
-CREATE FUNCTION hatchet._reap_timeouts(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
-LANGUAGE plpgsql
+-- One task: its run, readable id, queue, status and creation time; no row if it does not exist.
+CREATE FUNCTION hatchet.task(task_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (id uuid, run_id uuid, readable_id text, queue text, status text, created_at timestamptz)
+LANGUAGE plpgsql STABLE
 AS $$
+#variable_conflict use_column
 DECLARE
-    v_run hatchet.running;
-    v_task record;
-    n integer := 0;
+    p_tenant uuid := coalesce(task.tenant_id, hatchet.default_tenant());
 BEGIN
-    FOR v_run IN
-        DELETE FROM hatchet.running r
-        WHERE r.ctid = ANY (ARRAY(
-            SELECT x.ctid FROM hatchet.running x
-            WHERE x.tenant_id = p_tenant AND x.timeout_at <= p_now
-            ORDER BY x.timeout_at LIMIT p_limit
-            FOR UPDATE SKIP LOCKED))
-        RETURNING r.*
-    LOOP
-        SELECT t.execution_timeout INTO v_task FROM hatchet.tasks t
-        WHERE t.tenant_id = p_tenant AND t.inserted_at = v_run.task_inserted_at AND t.id = v_run.task_id;
-        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
-                                         worker_id, worker_name, reason)
-        VALUES (p_tenant, v_run.task_inserted_at, v_run.task_id, p_now, v_run.retry_count, 'TIMED_OUT',
-                v_run.worker_id, v_run.worker_name,
-                format('task exceeded its execution timeout of %s', v_task.execution_timeout));
-        IF v_run.worker_id IS NOT NULL THEN
-            PERFORM pg_notify('hatchet_cancel',
-                              v_run.task_id::text || ':' || v_run.retry_count || ':' || v_run.worker_id::text);
-        END IF;
-        PERFORM hatchet._fail_attempt(p_tenant, v_run,
-            format('task exceeded its execution timeout of %s', v_task.execution_timeout), true);
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
-
--- Cancels queued attempts that waited longer than their schedule timeout (no worker took them in time).
-CREATE FUNCTION hatchet._expire_queued(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    n integer;
-    v_dag_tasks uuid[];
-    v_dag_runs uuid[];
-    v_keyed uuid[];
-    v_wait hatchet.concurrency_queue;
-BEGIN
-    WITH gone AS (
-        DELETE FROM hatchet.ready_queue r
-        WHERE r.ctid = ANY (ARRAY(
-            SELECT x.ctid FROM hatchet.ready_queue x
-            WHERE x.tenant_id = p_tenant AND x.schedule_timeout_at <= p_now
-            ORDER BY x.schedule_timeout_at LIMIT p_limit
-            FOR UPDATE SKIP LOCKED))
-        RETURNING r.*
-    ), ev AS (
-        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
-                                         reason)
-        SELECT p_tenant, g.task_inserted_at, g.task_id, p_now, g.retry_count, 'CANCELLED',
-               'SCHEDULING_TIMED_OUT: no worker started the task within its schedule timeout'
-        FROM gone g
-    ), idem AS (
-        DELETE FROM hatchet.idempotency_keys k USING gone g WHERE k.tenant_id = p_tenant AND k.task_id = g.task_id
-    )
-    SELECT count(*), array_agg(g.task_id) FILTER (WHERE g.run_id IS NOT NULL),
-           array_agg(g.run_id) FILTER (WHERE g.run_id IS NOT NULL),
-           array_agg(g.task_id) FILTER (WHERE g.concurrency_key IS NOT NULL)
-    INTO n, v_dag_tasks, v_dag_runs, v_keyed FROM gone g;
-    PERFORM hatchet._lock_pending_runs(p_tenant, v_dag_runs);
-    IF v_keyed IS NOT NULL THEN
-        PERFORM hatchet._release_slots(p_tenant, v_keyed);
+    IF task.task_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
     END IF;
-    IF v_dag_tasks IS NOT NULL THEN
-        PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'CANCELLED');
-    END IF;
-    -- Attempts that waited too long for a concurrency slot time out the same way.
-    FOR v_wait IN
-        DELETE FROM hatchet.concurrency_queue q
-        WHERE q.ctid = ANY (ARRAY(
-            SELECT x.ctid FROM hatchet.concurrency_queue x
-            WHERE x.tenant_id = p_tenant AND x.schedule_timeout_at <= p_now
-            ORDER BY x.schedule_timeout_at LIMIT p_limit
-            FOR UPDATE SKIP LOCKED))
-        RETURNING q.*
-    LOOP
-        PERFORM hatchet._finish_unstarted(p_tenant, v_wait.task_id, v_wait.task_inserted_at, v_wait.retry_count,
-            v_wait.run_id, 'CANCELLED',
-            format('SCHEDULING_TIMED_OUT: waited longer than its schedule timeout for a slot of concurrency key "%s"',
-                   v_wait.key));
-        n := n + 1;
-    END LOOP;
-    RETURN n;
+    RETURN QUERY
+    SELECT t.id, t.run_id, t.readable_id, t.queue, s.state, t.inserted_at
+    FROM hatchet.tasks t CROSS JOIN LATERAL hatchet._task_state(p_tenant, t.id) s
+    WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(task.task_id) AND t.id = task.task_id;
 END
 $$;
+COMMENT ON FUNCTION hatchet.task(uuid, uuid) IS 'one task with its run and status (no row if unknown)';
 
--- One maintenance pass over every tenant: promote due delayed attempts, time out expired attempts, cancel queued
--- attempts past their schedule timeout. Returns when the next known item is due (NULL if nothing is pending), which
--- the background worker uses as its next wake-up.
-CREATE FUNCTION hatchet.run_maintenance() RETURNS timestamptz
+-- The retry_count of a task's running attempt, or NULL if it is not running (RefreshTimeout and ReleaseSlot name
+-- only the task).
+CREATE FUNCTION hatchet.running_attempt(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF running_attempt.task_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+    END IF;
+    RETURN (SELECT r.retry_count FROM hatchet.running r
+            WHERE r.tenant_id = coalesce(running_attempt.tenant_id, hatchet.default_tenant())
+              AND r.task_id = running_attempt.task_id);
+END
+$$;
+COMMENT ON FUNCTION hatchet.running_attempt(uuid, uuid) IS 'the retry_count of a task''s running attempt, or NULL';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Logs
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Appends log lines written by a task (ctx.log). Lines for unknown tasks are refused.
+CREATE FUNCTION hatchet.put_log(task_id uuid, message text, level text DEFAULT 'INFO', retry_count integer DEFAULT NULL,
+                                created_at timestamptz DEFAULT NULL, tenant_id uuid DEFAULT NULL)
+RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_now   timestamptz := clock_timestamp();
-    v_limit integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
-    v_next  timestamptz;
-    v_tenant uuid;
+    p_tenant uuid := coalesce(put_log.tenant_id, hatchet.default_tenant());
+    v_at timestamptz := hatchet.uuid_time(put_log.task_id);
 BEGIN
-    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t LOOP
-        PERFORM hatchet._promote_due(v_tenant, NULL, v_now, v_limit);
-        PERFORM hatchet._reap_dead_workers(v_tenant, v_now);
-        PERFORM hatchet._reap_timeouts(v_tenant, v_now, v_limit);
-        PERFORM hatchet._expire_queued(v_tenant, v_now, v_limit);
-    END LOOP;
-    SELECT min(x) INTO v_next FROM (
-        SELECT (SELECT min(d.ready_at) FROM hatchet.delayed_queue d WHERE d.tenant_id = t.tenant_id) AS x
-        FROM hatchet.tenants t
-        UNION ALL
-        SELECT (SELECT min(r.timeout_at) FROM hatchet.running r WHERE r.tenant_id = t.tenant_id) FROM hatchet.tenants t
-        UNION ALL
-        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.ready_queue r WHERE r.tenant_id = t.tenant_id)
-        FROM hatchet.tenants t
-        UNION ALL
-        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
-        FROM hatchet.tenants t
-    ) due;
-    -- Crons, schedules and sleeps (workflows, sql/cron.sql): fired here, and their next due time counts too.
-    RETURN least(v_next, hatchet._run_time_triggers(v_now));
+    IF put_log.message IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['message']);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM hatchet.tasks t WHERE t.tenant_id = p_tenant AND t.inserted_at = v_at
+                                                   AND t.id = put_log.task_id) THEN
+        PERFORM hatchet.raise_error('unknown_task', ARRAY[put_log.task_id::text]);
+    END IF;
+    INSERT INTO hatchet.logs (tenant_id, task_inserted_at, task_id, created_at, retry_count, level, message)
+    VALUES (p_tenant, v_at, put_log.task_id, coalesce(put_log.created_at, clock_timestamp()),
+            coalesce(put_log.retry_count,
+                     (SELECT r.retry_count FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = put_log.task_id),
+                     0),
+            upper(coalesce(put_log.level, 'INFO')), put_log.message);
 END
 $$;
-COMMENT ON FUNCTION hatchet.run_maintenance() IS
-    'one pass of the background worker: promote due tasks, time out attempts, expire queued tasks; returns next due time';
+COMMENT ON FUNCTION hatchet.put_log(uuid, text, text, integer, timestamptz, uuid) IS 'append a log line of a task';
+
+CREATE FUNCTION hatchet.task_logs(task_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (created_at timestamptz, retry_count integer, level text, message text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT l.created_at, l.retry_count, l.level, l.message FROM hatchet.logs l
+    WHERE l.tenant_id = coalesce(task_logs.tenant_id, hatchet.default_tenant())
+      AND l.task_inserted_at = hatchet.uuid_time(task_logs.task_id) AND l.task_id = task_logs.task_id
+    ORDER BY l.created_at
+$$;

@@ -1,0 +1,56 @@
+//! The notifier ("pg_hatchet notifier"): sends one `NOTIFY hatchet_ready` for however many commits made work ready
+//! since its previous one.
+//!
+//! Why a separate process, and how backends reach it (a counter and the notifier's latch in shared memory, set by a
+//! commit callback), is explained in `wake.rs`, which owns that shared state. While no notifier runs (before it
+//! starts, between restarts, or with `hatchet.deferred_notify = off`), each transaction notifies by itself.
+
+use crate::wake;
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+use std::time::Duration;
+
+/// Restart delay after the notifier exits with an error (until then, enqueues notify directly).
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+/// The notifier's idle wake-up, only to notice SIGHUP and postmaster death promptly.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// Register the notifier with the postmaster.
+pub(super) fn register() {
+    super::register_process(
+        "pg_hatchet notifier",
+        "pg_hatchet notifier",
+        "pg_hatchet_notifier_main",
+        RESTART_AFTER,
+    );
+}
+
+/// Entry point of the notifier process.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_hatchet_notifier_main(_arg: pg_sys::Datum) {
+    let dbname = super::start("pg_hatchet notifier");
+    wake::become_notifier();
+    log!("pg_hatchet notifier started in database \"{dbname}\"");
+
+    let notify = format!("NOTIFY {}", wake::CHANNEL);
+    // Wake everyone once at start: commits while no notifier ran fell back to direct notification, but one made
+    // between that check and this process's start would otherwise wait for its consumers' poll.
+    let mut sent = u64::MAX;
+    loop {
+        let seen = wake::ready_commits();
+        if seen != sent {
+            BackgroundWorker::transaction(|| {
+                Spi::run(&notify).expect("NOTIFY hatchet_ready failed");
+            });
+            sent = seen;
+        }
+        // Returns at once if a commit set the latch since it was last reset; the counter is read after the reset.
+        if !BackgroundWorker::wait_latch(Some(IDLE_WAIT)) {
+            break;
+        }
+        super::reload_on_sighup();
+    }
+    log!("pg_hatchet notifier stopped");
+    super::exit_for_restart();
+}

@@ -1,0 +1,302 @@
+-- Maintenance: what the background worker runs (each part also callable by hand). Daily partitions of the history
+-- tables, created ahead and dropped after retention; reaping timed-out attempts, expired queued attempts and dead
+-- workers; pruning stream chunks; and hatchet.run_maintenance, the pass that does all of it and fires due crons,
+-- schedules and sleeps.
+--
+-- Why daily range partitions: history is append-only and expires by age, so retention is a DROP of a whole day
+-- (instant, no dead tuples, no vacuum debt) instead of a DELETE over millions of rows.
+--
+-- Public: partitioned_tables, maintain_partitions, prune_stream_chunks, run_maintenance.
+-- Calls: tasks.sql (_promote_due, _fail_attempt, _finish_unstarted), flow_control.sql (_release_slots), workers.sql
+-- (deregister_worker), runs.sql (_lock_pending_runs, _on_tasks_finished, run_status), crons.sql (_run_time_triggers).
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Daily partitions of the history tables
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION hatchet.partitioned_tables() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['runs', 'tasks', 'task_events', 'payloads', 'events', 'logs'] $$;
+COMMENT ON FUNCTION hatchet.partitioned_tables() IS 'history tables partitioned by day';
+
+-- Creates the partitions for [today - 1 day, today + days_ahead] that are missing and drops partitions that ended more
+-- than retention_days ago. A partition is never dropped while a task inside it is still queued, delayed or running.
+-- Returns one row per partition created or dropped.
+CREATE FUNCTION hatchet.maintain_partitions(
+    days_ahead     integer DEFAULT NULL,
+    retention_days integer DEFAULT NULL
+) RETURNS TABLE (action text, partition_name text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_ahead     integer := coalesce(days_ahead, current_setting('hatchet.partition_days_ahead', true)::integer, 3);
+    v_retention integer := coalesce(retention_days, current_setting('hatchet.retention_days', true)::integer, 30);
+    v_today     date    := (clock_timestamp() AT TIME ZONE 'UTC')::date;
+    v_oldest_live timestamptz;
+    v_table     text;
+    v_day       date;
+    v_name      text;
+    v_upper     date;
+    r           record;
+BEGIN
+    IF v_ahead < 1 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['days_ahead must be at least 1']);
+    END IF;
+    IF v_retention < 1 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['retention_days must be at least 1']);
+    END IF;
+
+    -- Serialise concurrent maintainers (the worker and a manual call) so neither trips over the other's DDL.
+    PERFORM pg_advisory_xact_lock(hashtext('pg_hatchet.maintain_partitions'));
+
+    FOREACH v_table IN ARRAY hatchet.partitioned_tables() LOOP
+        FOR v_day IN SELECT d::date FROM generate_series(v_today - 1, v_today + v_ahead, interval '1 day') AS d LOOP
+            v_name := format('%s_p%s', v_table, to_char(v_day, 'YYYYMMDD'));
+            IF to_regclass(format('hatchet.%I', v_name)) IS NULL THEN
+                EXECUTE format(
+                    'CREATE TABLE hatchet.%I PARTITION OF hatchet.%I FOR VALUES FROM (%L) TO (%L)',
+                    v_name, v_table,
+                    (v_day::timestamp AT TIME ZONE 'UTC'), ((v_day + 1)::timestamp AT TIME ZONE 'UTC'));
+                action := 'created';
+                partition_name := v_name;
+                RETURN NEXT;
+            END IF;
+        END LOOP;
+    END LOOP;
+
+    -- The oldest task that still has an attempt in flight pins its partition (and every later one).
+    SELECT min(x) INTO v_oldest_live FROM (
+        SELECT min(task_inserted_at) AS x FROM hatchet.ready_queue
+        UNION ALL SELECT min(task_inserted_at) FROM hatchet.delayed_queue
+        UNION ALL SELECT min(task_inserted_at) FROM hatchet.running
+        UNION ALL SELECT min(task_inserted_at) FROM hatchet.concurrency_queue
+        -- An unfinished workflow run pins the day of its runs row too (a UUIDv7's first 48 bits are its creation time
+        -- in ms; spelled out in SQL because this runs before the Rust functions exist, at CREATE EXTENSION).
+        UNION ALL SELECT to_timestamp(min(('x' || left(replace(u_run::text, '-', ''), 12))::bit(48)::bigint) / 1000.0)
+        FROM (SELECT run_id FROM hatchet.matches
+              UNION ALL SELECT run_id FROM hatchet.ready_queue WHERE run_id IS NOT NULL
+              UNION ALL SELECT run_id FROM hatchet.running WHERE run_id IS NOT NULL) AS unfinished(u_run)
+    ) live;
+
+    FOR r IN
+        SELECT c.relname, p.relname AS parent
+        FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid
+        JOIN pg_class p ON p.oid = i.inhparent
+        JOIN pg_namespace n ON n.oid = p.relnamespace
+        WHERE n.nspname = 'hatchet' AND p.relname = ANY (hatchet.partitioned_tables())
+          AND c.relname ~ '_p[0-9]{8}$'
+        ORDER BY c.relname
+    LOOP
+        v_upper := to_date(right(r.relname, 8), 'YYYYMMDD') + 1;
+        IF v_upper <= v_today - v_retention
+           AND (v_oldest_live IS NULL OR (v_upper::timestamp AT TIME ZONE 'UTC') <= v_oldest_live) THEN
+            EXECUTE format('DROP TABLE hatchet.%I', r.relname);
+            action := 'dropped';
+            partition_name := r.relname;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION hatchet.maintain_partitions(integer, integer) IS
+    'create missing daily history partitions ahead of today and drop those past retention';
+
+-- The first partitions exist as soon as the extension does, so enqueue works before the worker's first pass.
+SELECT count(*) FROM hatchet.maintain_partitions();
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- The maintenance pass
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Times out running attempts past timeout_at (a failure that obeys retries). Each row is locked with SKIP LOCKED
+-- before it is deleted, so two reapers racing never time out the same attempt twice.
+CREATE FUNCTION hatchet._reap_timeouts(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_run hatchet.running;
+    v_task record;
+    n integer := 0;
+BEGIN
+    FOR v_run IN
+        DELETE FROM hatchet.running r
+        WHERE r.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM hatchet.running x
+            WHERE x.tenant_id = p_tenant AND x.timeout_at <= p_now
+            ORDER BY x.timeout_at LIMIT p_limit
+            FOR UPDATE SKIP LOCKED))
+        RETURNING r.*
+    LOOP
+        SELECT t.execution_timeout INTO v_task FROM hatchet.tasks t
+        WHERE t.tenant_id = p_tenant AND t.inserted_at = v_run.task_inserted_at AND t.id = v_run.task_id;
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                         worker_id, worker_name, reason)
+        VALUES (p_tenant, v_run.task_inserted_at, v_run.task_id, p_now, v_run.retry_count, 'TIMED_OUT',
+                v_run.worker_id, v_run.worker_name,
+                format('task exceeded its execution timeout of %s', v_task.execution_timeout));
+        IF v_run.worker_id IS NOT NULL THEN
+            PERFORM pg_notify('hatchet_cancel',
+                              v_run.task_id::text || ':' || v_run.retry_count || ':' || v_run.worker_id::text);
+        END IF;
+        PERFORM hatchet._fail_attempt(p_tenant, v_run,
+            format('task exceeded its execution timeout of %s', v_task.execution_timeout), true);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Cancels queued attempts that waited longer than their schedule timeout (no worker took them in time).
+CREATE FUNCTION hatchet._expire_queued(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n integer;
+    v_dag_tasks uuid[];
+    v_dag_runs uuid[];
+    v_keyed uuid[];
+    v_wait hatchet.concurrency_queue;
+BEGIN
+    WITH gone AS (
+        DELETE FROM hatchet.ready_queue r
+        WHERE r.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM hatchet.ready_queue x
+            WHERE x.tenant_id = p_tenant AND x.schedule_timeout_at <= p_now
+            ORDER BY x.schedule_timeout_at LIMIT p_limit
+            FOR UPDATE SKIP LOCKED))
+        RETURNING r.*
+    ), ev AS (
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                         reason)
+        SELECT p_tenant, g.task_inserted_at, g.task_id, p_now, g.retry_count, 'CANCELLED',
+               'SCHEDULING_TIMED_OUT: no worker started the task within its schedule timeout'
+        FROM gone g
+    ), idem AS (
+        DELETE FROM hatchet.idempotency_keys k USING gone g WHERE k.tenant_id = p_tenant AND k.task_id = g.task_id
+    )
+    SELECT count(*), array_agg(g.task_id) FILTER (WHERE g.run_id IS NOT NULL),
+           array_agg(g.run_id) FILTER (WHERE g.run_id IS NOT NULL),
+           array_agg(g.task_id) FILTER (WHERE g.concurrency_key IS NOT NULL)
+    INTO n, v_dag_tasks, v_dag_runs, v_keyed FROM gone g;
+    PERFORM hatchet._lock_pending_runs(p_tenant, v_dag_runs);
+    IF v_keyed IS NOT NULL THEN
+        PERFORM hatchet._release_slots(p_tenant, v_keyed);
+    END IF;
+    IF v_dag_tasks IS NOT NULL THEN
+        PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'CANCELLED');
+    END IF;
+    -- Attempts that waited too long for a concurrency slot time out the same way.
+    FOR v_wait IN
+        DELETE FROM hatchet.concurrency_queue q
+        WHERE q.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM hatchet.concurrency_queue x
+            WHERE x.tenant_id = p_tenant AND x.schedule_timeout_at <= p_now
+            ORDER BY x.schedule_timeout_at LIMIT p_limit
+            FOR UPDATE SKIP LOCKED))
+        RETURNING q.*
+    LOOP
+        PERFORM hatchet._finish_unstarted(p_tenant, v_wait.task_id, v_wait.task_inserted_at, v_wait.retry_count,
+            v_wait.run_id, 'CANCELLED',
+            format('SCHEDULING_TIMED_OUT: waited longer than its schedule timeout for a slot of concurrency key "%s"',
+                   v_wait.key));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Workers silent for longer than hatchet.worker_dead_after_ms are dead: their attempts are reassigned.
+CREATE FUNCTION hatchet._reap_dead_workers(p_tenant uuid, p_now timestamptz) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_dead uuid;
+    n integer := 0;
+    v_after interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
+                                                        30000) / 1000.0);
+BEGIN
+    FOR v_dead IN
+        SELECT w.id FROM hatchet.workers w
+        WHERE w.tenant_id = p_tenant AND w.is_active AND w.last_heartbeat_at < p_now - v_after
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        n := n + hatchet.deregister_worker(v_dead, 'worker stopped sending heartbeats', p_tenant);
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Retention: chunks of finished runs, once the last chunk of the run is older than `grace`; and any chunk older than
+-- `max_age`, finished run or not (a stream nobody reads must not grow forever). Returns the number deleted.
+CREATE FUNCTION hatchet.prune_stream_chunks(grace interval DEFAULT '5 minutes', max_age interval DEFAULT '1 day')
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_deleted bigint := 0;
+    v_n       bigint;
+    v_run     record;
+    v_done    boolean;
+BEGIN
+    DELETE FROM hatchet.stream_chunks c WHERE c.created_at < clock_timestamp() - prune_stream_chunks.max_age;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    FOR v_run IN
+        SELECT c.tenant_id, c.run_id FROM hatchet.stream_chunks c
+        GROUP BY c.tenant_id, c.run_id
+        HAVING max(c.created_at) < clock_timestamp() - prune_stream_chunks.grace
+    LOOP
+        BEGIN
+            v_done := hatchet.run_status(v_run.run_id, v_run.tenant_id) IN ('COMPLETED', 'FAILED', 'CANCELLED');
+        EXCEPTION WHEN undefined_object THEN
+            v_done := true;  -- the run itself is gone (history retention)
+        END;
+        IF v_done THEN
+            DELETE FROM hatchet.stream_chunks c WHERE c.tenant_id = v_run.tenant_id AND c.run_id = v_run.run_id;
+            GET DIAGNOSTICS v_n = ROW_COUNT;
+            v_deleted := v_deleted + v_n;
+        END IF;
+    END LOOP;
+    RETURN v_deleted;
+END
+$$;
+COMMENT ON FUNCTION hatchet.prune_stream_chunks(interval, interval) IS
+    'delete stream chunks of runs finished longer than grace ago, and any chunk older than max_age';
+
+-- One maintenance pass over every tenant: promote due delayed attempts, time out expired attempts, cancel queued
+-- attempts past their schedule timeout. Returns when the next known item is due (NULL if nothing is pending), which
+-- the background worker uses as its next wake-up.
+CREATE FUNCTION hatchet.run_maintenance() RETURNS timestamptz
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_now   timestamptz := clock_timestamp();
+    v_limit integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_next  timestamptz;
+    v_tenant uuid;
+BEGIN
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t LOOP
+        PERFORM hatchet._promote_due(v_tenant, NULL, v_now, v_limit);
+        PERFORM hatchet._reap_dead_workers(v_tenant, v_now);
+        PERFORM hatchet._reap_timeouts(v_tenant, v_now, v_limit);
+        PERFORM hatchet._expire_queued(v_tenant, v_now, v_limit);
+    END LOOP;
+    SELECT min(x) INTO v_next FROM (
+        SELECT (SELECT min(d.ready_at) FROM hatchet.delayed_queue d WHERE d.tenant_id = t.tenant_id) AS x
+        FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.timeout_at) FROM hatchet.running r WHERE r.tenant_id = t.tenant_id) FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.ready_queue r WHERE r.tenant_id = t.tenant_id)
+        FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
+        FROM hatchet.tenants t
+    ) due;
+    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): fired here, and their next due time counts too.
+    RETURN least(v_next, hatchet._run_time_triggers(v_now));
+END
+$$;
+COMMENT ON FUNCTION hatchet.run_maintenance() IS
+    'one pass of the background worker: promote due tasks, time out attempts, expire queued tasks; returns next due time';

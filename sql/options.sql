@@ -1,0 +1,89 @@
+-- Checks of caller-supplied options and JSON that several files share. A check used by one file only lives in that
+-- file (enqueue's options in tasks.sql, concurrency and rate-limit options in flow_control.sql, placement in
+-- workers.sql, workflow definitions in workflows.sql).
+--
+-- Public: none. Internal: _check_payload (tasks, workers, workflows, runs, events, crons), _check_run_options (runs,
+-- crons), _check_page (runs, events), _json_int (workflows, events), _clean_metadata (events, crons).
+-- Calls: nothing.
+
+CREATE FUNCTION hatchet._check_payload(what text, payload jsonb, must_be_object boolean DEFAULT true) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_limit integer := current_setting('hatchet.max_payload_bytes')::integer;
+    v_size  integer;
+BEGIN
+    IF payload IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY[what]);
+    END IF;
+    IF must_be_object AND jsonb_typeof(payload) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('%s must be a JSON object, not %s', what, jsonb_typeof(payload))]);
+    END IF;
+    v_size := pg_column_size(payload);
+    IF v_size > v_limit THEN
+        PERFORM hatchet.raise_error('payload_too_large', ARRAY[what, v_size::text, v_limit::text]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_payload(text, jsonb, boolean) IS 'reject a NULL, non-object or oversized payload';
+
+-- The input, metadata and priority of a workflow run, as run_workflow, create_cron and schedule take them (a NULL
+-- priority means the workflow's default).
+CREATE FUNCTION hatchet._check_run_options(p_input jsonb, p_metadata jsonb, p_priority integer) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM hatchet._check_payload('input', p_input);
+    PERFORM hatchet._check_payload('additional_metadata', p_metadata);
+    IF p_priority IS NOT NULL AND p_priority NOT BETWEEN 1 AND 3 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('priority must be between 1 and 3, not %s', p_priority)]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_run_options(jsonb, jsonb, integer) IS
+    'reject a bad input, metadata or priority of a workflow run (run_workflow, crons, schedules)';
+
+-- One page of a list function: "limit" rows (1 to 10000) after skipping "offset" (zero or more).
+CREATE FUNCTION hatchet._check_page(p_limit integer, p_offset integer) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 10000, not %s',
+                                                                     coalesce(p_limit::text, 'null'))]);
+    END IF;
+    IF p_offset IS NULL OR p_offset < 0 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('offset must not be negative, not %s',
+                                                                     coalesce(p_offset::text, 'null'))]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_page(integer, integer) IS 'reject a limit outside 1..10000 or a negative offset';
+
+-- An optional integer field (JSON number, or a string of digits as proto3 JSON writes int64).
+CREATE FUNCTION hatchet._json_int(p_value jsonb, p_what text, p_workflow text) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_value) IN ('number', 'string') AND (p_value #>> '{}') ~ '^-?[0-9]{1,9}$' THEN
+        RETURN (p_value #>> '{}')::integer;
+    END IF;
+    PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+        format('%s must be an integer, not %s', p_what, p_value)]);
+    RETURN NULL;
+END
+$$;
+
+-- Metadata keys starting with hatchet__ are reserved for the engine (event id and key, cron name and expression,
+-- scheduled time): a caller's own are dropped, as Hatchet does.
+CREATE FUNCTION hatchet._clean_metadata(p_metadata jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(coalesce(p_metadata, '{}')) AS x(k, v)
+    WHERE k NOT LIKE 'hatchet\_\_%'
+$$;

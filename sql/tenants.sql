@@ -1,0 +1,10 @@
+-- Tenants: every row of pg_hatchet belongs to exactly one tenant (hatchet.tenants in schema.sql). A call that names
+-- no tenant uses the default one.
+--
+-- Public: default_tenant.
+-- Calls: nothing (every other function file calls hatchet.default_tenant).
+
+CREATE FUNCTION hatchet.default_tenant() RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT '707d0855-80ab-4e1f-a156-f1c4546cbf52'::uuid $$;
+COMMENT ON FUNCTION hatchet.default_tenant() IS 'the tenant used when a call names none';

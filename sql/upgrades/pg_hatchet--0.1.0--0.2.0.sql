@@ -1,0 +1,423 @@
+-- pg_hatchet 0.1.0 -> 0.2.0 (applied by ALTER EXTENSION pg_hatchet UPDATE TO '0.2.0').
+--
+-- What 0.2.0 changes in the installed SQL: no table, type, index or grant; the bodies of the functions below, and one
+-- list function for event filters.
+--   * sql/ is laid out by entity (a move, no change to any definition).
+--   * Checks that several functions repeated now live in one helper each (same checks, same order, same SQLSTATEs
+--     and messages):
+--       hatchet._check_run_options(input, metadata, priority)  run_workflow, create_cron, schedule
+--       hatchet._check_page(limit, offset)                     list_runs, list_events
+--       hatchet._check_webhook_event(key, scope, payload)      create_webhook, update_webhook
+--   * run_maintenance: a comment in its body names sql/crons.sql (was sql/cron.sql).
+--   * Event filters have one list function: list_filters(workflow, tenant_id, filter_ids, workflow_ids, scopes,
+--     max_rows, skip_rows) returns find_filters' columns (with workflow_id and total) and takes its filters and
+--     paging; find_filters is dropped. Rows come oldest first (list_filters sorted by workflow name first).
+-- Each definition below is the same text as in the 0.2.0 install script, so an updated 0.1.0 and a fresh 0.2.0 have
+-- the same catalog.
+
+\echo Use "ALTER EXTENSION pg_hatchet UPDATE TO '0.2.0'" to load this file. \quit
+
+-- new helper, in sql/options.sql
+CREATE FUNCTION hatchet._check_run_options(p_input jsonb, p_metadata jsonb, p_priority integer) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM hatchet._check_payload('input', p_input);
+    PERFORM hatchet._check_payload('additional_metadata', p_metadata);
+    IF p_priority IS NOT NULL AND p_priority NOT BETWEEN 1 AND 3 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('priority must be between 1 and 3, not %s', p_priority)]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_run_options(jsonb, jsonb, integer) IS
+    'reject a bad input, metadata or priority of a workflow run (run_workflow, crons, schedules)';
+
+-- new helper, in sql/options.sql
+CREATE FUNCTION hatchet._check_page(p_limit integer, p_offset integer) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 10000, not %s',
+                                                                     coalesce(p_limit::text, 'null'))]);
+    END IF;
+    IF p_offset IS NULL OR p_offset < 0 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('offset must not be negative, not %s',
+                                                                     coalesce(p_offset::text, 'null'))]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_page(integer, integer) IS 'reject a limit outside 1..10000 or a negative offset';
+
+-- new helper, in sql/webhooks.sql
+CREATE FUNCTION hatchet._check_webhook_event(p_key_expression text, p_scope_expression text, p_static_payload jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_key_expression = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a webhook needs an event key expression']);
+    END IF;
+    IF p_key_expression IS NOT NULL THEN
+        PERFORM hatchet.cel_check(p_key_expression);
+    END IF;
+    IF coalesce(p_scope_expression, '') <> '' THEN
+        PERFORM hatchet.cel_check(p_scope_expression);
+    END IF;
+    IF p_static_payload IS NOT NULL AND jsonb_typeof(p_static_payload) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['static payload must be a JSON object']);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_webhook_event(text, text, jsonb) IS
+    'reject a webhook''s empty event key expression, a CEL expression that does not compile or a non-object payload';
+
+-- now in sql/crons.sql
+CREATE OR REPLACE FUNCTION hatchet.create_cron(
+    workflow            text,
+    name                text,
+    expression          text,
+    input               jsonb   DEFAULT '{}',
+    additional_metadata jsonb   DEFAULT '{}',
+    priority            integer DEFAULT NULL,
+    tenant_id           uuid    DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(create_cron.tenant_id, hatchet.default_tenant());
+    v_wf     record;
+    v_id     uuid := hatchet.gen_id();
+    v_next   timestamptz;
+BEGIN
+    v_wf := hatchet._latest_version(p_tenant, create_cron.workflow);
+    IF create_cron.name IS NULL OR create_cron.expression IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument',
+            ARRAY[CASE WHEN create_cron.name IS NULL THEN 'name' ELSE 'expression' END]);
+    END IF;
+    IF create_cron.name = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['cron name must not be empty']);
+    END IF;
+    PERFORM hatchet._check_run_options(create_cron.input, create_cron.additional_metadata, create_cron.priority);
+    v_next := hatchet.cron_next(create_cron.expression, clock_timestamp());  -- raises for a bad expression
+    IF v_next IS NULL THEN
+        PERFORM hatchet.raise_error('invalid_cron', ARRAY[create_cron.expression, 'The expression never fires.']);
+    END IF;
+    INSERT INTO hatchet.crons (tenant_id, id, workflow_id, name, expression, input, additional_metadata, priority,
+                               method, next_tick_at)
+    VALUES (p_tenant, v_id, v_wf.workflow_id, create_cron.name, create_cron.expression, create_cron.input,
+            create_cron.additional_metadata, create_cron.priority, 'API', v_next)
+    ON CONFLICT ON CONSTRAINT crons_name_key DO NOTHING;
+    IF NOT FOUND THEN
+        PERFORM hatchet.raise_error('duplicate_object',
+            ARRAY['cron', format('%s" of workflow "%s', create_cron.name, create_cron.workflow)]);
+    END IF;
+    RETURN v_id;
+END
+$$;
+
+-- now in sql/crons.sql
+CREATE OR REPLACE FUNCTION hatchet.schedule(
+    workflow            text,
+    run_at              timestamptz,
+    input               jsonb   DEFAULT '{}',
+    additional_metadata jsonb   DEFAULT '{}',
+    priority            integer DEFAULT NULL,
+    tenant_id           uuid    DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(schedule.tenant_id, hatchet.default_tenant());
+    v_wf     record;
+    v_id     uuid := hatchet.gen_id();
+BEGIN
+    v_wf := hatchet._latest_version(p_tenant, schedule.workflow);
+    IF schedule.run_at IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['run_at']);
+    END IF;
+    IF NOT isfinite(schedule.run_at) THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['run_at must be a finite time']);
+    END IF;
+    PERFORM hatchet._check_run_options(schedule.input, schedule.additional_metadata, schedule.priority);
+    INSERT INTO hatchet.scheduled_runs (tenant_id, id, workflow_id, run_at, input, additional_metadata, priority)
+    VALUES (p_tenant, v_id, v_wf.workflow_id, schedule.run_at, schedule.input, schedule.additional_metadata,
+            schedule.priority);
+    RETURN v_id;
+END
+$$;
+
+-- now in sql/events.sql
+CREATE OR REPLACE FUNCTION hatchet.list_events(
+    keys      text[]      DEFAULT NULL,
+    since     timestamptz DEFAULT NULL,
+    until     timestamptz DEFAULT NULL,
+    "limit"   integer     DEFAULT 50,
+    "offset"  integer     DEFAULT 0,
+    tenant_id uuid        DEFAULT NULL
+)
+RETURNS TABLE (id uuid, key text, payload jsonb, additional_metadata jsonb, scope text, created_at timestamptz,
+               runs jsonb, total bigint)
+LANGUAGE plpgsql STABLE
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := coalesce(list_events.tenant_id, hatchet.default_tenant());
+BEGIN
+    PERFORM hatchet._check_page(list_events."limit", list_events."offset");
+    RETURN QUERY
+    SELECT e.id, e.key, e.payload, e.additional_metadata, e.scope, e.inserted_at,
+           coalesce((SELECT jsonb_agg(jsonb_build_object('id', r.id, 'status', hatchet.run_status(r.id, p_tenant))
+                                      ORDER BY r.id)
+                     FROM hatchet.runs r
+                     WHERE r.tenant_id = e.tenant_id AND r.inserted_at >= e.inserted_at
+                       AND r.additional_metadata ->> 'hatchet__event_id' = e.id::text), '[]'),
+           count(*) OVER ()
+    FROM hatchet.events e
+    WHERE e.tenant_id = p_tenant AND (list_events.keys IS NULL OR e.key = ANY (list_events.keys))
+      AND e.inserted_at >= coalesce(list_events.since, '-infinity')
+      AND e.inserted_at <= coalesce(list_events.until, 'infinity')
+    ORDER BY e.inserted_at DESC, e.id DESC
+    LIMIT list_events."limit" OFFSET list_events."offset";
+END
+$$;
+
+-- now in sql/maintenance.sql
+CREATE OR REPLACE FUNCTION hatchet.run_maintenance() RETURNS timestamptz
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_now   timestamptz := clock_timestamp();
+    v_limit integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_next  timestamptz;
+    v_tenant uuid;
+BEGIN
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t LOOP
+        PERFORM hatchet._promote_due(v_tenant, NULL, v_now, v_limit);
+        PERFORM hatchet._reap_dead_workers(v_tenant, v_now);
+        PERFORM hatchet._reap_timeouts(v_tenant, v_now, v_limit);
+        PERFORM hatchet._expire_queued(v_tenant, v_now, v_limit);
+    END LOOP;
+    SELECT min(x) INTO v_next FROM (
+        SELECT (SELECT min(d.ready_at) FROM hatchet.delayed_queue d WHERE d.tenant_id = t.tenant_id) AS x
+        FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.timeout_at) FROM hatchet.running r WHERE r.tenant_id = t.tenant_id) FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.ready_queue r WHERE r.tenant_id = t.tenant_id)
+        FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
+        FROM hatchet.tenants t
+    ) due;
+    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): fired here, and their next due time counts too.
+    RETURN least(v_next, hatchet._run_time_triggers(v_now));
+END
+$$;
+
+-- now in sql/runs.sql
+CREATE OR REPLACE FUNCTION hatchet.run_workflow(
+    name                text,
+    input               jsonb   DEFAULT '{}',
+    additional_metadata jsonb   DEFAULT '{}',
+    priority            integer DEFAULT NULL,
+    tenant_id           uuid    DEFAULT NULL,
+    parent_task_id      uuid    DEFAULT NULL,
+    child_index         integer DEFAULT NULL,
+    child_key           text    DEFAULT NULL,
+    desired_worker_id   uuid    DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(run_workflow.tenant_id, hatchet.default_tenant());
+    v_wf     record;
+    v_id     uuid;
+BEGIN
+    PERFORM hatchet._check_run_options(run_workflow.input, run_workflow.additional_metadata, run_workflow.priority);
+    v_wf := hatchet._latest_version(p_tenant, run_workflow.name);
+    IF run_workflow.desired_worker_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM hatchet.workers w WHERE w.tenant_id = p_tenant AND w.id = run_workflow.desired_worker_id) THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['worker', run_workflow.desired_worker_id::text]);
+    END IF;
+
+    -- A child run spawned again by a retry of its parent (same parent task and child index or key) is the same run.
+    IF run_workflow.parent_task_id IS NOT NULL
+       AND (run_workflow.child_key IS NOT NULL OR run_workflow.child_index IS NOT NULL) THEN
+        PERFORM pg_advisory_xact_lock(1212240963, hashtext(run_workflow.parent_task_id::text));
+        SELECT r.id INTO v_id FROM hatchet.runs r
+        WHERE r.tenant_id = p_tenant AND r.parent_task_id = run_workflow.parent_task_id
+          AND r.inserted_at >= hatchet.uuid_time(run_workflow.parent_task_id)
+          AND CASE WHEN run_workflow.child_key IS NOT NULL THEN r.child_key = run_workflow.child_key
+                   ELSE r.child_key IS NULL AND r.child_index = run_workflow.child_index END
+        ORDER BY r.inserted_at LIMIT 1;
+        IF FOUND THEN
+            RETURN v_id;
+        END IF;
+    END IF;
+
+    RETURN hatchet._create_run(p_tenant, v_wf.version_id, run_workflow.input, run_workflow.additional_metadata,
+                               run_workflow.priority, 'manual', NULL, run_workflow.parent_task_id,
+                               run_workflow.child_index, run_workflow.child_key, run_workflow.desired_worker_id);
+END
+$$;
+
+-- now in sql/runs.sql
+CREATE OR REPLACE FUNCTION hatchet.list_runs(
+    since          timestamptz DEFAULT NULL,
+    until          timestamptz DEFAULT NULL,
+    workflow_ids   uuid[]      DEFAULT NULL,
+    metadata       jsonb       DEFAULT NULL,
+    parent_task    uuid        DEFAULT NULL,
+    statuses       text[]      DEFAULT NULL,
+    worker_id      uuid        DEFAULT NULL,
+    event_id       uuid        DEFAULT NULL,
+    "limit"        integer     DEFAULT 50,
+    "offset"       integer     DEFAULT 0,
+    tenant_id      uuid        DEFAULT NULL
+)
+RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, created_at timestamptz,
+               workflow_name text, workflow_id uuid, workflow_version_id uuid, parent_task_id uuid,
+               triggered_by text, children bigint, total bigint)
+LANGUAGE plpgsql STABLE
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := coalesce(list_runs.tenant_id, hatchet.default_tenant());
+    v_bad    text;
+BEGIN
+    PERFORM hatchet._check_page(list_runs."limit", list_runs."offset");
+    SELECT s INTO v_bad FROM unnest(list_runs.statuses) s
+    WHERE s IS NULL OR s NOT IN ('QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED') LIMIT 1;
+    IF FOUND THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'statuses must be QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED, not %s', coalesce(v_bad, 'null'))]);
+    END IF;
+    IF list_runs.metadata IS NOT NULL AND jsonb_typeof(list_runs.metadata) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
+    END IF;
+    RETURN QUERY
+    SELECT v.*, count(*) OVER ()
+    FROM hatchet.runs r
+    JOIN hatchet.workflow_versions wv ON wv.tenant_id = r.tenant_id AND wv.id = r.workflow_version_id
+    JOIN hatchet.workflows w ON w.tenant_id = wv.tenant_id AND w.id = wv.workflow_id
+    CROSS JOIN LATERAL hatchet._run_view(p_tenant, r) v
+    WHERE r.tenant_id = p_tenant
+      AND r.inserted_at >= coalesce(list_runs.since, '-infinity') AND r.inserted_at <= coalesce(list_runs.until, 'infinity')
+      AND (list_runs.workflow_ids IS NULL OR w.external_id = ANY (list_runs.workflow_ids))
+      AND (list_runs.metadata IS NULL OR r.additional_metadata @> list_runs.metadata)
+      AND (list_runs.parent_task IS NULL OR r.parent_task_id = list_runs.parent_task)
+      AND (list_runs.event_id IS NULL OR r.additional_metadata ->> 'hatchet__event_id' = list_runs.event_id::text)
+      AND (list_runs.statuses IS NULL OR v.status = ANY (list_runs.statuses))
+      AND (list_runs.worker_id IS NULL OR EXISTS (
+              SELECT 1 FROM hatchet.tasks t CROSS JOIN LATERAL hatchet.task_events(t.id, p_tenant) e
+              WHERE t.tenant_id = r.tenant_id AND t.run_id = r.id AND t.inserted_at >= r.inserted_at
+                AND e.event_type = 'ASSIGNED' AND e.worker = list_runs.worker_id::text))
+    ORDER BY r.inserted_at DESC, r.id DESC
+    LIMIT list_runs."limit" OFFSET list_runs."offset";
+END
+$$;
+
+-- now in sql/webhooks.sql
+CREATE OR REPLACE FUNCTION hatchet.create_webhook(
+    name                 text,
+    source_name          text,
+    event_key_expression text,
+    auth_type            text,
+    auth                 jsonb,
+    scope_expression     text    DEFAULT NULL,
+    static_payload       jsonb   DEFAULT NULL,
+    return_event         boolean DEFAULT true,
+    tenant_id            uuid    DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(create_webhook.tenant_id, hatchet.default_tenant());
+    v_id     uuid := hatchet.gen_id();
+BEGIN
+    IF coalesce(create_webhook.name, '') = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['a webhook needs a name']);
+    END IF;
+    IF NOT coalesce(create_webhook.source_name IN ('GENERIC', 'GITHUB', 'STRIPE', 'SLACK', 'LINEAR', 'SVIX'), false) THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('unknown webhook source %s', coalesce(create_webhook.source_name, 'null'))]);
+    END IF;
+    PERFORM hatchet._check_webhook_event(coalesce(create_webhook.event_key_expression, ''),
+                                         create_webhook.scope_expression, create_webhook.static_payload);
+    PERFORM hatchet._check_webhook_auth(create_webhook.auth_type, create_webhook.auth);
+    INSERT INTO hatchet.webhooks (tenant_id, name, id, source_name, event_key_expression, scope_expression,
+                                  static_payload, auth_type, auth, return_event)
+    VALUES (p_tenant, create_webhook.name, v_id, create_webhook.source_name, create_webhook.event_key_expression,
+            nullif(create_webhook.scope_expression, ''), create_webhook.static_payload, create_webhook.auth_type,
+            create_webhook.auth, coalesce(create_webhook.return_event, true))
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        PERFORM hatchet.raise_error('duplicate_object', ARRAY['webhook', create_webhook.name]);
+    END IF;
+    RETURN v_id;
+END
+$$;
+
+-- now in sql/webhooks.sql
+CREATE OR REPLACE FUNCTION hatchet.update_webhook(
+    name                 text,
+    event_key_expression text    DEFAULT NULL,
+    scope_expression     text    DEFAULT NULL,
+    static_payload       jsonb   DEFAULT NULL,
+    return_event         boolean DEFAULT NULL,
+    tenant_id            uuid    DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM hatchet._check_webhook_event(update_webhook.event_key_expression, update_webhook.scope_expression,
+                                         update_webhook.static_payload);
+    UPDATE hatchet.webhooks w
+    SET event_key_expression = coalesce(update_webhook.event_key_expression, w.event_key_expression),
+        scope_expression     = CASE WHEN update_webhook.scope_expression IS NULL THEN w.scope_expression
+                                    ELSE nullif(update_webhook.scope_expression, '') END,
+        static_payload       = coalesce(update_webhook.static_payload, w.static_payload),
+        return_event         = coalesce(update_webhook.return_event, w.return_event),
+        updated_at           = now()
+    WHERE w.tenant_id = coalesce(update_webhook.tenant_id, hatchet.default_tenant()) AND w.name = update_webhook.name;
+    RETURN FOUND;
+END
+$$;
+
+-- One list function for event filters: list_filters takes find_filters' ids, public workflow ids, scopes and paging
+-- (and its total column); find_filters is gone (sql/events.sql).
+DROP FUNCTION hatchet.find_filters(uuid, uuid[], uuid[], text[], integer, integer);
+DROP FUNCTION hatchet.list_filters(text, uuid);
+
+-- The one list of event filters: a tenant's filters, optionally only one workflow (by name) or some ids, workflows
+-- (public ids) and scopes, oldest first, one page of them (max_rows NULL: all), each row with the total number that
+-- matched (for pagination).
+CREATE FUNCTION hatchet.list_filters(
+    workflow     text    DEFAULT NULL,
+    tenant_id    uuid    DEFAULT NULL,
+    filter_ids   uuid[]  DEFAULT NULL,
+    workflow_ids uuid[]  DEFAULT NULL,
+    scopes       text[]  DEFAULT NULL,
+    max_rows     integer DEFAULT NULL,
+    skip_rows    integer DEFAULT 0
+) RETURNS TABLE (filter_id uuid, workflow_id uuid, workflow text, scope text, expression text, payload jsonb,
+                 is_declarative boolean, created_at timestamptz, total bigint)
+LANGUAGE sql STABLE
+AS $$
+    SELECT f.id, w.external_id, w.name, f.scope, f.expression, f.payload, f.is_declarative, f.created_at,
+           count(*) OVER ()
+    FROM hatchet.event_filters f
+    JOIN hatchet.workflows w ON w.tenant_id = f.tenant_id AND w.id = f.workflow_id
+    WHERE f.tenant_id = coalesce(list_filters.tenant_id, hatchet.default_tenant())
+      AND (list_filters.workflow IS NULL OR w.name = list_filters.workflow)
+      AND (list_filters.filter_ids IS NULL OR f.id = ANY (list_filters.filter_ids))
+      AND (list_filters.workflow_ids IS NULL OR w.external_id = ANY (list_filters.workflow_ids))
+      AND (list_filters.scopes IS NULL OR f.scope = ANY (list_filters.scopes))
+    ORDER BY f.created_at, f.id
+    LIMIT CASE WHEN list_filters.max_rows IS NOT NULL THEN greatest(list_filters.max_rows, 0) END
+    OFFSET greatest(coalesce(list_filters.skip_rows, 0), 0)
+$$;
+COMMENT ON FUNCTION hatchet.list_filters(text, uuid, uuid[], uuid[], text[], integer, integer) IS
+    'a page of a tenant''s event filters by workflow name, id, workflow public id and scope, with the total count';
