@@ -58,12 +58,12 @@ pub enum AppError {
 
 impl AppError {
     /// Wraps an unexpected error; its detail is logged when the error is turned into a response.
-    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+    pub(crate) fn internal(err: impl Into<anyhow::Error>) -> Self {
         AppError::Internal(err.into())
     }
 
     /// The HTTP status this error maps to.
-    pub fn http_status(&self) -> StatusCode {
+    pub(crate) fn http_status(&self) -> StatusCode {
         match self {
             AppError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
@@ -78,7 +78,7 @@ impl AppError {
     }
 
     /// The gRPC code this error maps to.
-    pub fn grpc_code(&self) -> tonic::Code {
+    pub(crate) fn grpc_code(&self) -> tonic::Code {
         match self {
             AppError::InvalidArgument(_) => tonic::Code::InvalidArgument,
             AppError::Unauthenticated(_) => tonic::Code::Unauthenticated,

@@ -35,7 +35,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Creates and registers every metric.
-    pub fn new() -> Result<Self, prometheus::Error> {
+    pub(crate) fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let queue_depth = IntGaugeVec::new(
             Opts::new(
