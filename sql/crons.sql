@@ -26,6 +26,7 @@
 
 CREATE FUNCTION hatchet._iso_utc(p_ts timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') $$;
 
 CREATE FUNCTION hatchet.create_cron(
@@ -38,6 +39,7 @@ CREATE FUNCTION hatchet.create_cron(
     tenant_id           uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(create_cron.tenant_id, hatchet.default_tenant());
@@ -75,6 +77,7 @@ COMMENT ON FUNCTION hatchet.create_cron(text, text, text, jsonb, jsonb, integer,
 
 CREATE FUNCTION hatchet.delete_cron(cron_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM hatchet.crons c
@@ -90,6 +93,7 @@ RETURNS TABLE (cron_id uuid, workflow text, name text, expression text, input js
                priority integer, method text, enabled boolean, next_tick_at timestamptz, last_tick_at timestamptz,
                created_at timestamptz)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.id, w.name, c.name, c.expression, c.input, c.additional_metadata, c.priority, c.method, c.enabled,
            c.next_tick_at, c.last_tick_at, c.created_at
@@ -114,6 +118,7 @@ CREATE FUNCTION hatchet.schedule(
     tenant_id           uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(schedule.tenant_id, hatchet.default_tenant());
@@ -139,6 +144,7 @@ COMMENT ON FUNCTION hatchet.schedule(text, timestamptz, jsonb, jsonb, integer, u
 
 CREATE FUNCTION hatchet.delete_schedule(schedule_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM hatchet.scheduled_runs s
@@ -154,6 +160,7 @@ CREATE FUNCTION hatchet.list_schedules(workflow text DEFAULT NULL, tenant_id uui
 RETURNS TABLE (schedule_id uuid, workflow text, run_at timestamptz, input jsonb, additional_metadata jsonb,
                priority integer, fired_run_id uuid, error text, created_at timestamptz)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.id, w.name, s.run_at, s.input, s.additional_metadata, s.priority, s.fired_run_id, s.error, s.created_at
     FROM hatchet.scheduled_runs s
@@ -177,6 +184,7 @@ COMMENT ON FUNCTION hatchet.list_schedules(text, uuid) IS
 -- error in scheduled_runs.error, a failed sleep is retried 5 s later with a WARNING.
 CREATE FUNCTION hatchet._run_time_triggers(p_now timestamptz DEFAULT NULL) RETURNS timestamptz
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now       timestamptz := coalesce(p_now, clock_timestamp());

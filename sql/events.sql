@@ -17,15 +17,18 @@
 -- ---------------------------------------------------------------------------------------------------------------------
 
 -- Does an event key match a trigger pattern? `*` matches any run of characters; nothing else is special.
+-- Not pinned: inlined into _push_events' per-row match, so every name is qualified (sql/schema.sql).
 CREATE FUNCTION hatchet._event_key_matches(p_pattern text, p_key text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT p_key LIKE replace(replace(replace(replace(p_pattern, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%')
+    SELECT p_key OPERATOR(pg_catalog.~~) pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               p_pattern, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%')
 $$;
 
 -- The one path for events, in order: each element {key, payload, additional_metadata, scope, priority} already valid.
 CREATE FUNCTION hatchet._push_events(p_tenant uuid, p_events jsonb) RETURNS uuid[]
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_ids     uuid[] := '{}';
@@ -122,6 +125,7 @@ CREATE FUNCTION hatchet._check_event(p_what text, p_key text, p_payload jsonb, p
                                      p_priority integer)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_key IS NULL THEN
@@ -150,6 +154,7 @@ CREATE FUNCTION hatchet.push_event(
     priority            integer DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN (hatchet._push_events(coalesce(push_event.tenant_id, hatchet.default_tenant()),
@@ -164,6 +169,7 @@ COMMENT ON FUNCTION hatchet.push_event(text, jsonb, jsonb, text, uuid, integer) 
 -- {key, payload, additional_metadata, scope, priority}. Returns the event ids in order.
 CREATE FUNCTION hatchet.push_events(events jsonb, tenant_id uuid DEFAULT NULL) RETURNS uuid[]
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_events jsonb := '[]';
@@ -206,6 +212,7 @@ CREATE FUNCTION hatchet.list_events(
 RETURNS TABLE (id uuid, key text, payload jsonb, additional_metadata jsonb, scope text, created_at timestamptz,
                runs jsonb, total bigint)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -244,6 +251,7 @@ CREATE FUNCTION hatchet.create_filter(
     tenant_id  uuid  DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(create_filter.tenant_id, hatchet.default_tenant());
@@ -272,6 +280,7 @@ COMMENT ON FUNCTION hatchet.create_filter(text, text, text, jsonb, uuid) IS
 
 CREATE FUNCTION hatchet.delete_filter(filter_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM hatchet.event_filters f
@@ -295,6 +304,7 @@ CREATE FUNCTION hatchet.list_filters(
 ) RETURNS TABLE (filter_id uuid, workflow_id uuid, workflow text, scope text, expression text, payload jsonb,
                  is_declarative boolean, created_at timestamptz, total bigint)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT f.id, w.external_id, w.name, f.scope, f.expression, f.payload, f.is_declarative, f.created_at,
            count(*) OVER ()
@@ -320,6 +330,7 @@ CREATE FUNCTION hatchet.create_workflow_filter(
     tenant_id   uuid  DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(create_workflow_filter.tenant_id, hatchet.default_tenant());
@@ -349,6 +360,7 @@ CREATE FUNCTION hatchet.update_filter(
     tenant_id  uuid  DEFAULT NULL
 ) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(update_filter.tenant_id, hatchet.default_tenant());

@@ -18,6 +18,7 @@
 CREATE FUNCTION hatchet._concurrency_option(p_queue text, p_key text, p_max_runs integer, p_strategy text)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_key IS NULL THEN
@@ -49,6 +50,7 @@ CREATE FUNCTION hatchet._admit(p_tenant uuid, p_task_id uuid, p_task_inserted_at
                                p_stage integer DEFAULT 0)
 RETURNS text
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now   timestamptz := clock_timestamp();
@@ -183,6 +185,7 @@ $$;
 -- finished or cancelled right now). A run holding a workflow-level slot has no hot row of its own: true.
 CREATE FUNCTION hatchet._try_lock_holder(p_tenant uuid, p_holder uuid) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM 1 FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_holder FOR UPDATE SKIP LOCKED;
@@ -203,6 +206,7 @@ $$;
 -- run's slot itself is given back).
 CREATE FUNCTION hatchet._cancel_holder(p_tenant uuid, p_holder uuid, p_reason text) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_task uuid;
@@ -227,6 +231,7 @@ $$;
 -- same transaction. Groups are handled in (scope, key) order so two releasers cannot deadlock on them.
 CREATE FUNCTION hatchet._release_slots(p_tenant uuid, p_task_ids uuid[]) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_freed record;
@@ -269,6 +274,7 @@ $$;
 -- Validates enqueue's rate_limits option: a JSON array of {"key": text, "units": positive integer (default 1)}.
 CREATE FUNCTION hatchet._rate_limits_option(p_limits jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_limits IS NULL THEN
@@ -291,6 +297,7 @@ $$;
 
 CREATE FUNCTION hatchet._rate_limit_window(p_duration text) RETURNS interval
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN CASE upper(p_duration)
@@ -309,6 +316,7 @@ CREATE FUNCTION hatchet.put_rate_limit(key text, "limit" integer, duration text 
                                        tenant_id uuid DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(put_rate_limit.tenant_id, hatchet.default_tenant());
@@ -342,6 +350,7 @@ COMMENT ON FUNCTION hatchet.put_rate_limit(text, integer, text, uuid) IS
 CREATE FUNCTION hatchet.pause_rate_limit(key text, paused_until timestamptz, tenant_id uuid DEFAULT NULL)
 RETURNS timestamptz
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(pause_rate_limit.tenant_id, hatchet.default_tenant());
@@ -375,6 +384,7 @@ COMMENT ON FUNCTION hatchet.pause_rate_limit(text, timestamptz, uuid) IS
 CREATE FUNCTION hatchet._take_rate_limits(p_tenant uuid, p_limits jsonb, p_now timestamptz,
                                           OUT ok boolean, OUT retry_at timestamptz, OUT error text)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_req record;
@@ -430,6 +440,7 @@ $$;
 -- ctids that may be dispatched.
 CREATE FUNCTION hatchet._apply_rate_limits(p_tenant uuid, p_ctids tid[], p_now timestamptz) RETURNS tid[]
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_row  record;
@@ -474,6 +485,7 @@ CREATE FUNCTION hatchet.list_rate_limits(search text DEFAULT NULL, tenant_id uui
 RETURNS TABLE (key text, limit_value integer, remaining integer, "window" text, last_refill timestamptz,
                paused_until timestamptz)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE

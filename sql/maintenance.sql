@@ -16,6 +16,7 @@
 
 CREATE FUNCTION hatchet.partitioned_tables() RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ARRAY['runs', 'tasks', 'task_events', 'payloads', 'events', 'logs'] $$;
 COMMENT ON FUNCTION hatchet.partitioned_tables() IS 'history tables partitioned by day';
 
@@ -114,6 +115,7 @@ SELECT count(*) FROM hatchet.maintain_partitions();
 -- before it is deleted, so two reapers racing never time out the same attempt twice.
 CREATE FUNCTION hatchet._reap_timeouts(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_run hatchet.running;
@@ -151,6 +153,7 @@ $$;
 -- Cancels queued attempts that waited longer than their schedule timeout (no worker took them in time).
 CREATE FUNCTION hatchet._expire_queued(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n integer;
@@ -210,6 +213,7 @@ $$;
 -- Workers silent for longer than hatchet.worker_dead_after_ms are dead: their attempts are reassigned.
 CREATE FUNCTION hatchet._reap_dead_workers(p_tenant uuid, p_now timestamptz) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_dead uuid;
@@ -233,6 +237,7 @@ $$;
 CREATE FUNCTION hatchet.prune_stream_chunks(grace interval DEFAULT '5 minutes', max_age interval DEFAULT '1 day')
 RETURNS bigint
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_deleted bigint := 0;
@@ -269,6 +274,7 @@ COMMENT ON FUNCTION hatchet.prune_stream_chunks(interval, interval) IS
 -- the background worker uses as its next wake-up.
 CREATE FUNCTION hatchet.run_maintenance() RETURNS timestamptz
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now   timestamptz := clock_timestamp();

@@ -8,6 +8,7 @@
 
 CREATE FUNCTION hatchet._check_payload(what text, payload jsonb, must_be_object boolean DEFAULT true) RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_limit integer := current_setting('hatchet.max_payload_bytes')::integer;
@@ -32,6 +33,7 @@ COMMENT ON FUNCTION hatchet._check_payload(text, jsonb, boolean) IS 'reject a NU
 -- priority means the workflow's default).
 CREATE FUNCTION hatchet._check_run_options(p_input jsonb, p_metadata jsonb, p_priority integer) RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM hatchet._check_payload('input', p_input);
@@ -48,6 +50,7 @@ COMMENT ON FUNCTION hatchet._check_run_options(jsonb, jsonb, integer) IS
 -- One page of a list function: "limit" rows (1 to 10000) after skipping "offset" (zero or more).
 CREATE FUNCTION hatchet._check_page(p_limit integer, p_offset integer) RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
@@ -65,6 +68,7 @@ COMMENT ON FUNCTION hatchet._check_page(integer, integer) IS 'reject a limit out
 -- An optional integer field (JSON number, or a string of digits as proto3 JSON writes int64).
 CREATE FUNCTION hatchet._json_int(p_value jsonb, p_what text, p_workflow text) RETURNS integer
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN
@@ -83,6 +87,7 @@ $$;
 -- scheduled time): a caller's own are dropped, as Hatchet does.
 CREATE FUNCTION hatchet._clean_metadata(p_metadata jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(coalesce(p_metadata, '{}')) AS x(k, v)
     WHERE k NOT LIKE 'hatchet\_\_%'

@@ -41,6 +41,7 @@
 -- need it (a run gains matches only when it is created, before anyone else can see it).
 CREATE FUNCTION hatchet._lock_runs(p_runs uuid[]) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     k integer;
@@ -56,6 +57,7 @@ $$;
 -- run, then concurrency groups (firing a match admits tasks through concurrency gates while holding the run's lock).
 CREATE FUNCTION hatchet._lock_pending_runs(p_tenant uuid, p_runs uuid[]) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_runs IS NULL OR cardinality(p_runs) = 0 THEN
@@ -69,6 +71,7 @@ $$;
 
 CREATE FUNCTION hatchet._run_row(p_tenant uuid, p_run uuid) RETURNS hatchet.runs
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.* FROM hatchet.runs r
     WHERE r.tenant_id = p_tenant AND r.inserted_at = hatchet.uuid_time(p_run) AND r.id = p_run
@@ -77,6 +80,7 @@ $$;
 -- The output of a task's completed attempt ({} when it completed without one).
 CREATE FUNCTION hatchet._task_output(p_tenant uuid, p_task uuid) RETURNS jsonb
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce((SELECT p.data FROM hatchet.payloads p
                      WHERE p.tenant_id = p_tenant AND p.task_inserted_at = hatchet.uuid_time(p_task)
@@ -88,6 +92,7 @@ $$;
 CREATE FUNCTION hatchet._task_outcome(p_tenant uuid, p_task uuid,
                                       OUT event_type text, OUT reason text, OUT retry_count integer)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT e.event_type::text, e.reason, e.retry_count FROM hatchet.task_events e
     WHERE e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(p_task) AND e.task_id = p_task
@@ -102,6 +107,7 @@ $$;
 -- A CEL condition: true, false, or an error (a non-boolean result is an error too). Never raises.
 CREATE FUNCTION hatchet._cel_bool(p_expr text, p_vars jsonb, OUT ok boolean, OUT error text)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v jsonb := hatchet.cel_try(p_expr, p_vars);
@@ -121,6 +127,7 @@ $$;
 -- (OR within a group, AND across groups); precedence SKIP > CANCEL > QUEUE > CREATE_MATCH.
 CREATE FUNCTION hatchet._match_action(p_conditions jsonb, p_satisfied jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT g.action
     FROM (SELECT c->>'action' AS action, c->>'group' AS grp, bool_or(p_satisfied ? (c->>'id')) AS ok
@@ -134,6 +141,7 @@ $$;
 -- Numbers the conditions of a match ("id": "1", "2", ...), the keys of its `satisfied` map.
 CREATE FUNCTION hatchet._number_conditions(p_conditions jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(jsonb_agg(c || jsonb_build_object('id', ord::text) ORDER BY ord), '[]')
     FROM jsonb_array_elements(p_conditions) WITH ORDINALITY AS x(c, ord)
@@ -148,6 +156,7 @@ $$;
 --     parent condition joins its CEL (on P COMPLETED) to P's FAILED/CANCELLED in its own group.
 CREATE FUNCTION hatchet._parent_conditions(p_def hatchet.task_definitions) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_conds    jsonb := '[]';
@@ -221,6 +230,7 @@ $$;
 -- once its parents are done. wait_for -> QUEUE, skip_if -> SKIP, cancel_if -> CANCEL.
 CREATE FUNCTION hatchet._wait_conditions(p_def hatchet.task_definitions, p_now timestamptz) RETURNS jsonb
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT hatchet._number_conditions(coalesce(jsonb_agg(jsonb_strip_nulls(
                jsonb_build_object(
@@ -240,6 +250,7 @@ $$;
 -- group); every other task COMPLETED (or skipped) or CANCELLED -> SKIP.
 CREATE FUNCTION hatchet._on_failure_conditions(p_tenant uuid, p_version bigint) RETURNS jsonb
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT hatchet._number_conditions(coalesce(jsonb_agg(c ORDER BY d.id, c->>'action' DESC), '[]'))
     FROM hatchet.task_definitions d
@@ -257,6 +268,7 @@ $$;
 CREATE FUNCTION hatchet._insert_match(p_tenant uuid, p_run uuid, p_def bigint, p_task uuid, p_conditions jsonb)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id uuid := hatchet.gen_id();
@@ -276,6 +288,7 @@ CREATE FUNCTION hatchet._task_input(p_tenant uuid, p_run hatchet.runs, p_def hat
                                     p_triggers jsonb DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_parents jsonb;
@@ -310,6 +323,7 @@ $$;
 -- one place that knows which worker ran an attempt.
 CREATE FUNCTION hatchet._run_placement(p_tenant uuid, p_run hatchet.runs) RETURNS jsonb
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sticky hatchet.sticky_strategy;
@@ -349,6 +363,7 @@ CREATE FUNCTION hatchet._queue_task(p_tenant uuid, p_run hatchet.runs, p_def hat
                                     p_triggers jsonb DEFAULT NULL, p_placement jsonb DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_placement IS NULL THEN
@@ -374,6 +389,7 @@ CREATE FUNCTION hatchet._insert_finished_task(p_tenant uuid, p_run hatchet.runs,
                                               p_triggers jsonb DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_at timestamptz := hatchet.uuid_time(p_task);
@@ -396,6 +412,7 @@ $$;
 -- Why a match fired, from the first satisfied condition of the action that fired (for the timeline).
 CREATE FUNCTION hatchet._match_reason(p_conditions jsonb, p_satisfied jsonb, p_action text) RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce((
         SELECT CASE
@@ -416,6 +433,7 @@ $$;
 -- The next attempt number of a finished task (one past its last terminal event).
 CREATE FUNCTION hatchet._next_attempt(p_tenant uuid, p_task uuid) RETURNS integer
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce((hatchet._task_outcome(p_tenant, p_task)).retry_count, 0) + 1
 $$;
@@ -425,6 +443,7 @@ $$;
 -- after its parents ran again sees their new outputs). Returns the new attempt's retry_count.
 CREATE FUNCTION hatchet._replay_attempt(p_tenant uuid, p_task uuid, p_input jsonb DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_next integer := hatchet._next_attempt(p_tenant, p_task);
@@ -442,6 +461,7 @@ $$;
 CREATE FUNCTION hatchet._replay_finished(p_tenant uuid, p_task uuid, p_event hatchet.task_event_type, p_reason text)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_next integer := hatchet._next_attempt(p_tenant, p_task);
@@ -463,6 +483,7 @@ $$;
 CREATE FUNCTION hatchet._fire_match(p_tenant uuid, p_match uuid, p_action text, p_reason text DEFAULT NULL,
                                     OUT task_id uuid, OUT outcome text)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     m        hatchet.matches;
@@ -542,6 +563,7 @@ $$;
 CREATE FUNCTION hatchet._settle_match(p_tenant uuid, p_match uuid, p_satisfied jsonb, p_wake_at timestamptz,
                                       OUT task_id uuid, OUT outcome text)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_conds  jsonb;
@@ -562,6 +584,7 @@ $$;
 -- cancelled child finishes at once and cascades to its own children) until nothing changes.
 CREATE FUNCTION hatchet._advance(p_tenant uuid, p_tasks uuid[], p_runs uuid[], p_outcomes text[]) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     i         integer := 1;
@@ -651,6 +674,7 @@ $$;
 CREATE FUNCTION hatchet._on_tasks_finished(p_tenant uuid, p_task_ids uuid[], p_run_ids uuid[], p_outcome text)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_run uuid;
@@ -691,6 +715,7 @@ CREATE FUNCTION hatchet._satisfy_match(p_tenant uuid, p_match uuid, p_kind text,
                                        p_payload jsonb DEFAULT NULL, p_metadata jsonb DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     m         hatchet.matches;
@@ -755,6 +780,7 @@ CREATE FUNCTION hatchet._create_run(
     p_child_key text DEFAULT NULL, p_desired_worker_id uuid DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id     uuid := hatchet.gen_id();
@@ -812,6 +838,7 @@ CREATE FUNCTION hatchet.run_workflow(
     desired_worker_id   uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(run_workflow.tenant_id, hatchet.default_tenant());
@@ -854,6 +881,7 @@ COMMENT ON FUNCTION hatchet.run_workflow(text, jsonb, jsonb, integer, uuid, uuid
 
 CREATE FUNCTION hatchet._count_cancelled(p_tenant uuid, p_run uuid) RETURNS integer
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT count(*)::integer FROM hatchet.tasks t
     WHERE t.tenant_id = p_tenant AND t.run_id = p_run AND t.inserted_at >= hatchet.uuid_time(p_run)
@@ -865,6 +893,7 @@ $$;
 CREATE FUNCTION hatchet.cancel_run(run_id uuid, tenant_id uuid DEFAULT NULL, reason text DEFAULT 'run cancelled by user')
 RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(cancel_run.tenant_id, hatchet.default_tenant());
@@ -925,6 +954,7 @@ COMMENT ON FUNCTION hatchet.cancel_run(uuid, uuid, text) IS
 CREATE FUNCTION hatchet.replay_tasks(task_or_run_ids uuid[], tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, run_id uuid, retry_count integer)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1053,6 +1083,7 @@ COMMENT ON FUNCTION hatchet.replay_tasks(uuid[], uuid) IS
 
 CREATE FUNCTION hatchet.run_status(run_id uuid, tenant_id uuid DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(run_status.tenant_id, hatchet.default_tenant());
@@ -1092,6 +1123,7 @@ CREATE FUNCTION hatchet.run_tasks(run_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, readable_id text, status text, retry_count integer, output jsonb, error text,
                queue text, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1134,6 +1166,7 @@ CREATE FUNCTION hatchet.run_events(run_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (readable_id text, task_id uuid, event_type text, created_at timestamptz, retry_count integer,
                reason text, worker text)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1161,6 +1194,7 @@ RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, cre
                workflow_name text, workflow_id uuid, workflow_version_id uuid, parent_task_id uuid,
                triggered_by text, children bigint)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -1184,6 +1218,7 @@ RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, cre
                workflow_name text, workflow_id uuid, workflow_version_id uuid, parent_task_id uuid,
                triggered_by text, children bigint)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1227,6 +1262,7 @@ RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, cre
                workflow_name text, workflow_id uuid, workflow_version_id uuid, parent_task_id uuid,
                triggered_by text, children bigint, total bigint)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1272,6 +1308,7 @@ COMMENT ON FUNCTION hatchet.list_runs(timestamptz, timestamptz, uuid[], jsonb, u
 CREATE FUNCTION hatchet.run_children(run_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, children bigint)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1298,6 +1335,7 @@ CREATE FUNCTION hatchet.finished_runs(run_ids uuid[], tenant_id uuid DEFAULT NUL
 RETURNS TABLE (run_id uuid, run_status text, task_id uuid, readable_id text, status text, retry_count integer,
                output jsonb, error text, queue text, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1336,6 +1374,7 @@ COMMENT ON FUNCTION hatchet.finished_runs(uuid[], uuid) IS
 CREATE FUNCTION hatchet.find_runs_by_metadata(tenant_id uuid, key text, value text, since timestamptz)
 RETURNS TABLE (run_id uuid, created_at timestamptz)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.id, r.inserted_at FROM hatchet.runs r
     WHERE r.tenant_id = find_runs_by_metadata.tenant_id AND r.inserted_at >= find_runs_by_metadata.since

@@ -18,6 +18,7 @@ CREATE FUNCTION hatchet.put_stream_chunk(
     created_at  timestamptz DEFAULT NULL
 ) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(put_stream_chunk.tenant_id, hatchet.default_tenant());
@@ -71,6 +72,7 @@ CREATE FUNCTION hatchet.read_stream_chunks(
 ) RETURNS TABLE (seq bigint, task_id uuid, retry_count integer, event_index bigint, message bytea,
                  created_at timestamptz, settled boolean)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.seq, c.task_id, c.retry_count, c.event_index, c.message, c.created_at,
            c.created_at < pg_catalog.clock_timestamp() - read_stream_chunks.settle
@@ -87,6 +89,7 @@ COMMENT ON FUNCTION hatchet.read_stream_chunks(uuid, bigint, uuid, interval) IS
 -- status, output and error (hatchet.run_status / hatchet.run_tasks; raises for an unknown run).
 CREATE FUNCTION hatchet.run_stream_state(run_id uuid, tenant_id uuid DEFAULT NULL) RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(run_stream_state.tenant_id, hatchet.default_tenant());

@@ -16,6 +16,7 @@ CREATE FUNCTION hatchet._check_task_options(
     p_metadata jsonb
 ) RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_queue IS NULL THEN
@@ -49,13 +50,15 @@ COMMENT ON FUNCTION hatchet._check_task_options(text, integer, integer, float8, 
 -- The fair-queueing virtual time of a queue (creating the queue row on first use). A task with no concurrency key
 -- is a flow of its own and starts at the virtual time, which keeps plain tasks FIFO and interleaves them fairly with
 -- keyed ones.
+-- Not pinned: called per admitted task, so every name is qualified (sql/schema.sql).
 CREATE FUNCTION hatchet._queue_vtime(p_tenant uuid, p_queue text) RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
     v bigint;
 BEGIN
-    SELECT q.vtime INTO v FROM hatchet.queues q WHERE q.tenant_id = p_tenant AND q.name = p_queue;
+    SELECT q.vtime INTO v FROM hatchet.queues q
+    WHERE q.tenant_id OPERATOR(pg_catalog.=) p_tenant AND q.name OPERATOR(pg_catalog.=) p_queue;
     IF NOT FOUND THEN
         INSERT INTO hatchet.queues (tenant_id, name) VALUES (p_tenant, p_queue) ON CONFLICT DO NOTHING;
         v := 0;
@@ -77,6 +80,7 @@ CREATE FUNCTION hatchet._enqueue_batch(
     p_rate_limits jsonb DEFAULT NULL, p_placement jsonb DEFAULT NULL
 ) RETURNS uuid[]
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now      timestamptz := clock_timestamp();
@@ -200,6 +204,7 @@ CREATE FUNCTION hatchet.enqueue(
     sticky              text        DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant   uuid := coalesce(enqueue.tenant_id, hatchet.default_tenant());
@@ -278,6 +283,7 @@ CREATE FUNCTION hatchet.enqueue_many(
     rate_limits         jsonb       DEFAULT NULL
 ) RETURNS uuid[]
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(enqueue_many.tenant_id, hatchet.default_tenant());
@@ -323,6 +329,7 @@ CREATE FUNCTION hatchet._finish_unstarted(p_tenant uuid, p_task_id uuid, p_task_
                                           p_retry_count integer, p_run_id uuid, p_outcome text, p_reason text)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, reason)
@@ -343,6 +350,7 @@ $$;
 CREATE FUNCTION hatchet._promote_due(p_tenant uuid, p_queue text, p_now timestamptz, p_limit integer)
 RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n integer;
@@ -411,6 +419,7 @@ $$;
 CREATE FUNCTION hatchet._claim_ready(p_tenant uuid, p_queue text, p_n integer, p_bounded boolean,
                                      OUT ctids tid[], OUT any_rate_limited boolean)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     b        bigint[];
@@ -480,6 +489,7 @@ SET enable_seqscan = off
 -- One plan for every call: re-planning the claim for each new set of ctids (custom plans) cost more than the claim
 -- itself for small batches (dequeue of 1: 0.88 -> 0.26 ms). The generic plan prunes task partitions at run time.
 SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -558,6 +568,7 @@ COMMENT ON FUNCTION hatchet.dequeue(text, text, integer, uuid) IS
 -- is not the running one (55000).
 CREATE FUNCTION hatchet._reject_stale(p_tenant uuid, p_task uuid, p_retry_count integer) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_state text;
@@ -586,6 +597,7 @@ $$;
 -- task exists. `current` is the current attempt's retry_count where known.
 CREATE FUNCTION hatchet._task_state(p_tenant uuid, p_task uuid, OUT state text, OUT current integer)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     SELECT coalesce(
@@ -618,6 +630,7 @@ CREATE FUNCTION hatchet._release(p_tenant uuid, p_workers uuid[], p_slot_types t
                                  p_slot_tasks uuid[])
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- Lock order everywhere: concurrency groups (by scope, key), then worker slots (by worker, slot type), then
@@ -646,6 +659,7 @@ CREATE FUNCTION hatchet.complete_many(
 LANGUAGE plpgsql
 -- As for dequeue: one generic plan instead of re-planning per batch (complete_many of 1: 0.72 -> 0.39 ms).
 SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(complete_many.tenant_id, hatchet.default_tenant());
@@ -735,6 +749,7 @@ CREATE FUNCTION hatchet.complete(
     tenant_id   uuid  DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(complete.tenant_id, hatchet.default_tenant());
@@ -759,6 +774,7 @@ CREATE FUNCTION hatchet._fail_attempt(p_tenant uuid, p_run hatchet.running, p_er
                                       p_internal boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now  timestamptz := clock_timestamp();
@@ -833,6 +849,7 @@ CREATE FUNCTION hatchet.fail(
     tenant_id   uuid    DEFAULT NULL
 ) RETURNS text
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(fail.tenant_id, hatchet.default_tenant());
@@ -863,6 +880,7 @@ CREATE FUNCTION hatchet.refresh_timeout(
     tenant_id   uuid DEFAULT NULL
 ) RETURNS timestamptz
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(refresh_timeout.tenant_id, hatchet.default_tenant());
@@ -910,6 +928,7 @@ CREATE FUNCTION hatchet.cancel(
     reason    text DEFAULT 'cancelled by user'
 ) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(cancel.tenant_id, hatchet.default_tenant());
@@ -995,6 +1014,7 @@ COMMENT ON FUNCTION hatchet.cancel(uuid, uuid, text) IS
 
 CREATE FUNCTION hatchet.task_status(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_state text;
@@ -1015,6 +1035,7 @@ COMMENT ON FUNCTION hatchet.task_status(uuid, uuid) IS 'QUEUED, RUNNING, COMPLET
 CREATE FUNCTION hatchet.task_events(task_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (event_type text, created_at timestamptz, retry_count integer, reason text, worker text)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1059,6 +1080,7 @@ COMMENT ON FUNCTION hatchet.task_events(uuid, uuid) IS 'the timeline of a task: 
 CREATE FUNCTION hatchet.task(task_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (id uuid, run_id uuid, readable_id text, queue text, status text, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1079,6 +1101,7 @@ COMMENT ON FUNCTION hatchet.task(uuid, uuid) IS 'one task with its run and statu
 -- only the task).
 CREATE FUNCTION hatchet.running_attempt(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF running_attempt.task_id IS NULL THEN
@@ -1100,6 +1123,7 @@ CREATE FUNCTION hatchet.put_log(task_id uuid, message text, level text DEFAULT '
                                 created_at timestamptz DEFAULT NULL, tenant_id uuid DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(put_log.tenant_id, hatchet.default_tenant());
@@ -1125,6 +1149,7 @@ COMMENT ON FUNCTION hatchet.put_log(uuid, text, text, integer, timestamptz, uuid
 CREATE FUNCTION hatchet.task_logs(task_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (created_at timestamptz, retry_count integer, level text, message text)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT l.created_at, l.retry_count, l.level, l.message FROM hatchet.logs l
     WHERE l.tenant_id = coalesce(task_logs.tenant_id, hatchet.default_tenant())

@@ -6,5 +6,6 @@
 
 CREATE FUNCTION hatchet.default_tenant() RETURNS uuid
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT '707d0855-80ab-4e1f-a156-f1c4546cbf52'::uuid $$;
 COMMENT ON FUNCTION hatchet.default_tenant() IS 'the tenant used when a call names none';

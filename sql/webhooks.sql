@@ -8,6 +8,7 @@
 -- Checks an auth config for its type: the fields the receiving side needs must be present and non-empty strings.
 CREATE FUNCTION hatchet._check_webhook_auth(p_type text, p_auth jsonb) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_field text;
@@ -47,6 +48,7 @@ $$;
 CREATE FUNCTION hatchet._check_webhook_event(p_key_expression text, p_scope_expression text, p_static_payload jsonb)
 RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_key_expression = '' THEN
@@ -78,6 +80,7 @@ CREATE FUNCTION hatchet.create_webhook(
     tenant_id            uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(create_webhook.tenant_id, hatchet.default_tenant());
@@ -118,6 +121,7 @@ CREATE FUNCTION hatchet.update_webhook(
     tenant_id            uuid    DEFAULT NULL
 ) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM hatchet._check_webhook_event(update_webhook.event_key_expression, update_webhook.scope_expression,
@@ -138,6 +142,7 @@ COMMENT ON FUNCTION hatchet.update_webhook(text, text, text, jsonb, boolean, uui
 
 CREATE FUNCTION hatchet.delete_webhook(name text, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM hatchet.webhooks w
@@ -159,6 +164,7 @@ CREATE FUNCTION hatchet.find_webhooks(
                  static_payload jsonb, auth_type text, auth jsonb, return_event boolean, created_at timestamptz,
                  updated_at timestamptz, total bigint)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT w.id, w.name, w.source_name, w.event_key_expression, w.scope_expression, w.static_payload, w.auth_type,
            w.auth, w.return_event, w.created_at, w.updated_at, count(*) OVER ()
@@ -186,6 +192,7 @@ CREATE FUNCTION hatchet.receive_webhook(
     OUT event_payload jsonb
 )
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(receive_webhook.tenant_id, hatchet.default_tenant());

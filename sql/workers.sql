@@ -23,6 +23,7 @@ CREATE FUNCTION hatchet.register_worker(
     worker_id   uuid  DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(register_worker.tenant_id, hatchet.default_tenant());
@@ -66,6 +67,7 @@ COMMENT ON FUNCTION hatchet.register_worker(text, text[], jsonb, jsonb, uuid, uu
 
 CREATE FUNCTION hatchet.heartbeat(worker_ids uuid[], tenant_id uuid DEFAULT NULL) RETURNS integer
 LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
 AS $$
     -- Only workers that are still alive may heartbeat: a worker declared dead must register again.
     WITH beat AS (
@@ -80,6 +82,7 @@ COMMENT ON FUNCTION hatchet.heartbeat(uuid[], uuid) IS 'record that these worker
 
 CREATE FUNCTION hatchet.set_worker_paused(worker_id uuid, paused boolean, tenant_id uuid DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE hatchet.workers w SET is_paused = set_worker_paused.paused
@@ -92,6 +95,7 @@ $$;
 
 CREATE FUNCTION hatchet.upsert_worker_labels(worker_id uuid, labels jsonb, tenant_id uuid DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM hatchet._check_payload('labels', upsert_worker_labels.labels);
@@ -110,6 +114,7 @@ CREATE FUNCTION hatchet.deregister_worker(worker_id uuid, reason text DEFAULT 'w
                                           tenant_id uuid DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(deregister_worker.tenant_id, hatchet.default_tenant());
@@ -142,6 +147,7 @@ COMMENT ON FUNCTION hatchet.deregister_worker(uuid, text, uuid) IS
 -- a desired worker and a sticky strategy (SOFT prefers it, HARD requires it).
 CREATE FUNCTION hatchet._placement_option(p_labels jsonb, p_worker uuid, p_sticky text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_labels IS NULL AND p_worker IS NULL AND p_sticky IS NULL THEN
@@ -168,32 +174,36 @@ $$;
 
 -- Does a worker's label set satisfy one desired label? Comparators as Hatchet's: EQUAL / NOT_EQUAL on strings or
 -- integers, GT / GTE / LT / LTE on integers (desired value compared to the worker's: worker GT desired).
+-- Not pinned: called per worker and label in assign, so every name is qualified (sql/schema.sql).
 CREATE FUNCTION hatchet._label_matches(p_worker_labels jsonb, p_key text, p_want jsonb) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE
 AS $$
 DECLARE
-    v_have jsonb := p_worker_labels -> p_key;
-    v_cmp  text  := upper(coalesce(p_want ->> 'comparator', 'EQUAL'));
-    v_val  jsonb := p_want -> 'value';
+    v_have pg_catalog.jsonb := (p_worker_labels OPERATOR(pg_catalog.->) p_key);
+    v_cmp  pg_catalog.text  := pg_catalog.upper(coalesce((p_want OPERATOR(pg_catalog.->>) 'comparator'), 'EQUAL'));
+    v_val  pg_catalog.jsonb := (p_want OPERATOR(pg_catalog.->) 'value');
+    v_have_n numeric;
+    v_val_n  numeric;
 BEGIN
     IF v_have IS NULL OR v_val IS NULL THEN
         RETURN false;
     END IF;
-    IF v_cmp IN ('EQUAL', 'NOT_EQUAL') THEN
-        RETURN (v_have #>> '{}' = v_val #>> '{}') = (v_cmp = 'EQUAL');
+    IF v_cmp OPERATOR(pg_catalog.=) ANY ('{EQUAL,NOT_EQUAL}') THEN
+        RETURN ((v_have OPERATOR(pg_catalog.#>>) '{}') OPERATOR(pg_catalog.=) (v_val OPERATOR(pg_catalog.#>>) '{}'))
+               OPERATOR(pg_catalog.=) (v_cmp OPERATOR(pg_catalog.=) 'EQUAL');
     END IF;
-    IF jsonb_typeof(v_have) <> 'number' OR jsonb_typeof(v_val) <> 'number' THEN
+    IF pg_catalog.jsonb_typeof(v_have) OPERATOR(pg_catalog.<>) 'number'
+       OR pg_catalog.jsonb_typeof(v_val) OPERATOR(pg_catalog.<>) 'number' THEN
         RETURN false;
     END IF;
-    RETURN CASE v_cmp
-        WHEN 'GREATER_THAN' THEN (v_have #>> '{}')::numeric > (v_val #>> '{}')::numeric
-        WHEN 'GT' THEN (v_have #>> '{}')::numeric > (v_val #>> '{}')::numeric
-        WHEN 'GREATER_THAN_OR_EQUAL' THEN (v_have #>> '{}')::numeric >= (v_val #>> '{}')::numeric
-        WHEN 'GTE' THEN (v_have #>> '{}')::numeric >= (v_val #>> '{}')::numeric
-        WHEN 'LESS_THAN' THEN (v_have #>> '{}')::numeric < (v_val #>> '{}')::numeric
-        WHEN 'LT' THEN (v_have #>> '{}')::numeric < (v_val #>> '{}')::numeric
-        WHEN 'LESS_THAN_OR_EQUAL' THEN (v_have #>> '{}')::numeric <= (v_val #>> '{}')::numeric
-        WHEN 'LTE' THEN (v_have #>> '{}')::numeric <= (v_val #>> '{}')::numeric
+    v_have_n := (v_have OPERATOR(pg_catalog.#>>) '{}')::numeric;
+    v_val_n := (v_val OPERATOR(pg_catalog.#>>) '{}')::numeric;
+    RETURN CASE
+        WHEN v_cmp OPERATOR(pg_catalog.=) ANY ('{GREATER_THAN,GT}') THEN v_have_n OPERATOR(pg_catalog.>) v_val_n
+        WHEN v_cmp OPERATOR(pg_catalog.=) ANY ('{GREATER_THAN_OR_EQUAL,GTE}')
+            THEN v_have_n OPERATOR(pg_catalog.>=) v_val_n
+        WHEN v_cmp OPERATOR(pg_catalog.=) ANY ('{LESS_THAN,LT}') THEN v_have_n OPERATOR(pg_catalog.<) v_val_n
+        WHEN v_cmp OPERATOR(pg_catalog.=) ANY ('{LESS_THAN_OR_EQUAL,LTE}') THEN v_have_n OPERATOR(pg_catalog.<=) v_val_n
         ELSE false
     END;
 END
@@ -201,6 +211,7 @@ $$;
 
 -- The score of a worker for a task: NULL if the worker may not run it (a required label fails, or HARD sticky to
 -- another worker), else the sum of the weights of satisfied desired labels (+1,000,000 for the SOFT-sticky worker).
+-- Not pinned: called per candidate and worker in assign, so every name is qualified (sql/schema.sql).
 CREATE FUNCTION hatchet._worker_score(p_worker_id uuid, p_worker_labels jsonb, p_desired jsonb,
                                       p_sticky hatchet.sticky_strategy, p_desired_worker uuid)
 RETURNS bigint
@@ -211,22 +222,24 @@ DECLARE
     v_label record;
     v_ok boolean;
 BEGIN
-    IF p_sticky = 'HARD' AND p_desired_worker IS NOT NULL AND p_desired_worker <> p_worker_id THEN
+    IF p_sticky OPERATOR(pg_catalog.=) 'HARD' AND p_desired_worker IS NOT NULL
+       AND p_desired_worker OPERATOR(pg_catalog.<>) p_worker_id THEN
         RETURN NULL;
     END IF;
-    IF p_sticky = 'SOFT' AND p_desired_worker = p_worker_id THEN
+    IF p_sticky OPERATOR(pg_catalog.=) 'SOFT' AND p_desired_worker OPERATOR(pg_catalog.=) p_worker_id THEN
         v_score := 1000000;
     END IF;
-    IF p_desired IS NULL OR jsonb_typeof(p_desired) <> 'object' THEN
+    IF p_desired IS NULL OR pg_catalog.jsonb_typeof(p_desired) OPERATOR(pg_catalog.<>) 'object' THEN
         RETURN v_score;
     END IF;
-    FOR v_label IN SELECT k, v FROM jsonb_each(p_desired) AS e(k, v) LOOP
+    FOR v_label IN SELECT e.k, e.v FROM pg_catalog.jsonb_each(p_desired) AS e(k, v) LOOP
         v_ok := hatchet._label_matches(p_worker_labels, v_label.k, v_label.v);
-        IF NOT v_ok AND coalesce((v_label.v ->> 'required')::boolean, true) THEN
+        IF NOT v_ok AND coalesce((v_label.v OPERATOR(pg_catalog.->>) 'required')::boolean, true) THEN
             RETURN NULL;
         END IF;
         IF v_ok THEN
-            v_score := v_score + coalesce((v_label.v ->> 'weight')::integer, 100);
+            v_score := v_score OPERATOR(pg_catalog.+)
+                       coalesce((v_label.v OPERATOR(pg_catalog.->>) 'weight')::integer, 100);
         END IF;
     END LOOP;
     RETURN v_score;
@@ -250,6 +263,7 @@ LANGUAGE plpgsql
 -- As hatchet.dequeue: claimed rows are deleted by TID scan at any queue size, and one generic plan serves every call.
 SET enable_seqscan = off
 SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -428,6 +442,7 @@ COMMENT ON FUNCTION hatchet.assign(uuid[], integer, uuid) IS
 -- RUNNING and can still complete or fail, but no longer counts against its worker's capacity.
 CREATE FUNCTION hatchet.release_slot(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant uuid := coalesce(release_slot.tenant_id, hatchet.default_tenant());
@@ -458,6 +473,7 @@ CREATE FUNCTION hatchet.list_workers(tenant_id uuid DEFAULT NULL, worker_id uuid
 RETURNS TABLE (id uuid, name text, is_active boolean, is_paused boolean, labels jsonb, actions text[], slots jsonb,
                used jsonb, last_heartbeat_at timestamptz, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -485,6 +501,7 @@ CREATE FUNCTION hatchet.worker(worker_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (id uuid, name text, is_active boolean, is_paused boolean, labels jsonb, actions text[], slots jsonb,
                used jsonb, last_heartbeat_at timestamptz, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF worker.worker_id IS NULL THEN

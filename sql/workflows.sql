@@ -12,6 +12,7 @@
 -- A proto enum given either by name (any case) or by number (the proto's field value).
 CREATE FUNCTION hatchet._enum_name(p_value jsonb, p_names text[], p_what text, p_workflow text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text;
@@ -38,6 +39,7 @@ $$;
 -- An optional list of strings.
 CREATE FUNCTION hatchet._json_texts(p_value jsonb, p_what text, p_workflow text) RETURNS text[]
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN
@@ -55,6 +57,7 @@ $$;
 -- A JSON object given as an object or as JSON text (proto `string`/`bytes` fields such as cron_input).
 CREATE FUNCTION hatchet._json_object(p_value jsonb, p_what text, p_workflow text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v jsonb := p_value;
@@ -79,6 +82,7 @@ $$;
 -- A duration string, validated; the error names where it was found.
 CREATE FUNCTION hatchet._json_duration(p_value jsonb, p_default text, p_what text, p_workflow text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text := coalesce(nullif(p_value #>> '{}', ''), p_default);
@@ -100,6 +104,7 @@ $$;
 CREATE FUNCTION hatchet._normalise_condition(p_workflow text, p_task text, p_list text, p_ord bigint, p_c jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_kind text := p_c->>'kind';
@@ -150,6 +155,7 @@ $$;
 CREATE FUNCTION hatchet._normalise_conditions(p_workflow text, p_task text, p_parents text[], p_c jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_lists constant text[] := ARRAY['wait_for', 'skip_if', 'cancel_if'];
@@ -223,6 +229,7 @@ $$;
 -- One task of a definition (Hatchet's CreateTaskOpts) in stored form, validated. Durations stay strings (as sent).
 CREATE FUNCTION hatchet._normalise_task(p_workflow text, p_t jsonb, p_on_failure boolean) RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_rid      text := p_t->>'readable_id';
@@ -341,6 +348,7 @@ $$;
 -- is CANCEL_IN_PROGRESS (enum value 0) and max_runs defaults to 1, as in Hatchet.
 CREATE FUNCTION hatchet._normalise_concurrency(p_workflow text, p_what text, p_c jsonb) RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_strategy text;
@@ -377,6 +385,7 @@ LANGUAGE plpgsql STABLE
 -- The recursive cycle check over jsonb_array_elements is estimated far above its real cost: without this, JIT
 -- compilation alone takes ~150 ms per registration.
 SET jit = off
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_name     text := p_def->>'name';
@@ -503,6 +512,7 @@ $$;
 
 CREATE FUNCTION hatchet.register_workflow(definition jsonb, tenant_id uuid DEFAULT NULL) RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p_tenant   uuid := coalesce(register_workflow.tenant_id, hatchet.default_tenant());
@@ -608,6 +618,7 @@ COMMENT ON FUNCTION hatchet.register_workflow(jsonb, uuid) IS
 CREATE FUNCTION hatchet._latest_version(p_tenant uuid, p_workflow text,
                                         OUT workflow_id bigint, OUT version_id bigint, OUT default_priority integer)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_workflow IS NULL THEN
@@ -631,6 +642,7 @@ $$;
 -- Hatchet's enum numbers (proto ConcurrencyLimitStrategy) or names, to our three strategies.
 CREATE FUNCTION hatchet._strategy_name(p jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE coalesce(p #>> '{}', '0')
         WHEN '0' THEN 'CANCEL_IN_PROGRESS' WHEN 'CANCEL_IN_PROGRESS' THEN 'CANCEL_IN_PROGRESS'
@@ -644,6 +656,7 @@ $$;
 -- Proto RateLimitDuration numbers or names to a window name put_rate_limit understands.
 CREATE FUNCTION hatchet._duration_name(p jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE coalesce(p #>> '{}', '1')
         WHEN '0' THEN 'SECOND' WHEN '1' THEN 'MINUTE' WHEN '2' THEN 'HOUR' WHEN '3' THEN 'DAY'
@@ -658,6 +671,7 @@ $$;
 CREATE FUNCTION hatchet._definition_flow(p_tenant uuid, p_definition_id bigint, p_input jsonb, p_metadata jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_def   record;
@@ -776,6 +790,7 @@ RETURNS TABLE (id uuid, name text, is_paused boolean, created_at timestamptz, ve
                version_created_at timestamptz, event_triggers text[], cron_triggers text[], description text,
                sticky text)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -12,8 +12,10 @@
 --   * Event filters have one list function: list_filters(workflow, tenant_id, filter_ids, workflow_ids, scopes,
 --     max_rows, skip_rows) returns find_filters' columns (with workflow_id and total) and takes its filters and
 --     paging; find_filters is dropped. Rows come oldest first (list_filters sorted by workflow name first).
--- Each definition below is the same text as in the 0.2.0 install script, so an updated 0.1.0 and a fresh 0.2.0 have
--- the same catalog.
+--   * search_path: every function pins search_path = pg_catalog, pg_temp (the ALTER FUNCTION statements at the end),
+--     except four per-row helpers, whose bodies now qualify every name instead.
+-- Each definition below is the same text as in the 0.2.0 install script (whose SET search_path clause the ALTER
+-- FUNCTION statements at the end add), so an updated 0.1.0 and a fresh 0.2.0 have the same catalog.
 
 \echo Use "ALTER EXTENSION pg_hatchet UPDATE TO '0.2.0'" to load this file. \quit
 
@@ -421,3 +423,242 @@ AS $$
 $$;
 COMMENT ON FUNCTION hatchet.list_filters(text, uuid, uuid[], uuid[], text[], integer, integer) IS
     'a page of a tenant''s event filters by workflow name, id, workflow public id and scope, with the total count';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- search_path (issue 15, CVE-2018-1058 class): every function pins search_path = pg_catalog, pg_temp, so a name in a
+-- function body never resolves to an object planted in a schema on the caller's path (not even a better-matching
+-- overload, which wins over pg_catalog's own even when pg_catalog is searched first). Four helpers called per row in
+-- hot statements stay unpinned and qualify every name instead (sql/schema.sql's header says why): their bodies are
+-- replaced here. hatchet.maintain_partitions was pinned in 0.1.0 already.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._event_key_matches(p_pattern text, p_key text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p_key OPERATOR(pg_catalog.~~) pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               p_pattern, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%')
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet._queue_vtime(p_tenant uuid, p_queue text) RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v bigint;
+BEGIN
+    SELECT q.vtime INTO v FROM hatchet.queues q
+    WHERE q.tenant_id OPERATOR(pg_catalog.=) p_tenant AND q.name OPERATOR(pg_catalog.=) p_queue;
+    IF NOT FOUND THEN
+        INSERT INTO hatchet.queues (tenant_id, name) VALUES (p_tenant, p_queue) ON CONFLICT DO NOTHING;
+        v := 0;
+    END IF;
+    RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet._label_matches(p_worker_labels jsonb, p_key text, p_want jsonb) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    v_have pg_catalog.jsonb := (p_worker_labels OPERATOR(pg_catalog.->) p_key);
+    v_cmp  pg_catalog.text  := pg_catalog.upper(coalesce((p_want OPERATOR(pg_catalog.->>) 'comparator'), 'EQUAL'));
+    v_val  pg_catalog.jsonb := (p_want OPERATOR(pg_catalog.->) 'value');
+    v_have_n numeric;
+    v_val_n  numeric;
+BEGIN
+    IF v_have IS NULL OR v_val IS NULL THEN
+        RETURN false;
+    END IF;
+    IF v_cmp OPERATOR(pg_catalog.=) ANY ('{EQUAL,NOT_EQUAL}') THEN
+        RETURN ((v_have OPERATOR(pg_catalog.#>>) '{}') OPERATOR(pg_catalog.=) (v_val OPERATOR(pg_catalog.#>>) '{}'))
+               OPERATOR(pg_catalog.=) (v_cmp OPERATOR(pg_catalog.=) 'EQUAL');
+    END IF;
+    IF pg_catalog.jsonb_typeof(v_have) OPERATOR(pg_catalog.<>) 'number'
+       OR pg_catalog.jsonb_typeof(v_val) OPERATOR(pg_catalog.<>) 'number' THEN
+        RETURN false;
+    END IF;
+    v_have_n := (v_have OPERATOR(pg_catalog.#>>) '{}')::numeric;
+    v_val_n := (v_val OPERATOR(pg_catalog.#>>) '{}')::numeric;
+    RETURN CASE
+        WHEN v_cmp OPERATOR(pg_catalog.=) ANY ('{GREATER_THAN,GT}') THEN v_have_n OPERATOR(pg_catalog.>) v_val_n
+        WHEN v_cmp OPERATOR(pg_catalog.=) ANY ('{GREATER_THAN_OR_EQUAL,GTE}')
+            THEN v_have_n OPERATOR(pg_catalog.>=) v_val_n
+        WHEN v_cmp OPERATOR(pg_catalog.=) ANY ('{LESS_THAN,LT}') THEN v_have_n OPERATOR(pg_catalog.<) v_val_n
+        WHEN v_cmp OPERATOR(pg_catalog.=) ANY ('{LESS_THAN_OR_EQUAL,LTE}') THEN v_have_n OPERATOR(pg_catalog.<=) v_val_n
+        ELSE false
+    END;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet._worker_score(p_worker_id uuid, p_worker_labels jsonb, p_desired jsonb,
+                                      p_sticky hatchet.sticky_strategy, p_desired_worker uuid)
+RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    v_score bigint := 0;
+    v_label record;
+    v_ok boolean;
+BEGIN
+    IF p_sticky OPERATOR(pg_catalog.=) 'HARD' AND p_desired_worker IS NOT NULL
+       AND p_desired_worker OPERATOR(pg_catalog.<>) p_worker_id THEN
+        RETURN NULL;
+    END IF;
+    IF p_sticky OPERATOR(pg_catalog.=) 'SOFT' AND p_desired_worker OPERATOR(pg_catalog.=) p_worker_id THEN
+        v_score := 1000000;
+    END IF;
+    IF p_desired IS NULL OR pg_catalog.jsonb_typeof(p_desired) OPERATOR(pg_catalog.<>) 'object' THEN
+        RETURN v_score;
+    END IF;
+    FOR v_label IN SELECT e.k, e.v FROM pg_catalog.jsonb_each(p_desired) AS e(k, v) LOOP
+        v_ok := hatchet._label_matches(p_worker_labels, v_label.k, v_label.v);
+        IF NOT v_ok AND coalesce((v_label.v OPERATOR(pg_catalog.->>) 'required')::boolean, true) THEN
+            RETURN NULL;
+        END IF;
+        IF v_ok THEN
+            v_score := v_score OPERATOR(pg_catalog.+)
+                       coalesce((v_label.v OPERATOR(pg_catalog.->>) 'weight')::integer, 100);
+        END IF;
+    END LOOP;
+    RETURN v_score;
+END
+$$;
+
+ALTER FUNCTION hatchet._iso_utc(timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.create_cron(text, text, text, jsonb, jsonb, integer, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.delete_cron(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.list_crons(text, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.schedule(text, timestamptz, jsonb, jsonb, integer, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.delete_schedule(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.list_schedules(text, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._run_time_triggers(timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._push_events(uuid, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._check_event(text, text, jsonb, jsonb, text, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.push_event(text, jsonb, jsonb, text, uuid, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.push_events(jsonb, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.create_filter(text, text, text, jsonb, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.delete_filter(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.list_filters(text, uuid, uuid[], uuid[], text[], integer, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.create_workflow_filter(uuid, text, text, jsonb, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.update_filter(uuid, text, text, jsonb, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._concurrency_option(text, text, integer, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._admit(uuid, uuid, timestamptz, integer, integer, integer, integer, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._try_lock_holder(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._cancel_holder(uuid, uuid, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._release_slots(uuid, uuid[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._rate_limits_option(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._rate_limit_window(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.put_rate_limit(text, integer, text, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.pause_rate_limit(text, timestamptz, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._take_rate_limits(uuid, jsonb, timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._apply_rate_limits(uuid, tid[], timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.list_rate_limits(text, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.partitioned_tables() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._reap_timeouts(uuid, timestamptz, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._expire_queued(uuid, timestamptz, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._reap_dead_workers(uuid, timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.prune_stream_chunks(interval, interval) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.run_maintenance() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._check_payload(text, jsonb, boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._check_run_options(jsonb, jsonb, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._check_page(integer, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._json_int(jsonb, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._clean_metadata(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._lock_runs(uuid[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._lock_pending_runs(uuid, uuid[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._run_row(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._task_output(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._task_outcome(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._cel_bool(text, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._match_action(jsonb, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._number_conditions(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._parent_conditions(hatchet.task_definitions) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._wait_conditions(hatchet.task_definitions, timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._on_failure_conditions(uuid, bigint) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._insert_match(uuid, uuid, bigint, uuid, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._task_input(uuid, hatchet.runs, hatchet.task_definitions, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._run_placement(uuid, hatchet.runs) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._queue_task(uuid, hatchet.runs, hatchet.task_definitions, uuid, jsonb, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._insert_finished_task(uuid, hatchet.runs, hatchet.task_definitions, uuid, hatchet.task_event_type, text, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._match_reason(jsonb, jsonb, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._next_attempt(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._replay_attempt(uuid, uuid, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._replay_finished(uuid, uuid, hatchet.task_event_type, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._fire_match(uuid, uuid, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._settle_match(uuid, uuid, jsonb, timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._advance(uuid, uuid[], uuid[], text[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._on_tasks_finished(uuid, uuid[], uuid[], text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._satisfy_match(uuid, uuid, text, timestamptz, text, text, jsonb, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._create_run(uuid, bigint, jsonb, jsonb, integer, text, jsonb, uuid, integer, text, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.run_workflow(text, jsonb, jsonb, integer, uuid, uuid, integer, text, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._count_cancelled(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.cancel_run(uuid, uuid, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.replay_tasks(uuid[], uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.run_status(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.run_tasks(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.run_events(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._run_view(uuid, hatchet.runs) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.run(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.list_runs(timestamptz, timestamptz, uuid[], jsonb, uuid, text[], uuid, uuid, integer, integer, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.run_children(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.finished_runs(uuid[], uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.find_runs_by_metadata(uuid, text, text, timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.put_stream_chunk(uuid, bytea, bigint, uuid, timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.read_stream_chunks(uuid, bigint, uuid, interval) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.run_stream_state(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._check_task_options(text, integer, integer, float8, integer, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._enqueue_batch(uuid, text, jsonb[], integer, timestamptz, integer, float8, integer, interval, interval, text, jsonb, uuid[], uuid[], bigint, text, jsonb, jsonb, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.enqueue(text, jsonb, integer, timestamptz, integer, float8, integer, text, text, text, jsonb, uuid, text, integer, text, jsonb, jsonb, uuid, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.enqueue_many(text, jsonb[], integer, timestamptz, integer, float8, integer, text, text, jsonb, uuid, text, integer, text, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._finish_unstarted(uuid, uuid, timestamptz, integer, uuid, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._promote_due(uuid, text, timestamptz, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._claim_ready(uuid, text, integer, boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.dequeue(text, text, integer, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._reject_stale(uuid, uuid, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._task_state(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._release(uuid, uuid[], text[], integer[], uuid[]) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.complete_many(uuid[], integer[], jsonb[], uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.complete(uuid, integer, jsonb, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._fail_attempt(uuid, hatchet.running, text, boolean, boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.fail(uuid, integer, text, boolean, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.refresh_timeout(uuid, integer, text, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.cancel(uuid, uuid, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.task_status(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.task_events(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.task(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.running_attempt(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.put_log(uuid, text, text, integer, timestamptz, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.task_logs(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.default_tenant() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._check_webhook_auth(text, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._check_webhook_event(text, text, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.create_webhook(text, text, text, text, jsonb, text, jsonb, boolean, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.update_webhook(text, text, text, jsonb, boolean, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.delete_webhook(text, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.find_webhooks(uuid, text[], text[], integer, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.receive_webhook(text, jsonb, jsonb, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.register_worker(text, text[], jsonb, jsonb, uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.heartbeat(uuid[], uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.set_worker_paused(uuid, boolean, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.upsert_worker_labels(uuid, jsonb, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.deregister_worker(uuid, text, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._placement_option(jsonb, uuid, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.assign(uuid[], integer, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.release_slot(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.list_workers(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.worker(uuid, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._enum_name(jsonb, text[], text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._json_texts(jsonb, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._json_object(jsonb, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._json_duration(jsonb, text, text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._normalise_condition(text, text, text, bigint, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._normalise_conditions(text, text, text[], jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._normalise_task(text, jsonb, boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._normalise_concurrency(text, text, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._normalise_workflow(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.register_workflow(jsonb, uuid) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._latest_version(uuid, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._strategy_name(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._duration_name(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet._definition_flow(uuid, bigint, jsonb, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION hatchet.list_workflows(text, uuid, uuid) SET search_path = pg_catalog, pg_temp;

@@ -6,8 +6,8 @@
 //!   in `wake.rs`, which also holds the `hatchet._ready` function and the commit callback that wake it).
 //!
 //! Both are registered with the postmaster from `_PG_init` and serve the database named by `hatchet.database_name`
-//! (pg_cron's model). Both start the same way, in pg_cron's order: signal handlers → connect → application_name
-//! ([`start`]); then each runs its own loop, reloading the settings on SIGHUP, until SIGTERM.
+//! (pg_cron's model). Both start the same way, in pg_cron's order: signal handlers → connect → a safe search_path
+//! and application_name ([`start`]); then each runs its own loop, reloading the settings on SIGHUP, until SIGTERM.
 
 mod maintenance;
 mod notifier;
@@ -40,8 +40,15 @@ fn register_process(name: &str, backend_type: &str, function: &str, restart_afte
 }
 
 /// The start of each background process: signal handlers (SIGHUP reloads settings, SIGTERM ends the main loop), a
-/// connection to `hatchet.database_name`, and `application_name` set to `name` so that pg_stat_activity tells the
-/// process from clients. Returns the database name.
+/// connection to `hatchet.database_name`, a safe `search_path`, and `application_name` set to `name` so that
+/// pg_stat_activity tells the process from clients. Returns the database name.
+///
+/// Why the search_path: the process runs as the bootstrap superuser and starts with whatever path the configuration
+/// gives it (postgresql.conf, `ALTER DATABASE ... SET search_path`, `ALTER ROLE`), which can name a schema that other
+/// roles may create objects in. Its own statements name operators and functions unqualified (`=`, `-`), so a
+/// look-alike planted there would run as superuser (CVE-2018-1058). `pg_catalog, pg_temp` is set for the session
+/// before any other statement, at the session level, which outranks the configuration file (a SIGHUP reload keeps
+/// it) and the database and role defaults read at connect time.
 fn start(name: &str) -> String {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let dbname = gucs::DATABASE_NAME
@@ -51,6 +58,7 @@ fn start(name: &str) -> String {
     BackgroundWorker::connect_worker_to_spi(Some(&dbname), None);
     let set = format!("SET application_name = '{name}'");
     BackgroundWorker::transaction(|| {
+        Spi::run("SET search_path = pg_catalog, pg_temp").expect("setting search_path failed");
         Spi::run(&set).ok();
     });
     dbname
