@@ -34,7 +34,6 @@ pub mod cluster;
 pub mod config;
 pub mod db;
 mod dispatch;
-pub mod duration;
 mod error;
 mod grpc;
 pub mod metrics;

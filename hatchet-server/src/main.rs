@@ -9,10 +9,11 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use hatchet_core::duration;
 use hatchet_server::auth::{Authenticator, MintRequest};
 use hatchet_server::cluster::{ClusterSpec, LocalCluster, DEFAULT_PG_BIN_DIR};
 use hatchet_server::config::{ServerConfig, DEFAULT_TENANT_ID};
-use hatchet_server::{db, duration, AppState, Listeners, TlsFiles};
+use hatchet_server::{db, AppState, Listeners, TlsFiles};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::io::Write;
@@ -98,7 +99,7 @@ enum TokenCommand {
         #[arg(long, default_value = "default")]
         name: String,
         /// Lifetime, e.g. 90d, 12h, 1w.
-        #[arg(long, default_value = "90d", value_parser = duration::parse)]
+        #[arg(long, default_value = "90d", value_parser = duration::parse_unbounded)]
         expires_in: Duration,
         /// REST URL written into the token (the SDK's default server_url).
         #[arg(long, default_value = "http://localhost:8080")]
