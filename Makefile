@@ -5,7 +5,7 @@
 dev:
 	bash scripts/dev.sh
 
-## test: every layer (fmt, clippy, unit, pgrx, sql, e2e, bench); last line `N passed, N failed`
+## test: every layer (fmt, clippy, unit, pgrx, sql, cluster, upgrade, e2e, bench); last line `N passed, N failed`
 test:
 	bash scripts/test.sh
 
