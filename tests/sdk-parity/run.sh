@@ -14,7 +14,9 @@
 #   PYTEST_ARGS        instead of the whole examples/ directory, e.g. `-- examples/simple examples/dag`
 #
 # Environment: HATCHET_SERVER_BIN (default: `cargo build -p hatchet-server`, then target/debug/hatchet-server),
-# PARITY_VENV (default /tmp/pg_hatchet-sdk-parity-venv), PARITY_OUT (default tests/output/sdk-parity).
+# PARITY_VENV (default /tmp/pg_hatchet-sdk-parity-venv), PARITY_OUT (default tests/output/sdk-parity),
+# PG_HATCHET_TEST_LOCK_HELD=1 (the caller holds /tmp/pg_hatchet-test.lock until the server is up; otherwise the
+# script takes it itself while the server creates its cluster and the extension).
 #
 # The SDK is the project's (.venv from scripts/setup.sh, hatchet-sdk 1.43.1): the script makes a separate venv that
 # sees .venv's packages through a .pth file and installs into it only what the examples and Hatchet's test setup
@@ -143,8 +145,10 @@ grpc_port="$(free_port)" http_port="$(free_port)" pg_port="$(free_port)"
 say "starting ${server_bin} dev (gRPC ${grpc_port}, REST ${http_port}, Postgres ${pg_port}); log: ${OUT}/server.log"
 # scripts/install-ext.sh may be replacing the installed extension while the cluster runs CREATE EXTENSION; hold
 # the test lock until the server is up (as scripts/test.sh does for its own clusters).
-exec 9>>/tmp/pg_hatchet-test.lock
-flock 9
+if [[ "${PG_HATCHET_TEST_LOCK_HELD:-}" != 1 ]]; then # set by a caller that holds the lock (to install first)
+    exec 9>>/tmp/pg_hatchet-test.lock
+    flock -n 9 || { say "waiting for another test run holding /tmp/pg_hatchet-test.lock"; flock 9; }
+fi
 (cd "${WORK}" && RUST_LOG="${RUST_LOG:-info,sqlx=warn}" exec "${server_bin}" dev --data-dir "${WORK}/dev" \
     --grpc-port "${grpc_port}" --http-port "${http_port}" --pg-port "${pg_port}" \
     >"${WORK}/exports" 2>"${OUT}/server.log") &
@@ -155,7 +159,7 @@ for ((i = 0; i < 600; i++)); do
     sleep 0.2
 done
 wait_http "http://localhost:${http_port}/health" 30 "the server's /health" "${server_pid}"
-flock -u 9
+[[ "${PG_HATCHET_TEST_LOCK_HELD:-}" == 1 ]] || flock -u 9
 # shellcheck disable=SC1090
 source <(grep '^export HATCHET_CLIENT_' "${WORK}/exports")
 cp "${WORK}/exports" "${OUT}/exports.sh"
