@@ -54,6 +54,8 @@ def read(junit: str) -> list[Case]:
             module = file[: -len(".py")].replace("/", ".")
             inner = classname[len(module) + 1 :] if classname.startswith(module + ".") else ""
             nodeid = f"{file}::{inner}::{name}" if inner else f"{file}::{name}"
+        elif classname == "pytest":  # pytest's own INTERNALERROR: the session ended early
+            file, nodeid = "(pytest)/x", f"pytest {name} error (the run ended early; see pytest.log)"
         else:  # a collection error: name is the module's dotted path
             file = name.replace(".", "/") + ".py"
             nodeid = file

@@ -187,11 +187,13 @@ fi
 
 # --- the suite --------------------------------------------------------------------------------------------------------
 [[ ${#pytest_args[@]} -gt 0 ]] || pytest_args=(examples)
+# --tb=native: pytest's own traceback formatting parses source with `ast`, and on Python 3.11 that has ended the
+# whole session with an INTERNALERROR (SystemError: AST constructor recursion depth mismatch) on a failing test here.
 run_pytest() { # JUNIT LOG TIMEOUT ARGS...
     local junit="$1" log="$2" limit="$3"
     shift 3
     say "pytest -n ${jobs} --timeout ${limit} $*; log: ${log}"
-    python -m pytest -p no:cacheprovider -n "${jobs}" --timeout "${limit}" -o log_cli=false -o junit_family=xunit1 -rA \
+    python -m pytest -p no:cacheprovider -n "${jobs}" --timeout "${limit}" -o log_cli=false -o junit_family=xunit1 --tb=native -rA \
         --junitxml="${junit}" "$@" >"${log}" 2>&1 || true
 }
 run_pytest "${OUT}/junit.xml" "${OUT}/pytest.log" "${timeout_s}" "${pytest_args[@]}"
