@@ -14,7 +14,7 @@ import sys
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 
 @dataclass
@@ -92,7 +92,8 @@ def main() -> int:
                 print(c.nodeid)
         return 0
 
-    rerun = {c.nodeid: c for c in read(args.rerun)} if args.rerun else {}
+    rerun_lost = bool(args.rerun) and not Path(args.rerun).exists()  # the rerun's pytest was killed
+    rerun = {c.nodeid: c for c in read(args.rerun)} if args.rerun and not rerun_lost else {}
     first_timeouts = {c.nodeid for c in cases if c.timed_out}
     cases = [rerun.get(c.nodeid, c) for c in cases]
 
@@ -104,7 +105,9 @@ def main() -> int:
     out = sys.stdout
     out.write(f"Hatchet SDK suite: {len(cases)} ran, {total['passed']} passed, {total['failed']} failed, "
               f"{total['skipped']} skipped (limit {args.timeout} s per test")
-    if first_timeouts:
+    if first_timeouts and rerun_lost:
+        out.write(f"; the rerun of the {len(first_timeouts)} that timed out left no result")
+    elif first_timeouts and args.rerun:
         out.write(f"; the {len(first_timeouts)} that timed out were rerun with {args.rerun_timeout} s")
     out.write(")\n\n| example directory | ran | passed | failed | skipped |\n|---|---:|---:|---:|---:|\n")
     for d in sorted(by_dir):
@@ -117,7 +120,7 @@ def main() -> int:
         out.write("\nFailures:\n\n")
         for c in failed:
             note = ""
-            if c.nodeid in first_timeouts:
+            if c.nodeid in first_timeouts and c.nodeid in rerun:
                 note = f"[timed out at {args.timeout} s; rerun: {'timed out again' if c.timed_out else 'failed'}] "
             out.write(f"- `{c.nodeid}`: {note}{c.reason}\n")
     passed_on_rerun = sorted(n for n in first_timeouts if rerun.get(n) and rerun[n].outcome == "passed")

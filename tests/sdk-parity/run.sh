@@ -189,20 +189,27 @@ fi
 [[ ${#pytest_args[@]} -gt 0 ]] || pytest_args=(examples)
 # --tb=native: pytest's own traceback formatting parses source with `ast`, and on Python 3.11 that has ended the
 # whole session with an INTERNALERROR (SystemError: AST constructor recursion depth mismatch) on a failing test here.
-run_pytest() { # JUNIT LOG TIMEOUT ARGS...
-    local junit="$1" log="$2" limit="$3"
-    shift 3
-    say "pytest -n ${jobs} --timeout ${limit} $*; log: ${log}"
-    python -m pytest -p no:cacheprovider -n "${jobs}" --timeout "${limit}" -o log_cli=false -o junit_family=xunit1 --tb=native -rA \
-        --junitxml="${junit}" "$@" >"${log}" 2>&1 || true
+# pytest runs in its own session: workers that tests start and a crashed session leaves behind go with it.
+run_pytest() { # JUNIT LOG TIMEOUT METHOD ARGS...
+    local junit="$1" log="$2" limit="$3" method="$4"
+    shift 4
+    say "pytest -n ${jobs} --timeout ${limit} --timeout-method ${method} $*; log: ${log}"
+    setsid python -m pytest -p no:cacheprovider -n "${jobs}" --timeout "${limit}" --timeout-method "${method}" \
+        -o log_cli=false -o junit_family=xunit1 --tb=native -rA --junitxml="${junit}" "$@" >"${log}" 2>&1 &
+    local pid=$!
+    wait "${pid}" || true
+    kill -KILL -- "-${pid}" 2>/dev/null || true
 }
-run_pytest "${OUT}/junit.xml" "${OUT}/pytest.log" "${timeout_s}" "${pytest_args[@]}"
+# The first pass interrupts a test at its limit with SIGALRM (pytest-timeout's default, as in Hatchet's CI). A test
+# stuck where that signal cannot reach it kept a rerun from ever ending, so the rerun ends such a test with its
+# pytest-xdist process (--timeout-method thread; pytest-xdist reports it as crashed and starts a new process).
+run_pytest "${OUT}/junit.xml" "${OUT}/pytest.log" "${timeout_s}" signal "${pytest_args[@]}"
 
 rerun_xml=()
 if [[ "${rerun_timeout_s}" != 0 ]]; then
     mapfile -t timed_out < <(python "${HERE}/report.py" --timed-out "${OUT}/junit.xml")
     if [[ ${#timed_out[@]} -gt 0 ]]; then
-        run_pytest "${OUT}/junit-rerun.xml" "${OUT}/pytest-rerun.log" "${rerun_timeout_s}" "${timed_out[@]}"
+        run_pytest "${OUT}/junit-rerun.xml" "${OUT}/pytest-rerun.log" "${rerun_timeout_s}" thread "${timed_out[@]}"
         rerun_xml=(--rerun "${OUT}/junit-rerun.xml")
     fi
 fi
