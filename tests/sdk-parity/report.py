@@ -68,7 +68,9 @@ def read(junit: str) -> list[Case]:
                 case.timed_out = case.timed_out or is_timeout(detail)
                 if not case.reason:
                     case.reason = one_line(text) or one_line(child.text)
-                    if child.tag == "error" and "collection" not in text:
+                    if "crashed while running" in detail:  # the rerun's thread timeout ended the process
+                        case.reason = "timed out: its pytest-xdist process was ended"
+                    elif child.tag == "error" and "collection" not in text:
                         case.reason = f"(setup/teardown) {case.reason}"
             elif child.tag == "skipped" and case.outcome != "failed":
                 case.outcome = "skipped"
