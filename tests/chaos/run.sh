@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The chaos suite (issue 16): bash tests/chaos/run.sh [--minutes N] [--seed S] [--short] [--keep]
+# --short: the run inside `make test` (under 6 minutes, fixed seed, every fault kind once). Without it: --minutes of
+# load with a fault every ~12 s. Needs the extension installed in the system Postgres 15 (the server runs as the
+# postgres user), .venv with hatchet-sdk, and builds hatchet-server (debug) unless HATCHET_SERVER_BIN names one.
+# Output and logs: tests/output/chaos/. The last line is `N passed, N failed` (one per invariant).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
+ROOT="${PWD}"
+if [[ -d "${HOME}/.cargo/bin" && ":${PATH}:" != *":${HOME}/.cargo/bin:"* ]]; then
+    export PATH="${HOME}/.cargo/bin:${PATH}"
+fi
+args=("$@")
+if [[ " $* " == *" --short "* ]]; then
+    args=(--minutes 3.3 --seed 16 "$@")
+fi
+if [[ -z "${HATCHET_SERVER_BIN:-}" ]]; then
+    cargo build --quiet -p hatchet-server || { echo "0 passed, 1 failed"; exit 1; }
+    export HATCHET_SERVER_BIN="${CARGO_TARGET_DIR:-${ROOT}/target}/debug/hatchet-server"
+fi
+exec "${ROOT}/.venv/bin/python" -u tests/chaos/chaos.py "${args[@]}"
