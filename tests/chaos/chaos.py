@@ -335,6 +335,22 @@ class Harness:
         append_jsonl(OUT / "recoveries.jsonl", rec)
         return {k: v for k, v in rec.items() if k != "kind"}
 
+    def burst(self, prefix: str, per_tenant: int) -> int:
+        """Triggers per_tenant short chaos-single runs per tenant in one statement; acknowledged like the loaders'."""
+        n = 0
+        for label, tenant in (("a", TENANT_A), ("b", TENANT_B)):
+            out = self.pg.try_psql(
+                f"SELECT string_agg(hatchet.run_workflow('chaos-single', jsonb_build_object('key', "
+                f"'{prefix}-{label}-' || i, 'ms', 200), tenant_id => '{tenant}')::text, ',') "
+                f"FROM generate_series(1, {per_tenant}) i", timeout=10)
+            t = time.time()
+            for i, run_id in enumerate((out or "").split(",") if out else []):
+                append_jsonl(OUT / "acks" / "harness.jsonl", {
+                    "tenant": label, "loader": "harness", "replica": "sql", "wf": "single",
+                    "key": f"{prefix}-{label}-{i + 1}", "kind": "run", "id": run_id, "t0": t, "t1": t})
+                n += 1
+        return n
+
     def inject(self, kind: str) -> None:
         rng = self.rng
         t0 = time.time()
@@ -354,11 +370,14 @@ class Harness:
             self.record_fault(kind, name, t0, time.time(), [name])
         elif kind == "server_kill":
             i = rng.choice(self.live_replicas())
+            # A burst first, so that the replica is likely killed between committing an assignment and pushing it.
+            burst = self.burst(f"burst{self.fault_seq + 1}", 20)
+            time.sleep(rng.uniform(0.05, 0.5))
             self.servers[i].kill9()
             time.sleep(rng.uniform(0.5, 3))
             self.servers[i].start()
             self.wait_server(i, 60)
-            self.record_fault(kind, f"server{i}", t0, time.time(), self.workers_on(i))
+            self.record_fault(kind, f"server{i}", t0, time.time(), self.workers_on(i), burst=burst)
         elif kind == "server_stop":
             i = rng.choice(self.live_replicas())
             self.servers[i].signal(signal.SIGSTOP)
