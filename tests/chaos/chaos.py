@@ -39,7 +39,7 @@ TENANT_B = "3c0ffee0-0000-4000-8000-00000000000b"
 DEAD_AFTER_S = 10
 LONG_FAULT_S = DEAD_AFTER_S + 5
 FAULT_KINDS = [
-    "worker_kill", "server_kill", "server_stop", "worker_stop", "pg_terminate", "backend_kill",
+    "worker_kill", "server_kill", "server_kill_mid_assign", "server_stop", "worker_stop", "pg_terminate", "backend_kill",
     "postmaster_kill", "postmaster_kill_long", "server_kill_left_dead",
 ]
 
@@ -378,6 +378,31 @@ class Harness:
             self.servers[i].start()
             self.wait_server(i, 60)
             self.record_fault(kind, f"server{i}", t0, time.time(), self.workers_on(i), burst=burst)
+        elif kind == "server_kill_mid_assign":
+            # The replica dies while its hatchet.assign statement waits for a lock: once the lock is gone the
+            # statement commits, and its answer goes nowhere (an assignment committed but never pushed).
+            i = rng.choice(self.live_replicas())
+            locker = subprocess.Popen(
+                ["psql", "-X", "-qAt", "-h", str(self.pg.dir), "-p", str(self.pg.port), "-U", "postgres", "-d", DB],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            locker.stdin.write("BEGIN;\nLOCK TABLE hatchet.worker_slots IN SHARE ROW EXCLUSIVE MODE;\n"
+                               "SELECT 'locked';\n")
+            locker.stdin.flush()
+            locker.stdout.readline()
+            burst = self.burst(f"burst{self.fault_seq + 1}", 20)
+            time.sleep(1.5)
+            waiting = self.pg.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                   "AND query LIKE '%hatchet.assign%'")
+            self.servers[i].kill9()
+            time.sleep(0.5)
+            locker.stdin.write("ROLLBACK;\n")
+            locker.stdin.close()
+            locker.wait(timeout=30)
+            time.sleep(rng.uniform(0.5, 2))
+            self.servers[i].start()
+            self.wait_server(i, 60)
+            self.record_fault(kind, f"server{i}", t0, time.time(), self.workers_on(i), burst=burst,
+                              assign_calls_waiting=int(waiting))
         elif kind == "server_stop":
             i = rng.choice(self.live_replicas())
             self.servers[i].signal(signal.SIGSTOP)
@@ -452,7 +477,7 @@ class Harness:
         self.rng.shuffle(kinds)
         if not self.args.short:
             extra = max(0, int(seconds / 12) - len(FAULT_KINDS))
-            weights = {"worker_kill": 5, "server_kill": 3, "server_stop": 1, "worker_stop": 1, "pg_terminate": 3,
+            weights = {"worker_kill": 5, "server_kill": 3, "server_kill_mid_assign": 1, "server_stop": 1, "worker_stop": 1, "pg_terminate": 3,
                        "backend_kill": 2, "postmaster_kill": 2, "postmaster_kill_long": 0.3}
             kinds += self.rng.choices(list(weights), weights=list(weights.values()), k=extra)
             self.rng.shuffle(kinds)

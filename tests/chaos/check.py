@@ -364,6 +364,7 @@ class Checker:
         # An attempt the engine held as RUNNING while no worker executed it (no ledger start) must be released within
         # the heartbeat timeout (worker_dead_after) plus a maintenance pass.
         started = {(ex["task_id"], ex["retry"]) for ex in self.executions}
+        names = {w["id"]: w["name"] for w in self.eng["workers"]}
         bound = self.dead_after + 8
         orphans = []
         count = 0
@@ -374,9 +375,10 @@ class Checker:
             held = (end["created_at"] or 0) - end["assigned_at"]
             if held > bound:
                 task = self.tasks.get(t, {})
-                f = self.attribute(end.get("worker_name") or "?", end["assigned_at"], end["created_at"])
+                worker = names.get(end.get("worker_id"), end.get("worker_name") or "?")
+                f = self.attribute(worker, end["assigned_at"], end["created_at"])
                 orphans.append(f"task {t} attempt {retry} ({task.get('readable_id')} key {task.get('key')}): assigned "
-                               f"{end['assigned_at']:.3f} to {end.get('worker_name')}, never started, held "
+                               f"{end['assigned_at']:.3f} to {worker} ({end.get('worker_id')}), never started, held "
                                f"{held:.1f}s until {end['event_type']} ({end['reason']})"
                                + (f"; near fault {f['kind']}#{f['id']} {f['target']}" if f else ""))
         self.result(f"no attempt held RUNNING without a worker executing it for longer than {bound} s "
