@@ -506,7 +506,17 @@ class Harness:
             self.revive_crashed()
 
     def revive_crashed(self) -> None:
-        """An SDK process that died by itself (not by a fault) is restarted and logged."""
+        """An SDK process or Postgres that died by itself (not by a fault) is restarted and logged."""
+        try:
+            pm_alive = Path(f"/proc/{self.pg.postmaster_pid()}").exists()
+        except (OSError, ValueError, IndexError):
+            pm_alive = False
+        if not pm_alive:
+            log("Postgres exited by itself; restarting (see postgres.log)")
+            t_down = time.time()
+            self.pg.start()
+            rec = self.recovered("postgres_died", t_down)
+            append_jsonl(OUT / "faults.jsonl", {"id": None, "kind": "postgres_died", "t0": t_down, **rec})
         for group in (self.workers, self.loaders):
             for name, proc in group.items():
                 if not proc.alive() and not self.stop_file.exists():

@@ -433,6 +433,10 @@ class Checker:
         if failed_faults:
             print(f"faults that could not be injected: {len(failed_faults)}: " +
                   "; ".join(f"{f['kind']}: {f['error']}" for f in failed_faults))
+        unexpected = [f for f in self.all_faults if f.get("kind") in ("self_exit", "postgres_died")]
+        if unexpected:
+            print(f"not injected, happened anyway: " + "; ".join(
+                f"{f['kind']} {f.get('target', '')} at {f['t0']:.3f}" for f in unexpected))
         passed = failed = 0
         for r in self.results:
             print(f"{'ok' if r['ok'] else 'FAILED'}: {r['name']}: {r['figure']}")

@@ -18,4 +18,15 @@ if [[ -z "${HATCHET_SERVER_BIN:-}" ]]; then
     cargo build --quiet -p hatchet-server || { echo "0 passed, 1 failed"; exit 1; }
     export HATCHET_SERVER_BIN="${CARGO_TARGET_DIR:-${ROOT}/target}/debug/hatchet-server"
 fi
+# The cluster loads the system-wide pg_hatchet.so at every restart, and the test layers reinstall it (overwriting a
+# library a running postmaster has mapped crashes it): hold their lock for the whole run, unless the caller
+# (scripts/test.sh) already does (CHAOS_LOCK_HELD=1).
+if [[ -z "${CHAOS_LOCK_HELD:-}" ]]; then
+    exec 9>>/tmp/pg_hatchet-test.lock
+    chmod a+rw /tmp/pg_hatchet-test.lock 2>/dev/null || true
+    if ! flock -n 9; then
+        echo "chaos: waiting for another test run holding /tmp/pg_hatchet-test.lock"
+        flock 9
+    fi
+fi
 exec "${ROOT}/.venv/bin/python" -u tests/chaos/chaos.py "${args[@]}"
