@@ -624,6 +624,13 @@ def main() -> int:
     args = parser.parse_args()
     h = Harness(args)
     started = time.time()
+
+    def interrupted(signum, frame):
+        raise RuntimeError(f"interrupted by signal {signum}")
+
+    # SIGTERM and Ctrl-C go through the same teardown as an error: no cluster or process is left behind.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     try:
         h.setup()
         h.run_faults(args.minutes * 60)
@@ -632,7 +639,7 @@ def main() -> int:
     except Exception as err:
         log(f"harness error: {type(err).__name__}: {err}")
         h.teardown()
-        print("0 passed, 1 failed")
+        print("chaos: 0 passed, 1 failed")
         return 1
     h.teardown()
     log(f"run took {time.time() - started:.0f}s; checking the history")

@@ -4,7 +4,7 @@ engine) and the acknowledged triggers against the engine's own records, dumped a
     python check.py OUTPUT_DIR        (default tests/output/chaos)
 
 Prints one line per invariant with its figure (`ok:` or `FAILED:`, then evidence for a failure), and last
-`N passed, N failed`. Writes OUTPUT_DIR/summary.json.
+`chaos: N passed, N failed` (as tests/cluster/*.sh do). Writes OUTPUT_DIR/summary.json.
 """
 
 from __future__ import annotations
@@ -449,7 +449,7 @@ class Checker:
             failed += not r["ok"]
         summary = {"meta": self.meta, "faults": dict(kinds), "results": self.results}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
-        print(f"{passed} passed, {failed} failed")
+        print(f"chaos: {passed} passed, {failed} failed")
         return 0 if failed == 0 else 1
 
 

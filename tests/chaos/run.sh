@@ -3,7 +3,7 @@
 # --short: the run inside `make test` (under 6 minutes, fixed seed, every fault kind once). Without it: --minutes of
 # load with a fault every ~12 s. Needs the extension installed in the system Postgres 15 (the server runs as the
 # postgres user), .venv with hatchet-sdk, and builds hatchet-server (debug) unless HATCHET_SERVER_BIN names one.
-# Output and logs: tests/output/chaos/. The last line is `N passed, N failed` (one per invariant).
+# Output and logs: tests/output/chaos/. The last line is `chaos: N passed, N failed` (one per invariant).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 ROOT="${PWD}"
@@ -15,12 +15,12 @@ if [[ " $* " == *" --short "* ]]; then
     args=(--minutes 3.3 --seed 16 "$@")
 fi
 if [[ -z "${HATCHET_SERVER_BIN:-}" ]]; then
-    cargo build --quiet -p hatchet-server || { echo "0 passed, 1 failed"; exit 1; }
+    cargo build --quiet -p hatchet-server || { echo "chaos: 0 passed, 1 failed"; exit 1; }
     export HATCHET_SERVER_BIN="${CARGO_TARGET_DIR:-${ROOT}/target}/debug/hatchet-server"
 fi
-# The cluster loads the system-wide pg_hatchet.so at every restart, and the test layers reinstall it (overwriting a
-# library a running postmaster has mapped crashes it): hold their lock for the whole run, unless the caller
-# (scripts/test.sh) already does (CHAOS_LOCK_HELD=1).
+# The cluster loads the system-wide pg_hatchet.so again at every restart the faults cause, and the test layers
+# reinstall it: another build loaded against the catalog the first one created crashed a run. Hold their lock for the
+# whole run, unless the caller (scripts/test.sh) already does (CHAOS_LOCK_HELD=1).
 if [[ -z "${CHAOS_LOCK_HELD:-}" ]]; then
     exec 9>>/tmp/pg_hatchet-test.lock
     chmod a+rw /tmp/pg_hatchet-test.lock 2>/dev/null || true
