@@ -177,7 +177,8 @@ class Checker:
                 superseded += 1
             else:
                 bad.append(f"task {ex['task_id']} attempt {ex['retry']} ({ex['task']} key {ex['key']}) completed on "
-                           f"{ex['worker']} at {ex['end']:.3f} but the engine has {kind or 'no end for the attempt'}")
+                           f"{ex['worker']} at {ex['end']:.3f} but the engine has {kind or 'no end for the attempt'}"
+                           + (f" at {end['created_at']:.3f} ({end['reason']})" if end else ""))
         self.result("every completion a worker reached is stored or superseded by a later attempt", not bad,
                     f"{stored} stored, {superseded} superseded (attempt lost to a fault), {len(bad)} neither", bad)
 
