@@ -4,6 +4,7 @@
   `aio_result` returns the other tasks' outputs instead of raising, and `runs.get_details` reports no error for a
   cancelled task, as Hatchet does.
 * `runs.get_details` of a running DAG lists only the tasks created so far (no placeholders with empty ids).
+* A DAG run in `runs.list` carries its tasks as `children`.
 
 The workflows are defined here and served by a worker process that runs this file as a script
 (`python test_parity.py <worker name>`), so they need nothing from flows.py.
@@ -11,10 +12,11 @@ The workflows are defined here and served by a worker process that runs this fil
 
 import asyncio
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
-from hatchet_sdk import Context, EmptyModel, ParentCondition, RunStatus, V1TaskStatus
+from hatchet_sdk import Context, EmptyModel, ParentCondition, RunStatus, TriggerWorkflowOptions, V1TaskStatus
 from pydantic import BaseModel
 
 from conftest import WorkerProcess, wait_for
@@ -105,6 +107,21 @@ def test_run_details_list_only_created_tasks(flows, parity):
     assert ref.result() == {"first": {"tag": "x"}, "second": {"tag": "x"}}
     done = flows.hatchet.runs.get_details(ref.workflow_run_id)
     assert set(done.task_runs) == {"first", "second"}
+
+
+def test_a_dag_run_in_a_run_list_has_its_tasks_as_children(flows, parity):
+    tag = uuid.uuid4().hex
+    ref = parity["slow_dag"].run_no_wait(Tag(tag=tag), options=TriggerWorkflowOptions(
+        additional_metadata={"parity": tag}))
+    ref.result()
+    rows = flows.hatchet.runs.list(additional_metadata={"parity": tag}).rows
+    assert [r.metadata.id for r in rows] == [ref.workflow_run_id], rows
+    run = rows[0]
+    # As in Hatchet (and examples/fanout): the DAG's tasks, each with the run's metadata.
+    assert run.children, run
+    assert sorted(c.display_name.rsplit("-", 1)[0] for c in run.children) == ["first", "second"]
+    assert all(c.status == V1TaskStatus.COMPLETED for c in run.children)
+    assert all(c.additional_metadata["parity"] == tag for c in run.children)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `GET /v1/stable/workflow-runs/{id}` | `runs.get` | `run_status`, `run_tasks`, `run_events` |
 //! | `GET /v1/stable/workflow-runs/{id}/status` | `runs.get_status` | `run_status` |
-//! | `GET /v1/stable/tenants/{tenant}/workflow-runs` | `runs.list` | a read of `hatchet.runs` (`hatchet.list_runs`) |
+//! | `GET /v1/stable/tenants/{tenant}/workflow-runs` | `runs.list` | a read of `hatchet.runs` (`hatchet.list_runs`); a DAG row carries its tasks as `children` |
 //! | `GET /v1/stable/tenants/{tenant}/workflow-runs/external-ids` | bulk cancel by filter | the same read |
 //! | `POST /v1/stable/tenants/{tenant}/workflow-runs/trigger` | `runs.create` | `run_workflow` |
 //!
@@ -137,15 +137,7 @@ pub(crate) async fn details(
     let times = timings(&events);
     let children = db::run_children(&state.pool, tenant, row.id).await?;
     let summary = run_summary(tenant, row, &tasks, &times);
-    let task_summaries = tasks
-        .iter()
-        .filter_map(|t| {
-            let id = t.task_id?;
-            let mut s = task_summary(tenant, row, t, times.get(&id).copied());
-            s.num_spawned_children = children.get(&id).copied().unwrap_or(0);
-            Some(s)
-        })
-        .collect();
+    let task_summaries = task_summaries(tenant, row, &tasks, &times, &children);
     let task_events = events
         .iter()
         .enumerate()
@@ -270,7 +262,27 @@ fn run_summary(
         workflow_run_external_id: row.id.to_string(),
         workflow_version_id: row.info.workflow_version_id.map(|v| v.to_string()),
         parent_task_external_id: row.info.parent_task_id.map(|p| p.to_string()),
+        children: None,
     }
+}
+
+/// The created tasks of a run, with how many runs each spawned (`children`, from `hatchet.run_children`).
+fn task_summaries(
+    tenant: Uuid,
+    row: &RunRow,
+    tasks: &[RunTask],
+    times: &HashMap<Uuid, Timing>,
+    children: &HashMap<Uuid, i64>,
+) -> Vec<TaskSummary> {
+    tasks
+        .iter()
+        .filter_map(|t| {
+            let id = t.task_id?;
+            let mut s = task_summary(tenant, row, t, times.get(&id).copied());
+            s.num_spawned_children = children.get(&id).copied().unwrap_or(0);
+            Some(s)
+        })
+        .collect()
 }
 
 /// One task of a run.
@@ -314,6 +326,7 @@ fn task_summary(tenant: Uuid, row: &RunRow, t: &RunTask, timing: Option<Timing>)
         workflow_run_external_id: row.id.to_string(),
         workflow_version_id: row.info.workflow_version_id.map(|v| v.to_string()),
         parent_task_external_id: row.info.parent_task_id.map(|p| p.to_string()),
+        children: None,
     }
 }
 
@@ -347,10 +360,24 @@ async fn list(
     for row in &rows {
         let tasks = db::run_tasks(&state.pool, tenant, row.id).await?;
         let events = db::run_events(&state.pool, tenant, row.id).await?;
-        let mut summary = run_summary(tenant, row, &tasks, &timings(&events));
+        let times = timings(&events);
+        let mut summary = run_summary(tenant, row, &tasks, &times);
+        // A DAG row carries its tasks as `children`, as in Hatchet; a single-task run has none.
+        if !is_single_task(row, &tasks) {
+            let spawned = if row.children > 0 {
+                db::run_children(&state.pool, tenant, row.id).await?
+            } else {
+                HashMap::new()
+            };
+            summary.children = Some(task_summaries(tenant, row, &tasks, &times, &spawned));
+        }
         if !include_payloads {
             summary.input = json!({});
             summary.output = json!({});
+            for child in summary.children.iter_mut().flatten() {
+                child.input = json!({});
+                child.output = json!({});
+            }
         }
         out.push(summary);
     }
