@@ -4,6 +4,7 @@
   `aio_result` returns the other tasks' outputs instead of raising, and `runs.get_details` reports no error for a
   cancelled task, as Hatchet does.
 * `runs.get_details` of a running DAG lists only the tasks created so far (no placeholders with empty ids).
+* A task's display name is `<readable id>-<unix timestamp>`, as Hatchet names tasks.
 * A DAG run in `runs.list` carries its tasks as `children`.
 
 The workflows are defined here and served by a worker process that runs this file as a script
@@ -11,6 +12,7 @@ The workflows are defined here and served by a worker process that runs this fil
 """
 
 import asyncio
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -107,6 +109,16 @@ def test_run_details_list_only_created_tasks(flows, parity):
     assert ref.result() == {"first": {"tag": "x"}, "second": {"tag": "x"}}
     done = flows.hatchet.runs.get_details(ref.workflow_run_id)
     assert set(done.task_runs) == {"first", "second"}
+
+
+def test_task_display_names_carry_a_timestamp(flows, parity):
+    ref = parity["slow_dag"].run_no_wait(Tag(tag="names"))
+    ref.result()
+    details = flows.hatchet.runs.get(ref.workflow_run_id)
+    names = sorted(t.display_name for t in details.tasks)
+    assert len(names) == 2
+    assert all(re.fullmatch(r"(first|second)-\d{10}", n) for n in names), names
+    assert names[0].startswith("first-") and names[1].startswith("second-")
 
 
 def test_a_dag_run_in_a_run_list_has_its_tasks_as_children(flows, parity):

@@ -8,7 +8,8 @@
 //! | `GET /v1/stable/tenants/{tenant}/workflow-runs/external-ids` | bulk cancel by filter | the same read |
 //! | `POST /v1/stable/tenants/{tenant}/workflow-runs/trigger` | `runs.create` | `run_workflow` |
 //!
-//! A task id given where a run id is expected resolves to the task's run, as in Hatchet.
+//! A task id given where a run id is expected resolves to the task's run, as in Hatchet. A task's display name is
+//! Hatchet's `<readable id>-<unix timestamp of its creation>`; a run's is its workflow's name.
 
 use super::query::{Params, TenantQuery};
 use super::shapes::{
@@ -138,6 +139,10 @@ pub(crate) async fn details(
     let children = db::run_children(&state.pool, tenant, row.id).await?;
     let summary = run_summary(tenant, row, &tasks, &times);
     let task_summaries = task_summaries(tenant, row, &tasks, &times, &children);
+    let display_names: HashMap<Uuid, String> = task_summaries
+        .iter()
+        .filter_map(|t| Some((t.task_external_id.parse().ok()?, t.display_name.clone())))
+        .collect();
     let task_events = events
         .iter()
         .enumerate()
@@ -151,7 +156,10 @@ pub(crate) async fn details(
                 .then(|| e.reason.clone())
                 .flatten(),
             worker_id: e.worker.clone(),
-            task_display_name: e.readable_id.clone(),
+            task_display_name: display_names
+                .get(&e.task_id)
+                .cloned()
+                .or_else(|| e.readable_id.clone()),
             retry_count: e.retry_count,
             attempt: e.retry_count + 1,
         })
@@ -285,6 +293,11 @@ fn task_summaries(
         .collect()
 }
 
+/// A task's display name as Hatchet forms it: `<readable id>-<unix timestamp of its creation>`.
+fn task_display_name(readable_id: &str, created_at: DateTime<Utc>) -> String {
+    format!("{readable_id}-{}", created_at.timestamp())
+}
+
 /// One task of a run.
 fn task_summary(tenant: Uuid, row: &RunRow, t: &RunTask, timing: Option<Timing>) -> TaskSummary {
     let timing = timing.unwrap_or_default();
@@ -303,7 +316,7 @@ fn task_summary(tenant: Uuid, row: &RunRow, t: &RunTask, timing: Option<Timing>)
         attempt: Some(t.retry_count + 1),
         additional_metadata: row.info.additional_metadata.clone(),
         created_at: t.created_at,
-        display_name: t.readable_id.clone().unwrap_or_default(),
+        display_name: task_display_name(t.readable_id.as_deref().unwrap_or_default(), t.created_at),
         duration: timing.duration(),
         error_message: task_error(t),
         finished_at: timing.finished_at,
