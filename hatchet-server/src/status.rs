@@ -12,7 +12,8 @@
 //!
 //! Both decode from the extension's `text` columns (an unknown value is a decode error: the extension's statuses are
 //! a closed set) and from JSON. The SDK's result of a task is built here too: a completed task's output (`{}` when
-//! it had none), `{"skipped": true}` for a skipped one, the error text for a failed or cancelled one.
+//! it had none), `{"skipped": true}` for a skipped one, the error text for a failed one (a cancelled one has none, as
+//! in Hatchet).
 
 use crate::proto::v1::RunStatus as ProtoRunStatus;
 use serde::Deserialize;
@@ -116,11 +117,18 @@ impl TaskStatus {
         }
     }
 
-    /// The error the SDK reads for a failed or cancelled task (the status in lower case when none was recorded);
-    /// `None` otherwise.
+    /// The error text of a failed or cancelled task as the run's event stream reports it (the status in lower case
+    /// when none was recorded); `None` otherwise.
     pub(crate) fn sdk_error(self, error: Option<&str>) -> Option<String> {
         self.is_error()
             .then(|| error.map_or_else(|| self.as_str().to_lowercase(), str::to_owned))
+    }
+
+    /// The error of a task in a run's results (`SubscribeToWorkflowRuns` FINISHED, `GetRunDetails`): only a FAILED
+    /// task has one, as in Hatchet, whose engine records no error for a cancelled task (a user's cancel, a
+    /// `cancel_if`, a cancelled parent), so the SDK's `aio_result` raises for failures only.
+    pub(crate) fn result_error(self, error: Option<&str>) -> Option<String> {
+        (self == TaskStatus::Failed).then(|| self.sdk_error(error).unwrap_or_default())
     }
 }
 
@@ -249,6 +257,11 @@ mod tests {
             Some("cancelled")
         );
         assert_eq!(TaskStatus::Completed.sdk_error(Some("x")), None);
+        assert_eq!(TaskStatus::Cancelled.result_error(Some("x")), None);
+        assert_eq!(
+            TaskStatus::Failed.result_error(None).as_deref(),
+            Some("failed")
+        );
         assert_eq!("SKIPPED".parse::<TaskStatus>(), Ok(TaskStatus::Skipped));
         assert!("SKIPPED".parse::<RunStatus>().is_err());
         assert_eq!(

@@ -144,9 +144,9 @@ impl RunTask {
         self.status.sdk_output(self.output.as_ref())
     }
 
-    /// The error the SDK reads for it, see [`TaskStatus::sdk_error`].
-    pub(crate) fn sdk_error(&self) -> Option<String> {
-        self.status.sdk_error(self.error.as_deref())
+    /// Its error in the run's results, see [`TaskStatus::result_error`].
+    pub(crate) fn result_error(&self) -> Option<String> {
+        self.status.result_error(self.error.as_deref())
     }
 }
 

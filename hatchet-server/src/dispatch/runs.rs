@@ -3,7 +3,8 @@
 //! Each id the client sends becomes a subscription. The watcher loop checks the subscribed runs whenever it is
 //! woken (a completion batch or a failure on this server, a `hatchet_cancel` NOTIFY, a new subscription) and at
 //! least every [`POLL`] (a run may finish through another server, a schedule timeout or a cancellation), and sends
-//! exactly one FINISHED event per run once it is terminal, with one result per task: output JSON or error text
+//! exactly one FINISHED event per run once it is terminal, with one result per task: output JSON or error text (empty
+//! for a cancelled task)
 //! (one `hatchet.finished_runs` call per tenant and look).
 //! A run that is already terminal when subscribed is answered at once. Subscribing twice to one run (the client
 //! re-sends its pending ids on every reconnect) is harmless: each stream gets its answer once.
@@ -14,6 +15,7 @@ use crate::proto::{
     timestamp, ResponseStream, StepRunResult, SubscribeToWorkflowRunsRequest, WorkflowRunEvent,
     WorkflowRunEventType,
 };
+use crate::status::TaskStatus;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -176,14 +178,19 @@ async fn check(dispatch: &Dispatch) -> Result<(), sqlx::Error> {
 }
 
 /// The FINISHED event of a terminal run: one result per created task, keyed by readable id (`task_name`), with
-/// the output as JSON text or the error. Skipped tasks report `{"skipped": true}` as Hatchet does.
+/// the output as JSON text or the error. Skipped tasks report `{"skipped": true}` as Hatchet does; cancelled tasks
+/// an empty error, as Hatchet's engine does (the SDK reads an empty error as none: a run whose task was cancelled
+/// by a condition or a user does not raise).
 fn finished_event(run: Uuid, tasks: &[RunTask]) -> WorkflowRunEvent {
     let results = tasks
         .iter()
         .filter_map(|t| {
             let task_id = t.task_id?;
             let output = t.sdk_output().map(|o| o.to_string());
-            let error = t.sdk_error();
+            let error = match t.status {
+                TaskStatus::Cancelled => Some(String::new()),
+                _ => t.result_error(),
+            };
             if output.is_none() && error.is_none() {
                 return None;
             }

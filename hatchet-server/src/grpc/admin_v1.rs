@@ -3,7 +3,7 @@
 //! | RPC | what it does |
 //! |---|---|
 //! | `PutWorkflow` | the proto as JSON ([`definition`](super::definition)) into `hatchet.register_workflow`; a worker whose registration fails exits, so every definition the extension can store must pass |
-//! | `GetRunDetails` | `hatchet.run_status` + `hatchet.run_tasks`: status, `done`, and each task's output or error by readable id; NOT_FOUND for an unknown run (the SDK retries that) |
+//! | `GetRunDetails` | `hatchet.run_status` + `hatchet.run_tasks`: status, `done`, and each created task's output or error (FAILED only) by readable id; NOT_FOUND for an unknown run (the SDK retries that) |
 //! | `CancelTasks` | `hatchet.cancel_run` for run ids, `hatchet.cancel` for task ids |
 //! | `TriggerWorkflowRun` | `hatchet.run_workflow`, mapped like v0 `TriggerWorkflow` ([`super::workflows`]) |
 //! | `ReplayTasks` | not implemented over gRPC; replay is served over REST (`POST .../tasks/replay`, `hatchet.replay_tasks`, see [`crate::rest::tasks`]) |
@@ -125,16 +125,17 @@ impl admin_service_server::AdminService for AdminService {
             .await
             .map_err(AppError::from)?;
         let mut task_runs = HashMap::new();
+        // Tasks not created yet (waiting for parents or conditions) are left out, as in Hatchet.
         for t in tasks {
-            let Some(readable_id) = t.readable_id.clone() else {
+            let (Some(task_id), Some(readable_id)) = (t.task_id, t.readable_id.clone()) else {
                 continue;
             };
             task_runs.insert(
                 readable_id.clone(),
                 v1::TaskRunDetail {
-                    external_id: t.task_id.map(|id| id.to_string()).unwrap_or_default(),
+                    external_id: task_id.to_string(),
                     status: t.status.proto() as i32,
-                    error: t.sdk_error(),
+                    error: t.result_error(),
                     output: t.sdk_output().map(|o| o.to_string().into_bytes()),
                     readable_id,
                     is_evicted: false,

@@ -4,11 +4,12 @@
 //! |---|---|---|
 //! | `GET /v1/stable/workflow-runs/{id}` | `runs.get` | `run_status`, `run_tasks`, `run_events` |
 //! | `GET /v1/stable/workflow-runs/{id}/status` | `runs.get_status` | `run_status` |
-//! | `GET /v1/stable/tenants/{tenant}/workflow-runs` | `runs.list` | a read of `hatchet.runs` (`hatchet.list_runs`) |
+//! | `GET /v1/stable/tenants/{tenant}/workflow-runs` | `runs.list` | a read of `hatchet.runs` (`hatchet.list_runs`); a DAG row carries its tasks as `children` |
 //! | `GET /v1/stable/tenants/{tenant}/workflow-runs/external-ids` | bulk cancel by filter | the same read |
 //! | `POST /v1/stable/tenants/{tenant}/workflow-runs/trigger` | `runs.create` | `run_workflow` |
 //!
-//! A task id given where a run id is expected resolves to the task's run, as in Hatchet.
+//! A task id given where a run id is expected resolves to the task's run, as in Hatchet. A task's display name is
+//! Hatchet's `<readable id>-<unix timestamp of its creation>`; a run's is its workflow's name.
 
 use super::query::{Params, TenantQuery};
 use super::shapes::{
@@ -137,14 +138,10 @@ pub(crate) async fn details(
     let times = timings(&events);
     let children = db::run_children(&state.pool, tenant, row.id).await?;
     let summary = run_summary(tenant, row, &tasks, &times);
-    let task_summaries = tasks
+    let task_summaries = task_summaries(tenant, row, &tasks, &times, &children);
+    let display_names: HashMap<Uuid, String> = task_summaries
         .iter()
-        .filter_map(|t| {
-            let id = t.task_id?;
-            let mut s = task_summary(tenant, row, t, times.get(&id).copied());
-            s.num_spawned_children = children.get(&id).copied().unwrap_or(0);
-            Some(s)
-        })
+        .filter_map(|t| Some((t.task_external_id.parse().ok()?, t.display_name.clone())))
         .collect();
     let task_events = events
         .iter()
@@ -159,7 +156,10 @@ pub(crate) async fn details(
                 .then(|| e.reason.clone())
                 .flatten(),
             worker_id: e.worker.clone(),
-            task_display_name: e.readable_id.clone(),
+            task_display_name: display_names
+                .get(&e.task_id)
+                .cloned()
+                .or_else(|| e.readable_id.clone()),
             retry_count: e.retry_count,
             attempt: e.retry_count + 1,
         })
@@ -270,7 +270,32 @@ fn run_summary(
         workflow_run_external_id: row.id.to_string(),
         workflow_version_id: row.info.workflow_version_id.map(|v| v.to_string()),
         parent_task_external_id: row.info.parent_task_id.map(|p| p.to_string()),
+        children: None,
     }
+}
+
+/// The created tasks of a run, with how many runs each spawned (`children`, from `hatchet.run_children`).
+fn task_summaries(
+    tenant: Uuid,
+    row: &RunRow,
+    tasks: &[RunTask],
+    times: &HashMap<Uuid, Timing>,
+    children: &HashMap<Uuid, i64>,
+) -> Vec<TaskSummary> {
+    tasks
+        .iter()
+        .filter_map(|t| {
+            let id = t.task_id?;
+            let mut s = task_summary(tenant, row, t, times.get(&id).copied());
+            s.num_spawned_children = children.get(&id).copied().unwrap_or(0);
+            Some(s)
+        })
+        .collect()
+}
+
+/// A task's display name as Hatchet forms it: `<readable id>-<unix timestamp of its creation>`.
+fn task_display_name(readable_id: &str, created_at: DateTime<Utc>) -> String {
+    format!("{readable_id}-{}", created_at.timestamp())
 }
 
 /// One task of a run.
@@ -291,7 +316,7 @@ fn task_summary(tenant: Uuid, row: &RunRow, t: &RunTask, timing: Option<Timing>)
         attempt: Some(t.retry_count + 1),
         additional_metadata: row.info.additional_metadata.clone(),
         created_at: t.created_at,
-        display_name: t.readable_id.clone().unwrap_or_default(),
+        display_name: task_display_name(t.readable_id.as_deref().unwrap_or_default(), t.created_at),
         duration: timing.duration(),
         error_message: task_error(t),
         finished_at: timing.finished_at,
@@ -314,6 +339,7 @@ fn task_summary(tenant: Uuid, row: &RunRow, t: &RunTask, timing: Option<Timing>)
         workflow_run_external_id: row.id.to_string(),
         workflow_version_id: row.info.workflow_version_id.map(|v| v.to_string()),
         parent_task_external_id: row.info.parent_task_id.map(|p| p.to_string()),
+        children: None,
     }
 }
 
@@ -347,10 +373,24 @@ async fn list(
     for row in &rows {
         let tasks = db::run_tasks(&state.pool, tenant, row.id).await?;
         let events = db::run_events(&state.pool, tenant, row.id).await?;
-        let mut summary = run_summary(tenant, row, &tasks, &timings(&events));
+        let times = timings(&events);
+        let mut summary = run_summary(tenant, row, &tasks, &times);
+        // A DAG row carries its tasks as `children`, as in Hatchet; a single-task run has none.
+        if !is_single_task(row, &tasks) {
+            let spawned = if row.children > 0 {
+                db::run_children(&state.pool, tenant, row.id).await?
+            } else {
+                HashMap::new()
+            };
+            summary.children = Some(task_summaries(tenant, row, &tasks, &times, &spawned));
+        }
         if !include_payloads {
             summary.input = json!({});
             summary.output = json!({});
+            for child in summary.children.iter_mut().flatten() {
+                child.input = json!({});
+                child.output = json!({});
+            }
         }
         out.push(summary);
     }

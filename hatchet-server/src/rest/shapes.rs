@@ -100,6 +100,9 @@ pub(crate) struct TaskSummary {
     pub workflow_version_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_task_external_id: Option<String>,
+    /// The tasks of a DAG run in a run list (Hatchet fills it for DAG rows only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<TaskSummary>>,
 }
 
 /// `V1TaskSummaryList`.
