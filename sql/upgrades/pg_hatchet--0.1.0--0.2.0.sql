@@ -662,3 +662,72 @@ ALTER FUNCTION hatchet._strategy_name(jsonb) SET search_path = pg_catalog, pg_te
 ALTER FUNCTION hatchet._duration_name(jsonb) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION hatchet._definition_flow(uuid, bigint, jsonb, jsonb) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION hatchet.list_workflows(text, uuid, uuid) SET search_path = pg_catalog, pg_temp;
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Workflow-level concurrency over runs of several tasks (issue 20):
+--   * _release_slots: once a waiter's run holds a workflow-level key, the run's other tasks waiting for that key are
+--     admitted too (they pass the gate their run holds and need no room); before, they waited until the schedule
+--     timeout and the run kept its slot meanwhile (sql/flow_control.sql).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._release_slots(p_tenant uuid, p_task_ids uuid[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_freed record;
+    v_wait  hatchet.concurrency_queue;
+    v_sibling hatchet.concurrency_queue;
+    v_room  integer;
+BEGIN
+    FOR v_freed IN
+        WITH gone AS (
+            DELETE FROM hatchet.concurrency_slots s
+            WHERE s.tenant_id = p_tenant AND s.task_id = ANY (p_task_ids)
+            RETURNING s.scope, s.key
+        )
+        SELECT g.scope, g.key, count(*)::integer AS n FROM gone g GROUP BY g.scope, g.key ORDER BY g.scope, g.key
+    LOOP
+        UPDATE hatchet.concurrency_groups g SET running = g.running - v_freed.n
+        WHERE g.tenant_id = p_tenant AND g.scope = v_freed.scope AND g.key = v_freed.key
+        RETURNING g.max_runs - g.running INTO v_room;
+        -- Fill the freed room from the waiters of this key, highest priority (retries) first, then arrival order.
+        WHILE coalesce(v_room, 0) > 0 LOOP
+            DELETE FROM hatchet.concurrency_queue q
+            WHERE q.ctid = (SELECT x.ctid FROM hatchet.concurrency_queue x
+                            WHERE x.tenant_id = p_tenant AND x.scope = v_freed.scope AND x.key = v_freed.key
+                            ORDER BY x.priority DESC, x.id LIMIT 1
+                            FOR UPDATE SKIP LOCKED)
+            RETURNING q.* INTO v_wait;
+            EXIT WHEN NOT FOUND;
+            PERFORM hatchet._admit(p_tenant, v_wait.task_id, v_wait.task_inserted_at, v_wait.retry_count,
+                                   v_wait.app_retry_count, v_wait.internal_retry_count, v_wait.priority, v_wait.stage);
+            -- A workflow-level key counts runs: once this waiter's run holds the slot, its other tasks waiting for
+            -- the key pass the gate their run holds and need no room. Left waiting, they would keep the run (and
+            -- so the slot) from ever finishing.
+            IF v_wait.run_id IS NOT NULL AND EXISTS (
+                SELECT 1 FROM hatchet.concurrency_slots s
+                WHERE s.tenant_id = p_tenant AND s.task_id = v_wait.run_id AND s.scope = v_freed.scope
+                  AND s.key = v_freed.key) THEN
+                LOOP
+                    DELETE FROM hatchet.concurrency_queue q
+                    WHERE q.ctid = (SELECT x.ctid FROM hatchet.tasks t
+                                    JOIN hatchet.concurrency_queue x ON x.tenant_id = t.tenant_id AND x.task_id = t.id
+                                    WHERE t.tenant_id = p_tenant AND t.run_id = v_wait.run_id
+                                      AND t.inserted_at >= hatchet.uuid_time(v_wait.run_id)
+                                      AND x.scope = v_freed.scope AND x.key = v_freed.key
+                                    ORDER BY x.priority DESC, x.id LIMIT 1
+                                    FOR UPDATE OF x SKIP LOCKED)
+                    RETURNING q.* INTO v_sibling;
+                    EXIT WHEN NOT FOUND;
+                    PERFORM hatchet._admit(p_tenant, v_sibling.task_id, v_sibling.task_inserted_at,
+                                           v_sibling.retry_count, v_sibling.app_retry_count,
+                                           v_sibling.internal_retry_count, v_sibling.priority, v_sibling.stage);
+                END LOOP;
+            END IF;
+            SELECT g.max_runs - g.running INTO v_room FROM hatchet.concurrency_groups g
+            WHERE g.tenant_id = p_tenant AND g.scope = v_freed.scope AND g.key = v_freed.key;
+        END LOOP;
+    END LOOP;
+END
+$$;
