@@ -1,5 +1,6 @@
--- Workflow-level concurrency with runs of several tasks (issue 20, Hatchet's concurrency_workflow_level example): a
--- run that waited for its key and then got the slot lets all of its waiting tasks through.
+-- Workflow-level concurrency with runs of several tasks (issue 20, Hatchet's concurrency_workflow_level and
+-- concurrency_cancel_newest examples): a run that waited for its key and then got the slot lets all of its waiting
+-- tasks through, and a run cancelled by CANCEL_NEWEST at creation cancels its later tasks and ends CANCELLED.
 \set VERBOSITY terse
 -- Each group's running count equals the slots held and stays within max_runs.
 CREATE FUNCTION pg_temp.groups_consistent() RETURNS boolean LANGUAGE sql AS $$
@@ -59,5 +60,23 @@ FROM hatchet.dequeue('twokeys:t1', n => 10) UNION ALL
 SELECT hatchet.complete(task_id, retry_count) IS NOT NULL FROM hatchet.dequeue('twokeys:t2', n => 10);
 SELECT hatchet.run_status(:'run2') AS run2, hatchet.run_status(:'run3') AS run3;
 SELECT key, running FROM hatchet.concurrency_groups WHERE scope LIKE 'workflow:%' ORDER BY key;
+SELECT pg_temp.groups_consistent();
+ROLLBACK;
+
+BEGIN;
+-- CANCEL_NEWEST at workflow level with a DAG (step2 needs step1): the extra run's step1 is cancelled at admission,
+-- step2 is cancelled with it, and the run ends CANCELLED. The first run is untouched and finishes.
+SELECT hatchet.register_workflow($${"name": "CancelNewestDag",
+    "concurrency": {"expression": "input.group", "max_runs": 1, "limit_strategy": "CANCEL_NEWEST"},
+    "tasks": [{"readable_id": "step1"}, {"readable_id": "step2", "parents": ["step1"]}]}$$) IS NOT NULL AS registered;
+SELECT hatchet.run_workflow('CancelNewestDag', '{"group": "A"}') AS first \gset
+SELECT hatchet.run_workflow('CancelNewestDag', '{"group": "A"}') AS extra \gset
+SELECT hatchet.run_status(:'first') AS first, hatchet.run_status(:'extra') AS extra;
+SELECT readable_id, status FROM hatchet.run_tasks(:'extra') ORDER BY readable_id;
+SELECT count(*) AS extra_pending_matches FROM hatchet.matches WHERE run_id = :'extra';
+SELECT hatchet.complete(task_id, retry_count) IS NOT NULL AS done FROM hatchet.dequeue('cancelnewestdag:step1');
+SELECT hatchet.complete(task_id, retry_count) IS NOT NULL AS done FROM hatchet.dequeue('cancelnewestdag:step2');
+SELECT hatchet.run_status(:'first') AS first;
+SELECT key, running FROM hatchet.concurrency_groups WHERE scope LIKE 'workflow:%';
 SELECT pg_temp.groups_consistent();
 ROLLBACK;
