@@ -236,6 +236,7 @@ AS $$
 DECLARE
     v_freed record;
     v_wait  hatchet.concurrency_queue;
+    v_sibling hatchet.concurrency_queue;
     v_room  integer;
 BEGIN
     FOR v_freed IN
@@ -260,6 +261,29 @@ BEGIN
             EXIT WHEN NOT FOUND;
             PERFORM hatchet._admit(p_tenant, v_wait.task_id, v_wait.task_inserted_at, v_wait.retry_count,
                                    v_wait.app_retry_count, v_wait.internal_retry_count, v_wait.priority, v_wait.stage);
+            -- A workflow-level key counts runs: once this waiter's run holds the slot, its other tasks waiting for
+            -- the key pass the gate their run holds and need no room. Left waiting, they would keep the run (and
+            -- so the slot) from ever finishing.
+            IF v_wait.run_id IS NOT NULL AND EXISTS (
+                SELECT 1 FROM hatchet.concurrency_slots s
+                WHERE s.tenant_id = p_tenant AND s.task_id = v_wait.run_id AND s.scope = v_freed.scope
+                  AND s.key = v_freed.key) THEN
+                LOOP
+                    DELETE FROM hatchet.concurrency_queue q
+                    WHERE q.ctid = (SELECT x.ctid FROM hatchet.tasks t
+                                    JOIN hatchet.concurrency_queue x ON x.tenant_id = t.tenant_id AND x.task_id = t.id
+                                    WHERE t.tenant_id = p_tenant AND t.run_id = v_wait.run_id
+                                      AND t.inserted_at >= hatchet.uuid_time(v_wait.run_id)
+                                      AND x.scope = v_freed.scope AND x.key = v_freed.key
+                                    ORDER BY x.priority DESC, x.id LIMIT 1
+                                    FOR UPDATE OF x SKIP LOCKED)
+                    RETURNING q.* INTO v_sibling;
+                    EXIT WHEN NOT FOUND;
+                    PERFORM hatchet._admit(p_tenant, v_sibling.task_id, v_sibling.task_inserted_at,
+                                           v_sibling.retry_count, v_sibling.app_retry_count,
+                                           v_sibling.internal_retry_count, v_sibling.priority, v_sibling.stage);
+                END LOOP;
+            END IF;
             SELECT g.max_runs - g.running INTO v_room FROM hatchet.concurrency_groups g
             WHERE g.tenant_id = p_tenant AND g.scope = v_freed.scope AND g.key = v_freed.key;
         END LOOP;

@@ -805,9 +805,12 @@ BEGIN
     END IF;
     SELECT count(*) = 1 INTO v_single
     FROM hatchet.task_definitions d WHERE d.tenant_id = p_tenant AND d.workflow_version_id = p_version;
+    -- Every pending match first, then the root tasks: a root task can end while it is queued (cancelled by a
+    -- CANCEL_NEWEST key, failed by a key expression), and its outcome must reach the matches of its children.
     FOR v_def IN
         SELECT d.* FROM hatchet.task_definitions d
-        WHERE d.tenant_id = p_tenant AND d.workflow_version_id = p_version ORDER BY d.id
+        WHERE d.tenant_id = p_tenant AND d.workflow_version_id = p_version
+        ORDER BY (NOT d.is_on_failure AND cardinality(d.parents) = 0 AND d.conditions = '{}'), d.id
     LOOP
         IF v_def.is_on_failure THEN
             PERFORM hatchet._insert_match(p_tenant, v_id, v_def.id, NULL,

@@ -662,3 +662,129 @@ ALTER FUNCTION hatchet._strategy_name(jsonb) SET search_path = pg_catalog, pg_te
 ALTER FUNCTION hatchet._duration_name(jsonb) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION hatchet._definition_flow(uuid, bigint, jsonb, jsonb) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION hatchet.list_workflows(text, uuid, uuid) SET search_path = pg_catalog, pg_temp;
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Workflow-level concurrency over runs of several tasks (issue 20):
+--   * _release_slots: once a waiter's run holds a workflow-level key, the run's other tasks waiting for that key are
+--     admitted too (they pass the gate their run holds and need no room); before, they waited until the schedule
+--     timeout and the run kept its slot meanwhile (sql/flow_control.sql).
+--   * _create_run: a run's pending matches are created before its root tasks are queued, so a root task that ends at
+--     admission (a CANCEL_NEWEST key) cancels its children and the run ends (sql/runs.sql).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._release_slots(p_tenant uuid, p_task_ids uuid[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_freed record;
+    v_wait  hatchet.concurrency_queue;
+    v_sibling hatchet.concurrency_queue;
+    v_room  integer;
+BEGIN
+    FOR v_freed IN
+        WITH gone AS (
+            DELETE FROM hatchet.concurrency_slots s
+            WHERE s.tenant_id = p_tenant AND s.task_id = ANY (p_task_ids)
+            RETURNING s.scope, s.key
+        )
+        SELECT g.scope, g.key, count(*)::integer AS n FROM gone g GROUP BY g.scope, g.key ORDER BY g.scope, g.key
+    LOOP
+        UPDATE hatchet.concurrency_groups g SET running = g.running - v_freed.n
+        WHERE g.tenant_id = p_tenant AND g.scope = v_freed.scope AND g.key = v_freed.key
+        RETURNING g.max_runs - g.running INTO v_room;
+        -- Fill the freed room from the waiters of this key, highest priority (retries) first, then arrival order.
+        WHILE coalesce(v_room, 0) > 0 LOOP
+            DELETE FROM hatchet.concurrency_queue q
+            WHERE q.ctid = (SELECT x.ctid FROM hatchet.concurrency_queue x
+                            WHERE x.tenant_id = p_tenant AND x.scope = v_freed.scope AND x.key = v_freed.key
+                            ORDER BY x.priority DESC, x.id LIMIT 1
+                            FOR UPDATE SKIP LOCKED)
+            RETURNING q.* INTO v_wait;
+            EXIT WHEN NOT FOUND;
+            PERFORM hatchet._admit(p_tenant, v_wait.task_id, v_wait.task_inserted_at, v_wait.retry_count,
+                                   v_wait.app_retry_count, v_wait.internal_retry_count, v_wait.priority, v_wait.stage);
+            -- A workflow-level key counts runs: once this waiter's run holds the slot, its other tasks waiting for
+            -- the key pass the gate their run holds and need no room. Left waiting, they would keep the run (and
+            -- so the slot) from ever finishing.
+            IF v_wait.run_id IS NOT NULL AND EXISTS (
+                SELECT 1 FROM hatchet.concurrency_slots s
+                WHERE s.tenant_id = p_tenant AND s.task_id = v_wait.run_id AND s.scope = v_freed.scope
+                  AND s.key = v_freed.key) THEN
+                LOOP
+                    DELETE FROM hatchet.concurrency_queue q
+                    WHERE q.ctid = (SELECT x.ctid FROM hatchet.tasks t
+                                    JOIN hatchet.concurrency_queue x ON x.tenant_id = t.tenant_id AND x.task_id = t.id
+                                    WHERE t.tenant_id = p_tenant AND t.run_id = v_wait.run_id
+                                      AND t.inserted_at >= hatchet.uuid_time(v_wait.run_id)
+                                      AND x.scope = v_freed.scope AND x.key = v_freed.key
+                                    ORDER BY x.priority DESC, x.id LIMIT 1
+                                    FOR UPDATE OF x SKIP LOCKED)
+                    RETURNING q.* INTO v_sibling;
+                    EXIT WHEN NOT FOUND;
+                    PERFORM hatchet._admit(p_tenant, v_sibling.task_id, v_sibling.task_inserted_at,
+                                           v_sibling.retry_count, v_sibling.app_retry_count,
+                                           v_sibling.internal_retry_count, v_sibling.priority, v_sibling.stage);
+                END LOOP;
+            END IF;
+            SELECT g.max_runs - g.running INTO v_room FROM hatchet.concurrency_groups g
+            WHERE g.tenant_id = p_tenant AND g.scope = v_freed.scope AND g.key = v_freed.key;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet._create_run(
+    p_tenant uuid, p_version bigint, p_input jsonb, p_metadata jsonb, p_priority integer, p_triggered_by text,
+    p_triggers jsonb DEFAULT NULL, p_parent_task_id uuid DEFAULT NULL, p_child_index integer DEFAULT NULL,
+    p_child_key text DEFAULT NULL, p_desired_worker_id uuid DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id     uuid := hatchet.gen_id();
+    v_run    hatchet.runs;
+    v_def    hatchet.task_definitions;
+    v_single boolean;
+    v_now    timestamptz := clock_timestamp();
+    v_place  jsonb := '{}';
+BEGIN
+    INSERT INTO hatchet.runs (tenant_id, inserted_at, id, workflow_version_id, input, additional_metadata, priority,
+                              parent_task_id, child_index, child_key, triggered_by)
+    SELECT p_tenant, hatchet.uuid_time(v_id), v_id, p_version, p_input, p_metadata,
+           coalesce(p_priority, v.default_priority), p_parent_task_id, p_child_index, p_child_key, p_triggered_by
+    FROM hatchet.workflow_versions v WHERE v.tenant_id = p_tenant AND v.id = p_version
+    RETURNING * INTO v_run;
+    -- Root tasks go to the worker the trigger asked for (SOFT unless the workflow is HARD sticky); later tasks
+    -- decide from the first task when they are queued (_run_placement).
+    IF p_desired_worker_id IS NOT NULL THEN
+        v_place := jsonb_build_object('desired_worker_id', p_desired_worker_id, 'sticky',
+            coalesce((SELECT v.sticky FROM hatchet.workflow_versions v
+                      WHERE v.tenant_id = p_tenant AND v.id = p_version), 'SOFT'::hatchet.sticky_strategy));
+    END IF;
+    SELECT count(*) = 1 INTO v_single
+    FROM hatchet.task_definitions d WHERE d.tenant_id = p_tenant AND d.workflow_version_id = p_version;
+    -- Every pending match first, then the root tasks: a root task can end while it is queued (cancelled by a
+    -- CANCEL_NEWEST key, failed by a key expression), and its outcome must reach the matches of its children.
+    FOR v_def IN
+        SELECT d.* FROM hatchet.task_definitions d
+        WHERE d.tenant_id = p_tenant AND d.workflow_version_id = p_version
+        ORDER BY (NOT d.is_on_failure AND cardinality(d.parents) = 0 AND d.conditions = '{}'), d.id
+    LOOP
+        IF v_def.is_on_failure THEN
+            PERFORM hatchet._insert_match(p_tenant, v_id, v_def.id, NULL,
+                                          hatchet._on_failure_conditions(p_tenant, p_version));
+        ELSIF cardinality(v_def.parents) > 0 THEN
+            PERFORM hatchet._insert_match(p_tenant, v_id, v_def.id, NULL, hatchet._parent_conditions(v_def));
+        ELSIF v_def.conditions <> '{}' THEN
+            PERFORM hatchet._insert_match(p_tenant, v_id, v_def.id, CASE WHEN v_single THEN v_id END,
+                                          hatchet._wait_conditions(v_def, v_now));
+        ELSE
+            PERFORM hatchet._queue_task(p_tenant, v_run, v_def,
+                                        CASE WHEN v_single THEN v_id ELSE hatchet.gen_id() END, p_triggers, v_place);
+        END IF;
+    END LOOP;
+    RETURN v_id;
+END
+$$;
