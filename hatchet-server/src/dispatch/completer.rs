@@ -177,10 +177,7 @@ async fn complete_batch(
     }
     match result {
         Ok(done) => {
-            dispatch
-                .metrics
-                .completions
-                .inc_by(done.completed.max(0) as u64);
+            dispatch.metrics.completed(tenant, done.completed);
             super::assigner::record(dispatch, tenant, &done.assigned);
             refilled = done.refilled;
             backlog = !done.assigned.is_empty();
@@ -223,7 +220,7 @@ async fn complete_one(
     .await
     {
         Ok(n) => {
-            dispatch.metrics.completions.inc_by(n.max(0) as u64);
+            dispatch.metrics.completed(tenant, n);
             Ok(())
         }
         Err(err) => match AppError::from(err) {

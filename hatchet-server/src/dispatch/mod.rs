@@ -56,8 +56,13 @@ type ActionSender = mpsc::UnboundedSender<Result<AssignedAction, tonic::Status>>
 /// gRPC and REST handlers and the background tasks.
 #[derive(Debug)]
 pub(crate) struct Dispatch {
-    /// Connections to the database.
+    /// The background loops' connections (assigner, completer, notifier, run watcher, stream pruning), with
+    /// statement and lock timeouts (see [`crate::config::BackgroundPool`]).
     pub(crate) pool: PgPool,
+    /// The request handlers' connections: stream subscriptions and `PutStreamEvent` read and write through these.
+    pub(crate) requests: PgPool,
+    /// Most runs one subscription stream may follow at once.
+    pub(crate) max_subscriptions: usize,
     /// The server's metrics, fed by assignments and completions.
     pub(crate) metrics: Arc<Metrics>,
     /// Cancelled when the server starts shutting down: every loop and stream ends.
@@ -128,9 +133,17 @@ impl WorkerEntry {
 
 impl Dispatch {
     /// An empty registry over a pool. Background tasks are started separately by [`Dispatch::spawn`].
-    pub(crate) fn new(pool: PgPool, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(
+        pool: PgPool,
+        requests: PgPool,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        max_subscriptions: usize,
+    ) -> Self {
         Self {
             pool,
+            requests,
+            max_subscriptions,
             metrics,
             shutdown,
             registry: Mutex::new(Registry::default()),
@@ -311,6 +324,14 @@ impl Dispatch {
         if let Some(entry) = find_holder(&mut reg, tenant, worker_id, task_id) {
             entry.inflight.remove(&task_id);
         }
+    }
+
+    /// The tenant of `worker_id` if this server pushed it exactly this attempt and has not seen it finish.
+    pub(crate) fn pushed(&self, worker_id: Uuid, task_id: Uuid, retry_count: i32) -> Option<Uuid> {
+        let reg = self.registry();
+        let entry = reg.workers.get(&worker_id)?;
+        let inflight = entry.inflight.get(&task_id)?;
+        (inflight.action.retry_count == retry_count).then_some(entry.tenant)
     }
 
     /// Tells a worker to stop an attempt (it was cancelled or timed out in the extension). The CANCEL_STEP_RUN

@@ -17,7 +17,7 @@
 //! succeeds without changing anything, so the SDK's retries never turn into errors or double effects.
 
 use super::{parse_id, unimplemented};
-use crate::auth::grpc::tenant_of;
+use crate::auth::grpc::{bearer_of, guard_stream, tenant_of};
 use crate::config::ENGINE_VERSION;
 use crate::db::{tasks, workers as db};
 use crate::dispatch::{runs, streams};
@@ -52,7 +52,7 @@ impl DispatcherService {
         ensure_alive(&self.state, tenant, worker_id).await?;
         let stream = self.state.dispatch.connect(tenant, worker_id);
         tracing::debug!(%worker_id, "worker stream opened");
-        Ok(Box::pin(stream))
+        guard_stream(&self.state.auth, &request, Box::pin(stream))
     }
 }
 
@@ -191,7 +191,7 @@ impl Dispatcher for DispatcherService {
         request: Request<proto::SubscribeToWorkflowEventsRequest>,
     ) -> Result<Response<Self::SubscribeToWorkflowEventsStream>, Status> {
         let tenant = tenant_of(&request)?.0;
-        let r = request.into_inner();
+        let r = request.get_ref();
         let dispatch = &self.state.dispatch;
         let stream = match (
             r.workflow_run_id
@@ -211,7 +211,11 @@ impl Dispatcher for DispatcherService {
                 "workflow_run_id, or additional_meta_key and additional_meta_value, are required",
             )),
         };
-        Ok(Response::new(stream))
+        Ok(Response::new(guard_stream(
+            &self.state.auth,
+            &request,
+            stream,
+        )?))
     }
 
     type SubscribeToWorkflowRunsStream = ResponseStream<proto::WorkflowRunEvent>;
@@ -221,8 +225,9 @@ impl Dispatcher for DispatcherService {
         request: Request<Streaming<proto::SubscribeToWorkflowRunsRequest>>,
     ) -> Result<Response<Self::SubscribeToWorkflowRunsStream>, Status> {
         let tenant = tenant_of(&request)?.0;
+        let token = bearer_of(&request)?;
         let stream = runs::subscribe(&self.state.dispatch, tenant, request.into_inner());
-        Ok(Response::new(stream))
+        Ok(Response::new(self.state.auth.guard_stream(&token, stream)))
     }
 
     async fn send_step_action_event(
@@ -262,7 +267,12 @@ impl Dispatcher for DispatcherService {
                 )
                 .await
                 {
-                    Ok(_) => self.state.metrics.failures.inc(),
+                    Ok(_) => self
+                        .state
+                        .metrics
+                        .failures
+                        .with_label_values(&[tenant.to_string().as_str()])
+                        .inc(),
                     // Already finished, cancelled or timed out: the resent (or late) FAILED changes nothing.
                     Err(err) => match AppError::from(err) {
                         AppError::FailedPrecondition(_) => {}
