@@ -21,7 +21,7 @@ use axum::Router;
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/metrics", get(metrics))
-        .layer(from_fn_with_state(state.auth.clone(), require_bearer))
+        .route_layer(from_fn_with_state(state.auth.clone(), require_bearer))
 }
 
 async fn metrics(
