@@ -524,24 +524,22 @@ impl<T> tokio_stream::Stream for GuardedStream<T> {
     type Item = Result<T, tonic::Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.inner.is_none() {
+            return Poll::Ready(None);
+        }
+        // The check first: a stream that always has something to send must still notice a revoked token.
+        if let Poll::Ready(status) = self.check.as_mut().poll(cx) {
+            self.inner = None;
+            return Poll::Ready(Some(Err(status)));
+        }
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
         let polled = inner.as_mut().poll_next(cx);
         if let Poll::Ready(None) = polled {
             self.inner = None;
-            return Poll::Ready(None);
         }
-        if let Poll::Ready(item) = polled {
-            return Poll::Ready(item);
-        }
-        match self.check.as_mut().poll(cx) {
-            Poll::Ready(status) => {
-                self.inner = None;
-                Poll::Ready(Some(Err(status)))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        polled
     }
 }
 
