@@ -251,6 +251,8 @@ run_suite() {
         return 0
     fi
     cp -r "${ROOT}/tests/${kind}" "${SQL_WORK}/${kind}-in"
+    # The superuser's setup scripts, which tests run with \i setup/NAME.sql (psql's working directory is SQL_WORK).
+    [[ -d "${SQL_WORK}/setup" ]] || cp -r "${ROOT}/sql/setup" "${SQL_WORK}/setup"
     mkdir -p "${SQL_WORK}/${kind}-in/expected" "${SQL_WORK}/${kind}-out"
     # A missing expected file would make pg_regress abort the whole suite; an empty one fails just that test
     # and its diff shows the full output, ready to be read and accepted.

@@ -39,10 +39,11 @@ CREATE FUNCTION hatchet.create_cron(
     tenant_id           uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(create_cron.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(create_cron.tenant_id);
     v_wf     record;
     v_id     uuid := hatchet.gen_id();
     v_next   timestamptz;
@@ -77,11 +78,12 @@ COMMENT ON FUNCTION hatchet.create_cron(text, text, text, jsonb, jsonb, integer,
 
 CREATE FUNCTION hatchet.delete_cron(cron_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM hatchet.crons c
-        WHERE c.tenant_id = coalesce(delete_cron.tenant_id, hatchet.default_tenant()) AND c.id = delete_cron.cron_id
+        WHERE c.tenant_id = hatchet._tenant(delete_cron.tenant_id) AND c.id = delete_cron.cron_id
         RETURNING 1)
     SELECT EXISTS (SELECT 1 FROM gone)
 $$;
@@ -93,13 +95,14 @@ RETURNS TABLE (cron_id uuid, workflow text, name text, expression text, input js
                priority integer, method text, enabled boolean, next_tick_at timestamptz, last_tick_at timestamptz,
                created_at timestamptz)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.id, w.name, c.name, c.expression, c.input, c.additional_metadata, c.priority, c.method, c.enabled,
            c.next_tick_at, c.last_tick_at, c.created_at
     FROM hatchet.crons c
     JOIN hatchet.workflows w ON w.tenant_id = c.tenant_id AND w.id = c.workflow_id
-    WHERE c.tenant_id = coalesce(list_crons.tenant_id, hatchet.default_tenant())
+    WHERE c.tenant_id = hatchet._tenant(list_crons.tenant_id)
       AND (list_crons.workflow IS NULL OR w.name = list_crons.workflow)
     ORDER BY w.name, c.name
 $$;
@@ -118,10 +121,11 @@ CREATE FUNCTION hatchet.schedule(
     tenant_id           uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(schedule.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(schedule.tenant_id);
     v_wf     record;
     v_id     uuid := hatchet.gen_id();
 BEGIN
@@ -144,11 +148,12 @@ COMMENT ON FUNCTION hatchet.schedule(text, timestamptz, jsonb, jsonb, integer, u
 
 CREATE FUNCTION hatchet.delete_schedule(schedule_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM hatchet.scheduled_runs s
-        WHERE s.tenant_id = coalesce(delete_schedule.tenant_id, hatchet.default_tenant())
+        WHERE s.tenant_id = hatchet._tenant(delete_schedule.tenant_id)
           AND s.id = delete_schedule.schedule_id
         RETURNING 1)
     SELECT EXISTS (SELECT 1 FROM gone)
@@ -160,12 +165,13 @@ CREATE FUNCTION hatchet.list_schedules(workflow text DEFAULT NULL, tenant_id uui
 RETURNS TABLE (schedule_id uuid, workflow text, run_at timestamptz, input jsonb, additional_metadata jsonb,
                priority integer, fired_run_id uuid, error text, created_at timestamptz)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.id, w.name, s.run_at, s.input, s.additional_metadata, s.priority, s.fired_run_id, s.error, s.created_at
     FROM hatchet.scheduled_runs s
     JOIN hatchet.workflows w ON w.tenant_id = s.tenant_id AND w.id = s.workflow_id
-    WHERE s.tenant_id = coalesce(list_schedules.tenant_id, hatchet.default_tenant())
+    WHERE s.tenant_id = hatchet._tenant(list_schedules.tenant_id)
       AND (list_schedules.workflow IS NULL OR w.name = list_schedules.workflow)
     ORDER BY s.run_at, s.id
 $$;

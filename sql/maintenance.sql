@@ -237,6 +237,7 @@ $$;
 CREATE FUNCTION hatchet.prune_stream_chunks(grace interval DEFAULT '5 minutes', max_age interval DEFAULT '1 day')
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -13,6 +13,7 @@
 --   crons.sql         crons, one-off schedules and firing what is due
 --   streams.sql       stream chunks put by running tasks, read by run subscribers
 --   maintenance.sql   the background worker's pass: partitions, reapers, pruning
+--   security.sql      the group roles, tenant bindings and privileges (its two tables are there, with it; last)
 -- Each file's header lists its public functions and which other files it may call.
 --
 -- Conventions of the function files:
@@ -22,7 +23,9 @@
 --     a caller's search_path cannot redirect a name to an object planted in a schema on it (CVE-2018-1058 class). The
 --     path must be pinned, not assumed: a better-matching overload (format(text, text) against format's VARIADIC
 --     "any", an = on one enum type against anyenum, text || integer against anynonarray) wins over pg_catalog's own
---     even when pg_catalog is searched first. The functions are not SECURITY DEFINER.
+--     even when pg_catalog is searched first. The API functions are SECURITY DEFINER (run as the extension's owner, so
+--     no role needs privileges on the tables) and resolve their tenant with hatchet._tenant (docs/security.md); the
+--     internal `_` helpers are not, and only the owner may execute them.
 --     Not pinned: four helpers called per row inside hot statements, where a SET clause costs a GUC save and restore
 --     per call and keeps a LANGUAGE sql function from being inlined. They qualify every name instead (pg_catalog.f,
 --     OPERATOR(pg_catalog.=), pg_catalog.text), and every pinned caller reaches them with its safe path anyway.

@@ -18,10 +18,11 @@ CREATE FUNCTION hatchet.put_stream_chunk(
     created_at  timestamptz DEFAULT NULL
 ) RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(put_stream_chunk.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(put_stream_chunk.tenant_id);
     p_task   uuid := put_stream_chunk.task_id;
     v_run    uuid;
     v_retry  integer;
@@ -72,12 +73,13 @@ CREATE FUNCTION hatchet.read_stream_chunks(
 ) RETURNS TABLE (seq bigint, task_id uuid, retry_count integer, event_index bigint, message bytea,
                  created_at timestamptz, settled boolean)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.seq, c.task_id, c.retry_count, c.event_index, c.message, c.created_at,
            c.created_at < pg_catalog.clock_timestamp() - read_stream_chunks.settle
     FROM hatchet.stream_chunks c
-    WHERE c.tenant_id = coalesce(read_stream_chunks.tenant_id, hatchet.default_tenant())
+    WHERE c.tenant_id = hatchet._tenant(read_stream_chunks.tenant_id)
       AND c.run_id = read_stream_chunks.run_id
       AND c.seq > coalesce(read_stream_chunks.after_seq, 0)
     ORDER BY c.seq
@@ -89,10 +91,11 @@ COMMENT ON FUNCTION hatchet.read_stream_chunks(uuid, bigint, uuid, interval) IS
 -- status, output and error (hatchet.run_status / hatchet.run_tasks; raises for an unknown run).
 CREATE FUNCTION hatchet.run_stream_state(run_id uuid, tenant_id uuid DEFAULT NULL) RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(run_stream_state.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(run_stream_state.tenant_id);
     v_status text := hatchet.run_status(run_stream_state.run_id, p_tenant);
 BEGIN
     RETURN jsonb_build_object(

@@ -204,10 +204,11 @@ CREATE FUNCTION hatchet.enqueue(
     sticky              text        DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant   uuid := coalesce(enqueue.tenant_id, hatchet.default_tenant());
+    p_tenant   uuid := hatchet._tenant(enqueue.tenant_id);
     p_key      text := enqueue.idempotency_key;
     v_id       uuid;
     v_exec     interval;
@@ -283,10 +284,11 @@ CREATE FUNCTION hatchet.enqueue_many(
     rate_limits         jsonb       DEFAULT NULL
 ) RETURNS uuid[]
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(enqueue_many.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(enqueue_many.tenant_id);
     v_bad    record;
     v_limit  integer := current_setting('hatchet.max_payload_bytes')::integer;
 BEGIN
@@ -482,6 +484,7 @@ CREATE FUNCTION hatchet.dequeue(
 ) RETURNS TABLE (task_id uuid, retry_count integer, input jsonb, additional_metadata jsonb, timeout_at timestamptz,
                  priority integer)
 LANGUAGE plpgsql
+SECURITY DEFINER
 -- The claimed rows are deleted by ctid. Without this the planner prices a TID scan of 100 ctids above a sequential
 -- scan of any ready queue under a few hundred pages, and then reads the whole queue on every claim (measured: a
 -- 20,000-task drain spent a third of its dequeue time there).
@@ -493,7 +496,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid    := coalesce(dequeue.tenant_id, hatchet.default_tenant());
+    p_tenant uuid    := hatchet._tenant(dequeue.tenant_id);
     p_queue  text    := dequeue.queue;
     p_worker text    := dequeue.worker;
     p_n      integer := dequeue.n;
@@ -657,12 +660,13 @@ CREATE FUNCTION hatchet.complete_many(
     tenant_id    uuid    DEFAULT NULL
 ) RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 -- As for dequeue: one generic plan instead of re-planning per batch (complete_many of 1: 0.72 -> 0.39 ms).
 SET plan_cache_mode = force_generic_plan
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(complete_many.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(complete_many.tenant_id);
     v_now    timestamptz := clock_timestamp();
     v_limit  integer := current_setting('hatchet.max_payload_bytes')::integer;
     v_n      integer;
@@ -749,10 +753,11 @@ CREATE FUNCTION hatchet.complete(
     tenant_id   uuid  DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(complete.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(complete.tenant_id);
 BEGIN
     IF complete.output IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['output']);
@@ -849,10 +854,11 @@ CREATE FUNCTION hatchet.fail(
     tenant_id   uuid    DEFAULT NULL
 ) RETURNS text
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(fail.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(fail.tenant_id);
     v_run    hatchet.running;
 BEGIN
     IF fail.error IS NULL THEN
@@ -880,10 +886,11 @@ CREATE FUNCTION hatchet.refresh_timeout(
     tenant_id   uuid DEFAULT NULL
 ) RETURNS timestamptz
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(refresh_timeout.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(refresh_timeout.tenant_id);
     v_by     interval;
     v_run    hatchet.running;
 BEGIN
@@ -928,10 +935,11 @@ CREATE FUNCTION hatchet.cancel(
     reason    text DEFAULT 'cancelled by user'
 ) RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(cancel.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(cancel.tenant_id);
     p_task   uuid := cancel.task_id;
     v_run    hatchet.running;
     v_found  boolean;
@@ -1014,6 +1022,7 @@ COMMENT ON FUNCTION hatchet.cancel(uuid, uuid, text) IS
 
 CREATE FUNCTION hatchet.task_status(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1023,7 +1032,7 @@ BEGIN
         PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
     END IF;
     SELECT s.state INTO v_state
-    FROM hatchet._task_state(coalesce(task_status.tenant_id, hatchet.default_tenant()), task_status.task_id) s;
+    FROM hatchet._task_state(hatchet._tenant(task_status.tenant_id), task_status.task_id) s;
     IF v_state IS NULL THEN
         PERFORM hatchet.raise_error('unknown_task', ARRAY[task_status.task_id::text]);
     END IF;
@@ -1035,11 +1044,12 @@ COMMENT ON FUNCTION hatchet.task_status(uuid, uuid) IS 'QUEUED, RUNNING, COMPLET
 CREATE FUNCTION hatchet.task_events(task_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (event_type text, created_at timestamptz, retry_count integer, reason text, worker text)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(task_events.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(task_events.tenant_id);
     p_task   uuid := task_events.task_id;
     v_at     timestamptz := hatchet.uuid_time(task_events.task_id);
 BEGIN
@@ -1080,11 +1090,12 @@ COMMENT ON FUNCTION hatchet.task_events(uuid, uuid) IS 'the timeline of a task: 
 CREATE FUNCTION hatchet.task(task_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (id uuid, run_id uuid, readable_id text, queue text, status text, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(task.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(task.tenant_id);
 BEGIN
     IF task.task_id IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
@@ -1101,6 +1112,7 @@ COMMENT ON FUNCTION hatchet.task(uuid, uuid) IS 'one task with its run and statu
 -- only the task).
 CREATE FUNCTION hatchet.running_attempt(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -1108,7 +1120,7 @@ BEGIN
         PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
     END IF;
     RETURN (SELECT r.retry_count FROM hatchet.running r
-            WHERE r.tenant_id = coalesce(running_attempt.tenant_id, hatchet.default_tenant())
+            WHERE r.tenant_id = hatchet._tenant(running_attempt.tenant_id)
               AND r.task_id = running_attempt.task_id);
 END
 $$;
@@ -1123,10 +1135,11 @@ CREATE FUNCTION hatchet.put_log(task_id uuid, message text, level text DEFAULT '
                                 created_at timestamptz DEFAULT NULL, tenant_id uuid DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(put_log.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(put_log.tenant_id);
     v_at timestamptz := hatchet.uuid_time(put_log.task_id);
 BEGIN
     IF put_log.message IS NULL THEN
@@ -1149,10 +1162,11 @@ COMMENT ON FUNCTION hatchet.put_log(uuid, text, text, integer, timestamptz, uuid
 CREATE FUNCTION hatchet.task_logs(task_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (created_at timestamptz, retry_count integer, level text, message text)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT l.created_at, l.retry_count, l.level, l.message FROM hatchet.logs l
-    WHERE l.tenant_id = coalesce(task_logs.tenant_id, hatchet.default_tenant())
+    WHERE l.tenant_id = hatchet._tenant(task_logs.tenant_id)
       AND l.task_inserted_at = hatchet.uuid_time(task_logs.task_id) AND l.task_id = task_logs.task_id
     ORDER BY l.created_at
 $$;

@@ -23,10 +23,11 @@ CREATE FUNCTION hatchet.register_worker(
     worker_id   uuid  DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(register_worker.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(register_worker.tenant_id);
     v_id     uuid := coalesce(register_worker.worker_id, hatchet.gen_id());
     v_bad    text;
 BEGIN
@@ -67,12 +68,13 @@ COMMENT ON FUNCTION hatchet.register_worker(text, text[], jsonb, jsonb, uuid, uu
 
 CREATE FUNCTION hatchet.heartbeat(worker_ids uuid[], tenant_id uuid DEFAULT NULL) RETURNS integer
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     -- Only workers that are still alive may heartbeat: a worker declared dead must register again.
     WITH beat AS (
         UPDATE hatchet.workers w SET last_heartbeat_at = clock_timestamp()
-        WHERE w.tenant_id = coalesce(heartbeat.tenant_id, hatchet.default_tenant()) AND w.id = ANY (worker_ids)
+        WHERE w.tenant_id = hatchet._tenant(heartbeat.tenant_id) AND w.id = ANY (worker_ids)
           AND w.is_active
         RETURNING 1
     )
@@ -82,11 +84,12 @@ COMMENT ON FUNCTION hatchet.heartbeat(uuid[], uuid) IS 'record that these worker
 
 CREATE FUNCTION hatchet.set_worker_paused(worker_id uuid, paused boolean, tenant_id uuid DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE hatchet.workers w SET is_paused = set_worker_paused.paused
-    WHERE w.tenant_id = coalesce(set_worker_paused.tenant_id, hatchet.default_tenant()) AND w.id = set_worker_paused.worker_id;
+    WHERE w.tenant_id = hatchet._tenant(set_worker_paused.tenant_id) AND w.id = set_worker_paused.worker_id;
     IF NOT FOUND THEN
         PERFORM hatchet.raise_error('unknown_object', ARRAY['worker', set_worker_paused.worker_id::text]);
     END IF;
@@ -95,12 +98,13 @@ $$;
 
 CREATE FUNCTION hatchet.upsert_worker_labels(worker_id uuid, labels jsonb, tenant_id uuid DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM hatchet._check_payload('labels', upsert_worker_labels.labels);
     UPDATE hatchet.workers w SET labels = w.labels || upsert_worker_labels.labels
-    WHERE w.tenant_id = coalesce(upsert_worker_labels.tenant_id, hatchet.default_tenant())
+    WHERE w.tenant_id = hatchet._tenant(upsert_worker_labels.tenant_id)
       AND w.id = upsert_worker_labels.worker_id;
     IF NOT FOUND THEN
         PERFORM hatchet.raise_error('unknown_object', ARRAY['worker', upsert_worker_labels.worker_id::text]);
@@ -114,10 +118,11 @@ CREATE FUNCTION hatchet.deregister_worker(worker_id uuid, reason text DEFAULT 'w
                                           tenant_id uuid DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(deregister_worker.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(deregister_worker.tenant_id);
     v_run hatchet.running;
     n integer := 0;
 BEGIN
@@ -260,6 +265,7 @@ CREATE FUNCTION hatchet.assign(
                  additional_metadata jsonb, priority integer, run_id uuid, readable_id text,
                  task_inserted_at timestamptz, timeout_at timestamptz, queued_at timestamptz)
 LANGUAGE plpgsql
+SECURITY DEFINER
 -- As hatchet.dequeue: claimed rows are deleted by TID scan at any queue size, and one generic plan serves every call.
 SET enable_seqscan = off
 SET plan_cache_mode = force_generic_plan
@@ -267,7 +273,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(assign.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(assign.tenant_id);
     v_now    timestamptz := clock_timestamp();
     v_after  interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
                                                          30000) / 1000.0);
@@ -442,10 +448,11 @@ COMMENT ON FUNCTION hatchet.assign(uuid[], integer, uuid) IS
 -- RUNNING and can still complete or fail, but no longer counts against its worker's capacity.
 CREATE FUNCTION hatchet.release_slot(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(release_slot.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(release_slot.tenant_id);
     v_run hatchet.running;
 BEGIN
     SELECT * INTO v_run FROM hatchet.running r
@@ -473,11 +480,12 @@ CREATE FUNCTION hatchet.list_workers(tenant_id uuid DEFAULT NULL, worker_id uuid
 RETURNS TABLE (id uuid, name text, is_active boolean, is_paused boolean, labels jsonb, actions text[], slots jsonb,
                used jsonb, last_heartbeat_at timestamptz, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(list_workers.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(list_workers.tenant_id);
 BEGIN
     RETURN QUERY
     SELECT w.id, w.name, w.is_active, w.is_paused, w.labels,
@@ -501,6 +509,7 @@ CREATE FUNCTION hatchet.worker(worker_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (id uuid, name text, is_active boolean, is_paused boolean, labels jsonb, actions text[], slots jsonb,
                used jsonb, last_heartbeat_at timestamptz, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

@@ -55,6 +55,16 @@ pub(crate) enum HatchetError {
     /// An object with this name already exists (a cron name within its workflow, ...).
     #[error("{kind} \"{name}\" already exists")]
     DuplicateObject { kind: String, name: String },
+    /// The calling role is not bound to the tenant it names (`hatchet.grant_tenant`, docs/security.md).
+    #[error("role \"{role}\" may not act for tenant \"{tenant}\"")]
+    TenantNotGranted { role: String, tenant: String },
+    /// The calling role names no tenant and is bound to none, or to several.
+    #[error("{}", if *count == 0 {
+        format!("role \"{role}\" is not bound to any tenant")
+    } else {
+        format!("role \"{role}\" is bound to {count} tenants and the call names none")
+    })]
+    NoTenant { role: String, count: usize },
 }
 
 impl From<DurationError> for HatchetError {
@@ -88,6 +98,9 @@ impl HatchetError {
             }
             HatchetError::UnknownWorkflowTask { .. } => ERRCODE_UNDEFINED_OBJECT,
             HatchetError::DuplicateObject { .. } => ERRCODE_DUPLICATE_OBJECT,
+            HatchetError::TenantNotGranted { .. } | HatchetError::NoTenant { .. } => {
+                ERRCODE_INSUFFICIENT_PRIVILEGE
+            }
         }
     }
 
@@ -111,6 +124,10 @@ impl HatchetError {
                 Some("Only the current attempt of a running task can report a result; this one was superseded.")
             }
             HatchetError::InvalidCron(..) => Some(hatchet_core::cron::SYNTAX_HINT),
+            HatchetError::TenantNotGranted { .. } | HatchetError::NoTenant { count: 0, .. } => {
+                Some("An administrator binds a role to a tenant with hatchet.grant_tenant(role, tenant).")
+            }
+            HatchetError::NoTenant { .. } => Some("Pass tenant_id => the tenant the call is for."),
             _ => None,
         }
     }
@@ -199,6 +216,42 @@ mod tests {
             HatchetError::NullArgument("queue".into()).sqlstate(),
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
         );
+    }
+
+    #[test]
+    fn tenant_binding_errors_are_42501_with_a_hint() {
+        let e = HatchetError::TenantNotGranted {
+            role: "shop_app".into(),
+            tenant: "0190".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "role \"shop_app\" may not act for tenant \"0190\""
+        );
+        assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE);
+        assert!(e.hint().unwrap().contains("hatchet.grant_tenant"));
+        let none = HatchetError::NoTenant {
+            role: "shop_app".into(),
+            count: 0,
+        };
+        assert_eq!(
+            none.to_string(),
+            "role \"shop_app\" is not bound to any tenant"
+        );
+        assert!(none.hint().unwrap().contains("hatchet.grant_tenant"));
+        let two = HatchetError::NoTenant {
+            role: "shop_app".into(),
+            count: 2,
+        };
+        assert_eq!(
+            two.to_string(),
+            "role \"shop_app\" is bound to 2 tenants and the call names none"
+        );
+        assert_eq!(
+            two.sqlstate(),
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE
+        );
+        assert!(two.hint().unwrap().contains("tenant_id"));
     }
 
     #[test]

@@ -33,6 +33,18 @@ pub(crate) static CLAIM_RESCAN_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>:
 /// A worker silent for this long is dead and its attempts are retried elsewhere, in milliseconds.
 pub(crate) static WORKER_DEAD_AFTER_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
+/// Names of the four group roles `CREATE EXTENSION` creates when absent and grants to (sql/security.sql,
+/// docs/security.md). Read only by the extension script: the roles an installation uses are recorded in
+/// `hatchet.roles`.
+pub(crate) static APP_ROLE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"hatchet_app"));
+pub(crate) static CONSUMER_ROLE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"hatchet_consumer"));
+pub(crate) static SERVER_ROLE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"hatchet_server"));
+pub(crate) static ADMIN_ROLE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"hatchet_admin"));
+
 /// Register all settings. Called from `_PG_init` while shared_preload_libraries is processed.
 pub(crate) fn init() {
     GucRegistry::define_string_guc(
@@ -130,6 +142,38 @@ pub(crate) fn init() {
         1,
         1_000_000,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"hatchet.app_role",
+        c"Group role for applications that enqueue work and read its status.",
+        c"Created by CREATE EXTENSION pg_hatchet if absent; see docs/security.md.",
+        &APP_ROLE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"hatchet.consumer_role",
+        c"Group role for SQL consumers (dequeue, complete, fail).",
+        c"Created by CREATE EXTENSION pg_hatchet if absent; see docs/security.md.",
+        &CONSUMER_ROLE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"hatchet.server_role",
+        c"Group role for hatchet-server.",
+        c"Created by CREATE EXTENSION pg_hatchet if absent; see docs/security.md.",
+        &SERVER_ROLE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"hatchet.admin_role",
+        c"Group role for administration (tenants, bindings, definitions).",
+        c"Created by CREATE EXTENSION pg_hatchet if absent; see docs/security.md.",
+        &ADMIN_ROLE,
+        GucContext::Suset,
         GucFlags::default(),
     );
 }
