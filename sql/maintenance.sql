@@ -6,9 +6,17 @@
 -- Why daily range partitions: history is append-only and expires by age, so retention is a DROP of a whole day
 -- (instant, no dead tuples, no vacuum debt) instead of a DELETE over millions of rows.
 --
+-- No poison pills: every job of the pass (promote, reap dead workers, reap timeouts, expire queued, time triggers) runs
+-- for each tenant in a subtransaction of its own (_maintenance_job). A job that fails for one tenant is rolled back,
+-- logged (WARNING), counted in hatchet.maintenance_status and skipped; the other tenants and jobs go on, and the job
+-- is tried again on the next pass. Partition DDL runs in its own transaction (the worker calls maintain_partitions
+-- separately) and waits for its locks at most hatchet.ddl_lock_timeout: a partition whose lock is not granted (a long
+-- reader) is skipped and tried again later, so retention never queues enqueues behind a reader.
+--
 -- Public: partitioned_tables, maintain_partitions, prune_stream_chunks, run_maintenance.
 -- Calls: tasks.sql (_promote_due, _fail_attempt, _finish_unstarted), flow_control.sql (_release_slots), workers.sql
--- (deregister_worker), runs.sql (_lock_pending_runs, _on_tasks_finished, run_status), crons.sql (_run_time_triggers).
+-- (deregister_worker), runs.sql (_lock_pending_runs, _on_tasks_finished, run_status), crons.sql
+-- (_tenant_time_triggers, _time_triggers_due).
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Daily partitions of the history tables
@@ -20,9 +28,41 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ARRAY['runs', 'tasks', 'task_events', 'payloads', 'events', 'logs'] $$;
 COMMENT ON FUNCTION hatchet.partitioned_tables() IS 'history tables partitioned by day';
 
+-- Runs one partition DDL statement with lock_timeout = hatchet.ddl_lock_timeout, in a subtransaction: returns p_done
+-- if it ran, 'skipped' (with a WARNING) if its locks were not granted in time. Any other error is raised.
+CREATE FUNCTION hatchet._partition_ddl(p_sql text, p_done text, p_name text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- with its unit ('100ms'), which is what lock_timeout takes
+    v_timeout text := coalesce(current_setting('hatchet.ddl_lock_timeout', true), '100ms');
+    v_saved   text := current_setting('lock_timeout');
+BEGIN
+    PERFORM set_config('lock_timeout', v_timeout, true);
+    BEGIN
+        EXECUTE p_sql;
+    EXCEPTION WHEN lock_not_available THEN
+        PERFORM set_config('lock_timeout', v_saved, true);
+        RAISE WARNING 'pg_hatchet: partition % not %: its table is in use (lock not granted within %); trying again later',
+            p_name, p_done, v_timeout;
+        RETURN 'skipped';
+    END;
+    PERFORM set_config('lock_timeout', v_saved, true);
+    RETURN p_done;
+END
+$$;
+COMMENT ON FUNCTION hatchet._partition_ddl(text, text, text) IS
+    'run one partition DDL with a short lock_timeout; ''skipped'' if its locks were not granted in time';
+
 -- Creates the partitions for [today - 1 day, today + days_ahead] that are missing and drops partitions that ended more
 -- than retention_days ago. A partition is never dropped while a task inside it is still queued, delayed or running.
--- Returns one row per partition created or dropped.
+-- Returns one row per partition created, dropped or skipped.
+--
+-- Both DDLs lock the parent table ACCESS EXCLUSIVE, and a lock request that waits makes every later enqueue and read
+-- of that table wait behind it. So each one waits at most hatchet.ddl_lock_timeout for its locks (in a subtransaction
+-- of its own); if they are not granted (a long reader holds the table), the partition is skipped with a WARNING and
+-- the action 'skipped', and the worker tries again a minute later.
 CREATE FUNCTION hatchet.maintain_partitions(
     days_ahead     integer DEFAULT NULL,
     retention_days integer DEFAULT NULL
@@ -55,11 +95,11 @@ BEGIN
         FOR v_day IN SELECT d::date FROM generate_series(v_today - 1, v_today + v_ahead, interval '1 day') AS d LOOP
             v_name := format('%s_p%s', v_table, to_char(v_day, 'YYYYMMDD'));
             IF to_regclass(format('hatchet.%I', v_name)) IS NULL THEN
-                EXECUTE format(
+                action := hatchet._partition_ddl(format(
                     'CREATE TABLE hatchet.%I PARTITION OF hatchet.%I FOR VALUES FROM (%L) TO (%L)',
                     v_name, v_table,
-                    (v_day::timestamp AT TIME ZONE 'UTC'), ((v_day + 1)::timestamp AT TIME ZONE 'UTC'));
-                action := 'created';
+                    (v_day::timestamp AT TIME ZONE 'UTC'), ((v_day + 1)::timestamp AT TIME ZONE 'UTC')),
+                    'created', v_name);
                 partition_name := v_name;
                 RETURN NEXT;
             END IF;
@@ -93,8 +133,7 @@ BEGIN
         v_upper := to_date(right(r.relname, 8), 'YYYYMMDD') + 1;
         IF v_upper <= v_today - v_retention
            AND (v_oldest_live IS NULL OR (v_upper::timestamp AT TIME ZONE 'UTC') <= v_oldest_live) THEN
-            EXECUTE format('DROP TABLE hatchet.%I', r.relname);
-            action := 'dropped';
+            action := hatchet._partition_ddl(format('DROP TABLE hatchet.%I', r.relname), 'dropped', r.relname);
             partition_name := r.relname;
             RETURN NEXT;
         END IF;
@@ -270,24 +309,105 @@ $$;
 COMMENT ON FUNCTION hatchet.prune_stream_chunks(interval, interval) IS
     'delete stream chunks of runs finished longer than grace ago, and any chunk older than max_age';
 
--- One maintenance pass over every tenant: promote due delayed attempts, time out expired attempts, cancel queued
--- attempts past their schedule timeout. Returns when the next known item is due (NULL if nothing is pending), which
--- the background worker uses as its next wake-up.
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Isolation of tenants and jobs
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- The jobs of a pass, in the order each tenant runs them.
+CREATE FUNCTION hatchet.maintenance_jobs() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ARRAY['promote_due', 'reap_dead_workers', 'reap_timeouts', 'expire_queued', 'time_triggers'] $$;
+COMMENT ON FUNCTION hatchet.maintenance_jobs() IS 'the per-tenant jobs of a maintenance pass, in order';
+
+-- Records a failed job (p_tenant NULL for a job that is not per tenant) in hatchet.maintenance_status and logs it.
+CREATE FUNCTION hatchet._maintenance_failed(p_tenant uuid, p_job text, p_sqlstate text, p_error text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO hatchet.maintenance_status AS s (tenant_id, job, failures, last_error, last_sqlstate, last_failed_at)
+    VALUES (p_tenant, p_job, 1, p_error, p_sqlstate, clock_timestamp())
+    ON CONFLICT (tenant_id, job) DO UPDATE
+    SET failures = s.failures + 1, last_error = excluded.last_error, last_sqlstate = excluded.last_sqlstate,
+        last_failed_at = excluded.last_failed_at, last_ok_at = NULL;
+    RAISE WARNING 'pg_hatchet: maintenance job "%" failed for %, skipped until the next pass: % (SQLSTATE %)',
+        p_job, coalesce('tenant ' || p_tenant, 'all tenants'), p_error, p_sqlstate;
+END
+$$;
+COMMENT ON FUNCTION hatchet._maintenance_failed(uuid, text, text, text) IS
+    'count a failed maintenance job in hatchet.maintenance_status and log it';
+
+-- The jobs failing now, as 'tenant/job' (read once per pass, so a job that recovers is marked so cheaply).
+CREATE FUNCTION hatchet._failing_jobs() RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(coalesce(s.tenant_id::text, '') || '/' || s.job), '{}')
+    FROM hatchet.maintenance_status s WHERE s.last_ok_at IS NULL
+$$;
+COMMENT ON FUNCTION hatchet._failing_jobs() IS 'the maintenance jobs failing now, as tenant/job';
+
+-- Runs one job for one tenant in a subtransaction (the block with EXCEPTION). An error rolls back just this job for
+-- just this tenant, is recorded (_maintenance_failed) and returns false; a cancel (statement_timeout, shutdown) is not
+-- caught and ends the whole pass. p_failing: _failing_jobs() at the start of the pass, so that the first success of a
+-- failing job is recorded.
+CREATE FUNCTION hatchet._maintenance_job(p_tenant uuid, p_job text, p_now timestamptz, p_limit integer,
+                                         p_failing text[] DEFAULT '{}') RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text;
+    v_error text;
+BEGIN
+    BEGIN
+        CASE p_job
+            WHEN 'promote_due' THEN PERFORM hatchet._promote_due(p_tenant, NULL, p_now, p_limit);
+            WHEN 'reap_dead_workers' THEN PERFORM hatchet._reap_dead_workers(p_tenant, p_now);
+            WHEN 'reap_timeouts' THEN PERFORM hatchet._reap_timeouts(p_tenant, p_now, p_limit);
+            WHEN 'expire_queued' THEN PERFORM hatchet._expire_queued(p_tenant, p_now, p_limit);
+            WHEN 'time_triggers' THEN PERFORM hatchet._tenant_time_triggers(p_tenant, p_now, p_limit);
+        END CASE;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+        PERFORM hatchet._maintenance_failed(p_tenant, p_job, v_state, v_error);
+        RETURN false;
+    END;
+    IF (coalesce(p_tenant::text, '') || '/' || p_job) = ANY (p_failing) THEN
+        UPDATE hatchet.maintenance_status s SET last_ok_at = clock_timestamp()
+        WHERE s.tenant_id IS NOT DISTINCT FROM p_tenant AND s.job = p_job AND s.last_ok_at IS NULL;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION hatchet._maintenance_job(uuid, text, timestamptz, integer, text[]) IS
+    'run one maintenance job for one tenant in a subtransaction; a failure is recorded and skipped';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- The pass
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- One maintenance pass over every tenant: promote due delayed attempts, reap dead workers, time out expired attempts,
+-- cancel queued attempts past their schedule timeout, fire due crons, schedules and sleeps; each job for each tenant
+-- in a subtransaction of its own (_maintenance_job). Returns when the next known item is due (NULL if nothing is
+-- pending), which the background worker uses as its next wake-up.
 CREATE FUNCTION hatchet.run_maintenance() RETURNS timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_now   timestamptz := clock_timestamp();
-    v_limit integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
-    v_next  timestamptz;
-    v_tenant uuid;
+    v_now     timestamptz := clock_timestamp();
+    v_limit   integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_failing text[] := hatchet._failing_jobs();
+    v_next    timestamptz;
+    v_tenant  uuid;
+    v_job     text;
 BEGIN
-    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t LOOP
-        PERFORM hatchet._promote_due(v_tenant, NULL, v_now, v_limit);
-        PERFORM hatchet._reap_dead_workers(v_tenant, v_now);
-        PERFORM hatchet._reap_timeouts(v_tenant, v_now, v_limit);
-        PERFORM hatchet._expire_queued(v_tenant, v_now, v_limit);
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t ORDER BY t.tenant_id LOOP
+        FOREACH v_job IN ARRAY hatchet.maintenance_jobs() LOOP
+            PERFORM hatchet._maintenance_job(v_tenant, v_job, v_now, v_limit, v_failing);
+        END LOOP;
     END LOOP;
     SELECT min(x) INTO v_next FROM (
         SELECT (SELECT min(d.ready_at) FROM hatchet.delayed_queue d WHERE d.tenant_id = t.tenant_id) AS x
@@ -301,9 +421,32 @@ BEGIN
         SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
         FROM hatchet.tenants t
     ) due;
-    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): fired here, and their next due time counts too.
-    RETURN least(v_next, hatchet._run_time_triggers(v_now));
+    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): their next due time counts too.
+    RETURN least(v_next, hatchet._time_triggers_due());
 END
 $$;
 COMMENT ON FUNCTION hatchet.run_maintenance() IS
     'one pass of the background worker: promote due tasks, time out attempts, expire queued tasks; returns next due time';
+
+-- Fires due cron ticks, due schedules and due sleeps of every tenant (at most hatchet.batch_limit of each per tenant),
+-- each tenant in a subtransaction of its own (a tenant whose firing fails is logged, counted in
+-- hatchet.maintenance_status and skipped), and returns when the next one is due (NULL if none). Callable by hand;
+-- hatchet.run_maintenance does the same per tenant.
+CREATE FUNCTION hatchet._run_time_triggers(p_now timestamptz DEFAULT NULL) RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now     timestamptz := coalesce(p_now, clock_timestamp());
+    v_limit   integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_failing text[] := hatchet._failing_jobs();
+    v_tenant  uuid;
+BEGIN
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t ORDER BY t.tenant_id LOOP
+        PERFORM hatchet._maintenance_job(v_tenant, 'time_triggers', v_now, v_limit, v_failing);
+    END LOOP;
+    RETURN hatchet._time_triggers_due();
+END
+$$;
+COMMENT ON FUNCTION hatchet._run_time_triggers(timestamptz) IS
+    'fire due cron ticks, schedules and sleeps (one run per tick, never twice); returns when the next one is due';

@@ -705,3 +705,25 @@ CREATE UNIQUE INDEX stream_chunks_attempt_index_idx
 CREATE INDEX stream_chunks_created_idx ON hatchet.stream_chunks (created_at);
 COMMENT ON TABLE hatchet.stream_chunks IS
     'stream chunks put by running tasks, read by run subscribers; deleted after the run finished (prune_stream_chunks)';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Maintenance status
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- One row per tenant and maintenance job that ever failed (sql/maintenance.sql): the background worker runs each job
+-- for each tenant in a subtransaction, so a failure is rolled back, logged, counted here and skipped, and the other
+-- tenants and jobs go on. The row stays (with its count) after the job recovers; last_ok_at says it did.
+CREATE TABLE hatchet.maintenance_status (
+    -- NULL for the jobs that are not per tenant (partitions)
+    tenant_id      uuid        REFERENCES hatchet.tenants ON DELETE CASCADE,
+    job            text        NOT NULL,
+    failures       bigint      NOT NULL DEFAULT 0,
+    last_error     text,
+    last_sqlstate  text,
+    last_failed_at timestamptz,
+    -- the first success after the last failure (NULL while the job is still failing)
+    last_ok_at     timestamptz,
+    CONSTRAINT maintenance_status_key UNIQUE NULLS NOT DISTINCT (tenant_id, job)
+);
+COMMENT ON TABLE hatchet.maintenance_status IS
+    'maintenance jobs that failed, per tenant and job: how often, the last error and when, and when one next succeeded';

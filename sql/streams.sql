@@ -10,6 +10,8 @@
 -- Public: put_stream_chunk, read_stream_chunks, run_stream_state.
 -- Calls: tenants.sql, runs.sql (run_status, run_tasks).
 
+-- A chunk over hatchet.max_stream_chunk_bytes, or beyond hatchet.max_stream_chunks_per_task of one task, is refused
+-- (54000) and not stored.
 CREATE FUNCTION hatchet.put_stream_chunk(
     task_id     uuid,
     message     bytea,
@@ -33,6 +35,7 @@ BEGIN
     IF put_stream_chunk.message IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['message']);
     END IF;
+    PERFORM hatchet._check_size('stream chunk', octet_length(put_stream_chunk.message), 'hatchet.max_stream_chunk_bytes');
     IF put_stream_chunk.event_index < 0 THEN
         PERFORM hatchet.raise_error('invalid_argument',
             ARRAY[format('event_index must not be negative, not %s', put_stream_chunk.event_index)]);
@@ -42,6 +45,10 @@ BEGIN
     IF v_run IS NULL THEN
         PERFORM hatchet.raise_error('unknown_task', ARRAY[p_task::text]);
     END IF;
+    PERFORM hatchet._check_count('stream chunks', p_task, 'hatchet.max_stream_chunks_per_task',
+        (SELECT count(*) FROM (SELECT 1 FROM hatchet.stream_chunks c
+                               WHERE c.tenant_id = p_tenant AND c.run_id = v_run AND c.task_id = p_task
+                               LIMIT current_setting('hatchet.max_stream_chunks_per_task')::integer) x));
     v_retry := coalesce((SELECT r.retry_count FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                         (SELECT max(e.retry_count) FROM hatchet.task_events e
                          WHERE e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(p_task)

@@ -867,6 +867,7 @@ BEGIN
     IF fail.retryable IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['retryable']);
     END IF;
+    PERFORM hatchet._check_size('error', octet_length(fail.error), 'hatchet.max_error_bytes');
     DELETE FROM hatchet.running r
     WHERE r.tenant_id = p_tenant AND r.task_id = fail.task_id AND r.retry_count = fail.retry_count
     RETURNING r.* INTO v_run;
@@ -1130,7 +1131,8 @@ COMMENT ON FUNCTION hatchet.running_attempt(uuid, uuid) IS 'the retry_count of a
 -- Logs
 -- ---------------------------------------------------------------------------------------------------------------------
 
--- Appends log lines written by a task (ctx.log). Lines for unknown tasks are refused.
+-- Appends log lines written by a task (ctx.log). Lines for unknown tasks are refused, and so (54000) are lines over
+-- hatchet.max_log_line_bytes and lines beyond hatchet.max_logs_per_task of one task.
 CREATE FUNCTION hatchet.put_log(task_id uuid, message text, level text DEFAULT 'INFO', retry_count integer DEFAULT NULL,
                                 created_at timestamptz DEFAULT NULL, tenant_id uuid DEFAULT NULL)
 RETURNS void
@@ -1145,10 +1147,15 @@ BEGIN
     IF put_log.message IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['message']);
     END IF;
+    PERFORM hatchet._check_size('log line', octet_length(put_log.message), 'hatchet.max_log_line_bytes');
     IF NOT EXISTS (SELECT 1 FROM hatchet.tasks t WHERE t.tenant_id = p_tenant AND t.inserted_at = v_at
                                                    AND t.id = put_log.task_id) THEN
         PERFORM hatchet.raise_error('unknown_task', ARRAY[put_log.task_id::text]);
     END IF;
+    PERFORM hatchet._check_count('log lines', put_log.task_id, 'hatchet.max_logs_per_task',
+        (SELECT count(*) FROM (SELECT 1 FROM hatchet.logs l
+                               WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_at AND l.task_id = put_log.task_id
+                               LIMIT current_setting('hatchet.max_logs_per_task')::integer) x));
     INSERT INTO hatchet.logs (tenant_id, task_inserted_at, task_id, created_at, retry_count, level, message)
     VALUES (p_tenant, v_at, put_log.task_id, coalesce(put_log.created_at, clock_timestamp()),
             coalesce(put_log.retry_count,

@@ -26,6 +26,9 @@ pub(crate) enum HatchetError {
     /// A payload above `hatchet.max_payload_bytes`.
     #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
     PayloadTooLarge { what: String, size: i64, limit: i64 },
+    /// A size or count limit other than the payload size (a CEL budget, a per-task quota of logs or stream chunks).
+    #[error("{0}")]
+    LimitExceeded(String),
     /// No task with this id exists for the tenant.
     #[error("task \"{0}\" does not exist")]
     UnknownTask(String),
@@ -88,7 +91,9 @@ impl HatchetError {
             HatchetError::InvalidArgument(_) | HatchetError::InvalidDuration(..) => {
                 ERRCODE_INVALID_PARAMETER_VALUE
             }
-            HatchetError::PayloadTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            HatchetError::PayloadTooLarge { .. } | HatchetError::LimitExceeded(_) => {
+                ERRCODE_PROGRAM_LIMIT_EXCEEDED
+            }
             HatchetError::UnknownTask(_) | HatchetError::UnknownObject { .. } => {
                 ERRCODE_UNDEFINED_OBJECT
             }
@@ -173,6 +178,7 @@ pub(crate) fn raise_error(kind: &str, args: default!(Vec<Option<String>>, "'{}'"
             size: next().parse().unwrap_or(-1),
             limit: next().parse().unwrap_or(-1),
         },
+        "limit_exceeded" => HatchetError::LimitExceeded(next()),
         "unknown_task" => HatchetError::UnknownTask(next()),
         "unknown_object" => fields!(UnknownObject: kind, name),
         "stale_attempt" => fields!(StaleAttempt: task, attempt, why),

@@ -223,33 +223,57 @@ async fn complete_one(
             dispatch.metrics.completed(tenant, n);
             Ok(())
         }
-        Err(err) => match AppError::from(err) {
-            AppError::ResourceExhausted(msg) => fail_oversized(dispatch, tenant, item, &msg).await,
-            other => Err(other),
-        },
+        Err(err) => {
+            // Postgres puts the why of an unstorable value in the detail ("\u0000 cannot be converted to text.").
+            let detail = err
+                .as_database_error()
+                .and_then(|e| e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+                .and_then(|e| e.detail())
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            match AppError::from(err) {
+                AppError::ResourceExhausted(msg) => {
+                    let reason = format!("OutputTooLarge: {msg}");
+                    fail_unstorable(dispatch, tenant, item, &reason).await
+                }
+                AppError::InvalidArgument(msg) => {
+                    let reason = format!("InvalidOutput: {msg}{detail}");
+                    fail_unstorable(dispatch, tenant, item, &reason).await
+                }
+                other => Err(other),
+            }
+        }
     }
 }
 
-/// An output the extension refuses (over `hatchet.max_payload_bytes`) fails the attempt for good with the reason,
-/// instead of leaving the worker to resend it until the attempt times out.
-async fn fail_oversized(
+/// An output the extension refuses (over `hatchet.max_payload_bytes`, or holding what Postgres cannot store, such as
+/// a `\u0000`) fails the attempt for good with the reason, instead of leaving the worker to resend it until the
+/// attempt times out. The COMPLETED is acknowledged only once that failure is stored (or the attempt had already
+/// ended: then there is nothing left to fail); if storing it fails, the error goes back to the worker, which sends the
+/// event again.
+async fn fail_unstorable(
     dispatch: &Dispatch,
     tenant: Uuid,
     item: &Completion,
     reason: &str,
 ) -> Result<(), AppError> {
-    let error = format!("OutputTooLarge: {reason}");
+    tracing::warn!(task = %item.task_id, attempt = item.retry_count, %reason, "output refused; failing the attempt");
     match db::fail(
         &dispatch.pool,
         tenant,
         item.task_id,
         item.retry_count,
-        &error,
+        reason,
         false,
     )
     .await
     {
-        Ok(_) | Err(_) => Ok(()),
+        Ok(_) => Ok(()),
+        Err(err) => match AppError::from(err) {
+            // Stale: the attempt was already finished, cancelled or timed out.
+            AppError::FailedPrecondition(_) => Ok(()),
+            other => Err(other),
+        },
     }
 }
 

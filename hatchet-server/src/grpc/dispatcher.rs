@@ -276,6 +276,28 @@ impl Dispatcher for DispatcherService {
                     // Already finished, cancelled or timed out: the resent (or late) FAILED changes nothing.
                     Err(err) => match AppError::from(err) {
                         AppError::FailedPrecondition(_) => {}
+                        // The failure text itself cannot be stored (over hatchet.max_error_bytes, or a NUL byte):
+                        // store a cut, cleaned copy, so the attempt still fails now instead of the SDK sending the
+                        // FAILED again and again until the attempt times out.
+                        AppError::ResourceExhausted(why) | AppError::InvalidArgument(why) => {
+                            let text = storable_failure_text(&event.event_payload, &why);
+                            match tasks::fail(
+                                &self.state.pool,
+                                tenant,
+                                task_id,
+                                retry_count,
+                                &text,
+                                retryable,
+                            )
+                            .await
+                            {
+                                Ok(_) => self.state.metrics.failures.inc(),
+                                Err(err) => match AppError::from(err) {
+                                    AppError::FailedPrecondition(_) => {}
+                                    other => return Err(other.into()),
+                                },
+                            }
+                        }
                         other => return Err(other.into()),
                     },
                 }
@@ -463,5 +485,44 @@ mod tests {
             labels_json(&labels),
             json!({"model": "fancy", "memory": 512})
         );
+    }
+}
+
+/// Bytes of a refused failure text kept when it is stored again (well under the smallest
+/// `hatchet.max_error_bytes`, 2048).
+const FAILURE_TEXT_KEPT: usize = 1024;
+
+/// A failure text Postgres can store: NUL characters removed, cut to [`FAILURE_TEXT_KEPT`] bytes (on a character
+/// boundary), and a note saying why it was cut.
+fn storable_failure_text(text: &str, why: &str) -> String {
+    let clean: String = text.chars().filter(|&c| c != '\0').collect();
+    let mut end = clean.len().min(FAILURE_TEXT_KEPT);
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    let why: String = why.chars().filter(|&c| c != '\0').take(200).collect();
+    format!(
+        "{}\n[failure text shortened by hatchet-server: {why}]",
+        &clean[..end]
+    )
+}
+
+#[cfg(test)]
+mod failure_text_tests {
+    use super::*;
+
+    #[test]
+    fn refused_failure_texts_are_made_storable() {
+        let long = format!("é{}\0tail", "x".repeat(5000));
+        let text = storable_failure_text(&long, "error is 5007 bytes, over the limit");
+        assert!(!text.contains('\0'));
+        assert!(text.len() < 1024 + 100);
+        assert!(text.starts_with("éxxx"));
+        assert!(text.ends_with(
+            "[failure text shortened by hatchet-server: error is 5007 bytes, over the limit]"
+        ));
+        // a cut inside a multi-byte character backs off to its start
+        let accents = "é".repeat(600);
+        assert!(storable_failure_text(&accents, "x").starts_with(&"é".repeat(512)));
     }
 }
