@@ -924,6 +924,7 @@ BEGIN
     IF fail.retryable IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['retryable']);
     END IF;
+    PERFORM hatchet._check_size('error', octet_length(fail.error), 'hatchet.max_error_bytes');
     DELETE FROM hatchet.running r
     WHERE r.tenant_id = p_tenant AND r.task_id = fail.task_id AND r.retry_count = fail.retry_count
     RETURNING r.* INTO v_run;
@@ -1173,10 +1174,15 @@ BEGIN
     IF put_log.message IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['message']);
     END IF;
+    PERFORM hatchet._check_size('log line', octet_length(put_log.message), 'hatchet.max_log_line_bytes');
     IF NOT EXISTS (SELECT 1 FROM hatchet.tasks t WHERE t.tenant_id = p_tenant AND t.inserted_at = v_at
                                                    AND t.id = put_log.task_id) THEN
         PERFORM hatchet.raise_error('unknown_task', ARRAY[put_log.task_id::text]);
     END IF;
+    PERFORM hatchet._check_count('log lines', put_log.task_id, 'hatchet.max_logs_per_task',
+        (SELECT count(*) FROM (SELECT 1 FROM hatchet.logs l
+                               WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_at AND l.task_id = put_log.task_id
+                               LIMIT current_setting('hatchet.max_logs_per_task')::integer) x));
     INSERT INTO hatchet.logs (tenant_id, task_inserted_at, task_id, created_at, retry_count, level, message)
     VALUES (p_tenant, v_at, put_log.task_id, coalesce(put_log.created_at, clock_timestamp()),
             coalesce(put_log.retry_count,
@@ -2809,6 +2815,7 @@ BEGIN
     IF put_stream_chunk.message IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['message']);
     END IF;
+    PERFORM hatchet._check_size('stream chunk', octet_length(put_stream_chunk.message), 'hatchet.max_stream_chunk_bytes');
     IF put_stream_chunk.event_index < 0 THEN
         PERFORM hatchet.raise_error('invalid_argument',
             ARRAY[format('event_index must not be negative, not %s', put_stream_chunk.event_index)]);
@@ -2818,6 +2825,10 @@ BEGIN
     IF v_run IS NULL THEN
         PERFORM hatchet.raise_error('unknown_task', ARRAY[p_task::text]);
     END IF;
+    PERFORM hatchet._check_count('stream chunks', p_task, 'hatchet.max_stream_chunks_per_task',
+        (SELECT count(*) FROM (SELECT 1 FROM hatchet.stream_chunks c
+                               WHERE c.tenant_id = p_tenant AND c.run_id = v_run AND c.task_id = p_task
+                               LIMIT current_setting('hatchet.max_stream_chunks_per_task')::integer) x));
     v_retry := coalesce((SELECT r.retry_count FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                         (SELECT max(e.retry_count) FROM hatchet.task_events e
                          WHERE e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(p_task)
