@@ -87,8 +87,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_outage interval := greatest(interval '5 seconds', make_interval(secs =>
-        3 * coalesce(current_setting('hatchet.poll_interval_ms', true)::integer, 1000) / 1000.0));
+    -- (a setting with a unit reads as text like '1s' or '1500ms')
+    v_outage interval := greatest(interval '5 seconds',
+                                  3 * coalesce(current_setting('hatchet.poll_interval_ms', true)::interval,
+                                               interval '1 second'));
     v_since timestamptz;
 BEGIN
     INSERT INTO hatchet.maintenance_state AS m (tenant_id, last_pass_at, reachable_since)
