@@ -175,7 +175,7 @@ BEGIN
         PERFORM pg_notify('hatchet_cancel',
                           v_run.task_id::text || ':' || v_run.retry_count || ':' || v_run.worker_id::text);
         PERFORM hatchet._fail_attempt(p_tenant, v_run,
-            format('the worker did not acknowledge the assignment within %s', v_after), true, true);
+            'the worker never acknowledged the assignment (no STARTED within worker_dead_after)', true, true);
         n := n + 1;
     END LOOP;
     RETURN n;
