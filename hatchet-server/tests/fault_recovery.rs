@@ -1,23 +1,27 @@
 //! Recovery from faults between the parts (issue 16), with a tonic client playing the SDK's part: a worker's
 //! STARTED is recorded in the database, an assignment committed but never pushed (its replica died) reaches the
-//! worker as a retry, and a worker declared dead that comes back (to any replica) is told to cancel the attempts
-//! that were taken from it.
+//! worker as a retry, a worker declared dead that comes back (to any replica) is told to cancel the attempts that
+//! were taken from it, and a cancellation asked of one replica reaches a worker connected to another.
 //!
 //! The extension's maintenance functions are called by hand with a time window that only this test's rows fall in
 //! (a backdated heartbeat or assignment), because the test binary's other tests share the database and its tenant.
 
 mod common;
 
+use axum::body::Body;
 use common::{with_auth, TestServer};
 use hatchet_server::proto::{
     self, dispatcher_client::DispatcherClient, ActionType, AssignedAction, StepActionEventType,
 };
+use hatchet_server::rest;
+use http_body_util::BodyExt;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::codec::CompressionEncoding::Gzip;
 use tonic::transport::Channel;
 use tonic::Streaming;
+use tower::ServiceExt;
 use uuid::Uuid;
 
 struct Worker {
@@ -281,5 +285,43 @@ async fn a_reaped_worker_coming_back_to_another_replica_is_told_to_cancel() {
             "cancelled twice"
         );
     }
+    server_b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancel_asked_of_one_replica_reaches_a_worker_on_another() {
+    let server_a = TestServer::start().await;
+    let server_b = TestServer::start().await;
+    let pool = server_a.state.pool.clone();
+    let q = queue();
+    let mut worker = Worker::register(&server_b, &q).await;
+    let mut stream = worker.listen().await;
+    let task = enqueue(&pool, &q).await;
+    let start = next_action(&mut stream).await;
+    worker.started(&start).await;
+    // The SDK's runs.cancel, through replica A's REST API.
+    let tenant = hatchet_server::config::DEFAULT_TENANT_ID;
+    let resp = rest::app(server_a.state.clone())
+        .oneshot(
+            axum::http::Request::builder()
+                .method("POST")
+                .uri(format!("/api/v1/stable/tenants/{tenant}/tasks/cancel"))
+                .header("authorization", format!("Bearer {}", server_a.token))
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    serde_json::json!({ "externalIds": [task] }).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(status.is_success(), "{status}: {body:?}");
+    let cancel = next_action(&mut stream).await;
+    assert_eq!(cancel.action_type, ActionType::CancelStepRun as i32);
+    assert_eq!(cancel.task_run_external_id, task.to_string());
+    assert_eq!(cancel.retry_count, start.retry_count);
+    server_a.stop().await.unwrap();
     server_b.stop().await.unwrap();
 }
