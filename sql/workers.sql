@@ -119,19 +119,27 @@ AS $$
 DECLARE
     p_tenant uuid := coalesce(deregister_worker.tenant_id, hatchet.default_tenant());
     v_run hatchet.running;
+    v_round integer;
     n integer := 0;
 BEGIN
     UPDATE hatchet.workers w SET is_active = false
     WHERE w.tenant_id = p_tenant AND w.id = deregister_worker.worker_id;
-    FOR v_run IN
-        DELETE FROM hatchet.running r
-        WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM hatchet.running x
-                                  WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id
-                                  FOR UPDATE SKIP LOCKED))
-        RETURNING r.*
-    LOOP
-        PERFORM hatchet._fail_attempt(p_tenant, v_run, deregister_worker.reason, true, true);
-        n := n + 1;
+    -- FOR UPDATE, not SKIP LOCKED: a row locked for a moment (a completion, an acknowledgement) must not be left
+    -- RUNNING on a worker taken out of service. A row updated while this waited has a new version this statement's
+    -- snapshot cannot delete, so the next round (a new snapshot) takes it; a row a completion deleted is gone.
+    FOR v_round IN 1 .. 3 LOOP
+        FOR v_run IN
+            DELETE FROM hatchet.running r
+            WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM hatchet.running x
+                                      WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id
+                                      FOR UPDATE))
+            RETURNING r.*
+        LOOP
+            PERFORM hatchet._fail_attempt(p_tenant, v_run, deregister_worker.reason, true, true);
+            n := n + 1;
+        END LOOP;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM hatchet.running x
+                              WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id);
     END LOOP;
     RETURN n;
 END

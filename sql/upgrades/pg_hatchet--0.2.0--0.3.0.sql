@@ -44,6 +44,45 @@ CREATE TABLE hatchet.maintenance_state (
 COMMENT ON TABLE hatchet.maintenance_state IS
     'last maintenance pass per tenant and the end of the last gap between passes (outage grace for workers)';
 
+-- Takes a worker out of service (it unsubscribed or is dead): its running attempts are retried elsewhere as internal
+-- failures (capped at 10, separately from the task's own retries) and its slots are freed.
+CREATE OR REPLACE FUNCTION hatchet.deregister_worker(worker_id uuid, reason text DEFAULT 'worker unregistered',
+                                          tenant_id uuid DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := coalesce(deregister_worker.tenant_id, hatchet.default_tenant());
+    v_run hatchet.running;
+    v_round integer;
+    n integer := 0;
+BEGIN
+    UPDATE hatchet.workers w SET is_active = false
+    WHERE w.tenant_id = p_tenant AND w.id = deregister_worker.worker_id;
+    -- FOR UPDATE, not SKIP LOCKED: a row locked for a moment (a completion, an acknowledgement) must not be left
+    -- RUNNING on a worker taken out of service. A row updated while this waited has a new version this statement's
+    -- snapshot cannot delete, so the next round (a new snapshot) takes it; a row a completion deleted is gone.
+    FOR v_round IN 1 .. 3 LOOP
+        FOR v_run IN
+            DELETE FROM hatchet.running r
+            WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM hatchet.running x
+                                      WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id
+                                      FOR UPDATE))
+            RETURNING r.*
+        LOOP
+            PERFORM hatchet._fail_attempt(p_tenant, v_run, deregister_worker.reason, true, true);
+            n := n + 1;
+        END LOOP;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM hatchet.running x
+                              WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id);
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION hatchet.deregister_worker(uuid, text, uuid) IS
+    'take a worker out of service and retry its running attempts elsewhere; returns how many were retried';
+
 -- The worker acknowledged these attempts (its STARTED events, batched by the server): they were delivered, so the
 -- maintenance pass no longer releases them as undelivered. Idempotent; a stale or finished attempt is skipped.
 -- Returns how many were newly acknowledged.
