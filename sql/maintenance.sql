@@ -1,7 +1,7 @@
 -- Maintenance: what the background worker runs (each part also callable by hand). Daily partitions of the history
--- tables, created ahead and dropped after retention; reaping timed-out attempts, expired queued attempts and dead
--- workers; pruning stream chunks; and hatchet.run_maintenance, the pass that does all of it and fires due crons,
--- schedules and sleeps.
+-- tables, created ahead and dropped after retention; reaping timed-out attempts, expired queued attempts, dead
+-- workers (with a grace after an outage) and assignments never acknowledged; pruning stream chunks; and
+-- hatchet.run_maintenance, the pass that does all of it and fires due crons, schedules and sleeps.
 --
 -- Why daily range partitions: history is append-only and expires by age, so retention is a DROP of a whole day
 -- (instant, no dead tuples, no vacuum debt) instead of a DELETE over millions of rows.
@@ -249,23 +249,104 @@ BEGIN
 END
 $$;
 
--- Workers silent for longer than hatchet.worker_dead_after_ms are dead: their attempts are reassigned.
+-- Records this tenant's maintenance pass and returns since when maintenance has run without a gap. A gap longer than
+-- an outage (5 s, or three poll intervals if longer) means Postgres or the background worker was away: nobody could
+-- heartbeat, so the grace of every worker starts again at its end. The first pass ever is no outage.
+CREATE FUNCTION hatchet._record_pass(p_tenant uuid, p_now timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- (a setting with a unit reads as text like '1s' or '1500ms')
+    v_outage interval := greatest(interval '5 seconds',
+                                  3 * coalesce(current_setting('hatchet.poll_interval_ms', true)::interval,
+                                               interval '1 second'));
+    v_since timestamptz;
+BEGIN
+    INSERT INTO hatchet.maintenance_state AS m (tenant_id, last_pass_at, reachable_since)
+    VALUES (p_tenant, p_now, '-infinity')
+    ON CONFLICT ON CONSTRAINT maintenance_state_pkey DO UPDATE
+    SET last_pass_at = greatest(m.last_pass_at, excluded.last_pass_at),
+        reachable_since = CASE WHEN excluded.last_pass_at - m.last_pass_at > v_outage THEN excluded.last_pass_at
+                               ELSE m.reachable_since END
+    RETURNING m.reachable_since INTO v_since;
+    RETURN v_since;
+END
+$$;
+
+-- Workers silent for longer than hatchet.worker_dead_after_ms while the engine was reachable are dead: their
+-- attempts are reassigned, and each is remembered (reaped_attempts) and announced on hatchet_cancel, so that the
+-- worker, if it was only cut off and comes back, is told to stop them. Silence counts from the later of the last
+-- heartbeat and the end of the last maintenance gap (hatchet._record_pass): after an outage every worker gets the
+-- full grace to heartbeat again.
 CREATE FUNCTION hatchet._reap_dead_workers(p_tenant uuid, p_now timestamptz) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_dead uuid;
+    v_cancelled bigint;
     n integer := 0;
     v_after interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
                                                         30000) / 1000.0);
+    v_since timestamptz := coalesce((SELECT m.reachable_since FROM hatchet.maintenance_state m
+                                     WHERE m.tenant_id = p_tenant), '-infinity');
 BEGIN
+    DELETE FROM hatchet.reaped_attempts a WHERE a.tenant_id = p_tenant AND a.reaped_at < p_now - interval '1 day';
     FOR v_dead IN
         SELECT w.id FROM hatchet.workers w
-        WHERE w.tenant_id = p_tenant AND w.is_active AND w.last_heartbeat_at < p_now - v_after
+        WHERE w.tenant_id = p_tenant AND w.is_active AND greatest(w.last_heartbeat_at, v_since) < p_now - v_after
         FOR UPDATE SKIP LOCKED
     LOOP
+        WITH held AS (
+            INSERT INTO hatchet.reaped_attempts (tenant_id, worker_id, task_id, retry_count, reaped_at)
+            SELECT p_tenant, v_dead, r.task_id, r.retry_count, p_now FROM hatchet.running r
+            WHERE r.tenant_id = p_tenant AND r.worker_id = v_dead
+            ON CONFLICT ON CONSTRAINT reaped_attempts_pkey DO NOTHING
+            RETURNING task_id, retry_count
+        )
+        SELECT count(pg_notify('hatchet_cancel', h.task_id::text || ':' || h.retry_count || ':' || v_dead::text))
+        INTO v_cancelled FROM held h;
         n := n + hatchet.deregister_worker(v_dead, 'worker stopped sending heartbeats', p_tenant);
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Attempts pushed to a registered worker that it never acknowledged (no STARTED) within worker_dead_after, counted
+-- like worker silence from the end of the last outage: the assignment committed but never reached the worker (the
+-- server replica died between commit and push, or the commit's answer was lost). They are retried elsewhere as
+-- internal failures (REASSIGNED), and a cancellation is announced in case the worker has them after all.
+CREATE FUNCTION hatchet._release_unacknowledged(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run hatchet.running;
+    n integer := 0;
+    v_after interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
+                                                        30000) / 1000.0);
+    v_since timestamptz := coalesce((SELECT m.reachable_since FROM hatchet.maintenance_state m
+                                     WHERE m.tenant_id = p_tenant), '-infinity');
+BEGIN
+    IF v_since >= p_now - v_after THEN
+        RETURN 0;
+    END IF;
+    FOR v_run IN
+        DELETE FROM hatchet.running r
+        WHERE r.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM hatchet.running x
+            WHERE x.tenant_id = p_tenant AND x.worker_id IS NOT NULL AND x.started_at IS NULL
+              AND x.assigned_at < p_now - v_after
+            ORDER BY x.assigned_at LIMIT p_limit
+            FOR UPDATE SKIP LOCKED))
+        RETURNING r.*
+    LOOP
+        PERFORM pg_notify('hatchet_cancel',
+                          v_run.task_id::text || ':' || v_run.retry_count || ':' || v_run.worker_id::text);
+        PERFORM hatchet._fail_attempt(p_tenant, v_run,
+            'the worker never acknowledged the assignment (no STARTED within worker_dead_after)', true, true);
+        n := n + 1;
     END LOOP;
     RETURN n;
 END
@@ -317,7 +398,10 @@ COMMENT ON FUNCTION hatchet.prune_stream_chunks(interval, interval) IS
 CREATE FUNCTION hatchet.maintenance_jobs() RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ARRAY['promote_due', 'reap_dead_workers', 'reap_timeouts', 'expire_queued', 'time_triggers'] $$;
+AS $$
+    SELECT ARRAY['record_pass', 'promote_due', 'reap_dead_workers', 'release_unacknowledged', 'reap_timeouts',
+                 'expire_queued', 'time_triggers']
+$$;
 COMMENT ON FUNCTION hatchet.maintenance_jobs() IS 'the per-tenant jobs of a maintenance pass, in order';
 
 -- Records a failed job (p_tenant NULL for a job that is not per tenant) in hatchet.maintenance_status and logs it.
@@ -363,8 +447,10 @@ DECLARE
 BEGIN
     BEGIN
         CASE p_job
+            WHEN 'record_pass' THEN PERFORM hatchet._record_pass(p_tenant, p_now);
             WHEN 'promote_due' THEN PERFORM hatchet._promote_due(p_tenant, NULL, p_now, p_limit);
             WHEN 'reap_dead_workers' THEN PERFORM hatchet._reap_dead_workers(p_tenant, p_now);
+            WHEN 'release_unacknowledged' THEN PERFORM hatchet._release_unacknowledged(p_tenant, p_now, p_limit);
             WHEN 'reap_timeouts' THEN PERFORM hatchet._reap_timeouts(p_tenant, p_now, p_limit);
             WHEN 'expire_queued' THEN PERFORM hatchet._expire_queued(p_tenant, p_now, p_limit);
             WHEN 'time_triggers' THEN PERFORM hatchet._tenant_time_triggers(p_tenant, p_now, p_limit);

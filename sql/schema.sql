@@ -240,6 +240,32 @@ CREATE TABLE hatchet.worker_slots (
 );
 COMMENT ON TABLE hatchet.worker_slots IS 'slot capacity per worker and slot type, and how much of it is in use';
 
+-- Attempts taken from a worker declared dead, kept until it comes back under the same id (the server then sends it a
+-- cancellation for each, so it stops running work that was retried elsewhere) or for a day.
+CREATE TABLE hatchet.reaped_attempts (
+    tenant_id   uuid        NOT NULL,
+    worker_id   uuid        NOT NULL,
+    task_id     uuid        NOT NULL,
+    retry_count integer     NOT NULL,
+    reaped_at   timestamptz NOT NULL,
+    CONSTRAINT reaped_attempts_pkey PRIMARY KEY (tenant_id, worker_id, task_id, retry_count)
+);
+CREATE INDEX reaped_attempts_reaped_idx ON hatchet.reaped_attempts (tenant_id, reaped_at);
+COMMENT ON TABLE hatchet.reaped_attempts IS
+    'attempts retried because their worker was declared dead; cancelled on that worker if it comes back';
+
+-- Per tenant, when maintenance last ran and since when it has run without a gap. A gap (Postgres down, the background
+-- worker stopped) means heartbeats could not be recorded either: workers get worker_dead_after counted from the end
+-- of the gap (reachable_since) before they can be declared dead, so an outage is not mistaken for their death.
+CREATE TABLE hatchet.maintenance_state (
+    tenant_id       uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
+    last_pass_at    timestamptz NOT NULL,
+    reachable_since timestamptz NOT NULL,
+    CONSTRAINT maintenance_state_pkey PRIMARY KEY (tenant_id)
+);
+COMMENT ON TABLE hatchet.maintenance_state IS
+    'last maintenance pass per tenant and the end of the last gap between passes (outage grace for workers)';
+
 CREATE TABLE hatchet.rate_limits (
     tenant_id   uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
     key         text        NOT NULL,
@@ -403,6 +429,9 @@ CREATE TABLE hatchet.running (
     -- the workflow run of a DAG task (NULL for a task enqueued on its own): finishing it advances the run
     run_id               uuid,
     task_definition_id   bigint,
+    -- when the worker acknowledged the attempt (its first STARTED); NULL while pushed but unacknowledged: an attempt
+    -- of a registered worker still unacknowledged after worker_dead_after was never delivered and is released
+    started_at           timestamptz,
     CONSTRAINT running_pkey PRIMARY KEY (tenant_id, task_id),
     CONSTRAINT timeout_after_assignment CHECK (timeout_at >= assigned_at)
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25,

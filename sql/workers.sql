@@ -5,8 +5,8 @@
 -- transaction that changes them, so a slot is never given twice and is given back in the transaction that ends its
 -- holder.
 --
--- Public: register_worker, heartbeat, set_worker_paused, upsert_worker_labels, deregister_worker, assign,
--- release_slot, list_workers, worker.
+-- Public: register_worker, heartbeat, set_worker_paused, upsert_worker_labels, deregister_worker,
+-- acknowledge_attempts, take_reaped_attempts, assign, release_slot, list_workers, worker.
 -- Calls: tenants.sql, options.sql, tasks.sql (claiming, promoting, failing and releasing attempts; task_events),
 -- flow_control.sql (_apply_rate_limits).
 
@@ -124,25 +124,68 @@ AS $$
 DECLARE
     p_tenant uuid := hatchet._tenant(deregister_worker.tenant_id);
     v_run hatchet.running;
+    v_round integer;
     n integer := 0;
 BEGIN
     UPDATE hatchet.workers w SET is_active = false
     WHERE w.tenant_id = p_tenant AND w.id = deregister_worker.worker_id;
-    FOR v_run IN
-        DELETE FROM hatchet.running r
-        WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM hatchet.running x
-                                  WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id
-                                  FOR UPDATE SKIP LOCKED))
-        RETURNING r.*
-    LOOP
-        PERFORM hatchet._fail_attempt(p_tenant, v_run, deregister_worker.reason, true, true);
-        n := n + 1;
+    -- FOR UPDATE, not SKIP LOCKED: a row locked for a moment (a completion, an acknowledgement) must not be left
+    -- RUNNING on a worker taken out of service. A row updated while this waited has a new version this statement's
+    -- snapshot cannot delete, so the next round (a new snapshot) takes it; a row a completion deleted is gone.
+    FOR v_round IN 1 .. 3 LOOP
+        FOR v_run IN
+            DELETE FROM hatchet.running r
+            WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM hatchet.running x
+                                      WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id
+                                      FOR UPDATE))
+            RETURNING r.*
+        LOOP
+            PERFORM hatchet._fail_attempt(p_tenant, v_run, deregister_worker.reason, true, true);
+            n := n + 1;
+        END LOOP;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM hatchet.running x
+                              WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id);
     END LOOP;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION hatchet.deregister_worker(uuid, text, uuid) IS
     'take a worker out of service and retry its running attempts elsewhere; returns how many were retried';
+
+-- The worker acknowledged these attempts (its STARTED events, batched by the server): they were delivered, so the
+-- maintenance pass no longer releases them as undelivered. Idempotent; a stale or finished attempt is skipped.
+-- Returns how many were newly acknowledged.
+CREATE FUNCTION hatchet.acknowledge_attempts(task_ids uuid[], retry_counts integer[], tenant_id uuid DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH ack AS (
+        UPDATE hatchet.running r SET started_at = pg_catalog.clock_timestamp()
+        FROM unnest(acknowledge_attempts.task_ids, acknowledge_attempts.retry_counts) AS a(task_id, retry_count)
+        WHERE r.tenant_id = coalesce(acknowledge_attempts.tenant_id, hatchet.default_tenant())
+          AND r.task_id = a.task_id AND r.retry_count = a.retry_count AND r.started_at IS NULL
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM ack
+$$;
+COMMENT ON FUNCTION hatchet.acknowledge_attempts(uuid[], integer[], uuid) IS
+    'record that a worker received these attempts (STARTED); returns how many were newly acknowledged';
+
+-- A worker declared dead came back under the same id: the attempts taken from it (retried elsewhere) are returned
+-- once, and forgotten, so that the server can tell it to cancel them.
+CREATE FUNCTION hatchet.take_reaped_attempts(worker_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, retry_count integer)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM hatchet.reaped_attempts a
+    WHERE a.tenant_id = coalesce(take_reaped_attempts.tenant_id, hatchet.default_tenant())
+      AND a.worker_id = take_reaped_attempts.worker_id
+    RETURNING a.task_id, a.retry_count
+$$;
+COMMENT ON FUNCTION hatchet.take_reaped_attempts(uuid, uuid) IS
+    'the attempts taken from a worker declared dead, to cancel on it now that it is back (returned once)';
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Placement and assignment

@@ -33,6 +33,9 @@ const IDLE_LINGER: Duration = Duration::from_millis(3);
 /// Most completions in one `complete_many` call.
 const MAX_BATCH: usize = 500;
 
+/// Longest a completion waits for an unreachable database before its worker gets UNAVAILABLE.
+const OUTAGE_WAIT: Duration = Duration::from_secs(120);
+
 /// Most attempts assigned in the transaction that completes a batch.
 const ASSIGN_WITH_BATCH: i32 = 100;
 
@@ -191,7 +194,7 @@ async fn complete_batch(
         Err(err) => {
             tracing::warn!(error = %err, size = items.len(), "completion batch failed; completing its items one by one");
             for item in items {
-                let result = complete_one(dispatch, tenant, &item).await;
+                let result = complete_one_when_reachable(dispatch, tenant, &item).await;
                 let _ = item.reply.send(result);
             }
         }
@@ -203,6 +206,31 @@ async fn complete_batch(
         dispatch.wake_assigner();
     }
     backlog
+}
+
+/// [`complete_one`], waiting out a database outage (up to [`OUTAGE_WAIT`]) instead of failing: the SDK retries a
+/// failed COMPLETED only for about 15 s and then gives it up, and the attempt would stay RUNNING until its execution
+/// timeout and run again (the chaos suite's postmaster_kill_long found it). The worker's call simply takes longer.
+async fn complete_one_when_reachable(
+    dispatch: &Dispatch,
+    tenant: Uuid,
+    item: &Completion,
+) -> Result<(), AppError> {
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match complete_one(dispatch, tenant, item).await {
+            Err(AppError::Unavailable(msg)) if started.elapsed() < OUTAGE_WAIT => {
+                tracing::debug!(%msg, task_id = %item.task_id, "database unavailable; retrying the completion");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = dispatch.shutdown.cancelled() => return Err(AppError::Unavailable(msg)),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn complete_one(

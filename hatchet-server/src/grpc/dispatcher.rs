@@ -5,7 +5,7 @@
 //! | `Register` | `hatchet.register_worker` with the actions, `slot_config` (or the legacy `slots`) and labels |
 //! | `ListenV2` (and the legacy `Listen`) | the worker's action stream, fed by [`crate::dispatch`] |
 //! | `Heartbeat` | `hatchet.heartbeat`; a worker the extension declared dead while it was alive is registered again |
-//! | `SendStepActionEvent` | STARTED: acknowledgement only; COMPLETED: batched `complete_many`; FAILED: `fail` |
+//! | `SendStepActionEvent` | STARTED: acknowledgement (batched `acknowledge_attempts`); COMPLETED: batched `complete_many`; FAILED: `fail` |
 //! | `RefreshTimeout`, `ReleaseSlot`, `UpsertWorkerLabels` | the matching extension function |
 //! | `Unsubscribe` | `hatchet.deregister_worker`: its running attempts are retried elsewhere |
 //! | `SubscribeToWorkflowRuns` | one FINISHED event per subscribed run, see [`crate::dispatch::runs`] |
@@ -71,7 +71,8 @@ pub(crate) fn labels_json(labels: &HashMap<String, proto::WorkerLabels>) -> Valu
 
 /// Makes sure a worker exists and is in service. A worker the extension reaped (no heartbeat for 30 s, say
 /// after a long pause or a server outage) but that is evidently alive is registered again under its id, with the
-/// actions, slots and labels it had; one that unsubscribed must register anew.
+/// actions, slots and labels it had, and told to cancel the attempts taken from it (they were retried elsewhere);
+/// one that unsubscribed must register anew.
 async fn ensure_alive(state: &AppState, tenant: Uuid, worker_id: Uuid) -> Result<(), AppError> {
     let Some(record) = db::worker(&state.pool, tenant, worker_id).await? else {
         return Err(AppError::NotFound(format!(
@@ -99,6 +100,11 @@ async fn ensure_alive(state: &AppState, tenant: Uuid, worker_id: Uuid) -> Result
         Some(worker_id),
     )
     .await?;
+    let reaped = db::take_reaped_attempts(&state.pool, tenant, worker_id).await?;
+    if !reaped.is_empty() {
+        tracing::info!(%worker_id, attempts = reaped.len(), "cancelling the attempts taken from the returning worker");
+    }
+    state.dispatch.cancel_reaped(tenant, worker_id, &reaped);
     Ok(())
 }
 
@@ -245,7 +251,7 @@ impl Dispatcher for DispatcherService {
                 StepActionEventType::StepEventTypeStarted
                 | StepActionEventType::StepEventTypeAcknowledged,
             ) => {
-                dispatch.acknowledge(tenant, worker_id, task_id);
+                dispatch.acknowledge(tenant, worker_id, task_id, retry_count);
             }
             Ok(StepActionEventType::StepEventTypeCompleted) => {
                 let output = parse_output(&event.event_payload)?;
