@@ -158,12 +158,13 @@ COMMENT ON FUNCTION hatchet.deregister_worker(uuid, text, uuid) IS
 CREATE FUNCTION hatchet.acknowledge_attempts(task_ids uuid[], retry_counts integer[], tenant_id uuid DEFAULT NULL)
 RETURNS integer
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH ack AS (
         UPDATE hatchet.running r SET started_at = pg_catalog.clock_timestamp()
         FROM unnest(acknowledge_attempts.task_ids, acknowledge_attempts.retry_counts) AS a(task_id, retry_count)
-        WHERE r.tenant_id = coalesce(acknowledge_attempts.tenant_id, hatchet.default_tenant())
+        WHERE r.tenant_id = hatchet._tenant(acknowledge_attempts.tenant_id)
           AND r.task_id = a.task_id AND r.retry_count = a.retry_count AND r.started_at IS NULL
         RETURNING 1
     )
@@ -177,10 +178,11 @@ COMMENT ON FUNCTION hatchet.acknowledge_attempts(uuid[], integer[], uuid) IS
 CREATE FUNCTION hatchet.take_reaped_attempts(worker_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, retry_count integer)
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     DELETE FROM hatchet.reaped_attempts a
-    WHERE a.tenant_id = coalesce(take_reaped_attempts.tenant_id, hatchet.default_tenant())
+    WHERE a.tenant_id = hatchet._tenant(take_reaped_attempts.tenant_id)
       AND a.worker_id = take_reaped_attempts.worker_id
     RETURNING a.task_id, a.retry_count
 $$;

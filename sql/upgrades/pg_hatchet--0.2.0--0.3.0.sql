@@ -5,6 +5,23 @@
 
 \echo Use "ALTER EXTENSION pg_hatchet UPDATE TO '0.3.0'" to load this file. \quit
 
+-- 0. The Rust functions of pg_hatchet/src/security.rs (issue 15, section 4): who is calling, and the tenant a call
+--    acts for. First, because the SQL-language functions of every section call hatchet._tenant.
+CREATE FUNCTION hatchet."_caller"() RETURNS oid
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'caller_wrapper';
+
+CREATE FUNCTION hatchet."_invalidate_security"("relation" oid) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'invalidate_security_wrapper';
+
+CREATE FUNCTION hatchet."_tenant"("tenant_id" uuid) RETURNS uuid
+STABLE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'resolve_tenant_wrapper';
+
 -- =====================================================================================================================
 -- 1. Hardening: CEL budget, maintenance isolation, quotas (issue 15)
 -- =====================================================================================================================
@@ -415,7 +432,10 @@ COMMENT ON FUNCTION hatchet.maintain_partitions(integer, integer) IS
 CREATE OR REPLACE FUNCTION hatchet.maintenance_jobs() RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ARRAY['promote_due', 'reap_dead_workers', 'reap_timeouts', 'expire_queued', 'time_triggers'] $$;
+AS $$
+    SELECT ARRAY['record_pass', 'promote_due', 'reap_dead_workers', 'release_unacknowledged', 'reap_timeouts',
+                 'expire_queued', 'time_triggers']
+$$;
 COMMENT ON FUNCTION hatchet.maintenance_jobs() IS 'the per-tenant jobs of a maintenance pass, in order';
 
 CREATE OR REPLACE FUNCTION hatchet._maintenance_failed(p_tenant uuid, p_job text, p_sqlstate text, p_error text) RETURNS void
@@ -455,8 +475,10 @@ DECLARE
 BEGIN
     BEGIN
         CASE p_job
+            WHEN 'record_pass' THEN PERFORM hatchet._record_pass(p_tenant, p_now);
             WHEN 'promote_due' THEN PERFORM hatchet._promote_due(p_tenant, NULL, p_now, p_limit);
             WHEN 'reap_dead_workers' THEN PERFORM hatchet._reap_dead_workers(p_tenant, p_now);
+            WHEN 'release_unacknowledged' THEN PERFORM hatchet._release_unacknowledged(p_tenant, p_now, p_limit);
             WHEN 'reap_timeouts' THEN PERFORM hatchet._reap_timeouts(p_tenant, p_now, p_limit);
             WHEN 'expire_queued' THEN PERFORM hatchet._expire_queued(p_tenant, p_now, p_limit);
             WHEN 'time_triggers' THEN PERFORM hatchet._tenant_time_triggers(p_tenant, p_now, p_limit);
@@ -610,12 +632,13 @@ COMMENT ON FUNCTION hatchet.deregister_worker(uuid, text, uuid) IS
 CREATE OR REPLACE FUNCTION hatchet.acknowledge_attempts(task_ids uuid[], retry_counts integer[], tenant_id uuid DEFAULT NULL)
 RETURNS integer
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH ack AS (
         UPDATE hatchet.running r SET started_at = pg_catalog.clock_timestamp()
         FROM unnest(acknowledge_attempts.task_ids, acknowledge_attempts.retry_counts) AS a(task_id, retry_count)
-        WHERE r.tenant_id = coalesce(acknowledge_attempts.tenant_id, hatchet.default_tenant())
+        WHERE r.tenant_id = hatchet._tenant(acknowledge_attempts.tenant_id)
           AND r.task_id = a.task_id AND r.retry_count = a.retry_count AND r.started_at IS NULL
         RETURNING 1
     )
@@ -629,10 +652,11 @@ COMMENT ON FUNCTION hatchet.acknowledge_attempts(uuid[], integer[], uuid) IS
 CREATE OR REPLACE FUNCTION hatchet.take_reaped_attempts(worker_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, retry_count integer)
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     DELETE FROM hatchet.reaped_attempts a
-    WHERE a.tenant_id = coalesce(take_reaped_attempts.tenant_id, hatchet.default_tenant())
+    WHERE a.tenant_id = hatchet._tenant(take_reaped_attempts.tenant_id)
       AND a.worker_id = take_reaped_attempts.worker_id
     RETURNING a.task_id, a.retry_count
 $$;
@@ -750,18 +774,17 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_now   timestamptz := clock_timestamp();
-    v_limit integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
-    v_next  timestamptz;
-    v_tenant uuid;
+    v_now     timestamptz := clock_timestamp();
+    v_limit   integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_failing text[] := hatchet._failing_jobs();
+    v_next    timestamptz;
+    v_tenant  uuid;
+    v_job     text;
 BEGIN
-    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t LOOP
-        PERFORM hatchet._record_pass(v_tenant, v_now);
-        PERFORM hatchet._promote_due(v_tenant, NULL, v_now, v_limit);
-        PERFORM hatchet._reap_dead_workers(v_tenant, v_now);
-        PERFORM hatchet._release_unacknowledged(v_tenant, v_now, v_limit);
-        PERFORM hatchet._reap_timeouts(v_tenant, v_now, v_limit);
-        PERFORM hatchet._expire_queued(v_tenant, v_now, v_limit);
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t ORDER BY t.tenant_id LOOP
+        FOREACH v_job IN ARRAY hatchet.maintenance_jobs() LOOP
+            PERFORM hatchet._maintenance_job(v_tenant, v_job, v_now, v_limit, v_failing);
+        END LOOP;
     END LOOP;
     SELECT min(x) INTO v_next FROM (
         SELECT (SELECT min(d.ready_at) FROM hatchet.delayed_queue d WHERE d.tenant_id = t.tenant_id) AS x
@@ -775,8 +798,8 @@ BEGIN
         SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
         FROM hatchet.tenants t
     ) due;
-    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): fired here, and their next due time counts too.
-    RETURN least(v_next, hatchet._run_time_triggers(v_now));
+    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): their next due time counts too.
+    RETURN least(v_next, hatchet._time_triggers_due());
 END
 $$;
 COMMENT ON FUNCTION hatchet.run_maintenance() IS
@@ -792,22 +815,6 @@ COMMENT ON FUNCTION hatchet.run_maintenance() IS
 -- 4. Roles and privileges (issue 15); last, so that its grants and SECURITY DEFINER options apply to the final
 --    definitions above
 -- =====================================================================================================================
-
--- 4a. The Rust functions of pg_hatchet/src/security.rs: who is calling, and the tenant a call acts for.
-CREATE FUNCTION hatchet."_caller"() RETURNS oid
-STRICT STABLE PARALLEL SAFE
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'caller_wrapper';
-
-CREATE FUNCTION hatchet."_invalidate_security"("relation" oid) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'invalidate_security_wrapper';
-
-CREATE FUNCTION hatchet."_tenant"("tenant_id" uuid) RETURNS uuid
-STABLE PARALLEL RESTRICTED
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'resolve_tenant_wrapper';
 
 -- 4b. Every API function resolves its tenant with hatchet._tenant and runs as the owner (SECURITY DEFINER): the
 --     same text as in sql/*.sql (python3 scripts/changed-functions.py <0.2.0 commit> prints these).
@@ -1642,19 +1649,27 @@ AS $$
 DECLARE
     p_tenant uuid := hatchet._tenant(deregister_worker.tenant_id);
     v_run hatchet.running;
+    v_round integer;
     n integer := 0;
 BEGIN
     UPDATE hatchet.workers w SET is_active = false
     WHERE w.tenant_id = p_tenant AND w.id = deregister_worker.worker_id;
-    FOR v_run IN
-        DELETE FROM hatchet.running r
-        WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM hatchet.running x
-                                  WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id
-                                  FOR UPDATE SKIP LOCKED))
-        RETURNING r.*
-    LOOP
-        PERFORM hatchet._fail_attempt(p_tenant, v_run, deregister_worker.reason, true, true);
-        n := n + 1;
+    -- FOR UPDATE, not SKIP LOCKED: a row locked for a moment (a completion, an acknowledgement) must not be left
+    -- RUNNING on a worker taken out of service. A row updated while this waited has a new version this statement's
+    -- snapshot cannot delete, so the next round (a new snapshot) takes it; a row a completion deleted is gone.
+    FOR v_round IN 1 .. 3 LOOP
+        FOR v_run IN
+            DELETE FROM hatchet.running r
+            WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM hatchet.running x
+                                      WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id
+                                      FOR UPDATE))
+            RETURNING r.*
+        LOOP
+            PERFORM hatchet._fail_attempt(p_tenant, v_run, deregister_worker.reason, true, true);
+            n := n + 1;
+        END LOOP;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM hatchet.running x
+                              WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id);
     END LOOP;
     RETURN n;
 END

@@ -43,6 +43,12 @@ SELECT DISTINCT p.proname AS invoker_api FROM hatchet.roles g CROSS JOIN pg_proc
 WHERE g.kind IN ('app', 'consumer') AND p.pronamespace = 'hatchet'::regnamespace
   AND has_function_privilege(g.role_id, p.oid, 'EXECUTE') AND NOT p.prosecdef
 ORDER BY 1;
+-- hatchet-server may run as a member of the server role without superuser: every function it may call that reads or
+-- writes tables runs as the owner (the ones listed here touch no table).
+SELECT DISTINCT p.proname AS server_invoker FROM hatchet.roles g CROSS JOIN pg_proc p
+WHERE g.kind = 'server' AND p.pronamespace = 'hatchet'::regnamespace
+  AND has_function_privilege(g.role_id, p.oid, 'EXECUTE') AND NOT p.prosecdef
+ORDER BY 1;
 -- Table privileges: none for app and consumer; token secrets for the server role only; webhook credentials for none.
 SELECT g.kind, count(*) FILTER (WHERE has_any_column_privilege(g.role_id, c.oid, 'SELECT, INSERT, UPDATE, REFERENCES')
                                    OR has_table_privilege(g.role_id, c.oid, 'DELETE, TRUNCATE, TRIGGER')) AS tables,
