@@ -98,6 +98,13 @@ impl Metrics {
             .inc_by(n.max(0) as u64);
     }
 
+    /// Counts one attempt reported FAILED for `tenant`.
+    pub(crate) fn failed(&self, tenant: Uuid) {
+        self.failures
+            .with_label_values(&[tenant.to_string().as_str()])
+            .inc();
+    }
+
     /// Renders the metrics of one tenant in the Prometheus text format, with `depths` (that tenant's ready
     /// queues, read at scrape time) as `hatchet_queue_depth{tenant_id, queue}`. The tenant's counters appear
     /// (at zero) even before anything happened, so dashboards and alerts see them from the first scrape.

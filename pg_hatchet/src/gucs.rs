@@ -195,6 +195,9 @@ pub(crate) fn init() {
         c"Group role for administration (tenants, bindings, definitions).",
         c"Created by CREATE EXTENSION pg_hatchet if absent; see docs/security.md.",
         &ADMIN_ROLE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"hatchet.cel_max_length",
         c"Longest CEL expression accepted, in bytes.",

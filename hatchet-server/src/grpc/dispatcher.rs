@@ -273,12 +273,7 @@ impl Dispatcher for DispatcherService {
                 )
                 .await
                 {
-                    Ok(_) => self
-                        .state
-                        .metrics
-                        .failures
-                        .with_label_values(&[tenant.to_string().as_str()])
-                        .inc(),
+                    Ok(_) => self.state.metrics.failed(tenant),
                     // Already finished, cancelled or timed out: the resent (or late) FAILED changes nothing.
                     Err(err) => match AppError::from(err) {
                         AppError::FailedPrecondition(_) => {}
@@ -297,7 +292,7 @@ impl Dispatcher for DispatcherService {
                             )
                             .await
                             {
-                                Ok(_) => self.state.metrics.failures.inc(),
+                                Ok(_) => self.state.metrics.failed(tenant),
                                 Err(err) => match AppError::from(err) {
                                     AppError::FailedPrecondition(_) => {}
                                     other => return Err(other.into()),
