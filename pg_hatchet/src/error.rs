@@ -55,6 +55,10 @@ pub(crate) enum HatchetError {
     /// An object with this name already exists (a cron name within its workflow, ...).
     #[error("{kind} \"{name}\" already exists")]
     DuplicateObject { kind: String, name: String },
+    /// A trigger of a workflow with an idempotency config whose key another run holds. The detail is the id of
+    /// that run alone, so a client can report it (Hatchet's `IdempotencyCollisionError.existing_run_external_id`).
+    #[error("idempotency key \"{key}\" is held by run \"{run}\"")]
+    IdempotencyCollision { key: String, run: String },
 }
 
 impl From<DurationError> for HatchetError {
@@ -88,6 +92,7 @@ impl HatchetError {
             }
             HatchetError::UnknownWorkflowTask { .. } => ERRCODE_UNDEFINED_OBJECT,
             HatchetError::DuplicateObject { .. } => ERRCODE_DUPLICATE_OBJECT,
+            HatchetError::IdempotencyCollision { .. } => ERRCODE_UNIQUE_VIOLATION,
         }
     }
 
@@ -99,6 +104,7 @@ impl HatchetError {
                 Some(detail.clone())
             }
             HatchetError::InvalidCron(_, why) => Some(why.clone()),
+            HatchetError::IdempotencyCollision { run, .. } => Some(run.clone()),
             _ => None,
         }
     }
@@ -163,6 +169,7 @@ pub(crate) fn raise_error(kind: &str, args: default!(Vec<Option<String>>, "'{}'"
         "unknown_workflow_task" => fields!(UnknownWorkflowTask: workflow, task, detail),
         "invalid_cron" => HatchetError::InvalidCron(next(), next()),
         "duplicate_object" => fields!(DuplicateObject: kind, name),
+        "idempotency_collision" => fields!(IdempotencyCollision: key, run),
         other => {
             ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
