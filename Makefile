@@ -1,11 +1,11 @@
 # Entry points. The scripts do the work; see the header of scripts/test.sh for the test layers.
-.PHONY: dev test test-sql test-pgrx test-regress test-isolation fmt lint setup
+.PHONY: dev test test-sql test-pgrx test-regress test-isolation test-chaos fmt lint setup
 
 ## dev: set up, install the extension, run `hatchet-server dev`
 dev:
 	bash scripts/dev.sh
 
-## test: every layer (fmt, clippy, unit, pgrx, sql, cluster, upgrade, e2e, bench); last line `N passed, N failed`
+## test: every layer (fmt, clippy, unit, pgrx, sql, cluster, upgrade, e2e, chaos, bench); last line `N passed, N failed`
 test:
 	bash scripts/test.sh
 
@@ -22,6 +22,10 @@ test-isolation:
 ## test-pgrx: cargo pgrx test pg15 (#[pg_test]s)
 test-pgrx:
 	bash scripts/test.sh pgrx
+
+## test-chaos: the chaos suite's short run (3 server replicas, SDK workers, every fault kind once, history checker)
+test-chaos:
+	bash scripts/test.sh chaos
 
 ## fmt: format the workspace
 fmt:

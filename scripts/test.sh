@@ -2,7 +2,7 @@
 # scripts/test.sh: run pg_hatchet's test layers, in order, and print one summary line at the end.
 #
 # Usage: scripts/test.sh [LAYER...]          no LAYER means all of them: fmt clippy unit pgrx sql cluster upgrade e2e
-#                                           bench
+#                                           chaos bench
 #
 #   fmt        cargo fmt --all -- --check
 #   clippy     cargo clippy -D warnings for hatchet-core (all targets and features), pg_hatchet (feature pg15),
@@ -22,6 +22,9 @@
 #              old version finishes after ALTER EXTENSION UPDATE, and the upgraded catalog equals a fresh install's
 #              (docs/releasing.md)
 #   e2e        .venv/bin/pytest tests/e2e
+#   chaos      scripts/install-ext.sh, then the chaos suite's short run (tests/chaos/run.sh --short: three server
+#              replicas, SDK workers for two tenants, every fault kind at least once with a fixed seed, then the
+#              history checker; about 5 minutes); one test per invariant
 #   bench      bash bench/smoke.sh (every scenario and system at tiny sizes)
 #
 # setup.sh runs first; on a machine that is already set up it takes about a second and needs no network
@@ -56,7 +59,7 @@ PGRX_PGDATA=/tmp/pg_hatchet-pgrx-test/pgdata
 PG_LOCK=/tmp/pg_hatchet-test.lock
 RESULTS="${ROOT}/tests/results"
 
-ALL_LAYERS=(fmt clippy unit pgrx sql cluster upgrade e2e bench)
+ALL_LAYERS=(fmt clippy unit pgrx sql cluster upgrade e2e chaos bench)
 
 PASSED=0
 FAILED=0
@@ -251,6 +254,8 @@ run_suite() {
         return 0
     fi
     cp -r "${ROOT}/tests/${kind}" "${SQL_WORK}/${kind}-in"
+    # The superuser's setup scripts, which tests run with \i setup/NAME.sql (psql's working directory is SQL_WORK).
+    [[ -d "${SQL_WORK}/setup" ]] || cp -r "${ROOT}/sql/setup" "${SQL_WORK}/setup"
     mkdir -p "${SQL_WORK}/${kind}-in/expected" "${SQL_WORK}/${kind}-out"
     # A missing expected file would make pg_regress abort the whole suite; an empty one fails just that test
     # and its diff shows the full output, ready to be read and accepted.
@@ -367,6 +372,16 @@ layer_e2e() {
     "${ROOT}/.venv/bin/pytest" -p no:cacheprovider tests/e2e
 }
 
+# The chaos suite's short run (tests/chaos/README.md). It restarts the cluster it starts many times, and every start
+# loads the system-wide pg_hatchet.so: install this checkout's and hold the lock for the whole run.
+layer_chaos() {
+    take_pg_lock
+    install_extension || return 1
+    printf '+ bash tests/chaos/run.sh --short\n'
+    # 9>&-: the postmaster and servers it starts must not inherit (and keep holding) PG_LOCK
+    CHAOS_LOCK_HELD=1 bash "${ROOT}/tests/chaos/run.sh" --short 9>&-
+}
+
 # The benchmark's smoke run: every scenario and system at tiny sizes (bench/README.md; bench/ owns the script).
 run_bench_smoke() {
     check "bench smoke" bash bench/smoke.sh
@@ -452,6 +467,7 @@ run_named_layer() {
         cluster) run_layer cluster count_scripts layer_cluster ;;
         upgrade) run_layer upgrade count_check layer_upgrade ;;
         e2e) run_layer e2e count_pytest layer_e2e ;;
+        chaos) run_layer chaos count_scripts layer_chaos ;;
         bench) run_layer bench count_check run_bench_smoke ;;
     esac
 }

@@ -2,7 +2,8 @@
 --
 -- Everything is a row: a cron is hatchet.crons with the next tick to fire, a schedule is hatchet.scheduled_runs, a
 -- sleep is a pending match with wake_at. The worker's maintenance pass (hatchet.run_maintenance) calls
--- hatchet._run_time_triggers, which fires what is due and returns when the next thing is due, so the worker sleeps
+-- hatchet._tenant_time_triggers for each tenant, which fires what is due, and hatchet._time_triggers_due, which says
+-- when the next thing is due, so the worker sleeps
 -- exactly until then (at most hatchet.poll_interval_ms).
 --
 -- Exactly once: a cron row is locked (FOR UPDATE SKIP LOCKED), its run created and next_tick_at advanced in one
@@ -39,10 +40,11 @@ CREATE FUNCTION hatchet.create_cron(
     tenant_id           uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(create_cron.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(create_cron.tenant_id);
     v_wf     record;
     v_id     uuid := hatchet.gen_id();
     v_next   timestamptz;
@@ -77,11 +79,12 @@ COMMENT ON FUNCTION hatchet.create_cron(text, text, text, jsonb, jsonb, integer,
 
 CREATE FUNCTION hatchet.delete_cron(cron_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM hatchet.crons c
-        WHERE c.tenant_id = coalesce(delete_cron.tenant_id, hatchet.default_tenant()) AND c.id = delete_cron.cron_id
+        WHERE c.tenant_id = hatchet._tenant(delete_cron.tenant_id) AND c.id = delete_cron.cron_id
         RETURNING 1)
     SELECT EXISTS (SELECT 1 FROM gone)
 $$;
@@ -93,13 +96,14 @@ RETURNS TABLE (cron_id uuid, workflow text, name text, expression text, input js
                priority integer, method text, enabled boolean, next_tick_at timestamptz, last_tick_at timestamptz,
                created_at timestamptz)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.id, w.name, c.name, c.expression, c.input, c.additional_metadata, c.priority, c.method, c.enabled,
            c.next_tick_at, c.last_tick_at, c.created_at
     FROM hatchet.crons c
     JOIN hatchet.workflows w ON w.tenant_id = c.tenant_id AND w.id = c.workflow_id
-    WHERE c.tenant_id = coalesce(list_crons.tenant_id, hatchet.default_tenant())
+    WHERE c.tenant_id = hatchet._tenant(list_crons.tenant_id)
       AND (list_crons.workflow IS NULL OR w.name = list_crons.workflow)
     ORDER BY w.name, c.name
 $$;
@@ -147,10 +151,11 @@ CREATE FUNCTION hatchet.schedule(
     tenant_id           uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(schedule.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(schedule.tenant_id);
     v_wf     record;
     v_id     uuid := hatchet.gen_id();
 BEGIN
@@ -173,11 +178,12 @@ COMMENT ON FUNCTION hatchet.schedule(text, timestamptz, jsonb, jsonb, integer, u
 
 CREATE FUNCTION hatchet.delete_schedule(schedule_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM hatchet.scheduled_runs s
-        WHERE s.tenant_id = coalesce(delete_schedule.tenant_id, hatchet.default_tenant())
+        WHERE s.tenant_id = hatchet._tenant(delete_schedule.tenant_id)
           AND s.id = delete_schedule.schedule_id
         RETURNING 1)
     SELECT EXISTS (SELECT 1 FROM gone)
@@ -189,12 +195,13 @@ CREATE FUNCTION hatchet.list_schedules(workflow text DEFAULT NULL, tenant_id uui
 RETURNS TABLE (schedule_id uuid, workflow text, run_at timestamptz, input jsonb, additional_metadata jsonb,
                priority integer, fired_run_id uuid, error text, created_at timestamptz)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.id, w.name, s.run_at, s.input, s.additional_metadata, s.priority, s.fired_run_id, s.error, s.created_at
     FROM hatchet.scheduled_runs s
     JOIN hatchet.workflows w ON w.tenant_id = s.tenant_id AND w.id = s.workflow_id
-    WHERE s.tenant_id = coalesce(list_schedules.tenant_id, hatchet.default_tenant())
+    WHERE s.tenant_id = hatchet._tenant(list_schedules.tenant_id)
       AND (list_schedules.workflow IS NULL OR w.name = list_schedules.workflow)
     ORDER BY s.run_at, s.id
 $$;
@@ -205,21 +212,20 @@ COMMENT ON FUNCTION hatchet.list_schedules(text, uuid) IS
 -- Firing what is due
 -- ---------------------------------------------------------------------------------------------------------------------
 
--- Fires due cron ticks, due schedules and due sleeps of every tenant (at most hatchet.batch_limit of each per tenant)
--- and returns when the next one is due (NULL if none). Called by hatchet.run_maintenance; callable by hand.
+-- Fires due cron ticks, due schedules and due sleeps of one tenant (at most p_limit of each). Called for each tenant
+-- by hatchet.run_maintenance and hatchet._run_time_triggers, in a subtransaction of its own (_maintenance_job).
 --
 -- A run that cannot be created (its creation raised an error) must not stop the pass or fire again and again: each
 -- firing runs in its own subtransaction; a failed cron tick is skipped with a WARNING, a failed schedule keeps the
 -- error in scheduled_runs.error, a failed sleep is retried 5 s later with a WARNING.
-CREATE FUNCTION hatchet._run_time_triggers(p_now timestamptz DEFAULT NULL) RETURNS timestamptz
+CREATE FUNCTION hatchet._tenant_time_triggers(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_now       timestamptz := coalesce(p_now, clock_timestamp());
-    v_limit     integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_now       timestamptz := p_now;
+    v_limit     integer := p_limit;
     v_retention integer := coalesce(current_setting('hatchet.retention_days', true)::integer, 30);
-    v_tenant    uuid;
     c           hatchet.crons;
     s           hatchet.scheduled_runs;
     m           record;
@@ -227,87 +233,97 @@ DECLARE
     v_run       uuid;
     v_next      timestamptz;
 BEGIN
-    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t ORDER BY t.tenant_id LOOP
-        -- Cron ticks. FOR UPDATE re-checks next_tick_at on the latest row version, so a tick a concurrent pass has
-        -- just fired (and advanced) is not fired again; SKIP LOCKED leaves a cron another pass holds to that pass.
-        FOR c IN
-            SELECT x.* FROM hatchet.crons x
-            WHERE x.tenant_id = v_tenant AND x.enabled AND x.next_tick_at <= v_now
-            ORDER BY x.next_tick_at
-            LIMIT v_limit
-            FOR UPDATE SKIP LOCKED
-        LOOP
-            BEGIN
-                SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
-                WHERE v.tenant_id = v_tenant AND v.workflow_id = c.workflow_id ORDER BY v.id DESC LIMIT 1;
-                PERFORM hatchet._create_run(v_tenant, v_version, c.input,
-                    hatchet._clean_metadata(c.additional_metadata) || jsonb_build_object(
-                        'hatchet__cron_name', c.name, 'hatchet__cron_expression', c.expression,
-                        'hatchet__scheduled_at', hatchet._iso_utc(c.next_tick_at), 'hatchet__triggered_by', 'cron'),
-                    c.priority, 'cron');
-            EXCEPTION WHEN OTHERS THEN
-                RAISE WARNING 'pg_hatchet: cron % (%) skipped the tick due at %: %', c.name, c.id,
-                    hatchet._iso_utc(c.next_tick_at), SQLERRM;
-            END;
-            -- The next tick after now (not after the tick just fired): at most one catch-up run after downtime.
-            v_next := hatchet.cron_next(c.expression, greatest(v_now, c.next_tick_at));
-            UPDATE hatchet.crons x
-            SET last_tick_at = c.next_tick_at, next_tick_at = coalesce(v_next, 'infinity'),
-                enabled = v_next IS NOT NULL
-            WHERE x.tenant_id = v_tenant AND x.id = c.id;
-        END LOOP;
-
-        -- One-off schedules.
-        FOR s IN
-            SELECT x.* FROM hatchet.scheduled_runs x
-            WHERE x.tenant_id = v_tenant AND x.fired_run_id IS NULL AND x.error IS NULL AND x.run_at <= v_now
-            ORDER BY x.run_at
-            LIMIT v_limit
-            FOR UPDATE SKIP LOCKED
-        LOOP
-            BEGIN
-                SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
-                WHERE v.tenant_id = v_tenant AND v.workflow_id = s.workflow_id ORDER BY v.id DESC LIMIT 1;
-                v_run := hatchet._create_run(v_tenant, v_version, s.input,
-                    hatchet._clean_metadata(s.additional_metadata) || jsonb_build_object(
-                        'hatchet__scheduled_at', hatchet._iso_utc(s.run_at), 'hatchet__triggered_by', 'schedule'),
-                    s.priority, 'schedule');
-                UPDATE hatchet.scheduled_runs x SET fired_run_id = v_run WHERE x.tenant_id = v_tenant AND x.id = s.id;
-            EXCEPTION WHEN OTHERS THEN
-                UPDATE hatchet.scheduled_runs x SET error = SQLERRM WHERE x.tenant_id = v_tenant AND x.id = s.id;
-                RAISE WARNING 'pg_hatchet: schedule % could not fire: %', s.id, SQLERRM;
-            END;
-        END LOOP;
-
-        -- Sleeps of pending matches. A run whose matches another transaction is changing right now is left to the
-        -- next pass rather than waited for.
-        FOR m IN
-            SELECT x.id, x.run_id FROM hatchet.matches x
-            WHERE x.tenant_id = v_tenant AND x.wake_at <= v_now
-            ORDER BY x.wake_at
-            LIMIT v_limit
-        LOOP
-            CONTINUE WHEN NOT pg_try_advisory_xact_lock(1212240963, hashtext(m.run_id::text));
-            BEGIN
-                PERFORM hatchet._satisfy_match(v_tenant, m.id, 'sleep', v_now);
-            EXCEPTION WHEN OTHERS THEN
-                UPDATE hatchet.matches x SET wake_at = v_now + interval '5 seconds'
-                WHERE x.tenant_id = v_tenant AND x.id = m.id;
-                RAISE WARNING 'pg_hatchet: sleep of match % could not be completed: %', m.id, SQLERRM;
-            END;
-        END LOOP;
-
-        -- Fired schedules are history: kept for the retention period after they fired (their run id's time), then
-        -- deleted. A schedule fires after its run_at, so the index on run_at narrows the search.
-        DELETE FROM hatchet.scheduled_runs x
-        WHERE x.ctid = ANY (ARRAY(
-            SELECT y.ctid FROM hatchet.scheduled_runs y
-            WHERE y.tenant_id = v_tenant AND y.fired_run_id IS NOT NULL
-              AND y.run_at < v_now - make_interval(days => v_retention)
-              AND hatchet.uuid_time(y.fired_run_id) < v_now - make_interval(days => v_retention)
-            LIMIT v_limit));
+    -- Cron ticks. FOR UPDATE re-checks next_tick_at on the latest row version, so a tick a concurrent pass has
+    -- just fired (and advanced) is not fired again; SKIP LOCKED leaves a cron another pass holds to that pass.
+    FOR c IN
+        SELECT x.* FROM hatchet.crons x
+        WHERE x.tenant_id = p_tenant AND x.enabled AND x.next_tick_at <= v_now
+        ORDER BY x.next_tick_at
+        LIMIT v_limit
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        BEGIN
+            SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
+            WHERE v.tenant_id = p_tenant AND v.workflow_id = c.workflow_id ORDER BY v.id DESC LIMIT 1;
+            PERFORM hatchet._create_run(p_tenant, v_version, c.input,
+                hatchet._clean_metadata(c.additional_metadata) || jsonb_build_object(
+                    'hatchet__cron_name', c.name, 'hatchet__cron_expression', c.expression,
+                    'hatchet__scheduled_at', hatchet._iso_utc(c.next_tick_at), 'hatchet__triggered_by', 'cron'),
+                c.priority, 'cron');
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pg_hatchet: cron % (%) skipped the tick due at %: %', c.name, c.id,
+                hatchet._iso_utc(c.next_tick_at), SQLERRM;
+        END;
+        -- The next tick after now (not after the tick just fired): at most one catch-up run after downtime.
+        v_next := hatchet.cron_next(c.expression, greatest(v_now, c.next_tick_at));
+        UPDATE hatchet.crons x
+        SET last_tick_at = c.next_tick_at, next_tick_at = coalesce(v_next, 'infinity'),
+            enabled = v_next IS NOT NULL
+        WHERE x.tenant_id = p_tenant AND x.id = c.id;
     END LOOP;
 
+    -- One-off schedules.
+    FOR s IN
+        SELECT x.* FROM hatchet.scheduled_runs x
+        WHERE x.tenant_id = p_tenant AND x.fired_run_id IS NULL AND x.error IS NULL AND x.run_at <= v_now
+        ORDER BY x.run_at
+        LIMIT v_limit
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        BEGIN
+            SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
+            WHERE v.tenant_id = p_tenant AND v.workflow_id = s.workflow_id ORDER BY v.id DESC LIMIT 1;
+            v_run := hatchet._create_run(p_tenant, v_version, s.input,
+                hatchet._clean_metadata(s.additional_metadata) || jsonb_build_object(
+                    'hatchet__scheduled_at', hatchet._iso_utc(s.run_at), 'hatchet__triggered_by', 'schedule'),
+                s.priority, 'schedule');
+            UPDATE hatchet.scheduled_runs x SET fired_run_id = v_run WHERE x.tenant_id = p_tenant AND x.id = s.id;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE hatchet.scheduled_runs x SET error = SQLERRM WHERE x.tenant_id = p_tenant AND x.id = s.id;
+            RAISE WARNING 'pg_hatchet: schedule % could not fire: %', s.id, SQLERRM;
+        END;
+    END LOOP;
+
+    -- Sleeps of pending matches. A run whose matches another transaction is changing right now is left to the
+    -- next pass rather than waited for.
+    FOR m IN
+        SELECT x.id, x.run_id FROM hatchet.matches x
+        WHERE x.tenant_id = p_tenant AND x.wake_at <= v_now
+        ORDER BY x.wake_at
+        LIMIT v_limit
+    LOOP
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(1212240963, hashtext(m.run_id::text));
+        BEGIN
+            PERFORM hatchet._satisfy_match(p_tenant, m.id, 'sleep', v_now);
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE hatchet.matches x SET wake_at = v_now + interval '5 seconds'
+            WHERE x.tenant_id = p_tenant AND x.id = m.id;
+            RAISE WARNING 'pg_hatchet: sleep of match % could not be completed: %', m.id, SQLERRM;
+        END;
+    END LOOP;
+
+    -- Fired schedules are history: kept for the retention period after they fired (their run id's time), then
+    -- deleted. A schedule fires after its run_at, so the index on run_at narrows the search.
+    DELETE FROM hatchet.scheduled_runs x
+    WHERE x.ctid = ANY (ARRAY(
+        SELECT y.ctid FROM hatchet.scheduled_runs y
+        WHERE y.tenant_id = p_tenant AND y.fired_run_id IS NOT NULL
+          AND y.run_at < v_now - make_interval(days => v_retention)
+          AND hatchet.uuid_time(y.fired_run_id) < v_now - make_interval(days => v_retention)
+        LIMIT v_limit));
+END
+$$;
+COMMENT ON FUNCTION hatchet._tenant_time_triggers(uuid, timestamptz, integer) IS
+    'fire one tenant''s due cron ticks, schedules and sleeps (one run per tick, never twice)';
+
+-- When the next cron tick, schedule or sleep of any tenant is due (NULL if none).
+CREATE FUNCTION hatchet._time_triggers_due() RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_next timestamptz;
+BEGIN
     SELECT min(x) INTO v_next FROM (
         SELECT (SELECT min(c2.next_tick_at) FROM hatchet.crons c2 WHERE c2.tenant_id = t.tenant_id AND c2.enabled) AS x
         FROM hatchet.tenants t
@@ -322,5 +338,5 @@ BEGIN
     RETURN v_next;
 END
 $$;
-COMMENT ON FUNCTION hatchet._run_time_triggers(timestamptz) IS
-    'fire due cron ticks, schedules and sleeps (one run per tick, never twice); returns when the next one is due';
+COMMENT ON FUNCTION hatchet._time_triggers_due() IS 'when the next cron tick, schedule or sleep of any tenant is due';
+

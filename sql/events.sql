@@ -179,10 +179,11 @@ CREATE FUNCTION hatchet.push_event(
     priority            integer DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (hatchet._push_events(coalesce(push_event.tenant_id, hatchet.default_tenant()),
+    RETURN (hatchet._push_events(hatchet._tenant(push_event.tenant_id),
         jsonb_build_array(hatchet._check_event('', push_event.key, push_event.payload, push_event.additional_metadata,
                                                push_event.scope, push_event.priority))))[1];
 END
@@ -194,6 +195,7 @@ COMMENT ON FUNCTION hatchet.push_event(text, jsonb, jsonb, text, uuid, integer) 
 -- {key, payload, additional_metadata, scope, priority}. Returns the event ids in order.
 CREATE FUNCTION hatchet.push_events(events jsonb, tenant_id uuid DEFAULT NULL) RETURNS uuid[]
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -219,7 +221,7 @@ BEGIN
             coalesce(v_e->'payload', '{}'), coalesce(v_e->'additional_metadata', '{}'), v_e->>'scope',
             hatchet._json_int(v_e->'priority', format('events[%s].priority', v_ord), 'events')));
     END LOOP;
-    RETURN hatchet._push_events(coalesce(push_events.tenant_id, hatchet.default_tenant()), v_events);
+    RETURN hatchet._push_events(hatchet._tenant(push_events.tenant_id), v_events);
 END
 $$;
 COMMENT ON FUNCTION hatchet.push_events(jsonb, uuid) IS
@@ -237,11 +239,12 @@ CREATE FUNCTION hatchet.list_events(
 RETURNS TABLE (id uuid, key text, payload jsonb, additional_metadata jsonb, scope text, created_at timestamptz,
                runs jsonb, total bigint)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(list_events.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(list_events.tenant_id);
 BEGIN
     PERFORM hatchet._check_page(list_events."limit", list_events."offset");
     RETURN QUERY
@@ -276,10 +279,11 @@ CREATE FUNCTION hatchet.create_filter(
     tenant_id  uuid  DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(create_filter.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(create_filter.tenant_id);
     v_wf     record;
     v_id     uuid := hatchet.gen_id();
 BEGIN
@@ -305,11 +309,12 @@ COMMENT ON FUNCTION hatchet.create_filter(text, text, text, jsonb, uuid) IS
 
 CREATE FUNCTION hatchet.delete_filter(filter_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM hatchet.event_filters f
-        WHERE f.tenant_id = coalesce(delete_filter.tenant_id, hatchet.default_tenant()) AND f.id = delete_filter.filter_id
+        WHERE f.tenant_id = hatchet._tenant(delete_filter.tenant_id) AND f.id = delete_filter.filter_id
         RETURNING 1)
     SELECT EXISTS (SELECT 1 FROM gone)
 $$;
@@ -329,13 +334,14 @@ CREATE FUNCTION hatchet.list_filters(
 ) RETURNS TABLE (filter_id uuid, workflow_id uuid, workflow text, scope text, expression text, payload jsonb,
                  is_declarative boolean, created_at timestamptz, total bigint)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT f.id, w.external_id, w.name, f.scope, f.expression, f.payload, f.is_declarative, f.created_at,
            count(*) OVER ()
     FROM hatchet.event_filters f
     JOIN hatchet.workflows w ON w.tenant_id = f.tenant_id AND w.id = f.workflow_id
-    WHERE f.tenant_id = coalesce(list_filters.tenant_id, hatchet.default_tenant())
+    WHERE f.tenant_id = hatchet._tenant(list_filters.tenant_id)
       AND (list_filters.workflow IS NULL OR w.name = list_filters.workflow)
       AND (list_filters.filter_ids IS NULL OR f.id = ANY (list_filters.filter_ids))
       AND (list_filters.workflow_ids IS NULL OR w.external_id = ANY (list_filters.workflow_ids))
@@ -355,10 +361,11 @@ CREATE FUNCTION hatchet.create_workflow_filter(
     tenant_id   uuid  DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(create_workflow_filter.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(create_workflow_filter.tenant_id);
     v_name   text;
 BEGIN
     IF create_workflow_filter.workflow_id IS NULL THEN
@@ -385,10 +392,11 @@ CREATE FUNCTION hatchet.update_filter(
     tenant_id  uuid  DEFAULT NULL
 ) RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(update_filter.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(update_filter.tenant_id);
 BEGIN
     IF update_filter.expression = '' OR update_filter.scope = '' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['a filter needs a scope and an expression']);

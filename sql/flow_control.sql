@@ -340,10 +340,11 @@ CREATE FUNCTION hatchet.put_rate_limit(key text, "limit" integer, duration text 
                                        tenant_id uuid DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(put_rate_limit.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(put_rate_limit.tenant_id);
     v_window interval := hatchet._rate_limit_window(put_rate_limit.duration);
 BEGIN
     IF put_rate_limit.key IS NULL OR put_rate_limit.key = '' THEN
@@ -374,10 +375,11 @@ COMMENT ON FUNCTION hatchet.put_rate_limit(text, integer, text, uuid) IS
 CREATE FUNCTION hatchet.pause_rate_limit(key text, paused_until timestamptz, tenant_id uuid DEFAULT NULL)
 RETURNS timestamptz
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(pause_rate_limit.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(pause_rate_limit.tenant_id);
     v_now    timestamptz := clock_timestamp();
     v_until  timestamptz := CASE WHEN pause_rate_limit.paused_until > v_now THEN pause_rate_limit.paused_until END;
 BEGIN
@@ -509,11 +511,12 @@ CREATE FUNCTION hatchet.list_rate_limits(search text DEFAULT NULL, tenant_id uui
 RETURNS TABLE (key text, limit_value integer, remaining integer, "window" text, last_refill timestamptz,
                paused_until timestamptz)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(list_rate_limits.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(list_rate_limits.tenant_id);
     v_now    timestamptz := clock_timestamp();
 BEGIN
     RETURN QUERY

@@ -1,14 +1,22 @@
 -- Maintenance: what the background worker runs (each part also callable by hand). Daily partitions of the history
--- tables, created ahead and dropped after retention; reaping timed-out attempts, expired queued attempts and dead
--- workers; pruning stream chunks; and hatchet.run_maintenance, the pass that does all of it and fires due crons,
--- schedules and sleeps.
+-- tables, created ahead and dropped after retention; reaping timed-out attempts, expired queued attempts, dead
+-- workers (with a grace after an outage) and assignments never acknowledged; pruning stream chunks; and
+-- hatchet.run_maintenance, the pass that does all of it and fires due crons, schedules and sleeps.
 --
 -- Why daily range partitions: history is append-only and expires by age, so retention is a DROP of a whole day
 -- (instant, no dead tuples, no vacuum debt) instead of a DELETE over millions of rows.
 --
+-- No poison pills: every job of the pass (promote, reap dead workers, reap timeouts, expire queued, time triggers) runs
+-- for each tenant in a subtransaction of its own (_maintenance_job). A job that fails for one tenant is rolled back,
+-- logged (WARNING), counted in hatchet.maintenance_status and skipped; the other tenants and jobs go on, and the job
+-- is tried again on the next pass. Partition DDL runs in its own transaction (the worker calls maintain_partitions
+-- separately) and waits for its locks at most hatchet.ddl_lock_timeout: a partition whose lock is not granted (a long
+-- reader) is skipped and tried again later, so retention never queues enqueues behind a reader.
+--
 -- Public: partitioned_tables, maintain_partitions, prune_stream_chunks, run_maintenance.
 -- Calls: tasks.sql (_promote_due, _fail_attempt, _finish_unstarted), flow_control.sql (_release_slots), workers.sql
--- (deregister_worker), runs.sql (_lock_pending_runs, _on_tasks_finished, run_status), crons.sql (_run_time_triggers).
+-- (deregister_worker), runs.sql (_lock_pending_runs, _on_tasks_finished, run_status), crons.sql
+-- (_tenant_time_triggers, _time_triggers_due).
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Daily partitions of the history tables
@@ -20,9 +28,41 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ARRAY['runs', 'tasks', 'task_events', 'payloads', 'events', 'logs'] $$;
 COMMENT ON FUNCTION hatchet.partitioned_tables() IS 'history tables partitioned by day';
 
+-- Runs one partition DDL statement with lock_timeout = hatchet.ddl_lock_timeout, in a subtransaction: returns p_done
+-- if it ran, 'skipped' (with a WARNING) if its locks were not granted in time. Any other error is raised.
+CREATE FUNCTION hatchet._partition_ddl(p_sql text, p_done text, p_name text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- with its unit ('100ms'), which is what lock_timeout takes
+    v_timeout text := coalesce(current_setting('hatchet.ddl_lock_timeout', true), '100ms');
+    v_saved   text := current_setting('lock_timeout');
+BEGIN
+    PERFORM set_config('lock_timeout', v_timeout, true);
+    BEGIN
+        EXECUTE p_sql;
+    EXCEPTION WHEN lock_not_available THEN
+        PERFORM set_config('lock_timeout', v_saved, true);
+        RAISE WARNING 'pg_hatchet: partition % not %: its table is in use (lock not granted within %); trying again later',
+            p_name, p_done, v_timeout;
+        RETURN 'skipped';
+    END;
+    PERFORM set_config('lock_timeout', v_saved, true);
+    RETURN p_done;
+END
+$$;
+COMMENT ON FUNCTION hatchet._partition_ddl(text, text, text) IS
+    'run one partition DDL with a short lock_timeout; ''skipped'' if its locks were not granted in time';
+
 -- Creates the partitions for [today - 1 day, today + days_ahead] that are missing and drops partitions that ended more
 -- than retention_days ago. A partition is never dropped while a task inside it is still queued, delayed or running.
--- Returns one row per partition created or dropped.
+-- Returns one row per partition created, dropped or skipped.
+--
+-- Both DDLs lock the parent table ACCESS EXCLUSIVE, and a lock request that waits makes every later enqueue and read
+-- of that table wait behind it. So each one waits at most hatchet.ddl_lock_timeout for its locks (in a subtransaction
+-- of its own); if they are not granted (a long reader holds the table), the partition is skipped with a WARNING and
+-- the action 'skipped', and the worker tries again a minute later.
 CREATE FUNCTION hatchet.maintain_partitions(
     days_ahead     integer DEFAULT NULL,
     retention_days integer DEFAULT NULL
@@ -55,11 +95,11 @@ BEGIN
         FOR v_day IN SELECT d::date FROM generate_series(v_today - 1, v_today + v_ahead, interval '1 day') AS d LOOP
             v_name := format('%s_p%s', v_table, to_char(v_day, 'YYYYMMDD'));
             IF to_regclass(format('hatchet.%I', v_name)) IS NULL THEN
-                EXECUTE format(
+                action := hatchet._partition_ddl(format(
                     'CREATE TABLE hatchet.%I PARTITION OF hatchet.%I FOR VALUES FROM (%L) TO (%L)',
                     v_name, v_table,
-                    (v_day::timestamp AT TIME ZONE 'UTC'), ((v_day + 1)::timestamp AT TIME ZONE 'UTC'));
-                action := 'created';
+                    (v_day::timestamp AT TIME ZONE 'UTC'), ((v_day + 1)::timestamp AT TIME ZONE 'UTC')),
+                    'created', v_name);
                 partition_name := v_name;
                 RETURN NEXT;
             END IF;
@@ -93,8 +133,7 @@ BEGIN
         v_upper := to_date(right(r.relname, 8), 'YYYYMMDD') + 1;
         IF v_upper <= v_today - v_retention
            AND (v_oldest_live IS NULL OR (v_upper::timestamp AT TIME ZONE 'UTC') <= v_oldest_live) THEN
-            EXECUTE format('DROP TABLE hatchet.%I', r.relname);
-            action := 'dropped';
+            action := hatchet._partition_ddl(format('DROP TABLE hatchet.%I', r.relname), 'dropped', r.relname);
             partition_name := r.relname;
             RETURN NEXT;
         END IF;
@@ -210,23 +249,104 @@ BEGIN
 END
 $$;
 
--- Workers silent for longer than hatchet.worker_dead_after_ms are dead: their attempts are reassigned.
+-- Records this tenant's maintenance pass and returns since when maintenance has run without a gap. A gap longer than
+-- an outage (5 s, or three poll intervals if longer) means Postgres or the background worker was away: nobody could
+-- heartbeat, so the grace of every worker starts again at its end. The first pass ever is no outage.
+CREATE FUNCTION hatchet._record_pass(p_tenant uuid, p_now timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- (a setting with a unit reads as text like '1s' or '1500ms')
+    v_outage interval := greatest(interval '5 seconds',
+                                  3 * coalesce(current_setting('hatchet.poll_interval_ms', true)::interval,
+                                               interval '1 second'));
+    v_since timestamptz;
+BEGIN
+    INSERT INTO hatchet.maintenance_state AS m (tenant_id, last_pass_at, reachable_since)
+    VALUES (p_tenant, p_now, '-infinity')
+    ON CONFLICT ON CONSTRAINT maintenance_state_pkey DO UPDATE
+    SET last_pass_at = greatest(m.last_pass_at, excluded.last_pass_at),
+        reachable_since = CASE WHEN excluded.last_pass_at - m.last_pass_at > v_outage THEN excluded.last_pass_at
+                               ELSE m.reachable_since END
+    RETURNING m.reachable_since INTO v_since;
+    RETURN v_since;
+END
+$$;
+
+-- Workers silent for longer than hatchet.worker_dead_after_ms while the engine was reachable are dead: their
+-- attempts are reassigned, and each is remembered (reaped_attempts) and announced on hatchet_cancel, so that the
+-- worker, if it was only cut off and comes back, is told to stop them. Silence counts from the later of the last
+-- heartbeat and the end of the last maintenance gap (hatchet._record_pass): after an outage every worker gets the
+-- full grace to heartbeat again.
 CREATE FUNCTION hatchet._reap_dead_workers(p_tenant uuid, p_now timestamptz) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_dead uuid;
+    v_cancelled bigint;
     n integer := 0;
     v_after interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
                                                         30000) / 1000.0);
+    v_since timestamptz := coalesce((SELECT m.reachable_since FROM hatchet.maintenance_state m
+                                     WHERE m.tenant_id = p_tenant), '-infinity');
 BEGIN
+    DELETE FROM hatchet.reaped_attempts a WHERE a.tenant_id = p_tenant AND a.reaped_at < p_now - interval '1 day';
     FOR v_dead IN
         SELECT w.id FROM hatchet.workers w
-        WHERE w.tenant_id = p_tenant AND w.is_active AND w.last_heartbeat_at < p_now - v_after
+        WHERE w.tenant_id = p_tenant AND w.is_active AND greatest(w.last_heartbeat_at, v_since) < p_now - v_after
         FOR UPDATE SKIP LOCKED
     LOOP
+        WITH held AS (
+            INSERT INTO hatchet.reaped_attempts (tenant_id, worker_id, task_id, retry_count, reaped_at)
+            SELECT p_tenant, v_dead, r.task_id, r.retry_count, p_now FROM hatchet.running r
+            WHERE r.tenant_id = p_tenant AND r.worker_id = v_dead
+            ON CONFLICT ON CONSTRAINT reaped_attempts_pkey DO NOTHING
+            RETURNING task_id, retry_count
+        )
+        SELECT count(pg_notify('hatchet_cancel', h.task_id::text || ':' || h.retry_count || ':' || v_dead::text))
+        INTO v_cancelled FROM held h;
         n := n + hatchet.deregister_worker(v_dead, 'worker stopped sending heartbeats', p_tenant);
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Attempts pushed to a registered worker that it never acknowledged (no STARTED) within worker_dead_after, counted
+-- like worker silence from the end of the last outage: the assignment committed but never reached the worker (the
+-- server replica died between commit and push, or the commit's answer was lost). They are retried elsewhere as
+-- internal failures (REASSIGNED), and a cancellation is announced in case the worker has them after all.
+CREATE FUNCTION hatchet._release_unacknowledged(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run hatchet.running;
+    n integer := 0;
+    v_after interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
+                                                        30000) / 1000.0);
+    v_since timestamptz := coalesce((SELECT m.reachable_since FROM hatchet.maintenance_state m
+                                     WHERE m.tenant_id = p_tenant), '-infinity');
+BEGIN
+    IF v_since >= p_now - v_after THEN
+        RETURN 0;
+    END IF;
+    FOR v_run IN
+        DELETE FROM hatchet.running r
+        WHERE r.ctid = ANY (ARRAY(
+            SELECT x.ctid FROM hatchet.running x
+            WHERE x.tenant_id = p_tenant AND x.worker_id IS NOT NULL AND x.started_at IS NULL
+              AND x.assigned_at < p_now - v_after
+            ORDER BY x.assigned_at LIMIT p_limit
+            FOR UPDATE SKIP LOCKED))
+        RETURNING r.*
+    LOOP
+        PERFORM pg_notify('hatchet_cancel',
+                          v_run.task_id::text || ':' || v_run.retry_count || ':' || v_run.worker_id::text);
+        PERFORM hatchet._fail_attempt(p_tenant, v_run,
+            'the worker never acknowledged the assignment (no STARTED within worker_dead_after)', true, true);
+        n := n + 1;
     END LOOP;
     RETURN n;
 END
@@ -237,6 +357,7 @@ $$;
 CREATE FUNCTION hatchet.prune_stream_chunks(grace interval DEFAULT '5 minutes', max_age interval DEFAULT '1 day')
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -269,24 +390,110 @@ $$;
 COMMENT ON FUNCTION hatchet.prune_stream_chunks(interval, interval) IS
     'delete stream chunks of runs finished longer than grace ago, and any chunk older than max_age';
 
--- One maintenance pass over every tenant: promote due delayed attempts, time out expired attempts, cancel queued
--- attempts past their schedule timeout. Returns when the next known item is due (NULL if nothing is pending), which
--- the background worker uses as its next wake-up.
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Isolation of tenants and jobs
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- The jobs of a pass, in the order each tenant runs them.
+CREATE FUNCTION hatchet.maintenance_jobs() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY['record_pass', 'promote_due', 'reap_dead_workers', 'release_unacknowledged', 'reap_timeouts',
+                 'expire_queued', 'time_triggers']
+$$;
+COMMENT ON FUNCTION hatchet.maintenance_jobs() IS 'the per-tenant jobs of a maintenance pass, in order';
+
+-- Records a failed job (p_tenant NULL for a job that is not per tenant) in hatchet.maintenance_status and logs it.
+CREATE FUNCTION hatchet._maintenance_failed(p_tenant uuid, p_job text, p_sqlstate text, p_error text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO hatchet.maintenance_status AS s (tenant_id, job, failures, last_error, last_sqlstate, last_failed_at)
+    VALUES (p_tenant, p_job, 1, p_error, p_sqlstate, clock_timestamp())
+    ON CONFLICT (tenant_id, job) DO UPDATE
+    SET failures = s.failures + 1, last_error = excluded.last_error, last_sqlstate = excluded.last_sqlstate,
+        last_failed_at = excluded.last_failed_at, last_ok_at = NULL;
+    RAISE WARNING 'pg_hatchet: maintenance job "%" failed for %, skipped until the next pass: % (SQLSTATE %)',
+        p_job, coalesce('tenant ' || p_tenant, 'all tenants'), p_error, p_sqlstate;
+END
+$$;
+COMMENT ON FUNCTION hatchet._maintenance_failed(uuid, text, text, text) IS
+    'count a failed maintenance job in hatchet.maintenance_status and log it';
+
+-- The jobs failing now, as 'tenant/job' (read once per pass, so a job that recovers is marked so cheaply).
+CREATE FUNCTION hatchet._failing_jobs() RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(coalesce(s.tenant_id::text, '') || '/' || s.job), '{}')
+    FROM hatchet.maintenance_status s WHERE s.last_ok_at IS NULL
+$$;
+COMMENT ON FUNCTION hatchet._failing_jobs() IS 'the maintenance jobs failing now, as tenant/job';
+
+-- Runs one job for one tenant in a subtransaction (the block with EXCEPTION). An error rolls back just this job for
+-- just this tenant, is recorded (_maintenance_failed) and returns false; a cancel (statement_timeout, shutdown) is not
+-- caught and ends the whole pass. p_failing: _failing_jobs() at the start of the pass, so that the first success of a
+-- failing job is recorded.
+CREATE FUNCTION hatchet._maintenance_job(p_tenant uuid, p_job text, p_now timestamptz, p_limit integer,
+                                         p_failing text[] DEFAULT '{}') RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text;
+    v_error text;
+BEGIN
+    BEGIN
+        CASE p_job
+            WHEN 'record_pass' THEN PERFORM hatchet._record_pass(p_tenant, p_now);
+            WHEN 'promote_due' THEN PERFORM hatchet._promote_due(p_tenant, NULL, p_now, p_limit);
+            WHEN 'reap_dead_workers' THEN PERFORM hatchet._reap_dead_workers(p_tenant, p_now);
+            WHEN 'release_unacknowledged' THEN PERFORM hatchet._release_unacknowledged(p_tenant, p_now, p_limit);
+            WHEN 'reap_timeouts' THEN PERFORM hatchet._reap_timeouts(p_tenant, p_now, p_limit);
+            WHEN 'expire_queued' THEN PERFORM hatchet._expire_queued(p_tenant, p_now, p_limit);
+            WHEN 'time_triggers' THEN PERFORM hatchet._tenant_time_triggers(p_tenant, p_now, p_limit);
+        END CASE;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+        PERFORM hatchet._maintenance_failed(p_tenant, p_job, v_state, v_error);
+        RETURN false;
+    END;
+    IF (coalesce(p_tenant::text, '') || '/' || p_job) = ANY (p_failing) THEN
+        UPDATE hatchet.maintenance_status s SET last_ok_at = clock_timestamp()
+        WHERE s.tenant_id IS NOT DISTINCT FROM p_tenant AND s.job = p_job AND s.last_ok_at IS NULL;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION hatchet._maintenance_job(uuid, text, timestamptz, integer, text[]) IS
+    'run one maintenance job for one tenant in a subtransaction; a failure is recorded and skipped';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- The pass
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- One maintenance pass over every tenant: promote due delayed attempts, reap dead workers, time out expired attempts,
+-- cancel queued attempts past their schedule timeout, fire due crons, schedules and sleeps; each job for each tenant
+-- in a subtransaction of its own (_maintenance_job). Returns when the next known item is due (NULL if nothing is
+-- pending), which the background worker uses as its next wake-up.
 CREATE FUNCTION hatchet.run_maintenance() RETURNS timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_now   timestamptz := clock_timestamp();
-    v_limit integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
-    v_next  timestamptz;
-    v_tenant uuid;
+    v_now     timestamptz := clock_timestamp();
+    v_limit   integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_failing text[] := hatchet._failing_jobs();
+    v_next    timestamptz;
+    v_tenant  uuid;
+    v_job     text;
 BEGIN
-    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t LOOP
-        PERFORM hatchet._promote_due(v_tenant, NULL, v_now, v_limit);
-        PERFORM hatchet._reap_dead_workers(v_tenant, v_now);
-        PERFORM hatchet._reap_timeouts(v_tenant, v_now, v_limit);
-        PERFORM hatchet._expire_queued(v_tenant, v_now, v_limit);
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t ORDER BY t.tenant_id LOOP
+        FOREACH v_job IN ARRAY hatchet.maintenance_jobs() LOOP
+            PERFORM hatchet._maintenance_job(v_tenant, v_job, v_now, v_limit, v_failing);
+        END LOOP;
     END LOOP;
     SELECT min(x) INTO v_next FROM (
         SELECT (SELECT min(d.ready_at) FROM hatchet.delayed_queue d WHERE d.tenant_id = t.tenant_id) AS x
@@ -300,9 +507,32 @@ BEGIN
         SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
         FROM hatchet.tenants t
     ) due;
-    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): fired here, and their next due time counts too.
-    RETURN least(v_next, hatchet._run_time_triggers(v_now));
+    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): their next due time counts too.
+    RETURN least(v_next, hatchet._time_triggers_due());
 END
 $$;
 COMMENT ON FUNCTION hatchet.run_maintenance() IS
     'one pass of the background worker: promote due tasks, time out attempts, expire queued tasks; returns next due time';
+
+-- Fires due cron ticks, due schedules and due sleeps of every tenant (at most hatchet.batch_limit of each per tenant),
+-- each tenant in a subtransaction of its own (a tenant whose firing fails is logged, counted in
+-- hatchet.maintenance_status and skipped), and returns when the next one is due (NULL if none). Callable by hand;
+-- hatchet.run_maintenance does the same per tenant.
+CREATE FUNCTION hatchet._run_time_triggers(p_now timestamptz DEFAULT NULL) RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now     timestamptz := coalesce(p_now, clock_timestamp());
+    v_limit   integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_failing text[] := hatchet._failing_jobs();
+    v_tenant  uuid;
+BEGIN
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t ORDER BY t.tenant_id LOOP
+        PERFORM hatchet._maintenance_job(v_tenant, 'time_triggers', v_now, v_limit, v_failing);
+    END LOOP;
+    RETURN hatchet._time_triggers_due();
+END
+$$;
+COMMENT ON FUNCTION hatchet._run_time_triggers(timestamptz) IS
+    'fire due cron ticks, schedules and sleeps (one run per tick, never twice); returns when the next one is due';

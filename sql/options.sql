@@ -2,8 +2,9 @@
 -- file (enqueue's options in tasks.sql, concurrency and rate-limit options in flow_control.sql, placement in
 -- workers.sql, workflow definitions in workflows.sql).
 --
--- Public: none. Internal: _check_payload (tasks, workers, workflows, runs, events, crons), _check_run_options (runs,
--- crons), _check_page (runs, events), _json_int (workflows, events), _clean_metadata (events, crons).
+-- Public: none. Internal: _check_payload (tasks, workers, workflows, runs, events, crons), _check_size and
+-- _check_count (tasks, streams), _check_run_options (runs, crons), _check_page (runs, events), _json_int (workflows,
+-- events), _clean_metadata (events, crons).
 -- Calls: nothing.
 
 CREATE FUNCTION hatchet._check_payload(what text, payload jsonb, must_be_object boolean DEFAULT true) RETURNS void
@@ -64,6 +65,40 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION hatchet._check_page(integer, integer) IS 'reject a limit outside 1..10000 or a negative offset';
+
+-- Quotas on what tasks write (logs, stream chunks, failure texts): 54000 when one item is over the byte limit named by
+-- the setting p_setting.
+CREATE FUNCTION hatchet._check_size(p_what text, p_bytes integer, p_setting text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_limit integer := current_setting(p_setting)::integer;
+BEGIN
+    IF p_bytes > v_limit THEN
+        PERFORM hatchet.raise_error('limit_exceeded', ARRAY[format('%s is %s bytes, over the limit of %s bytes (%s)',
+                                                                   p_what, p_bytes, v_limit, p_setting)]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_size(text, integer, text) IS 'reject an item over the byte limit of a setting (54000)';
+
+-- 54000 when a task already wrote as many items (p_count, counted up to the limit) as the setting p_setting allows.
+CREATE FUNCTION hatchet._check_count(p_what text, p_task uuid, p_setting text, p_count bigint) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_limit integer := current_setting(p_setting)::integer;
+BEGIN
+    IF p_count >= v_limit THEN
+        PERFORM hatchet.raise_error('limit_exceeded', ARRAY[format('task "%s" already wrote %s %s, the limit (%s)',
+                                                                   p_task, v_limit, p_what, p_setting)]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_count(text, uuid, text, bigint) IS
+    'reject one more item of a task that reached the count limit of a setting (54000)';
 
 -- An optional integer field (JSON number, or a string of digits as proto3 JSON writes int64).
 CREATE FUNCTION hatchet._json_int(p_value jsonb, p_what text, p_workflow text) RETURNS integer

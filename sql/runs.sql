@@ -914,10 +914,11 @@ CREATE FUNCTION hatchet.run_workflow(
     desired_worker_id   uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(run_workflow.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(run_workflow.tenant_id);
     v_wf     record;
     v_id     uuid;
 BEGIN
@@ -969,10 +970,11 @@ $$;
 CREATE FUNCTION hatchet.cancel_run(run_id uuid, tenant_id uuid DEFAULT NULL, reason text DEFAULT 'run cancelled by user')
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(cancel_run.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(cancel_run.tenant_id);
     p_run    uuid := cancel_run.run_id;
     v_task   uuid;
     v_match  uuid;
@@ -1031,11 +1033,12 @@ COMMENT ON FUNCTION hatchet.cancel_run(uuid, uuid, text) IS
 CREATE FUNCTION hatchet.replay_tasks(task_or_run_ids uuid[], tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, run_id uuid, retry_count integer)
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant  uuid := coalesce(replay_tasks.tenant_id, hatchet.default_tenant());
+    p_tenant  uuid := hatchet._tenant(replay_tasks.tenant_id);
     v_id      uuid;
     v_plan    jsonb := '{}';
     v_key     text;
@@ -1160,10 +1163,11 @@ COMMENT ON FUNCTION hatchet.replay_tasks(uuid[], uuid) IS
 
 CREATE FUNCTION hatchet.run_status(run_id uuid, tenant_id uuid DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(run_status.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(run_status.tenant_id);
     p_run    uuid := run_status.run_id;
     v        record;
     v_pending boolean;
@@ -1200,11 +1204,12 @@ CREATE FUNCTION hatchet.run_tasks(run_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, readable_id text, status text, retry_count integer, output jsonb, error text,
                queue text, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(run_tasks.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(run_tasks.tenant_id);
     p_run    uuid := run_tasks.run_id;
 BEGIN
     IF p_run IS NULL THEN
@@ -1243,11 +1248,12 @@ CREATE FUNCTION hatchet.run_events(run_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (readable_id text, task_id uuid, event_type text, created_at timestamptz, retry_count integer,
                reason text, worker text)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(run_events.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(run_events.tenant_id);
     p_run    uuid := run_events.run_id;
 BEGIN
     PERFORM hatchet.run_status(p_run, p_tenant);  -- raises for an unknown run
@@ -1295,11 +1301,12 @@ RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, cre
                workflow_name text, workflow_id uuid, workflow_version_id uuid, parent_task_id uuid,
                triggered_by text, children bigint)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(run.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(run.tenant_id);
     v_run    hatchet.runs;
 BEGIN
     IF run.run_id IS NULL THEN
@@ -1369,11 +1376,12 @@ RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, cre
                workflow_name text, workflow_id uuid, workflow_version_id uuid, parent_task_id uuid,
                triggered_by text, children bigint, total bigint)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(list_runs.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(list_runs.tenant_id);
     v_bad    text;
 BEGIN
     PERFORM hatchet._check_page(list_runs."limit", list_runs."offset");
@@ -1415,11 +1423,12 @@ COMMENT ON FUNCTION hatchet.list_runs(timestamptz, timestamptz, uuid[], jsonb, u
 CREATE FUNCTION hatchet.run_children(run_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, children bigint)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(run_children.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(run_children.tenant_id);
 BEGIN
     IF run_children.run_id IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['run_id']);
@@ -1442,11 +1451,12 @@ CREATE FUNCTION hatchet.finished_runs(run_ids uuid[], tenant_id uuid DEFAULT NUL
 RETURNS TABLE (run_id uuid, run_status text, task_id uuid, readable_id text, status text, retry_count integer,
                output jsonb, error text, queue text, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(finished_runs.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(finished_runs.tenant_id);
     v_run    uuid;
     v_status text;
 BEGIN
@@ -1481,10 +1491,11 @@ COMMENT ON FUNCTION hatchet.finished_runs(uuid[], uuid) IS
 CREATE FUNCTION hatchet.find_runs_by_metadata(tenant_id uuid, key text, value text, since timestamptz)
 RETURNS TABLE (run_id uuid, created_at timestamptz)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.id, r.inserted_at FROM hatchet.runs r
-    WHERE r.tenant_id = find_runs_by_metadata.tenant_id AND r.inserted_at >= find_runs_by_metadata.since
+    WHERE r.tenant_id = hatchet._tenant(find_runs_by_metadata.tenant_id) AND r.inserted_at >= find_runs_by_metadata.since
       AND r.additional_metadata ->> find_runs_by_metadata.key = find_runs_by_metadata.value
     ORDER BY r.inserted_at, r.id
 $$;

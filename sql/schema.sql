@@ -13,6 +13,7 @@
 --   crons.sql         crons, one-off schedules and firing what is due
 --   streams.sql       stream chunks put by running tasks, read by run subscribers
 --   maintenance.sql   the background worker's pass: partitions, reapers, pruning
+--   security.sql      the group roles, tenant bindings and privileges (its two tables are there, with it; last)
 -- Each file's header lists its public functions and which other files it may call.
 --
 -- Conventions of the function files:
@@ -22,7 +23,9 @@
 --     a caller's search_path cannot redirect a name to an object planted in a schema on it (CVE-2018-1058 class). The
 --     path must be pinned, not assumed: a better-matching overload (format(text, text) against format's VARIADIC
 --     "any", an = on one enum type against anyenum, text || integer against anynonarray) wins over pg_catalog's own
---     even when pg_catalog is searched first. The functions are not SECURITY DEFINER.
+--     even when pg_catalog is searched first. The API functions are SECURITY DEFINER (run as the extension's owner, so
+--     no role needs privileges on the tables) and resolve their tenant with hatchet._tenant (docs/security.md); the
+--     internal `_` helpers are not, and only the owner may execute them.
 --     Not pinned: four helpers called per row inside hot statements, where a SET clause costs a GUC save and restore
 --     per call and keeps a LANGUAGE sql function from being inlined. They qualify every name instead (pg_catalog.f,
 --     OPERATOR(pg_catalog.=), pg_catalog.text), and every pinned caller reaches them with its safe path anyway.
@@ -237,6 +240,32 @@ CREATE TABLE hatchet.worker_slots (
 );
 COMMENT ON TABLE hatchet.worker_slots IS 'slot capacity per worker and slot type, and how much of it is in use';
 
+-- Attempts taken from a worker declared dead, kept until it comes back under the same id (the server then sends it a
+-- cancellation for each, so it stops running work that was retried elsewhere) or for a day.
+CREATE TABLE hatchet.reaped_attempts (
+    tenant_id   uuid        NOT NULL,
+    worker_id   uuid        NOT NULL,
+    task_id     uuid        NOT NULL,
+    retry_count integer     NOT NULL,
+    reaped_at   timestamptz NOT NULL,
+    CONSTRAINT reaped_attempts_pkey PRIMARY KEY (tenant_id, worker_id, task_id, retry_count)
+);
+CREATE INDEX reaped_attempts_reaped_idx ON hatchet.reaped_attempts (tenant_id, reaped_at);
+COMMENT ON TABLE hatchet.reaped_attempts IS
+    'attempts retried because their worker was declared dead; cancelled on that worker if it comes back';
+
+-- Per tenant, when maintenance last ran and since when it has run without a gap. A gap (Postgres down, the background
+-- worker stopped) means heartbeats could not be recorded either: workers get worker_dead_after counted from the end
+-- of the gap (reachable_since) before they can be declared dead, so an outage is not mistaken for their death.
+CREATE TABLE hatchet.maintenance_state (
+    tenant_id       uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
+    last_pass_at    timestamptz NOT NULL,
+    reachable_since timestamptz NOT NULL,
+    CONSTRAINT maintenance_state_pkey PRIMARY KEY (tenant_id)
+);
+COMMENT ON TABLE hatchet.maintenance_state IS
+    'last maintenance pass per tenant and the end of the last gap between passes (outage grace for workers)';
+
 CREATE TABLE hatchet.rate_limits (
     tenant_id   uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
     key         text        NOT NULL,
@@ -400,6 +429,9 @@ CREATE TABLE hatchet.running (
     -- the workflow run of a DAG task (NULL for a task enqueued on its own): finishing it advances the run
     run_id               uuid,
     task_definition_id   bigint,
+    -- when the worker acknowledged the attempt (its first STARTED); NULL while pushed but unacknowledged: an attempt
+    -- of a registered worker still unacknowledged after worker_dead_after was never delivered and is released
+    started_at           timestamptz,
     CONSTRAINT running_pkey PRIMARY KEY (tenant_id, task_id),
     CONSTRAINT timeout_after_assignment CHECK (timeout_at >= assigned_at)
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25,
@@ -720,3 +752,25 @@ CREATE UNIQUE INDEX stream_chunks_attempt_index_idx
 CREATE INDEX stream_chunks_created_idx ON hatchet.stream_chunks (created_at);
 COMMENT ON TABLE hatchet.stream_chunks IS
     'stream chunks put by running tasks, read by run subscribers; deleted after the run finished (prune_stream_chunks)';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Maintenance status
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- One row per tenant and maintenance job that ever failed (sql/maintenance.sql): the background worker runs each job
+-- for each tenant in a subtransaction, so a failure is rolled back, logged, counted here and skipped, and the other
+-- tenants and jobs go on. The row stays (with its count) after the job recovers; last_ok_at says it did.
+CREATE TABLE hatchet.maintenance_status (
+    -- NULL for the jobs that are not per tenant (partitions)
+    tenant_id      uuid        REFERENCES hatchet.tenants ON DELETE CASCADE,
+    job            text        NOT NULL,
+    failures       bigint      NOT NULL DEFAULT 0,
+    last_error     text,
+    last_sqlstate  text,
+    last_failed_at timestamptz,
+    -- the first success after the last failure (NULL while the job is still failing)
+    last_ok_at     timestamptz,
+    CONSTRAINT maintenance_status_key UNIQUE NULLS NOT DISTINCT (tenant_id, job)
+);
+COMMENT ON TABLE hatchet.maintenance_status IS
+    'maintenance jobs that failed, per tenant and job: how often, the last error and when, and when one next succeeded';

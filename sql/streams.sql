@@ -10,6 +10,8 @@
 -- Public: put_stream_chunk, read_stream_chunks, run_stream_state.
 -- Calls: tenants.sql, runs.sql (run_status, run_tasks).
 
+-- A chunk over hatchet.max_stream_chunk_bytes, or beyond hatchet.max_stream_chunks_per_task of one task, is refused
+-- (54000) and not stored.
 CREATE FUNCTION hatchet.put_stream_chunk(
     task_id     uuid,
     message     bytea,
@@ -18,10 +20,11 @@ CREATE FUNCTION hatchet.put_stream_chunk(
     created_at  timestamptz DEFAULT NULL
 ) RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(put_stream_chunk.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(put_stream_chunk.tenant_id);
     p_task   uuid := put_stream_chunk.task_id;
     v_run    uuid;
     v_retry  integer;
@@ -32,6 +35,7 @@ BEGIN
     IF put_stream_chunk.message IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['message']);
     END IF;
+    PERFORM hatchet._check_size('stream chunk', octet_length(put_stream_chunk.message), 'hatchet.max_stream_chunk_bytes');
     IF put_stream_chunk.event_index < 0 THEN
         PERFORM hatchet.raise_error('invalid_argument',
             ARRAY[format('event_index must not be negative, not %s', put_stream_chunk.event_index)]);
@@ -41,6 +45,10 @@ BEGIN
     IF v_run IS NULL THEN
         PERFORM hatchet.raise_error('unknown_task', ARRAY[p_task::text]);
     END IF;
+    PERFORM hatchet._check_count('stream chunks', p_task, 'hatchet.max_stream_chunks_per_task',
+        (SELECT count(*) FROM (SELECT 1 FROM hatchet.stream_chunks c
+                               WHERE c.tenant_id = p_tenant AND c.run_id = v_run AND c.task_id = p_task
+                               LIMIT current_setting('hatchet.max_stream_chunks_per_task')::integer) x));
     v_retry := coalesce((SELECT r.retry_count FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                         (SELECT max(e.retry_count) FROM hatchet.task_events e
                          WHERE e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(p_task)
@@ -72,12 +80,13 @@ CREATE FUNCTION hatchet.read_stream_chunks(
 ) RETURNS TABLE (seq bigint, task_id uuid, retry_count integer, event_index bigint, message bytea,
                  created_at timestamptz, settled boolean)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.seq, c.task_id, c.retry_count, c.event_index, c.message, c.created_at,
            c.created_at < pg_catalog.clock_timestamp() - read_stream_chunks.settle
     FROM hatchet.stream_chunks c
-    WHERE c.tenant_id = coalesce(read_stream_chunks.tenant_id, hatchet.default_tenant())
+    WHERE c.tenant_id = hatchet._tenant(read_stream_chunks.tenant_id)
       AND c.run_id = read_stream_chunks.run_id
       AND c.seq > coalesce(read_stream_chunks.after_seq, 0)
     ORDER BY c.seq
@@ -89,10 +98,11 @@ COMMENT ON FUNCTION hatchet.read_stream_chunks(uuid, bigint, uuid, interval) IS
 -- status, output and error (hatchet.run_status / hatchet.run_tasks; raises for an unknown run).
 CREATE FUNCTION hatchet.run_stream_state(run_id uuid, tenant_id uuid DEFAULT NULL) RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(run_stream_state.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(run_stream_state.tenant_id);
     v_status text := hatchet.run_status(run_stream_state.run_id, p_tenant);
 BEGIN
     RETURN jsonb_build_object(

@@ -204,10 +204,11 @@ CREATE FUNCTION hatchet.enqueue(
     sticky              text        DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant   uuid := coalesce(enqueue.tenant_id, hatchet.default_tenant());
+    p_tenant   uuid := hatchet._tenant(enqueue.tenant_id);
     p_key      text := enqueue.idempotency_key;
     v_id       uuid;
     v_exec     interval;
@@ -283,10 +284,11 @@ CREATE FUNCTION hatchet.enqueue_many(
     rate_limits         jsonb       DEFAULT NULL
 ) RETURNS uuid[]
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(enqueue_many.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(enqueue_many.tenant_id);
     v_bad    record;
     v_limit  integer := current_setting('hatchet.max_payload_bytes')::integer;
 BEGIN
@@ -482,6 +484,7 @@ CREATE FUNCTION hatchet.dequeue(
 ) RETURNS TABLE (task_id uuid, retry_count integer, input jsonb, additional_metadata jsonb, timeout_at timestamptz,
                  priority integer)
 LANGUAGE plpgsql
+SECURITY DEFINER
 -- The claimed rows are deleted by ctid. Without this the planner prices a TID scan of 100 ctids above a sequential
 -- scan of any ready queue under a few hundred pages, and then reads the whole queue on every claim (measured: a
 -- 20,000-task drain spent a third of its dequeue time there).
@@ -493,7 +496,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid    := coalesce(dequeue.tenant_id, hatchet.default_tenant());
+    p_tenant uuid    := hatchet._tenant(dequeue.tenant_id);
     p_queue  text    := dequeue.queue;
     p_worker text    := dequeue.worker;
     p_n      integer := dequeue.n;
@@ -657,12 +660,13 @@ CREATE FUNCTION hatchet.complete_many(
     tenant_id    uuid    DEFAULT NULL
 ) RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 -- As for dequeue: one generic plan instead of re-planning per batch (complete_many of 1: 0.72 -> 0.39 ms).
 SET plan_cache_mode = force_generic_plan
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(complete_many.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(complete_many.tenant_id);
     v_now    timestamptz := clock_timestamp();
     v_limit  integer := current_setting('hatchet.max_payload_bytes')::integer;
     v_n      integer;
@@ -754,10 +758,11 @@ CREATE FUNCTION hatchet.complete(
     tenant_id   uuid  DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(complete.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(complete.tenant_id);
 BEGIN
     IF complete.output IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['output']);
@@ -856,10 +861,11 @@ CREATE FUNCTION hatchet.fail(
     tenant_id   uuid    DEFAULT NULL
 ) RETURNS text
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(fail.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(fail.tenant_id);
     v_run    hatchet.running;
 BEGIN
     IF fail.error IS NULL THEN
@@ -868,6 +874,7 @@ BEGIN
     IF fail.retryable IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['retryable']);
     END IF;
+    PERFORM hatchet._check_size('error', octet_length(fail.error), 'hatchet.max_error_bytes');
     DELETE FROM hatchet.running r
     WHERE r.tenant_id = p_tenant AND r.task_id = fail.task_id AND r.retry_count = fail.retry_count
     RETURNING r.* INTO v_run;
@@ -887,10 +894,11 @@ CREATE FUNCTION hatchet.refresh_timeout(
     tenant_id   uuid DEFAULT NULL
 ) RETURNS timestamptz
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(refresh_timeout.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(refresh_timeout.tenant_id);
     v_by     interval;
     v_run    hatchet.running;
 BEGIN
@@ -935,10 +943,11 @@ CREATE FUNCTION hatchet.cancel(
     reason    text DEFAULT 'cancelled by user'
 ) RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(cancel.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(cancel.tenant_id);
     p_task   uuid := cancel.task_id;
     v_run    hatchet.running;
     v_found  boolean;
@@ -1023,6 +1032,7 @@ COMMENT ON FUNCTION hatchet.cancel(uuid, uuid, text) IS
 
 CREATE FUNCTION hatchet.task_status(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1032,7 +1042,7 @@ BEGIN
         PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
     END IF;
     SELECT s.state INTO v_state
-    FROM hatchet._task_state(coalesce(task_status.tenant_id, hatchet.default_tenant()), task_status.task_id) s;
+    FROM hatchet._task_state(hatchet._tenant(task_status.tenant_id), task_status.task_id) s;
     IF v_state IS NULL THEN
         PERFORM hatchet.raise_error('unknown_task', ARRAY[task_status.task_id::text]);
     END IF;
@@ -1044,11 +1054,12 @@ COMMENT ON FUNCTION hatchet.task_status(uuid, uuid) IS 'QUEUED, RUNNING, COMPLET
 CREATE FUNCTION hatchet.task_events(task_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (event_type text, created_at timestamptz, retry_count integer, reason text, worker text)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(task_events.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(task_events.tenant_id);
     p_task   uuid := task_events.task_id;
     v_at     timestamptz := hatchet.uuid_time(task_events.task_id);
 BEGIN
@@ -1089,11 +1100,12 @@ COMMENT ON FUNCTION hatchet.task_events(uuid, uuid) IS 'the timeline of a task: 
 CREATE FUNCTION hatchet.task(task_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (id uuid, run_id uuid, readable_id text, queue text, status text, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(task.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(task.tenant_id);
 BEGIN
     IF task.task_id IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
@@ -1110,6 +1122,7 @@ COMMENT ON FUNCTION hatchet.task(uuid, uuid) IS 'one task with its run and statu
 -- only the task).
 CREATE FUNCTION hatchet.running_attempt(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -1117,7 +1130,7 @@ BEGIN
         PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
     END IF;
     RETURN (SELECT r.retry_count FROM hatchet.running r
-            WHERE r.tenant_id = coalesce(running_attempt.tenant_id, hatchet.default_tenant())
+            WHERE r.tenant_id = hatchet._tenant(running_attempt.tenant_id)
               AND r.task_id = running_attempt.task_id);
 END
 $$;
@@ -1127,24 +1140,31 @@ COMMENT ON FUNCTION hatchet.running_attempt(uuid, uuid) IS 'the retry_count of a
 -- Logs
 -- ---------------------------------------------------------------------------------------------------------------------
 
--- Appends log lines written by a task (ctx.log). Lines for unknown tasks are refused.
+-- Appends log lines written by a task (ctx.log). Lines for unknown tasks are refused, and so (54000) are lines over
+-- hatchet.max_log_line_bytes and lines beyond hatchet.max_logs_per_task of one task.
 CREATE FUNCTION hatchet.put_log(task_id uuid, message text, level text DEFAULT 'INFO', retry_count integer DEFAULT NULL,
                                 created_at timestamptz DEFAULT NULL, tenant_id uuid DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(put_log.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(put_log.tenant_id);
     v_at timestamptz := hatchet.uuid_time(put_log.task_id);
 BEGIN
     IF put_log.message IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['message']);
     END IF;
+    PERFORM hatchet._check_size('log line', octet_length(put_log.message), 'hatchet.max_log_line_bytes');
     IF NOT EXISTS (SELECT 1 FROM hatchet.tasks t WHERE t.tenant_id = p_tenant AND t.inserted_at = v_at
                                                    AND t.id = put_log.task_id) THEN
         PERFORM hatchet.raise_error('unknown_task', ARRAY[put_log.task_id::text]);
     END IF;
+    PERFORM hatchet._check_count('log lines', put_log.task_id, 'hatchet.max_logs_per_task',
+        (SELECT count(*) FROM (SELECT 1 FROM hatchet.logs l
+                               WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_at AND l.task_id = put_log.task_id
+                               LIMIT current_setting('hatchet.max_logs_per_task')::integer) x));
     INSERT INTO hatchet.logs (tenant_id, task_inserted_at, task_id, created_at, retry_count, level, message)
     VALUES (p_tenant, v_at, put_log.task_id, coalesce(put_log.created_at, clock_timestamp()),
             coalesce(put_log.retry_count,
@@ -1158,10 +1178,11 @@ COMMENT ON FUNCTION hatchet.put_log(uuid, text, text, integer, timestamptz, uuid
 CREATE FUNCTION hatchet.task_logs(task_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (created_at timestamptz, retry_count integer, level text, message text)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT l.created_at, l.retry_count, l.level, l.message FROM hatchet.logs l
-    WHERE l.tenant_id = coalesce(task_logs.tenant_id, hatchet.default_tenant())
+    WHERE l.tenant_id = hatchet._tenant(task_logs.tenant_id)
       AND l.task_inserted_at = hatchet.uuid_time(task_logs.task_id) AND l.task_id = task_logs.task_id
     ORDER BY l.created_at
 $$;

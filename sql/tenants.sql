@@ -1,5 +1,6 @@
--- Tenants: every row of pg_hatchet belongs to exactly one tenant (hatchet.tenants in schema.sql). A call that names
--- no tenant uses the default one.
+-- Tenants: every row of pg_hatchet belongs to exactly one tenant (hatchet.tenants in schema.sql). Every API function
+-- resolves the tenant it acts for with hatchet._tenant (pg_hatchet/src/security.rs): a trusted caller's call that
+-- names no tenant uses the default one; other callers act for the tenants they are bound to (security.sql).
 --
 -- Public: default_tenant.
 -- Calls: nothing (every other function file calls hatchet.default_tenant).

@@ -80,10 +80,11 @@ CREATE FUNCTION hatchet.create_webhook(
     tenant_id            uuid    DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(create_webhook.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(create_webhook.tenant_id);
     v_id     uuid := hatchet.gen_id();
 BEGIN
     IF coalesce(create_webhook.name, '') = '' THEN
@@ -121,6 +122,7 @@ CREATE FUNCTION hatchet.update_webhook(
     tenant_id            uuid    DEFAULT NULL
 ) RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -133,7 +135,7 @@ BEGIN
         static_payload       = coalesce(update_webhook.static_payload, w.static_payload),
         return_event         = coalesce(update_webhook.return_event, w.return_event),
         updated_at           = now()
-    WHERE w.tenant_id = coalesce(update_webhook.tenant_id, hatchet.default_tenant()) AND w.name = update_webhook.name;
+    WHERE w.tenant_id = hatchet._tenant(update_webhook.tenant_id) AND w.name = update_webhook.name;
     RETURN FOUND;
 END
 $$;
@@ -142,11 +144,12 @@ COMMENT ON FUNCTION hatchet.update_webhook(text, text, text, jsonb, boolean, uui
 
 CREATE FUNCTION hatchet.delete_webhook(name text, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM hatchet.webhooks w
-        WHERE w.tenant_id = coalesce(delete_webhook.tenant_id, hatchet.default_tenant()) AND w.name = delete_webhook.name
+        WHERE w.tenant_id = hatchet._tenant(delete_webhook.tenant_id) AND w.name = delete_webhook.name
         RETURNING 1)
     SELECT EXISTS (SELECT 1 FROM gone)
 $$;
@@ -164,12 +167,13 @@ CREATE FUNCTION hatchet.find_webhooks(
                  static_payload jsonb, auth_type text, auth jsonb, return_event boolean, created_at timestamptz,
                  updated_at timestamptz, total bigint)
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT w.id, w.name, w.source_name, w.event_key_expression, w.scope_expression, w.static_payload, w.auth_type,
            w.auth, w.return_event, w.created_at, w.updated_at, count(*) OVER ()
     FROM hatchet.webhooks w
-    WHERE w.tenant_id = find_webhooks.tenant_id
+    WHERE w.tenant_id = hatchet._tenant(find_webhooks.tenant_id)
       AND (find_webhooks.names IS NULL OR w.name = ANY (find_webhooks.names))
       AND (find_webhooks.source_names IS NULL OR w.source_name = ANY (find_webhooks.source_names))
     ORDER BY w.created_at, w.name
@@ -194,10 +198,11 @@ CREATE FUNCTION hatchet.receive_webhook(
     OUT event_payload jsonb
 )
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(receive_webhook.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(receive_webhook.tenant_id);
     v_hook   record;
     v_vars   jsonb;
     v_value  jsonb;

@@ -5,8 +5,8 @@
 -- transaction that changes them, so a slot is never given twice and is given back in the transaction that ends its
 -- holder.
 --
--- Public: register_worker, heartbeat, set_worker_paused, upsert_worker_labels, deregister_worker, assign,
--- release_slot, list_workers, worker.
+-- Public: register_worker, heartbeat, set_worker_paused, upsert_worker_labels, deregister_worker,
+-- acknowledge_attempts, take_reaped_attempts, assign, release_slot, list_workers, worker.
 -- Calls: tenants.sql, options.sql, tasks.sql (claiming, promoting, failing and releasing attempts; task_events),
 -- flow_control.sql (_apply_rate_limits).
 
@@ -23,10 +23,11 @@ CREATE FUNCTION hatchet.register_worker(
     worker_id   uuid  DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(register_worker.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(register_worker.tenant_id);
     v_id     uuid := coalesce(register_worker.worker_id, hatchet.gen_id());
     v_bad    text;
 BEGIN
@@ -67,12 +68,13 @@ COMMENT ON FUNCTION hatchet.register_worker(text, text[], jsonb, jsonb, uuid, uu
 
 CREATE FUNCTION hatchet.heartbeat(worker_ids uuid[], tenant_id uuid DEFAULT NULL) RETURNS integer
 LANGUAGE sql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     -- Only workers that are still alive may heartbeat: a worker declared dead must register again.
     WITH beat AS (
         UPDATE hatchet.workers w SET last_heartbeat_at = clock_timestamp()
-        WHERE w.tenant_id = coalesce(heartbeat.tenant_id, hatchet.default_tenant()) AND w.id = ANY (worker_ids)
+        WHERE w.tenant_id = hatchet._tenant(heartbeat.tenant_id) AND w.id = ANY (worker_ids)
           AND w.is_active
         RETURNING 1
     )
@@ -82,11 +84,12 @@ COMMENT ON FUNCTION hatchet.heartbeat(uuid[], uuid) IS 'record that these worker
 
 CREATE FUNCTION hatchet.set_worker_paused(worker_id uuid, paused boolean, tenant_id uuid DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE hatchet.workers w SET is_paused = set_worker_paused.paused
-    WHERE w.tenant_id = coalesce(set_worker_paused.tenant_id, hatchet.default_tenant()) AND w.id = set_worker_paused.worker_id;
+    WHERE w.tenant_id = hatchet._tenant(set_worker_paused.tenant_id) AND w.id = set_worker_paused.worker_id;
     IF NOT FOUND THEN
         PERFORM hatchet.raise_error('unknown_object', ARRAY['worker', set_worker_paused.worker_id::text]);
     END IF;
@@ -95,12 +98,13 @@ $$;
 
 CREATE FUNCTION hatchet.upsert_worker_labels(worker_id uuid, labels jsonb, tenant_id uuid DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM hatchet._check_payload('labels', upsert_worker_labels.labels);
     UPDATE hatchet.workers w SET labels = w.labels || upsert_worker_labels.labels
-    WHERE w.tenant_id = coalesce(upsert_worker_labels.tenant_id, hatchet.default_tenant())
+    WHERE w.tenant_id = hatchet._tenant(upsert_worker_labels.tenant_id)
       AND w.id = upsert_worker_labels.worker_id;
     IF NOT FOUND THEN
         PERFORM hatchet.raise_error('unknown_object', ARRAY['worker', upsert_worker_labels.worker_id::text]);
@@ -114,30 +118,76 @@ CREATE FUNCTION hatchet.deregister_worker(worker_id uuid, reason text DEFAULT 'w
                                           tenant_id uuid DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(deregister_worker.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(deregister_worker.tenant_id);
     v_run hatchet.running;
+    v_round integer;
     n integer := 0;
 BEGIN
     UPDATE hatchet.workers w SET is_active = false
     WHERE w.tenant_id = p_tenant AND w.id = deregister_worker.worker_id;
-    FOR v_run IN
-        DELETE FROM hatchet.running r
-        WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM hatchet.running x
-                                  WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id
-                                  FOR UPDATE SKIP LOCKED))
-        RETURNING r.*
-    LOOP
-        PERFORM hatchet._fail_attempt(p_tenant, v_run, deregister_worker.reason, true, true);
-        n := n + 1;
+    -- FOR UPDATE, not SKIP LOCKED: a row locked for a moment (a completion, an acknowledgement) must not be left
+    -- RUNNING on a worker taken out of service. A row updated while this waited has a new version this statement's
+    -- snapshot cannot delete, so the next round (a new snapshot) takes it; a row a completion deleted is gone.
+    FOR v_round IN 1 .. 3 LOOP
+        FOR v_run IN
+            DELETE FROM hatchet.running r
+            WHERE r.ctid = ANY (ARRAY(SELECT x.ctid FROM hatchet.running x
+                                      WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id
+                                      FOR UPDATE))
+            RETURNING r.*
+        LOOP
+            PERFORM hatchet._fail_attempt(p_tenant, v_run, deregister_worker.reason, true, true);
+            n := n + 1;
+        END LOOP;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM hatchet.running x
+                              WHERE x.tenant_id = p_tenant AND x.worker_id = deregister_worker.worker_id);
     END LOOP;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION hatchet.deregister_worker(uuid, text, uuid) IS
     'take a worker out of service and retry its running attempts elsewhere; returns how many were retried';
+
+-- The worker acknowledged these attempts (its STARTED events, batched by the server): they were delivered, so the
+-- maintenance pass no longer releases them as undelivered. Idempotent; a stale or finished attempt is skipped.
+-- Returns how many were newly acknowledged.
+CREATE FUNCTION hatchet.acknowledge_attempts(task_ids uuid[], retry_counts integer[], tenant_id uuid DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH ack AS (
+        UPDATE hatchet.running r SET started_at = pg_catalog.clock_timestamp()
+        FROM unnest(acknowledge_attempts.task_ids, acknowledge_attempts.retry_counts) AS a(task_id, retry_count)
+        WHERE r.tenant_id = hatchet._tenant(acknowledge_attempts.tenant_id)
+          AND r.task_id = a.task_id AND r.retry_count = a.retry_count AND r.started_at IS NULL
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM ack
+$$;
+COMMENT ON FUNCTION hatchet.acknowledge_attempts(uuid[], integer[], uuid) IS
+    'record that a worker received these attempts (STARTED); returns how many were newly acknowledged';
+
+-- A worker declared dead came back under the same id: the attempts taken from it (retried elsewhere) are returned
+-- once, and forgotten, so that the server can tell it to cancel them.
+CREATE FUNCTION hatchet.take_reaped_attempts(worker_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, retry_count integer)
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM hatchet.reaped_attempts a
+    WHERE a.tenant_id = hatchet._tenant(take_reaped_attempts.tenant_id)
+      AND a.worker_id = take_reaped_attempts.worker_id
+    RETURNING a.task_id, a.retry_count
+$$;
+COMMENT ON FUNCTION hatchet.take_reaped_attempts(uuid, uuid) IS
+    'the attempts taken from a worker declared dead, to cancel on it now that it is back (returned once)';
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Placement and assignment
@@ -260,6 +310,7 @@ CREATE FUNCTION hatchet.assign(
                  additional_metadata jsonb, priority integer, run_id uuid, readable_id text,
                  task_inserted_at timestamptz, timeout_at timestamptz, queued_at timestamptz)
 LANGUAGE plpgsql
+SECURITY DEFINER
 -- As hatchet.dequeue: claimed rows are deleted by TID scan at any queue size, and one generic plan serves every call.
 SET enable_seqscan = off
 SET plan_cache_mode = force_generic_plan
@@ -267,7 +318,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(assign.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(assign.tenant_id);
     v_now    timestamptz := clock_timestamp();
     v_after  interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
                                                          30000) / 1000.0);
@@ -442,10 +493,11 @@ COMMENT ON FUNCTION hatchet.assign(uuid[], integer, uuid) IS
 -- RUNNING and can still complete or fail, but no longer counts against its worker's capacity.
 CREATE FUNCTION hatchet.release_slot(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant uuid := coalesce(release_slot.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(release_slot.tenant_id);
     v_run hatchet.running;
 BEGIN
     SELECT * INTO v_run FROM hatchet.running r
@@ -473,11 +525,12 @@ CREATE FUNCTION hatchet.list_workers(tenant_id uuid DEFAULT NULL, worker_id uuid
 RETURNS TABLE (id uuid, name text, is_active boolean, is_paused boolean, labels jsonb, actions text[], slots jsonb,
                used jsonb, last_heartbeat_at timestamptz, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(list_workers.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(list_workers.tenant_id);
 BEGIN
     RETURN QUERY
     SELECT w.id, w.name, w.is_active, w.is_paused, w.labels,
@@ -501,6 +554,7 @@ CREATE FUNCTION hatchet.worker(worker_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (id uuid, name text, is_active boolean, is_paused boolean, labels jsonb, actions text[], slots jsonb,
                used jsonb, last_heartbeat_at timestamptz, created_at timestamptz)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

@@ -533,10 +533,11 @@ $$;
 
 CREATE FUNCTION hatchet.register_workflow(definition jsonb, tenant_id uuid DEFAULT NULL) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant   uuid := coalesce(register_workflow.tenant_id, hatchet.default_tenant());
+    p_tenant   uuid := hatchet._tenant(register_workflow.tenant_id);
     v_def      jsonb;
     v_name     text;
     v_wf       bigint;
@@ -811,11 +812,12 @@ RETURNS TABLE (id uuid, name text, is_paused boolean, created_at timestamptz, ve
                version_created_at timestamptz, event_triggers text[], cron_triggers text[], description text,
                sticky text)
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := coalesce(list_workflows.tenant_id, hatchet.default_tenant());
+    p_tenant uuid := hatchet._tenant(list_workflows.tenant_id);
 BEGIN
     RETURN QUERY
     SELECT w.external_id, w.name, w.is_paused, w.created_at, v.external_id, v.version, v.created_at,

@@ -30,10 +30,17 @@ pub(crate) const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// How long a verified token (and a tenant's signing secret) is trusted without asking the database again.
-    /// Revoking a token takes effect on other servers within this delay.
+    /// Revoking a token takes effect on other servers within this delay, for open streams too (they re-verify
+    /// their token at least every half of it).
     pub auth_cache_ttl: Duration,
     /// After shutdown starts, how long in-flight requests and open streams get before the server stops anyway.
     pub shutdown_grace: Duration,
+    /// The background loops' own connections (assigner, completion batcher, LISTEN notifier, run watcher, stream
+    /// pruning): their pool size and the timeouts set on each of their sessions. See [`BackgroundPool`].
+    pub background: BackgroundPool,
+    /// Most runs one `SubscribeToWorkflowRuns` stream (or one metadata `SubscribeToWorkflowEvents` stream) may
+    /// follow at once; one more ends the stream with RESOURCE_EXHAUSTED. An answered run no longer counts.
+    pub max_subscriptions_per_stream: usize,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +48,51 @@ impl Default for ServerConfig {
         Self {
             auth_cache_ttl: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            background: BackgroundPool::default(),
+            max_subscriptions_per_stream: 10_000,
         }
+    }
+}
+
+/// The pool of the background loops, separate from the pool that serves requests: a flood of API calls cannot
+/// take the connections assignment and completion need, and a stuck background statement cannot take a request's.
+/// Each session is opened with these settings, so one tenant's slow or blocked statement fails after a bounded
+/// time (and is logged and skipped) instead of stalling the loop for every tenant after it.
+#[derive(Debug, Clone)]
+pub struct BackgroundPool {
+    /// Most connections the background loops hold, the two `LISTEN` connections included.
+    pub max_connections: u32,
+    /// `statement_timeout` of every background session.
+    pub statement_timeout: Duration,
+    /// `lock_timeout` of every background session.
+    pub lock_timeout: Duration,
+    /// `idle_in_transaction_session_timeout` of every background session.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for BackgroundPool {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(5),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl BackgroundPool {
+    /// The session settings as `(name, value)` startup options, values in milliseconds (0 would mean "no limit"
+    /// to Postgres, so a zero duration is raised to 1 ms).
+    pub fn session_settings(&self) -> [(&'static str, String); 3] {
+        let ms = |d: Duration| d.as_millis().clamp(1, i32::MAX as u128).to_string();
+        [
+            ("statement_timeout", ms(self.statement_timeout)),
+            ("lock_timeout", ms(self.lock_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                ms(self.idle_in_transaction_timeout),
+            ),
+        ]
     }
 }

@@ -6,6 +6,7 @@
 //! | SQLSTATE | meaning in pg_hatchet | HTTP | gRPC |
 //! |---|---|---|---|
 //! | 22023, 22004, 22P02, 22007, 22008, 2201B, 22003 | bad or missing argument | 400 | INVALID_ARGUMENT |
+//! | 22P05, 22021 | unstorable input (a `\u0000` in JSON, a NUL byte in text) | 400 | INVALID_ARGUMENT |
 //! | 42704, P0002 | unknown task / workflow / tenant | 404 | NOT_FOUND |
 //! | 23505 with a run id as the detail | another run holds the workflow's idempotency key | 409 | ALREADY_EXISTS "idempotency key collision", with Hatchet's `IdempotencyCollisionError` as the status detail |
 //! | 23505, 42710 | duplicate (unique violation, object exists) | 409 | ALREADY_EXISTS |
@@ -129,6 +130,10 @@ impl AppError {
     }
 }
 
+/// The SQLSTATEs of input Postgres cannot store: 22P05 (`\u0000` in JSON, which jsonb cannot hold) and 22021 (a
+/// NUL byte or invalid UTF-8 in text).
+const UNSTORABLE: [&str; 2] = ["22P05", "22021"];
+
 /// The SQLSTATEs of an unknown task, run, workflow or tenant.
 const NOT_FOUND: [&str; 2] = ["42704", "P0002"];
 
@@ -147,6 +152,8 @@ impl From<sqlx::Error> for AppError {
                     "22023" | "22004" | "22P02" | "22007" | "22008" | "2201B" | "22003" => {
                         AppError::InvalidArgument(message)
                     }
+                    // Input Postgres cannot store: resending it can never succeed, so it is the client's error.
+                    code if UNSTORABLE.contains(&code) => AppError::InvalidArgument(message),
                     code if NOT_FOUND.contains(&code) => AppError::NotFound(message),
                     "23505" if idempotency_holder(&err).is_some() => {
                         AppError::IdempotencyCollision {

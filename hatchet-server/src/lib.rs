@@ -44,5 +44,5 @@ mod state;
 mod status;
 
 pub use error::AppError;
-pub use server::{run, Listeners, TlsFiles};
+pub use server::{check_exposure, run, Listeners, TlsFiles};
 pub use state::AppState;

@@ -12,8 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use hatchet_core::duration;
 use hatchet_server::auth::{Authenticator, MintRequest};
 use hatchet_server::cluster::{ClusterSpec, LocalCluster, DEFAULT_PG_BIN_DIR};
-use hatchet_server::config::{ServerConfig, DEFAULT_TENANT_ID};
-use hatchet_server::{db, AppState, Listeners, TlsFiles};
+use hatchet_server::config::{BackgroundPool, ServerConfig, DEFAULT_TENANT_ID};
+use hatchet_server::{check_exposure, db, AppState, Listeners, TlsFiles};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::io::Write;
@@ -71,21 +71,41 @@ struct ServeArgs {
     /// Postgres connection URL (the database must have the pg_hatchet extension).
     #[arg(long, env = "DATABASE_URL")]
     database_url: String,
-    /// gRPC listen address.
-    #[arg(long, default_value = "0.0.0.0:7077")]
+    /// gRPC listen address. Plaintext is refused on a non-loopback address unless --insecure (or TLS is on).
+    #[arg(long, default_value = "127.0.0.1:7077")]
     grpc_addr: SocketAddr,
-    /// REST listen address.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    /// REST listen address (same rule as --grpc-addr).
+    #[arg(long, default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
+    /// Serve plaintext on a non-loopback address anyway (TLS terminated by a proxy in front, or a private network
+    /// you trust): tokens and payloads then cross the network unencrypted.
+    #[arg(long, env = "HATCHET_SERVER_INSECURE")]
+    insecure: bool,
     /// PEM certificate chain; serves TLS on both listeners (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Maximum database connections.
+    /// Maximum database connections for request handling.
     #[arg(long, default_value_t = 20)]
     max_connections: u32,
+    /// Maximum database connections of the background loops (assigner, completion batcher, notifier, run
+    /// watcher), a pool of their own.
+    #[arg(long, default_value_t = BackgroundPool::default().max_connections)]
+    background_connections: u32,
+    /// statement_timeout of the background loops' sessions.
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
+    background_statement_timeout: Duration,
+    /// lock_timeout of the background loops' sessions.
+    #[arg(long, default_value = "5s", value_parser = duration::parse)]
+    background_lock_timeout: Duration,
+    /// idle_in_transaction_session_timeout of the background loops' sessions.
+    #[arg(long, default_value = "60s", value_parser = duration::parse)]
+    background_idle_in_transaction_timeout: Duration,
+    /// Most runs one SubscribeToWorkflowRuns stream may wait for at once; beyond it RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = ServerConfig::default().max_subscriptions_per_stream)]
+    max_subscriptions_per_stream: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -210,13 +230,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(TlsFiles::load(cert, key)?),
         _ => None,
     };
+    check_exposure(
+        &[args.grpc_addr, args.http_addr],
+        tls.is_some(),
+        args.insecure,
+    )?;
     let pool = connect(&args.database_url, args.max_connections).await?;
     let listeners = Listeners {
         grpc: bind(args.grpc_addr).await?,
         http: bind(args.http_addr).await?,
         tls,
     };
-    let state = AppState::new(pool, ServerConfig::default())?;
+    let config = ServerConfig {
+        background: BackgroundPool {
+            max_connections: args.background_connections,
+            statement_timeout: args.background_statement_timeout,
+            lock_timeout: args.background_lock_timeout,
+            idle_in_transaction_timeout: args.background_idle_in_transaction_timeout,
+        },
+        max_subscriptions_per_stream: args.max_subscriptions_per_stream,
+        ..ServerConfig::default()
+    };
+    let state = AppState::new(pool, config)?;
     hatchet_server::run(listeners, state, shutdown_signal()).await
 }
 

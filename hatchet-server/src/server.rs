@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,26 @@ impl TlsFiles {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }
+}
+
+/// Refuses to serve plaintext on an address other hosts can reach: API tokens and task payloads would cross the
+/// network unencrypted. Loopback addresses are always fine; anything else needs TLS, or `insecure` (say, TLS is
+/// terminated by a proxy in front, or the network is private and trusted), which is then logged as a warning.
+pub fn check_exposure(addrs: &[SocketAddr], tls: bool, insecure: bool) -> anyhow::Result<()> {
+    if tls {
+        return Ok(());
+    }
+    let Some(exposed) = addrs.iter().find(|a| !a.ip().is_loopback()) else {
+        return Ok(());
+    };
+    if insecure {
+        tracing::warn!(%exposed, "serving plaintext on a non-loopback address (--insecure): tokens and payloads cross the network unencrypted");
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to serve plaintext on {exposed}, which other hosts can reach: give --tls-cert and --tls-key, listen \
+         on a loopback address (127.0.0.1 or [::1]), or pass --insecure if TLS is terminated in front of this server"
+    )
 }
 
 /// Serves gRPC and REST until `shutdown` completes (or a server fails), then shuts down gracefully.

@@ -14,13 +14,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 async fn get(state: &AppState, path: &str) -> (u16, String, String) {
+    get_as(state, path, None).await
+}
+
+async fn get_as(state: &AppState, path: &str, token: Option<&str>) -> (u16, String, String) {
+    let mut req = axum::http::Request::builder().uri(path);
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
     let resp = rest::app(state.clone())
-        .oneshot(
-            axum::http::Request::builder()
-                .uri(path)
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .oneshot(req.body(Body::empty()).unwrap())
         .await
         .unwrap();
     let status = resp.status().as_u16();
@@ -80,6 +83,7 @@ async fn health_is_503_without_a_database() {
 #[tokio::test]
 async fn metrics_report_queue_depth_and_register_the_counters() {
     let state = common::state().await;
+    let token = common::mint(&state, "metrics").await.token;
     let queue = format!("metrics_{}", uuid::Uuid::new_v4().simple());
     for _ in 0..3 {
         sqlx::query("SELECT hatchet.enqueue($1, '{}'::jsonb)")
@@ -88,9 +92,14 @@ async fn metrics_report_queue_depth_and_register_the_counters() {
             .await
             .expect("enqueue");
     }
-    state.metrics.assignments.inc();
+    let tenant = DEFAULT_TENANT_ID.to_string();
+    state
+        .metrics
+        .assignments
+        .with_label_values(&[tenant.as_str()])
+        .inc();
 
-    let (status, content_type, body) = get(&state, "/metrics").await;
+    let (status, content_type, body) = get_as(&state, "/metrics", Some(&token)).await;
     assert_eq!(status, 200);
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     let depth_line =
@@ -100,16 +109,16 @@ async fn metrics_report_queue_depth_and_register_the_counters() {
         "missing {depth_line} in\n{body}"
     );
     for expected in [
-        "# TYPE hatchet_queue_depth gauge",
-        "hatchet_database_up 1",
-        "# TYPE hatchet_assignments_total counter",
-        "hatchet_assignments_total 1",
-        "hatchet_completions_total 0",
-        "hatchet_failures_total 0",
-        "# TYPE hatchet_queue_to_start_seconds histogram",
-        "hatchet_queue_to_start_seconds_bucket{le=\"+Inf\"} 0",
+        "# TYPE hatchet_queue_depth gauge".to_owned(),
+        "hatchet_database_up 1".to_owned(),
+        "# TYPE hatchet_assignments_total counter".to_owned(),
+        format!("hatchet_assignments_total{{tenant_id=\"{tenant}\"}} 1"),
+        format!("hatchet_completions_total{{tenant_id=\"{tenant}\"}} 0"),
+        format!("hatchet_failures_total{{tenant_id=\"{tenant}\"}} 0"),
+        "# TYPE hatchet_queue_to_start_seconds histogram".to_owned(),
+        format!("hatchet_queue_to_start_seconds_bucket{{tenant_id=\"{tenant}\",le=\"+Inf\"}} 0"),
     ] {
-        assert!(body.contains(expected), "missing {expected:?} in\n{body}");
+        assert!(body.contains(&expected), "missing {expected:?} in\n{body}");
     }
 
     // Once the queue drains, its series disappears instead of reporting a stale depth.
@@ -118,17 +127,90 @@ async fn metrics_report_queue_depth_and_register_the_counters() {
         .execute(&state.pool)
         .await
         .expect("dequeue");
-    let (_, _, body) = get(&state, "/metrics").await;
+    let (_, _, body) = get_as(&state, "/metrics", Some(&token)).await;
     assert!(
         !body.contains(&format!("queue=\"{queue}\"")),
         "stale series in\n{body}"
     );
 }
 
+/// `/metrics` needs the API token, and a tenant's scrape names only its own queues and counters.
 #[tokio::test]
-async fn metrics_still_answer_without_a_database() {
-    let (status, _, body) = get(&state_without_database(), "/metrics").await;
+async fn metrics_need_a_token_and_show_only_the_tokens_tenant() {
+    let state = common::state().await;
+    let (status, _, body) = get(&state, "/metrics").await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, _) = get_as(&state, "/metrics", Some("not-a-token")).await;
+    assert_eq!(status, 401);
+
+    let other = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO hatchet.tenants (tenant_id, name) VALUES ($1, $2)")
+        .bind(other)
+        .bind(format!("metrics-{other}"))
+        .execute(&state.pool)
+        .await
+        .unwrap();
+    let other_token = state
+        .auth
+        .mint(&hatchet_server::auth::MintRequest {
+            tenant_id: other,
+            name: "other".into(),
+            expires_in: Duration::from_secs(3600),
+            server_url: "http://localhost:8080".into(),
+            grpc_broadcast_address: "localhost:7077".into(),
+        })
+        .await
+        .unwrap()
+        .token;
+    let default_token = common::mint(&state, "metrics").await.token;
+    let secret_queue = format!("secret_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query("SELECT hatchet.enqueue($1, '{}'::jsonb)")
+        .bind(&secret_queue)
+        .execute(&state.pool)
+        .await
+        .unwrap();
+    state
+        .metrics
+        .assignments
+        .with_label_values(&[DEFAULT_TENANT_ID.to_string().as_str()])
+        .inc_by(7);
+
+    let (status, _, mine) = get_as(&state, "/metrics", Some(&default_token)).await;
     assert_eq!(status, 200);
+    assert!(mine.contains(&secret_queue), "{mine}");
+
+    let (status, _, theirs) = get_as(&state, "/metrics", Some(&other_token)).await;
+    assert_eq!(status, 200);
+    assert!(!theirs.contains(&secret_queue), "{theirs}");
+    assert!(
+        !theirs.contains(&DEFAULT_TENANT_ID.to_string()),
+        "another tenant's series leaked:\n{theirs}"
+    );
+    assert!(
+        theirs.contains(&format!(
+            "hatchet_assignments_total{{tenant_id=\"{other}\"}} 0"
+        )),
+        "{theirs}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_still_answer_when_the_database_goes_away() {
+    let state = common::state().await;
+    let token = common::mint(&state, "metrics").await.token;
+    // Verified once, the token is trusted for the cache TTL without the database.
+    let state = AppState::new(
+        state.pool.clone(),
+        ServerConfig {
+            auth_cache_ttl: Duration::from_secs(600),
+            ..ServerConfig::default()
+        },
+    )
+    .unwrap();
+    state.auth.verify(&token).await.unwrap();
+    state.pool.close().await;
+    let (status, _, body) = get_as(&state, "/metrics", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
     assert!(body.contains("hatchet_database_up 0"), "{body}");
 }
 

@@ -5,6 +5,8 @@
 mod common;
 
 use axum::body::Body;
+use base64::Engine;
+use chrono::Utc;
 use hatchet_server::config::DEFAULT_TENANT_ID;
 use hatchet_server::rest::webhooks::{encode, hmac_of};
 use hatchet_server::{rest, AppState};
@@ -88,9 +90,10 @@ async fn stripe_signatures_are_checked_over_timestamp_and_body() {
     let path = format!("/api/v1/stable/tenants/{DEFAULT_TENANT_ID}/webhooks/{name}");
     let kind = Uuid::new_v4().simple().to_string();
     let body = json!({"type": kind}).to_string();
-    let good = sign(&format!("1700000000.{body}"));
+    let now = Utc::now().timestamp();
+    let good = sign(&format!("{now}.{body}"));
 
-    let forged = format!("t=1700000000,v1={}", sign(&body));
+    let forged = format!("t={now},v1={}", sign(&body));
     let (status, _) = call(
         &state,
         "POST",
@@ -106,13 +109,104 @@ async fn stripe_signatures_are_checked_over_timestamp_and_body() {
         &state,
         "POST",
         &path,
-        &[("stripe-signature", format!("t=1700000000,v1={good}"))],
+        &[("stripe-signature", format!("t={now},v1={good}"))],
         body.into_bytes(),
     )
     .await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["event"]["key"], format!("hook:{kind}"));
     assert_eq!(events_with_key(&state, &format!("hook:{kind}")).await, 1);
+}
+
+/// A correctly signed request whose signed timestamp is more than five minutes old (a replay) or ahead is refused
+/// and stores nothing, for each scheme that signs a timestamp.
+#[tokio::test]
+async fn signed_requests_older_than_five_minutes_are_refused() {
+    let state = common::state().await;
+    let token = common::mint(&state, "webhooks").await.token;
+    let stripe = create(&state, &token, "STRIPE", "Stripe-Signature").await;
+    let slack = create(&state, &token, "SLACK", "X-Slack-Signature").await;
+    let svix = create(&state, &token, "SVIX", "svix-signature").await;
+    let path = |name: &str| format!("/api/v1/stable/tenants/{DEFAULT_TENANT_ID}/webhooks/{name}");
+    // Svix secrets are `whsec_<base64 key>`: the HMAC key of "whsec_test" is base64-decoded "test".
+    let svix_key = base64::engine::general_purpose::STANDARD
+        .decode("test")
+        .unwrap();
+    let sign_svix = |m: &str| encode("HEX", &hmac_of("SHA256", &svix_key, m.as_bytes()).unwrap());
+    let now = Utc::now().timestamp();
+    for (label, t) in [
+        ("old", now - 301),
+        ("replayed", 1_700_000_000),
+        ("future", now + 3600),
+    ] {
+        let kind = Uuid::new_v4().simple().to_string();
+        let body = json!({"type": kind}).to_string();
+        let requests: Vec<(&str, Vec<(&str, String)>)> = vec![
+            (
+                &stripe,
+                vec![(
+                    "stripe-signature",
+                    format!("t={t},v1={}", sign(&format!("{t}.{body}"))),
+                )],
+            ),
+            (
+                &slack,
+                vec![
+                    ("x-slack-request-timestamp", t.to_string()),
+                    (
+                        "x-slack-signature",
+                        format!("v0={}", sign(&format!("v0:{t}:{body}"))),
+                    ),
+                ],
+            ),
+            (
+                &svix,
+                vec![
+                    ("svix-id", "msg_1".to_owned()),
+                    ("svix-timestamp", t.to_string()),
+                    (
+                        "svix-signature",
+                        format!("v1,{}", sign_svix(&format!("msg_1.{t}.{body}"))),
+                    ),
+                ],
+            ),
+        ];
+        for (name, headers) in requests {
+            let (status, resp) = call(
+                &state,
+                "POST",
+                &path(name),
+                &headers,
+                body.clone().into_bytes(),
+            )
+            .await;
+            assert_eq!(status, 403, "{label} {name}: {resp}");
+            assert!(
+                resp.to_string().contains("timestamp"),
+                "{label} {name}: {resp}"
+            );
+        }
+        assert_eq!(events_with_key(&state, &format!("hook:{kind}")).await, 0);
+
+        // The same requests signed now go through (the refusal was the timestamp, not the signature).
+        let (status, resp) = call(
+            &state,
+            "POST",
+            &path(&svix),
+            &[
+                ("svix-id", "msg_1".to_owned()),
+                ("svix-timestamp", now.to_string()),
+                (
+                    "svix-signature",
+                    format!("v1,{}", sign_svix(&format!("msg_1.{now}.{body}"))),
+                ),
+            ],
+            body.clone().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200, "{label}: {resp}");
+        assert_eq!(events_with_key(&state, &format!("hook:{kind}")).await, 1);
+    }
 }
 
 #[tokio::test]
@@ -123,9 +217,10 @@ async fn slack_url_verification_gets_its_challenge_back() {
     let path = format!("/api/v1/stable/tenants/{DEFAULT_TENANT_ID}/webhooks/{name}");
     let body = json!({"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
         .to_string();
+    let now = Utc::now().timestamp();
     let headers = |sig: String| {
         vec![
-            ("x-slack-request-timestamp", "1700000000".to_owned()),
+            ("x-slack-request-timestamp", now.to_string()),
             ("x-slack-signature", sig),
         ]
     };
@@ -138,7 +233,7 @@ async fn slack_url_verification_gets_its_challenge_back() {
     )
     .await;
     assert_eq!(status, 403);
-    let sig = format!("v0={}", sign(&format!("v0:1700000000:{body}")));
+    let sig = format!("v0={}", sign(&format!("v0:{now}:{body}")));
     let (status, resp) = call(&state, "POST", &path, &headers(sig), body.into_bytes()).await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(

@@ -26,6 +26,9 @@ pub(crate) enum HatchetError {
     /// A payload above `hatchet.max_payload_bytes`.
     #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
     PayloadTooLarge { what: String, size: i64, limit: i64 },
+    /// A size or count limit other than the payload size (a CEL budget, a per-task quota of logs or stream chunks).
+    #[error("{0}")]
+    LimitExceeded(String),
     /// No task with this id exists for the tenant.
     #[error("task \"{0}\" does not exist")]
     UnknownTask(String),
@@ -59,6 +62,16 @@ pub(crate) enum HatchetError {
     /// that run alone, so a client can report it (Hatchet's `IdempotencyCollisionError.existing_run_external_id`).
     #[error("idempotency key \"{key}\" is held by run \"{run}\"")]
     IdempotencyCollision { key: String, run: String },
+    /// The calling role is not bound to the tenant it names (`hatchet.grant_tenant`, docs/security.md).
+    #[error("role \"{role}\" may not act for tenant \"{tenant}\"")]
+    TenantNotGranted { role: String, tenant: String },
+    /// The calling role names no tenant and is bound to none, or to several.
+    #[error("{}", if *count == 0 {
+        format!("role \"{role}\" is not bound to any tenant")
+    } else {
+        format!("role \"{role}\" is bound to {count} tenants and the call names none")
+    })]
+    NoTenant { role: String, count: usize },
 }
 
 impl From<DurationError> for HatchetError {
@@ -82,7 +95,9 @@ impl HatchetError {
             HatchetError::InvalidArgument(_) | HatchetError::InvalidDuration(..) => {
                 ERRCODE_INVALID_PARAMETER_VALUE
             }
-            HatchetError::PayloadTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            HatchetError::PayloadTooLarge { .. } | HatchetError::LimitExceeded(_) => {
+                ERRCODE_PROGRAM_LIMIT_EXCEEDED
+            }
             HatchetError::UnknownTask(_) | HatchetError::UnknownObject { .. } => {
                 ERRCODE_UNDEFINED_OBJECT
             }
@@ -93,6 +108,9 @@ impl HatchetError {
             HatchetError::UnknownWorkflowTask { .. } => ERRCODE_UNDEFINED_OBJECT,
             HatchetError::DuplicateObject { .. } => ERRCODE_DUPLICATE_OBJECT,
             HatchetError::IdempotencyCollision { .. } => ERRCODE_UNIQUE_VIOLATION,
+            HatchetError::TenantNotGranted { .. } | HatchetError::NoTenant { .. } => {
+                ERRCODE_INSUFFICIENT_PRIVILEGE
+            }
         }
     }
 
@@ -117,6 +135,10 @@ impl HatchetError {
                 Some("Only the current attempt of a running task can report a result; this one was superseded.")
             }
             HatchetError::InvalidCron(..) => Some(hatchet_core::cron::SYNTAX_HINT),
+            HatchetError::TenantNotGranted { .. } | HatchetError::NoTenant { count: 0, .. } => {
+                Some("An administrator binds a role to a tenant with hatchet.grant_tenant(role, tenant).")
+            }
+            HatchetError::NoTenant { .. } => Some("Pass tenant_id => the tenant the call is for."),
             _ => None,
         }
     }
@@ -162,6 +184,7 @@ pub(crate) fn raise_error(kind: &str, args: default!(Vec<Option<String>>, "'{}'"
             size: next().parse().unwrap_or(-1),
             limit: next().parse().unwrap_or(-1),
         },
+        "limit_exceeded" => HatchetError::LimitExceeded(next()),
         "unknown_task" => HatchetError::UnknownTask(next()),
         "unknown_object" => fields!(UnknownObject: kind, name),
         "stale_attempt" => fields!(StaleAttempt: task, attempt, why),
@@ -206,6 +229,42 @@ mod tests {
             HatchetError::NullArgument("queue".into()).sqlstate(),
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED
         );
+    }
+
+    #[test]
+    fn tenant_binding_errors_are_42501_with_a_hint() {
+        let e = HatchetError::TenantNotGranted {
+            role: "shop_app".into(),
+            tenant: "0190".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "role \"shop_app\" may not act for tenant \"0190\""
+        );
+        assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE);
+        assert!(e.hint().unwrap().contains("hatchet.grant_tenant"));
+        let none = HatchetError::NoTenant {
+            role: "shop_app".into(),
+            count: 0,
+        };
+        assert_eq!(
+            none.to_string(),
+            "role \"shop_app\" is not bound to any tenant"
+        );
+        assert!(none.hint().unwrap().contains("hatchet.grant_tenant"));
+        let two = HatchetError::NoTenant {
+            role: "shop_app".into(),
+            count: 2,
+        };
+        assert_eq!(
+            two.to_string(),
+            "role \"shop_app\" is bound to 2 tenants and the call names none"
+        );
+        assert_eq!(
+            two.sqlstate(),
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE
+        );
+        assert!(two.hint().unwrap().contains("tenant_id"));
     }
 
     #[test]

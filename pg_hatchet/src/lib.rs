@@ -18,6 +18,7 @@ mod duration;
 mod error;
 mod gucs;
 mod ids;
+mod security;
 mod wake;
 mod worker;
 
@@ -25,10 +26,15 @@ mod worker;
 
 // sql/: the tables first, then one file per entity in a fixed order (schema.sql's header says what each file owns).
 // CREATE EXTENSION runs the script with check_function_bodies off, so only what runs at install needs an order:
-// maintenance.sql creates the first partitions and comes last. The chain keeps the script in reading order and puts
-// the Rust functions that LANGUAGE sql bodies call (uuid_time, parse_duration) first, so it also runs by hand.
+// maintenance.sql creates the first partitions, and security.sql comes last so that its grants cover every function.
+// The chain keeps the script in reading order and puts the Rust functions that LANGUAGE sql bodies call (uuid_time,
+// parse_duration, _tenant) first, so it also runs by hand.
 extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
-extension_sql_file!("../../sql/tenants.sql", name = "tenants");
+extension_sql_file!(
+    "../../sql/tenants.sql",
+    name = "tenants",
+    requires = [resolve_tenant]
+);
 extension_sql_file!(
     "../../sql/options.sql",
     name = "options",
@@ -75,7 +81,12 @@ extension_sql_file!(
     name = "streams",
     requires = ["crons"]
 );
-extension_sql_file!("../../sql/maintenance.sql", name = "maintenance", finalize);
+extension_sql_file!(
+    "../../sql/maintenance.sql",
+    name = "maintenance",
+    requires = ["streams", raise_error]
+);
+extension_sql_file!("../../sql/security.sql", name = "security", finalize);
 
 /// Library load hook. pg_hatchet only works preloaded: its background worker must be registered by the postmaster,
 /// and its settings must exist before any session reads them.

@@ -103,4 +103,26 @@ mod tests {
         .unwrap();
         assert_eq!(st, Some(true));
     }
+
+    /// The resolver's trusted path (a superuser): what the API did before roles, a named tenant as named and no
+    /// tenant as the default one; the caller is the session's role.
+    #[pg_test]
+    fn a_superuser_acts_for_any_tenant() {
+        let same = Spi::get_one::<bool>("SELECT hatchet._tenant(NULL) = hatchet.default_tenant()")
+            .unwrap();
+        assert_eq!(same, Some(true));
+        let named = Spi::get_one::<String>(
+            "SELECT hatchet._tenant('00000000-0000-7000-8000-000000000123')::text",
+        )
+        .unwrap();
+        assert_eq!(
+            named.as_deref(),
+            Some("00000000-0000-7000-8000-000000000123")
+        );
+        let me = Spi::get_one::<bool>(
+            "SELECT hatchet._caller() = (SELECT oid FROM pg_roles WHERE rolname = session_user)",
+        )
+        .unwrap();
+        assert_eq!(me, Some(true));
+    }
 }

@@ -395,7 +395,9 @@ class Checker:
         storm, total = [], 0
         by_fault = Counter()
         for (t, retry), end in self.attempt_end.items():
-            if end["event_type"] != "REASSIGNED":
+            # Only deaths count here: an attempt released because its worker never acknowledged it (an assignment
+            # committed but never pushed) is REASSIGNED too, with its own reason, on a live worker by design.
+            if end["event_type"] != "REASSIGNED" or "heartbeats" not in (end["reason"] or ""):
                 continue
             total += 1
             name = names.get(end.get("worker_id"), end.get("worker_name") or "?")

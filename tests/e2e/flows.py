@@ -117,6 +117,12 @@ def non_retryable(input: EmptyModel, ctx: Context) -> dict[str, str]:
     raise NonRetryableException(f"attempt {ctx.retry_count}: do not retry this")
 
 
+@hatchet.task(name="e2e-nul-output")
+def nul_output(input: EmptyModel, ctx: Context) -> dict[str, str]:
+    # Valid JSON, but Postgres's jsonb cannot hold a \u0000: the engine must fail the attempt, not loop.
+    return {"text": "before\u0000after"}
+
+
 @hatchet.task(name="e2e-timeout", execution_timeout=timedelta(seconds=2))
 async def too_slow(input: EmptyModel, ctx: Context) -> dict[str, bool]:
     await asyncio.sleep(20)
@@ -316,6 +322,7 @@ MAIN_WORKFLOWS = [
     logger_task,
     flaky,
     non_retryable,
+    nul_output,
     too_slow,
     refreshes,
     cancellable,

@@ -5,7 +5,8 @@
 //! the HTTP request extensions, which tonic hands to handlers as `Request::extensions()`; on failure it answers
 //! UNAUTHENTICATED (or UNAVAILABLE if the database is down) without calling the service.
 
-use super::{AuthError, Authenticator, TenantId};
+use super::{AuthError, Authenticator, BearerToken, TenantId};
+use crate::proto::ResponseStream;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -70,8 +71,9 @@ where
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
             match auth.authenticate_header(header).await {
-                Ok(tenant) => {
+                Ok((tenant, token)) => {
                     req.extensions_mut().insert(tenant);
+                    req.extensions_mut().insert(token);
                     inner.call(req).await
                 }
                 Err(err) => Ok(status_for(err).into_http()),
@@ -96,4 +98,22 @@ pub(crate) fn tenant_of<T>(req: &tonic::Request<T>) -> Result<TenantId, tonic::S
         .get::<TenantId>()
         .copied()
         .ok_or_else(|| tonic::Status::unauthenticated("missing bearer token"))
+}
+
+/// The bearer token the auth layer verified for this request (see [`tenant_of`] for why it cannot be missing).
+pub(crate) fn bearer_of<T>(req: &tonic::Request<T>) -> Result<BearerToken, tonic::Status> {
+    req.extensions()
+        .get::<BearerToken>()
+        .cloned()
+        .ok_or_else(|| tonic::Status::unauthenticated("missing bearer token"))
+}
+
+/// Wraps a long-lived response stream of this request so it ends with UNAUTHENTICATED once the request's token is
+/// revoked or expires (see [`Authenticator::guard_stream`]).
+pub(crate) fn guard_stream<T: Send + 'static, R>(
+    auth: &Arc<Authenticator>,
+    req: &tonic::Request<R>,
+    stream: ResponseStream<T>,
+) -> Result<ResponseStream<T>, tonic::Status> {
+    Ok(auth.guard_stream(&bearer_of(req)?, stream))
 }

@@ -1,7 +1,7 @@
 //! Bearer-token authentication for the REST API (`/api/...`), as axum middleware plus an extractor.
 //!
-//! `/health` and `/metrics` stay public (probes and Prometheus scrapers carry no token); everything under `/api`
-//! goes through [`require_bearer`], which puts the [`TenantId`] into request extensions or answers 401 with
+//! `/health` stays public (probes carry no token); `/metrics` and everything under `/api` (but the webhook
+//! receiving endpoint) go through [`require_bearer`], which puts the [`TenantId`] into request extensions or answers 401 with
 //! Hatchet's `APIErrors` JSON body.
 
 use super::{Authenticator, TenantId};
@@ -22,8 +22,9 @@ pub(crate) async fn require_bearer(
         .headers()
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    let tenant = auth.authenticate_header(header).await?;
+    let (tenant, token) = auth.authenticate_header(header).await?;
     req.extensions_mut().insert(tenant);
+    req.extensions_mut().insert(token);
     Ok(next.run(req).await)
 }
 

@@ -8,8 +8,12 @@
 //! revocation possible.
 //!
 //! Verification: decode `sub` without trusting it, load that tenant's secret, verify signature and expiry, then
-//! check the token id is recorded and not revoked. Secrets and positive token checks are cached for
+//! check the token id is recorded and not revoked. Answers are cached for
 //! [`ServerConfig::auth_cache_ttl`](crate::config::ServerConfig) so a busy worker does not cost a query per call.
+//! The caches are bounded and evict the oldest entries, never all at once; answers for unknown subjects and
+//! inactive tokens live in separate small caches, and lookups of never-seen subjects are rate-limited, so made-up
+//! tokens can neither flush the real entries nor cost a query each. Long-lived streams verify their token again
+//! every half TTL ([`Authenticator::guard_stream`]) and end with UNAUTHENTICATED once it is revoked or expired.
 //!
 //! The transports (`grpc`, `http`) only extract the bearer token and put the resulting [`TenantId`] into the
 //! request extensions; handlers read it from there.
@@ -19,12 +23,17 @@ pub(crate) mod http;
 
 use crate::db;
 use crate::error::AppError;
+use crate::proto::ResponseStream;
 use chrono::{DateTime, TimeZone, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -114,26 +123,113 @@ struct UnverifiedClaims {
     sub: String,
 }
 
-/// A value cached until `until`.
-struct Cached<T> {
-    value: T,
-    until: Instant,
+/// Positive caches (known tenants' secrets, active tokens) hold at most this many entries.
+const CACHE_LIMIT: usize = 10_000;
+
+/// Negative caches (subjects with no secret, tokens not active) hold at most this many entries. They are separate
+/// from the positive ones, so a flood of made-up tokens can only evict other made-up entries.
+const NEGATIVE_CACHE_LIMIT: usize = 1_024;
+
+/// Database lookups for subjects this server has never seen (no entry, fresh or stale, in any cache): at most
+/// [`NEW_SUBJECT_BURST`] at once, refilled at [`NEW_SUBJECT_PER_SECOND`]. Beyond that an unknown subject is refused
+/// as an invalid token without a query: 10,000 random tokens cost about a hundred queries, not 10,000. A tenant
+/// this server already knows (even with an expired entry) is always looked up again, so a flood of random tokens
+/// never locks out real ones.
+const NEW_SUBJECT_BURST: f64 = 100.0;
+/// See [`NEW_SUBJECT_BURST`].
+const NEW_SUBJECT_PER_SECOND: f64 = 20.0;
+
+/// A bounded map of answers, each stamped with when it was read from the database. Full, it first drops entries
+/// older than `ttl`, then the oldest one: never everything at once.
+struct BoundedCache<K, V> {
+    map: HashMap<K, (V, Instant)>,
+    limit: usize,
 }
 
-/// tenant -> signing secret (`None`: unknown tenant or no secret yet, i.e. no valid token can exist).
-type SecretCache = HashMap<Uuid, Cached<Option<Arc<[u8]>>>>;
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> BoundedCache<K, V> {
+    fn new(limit: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            limit,
+        }
+    }
 
-/// Caches hold at most this many entries; beyond it they are cleared (cheap, and bounded memory under attack).
-const CACHE_LIMIT: usize = 10_000;
+    /// The value if it was read less than `max_age` ago.
+    fn fresh(&self, key: &K, max_age: Duration, now: Instant) -> Option<V> {
+        self.map
+            .get(key)
+            .filter(|(_, at)| now.saturating_duration_since(*at) < max_age)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn contains(&self, key: &K) -> bool {
+        self.map.contains_key(key)
+    }
+
+    fn insert(&mut self, key: K, value: V, now: Instant, ttl: Duration) {
+        if self.map.len() >= self.limit && !self.map.contains_key(&key) {
+            self.map
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+            if self.map.len() >= self.limit {
+                if let Some(oldest) = self
+                    .map
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.map.remove(&oldest);
+                }
+            }
+        }
+        self.map.insert(key, (value, now));
+    }
+
+    fn remove(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+}
+
+/// A token bucket (see [`NEW_SUBJECT_BURST`]).
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * NEW_SUBJECT_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(NEW_SUBJECT_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The verification caches, under one lock.
+struct Caches {
+    /// tenant -> signing secret, for tenants that have one.
+    secrets: BoundedCache<Uuid, Arc<[u8]>>,
+    /// Subjects with no secret (unknown tenant, or none minted yet: no valid token can exist).
+    no_secret: BoundedCache<Uuid, ()>,
+    /// (tenant, token id) pairs known to be active.
+    active: BoundedCache<(Uuid, Uuid), ()>,
+    /// (tenant, token id) pairs known to be revoked or never recorded (a token id never becomes active again:
+    /// minting records a new random id before it hands the token out).
+    inactive: BoundedCache<(Uuid, Uuid), ()>,
+    new_subjects: Bucket,
+}
 
 /// Mints and verifies tokens against one database.
 pub struct Authenticator {
     pool: PgPool,
     ttl: Duration,
-    secrets: Mutex<SecretCache>,
-    /// (tenant, token id) pairs known to be active. Negative answers are not cached: a bad token costs a query,
-    /// but only after its signature verified, which an attacker cannot produce.
-    active_tokens: Mutex<HashMap<(Uuid, Uuid), Instant>>,
+    caches: Mutex<Caches>,
+    /// Queries made to verify tokens (secrets and token ids), for tests and diagnostics.
+    lookups: AtomicU64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -150,9 +246,28 @@ impl Authenticator {
         Self {
             pool,
             ttl,
-            secrets: Mutex::new(HashMap::new()),
-            active_tokens: Mutex::new(HashMap::new()),
+            caches: Mutex::new(Caches {
+                secrets: BoundedCache::new(CACHE_LIMIT),
+                no_secret: BoundedCache::new(NEGATIVE_CACHE_LIMIT),
+                active: BoundedCache::new(CACHE_LIMIT),
+                inactive: BoundedCache::new(NEGATIVE_CACHE_LIMIT),
+                new_subjects: Bucket {
+                    tokens: NEW_SUBJECT_BURST,
+                    at: Instant::now(),
+                },
+            }),
+            lookups: AtomicU64::new(0),
         }
+    }
+
+    /// How many database queries token verification has made so far.
+    pub fn database_lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
+    }
+
+    /// How long a verified token is trusted without asking the database again.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Mints a token for an existing tenant, creating the tenant's signing secret if it has none.
@@ -164,6 +279,8 @@ impl Authenticator {
             .ok_or_else(|| {
                 AppError::NotFound(format!("tenant \"{}\" does not exist", req.tenant_id))
             })?;
+        // The tenant has a secret now, whatever a cache said a moment ago.
+        lock(&self.caches).no_secret.remove(&req.tenant_id);
 
         let token_id = Uuid::new_v4();
         let now = Utc::now();
@@ -204,7 +321,7 @@ impl Authenticator {
     /// Returns false if the token was unknown or already revoked.
     pub async fn revoke(&self, tenant_id: Uuid, token_id: Uuid) -> Result<bool, AppError> {
         let revoked = db::tenants::revoke_api_token(&self.pool, tenant_id, token_id).await?;
-        lock(&self.active_tokens).remove(&(tenant_id, token_id));
+        lock(&self.caches).active.remove(&(tenant_id, token_id));
         Ok(revoked)
     }
 
@@ -212,13 +329,25 @@ impl Authenticator {
     pub(crate) async fn authenticate_header(
         &self,
         value: Option<&[u8]>,
-    ) -> Result<TenantId, AuthError> {
+    ) -> Result<(TenantId, BearerToken), AuthError> {
         let token = bearer_token(value.ok_or(AuthError::Missing)?).ok_or(AuthError::Missing)?;
-        self.verify(token).await
+        let tenant = self.verify(token).await?;
+        Ok((tenant, BearerToken(Arc::from(token))))
     }
 
     /// Verifies a token and returns the tenant it acts for.
     pub async fn verify(&self, token: &str) -> Result<TenantId, AuthError> {
+        self.verify_within(token, self.ttl).await
+    }
+
+    /// Verifies a token, trusting a cached "this token is active" only if it was read less than `max_age` ago
+    /// (never longer than the cache TTL). Open streams use half the TTL, re-checking every half TTL, so a revoked
+    /// token's stream ends within one TTL.
+    pub(crate) async fn verify_within(
+        &self,
+        token: &str,
+        max_age: Duration,
+    ) -> Result<TenantId, AuthError> {
         let unverified: UnverifiedClaims = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| AuthError::Malformed)?;
         let tenant_id = Uuid::parse_str(&unverified.sub).map_err(|_| AuthError::Malformed)?;
@@ -240,57 +369,177 @@ impl Authenticator {
                 .claims;
         let token_id = Uuid::parse_str(&claims.token_id).map_err(|_| AuthError::Malformed)?;
 
-        if !self.token_active(tenant_id, token_id).await? {
-            return Err(AuthError::Revoked);
+        if !self
+            .token_active(tenant_id, token_id, max_age.min(self.ttl))
+            .await?
+        {
+            // The recorded expiry is the claim's plus the fraction of a second `exp` drops: inactive in that
+            // moment means expired, not revoked.
+            return Err(if claims.exp <= Utc::now().timestamp() {
+                AuthError::Expired
+            } else {
+                AuthError::Revoked
+            });
         }
         Ok(TenantId(tenant_id))
     }
 
+    /// The tenant's signing secret; `None` if it has none (or the subject is unknown, or new subjects are being
+    /// looked up too fast, see [`NEW_SUBJECT_BURST`]).
     async fn secret(&self, tenant_id: Uuid) -> Result<Option<Arc<[u8]>>, AuthError> {
         let now = Instant::now();
-        if let Some(hit) = lock(&self.secrets).get(&tenant_id) {
-            if hit.until > now {
-                return Ok(hit.value.clone());
+        {
+            let mut caches = lock(&self.caches);
+            if let Some(secret) = caches.secrets.fresh(&tenant_id, self.ttl, now) {
+                return Ok(Some(secret));
+            }
+            if caches.no_secret.fresh(&tenant_id, self.ttl, now).is_some() {
+                return Ok(None);
+            }
+            let known =
+                caches.secrets.contains(&tenant_id) || caches.no_secret.contains(&tenant_id);
+            if !known && !caches.new_subjects.take(now) {
+                tracing::debug!(%tenant_id, "too many lookups of unknown token subjects; refused without a query");
+                return Ok(None);
             }
         }
+        self.lookups.fetch_add(1, Ordering::Relaxed);
         let secret = db::tenants::tenant_token_secret(&self.pool, tenant_id)
             .await
             .map_err(|e| AuthError::Backend(e.into()))?
             .flatten()
             .map(Arc::<[u8]>::from);
-        let mut cache = lock(&self.secrets);
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
+        let mut caches = lock(&self.caches);
+        match &secret {
+            Some(secret) => {
+                caches.no_secret.remove(&tenant_id);
+                caches
+                    .secrets
+                    .insert(tenant_id, secret.clone(), now, self.ttl);
+            }
+            None => {
+                caches.secrets.remove(&tenant_id);
+                caches.no_secret.insert(tenant_id, (), now, self.ttl);
+            }
         }
-        cache.insert(
-            tenant_id,
-            Cached {
-                value: secret.clone(),
-                until: now + self.ttl,
-            },
-        );
         Ok(secret)
     }
 
-    async fn token_active(&self, tenant_id: Uuid, token_id: Uuid) -> Result<bool, AuthError> {
+    async fn token_active(
+        &self,
+        tenant_id: Uuid,
+        token_id: Uuid,
+        max_age: Duration,
+    ) -> Result<bool, AuthError> {
         let now = Instant::now();
-        if lock(&self.active_tokens)
-            .get(&(tenant_id, token_id))
-            .is_some_and(|until| *until > now)
         {
-            return Ok(true);
+            let caches = lock(&self.caches);
+            if caches
+                .active
+                .fresh(&(tenant_id, token_id), max_age, now)
+                .is_some()
+            {
+                return Ok(true);
+            }
+            if caches
+                .inactive
+                .fresh(&(tenant_id, token_id), self.ttl, now)
+                .is_some()
+            {
+                return Ok(false);
+            }
         }
+        self.lookups.fetch_add(1, Ordering::Relaxed);
         let active = db::tenants::api_token_is_active(&self.pool, tenant_id, token_id)
             .await
             .map_err(|e| AuthError::Backend(e.into()))?;
+        let mut caches = lock(&self.caches);
         if active {
-            let mut cache = lock(&self.active_tokens);
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert((tenant_id, token_id), now + self.ttl);
+            caches
+                .active
+                .insert((tenant_id, token_id), (), now, self.ttl);
+        } else {
+            caches.active.remove(&(tenant_id, token_id));
+            caches
+                .inactive
+                .insert((tenant_id, token_id), (), now, self.ttl);
         }
         Ok(active)
+    }
+
+    /// Wraps a long-lived response stream so that it ends with UNAUTHENTICATED once its token is revoked or
+    /// expires: the token is verified again every half [`ttl`](Self::ttl) (with answers at most that old), so the
+    /// end comes within one TTL. A database error during the check keeps the stream open (it is checked again
+    /// next time).
+    pub(crate) fn guard_stream<T: Send + 'static>(
+        self: &Arc<Self>,
+        token: &BearerToken,
+        inner: ResponseStream<T>,
+    ) -> ResponseStream<T> {
+        let auth = self.clone();
+        let token = token.0.clone();
+        let every = (self.ttl / 2).max(Duration::from_millis(10));
+        let check = async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match auth.verify_within(&token, every).await {
+                    Ok(_) => {}
+                    Err(AuthError::Backend(err)) => {
+                        tracing::debug!(error = %err, "cannot re-verify a stream's token; keeping the stream");
+                    }
+                    Err(err) => {
+                        tracing::info!(error = %err, "ending a stream whose token is no longer valid");
+                        return tonic::Status::unauthenticated(err.to_string());
+                    }
+                }
+            }
+        };
+        Box::pin(GuardedStream {
+            inner: Some(inner),
+            check: Box::pin(check),
+        })
+    }
+}
+
+/// The bearer token a request was authenticated with (in the request extensions next to its [`TenantId`]), kept
+/// so long-lived streams can verify it again.
+#[derive(Clone)]
+pub(crate) struct BearerToken(Arc<str>);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
+
+/// See [`Authenticator::guard_stream`].
+struct GuardedStream<T> {
+    /// `None` once the token failed: the inner stream is dropped at once (a worker's stream then counts as
+    /// disconnected, subscriptions are removed).
+    inner: Option<ResponseStream<T>>,
+    check: Pin<Box<dyn Future<Output = tonic::Status> + Send>>,
+}
+
+impl<T> tokio_stream::Stream for GuardedStream<T> {
+    type Item = Result<T, tonic::Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.inner.is_none() {
+            return Poll::Ready(None);
+        }
+        // The check first: a stream that always has something to send must still notice a revoked token.
+        if let Poll::Ready(status) = self.check.as_mut().poll(cx) {
+            self.inner = None;
+            return Poll::Ready(Some(Err(status)));
+        }
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = inner.as_mut().poll_next(cx);
+        if let Poll::Ready(None) = polled {
+            self.inner = None;
+        }
+        polled
     }
 }
 

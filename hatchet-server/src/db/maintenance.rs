@@ -22,11 +22,16 @@ pub(crate) struct QueueDepth {
     pub depth: i64,
 }
 
-/// Ready items per (tenant, queue), for the `hatchet_queue_depth` gauge.
-pub(crate) async fn queue_depths(pool: &PgPool) -> Result<Vec<QueueDepth>, sqlx::Error> {
+/// Ready items per queue of one tenant, for the `hatchet_queue_depth` gauge.
+pub(crate) async fn queue_depths(
+    pool: &PgPool,
+    tenant: Uuid,
+) -> Result<Vec<QueueDepth>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT tenant_id, queue, count(*) AS depth FROM hatchet.ready_queue GROUP BY tenant_id, queue",
+        "SELECT tenant_id, queue, count(*) AS depth FROM hatchet.ready_queue WHERE tenant_id = $1 \
+         GROUP BY tenant_id, queue",
     )
+    .bind(tenant)
     .fetch_all(pool)
     .await
 }

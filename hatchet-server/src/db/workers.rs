@@ -1,5 +1,5 @@
 //! The worker registry and assignment (`sql/workers.sql`): registration, heartbeats, pause, labels, deregistration,
-//! `assign`, early slot release, and the worker reads.
+//! acknowledgements and the attempts of reaped workers, `assign`, early slot release, and the worker reads.
 //!
 //! Every function passes the caller's tenant explicitly; nothing here falls back to the extension's default tenant.
 
@@ -59,6 +59,40 @@ pub(crate) async fn deregister_worker(
     .bind(reason)
     .bind(tenant)
     .fetch_one(pool)
+    .await
+}
+
+/// `hatchet.acknowledge_attempts`: the workers received these attempts (their STARTED events). Returns how many
+/// were newly acknowledged (finished or already acknowledged attempts are skipped).
+pub(crate) async fn acknowledge_attempts(
+    pool: &PgPool,
+    tenant: Uuid,
+    task_ids: &[Uuid],
+    retry_counts: &[i32],
+) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT hatchet.acknowledge_attempts(task_ids => $1, retry_counts => $2, tenant_id => $3)",
+    )
+    .bind(task_ids)
+    .bind(retry_counts)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+}
+
+/// `hatchet.take_reaped_attempts`: the attempts taken from a worker declared dead, as `(task_id, retry_count)`,
+/// returned once so that the worker can be told to cancel them now that it is back.
+pub(crate) async fn take_reaped_attempts(
+    pool: &PgPool,
+    tenant: Uuid,
+    worker_id: Uuid,
+) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT task_id, retry_count FROM hatchet.take_reaped_attempts(worker_id => $1, tenant_id => $2)",
+    )
+    .bind(worker_id)
+    .bind(tenant)
+    .fetch_all(pool)
     .await
 }
 

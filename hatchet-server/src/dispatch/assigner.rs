@@ -33,17 +33,10 @@ pub(crate) async fn run(dispatch: Arc<Dispatch>) {
     let mut idle = MIN_IDLE;
     let mut last_purge = Instant::now();
     // The loop's own connection, kept between rounds: taking one from the pool costs a round trip (the pool's
-    // liveness check) on every call, and this loop calls often. Dropped on any error and taken anew.
+    // liveness check) on every call, and this loop calls often. Dropped when it may be broken and taken anew.
     let mut conn: Option<PoolConnection<Postgres>> = None;
     loop {
-        let busy = match round(&dispatch, &mut conn).await {
-            Ok(full) => full,
-            Err(err) => {
-                tracing::warn!(error = %err, "assignment failed; retrying");
-                conn = None;
-                false
-            }
-        };
+        let busy = round(&dispatch, &mut conn).await;
         if last_purge.elapsed() >= PURGE_EVERY {
             dispatch.purge();
             last_purge = Instant::now();
@@ -62,27 +55,41 @@ pub(crate) async fn run(dispatch: Arc<Dispatch>) {
 }
 
 /// One pass over the tenants with connected workers. True if some call filled a whole batch (more may be ready).
-async fn round(
-    dispatch: &Dispatch,
-    conn: &mut Option<PoolConnection<Postgres>>,
-) -> Result<bool, sqlx::Error> {
+///
+/// One tenant's failure (its statement timed out or waited too long for a lock, see
+/// [`crate::config::BackgroundPool`], or any error of its own) is logged and skipped: the tenants after it in the
+/// round are still served, and the failed one is tried again next round.
+async fn round(dispatch: &Dispatch, conn: &mut Option<PoolConnection<Postgres>>) -> bool {
     let tenants = dispatch.connected_by_tenant();
-    if tenants.is_empty() {
-        return Ok(false);
-    }
-    let conn = match conn {
-        Some(conn) => conn,
-        None => conn.insert(dispatch.pool.acquire().await?),
-    };
     let mut full = false;
     for (tenant, workers) in tenants {
+        let c = match conn {
+            Some(c) => c,
+            None => match dispatch.pool.acquire().await {
+                Ok(c) => conn.insert(c),
+                Err(err) => {
+                    tracing::warn!(error = %err, "assignment: no database connection; retrying");
+                    return false;
+                }
+            },
+        };
         let started = Instant::now();
-        let rows = db::assign(&mut **conn, tenant, &workers, BATCH).await?;
-        tracing::debug!(%tenant, rows = rows.len(), took_us = started.elapsed().as_micros() as u64, "assign round");
-        full |= rows.len() == BATCH as usize;
-        record(dispatch, tenant, &rows);
+        match db::assign(&mut **c, tenant, &workers, BATCH).await {
+            Ok(rows) => {
+                tracing::debug!(%tenant, rows = rows.len(), took_us = started.elapsed().as_micros() as u64, "assign round");
+                full |= rows.len() == BATCH as usize;
+                record(dispatch, tenant, &rows);
+            }
+            Err(err) => {
+                tracing::warn!(%tenant, error = %err, "assignment failed for this tenant; skipping it this round");
+                // A statement error leaves the session usable; anything else (I/O, protocol) may not have.
+                if !matches!(err, sqlx::Error::Database(_)) {
+                    *conn = None;
+                }
+            }
+        }
     }
-    Ok(full)
+    full
 }
 
 /// Pushes committed assignments to their workers and counts them.
@@ -91,13 +98,19 @@ pub(crate) fn record(dispatch: &Dispatch, tenant: Uuid, rows: &[Assignment]) {
         return;
     }
     dispatch.deliver(tenant, rows);
-    dispatch.metrics.assignments.inc_by(rows.len() as u64);
+    let label = tenant.to_string();
+    dispatch
+        .metrics
+        .assignments
+        .with_label_values(&[label.as_str()])
+        .inc_by(rows.len() as u64);
+    let latency = dispatch
+        .metrics
+        .queue_to_start
+        .with_label_values(&[label.as_str()]);
     let now = chrono::Utc::now();
     for row in rows {
         let waited = (now - row.queued_at).to_std().unwrap_or_default();
-        dispatch
-            .metrics
-            .queue_to_start
-            .observe(waited.as_secs_f64());
+        latency.observe(waited.as_secs_f64());
     }
 }

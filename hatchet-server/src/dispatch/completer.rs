@@ -33,6 +33,9 @@ const IDLE_LINGER: Duration = Duration::from_millis(3);
 /// Most completions in one `complete_many` call.
 const MAX_BATCH: usize = 500;
 
+/// Longest a completion waits for an unreachable database before its worker gets UNAVAILABLE.
+const OUTAGE_WAIT: Duration = Duration::from_secs(120);
+
 /// Most attempts assigned in the transaction that completes a batch.
 const ASSIGN_WITH_BATCH: i32 = 100;
 
@@ -177,10 +180,7 @@ async fn complete_batch(
     }
     match result {
         Ok(done) => {
-            dispatch
-                .metrics
-                .completions
-                .inc_by(done.completed.max(0) as u64);
+            dispatch.metrics.completed(tenant, done.completed);
             super::assigner::record(dispatch, tenant, &done.assigned);
             refilled = done.refilled;
             backlog = !done.assigned.is_empty();
@@ -194,7 +194,7 @@ async fn complete_batch(
         Err(err) => {
             tracing::warn!(error = %err, size = items.len(), "completion batch failed; completing its items one by one");
             for item in items {
-                let result = complete_one(dispatch, tenant, &item).await;
+                let result = complete_one_when_reachable(dispatch, tenant, &item).await;
                 let _ = item.reply.send(result);
             }
         }
@@ -206,6 +206,31 @@ async fn complete_batch(
         dispatch.wake_assigner();
     }
     backlog
+}
+
+/// [`complete_one`], waiting out a database outage (up to [`OUTAGE_WAIT`]) instead of failing: the SDK retries a
+/// failed COMPLETED only for about 15 s and then gives it up, and the attempt would stay RUNNING until its execution
+/// timeout and run again (the chaos suite's postmaster_kill_long found it). The worker's call simply takes longer.
+async fn complete_one_when_reachable(
+    dispatch: &Dispatch,
+    tenant: Uuid,
+    item: &Completion,
+) -> Result<(), AppError> {
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match complete_one(dispatch, tenant, item).await {
+            Err(AppError::Unavailable(msg)) if started.elapsed() < OUTAGE_WAIT => {
+                tracing::debug!(%msg, task_id = %item.task_id, "database unavailable; retrying the completion");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = dispatch.shutdown.cancelled() => return Err(AppError::Unavailable(msg)),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn complete_one(
@@ -223,36 +248,60 @@ async fn complete_one(
     .await
     {
         Ok(n) => {
-            dispatch.metrics.completions.inc_by(n.max(0) as u64);
+            dispatch.metrics.completed(tenant, n);
             Ok(())
         }
-        Err(err) => match AppError::from(err) {
-            AppError::ResourceExhausted(msg) => fail_oversized(dispatch, tenant, item, &msg).await,
-            other => Err(other),
-        },
+        Err(err) => {
+            // Postgres puts the why of an unstorable value in the detail ("\u0000 cannot be converted to text.").
+            let detail = err
+                .as_database_error()
+                .and_then(|e| e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+                .and_then(|e| e.detail())
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            match AppError::from(err) {
+                AppError::ResourceExhausted(msg) => {
+                    let reason = format!("OutputTooLarge: {msg}");
+                    fail_unstorable(dispatch, tenant, item, &reason).await
+                }
+                AppError::InvalidArgument(msg) => {
+                    let reason = format!("InvalidOutput: {msg}{detail}");
+                    fail_unstorable(dispatch, tenant, item, &reason).await
+                }
+                other => Err(other),
+            }
+        }
     }
 }
 
-/// An output the extension refuses (over `hatchet.max_payload_bytes`) fails the attempt for good with the reason,
-/// instead of leaving the worker to resend it until the attempt times out.
-async fn fail_oversized(
+/// An output the extension refuses (over `hatchet.max_payload_bytes`, or holding what Postgres cannot store, such as
+/// a `\u0000`) fails the attempt for good with the reason, instead of leaving the worker to resend it until the
+/// attempt times out. The COMPLETED is acknowledged only once that failure is stored (or the attempt had already
+/// ended: then there is nothing left to fail); if storing it fails, the error goes back to the worker, which sends the
+/// event again.
+async fn fail_unstorable(
     dispatch: &Dispatch,
     tenant: Uuid,
     item: &Completion,
     reason: &str,
 ) -> Result<(), AppError> {
-    let error = format!("OutputTooLarge: {reason}");
+    tracing::warn!(task = %item.task_id, attempt = item.retry_count, %reason, "output refused; failing the attempt");
     match db::fail(
         &dispatch.pool,
         tenant,
         item.task_id,
         item.retry_count,
-        &error,
+        reason,
         false,
     )
     .await
     {
-        Ok(_) | Err(_) => Ok(()),
+        Ok(_) => Ok(()),
+        Err(err) => match AppError::from(err) {
+            // Stale: the attempt was already finished, cancelled or timed out.
+            AppError::FailedPrecondition(_) => Ok(()),
+            other => Err(other),
+        },
     }
 }
 

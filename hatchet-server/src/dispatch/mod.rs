@@ -17,9 +17,11 @@
 //! | [`assigner`] | calls `hatchet.assign` for the workers connected here, on a wake-up or a short idle poll |
 //! | [`notifier`] | one `LISTEN` connection (`hatchet_ready`, `hatchet_cancel`) fanned out to the tasks and streams |
 //! | [`completer`] | batches COMPLETED events into one `hatchet.complete_many` plus the next assignments |
+//! | [`acker`] | records STARTED events (`hatchet.acknowledge_attempts`), so delivered attempts are not released as undelivered |
 //! | [`runs`] | watches subscribed workflow runs and answers `SubscribeToWorkflowRuns` when they finish |
 //! | [`streams`] | stream chunks for `SubscribeToWorkflowEvents`: one `LISTEN hatchet_stream`, pruning, subscriptions (started on first use) |
 
+pub(crate) mod acker;
 pub(crate) mod assigner;
 pub(crate) mod completer;
 pub(crate) mod notifier;
@@ -56,8 +58,13 @@ type ActionSender = mpsc::UnboundedSender<Result<AssignedAction, tonic::Status>>
 /// gRPC and REST handlers and the background tasks.
 #[derive(Debug)]
 pub(crate) struct Dispatch {
-    /// Connections to the database.
+    /// The background loops' connections (assigner, completer, notifier, run watcher, stream pruning), with
+    /// statement and lock timeouts (see [`crate::config::BackgroundPool`]).
     pub(crate) pool: PgPool,
+    /// The request handlers' connections: stream subscriptions and `PutStreamEvent` read and write through these.
+    pub(crate) requests: PgPool,
+    /// Most runs one subscription stream may follow at once.
+    pub(crate) max_subscriptions: usize,
     /// The server's metrics, fed by assignments and completions.
     pub(crate) metrics: Arc<Metrics>,
     /// Cancelled when the server starts shutting down: every loop and stream ends.
@@ -69,6 +76,8 @@ pub(crate) struct Dispatch {
     runs_wake: Notify,
     next_conn: AtomicU64,
     completer: completer::Handle,
+    /// The acknowledgement writer.
+    acker: acker::Handle,
     /// Workflow-run subscriptions of `SubscribeToWorkflowRuns` streams.
     runs: runs::Subscriptions,
     /// Stream-chunk wake-ups of `SubscribeToWorkflowEvents` streams.
@@ -128,9 +137,17 @@ impl WorkerEntry {
 
 impl Dispatch {
     /// An empty registry over a pool. Background tasks are started separately by [`Dispatch::spawn`].
-    pub(crate) fn new(pool: PgPool, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(
+        pool: PgPool,
+        requests: PgPool,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        max_subscriptions: usize,
+    ) -> Self {
         Self {
             pool,
+            requests,
+            max_subscriptions,
             metrics,
             shutdown,
             registry: Mutex::new(Registry::default()),
@@ -138,6 +155,7 @@ impl Dispatch {
             runs_wake: Notify::new(),
             next_conn: AtomicU64::new(1),
             completer: completer::Handle::new(),
+            acker: acker::Handle::new(),
             runs: runs::Subscriptions::default(),
             streams: streams::StreamHub::default(),
         }
@@ -148,6 +166,7 @@ impl Dispatch {
         tokio::spawn(assigner::run(self.clone()));
         tokio::spawn(notifier::run(self.clone()));
         tokio::spawn(completer::run(self.clone()));
+        tokio::spawn(acker::run(self.clone()));
         tokio::spawn(runs::run(self.clone()));
     }
 
@@ -293,14 +312,28 @@ impl Dispatch {
         }
     }
 
-    /// The worker sent STARTED for an attempt: it has it.
-    pub(crate) fn acknowledge(&self, tenant: Uuid, worker_id: Option<Uuid>, task_id: Uuid) {
+    /// The worker sent STARTED for an attempt: it has it. The first STARTED of an attempt pushed from here, and any
+    /// STARTED of one this server does not remember (pushed by another replica, or before a restart), is recorded in
+    /// the database too ([`acker`]).
+    pub(crate) fn acknowledge(
+        &self,
+        tenant: Uuid,
+        worker_id: Option<Uuid>,
+        task_id: Uuid,
+        retry_count: i32,
+    ) {
         tracing::debug!(%task_id, "started");
-        let mut reg = self.registry();
-        if let Some(entry) = find_holder(&mut reg, tenant, worker_id, task_id) {
-            if let Some(inflight) = entry.inflight.get_mut(&task_id) {
-                inflight.started = true;
+        let first = {
+            let mut reg = self.registry();
+            match find_holder(&mut reg, tenant, worker_id, task_id)
+                .and_then(|entry| entry.inflight.get_mut(&task_id))
+            {
+                Some(inflight) => !std::mem::replace(&mut inflight.started, true),
+                None => true,
             }
+        };
+        if first {
+            self.acker.acknowledge(tenant, task_id, retry_count);
         }
     }
 
@@ -311,6 +344,14 @@ impl Dispatch {
         if let Some(entry) = find_holder(&mut reg, tenant, worker_id, task_id) {
             entry.inflight.remove(&task_id);
         }
+    }
+
+    /// The tenant of `worker_id` if this server pushed it exactly this attempt and has not seen it finish.
+    pub(crate) fn pushed(&self, worker_id: Uuid, task_id: Uuid, retry_count: i32) -> Option<Uuid> {
+        let reg = self.registry();
+        let entry = reg.workers.get(&worker_id)?;
+        let inflight = entry.inflight.get(&task_id)?;
+        (inflight.action.retry_count == retry_count).then_some(entry.tenant)
     }
 
     /// Tells a worker to stop an attempt (it was cancelled or timed out in the extension). The CANCEL_STEP_RUN
@@ -339,6 +380,21 @@ impl Dispatch {
         };
         if !entry.send(action.clone()) {
             entry.pending_cancels.push(action);
+        }
+    }
+
+    /// A worker declared dead is back: it may still run the attempts that were taken from it and retried elsewhere,
+    /// so it is told to cancel each, on its live stream or when its stream (re)opens here.
+    pub(crate) fn cancel_reaped(&self, tenant: Uuid, worker_id: Uuid, attempts: &[(Uuid, i32)]) {
+        if attempts.is_empty() {
+            return;
+        }
+        self.registry()
+            .workers
+            .entry(worker_id)
+            .or_insert_with(|| WorkerEntry::new(tenant));
+        for &(task_id, retry_count) in attempts {
+            self.cancel(worker_id, task_id, retry_count);
         }
     }
 

@@ -3,12 +3,18 @@
 //! | channel | payload | effect |
 //! |---|---|---|
 //! | `hatchet_ready` | empty (or the queue name) | wake the assigner (a task, retry or admitted task became ready) |
-//! | `hatchet_cancel` | `task_id:retry_count:worker_id` | CANCEL_STEP_RUN to that worker's stream, if it is ours; wake the run watcher |
+//! | `hatchet_cancel` | `task_id:retry_count:worker_id` | CANCEL_STEP_RUN to that worker's stream, once verified (below); wake the run watcher |
+//!
+//! Any database role may `NOTIFY hatchet_cancel`, so a notification is a hint, never an order: it is forwarded only
+//! if this server pushed exactly that attempt (task and retry count) to that worker and has not seen it finish, and
+//! the database confirms the attempt is no longer running (`hatchet.running_attempt`). A forged notification for a
+//! running attempt, or for one this server never pushed, is dropped.
 //!
 //! A connection lost and re-established may have missed notifications, so every (re)connect wakes both the
 //! assigner and the run watcher; their idle polls cover the rest.
 
 use super::Dispatch;
+use crate::db::tasks as db;
 use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,13 +79,25 @@ async fn listen(dispatch: &Dispatch) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-fn handle(dispatch: &Dispatch, channel: &str, payload: &str) {
+fn handle(dispatch: &Arc<Dispatch>, channel: &str, payload: &str) {
     match channel {
         READY_CHANNEL => dispatch.wake_assigner(),
         CANCEL_CHANNEL => {
             match parse_cancel(payload) {
                 Some((task_id, retry_count, Some(worker_id))) => {
-                    dispatch.cancel(worker_id, task_id, retry_count);
+                    // Only attempts this server pushed cost a query; the check runs beside the loop so a burst of
+                    // cancellations does not hold up the wake-ups behind it.
+                    if let Some(tenant) = dispatch.pushed(worker_id, task_id, retry_count) {
+                        tokio::spawn(verify_and_cancel(
+                            dispatch.clone(),
+                            tenant,
+                            worker_id,
+                            task_id,
+                            retry_count,
+                        ));
+                    } else {
+                        tracing::debug!(%payload, "hatchet_cancel for an attempt this server did not push; ignored");
+                    }
                 }
                 Some((_, _, None)) => {} // a SQL consumer's attempt: no stream to tell
                 None => tracing::warn!(%payload, "malformed hatchet_cancel payload"),
@@ -88,6 +106,26 @@ fn handle(dispatch: &Dispatch, channel: &str, payload: &str) {
             dispatch.wake_assigner();
         }
         _ => {}
+    }
+}
+
+/// Forwards a cancellation once the database confirms the attempt is no longer running.
+async fn verify_and_cancel(
+    dispatch: Arc<Dispatch>,
+    tenant: Uuid,
+    worker_id: Uuid,
+    task_id: Uuid,
+    retry_count: i32,
+) {
+    match db::running_attempt(&dispatch.pool, tenant, task_id).await {
+        Ok(Some(running)) if running == retry_count => {
+            tracing::warn!(%task_id, retry_count, %worker_id, "hatchet_cancel for an attempt that is still running; ignored");
+        }
+        Ok(_) => dispatch.cancel(worker_id, task_id, retry_count),
+        Err(err) => {
+            // Unverified, so not forwarded: the attempt's result will be refused as stale anyway.
+            tracing::warn!(%task_id, error = %err, "cannot verify a hatchet_cancel notification; ignored");
+        }
     }
 }
 

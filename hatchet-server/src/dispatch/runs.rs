@@ -7,7 +7,9 @@
 //! for a cancelled task)
 //! (one `hatchet.finished_runs` call per tenant and look).
 //! A run that is already terminal when subscribed is answered at once. Subscribing twice to one run (the client
-//! re-sends its pending ids on every reconnect) is harmless: each stream gets its answer once.
+//! re-sends its pending ids on every reconnect) is harmless: each stream gets its answer once. One stream may wait
+//! for at most `max_subscriptions_per_stream` runs at once ([`crate::config::ServerConfig`]); the next
+//! subscription ends it with RESOURCE_EXHAUSTED.
 
 use super::Dispatch;
 use crate::db::runs::{self as db, RunTask};
@@ -34,29 +36,52 @@ type EventSender = mpsc::UnboundedSender<Result<WorkflowRunEvent, tonic::Status>
 /// (tenant, run) to the streams waiting for it, each with its stream id.
 type SubscriptionMap = HashMap<(Uuid, Uuid), Vec<(u64, EventSender)>>;
 
+/// Most run ids in one `hatchet.finished_runs` call (the function refuses more than 10,000).
+const FINISHED_RUNS_CHUNK: usize = 5_000;
+
+#[derive(Debug, Default)]
+struct Inner {
+    runs: SubscriptionMap,
+    /// How many runs each stream waits for (for the per-stream cap).
+    per_stream: HashMap<u64, usize>,
+}
+
 /// The subscribed runs of every stream on this server.
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
-    inner: Mutex<SubscriptionMap>,
+    inner: Mutex<Inner>,
     next_id: AtomicU64,
 }
 
 impl Subscriptions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SubscriptionMap> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn add(&self, tenant: Uuid, run: Uuid, stream: u64, tx: &EventSender) {
-        let mut map = self.lock();
-        let subs = map.entry((tenant, run)).or_default();
-        if !subs.iter().any(|(id, _)| *id == stream) {
-            subs.push((stream, tx.clone()));
+    /// Subscribes a stream to a run; false (and nothing changes) if the stream already waits for `cap` runs.
+    fn add(&self, tenant: Uuid, run: Uuid, stream: u64, tx: &EventSender, cap: usize) -> bool {
+        let mut inner = self.lock();
+        let Inner { runs, per_stream } = &mut *inner;
+        let subs = runs.entry((tenant, run)).or_default();
+        if subs.iter().any(|(id, _)| *id == stream) {
+            return true;
         }
+        let count = per_stream.entry(stream).or_default();
+        if *count >= cap {
+            if subs.is_empty() {
+                runs.remove(&(tenant, run));
+            }
+            return false;
+        }
+        *count += 1;
+        subs.push((stream, tx.clone()));
+        true
     }
 
     fn remove_stream(&self, stream: u64) {
-        let mut map = self.lock();
-        map.retain(|_, subs| {
+        let mut inner = self.lock();
+        inner.per_stream.remove(&stream);
+        inner.runs.retain(|_, subs| {
             subs.retain(|(id, _)| *id != stream);
             !subs.is_empty()
         });
@@ -65,19 +90,26 @@ impl Subscriptions {
     /// The subscribed runs, by tenant.
     fn watched(&self) -> HashMap<Uuid, Vec<Uuid>> {
         let mut by_tenant: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
-        for (tenant, run) in self.lock().keys() {
+        for (tenant, run) in self.lock().runs.keys() {
             by_tenant.entry(*tenant).or_default().push(*run);
         }
         by_tenant
     }
 
     fn take(&self, tenant: Uuid, run: Uuid) -> Vec<(u64, EventSender)> {
-        self.lock().remove(&(tenant, run)).unwrap_or_default()
+        let mut inner = self.lock();
+        let taken = inner.runs.remove(&(tenant, run)).unwrap_or_default();
+        for (stream, _) in &taken {
+            if let Some(count) = inner.per_stream.get_mut(stream) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        taken
     }
 
     /// Whether no subscription is open.
     fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().runs.is_empty()
     }
 }
 
@@ -100,7 +132,21 @@ pub(crate) fn subscribe(
             match message {
                 Ok(Some(req)) => match Uuid::parse_str(req.workflow_run_id.trim()) {
                     Ok(run) => {
-                        dispatch.runs.add(tenant, run, stream_id, &tx);
+                        if !dispatch.runs.add(
+                            tenant,
+                            run,
+                            stream_id,
+                            &tx,
+                            dispatch.max_subscriptions,
+                        ) {
+                            let _ = tx.send(Err(tonic::Status::resource_exhausted(format!(
+                                "this stream already waits for {} runs, the most one stream may follow; \
+                                 open another stream or wait for some to finish",
+                                dispatch.max_subscriptions
+                            ))));
+                            dispatch.runs.remove_stream(stream_id);
+                            return;
+                        }
                         dispatch.wake_runs();
                     }
                     // One bad id must not end a stream that multiplexes the whole process's runs.
@@ -158,23 +204,30 @@ pub(crate) async fn run(dispatch: Arc<Dispatch>) {
         if dispatch.runs.is_empty() {
             continue;
         }
-        if let Err(err) = check(&dispatch).await {
-            tracing::warn!(error = %err, "checking subscribed runs failed; retrying");
-        }
+        check(&dispatch).await;
     }
 }
 
-/// One `hatchet.finished_runs` call per tenant: which subscribed runs are finished, with their results.
-async fn check(dispatch: &Dispatch) -> Result<(), sqlx::Error> {
+/// `hatchet.finished_runs` per tenant, in chunks of at most [`FINISHED_RUNS_CHUNK`] ids: which subscribed runs are
+/// finished, with their results. A tenant whose call fails is logged and skipped; the others are still answered.
+async fn check(dispatch: &Dispatch) {
     for (tenant, runs) in dispatch.runs.watched() {
-        for run in db::finished_runs(&dispatch.pool, tenant, &runs).await? {
-            let event = finished_event(run.run_id, &run.tasks);
-            for (_, tx) in dispatch.runs.take(tenant, run.run_id) {
-                let _ = tx.send(Ok(event.clone()));
+        for chunk in runs.chunks(FINISHED_RUNS_CHUNK) {
+            let finished = match db::finished_runs(&dispatch.pool, tenant, chunk).await {
+                Ok(finished) => finished,
+                Err(err) => {
+                    tracing::warn!(%tenant, error = %err, "checking subscribed runs failed for this tenant; retrying");
+                    continue;
+                }
+            };
+            for run in finished {
+                let event = finished_event(run.run_id, &run.tasks);
+                for (_, tx) in dispatch.runs.take(tenant, run.run_id) {
+                    let _ = tx.send(Ok(event.clone()));
+                }
             }
         }
     }
-    Ok(())
 }
 
 /// The FINISHED event of a terminal run: one result per created task, keyed by readable id (`task_name`), with

@@ -152,7 +152,7 @@ pub(crate) async fn put_chunk(
 ) -> Result<(), AppError> {
     ensure_started(dispatch);
     db::streams::put_stream_chunk(
-        &dispatch.pool,
+        &dispatch.requests,
         tenant,
         task_id,
         message,
@@ -225,7 +225,7 @@ async fn run_state(
     tenant: Uuid,
     run: Uuid,
 ) -> Result<RunStreamState, AppError> {
-    Ok(db::streams::run_stream_state(&dispatch.pool, tenant, run).await?)
+    Ok(db::streams::run_stream_state(&dispatch.requests, tenant, run).await?)
 }
 
 /// What has been sent for one task.
@@ -326,7 +326,7 @@ impl Subscription {
         let mut live: Vec<RunStream> = Vec::new();
         loop {
             let runs = db::runs::find_runs_by_metadata(
-                &self.dispatch.pool,
+                &self.dispatch.requests,
                 self.tenant,
                 key,
                 value,
@@ -338,6 +338,12 @@ impl Subscription {
             for (run, created) in runs {
                 newest = newest.max(created);
                 if seen.insert(run) {
+                    if live.len() >= self.dispatch.max_subscriptions {
+                        return Err(tonic::Status::resource_exhausted(format!(
+                            "this stream already follows {} unfinished runs, the most one stream may follow",
+                            self.dispatch.max_subscriptions
+                        )));
+                    }
                     live.push(RunStream::new(run));
                 }
             }
@@ -405,7 +411,7 @@ impl Subscription {
 
         // New chunks, in arrival order.
         let chunks = db::streams::read_stream_chunks(
-            &self.dispatch.pool,
+            &self.dispatch.requests,
             self.tenant,
             stream.run,
             stream.watermark,

@@ -5,7 +5,7 @@
 //! | `Register` | `hatchet.register_worker` with the actions, `slot_config` (or the legacy `slots`) and labels |
 //! | `ListenV2` (and the legacy `Listen`) | the worker's action stream, fed by [`crate::dispatch`] |
 //! | `Heartbeat` | `hatchet.heartbeat`; a worker the extension declared dead while it was alive is registered again |
-//! | `SendStepActionEvent` | STARTED: acknowledgement only; COMPLETED: batched `complete_many`; FAILED: `fail` |
+//! | `SendStepActionEvent` | STARTED: acknowledgement (batched `acknowledge_attempts`); COMPLETED: batched `complete_many`; FAILED: `fail` |
 //! | `RefreshTimeout`, `ReleaseSlot`, `UpsertWorkerLabels` | the matching extension function |
 //! | `Unsubscribe` | `hatchet.deregister_worker`: its running attempts are retried elsewhere |
 //! | `SubscribeToWorkflowRuns` | one FINISHED event per subscribed run, see [`crate::dispatch::runs`] |
@@ -17,7 +17,7 @@
 //! succeeds without changing anything, so the SDK's retries never turn into errors or double effects.
 
 use super::{parse_id, unimplemented};
-use crate::auth::grpc::tenant_of;
+use crate::auth::grpc::{bearer_of, guard_stream, tenant_of};
 use crate::config::ENGINE_VERSION;
 use crate::db::{tasks, workers as db};
 use crate::dispatch::{runs, streams};
@@ -52,7 +52,7 @@ impl DispatcherService {
         ensure_alive(&self.state, tenant, worker_id).await?;
         let stream = self.state.dispatch.connect(tenant, worker_id);
         tracing::debug!(%worker_id, "worker stream opened");
-        Ok(Box::pin(stream))
+        guard_stream(&self.state.auth, &request, Box::pin(stream))
     }
 }
 
@@ -71,7 +71,8 @@ pub(crate) fn labels_json(labels: &HashMap<String, proto::WorkerLabels>) -> Valu
 
 /// Makes sure a worker exists and is in service. A worker the extension reaped (no heartbeat for 30 s, say
 /// after a long pause or a server outage) but that is evidently alive is registered again under its id, with the
-/// actions, slots and labels it had; one that unsubscribed must register anew.
+/// actions, slots and labels it had, and told to cancel the attempts taken from it (they were retried elsewhere);
+/// one that unsubscribed must register anew.
 async fn ensure_alive(state: &AppState, tenant: Uuid, worker_id: Uuid) -> Result<(), AppError> {
     let Some(record) = db::worker(&state.pool, tenant, worker_id).await? else {
         return Err(AppError::NotFound(format!(
@@ -99,6 +100,11 @@ async fn ensure_alive(state: &AppState, tenant: Uuid, worker_id: Uuid) -> Result
         Some(worker_id),
     )
     .await?;
+    let reaped = db::take_reaped_attempts(&state.pool, tenant, worker_id).await?;
+    if !reaped.is_empty() {
+        tracing::info!(%worker_id, attempts = reaped.len(), "cancelling the attempts taken from the returning worker");
+    }
+    state.dispatch.cancel_reaped(tenant, worker_id, &reaped);
     Ok(())
 }
 
@@ -191,7 +197,7 @@ impl Dispatcher for DispatcherService {
         request: Request<proto::SubscribeToWorkflowEventsRequest>,
     ) -> Result<Response<Self::SubscribeToWorkflowEventsStream>, Status> {
         let tenant = tenant_of(&request)?.0;
-        let r = request.into_inner();
+        let r = request.get_ref();
         let dispatch = &self.state.dispatch;
         let stream = match (
             r.workflow_run_id
@@ -211,7 +217,11 @@ impl Dispatcher for DispatcherService {
                 "workflow_run_id, or additional_meta_key and additional_meta_value, are required",
             )),
         };
-        Ok(Response::new(stream))
+        Ok(Response::new(guard_stream(
+            &self.state.auth,
+            &request,
+            stream,
+        )?))
     }
 
     type SubscribeToWorkflowRunsStream = ResponseStream<proto::WorkflowRunEvent>;
@@ -221,8 +231,9 @@ impl Dispatcher for DispatcherService {
         request: Request<Streaming<proto::SubscribeToWorkflowRunsRequest>>,
     ) -> Result<Response<Self::SubscribeToWorkflowRunsStream>, Status> {
         let tenant = tenant_of(&request)?.0;
+        let token = bearer_of(&request)?;
         let stream = runs::subscribe(&self.state.dispatch, tenant, request.into_inner());
-        Ok(Response::new(stream))
+        Ok(Response::new(self.state.auth.guard_stream(&token, stream)))
     }
 
     async fn send_step_action_event(
@@ -240,7 +251,7 @@ impl Dispatcher for DispatcherService {
                 StepActionEventType::StepEventTypeStarted
                 | StepActionEventType::StepEventTypeAcknowledged,
             ) => {
-                dispatch.acknowledge(tenant, worker_id, task_id);
+                dispatch.acknowledge(tenant, worker_id, task_id, retry_count);
             }
             Ok(StepActionEventType::StepEventTypeCompleted) => {
                 let output = parse_output(&event.event_payload)?;
@@ -262,10 +273,37 @@ impl Dispatcher for DispatcherService {
                 )
                 .await
                 {
-                    Ok(_) => self.state.metrics.failures.inc(),
+                    Ok(_) => self
+                        .state
+                        .metrics
+                        .failures
+                        .with_label_values(&[tenant.to_string().as_str()])
+                        .inc(),
                     // Already finished, cancelled or timed out: the resent (or late) FAILED changes nothing.
                     Err(err) => match AppError::from(err) {
                         AppError::FailedPrecondition(_) => {}
+                        // The failure text itself cannot be stored (over hatchet.max_error_bytes, or a NUL byte):
+                        // store a cut, cleaned copy, so the attempt still fails now instead of the SDK sending the
+                        // FAILED again and again until the attempt times out.
+                        AppError::ResourceExhausted(why) | AppError::InvalidArgument(why) => {
+                            let text = storable_failure_text(&event.event_payload, &why);
+                            match tasks::fail(
+                                &self.state.pool,
+                                tenant,
+                                task_id,
+                                retry_count,
+                                &text,
+                                retryable,
+                            )
+                            .await
+                            {
+                                Ok(_) => self.state.metrics.failures.inc(),
+                                Err(err) => match AppError::from(err) {
+                                    AppError::FailedPrecondition(_) => {}
+                                    other => return Err(other.into()),
+                                },
+                            }
+                        }
                         other => return Err(other.into()),
                     },
                 }
@@ -453,5 +491,44 @@ mod tests {
             labels_json(&labels),
             json!({"model": "fancy", "memory": 512})
         );
+    }
+}
+
+/// Bytes of a refused failure text kept when it is stored again (well under the smallest
+/// `hatchet.max_error_bytes`, 2048).
+const FAILURE_TEXT_KEPT: usize = 1024;
+
+/// A failure text Postgres can store: NUL characters removed, cut to [`FAILURE_TEXT_KEPT`] bytes (on a character
+/// boundary), and a note saying why it was cut.
+fn storable_failure_text(text: &str, why: &str) -> String {
+    let clean: String = text.chars().filter(|&c| c != '\0').collect();
+    let mut end = clean.len().min(FAILURE_TEXT_KEPT);
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    let why: String = why.chars().filter(|&c| c != '\0').take(200).collect();
+    format!(
+        "{}\n[failure text shortened by hatchet-server: {why}]",
+        &clean[..end]
+    )
+}
+
+#[cfg(test)]
+mod failure_text_tests {
+    use super::*;
+
+    #[test]
+    fn refused_failure_texts_are_made_storable() {
+        let long = format!("é{}\0tail", "x".repeat(5000));
+        let text = storable_failure_text(&long, "error is 5007 bytes, over the limit");
+        assert!(!text.contains('\0'));
+        assert!(text.len() < 1024 + 100);
+        assert!(text.starts_with("éxxx"));
+        assert!(text.ends_with(
+            "[failure text shortened by hatchet-server: error is 5007 bytes, over the limit]"
+        ));
+        // a cut inside a multi-byte character backs off to its start
+        let accents = "é".repeat(600);
+        assert!(storable_failure_text(&accents, "x").starts_with(&"é".repeat(512)));
     }
 }

@@ -1,5 +1,5 @@
-//! The REST side: Hatchet's HTTP API for the SDKs (under `/api`, bearer-authenticated) plus the public operational
-//! endpoints `/health` and `/metrics`.
+//! The REST side: Hatchet's HTTP API for the SDKs (under `/api`, bearer-authenticated) plus the operational
+//! endpoints `/health` (public, for probes) and `/metrics` (bearer-authenticated, the token's tenant only).
 //!
 //! [`app`] builds the whole router from the state, so tests can drive it with `tower::ServiceExt::oneshot`
 //! without binding a socket. Each resource module exposes a `router()`.
@@ -26,7 +26,7 @@ use axum::Router;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
-        .merge(metrics::router())
+        .merge(metrics::router(&state))
         .nest("/api", api::router(state.clone()))
         .with_state(state)
 }

@@ -12,8 +12,9 @@
 //! Secrets are compared in constant time. An authenticated request becomes an event through
 //! `hatchet.receive_webhook` (`db::webhooks`): key and scope from the webhook's CEL expressions over
 //! `{input: body, headers}`, payload = body with the static payload merged over it, pushed with
-//! `hatchet.push_event`, so it triggers workflows and satisfies waits like any event. Timestamps in the Stripe,
-//! Slack and Svix schemes are part of what is signed but their age is not checked (no replay window). A Slack
+//! `hatchet.push_event`, so it triggers workflows and satisfies waits like any event. The Stripe, Slack and Svix
+//! schemes sign a timestamp: a request whose timestamp is more than five minutes from the server's clock (either
+//! way) is refused with 403 and nothing is stored, so a captured request cannot be replayed later. A Slack
 //! `url_verification` request is answered with its `challenge` once authenticated, and pushes no event.
 
 use super::query::Body;
@@ -241,6 +242,17 @@ async fn receive(
             "the request failed the authentication of webhook \"{name}\""
         )));
     }
+    if let Some(reason) = stale(
+        &stored.source_name,
+        &stored.auth_type,
+        &stored.auth,
+        &headers,
+        Utc::now().timestamp(),
+    ) {
+        return Err(AppError::PermissionDenied(format!(
+            "webhook \"{name}\": {reason}"
+        )));
+    }
     let payload: Value = if body.is_empty() {
         json!({})
     } else {
@@ -353,6 +365,56 @@ fn authenticated(
         }
         _ => false,
     }
+}
+
+/// How far a signed timestamp may be from the server's clock, either way (Stripe's and Svix's own libraries use
+/// five minutes, and Slack recommends it).
+pub const TIMESTAMP_TOLERANCE_SECS: i64 = 300;
+
+/// Why an authenticated request of a scheme with a signed timestamp (HMAC webhooks of the `STRIPE`, `SLACK` and
+/// `SVIX` sources) is refused as a possible replay: its timestamp is missing, not a number, or more than
+/// [`TIMESTAMP_TOLERANCE_SECS`] from `now` (unix seconds). `None` for every other scheme.
+fn stale(
+    source: &str,
+    auth_type: &str,
+    auth: &Value,
+    headers: &HeaderMap,
+    now: i64,
+) -> Option<String> {
+    if auth_type != "HMAC" {
+        return None;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let given = match source {
+        "STRIPE" => header(
+            auth.get("signatureHeaderName")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        )
+        .and_then(|h| {
+            h.split(',')
+                .filter_map(|part| part.trim().split_once('='))
+                .find(|(k, _)| *k == "t")
+                .map(|(_, v)| v)
+        }),
+        "SLACK" => header("x-slack-request-timestamp"),
+        "SVIX" => header("svix-timestamp"),
+        _ => return None,
+    };
+    let Some(ts) = given.and_then(|t| t.trim().parse::<i64>().ok()) else {
+        return Some("the request carries no valid signed timestamp".into());
+    };
+    let skew = now.saturating_sub(ts);
+    if skew.abs() > TIMESTAMP_TOLERANCE_SECS {
+        return Some(format!(
+            "the request's signed timestamp is {} seconds {} the server's clock, more than the {} allowed \
+             (a replayed or delayed request)",
+            skew.abs(),
+            if skew > 0 { "behind" } else { "ahead of" },
+            TIMESTAMP_TOLERANCE_SECS
+        ));
+    }
+    None
 }
 
 /// What an HMAC webhook's sender signed, and the signatures the header offers, by source:
@@ -495,6 +557,50 @@ mod tests {
         // A base64 signature's padding is not an algorithm prefix.
         headers.insert("x-sig", "sha256x=".parse().unwrap());
         assert!(!authenticated("GENERIC", "HMAC", &hmac, &headers, body));
+    }
+
+    #[test]
+    fn signed_timestamps_must_be_recent() {
+        let now = 1_700_000_000;
+        let auth = json!({"signatureHeaderName": "Stripe-Signature"});
+        let mut stripe = HeaderMap::new();
+        let at = |t: i64| format!("t={t},v1=00").parse().unwrap();
+        stripe.insert("stripe-signature", at(now - 299));
+        assert_eq!(stale("STRIPE", "HMAC", &auth, &stripe, now), None);
+        stripe.insert("stripe-signature", at(now + 300));
+        assert_eq!(stale("STRIPE", "HMAC", &auth, &stripe, now), None);
+        stripe.insert("stripe-signature", at(now - 301));
+        assert!(stale("STRIPE", "HMAC", &auth, &stripe, now)
+            .unwrap()
+            .contains("301 seconds behind"));
+        stripe.insert("stripe-signature", at(now + 3600));
+        assert!(stale("STRIPE", "HMAC", &auth, &stripe, now)
+            .unwrap()
+            .contains("ahead of"));
+        stripe.insert("stripe-signature", "v1=00".parse().unwrap());
+        assert!(stale("STRIPE", "HMAC", &auth, &stripe, now).is_some());
+
+        let mut slack = HeaderMap::new();
+        slack.insert("x-slack-request-timestamp", "1699999000".parse().unwrap());
+        assert!(stale("SLACK", "HMAC", &auth, &slack, now).is_some());
+        slack.insert("x-slack-request-timestamp", "1700000010".parse().unwrap());
+        assert_eq!(stale("SLACK", "HMAC", &auth, &slack, now), None);
+
+        let mut svix = HeaderMap::new();
+        svix.insert("svix-timestamp", "nope".parse().unwrap());
+        assert!(stale("SVIX", "HMAC", &auth, &svix, now).is_some());
+        svix.insert("svix-timestamp", "1699999999".parse().unwrap());
+        assert_eq!(stale("SVIX", "HMAC", &auth, &svix, now), None);
+
+        // Schemes without a signed timestamp have no window.
+        assert_eq!(
+            stale("GENERIC", "HMAC", &auth, &HeaderMap::new(), now),
+            None
+        );
+        assert_eq!(
+            stale("STRIPE", "BASIC", &auth, &HeaderMap::new(), now),
+            None
+        );
     }
 
     fn sign_hex(key: &[u8], message: &str) -> String {

@@ -143,6 +143,7 @@ pub fn test_config() -> ServerConfig {
     ServerConfig {
         auth_cache_ttl: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(5),
+        ..ServerConfig::default()
     }
 }
 
