@@ -113,10 +113,11 @@ COMMENT ON FUNCTION hatchet.list_crons(text, uuid) IS 'crons (declared and creat
 -- moving its schedule (Hatchet's "trigger a cron now"). Returns the run id; an unknown cron is 42704.
 CREATE FUNCTION hatchet.trigger_cron(cron_id uuid, tenant_id uuid DEFAULT NULL) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant  uuid := coalesce(trigger_cron.tenant_id, hatchet.default_tenant());
+    p_tenant  uuid := hatchet._tenant(trigger_cron.tenant_id);
     c         hatchet.crons;
     v_version bigint;
 BEGIN

@@ -1334,13 +1334,14 @@ COMMENT ON FUNCTION hatchet.run(uuid, uuid) IS
 CREATE FUNCTION hatchet.run_shape(run_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, readable_id text, step_id uuid, children_step_ids uuid[])
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH r AS (
         SELECT x.tenant_id, x.id, v.external_id AS version
         FROM hatchet.runs x
         JOIN hatchet.workflow_versions v ON v.tenant_id = x.tenant_id AND v.id = x.workflow_version_id
-        WHERE x.tenant_id = coalesce(run_shape.tenant_id, hatchet.default_tenant())
+        WHERE x.tenant_id = hatchet._tenant(run_shape.tenant_id)
           AND x.inserted_at = hatchet.uuid_time(run_shape.run_id) AND x.id = run_shape.run_id
     ), defs AS (
         SELECT d.readable_id, d.parents, md5(r.version::text || ':' || d.readable_id)::uuid AS step_id

@@ -1301,13 +1301,14 @@ $$;
 CREATE OR REPLACE FUNCTION hatchet.run_shape(run_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, readable_id text, step_id uuid, children_step_ids uuid[])
 LANGUAGE sql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH r AS (
         SELECT x.tenant_id, x.id, v.external_id AS version
         FROM hatchet.runs x
         JOIN hatchet.workflow_versions v ON v.tenant_id = x.tenant_id AND v.id = x.workflow_version_id
-        WHERE x.tenant_id = coalesce(run_shape.tenant_id, hatchet.default_tenant())
+        WHERE x.tenant_id = hatchet._tenant(run_shape.tenant_id)
           AND x.inserted_at = hatchet.uuid_time(run_shape.run_id) AND x.id = run_shape.run_id
     ), defs AS (
         SELECT d.readable_id, d.parents, md5(r.version::text || ':' || d.readable_id)::uuid AS step_id
@@ -1327,10 +1328,11 @@ COMMENT ON FUNCTION hatchet.run_shape(uuid, uuid) IS
 
 CREATE OR REPLACE FUNCTION hatchet.trigger_cron(cron_id uuid, tenant_id uuid DEFAULT NULL) RETURNS uuid
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p_tenant  uuid := coalesce(trigger_cron.tenant_id, hatchet.default_tenant());
+    p_tenant  uuid := hatchet._tenant(trigger_cron.tenant_id);
     c         hatchet.crons;
     v_version bigint;
 BEGIN
@@ -1958,6 +1960,11 @@ BEGIN
         FROM done d WHERE d.output IS NOT NULL AND d.output <> '{}'::jsonb
     ), idem AS (
         DELETE FROM hatchet.idempotency_keys k USING done d WHERE k.tenant_id = p_tenant AND k.task_id = d.task_id
+    ), run_keys AS (
+        -- The task of a single-task workflow run is the run (its hot rows carry no run_id): done, it gives back the
+        -- run's STATUS idempotency key. (DAG runs give theirs back in _on_tasks_finished.)
+        DELETE FROM hatchet.run_idempotency_keys k USING done d
+        WHERE k.tenant_id = p_tenant AND d.run_id IS NULL AND k.run_id = d.task_id AND k.until_done
     )
     SELECT count(*), array_agg(d.worker_id), array_agg(d.slot_type), array_agg(d.slot_units),
            array_agg(d.task_id) FILTER (WHERE d.concurrency_key IS NOT NULL),
@@ -2144,6 +2151,8 @@ BEGIN
             VALUES (p_tenant, v_at, p_task, v_rc, 'CANCELLED', cancel.reason, v_run.worker_id, v_run.worker_name,
                     v_run.assigned_at);
             DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_task;
+            DELETE FROM hatchet.run_idempotency_keys k  -- a single-task workflow run (see complete_many)
+            WHERE k.tenant_id = p_tenant AND k.run_id = p_task AND k.until_done;
             -- Whatever gates it held (or waited behind) are given back, and waiters take the room.
             PERFORM hatchet._lock_pending_runs(p_tenant, ARRAY[v_run_id]);
             PERFORM hatchet._release_slots(p_tenant, ARRAY[p_task]);
@@ -3000,6 +3009,7 @@ BEGIN
             PERFORM hatchet._advance(p_tenant, ARRAY[v_fired.task_id], ARRAY[p_run], ARRAY[v_fired.outcome]);
         END IF;
     END LOOP;
+    PERFORM hatchet._release_run_keys(p_tenant, ARRAY[p_run]);
     RETURN n + hatchet._count_cancelled(p_tenant, p_run);
 END
 $$;
@@ -3742,8 +3752,10 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM hatchet.raise_error('unknown_object', ARRAY['webhook', receive_webhook.name]);
     END IF;
-    v_vars := jsonb_build_object('input', coalesce(receive_webhook.body, '{}'),
-                                 'headers', coalesce(receive_webhook.headers, '{}'));
+    event_payload := CASE WHEN jsonb_typeof(receive_webhook.body) = 'object' THEN receive_webhook.body
+                          ELSE jsonb_build_object('body', receive_webhook.body) END
+                     || coalesce(v_hook.static_payload, '{}');
+    v_vars := jsonb_build_object('input', event_payload, 'headers', coalesce(receive_webhook.headers, '{}'));
     v_value := hatchet.cel_eval(v_hook.event_key_expression, v_vars);
     IF jsonb_typeof(v_value) IS DISTINCT FROM 'string' OR v_value #>> '{}' = '' THEN
         PERFORM hatchet.raise_error('invalid_argument',
@@ -3760,10 +3772,8 @@ BEGIN
         END IF;
         event_scope := nullif(v_value #>> '{}', '');
     END IF;
-    event_payload := CASE WHEN jsonb_typeof(receive_webhook.body) = 'object' THEN receive_webhook.body
-                          ELSE jsonb_build_object('body', receive_webhook.body) END
-                     || coalesce(v_hook.static_payload, '{}');
-    event_id := hatchet.push_event(event_key, event_payload, '{}'::jsonb, event_scope, p_tenant);
+    event_id := hatchet.push_event(event_key, event_payload, jsonb_build_object('hatchet__webhook_name', v_hook.name),
+                                   event_scope, p_tenant);
 END
 $$;
 
@@ -4233,8 +4243,8 @@ DECLARE
     c_app      text[] := ARRAY['default_tenant', 'my_tenants', 'enqueue', 'enqueue_many', 'run_workflow', 'schedule',
                                'push_event', 'push_events', 'cancel', 'cancel_run', 'replay_tasks', 'task_status',
                                'task', 'task_events', 'task_logs', 'run_status', 'run', 'run_tasks', 'run_events',
-                               'run_children', 'list_runs', 'finished_runs', 'find_runs_by_metadata', 'list_events',
-                               'read_stream_chunks', 'run_stream_state'];
+                               'run_children', 'run_shape', 'list_runs', 'finished_runs', 'find_runs_by_metadata',
+                               'list_events', 'read_stream_chunks', 'run_stream_state'];
     c_consumer text[] := ARRAY['default_tenant', 'my_tenants', 'dequeue', 'complete', 'complete_many', 'fail',
                                'refresh_timeout', 'running_attempt', 'put_log', 'put_stream_chunk', 'task_status',
                                'task'];
