@@ -18,7 +18,7 @@
 -- hatchet__scheduled_at and hatchet__triggered_by = 'cron'; schedules hatchet__scheduled_at and
 -- hatchet__triggered_by = 'schedule'. hatchet__scheduled_at is the due time in UTC, ISO 8601 with milliseconds.
 --
--- Public: create_cron, delete_cron, list_crons, schedule, delete_schedule, list_schedules.
+-- Public: create_cron, delete_cron, list_crons, trigger_cron, schedule, delete_schedule, list_schedules.
 -- Calls: tenants.sql, options.sql, workflows.sql (_latest_version), runs.sql (_create_run, _satisfy_match).
 
 -- ---------------------------------------------------------------------------------------------------------------------
@@ -108,6 +108,36 @@ AS $$
     ORDER BY w.name, c.name
 $$;
 COMMENT ON FUNCTION hatchet.list_crons(text, uuid) IS 'crons (declared and created through the API), per workflow';
+
+-- Runs a cron's workflow now, once, as a tick would (its input, metadata and priority, the latest version), without
+-- moving its schedule (Hatchet's "trigger a cron now"). Returns the run id; an unknown cron is 42704.
+CREATE FUNCTION hatchet.trigger_cron(cron_id uuid, tenant_id uuid DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant  uuid := hatchet._tenant(trigger_cron.tenant_id);
+    c         hatchet.crons;
+    v_version bigint;
+BEGIN
+    IF trigger_cron.cron_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['cron_id']);
+    END IF;
+    SELECT x.* INTO c FROM hatchet.crons x WHERE x.tenant_id = p_tenant AND x.id = trigger_cron.cron_id;
+    IF NOT FOUND THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['cron', trigger_cron.cron_id::text]);
+    END IF;
+    SELECT v.id INTO v_version FROM hatchet.workflow_versions v
+    WHERE v.tenant_id = p_tenant AND v.workflow_id = c.workflow_id ORDER BY v.id DESC LIMIT 1;
+    RETURN hatchet._create_run(p_tenant, v_version, c.input,
+        hatchet._clean_metadata(c.additional_metadata) || jsonb_build_object(
+            'hatchet__cron_name', c.name, 'hatchet__cron_expression', c.expression, 'hatchet__triggered_by', 'cron'),
+        c.priority, 'cron');
+END
+$$;
+COMMENT ON FUNCTION hatchet.trigger_cron(uuid, uuid) IS
+    'run a cron''s workflow once now, with the cron''s input and metadata; its schedule is unchanged; returns the run id';
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Schedules

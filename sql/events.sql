@@ -25,6 +25,31 @@ AS $$
                p_pattern, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%')
 $$;
 
+-- Creates a run an event triggers. A workflow with an idempotency config can refuse it (another run holds the key, or
+-- the key expression fails on this payload): then no run is created and the push goes on, as in Hatchet.
+CREATE FUNCTION hatchet._create_event_run(p_tenant uuid, p_workflow text, p_version bigint, p_payload jsonb,
+                                          p_metadata jsonb, p_priority integer, p_triggers jsonb DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hatchet.workflow_versions v
+                   WHERE v.tenant_id = p_tenant AND v.id = p_version AND v.definition ? 'idempotency') THEN
+        RETURN hatchet._create_run(p_tenant, p_version, p_payload, p_metadata, p_priority, 'event', p_triggers);
+    END IF;
+    -- Only workflows with a key pay for this block's subtransaction.
+    BEGIN
+        RETURN hatchet._create_run(p_tenant, p_version, p_payload, p_metadata, p_priority, 'event', p_triggers);
+    EXCEPTION WHEN unique_violation OR invalid_parameter_value THEN
+        IF SQLSTATE = '22023' THEN
+            RAISE WARNING 'pg_hatchet: an event did not trigger a run of workflow "%": %', p_workflow, SQLERRM;
+        END IF;
+        RETURN NULL;
+    END;
+END
+$$;
+
 -- The one path for events, in order: each element {key, payload, additional_metadata, scope, priority} already valid.
 CREATE FUNCTION hatchet._push_events(p_tenant uuid, p_events jsonb) RETURNS uuid[]
 LANGUAGE plpgsql
@@ -94,7 +119,7 @@ BEGIN
             ORDER BY w.id
         LOOP
             IF NOT v_wf.has_filters THEN
-                PERFORM hatchet._create_run(p_tenant, v_wf.version_id, v_payload, v_run_meta, v_prio, 'event');
+                PERFORM hatchet._create_event_run(p_tenant, v_wf.name, v_wf.version_id, v_payload, v_run_meta, v_prio);
                 CONTINUE;
             END IF;
             FOR v_filter IN
@@ -110,8 +135,8 @@ BEGIN
                     RAISE WARNING 'pg_hatchet: a filter of workflow "%" (scope "%") did not trigger a run: %',
                         v_wf.name, v_scope, v_cel.error;
                 ELSIF v_cel.ok THEN
-                    PERFORM hatchet._create_run(p_tenant, v_wf.version_id, v_payload, v_run_meta, v_prio, 'event',
-                                                jsonb_build_object('filter_payload', v_filter.payload));
+                    PERFORM hatchet._create_event_run(p_tenant, v_wf.name, v_wf.version_id, v_payload, v_run_meta,
+                                                      v_prio, jsonb_build_object('filter_payload', v_filter.payload));
                 END IF;
             END LOOP;
         END LOOP;

@@ -27,8 +27,8 @@
 -- The reads take the tenant and only ever return that tenant's rows; task timelines are read through
 -- hatchet.task_events() (never the table), so how events are stored can change underneath.
 --
--- Public: run_workflow, cancel_run, replay_tasks, run_status, run_tasks, run_events, run, list_runs, run_children,
--- finished_runs, find_runs_by_metadata.
+-- Public: run_workflow, cancel_run, replay_tasks, run_status, run_tasks, run_events, run, run_shape, list_runs,
+-- run_children, finished_runs, find_runs_by_metadata.
 -- Calls: tenants.sql, options.sql, tasks.sql (creating, cancelling and reading tasks), flow_control.sql (_admit,
 -- _release_slots), workflows.sql (_latest_version).
 
@@ -702,6 +702,7 @@ BEGIN
                               WHERE q.tenant_id = p_tenant AND q.task_id = t.id)));
         PERFORM hatchet._release_slots(p_tenant, ARRAY[v_run]);
     END LOOP;
+    PERFORM hatchet._release_run_keys(p_tenant, p_run_ids);
 END
 $$;
 COMMENT ON FUNCTION hatchet._on_tasks_finished(uuid, uuid[], uuid[], text) IS
@@ -773,7 +774,73 @@ $$;
 -- Creating runs
 -- ---------------------------------------------------------------------------------------------------------------------
 
+-- Claims the idempotency key of a new run p_run of a workflow with an idempotency config (Hatchet's
+-- ClaimIdempotencyKeys): the key is the config's CEL expression over the run's input and metadata; the run holds it
+-- for ttl_ms, or until it finishes when the method is STATUS (hatchet._release_run_keys). A key another run holds
+-- refuses the trigger: SQLSTATE 23505, with the id of the holding run as the error's detail. A key expression that
+-- fails or gives no string is 22023. Each claim also removes a few expired keys of the tenant, so keys that are never
+-- claimed again do not pile up.
+CREATE FUNCTION hatchet._claim_run_key(p_tenant uuid, p_config jsonb, p_input jsonb, p_metadata jsonb, p_run uuid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now    timestamptz := clock_timestamp();
+    v_res    jsonb;
+    v_key    text;
+    v_holder uuid;
+BEGIN
+    v_res := hatchet.cel_try(p_config->>'expression',
+                             jsonb_build_object('input', p_input, 'additional_metadata', p_metadata));
+    IF v_res ? 'error' OR jsonb_typeof(v_res->'value') IS DISTINCT FROM 'string' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('idempotency key expression "%s" failed: %s',
+            p_config->>'expression', coalesce(v_res->>'error', 'it must evaluate to a string'))]);
+    END IF;
+    v_key := v_res->>'value';
+    DELETE FROM hatchet.run_idempotency_keys k
+    WHERE k.tenant_id = p_tenant AND (k.tenant_id, k.key) IN (
+        SELECT x.tenant_id, x.key FROM hatchet.run_idempotency_keys x
+        WHERE x.tenant_id = p_tenant AND x.expires_at <= v_now AND x.key <> v_key
+        ORDER BY x.expires_at LIMIT 10 FOR UPDATE SKIP LOCKED);
+    -- A held key is locked but left alone (the WHERE fails), so RETURNING gives nothing: then it is a collision.
+    INSERT INTO hatchet.run_idempotency_keys AS k (tenant_id, key, run_id, expires_at, until_done)
+    VALUES (p_tenant, v_key, p_run, v_now + make_interval(secs => (p_config->>'ttl_ms')::bigint / 1000.0),
+            p_config->>'method' = 'STATUS')
+    ON CONFLICT ON CONSTRAINT run_idempotency_keys_pkey DO UPDATE
+    SET run_id = EXCLUDED.run_id, expires_at = EXCLUDED.expires_at, until_done = EXCLUDED.until_done
+    WHERE k.expires_at <= v_now
+    RETURNING k.run_id INTO v_holder;
+    IF v_holder IS NULL THEN
+        SELECT k.run_id INTO v_holder FROM hatchet.run_idempotency_keys k
+        WHERE k.tenant_id = p_tenant AND k.key = v_key;
+        PERFORM hatchet.raise_error('idempotency_collision', ARRAY[v_key, v_holder::text]);
+    END IF;
+END
+$$;
+
+-- Gives back the STATUS-method idempotency keys of the runs among p_runs that have finished (nothing queued, running,
+-- waiting or pending), so the next trigger with the key runs at once (Hatchet's ReleaseIdempotencyKeys).
+CREATE FUNCTION hatchet._release_run_keys(p_tenant uuid, p_runs uuid[]) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM hatchet.run_idempotency_keys k
+    WHERE k.tenant_id = p_tenant AND k.run_id = ANY (p_runs) AND k.until_done
+      AND NOT EXISTS (SELECT 1 FROM hatchet.matches x WHERE x.tenant_id = p_tenant AND x.run_id = k.run_id)
+      AND NOT EXISTS (
+          SELECT 1 FROM hatchet.tasks t
+          WHERE t.tenant_id = p_tenant AND t.run_id = k.run_id AND t.inserted_at >= hatchet.uuid_time(k.run_id)
+            AND (EXISTS (SELECT 1 FROM hatchet.ready_queue q WHERE q.tenant_id = p_tenant AND q.task_id = t.id)
+                 OR EXISTS (SELECT 1 FROM hatchet.running q WHERE q.tenant_id = p_tenant AND q.task_id = t.id)
+                 OR EXISTS (SELECT 1 FROM hatchet.delayed_queue q WHERE q.tenant_id = p_tenant AND q.task_id = t.id)
+                 OR EXISTS (SELECT 1 FROM hatchet.concurrency_queue q
+                            WHERE q.tenant_id = p_tenant AND q.task_id = t.id)))
+$$;
+
 -- Creates a run of a workflow version: the runs row, its root tasks queued, a pending match for every other task.
+-- A workflow with an idempotency config first claims the run's key (hatchet._claim_run_key: 23505 while another run
+-- holds it).
 CREATE FUNCTION hatchet._create_run(
     p_tenant uuid, p_version bigint, p_input jsonb, p_metadata jsonb, p_priority integer, p_triggered_by text,
     p_triggers jsonb DEFAULT NULL, p_parent_task_id uuid DEFAULT NULL, p_child_index integer DEFAULT NULL,
@@ -789,7 +856,13 @@ DECLARE
     v_single boolean;
     v_now    timestamptz := clock_timestamp();
     v_place  jsonb := '{}';
+    v_idem   jsonb;
 BEGIN
+    SELECT v.definition->'idempotency' INTO v_idem
+    FROM hatchet.workflow_versions v WHERE v.tenant_id = p_tenant AND v.id = p_version;
+    IF v_idem IS NOT NULL THEN
+        PERFORM hatchet._claim_run_key(p_tenant, v_idem, p_input, p_metadata, v_id);
+    END IF;
     INSERT INTO hatchet.runs (tenant_id, inserted_at, id, workflow_version_id, input, additional_metadata, priority,
                               parent_task_id, child_index, child_key, triggered_by)
     SELECT p_tenant, hatchet.uuid_time(v_id), v_id, p_version, p_input, p_metadata,
@@ -941,6 +1014,7 @@ BEGIN
             PERFORM hatchet._advance(p_tenant, ARRAY[v_fired.task_id], ARRAY[p_run], ARRAY[v_fired.outcome]);
         END IF;
     END LOOP;
+    PERFORM hatchet._release_run_keys(p_tenant, ARRAY[p_run]);
     RETURN n + hatchet._count_cancelled(p_tenant, p_run);
 END
 $$;
@@ -1253,6 +1327,37 @@ END
 $$;
 COMMENT ON FUNCTION hatchet.run(uuid, uuid) IS
     'one run (or a task enqueued on its own) with status, workflow and number of spawned child runs; no row if unknown';
+
+-- The shape of a run (Hatchet's WorkflowRunShapeItem): one row per task the run has created, with a step id for its
+-- task definition and the step ids of the tasks that list it as a parent. Step ids are stable per workflow version
+-- and readable id (an md5 of both, as a uuid), since task definitions have bigint keys.
+CREATE FUNCTION hatchet.run_shape(run_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, readable_id text, step_id uuid, children_step_ids uuid[])
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH r AS (
+        SELECT x.tenant_id, x.id, v.external_id AS version
+        FROM hatchet.runs x
+        JOIN hatchet.workflow_versions v ON v.tenant_id = x.tenant_id AND v.id = x.workflow_version_id
+        WHERE x.tenant_id = hatchet._tenant(run_shape.tenant_id)
+          AND x.inserted_at = hatchet.uuid_time(run_shape.run_id) AND x.id = run_shape.run_id
+    ), defs AS (
+        SELECT d.readable_id, d.parents, md5(r.version::text || ':' || d.readable_id)::uuid AS step_id
+        FROM r JOIN hatchet.task_definitions d ON d.tenant_id = r.tenant_id
+        JOIN hatchet.workflow_versions v ON v.tenant_id = d.tenant_id AND v.id = d.workflow_version_id
+        WHERE v.external_id = r.version
+    )
+    SELECT t.id, t.readable_id, p.step_id,
+           ARRAY(SELECT c.step_id FROM defs c WHERE p.readable_id = ANY (c.parents) ORDER BY c.readable_id)
+    FROM r
+    JOIN hatchet.tasks t ON t.tenant_id = r.tenant_id AND t.run_id = r.id AND t.inserted_at >= hatchet.uuid_time(r.id)
+    JOIN defs p ON p.readable_id = t.readable_id
+    ORDER BY t.inserted_at, t.id
+$$;
+COMMENT ON FUNCTION hatchet.run_shape(uuid, uuid) IS
+    'the created tasks of a run with stable step ids and the step ids of their children (Hatchet''s run shape)';
 
 -- Workflow runs matching a filter, newest first, one page of them, each with the number of runs matching in all.
 CREATE FUNCTION hatchet.list_runs(

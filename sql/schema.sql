@@ -449,6 +449,24 @@ CREATE TABLE hatchet.idempotency_keys (
 CREATE INDEX idempotency_keys_task_idx ON hatchet.idempotency_keys (tenant_id, task_id);
 COMMENT ON TABLE hatchet.idempotency_keys IS 'keys of unfinished tasks; a repeated enqueue with one returns the existing task';
 
+-- Hatchet's workflow-level idempotency: a workflow whose definition has `idempotency` {expression, ttl_ms, method}
+-- claims the key its expression gives for each new run; while another run holds the key (until expires_at), the
+-- trigger is refused. One key space per tenant, shared by all workflows, as in Hatchet. Expired rows are taken over
+-- by the next claim of their key, and each claim removes a few other expired ones.
+CREATE TABLE hatchet.run_idempotency_keys (
+    tenant_id   uuid        NOT NULL,
+    key         text        NOT NULL,
+    run_id      uuid        NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    -- method STATUS: the key is also given back as soon as its run finishes (TTL: only by expiring)
+    until_done  boolean     NOT NULL,
+    CONSTRAINT run_idempotency_keys_pkey PRIMARY KEY (tenant_id, key)
+);
+CREATE INDEX run_idempotency_keys_run_idx ON hatchet.run_idempotency_keys (tenant_id, run_id);
+CREATE INDEX run_idempotency_keys_expires_idx ON hatchet.run_idempotency_keys (tenant_id, expires_at);
+COMMENT ON TABLE hatchet.run_idempotency_keys IS
+    'idempotency keys claimed by workflow runs (a workflow''s idempotency config); a trigger whose key is held is refused';
+
 -- Pending work that waits on something other than a worker: DAG children whose parents are not done, condition
 -- waits (sleep, user event, parent output) and durable waits. Evaluated by the match engine.
 CREATE TABLE hatchet.matches (

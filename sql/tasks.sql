@@ -720,6 +720,11 @@ BEGIN
         FROM done d WHERE d.output IS NOT NULL AND d.output <> '{}'::jsonb
     ), idem AS (
         DELETE FROM hatchet.idempotency_keys k USING done d WHERE k.tenant_id = p_tenant AND k.task_id = d.task_id
+    ), run_keys AS (
+        -- The task of a single-task workflow run is the run (its hot rows carry no run_id): done, it gives back the
+        -- run's STATUS idempotency key. (DAG runs give theirs back in _on_tasks_finished.)
+        DELETE FROM hatchet.run_idempotency_keys k USING done d
+        WHERE k.tenant_id = p_tenant AND d.run_id IS NULL AND k.run_id = d.task_id AND k.until_done
     )
     SELECT count(*), array_agg(d.worker_id), array_agg(d.slot_type), array_agg(d.slot_units),
            array_agg(d.task_id) FILTER (WHERE d.concurrency_key IS NOT NULL),
@@ -839,6 +844,8 @@ BEGIN
     VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count, 'FAILED', p_run.worker_id,
             p_run.worker_name, p_error, p_run.assigned_at);
     DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_run.task_id;
+    DELETE FROM hatchet.run_idempotency_keys k  -- a single-task workflow run (see complete_many)
+    WHERE k.tenant_id = p_tenant AND k.run_id = p_run.task_id AND k.until_done;
     IF p_run.run_id IS NOT NULL THEN
         PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_run.task_id], ARRAY[p_run.run_id], 'FAILED');
     END IF;
@@ -995,6 +1002,8 @@ BEGIN
             VALUES (p_tenant, v_at, p_task, v_rc, 'CANCELLED', cancel.reason, v_run.worker_id, v_run.worker_name,
                     v_run.assigned_at);
             DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_task;
+            DELETE FROM hatchet.run_idempotency_keys k  -- a single-task workflow run (see complete_many)
+            WHERE k.tenant_id = p_tenant AND k.run_id = p_task AND k.until_done;
             -- Whatever gates it held (or waited behind) are given back, and waiters take the room.
             PERFORM hatchet._lock_pending_runs(p_tenant, ARRAY[v_run_id]);
             PERFORM hatchet._release_slots(p_tenant, ARRAY[p_task]);

@@ -182,9 +182,11 @@ $$;
 COMMENT ON FUNCTION hatchet.find_webhooks(uuid, text[], text[], integer, integer) IS
     'a page of a tenant''s webhooks by name and source, with the total count (includes the auth secrets)';
 
--- The receiving side, after the caller checked the request's authentication: the event key (and scope) from the
--- webhook's CEL expressions over {input: body, headers}, the payload = body with the static payload merged over it,
--- pushed like any event. Returns the event id, key, scope and payload.
+-- The receiving side, after the caller checked the request's authentication: the payload = body with the static
+-- payload merged over it, the event key (and scope) from the webhook's CEL expressions over {input: payload,
+-- headers} (so they can use static values, as in Hatchet), pushed like any event with the webhook's name in the
+-- engine's metadata key hatchet__webhook_name (the REST API's triggeringWebhookName). Returns the event id, key,
+-- scope and payload.
 CREATE FUNCTION hatchet.receive_webhook(
     name      text,
     body      jsonb,
@@ -209,8 +211,10 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM hatchet.raise_error('unknown_object', ARRAY['webhook', receive_webhook.name]);
     END IF;
-    v_vars := jsonb_build_object('input', coalesce(receive_webhook.body, '{}'),
-                                 'headers', coalesce(receive_webhook.headers, '{}'));
+    event_payload := CASE WHEN jsonb_typeof(receive_webhook.body) = 'object' THEN receive_webhook.body
+                          ELSE jsonb_build_object('body', receive_webhook.body) END
+                     || coalesce(v_hook.static_payload, '{}');
+    v_vars := jsonb_build_object('input', event_payload, 'headers', coalesce(receive_webhook.headers, '{}'));
     v_value := hatchet.cel_eval(v_hook.event_key_expression, v_vars);
     IF jsonb_typeof(v_value) IS DISTINCT FROM 'string' OR v_value #>> '{}' = '' THEN
         PERFORM hatchet.raise_error('invalid_argument',
@@ -227,11 +231,9 @@ BEGIN
         END IF;
         event_scope := nullif(v_value #>> '{}', '');
     END IF;
-    event_payload := CASE WHEN jsonb_typeof(receive_webhook.body) = 'object' THEN receive_webhook.body
-                          ELSE jsonb_build_object('body', receive_webhook.body) END
-                     || coalesce(v_hook.static_payload, '{}');
-    event_id := hatchet.push_event(event_key, event_payload, '{}'::jsonb, event_scope, p_tenant);
+    event_id := hatchet.push_event(event_key, event_payload, jsonb_build_object('hatchet__webhook_name', v_hook.name),
+                                   event_scope, p_tenant);
 END
 $$;
 COMMENT ON FUNCTION hatchet.receive_webhook(text, jsonb, jsonb, uuid) IS
-    'turn an (authenticated) incoming webhook request into an event: key and scope from CEL, body + static payload';
+    'turn an (authenticated) incoming webhook request into an event: body + static payload, key and scope from CEL';

@@ -401,6 +401,7 @@ DECLARE
     v_prio     integer;
     v_cron     text;
     v_crons    text[];
+    v_idem     jsonb;
 BEGIN
     IF jsonb_typeof(p_def) IS DISTINCT FROM 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['a workflow definition must be a JSON object']);
@@ -490,6 +491,25 @@ BEGIN
         PERFORM hatchet.check_cron(v_cron);
     END LOOP;
 
+    -- Workflow-level idempotency (Hatchet's IdempotencyConfig): the CEL expression giving a run's key, how long a run
+    -- holds it, and whether a finished run gives it back at once (STATUS) or only time does (TTL, the default).
+    IF jsonb_typeof(p_def->'idempotency') = 'object' THEN
+        v_idem := p_def->'idempotency';
+        IF coalesce(v_idem->>'expression', '') = '' THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[v_name, 'idempotency needs a key expression']);
+        END IF;
+        PERFORM hatchet.cel_check(v_idem->>'expression');
+        IF jsonb_typeof(v_idem->'ttl_ms') IS DISTINCT FROM 'number' OR (v_idem->>'ttl_ms') !~ '^[0-9]{1,15}$'
+           OR (v_idem->>'ttl_ms')::bigint = 0 THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[v_name,
+                format('idempotency ttl_ms must be a positive number of milliseconds, not %s',
+                       coalesce(v_idem->'ttl_ms', 'null'))]);
+        END IF;
+        v_idem := jsonb_build_object('expression', v_idem->>'expression', 'ttl_ms', (v_idem->>'ttl_ms')::bigint,
+            'method', coalesce(hatchet._enum_name(v_idem->'method', ARRAY['TTL', 'STATUS'], 'idempotency method',
+                                                  v_name), 'TTL'));
+    END IF;
+
     RETURN jsonb_strip_nulls(jsonb_build_object(
         'name', v_name,
         'version', coalesce(p_def->>'version', ''),
@@ -502,7 +522,8 @@ BEGIN
         'concurrency', v_conc,
         'sticky', hatchet._enum_name(p_def->'sticky', ARRAY['SOFT', 'HARD'], 'sticky', v_name),
         'default_priority', v_prio,
-        'default_filters', v_filters));
+        'default_filters', v_filters,
+        'idempotency', v_idem));
 END
 $$;
 

@@ -8,6 +8,7 @@
 //! | 22023, 22004, 22P02, 22007, 22008, 2201B, 22003 | bad or missing argument | 400 | INVALID_ARGUMENT |
 //! | 22P05, 22021 | unstorable input (a `\u0000` in JSON, a NUL byte in text) | 400 | INVALID_ARGUMENT |
 //! | 42704, P0002 | unknown task / workflow / tenant | 404 | NOT_FOUND |
+//! | 23505 with a run id as the detail | another run holds the workflow's idempotency key | 409 | ALREADY_EXISTS "idempotency key collision", with Hatchet's `IdempotencyCollisionError` as the status detail |
 //! | 23505, 42710 | duplicate (unique violation, object exists) | 409 | ALREADY_EXISTS |
 //! | 55000 | stale attempt or wrong state | 409 | FAILED_PRECONDITION |
 //! | 54000 | payload over the limit | 413 | RESOURCE_EXHAUSTED |
@@ -20,7 +21,14 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use prost::Message;
 use serde_json::json;
+use uuid::Uuid;
+
+use crate::proto::v1;
+
+/// The message of an idempotency collision; the SDK recognises the error by it (and by ALREADY_EXISTS).
+const IDEMPOTENCY_COLLISION: &str = "idempotency key collision";
 
 /// An error a request handler can return, already classified for the client.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +48,20 @@ pub enum AppError {
     /// The resource already exists.
     #[error("{0}")]
     AlreadyExists(String),
+    /// A trigger refused because another run holds the workflow's idempotency key.
+    #[error("{IDEMPOTENCY_COLLISION}")]
+    IdempotencyCollision {
+        /// The run holding the key.
+        existing: Uuid,
+    },
+    /// A bulk trigger some of whose runs were refused for their idempotency keys.
+    #[error("{IDEMPOTENCY_COLLISION}")]
+    BulkIdempotencyCollision {
+        /// The runs that did start (and stay started).
+        started: Vec<Uuid>,
+        /// For each refused trigger, the run holding its key.
+        collisions: Vec<Uuid>,
+    },
     /// The resource is not in a state that allows the operation (a stale attempt, for example).
     #[error("{0}")]
     FailedPrecondition(String),
@@ -70,7 +92,10 @@ impl AppError {
             AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             AppError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::AlreadyExists(_) | AppError::FailedPrecondition(_) => StatusCode::CONFLICT,
+            AppError::AlreadyExists(_)
+            | AppError::IdempotencyCollision { .. }
+            | AppError::BulkIdempotencyCollision { .. }
+            | AppError::FailedPrecondition(_) => StatusCode::CONFLICT,
             AppError::ResourceExhausted(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -85,7 +110,9 @@ impl AppError {
             AppError::Unauthenticated(_) => tonic::Code::Unauthenticated,
             AppError::PermissionDenied(_) => tonic::Code::PermissionDenied,
             AppError::NotFound(_) => tonic::Code::NotFound,
-            AppError::AlreadyExists(_) => tonic::Code::AlreadyExists,
+            AppError::AlreadyExists(_)
+            | AppError::IdempotencyCollision { .. }
+            | AppError::BulkIdempotencyCollision { .. } => tonic::Code::AlreadyExists,
             AppError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
             AppError::ResourceExhausted(_) => tonic::Code::ResourceExhausted,
             AppError::Unimplemented(_) => tonic::Code::Unimplemented,
@@ -128,6 +155,11 @@ impl From<sqlx::Error> for AppError {
                     // Input Postgres cannot store: resending it can never succeed, so it is the client's error.
                     code if UNSTORABLE.contains(&code) => AppError::InvalidArgument(message),
                     code if NOT_FOUND.contains(&code) => AppError::NotFound(message),
+                    "23505" if idempotency_holder(&err).is_some() => {
+                        AppError::IdempotencyCollision {
+                            existing: idempotency_holder(&err).unwrap_or_default(),
+                        }
+                    }
                     "23505" | "42710" => AppError::AlreadyExists(message),
                     "55000" => AppError::FailedPrecondition(message),
                     "54000" => AppError::ResourceExhausted(message),
@@ -147,10 +179,84 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// The run holding the idempotency key a trigger was refused for: `hatchet._claim_run_key` raises 23505 with that
+/// run's id as the detail (other unique violations carry no such detail).
+pub(crate) fn idempotency_holder(err: &sqlx::Error) -> Option<Uuid> {
+    let sqlx::Error::Database(db) = err else {
+        return None;
+    };
+    if db.code().as_deref() != Some("23505") {
+        return None;
+    }
+    let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    Uuid::parse_str(pg.detail()?).ok()
+}
+
+/// `google.rpc.Status`: what a gRPC error carries in its `grpc-status-details-bin` trailer, which the SDK unpacks
+/// for an idempotency collision.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types::Any>,
+}
+
+/// A gRPC error with one detail message (`type.googleapis.com/v1.<name>`), as Hatchet sends its collisions.
+fn status_with_detail(
+    code: tonic::Code,
+    message: &str,
+    name: &str,
+    detail: Vec<u8>,
+) -> tonic::Status {
+    let status = RpcStatus {
+        code: code as i32,
+        message: message.to_owned(),
+        details: vec![prost_types::Any {
+            type_url: format!("type.googleapis.com/v1.{name}"),
+            value: detail,
+        }],
+    };
+    tonic::Status::with_details(code, message, status.encode_to_vec().into())
+}
+
+fn collision(existing: &Uuid) -> v1::IdempotencyCollisionError {
+    v1::IdempotencyCollisionError {
+        existing_run_external_id: existing.to_string(),
+        colliding_run_external_id: String::new(),
+    }
+}
+
 impl From<AppError> for tonic::Status {
     fn from(err: AppError) -> Self {
         let code = err.grpc_code();
-        tonic::Status::new(code, err.client_message())
+        match &err {
+            AppError::IdempotencyCollision { existing } => status_with_detail(
+                code,
+                IDEMPOTENCY_COLLISION,
+                "IdempotencyCollisionError",
+                collision(existing).encode_to_vec(),
+            ),
+            AppError::BulkIdempotencyCollision {
+                started,
+                collisions,
+            } => status_with_detail(
+                code,
+                IDEMPOTENCY_COLLISION,
+                "BulkTriggerIdempotencyCollisionError",
+                v1::BulkTriggerIdempotencyCollisionError {
+                    successful_workflow_run_external_ids: started
+                        .iter()
+                        .map(Uuid::to_string)
+                        .collect(),
+                    collisions: collisions.iter().map(collision).collect(),
+                }
+                .encode_to_vec(),
+            ),
+            _ => tonic::Status::new(code, err.client_message()),
+        }
     }
 }
 

@@ -58,6 +58,10 @@ pub(crate) enum HatchetError {
     /// An object with this name already exists (a cron name within its workflow, ...).
     #[error("{kind} \"{name}\" already exists")]
     DuplicateObject { kind: String, name: String },
+    /// A trigger of a workflow with an idempotency config whose key another run holds. The detail is the id of
+    /// that run alone, so a client can report it (Hatchet's `IdempotencyCollisionError.existing_run_external_id`).
+    #[error("idempotency key \"{key}\" is held by run \"{run}\"")]
+    IdempotencyCollision { key: String, run: String },
     /// The calling role is not bound to the tenant it names (`hatchet.grant_tenant`, docs/security.md).
     #[error("role \"{role}\" may not act for tenant \"{tenant}\"")]
     TenantNotGranted { role: String, tenant: String },
@@ -103,6 +107,7 @@ impl HatchetError {
             }
             HatchetError::UnknownWorkflowTask { .. } => ERRCODE_UNDEFINED_OBJECT,
             HatchetError::DuplicateObject { .. } => ERRCODE_DUPLICATE_OBJECT,
+            HatchetError::IdempotencyCollision { .. } => ERRCODE_UNIQUE_VIOLATION,
             HatchetError::TenantNotGranted { .. } | HatchetError::NoTenant { .. } => {
                 ERRCODE_INSUFFICIENT_PRIVILEGE
             }
@@ -117,6 +122,7 @@ impl HatchetError {
                 Some(detail.clone())
             }
             HatchetError::InvalidCron(_, why) => Some(why.clone()),
+            HatchetError::IdempotencyCollision { run, .. } => Some(run.clone()),
             _ => None,
         }
     }
@@ -186,6 +192,7 @@ pub(crate) fn raise_error(kind: &str, args: default!(Vec<Option<String>>, "'{}'"
         "unknown_workflow_task" => fields!(UnknownWorkflowTask: workflow, task, detail),
         "invalid_cron" => HatchetError::InvalidCron(next(), next()),
         "duplicate_object" => fields!(DuplicateObject: kind, name),
+        "idempotency_collision" => fields!(IdempotencyCollision: key, run),
         other => {
             ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,

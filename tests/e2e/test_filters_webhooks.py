@@ -207,6 +207,36 @@ def test_basic_auth_webhook_triggers_a_workflow(hooks):
     hatchet.webhooks.delete(name)
 
 
+def test_a_webhook_event_names_its_webhook_and_expressions_see_the_static_payload(hooks):
+    # Hatchet's examples/webhooks find the event by `triggering_webhook_name`, and examples/webhook_with_scope
+    # evaluate the key and scope expressions over the body with the static payload merged in.
+    from hatchet_sdk.clients.rest.models.v1_webhook_api_key_auth import V1WebhookAPIKeyAuth
+    from hatchet_sdk.clients.rest.models.v1_webhook_source_name import V1WebhookSourceName
+
+    hatchet, _, _, server = hooks
+    name = f"e2e-static-{uuid.uuid4().hex[:8]}"
+    kind = uuid.uuid4().hex[:8]
+    hatchet.webhooks.create(source_name=V1WebhookSourceName.GENERIC, name=name,
+                            event_key_expression="'e2e:hook:' + input.kind", scope_expression="input.customer",
+                            auth=V1WebhookAPIKeyAuth(headerName="X-Api-Key", apiKey="k3y"),
+                            static_payload={"kind": kind, "customer": "cust-1", "source": "static"})
+    status, resp = post(server, hatchet.tenant_id, name, json.dumps({"source": "body", "n": 2}).encode(),
+                        {"X-Api-Key": "k3y"})
+    assert status == 200, resp
+    assert resp["event"]["key"] == f"e2e:hook:{kind}"
+    events = hatchet.event.list(keys=[f"e2e:hook:{kind}"]).rows
+    assert len(events) == 1
+    event = events[0]
+    assert event.triggering_webhook_name == name
+    assert event.scope == "cust-1"
+    assert event.payload == {"kind": kind, "customer": "cust-1", "source": "static", "n": 2}
+    # A pushed event names no webhook.
+    pushed = hatchet.event.push(f"e2e:hook:{kind}", {"n": 3})
+    plain = [e for e in hatchet.event.list(keys=[f"e2e:hook:{kind}"]).rows if e.metadata.id == pushed.event_id]
+    assert plain[0].triggering_webhook_name is None
+    hatchet.webhooks.delete(name)
+
+
 @pytest.mark.parametrize("algorithm,encoding", [("SHA256", "HEX"), ("SHA1", "BASE64"), ("SHA512", "BASE64URL")])
 def test_hmac_webhook_checks_the_signature(hooks, algorithm, encoding):
     from hatchet_sdk.clients.rest.models.v1_webhook_hmac_algorithm import V1WebhookHMACAlgorithm

@@ -6,6 +6,8 @@
 * `runs.get_details` of a running DAG lists only the tasks created so far (no placeholders with empty ids).
 * A task's display name is `<readable id>-<unix timestamp>`, as Hatchet names tasks.
 * A DAG run in `runs.list` carries its tasks as `children`.
+* A cron can be run now (`POST .../workflows/crons/{cron}`), `workflows.list` honours `limit` and `offset`, and
+  `runs.get` returns the run's shape (steps and their children).
 
 The workflows are defined here and served by a worker process that runs this file as a script
 (`python test_parity.py <worker name>`), so they need nothing from flows.py.
@@ -134,6 +136,50 @@ def test_a_dag_run_in_a_run_list_has_its_tasks_as_children(flows, parity):
     assert sorted(c.display_name.rsplit("-", 1)[0] for c in run.children) == ["first", "second"]
     assert all(c.status == V1TaskStatus.COMPLETED for c in run.children)
     assert all(c.additional_metadata["parity"] == tag for c in run.children)
+
+
+def test_a_cron_can_be_run_now(flows, parity):
+    tag = uuid.uuid4().hex
+    cron = flows.hatchet.cron.create(workflow_name="e2e-parity-slow-dag", cron_name=f"now-{tag}",
+                                     expression="0 0 1 1 *", input={"tag": tag},
+                                     additional_metadata={"parity": tag})
+    try:
+        # What Hatchet's examples/cron test calls: POST .../workflows/crons/{cron} answers the run's id.
+        with flows.hatchet.cron.client() as client:
+            res = flows.hatchet.cron._wa(client).workflow_cron_trigger(tenant=flows.hatchet.tenant_id,
+                                                                        cron_workflow=cron.metadata.id)
+        ref = flows.hatchet.runs.get_run_ref(res.external_id)
+        assert ref.result() == {"first": {"tag": tag}, "second": {"tag": tag}}
+        assert flows.hatchet.runs.get(res.external_id).run.additional_metadata["parity"] == tag
+        # The cron itself still waits for its next tick.
+        assert flows.hatchet.cron.get(cron.metadata.id).enabled
+    finally:
+        flows.hatchet.cron.delete(cron.metadata.id)
+
+
+def test_workflows_list_honours_its_limit(flows, parity):
+    everything = flows.hatchet.workflows.list()
+    assert len(everything.rows) >= 2
+    page = flows.hatchet.workflows.list(limit=1)
+    assert [w.name for w in page.rows] == [everything.rows[0].name]
+    second = flows.hatchet.workflows.list(limit=1, offset=1)
+    assert [w.name for w in second.rows] == [everything.rows[1].name]
+
+
+def test_a_run_has_its_shape(flows, parity):
+    ref = parity["slow_dag"].run_no_wait(Tag(tag="shape"))
+    ref.result()
+    details = flows.hatchet.runs.get(ref.workflow_run_id)
+    shape = {s.task_name: s for s in details.shape}
+    assert set(shape) == {"first", "second"}, details.shape
+    assert shape["first"].children_step_ids == [shape["second"].step_id]
+    assert shape["second"].children_step_ids == []
+    assert {s.task_external_id for s in details.shape} == {t.task_external_id for t in details.tasks}
+    # Step ids belong to the workflow version, not to the run.
+    again = parity["slow_dag"].run_no_wait(Tag(tag="shape-again"))
+    again.result()
+    assert {s.step_id for s in flows.hatchet.runs.get(again.workflow_run_id).shape} == \
+        {s.step_id for s in details.shape}
 
 
 if __name__ == "__main__":

@@ -76,6 +76,19 @@ pub(crate) async fn delete_cron(
     delete(pool, sql, tenant, id).await
 }
 
+/// `hatchet.trigger_cron`: runs the cron's workflow once now; returns the run id (42704 for an unknown cron).
+pub(crate) async fn trigger_cron(
+    pool: &PgPool,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar("SELECT hatchet.trigger_cron(cron_id => $1, tenant_id => $2)")
+        .bind(id)
+        .bind(tenant)
+        .fetch_one(pool)
+        .await
+}
+
 /// One row of [`list_crons`].
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct Cron {

@@ -5,7 +5,7 @@ use super::{int_arg, page, tasks, Counted};
 use crate::status::{RunStatus, TaskStatus};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{Acquire, PgExecutor, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -54,19 +54,62 @@ pub(crate) async fn run_workflow<'e>(
     .await
 }
 
-/// [`run_workflow`] for each trigger, in one transaction: every run starts or none. Returns the run ids in order.
+/// What [`run_workflows`] did with one trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Triggered {
+    /// The run started, with this id.
+    Started(Uuid),
+    /// Refused: the run with this id holds the workflow's idempotency key.
+    Collided(Uuid),
+}
+
+/// [`run_workflow`] for each trigger, in one transaction: every run starts or none, except that a trigger refused
+/// for its idempotency key (another run holds it) is left out and the others still start, as in Hatchet. Such
+/// refusals are rare, so the batch first runs without a savepoint per trigger; only after a refusal is it run again
+/// with one. Returns what happened to each trigger, in order.
 pub(crate) async fn run_workflows(
     pool: &PgPool,
     tenant: Uuid,
     triggers: &[Trigger],
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<Triggered>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut ids = Vec::with_capacity(triggers.len());
+    let mut collided = false;
     for t in triggers {
-        ids.push(run_workflow(&mut *tx, tenant, t).await?);
+        match run_workflow(&mut *tx, tenant, t).await {
+            Ok(id) => ids.push(Triggered::Started(id)),
+            Err(e) if crate::error::idempotency_holder(&e).is_some() => {
+                collided = true;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !collided {
+        tx.commit().await?;
+        return Ok(ids);
+    }
+    tx.rollback().await?;
+    let mut tx = pool.begin().await?;
+    let mut out = Vec::with_capacity(triggers.len());
+    for t in triggers {
+        let mut sp = tx.begin().await?;
+        match run_workflow(&mut *sp, tenant, t).await {
+            Ok(id) => {
+                sp.commit().await?;
+                out.push(Triggered::Started(id));
+            }
+            Err(e) => match crate::error::idempotency_holder(&e) {
+                Some(holder) => {
+                    sp.rollback().await?;
+                    out.push(Triggered::Collided(holder));
+                }
+                None => return Err(e),
+            },
+        }
     }
     tx.commit().await?;
-    Ok(ids)
+    Ok(out)
 }
 
 /// `hatchet.cancel_run`: cancels every unfinished task of a run; returns how many were cancelled. Unknown run:
@@ -309,6 +352,35 @@ async fn run(pool: &PgPool, tenant: Uuid, run_id: Uuid) -> Result<Option<RunRow>
         .bind(tenant)
         .fetch_optional(pool)
         .await
+}
+
+/// One row of [`run_shape`]: a created task of a run, its step and the steps of its children.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct ShapeRow {
+    /// The task.
+    pub task_id: Uuid,
+    /// Its readable id.
+    pub readable_id: String,
+    /// Its step (stable per workflow version and readable id).
+    pub step_id: Uuid,
+    /// The steps that list it as a parent.
+    pub children_step_ids: Vec<Uuid>,
+}
+
+/// `hatchet.run_shape`: the created tasks of a workflow run with their steps (empty for a task enqueued on its own).
+pub(crate) async fn run_shape(
+    pool: &PgPool,
+    tenant: Uuid,
+    run_id: Uuid,
+) -> Result<Vec<ShapeRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT task_id, readable_id, step_id, children_step_ids \
+         FROM hatchet.run_shape(run_id => $1, tenant_id => $2)",
+    )
+    .bind(run_id)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
 }
 
 /// What a run (or a task enqueued on its own) was started with, or `None`.

@@ -2,8 +2,8 @@
 //!
 //! | RPC | what it does |
 //! |---|---|
-//! | `TriggerWorkflow` | `hatchet.run_workflow` (child runs carry their parent task, index and key; `desired_worker_id` (sticky children) places the run on that worker) |
-//! | `BulkTriggerWorkflow` | the same for each request, in one transaction ([`crate::db::runs::run_workflows`]): all runs start or none |
+//! | `TriggerWorkflow` | `hatchet.run_workflow` (child runs carry their parent task, index and key; `desired_worker_id` (sticky children) places the run on that worker); a key of the workflow's idempotency config that another run holds is ALREADY_EXISTS "idempotency key collision" with Hatchet's `IdempotencyCollisionError` detail |
+//! | `BulkTriggerWorkflow` | the same for each request, in one transaction ([`crate::db::runs::run_workflows`]): all runs start or none, except those refused for their workflow's idempotency key (ALREADY_EXISTS with Hatchet's `BulkTriggerIdempotencyCollisionError`: the runs that started and the holder of each refused key) |
 //! | `ScheduleWorkflow` | `hatchet.schedule` once per requested time |
 //! | `PutRateLimit` | `hatchet.put_rate_limit` |
 //! | `PauseRateLimit` | `hatchet.pause_rate_limit` (no task takes the key's units until `paused_until`) |
@@ -15,7 +15,7 @@
 use super::{parse_id, parse_json, unimplemented};
 use crate::auth::grpc::tenant_of;
 use crate::db::crons::{self, StoredRun};
-use crate::db::runs::{self, Trigger};
+use crate::db::runs::{self, Trigger, Triggered};
 use crate::db::{flow_control, workflows};
 use crate::error::AppError;
 use crate::proto::{self, v1, workflow_service_server, RateLimitDuration};
@@ -195,12 +195,26 @@ impl workflow_service_server::WorkflowService for WorkflowService {
             .iter()
             .map(v0_trigger)
             .collect::<Result<Vec<_>, _>>()?;
-        let ids = runs::run_workflows(&self.state.pool, tenant, &triggers)
+        let done = runs::run_workflows(&self.state.pool, tenant, &triggers)
             .await
             .map_err(AppError::from)?;
         self.state.dispatch.wake_assigner();
+        let (mut started, mut collisions) = (Vec::new(), Vec::new());
+        for d in done {
+            match d {
+                Triggered::Started(id) => started.push(id),
+                Triggered::Collided(holder) => collisions.push(holder),
+            }
+        }
+        if !collisions.is_empty() {
+            return Err(AppError::BulkIdempotencyCollision {
+                started,
+                collisions,
+            }
+            .into());
+        }
         Ok(Response::new(proto::BulkTriggerWorkflowResponse {
-            workflow_run_ids: ids.iter().map(Uuid::to_string).collect(),
+            workflow_run_ids: started.iter().map(Uuid::to_string).collect(),
         }))
     }
 

@@ -1,4 +1,5 @@
-//! Crons (`cron.create/list/get/delete`, `Workflow.create_cron`) and scheduled runs (`scheduled.create/list/get/
+//! Crons (`cron.create/list/get/delete`, `Workflow.create_cron`, and `POST .../crons/{cron}` to run one now over
+//! `hatchet.trigger_cron`) and scheduled runs (`scheduled.create/list/get/
 //! delete`), over `hatchet.create_cron` / `list_crons` / `delete_cron` and `hatchet.schedule` / `list_schedules` /
 //! `delete_schedule`. The `{workflow}` segment of the create routes is the workflow *name*, as the SDK sends it.
 //!
@@ -32,7 +33,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/tenants/{tenant}/workflows/crons", get(list::<Cron>))
         .route(
             "/v1/tenants/{tenant}/workflows/crons/{cron}",
-            get(get_one::<Cron>).delete(delete::<Cron>),
+            get(get_one::<Cron>)
+                .delete(delete::<Cron>)
+                .post(trigger_cron),
         )
         .route(
             "/v1/tenants/{tenant}/workflows/{workflow}/scheduled",
@@ -316,6 +319,18 @@ async fn delete<T: StoredTrigger>(
             T::NOUN
         )))
     }
+}
+
+/// `POST .../workflows/crons/{cron}`: runs the cron's workflow once now; the SDK reads `externalId` (the run).
+async fn trigger_cron(
+    State(state): State<AppState>,
+    q: TenantQuery,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let id = parse_uuid("cron id", &id)?;
+    let run = db::trigger_cron(&state.pool, q.tenant, id).await?;
+    state.dispatch.wake_assigner();
+    Ok(Json(serde_json::json!({ "externalId": run.to_string() })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,4 +1,4 @@
-//! Events (`event.list`) and rate limits (`rate_limits.list`). Events are pushed over gRPC (`EventsService`).
+//! Events (`event.list`, with the webhook that made an event as `triggeringWebhookName`) and rate limits (`rate_limits.list`). Events are pushed over gRPC (`EventsService`).
 
 use super::query::TenantQuery;
 use super::shapes::{List, Meta};
@@ -10,6 +10,9 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+
+/// The metadata key in which `hatchet.receive_webhook` records the webhook that made an event.
+const WEBHOOK_NAME_KEY: &str = "hatchet__webhook_name";
 
 /// The routes.
 pub(crate) fn router() -> Router<AppState> {
@@ -36,8 +39,13 @@ async fn list_events(
     .await?;
     let rows = events
         .into_iter()
-        .map(|e| {
+        .map(|mut e| {
             let count = |s: RunStatus| e.runs.iter().filter(|r| r.status == s).count();
+            // An event made by an incoming webhook names it in an engine metadata key (`hatchet.receive_webhook`).
+            let webhook = e
+                .additional_metadata
+                .as_object_mut()
+                .and_then(|m| m.remove(WEBHOOK_NAME_KEY));
             json!({
                 "metadata": Meta::new(e.id, e.created_at),
                 "key": e.key,
@@ -54,6 +62,7 @@ async fn list_events(
                     "cancelled": count(RunStatus::Cancelled),
                 },
                 "triggeredRuns": e.runs.iter().map(|r| json!({"workflowRunId": r.id.to_string()})).collect::<Vec<_>>(),
+                "triggeringWebhookName": webhook,
             })
         })
         .collect();

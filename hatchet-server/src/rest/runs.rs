@@ -13,8 +13,8 @@
 
 use super::query::{Params, TenantQuery};
 use super::shapes::{
-    self, Meta, Pagination, RunFields, TaskEvent, TaskSummary, TaskSummaryList, WorkflowRun,
-    WorkflowRunDetails,
+    self, Meta, Pagination, RunFields, ShapeItem, TaskEvent, TaskSummary, TaskSummaryList,
+    WorkflowRun, WorkflowRunDetails,
 };
 use crate::auth::http::AuthTenant;
 use crate::db::runs::{self as db, RunEvent, RunFilter, RunRow, RunTask};
@@ -183,8 +183,16 @@ pub(crate) async fn details(
             parent_task_external_id: summary.parent_task_external_id.clone(),
         },
         task_events,
-        // Step ids are internal to pg_hatchet (task definitions have bigint keys); no shape is reported.
-        shape: Vec::new(),
+        shape: db::run_shape(&state.pool, tenant, row.id)
+            .await?
+            .into_iter()
+            .map(|s| ShapeItem {
+                task_external_id: s.task_id.to_string(),
+                step_id: s.step_id.to_string(),
+                children_step_ids: s.children_step_ids.iter().map(Uuid::to_string).collect(),
+                task_name: s.readable_id,
+            })
+            .collect(),
         tasks: task_summaries,
     })
 }

@@ -76,12 +76,16 @@ async fn list(
     State(state): State<AppState>,
     TenantQuery { tenant, params }: TenantQuery,
 ) -> Result<Json<List<Workflow>>, AppError> {
-    let rows = db::list_workflows(&state.pool, tenant, params.get("name"), None)
-        .await?
+    let (offset, limit) = params.page()?;
+    let all = db::list_workflows(&state.pool, tenant, params.get("name"), None).await?;
+    let total = i64::try_from(all.len()).unwrap_or(i64::MAX);
+    let rows = all
         .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(0))
         .map(|w| shape(tenant, w))
         .collect();
-    Ok(Json(List::all(rows)))
+    Ok(Json(List::page(rows, offset, limit, total)))
 }
 
 async fn find(state: &AppState, tenant: Uuid, workflow: &str) -> Result<WorkflowRow, AppError> {
