@@ -185,7 +185,12 @@ COMMENT ON FUNCTION hatchet.my_tenants() IS 'the tenants the calling role is bou
 -- Privileges
 -- ---------------------------------------------------------------------------------------------------------------------
 
-DO $$
+-- Granting is a function so that every upgrade script ends with the same call (docs/releasing.md): it applies the
+-- lists below to every function that exists, so a function added by an upgrade gets its privileges too.
+CREATE FUNCTION hatchet._grant_api() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     v_app      text := (SELECT r.role_id::text FROM hatchet.roles r WHERE r.kind = 'app');
     v_consumer text := (SELECT r.role_id::text FROM hatchet.roles r WHERE r.kind = 'consumer');
@@ -239,3 +244,7 @@ BEGIN
     EXECUTE pg_catalog.format('GRANT SELECT (tenant_id, name, created_at) ON hatchet.tenants TO %s', v_admin);
 END
 $$;
+COMMENT ON FUNCTION hatchet._grant_api() IS
+    'revokes everything from PUBLIC and grants each group role exactly its API (run at install and by every upgrade)';
+
+SELECT hatchet._grant_api();
