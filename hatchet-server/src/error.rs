@@ -143,32 +143,37 @@ pub(crate) fn is_not_found(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.code().is_some_and(|c| NOT_FOUND.contains(&c.as_ref())))
 }
 
+/// What a database error with this SQLSTATE means to the client; `None` for an error the client did not cause
+/// (an internal error). A unique violation that names an idempotency key's holder is told apart by the caller.
+fn from_sqlstate(code: &str, message: String) -> Option<AppError> {
+    Some(match code {
+        "22023" | "22004" | "22P02" | "22007" | "22008" | "2201B" | "22003" => {
+            AppError::InvalidArgument(message)
+        }
+        // Input Postgres cannot store: resending it can never succeed, so it is the client's error.
+        code if UNSTORABLE.contains(&code) => AppError::InvalidArgument(message),
+        code if NOT_FOUND.contains(&code) => AppError::NotFound(message),
+        "23505" | "42710" => AppError::AlreadyExists(message),
+        "55000" => AppError::FailedPrecondition(message),
+        "54000" => AppError::ResourceExhausted(message),
+        code if code.starts_with("08") || code.starts_with("57P") => {
+            tracing::warn!(%code, %message, "database unavailable");
+            AppError::Unavailable("database unavailable".into())
+        }
+        _ => return None,
+    })
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) => {
-                let message = db.message().to_owned();
-                match db.code().as_deref().unwrap_or("") {
-                    "22023" | "22004" | "22P02" | "22007" | "22008" | "2201B" | "22003" => {
-                        AppError::InvalidArgument(message)
-                    }
-                    // Input Postgres cannot store: resending it can never succeed, so it is the client's error.
-                    code if UNSTORABLE.contains(&code) => AppError::InvalidArgument(message),
-                    code if NOT_FOUND.contains(&code) => AppError::NotFound(message),
-                    "23505" if idempotency_holder(&err).is_some() => {
-                        AppError::IdempotencyCollision {
-                            existing: idempotency_holder(&err).unwrap_or_default(),
-                        }
-                    }
-                    "23505" | "42710" => AppError::AlreadyExists(message),
-                    "55000" => AppError::FailedPrecondition(message),
-                    "54000" => AppError::ResourceExhausted(message),
-                    code if code.starts_with("08") || code.starts_with("57P") => {
-                        tracing::warn!(%code, %message, "database unavailable");
-                        AppError::Unavailable("database unavailable".into())
-                    }
-                    _ => AppError::Internal(err.into()),
+                if let Some(existing) = idempotency_holder(&err) {
+                    return AppError::IdempotencyCollision { existing };
                 }
+                let code = db.code().unwrap_or_default();
+                from_sqlstate(&code, db.message().to_owned())
+                    .unwrap_or_else(|| AppError::Internal(err.into()))
             }
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 tracing::warn!(error = %err, "database unavailable");
@@ -313,6 +318,23 @@ mod tests {
             assert_eq!(err.http_status().as_u16(), http, "{err:?}");
             assert_eq!(err.grpc_code(), grpc, "{err:?}");
         }
+    }
+
+    #[test]
+    fn sqlstates_map_to_client_errors() {
+        let client = |code: &str| from_sqlstate(code, "m".into()).map(|e| e.grpc_code());
+        // Input Postgres cannot store: a \u0000 in JSON (22P05), a NUL byte in text (22021).
+        assert_eq!(client("22P05"), Some(tonic::Code::InvalidArgument));
+        assert_eq!(client("22021"), Some(tonic::Code::InvalidArgument));
+        assert_eq!(client("22023"), Some(tonic::Code::InvalidArgument));
+        assert_eq!(client("P0002"), Some(tonic::Code::NotFound));
+        assert_eq!(client("23505"), Some(tonic::Code::AlreadyExists));
+        assert_eq!(client("54000"), Some(tonic::Code::ResourceExhausted));
+        assert_eq!(client("57P01"), Some(tonic::Code::Unavailable));
+        assert_eq!(client("08006"), Some(tonic::Code::Unavailable));
+        // Anything else is the server's own error, reported as internal without its detail.
+        assert_eq!(client("42883"), None);
+        assert_eq!(client("XX000"), None);
     }
 
     #[test]
