@@ -599,3 +599,97 @@ async fn bad_filter_and_webhook_requests_write_nothing() {
     assert_eq!(created["workflowId"], json!(workflow.to_string()));
     server.stop().await.unwrap();
 }
+
+/// What Postgres cannot store, sent by a worker: a NUL in a log line is refused with INVALID_ARGUMENT and stores
+/// nothing; a NUL byte in a stream chunk is only bytes and is kept exactly; an output holding `\u0000` (jsonb cannot
+/// hold it) fails the attempt for good with the reason instead of being resent until the attempt times out.
+#[tokio::test]
+async fn nul_bytes_from_a_worker() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start().await;
+    let pool = server.state.pool.clone();
+    let bearer = format!("bearer {}", server.token);
+    let auth = Some(bearer.as_str());
+    let queue = format!("nul{}", Uuid::new_v4().simple());
+    let task: Uuid = sqlx::query_scalar("SELECT hatchet.enqueue($1, '{}', retries => 2)")
+        .bind(&queue)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT * FROM hatchet.dequeue($1, 'w')")
+        .bind(&queue)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let channel = server.channel().await;
+    let mut events = EventsServiceClient::new(channel.clone());
+    let log = |message: &str| proto::PutLogRequest {
+        task_run_external_id: task.to_string(),
+        message: message.into(),
+        ..Default::default()
+    };
+    let logs = || async {
+        sqlx::query_scalar::<_, String>("SELECT message FROM hatchet.task_logs($1)")
+            .bind(task)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+
+    let refused = events
+        .put_log(with_auth(log("before\0after"), auth))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(logs().await.is_empty());
+    events
+        .put_log(with_auth(log("a line"), auth))
+        .await
+        .unwrap();
+    assert_eq!(logs().await, vec!["a line".to_owned()]);
+
+    let chunk = b"bin\0ary".to_vec();
+    events
+        .put_stream_event(with_auth(
+            proto::PutStreamEventRequest {
+                task_run_external_id: task.to_string(),
+                message: chunk.clone(),
+                event_index: Some(0),
+                ..Default::default()
+            },
+            auth,
+        ))
+        .await
+        .unwrap();
+    let stored: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT message FROM hatchet.stream_chunks WHERE task_id = $1")
+            .bind(task)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, vec![chunk]);
+
+    DispatcherClient::new(channel)
+        .send_step_action_event(with_auth(
+            proto::StepActionEvent {
+                task_run_external_id: task.to_string(),
+                event_type: proto::StepActionEventType::StepEventTypeCompleted as i32,
+                event_payload: r#"{"text": "nul \u0000 here"}"#.into(),
+                ..Default::default()
+            },
+            auth,
+        ))
+        .await
+        .unwrap();
+    // Failed for good although two attempts were left: resending the same output can never succeed.
+    assert_eq!(status_of(&pool, task).await, "FAILED");
+    let error: String = sqlx::query_scalar(
+        "SELECT reason FROM hatchet.task_events($1) WHERE event_type = 'FAILED' ORDER BY created_at DESC LIMIT 1",
+    )
+        .bind(task)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(error.starts_with("InvalidOutput:"), "{error}");
+    server.stop().await.unwrap();
+}
