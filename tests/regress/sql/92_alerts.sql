@@ -17,7 +17,7 @@ CREATE FUNCTION pg_temp.alert_tasks() RETURNS bigint LANGUAGE sql AS $$
     SELECT count(*) FROM hatchet.tasks WHERE queue = 'hatchet:alerts' $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- Settings: bad channels are refused with 22023 (or 23502) and store nothing
+-- Settings: bad channels are refused with 22023 (22004 for a NULL, 23503 for an unknown tenant) and store nothing
 -- ---------------------------------------------------------------------------------------------------------------------
 SELECT s AS statement, pg_temp.try(s) AS result FROM unnest(ARRAY[
     $$SELECT hatchet.put_alert_channel('sms', secret => '{"url": "https://x.test/"}')$$,
@@ -62,7 +62,7 @@ SELECT bool_and(NOT (to_jsonb(c)::text ~ '(s3cr3t|hush|pa55)')) AS no_secret_lis
 -- An update without a secret keeps the stored one; without settings keeps the settings.
 SELECT hatchet.put_alert_channel('email', enabled => false) AS created;
 SELECT hatchet.put_alert_channel('webhook', secret => NULL, enabled => true) AS created;
-SELECT kind, enabled, settings, secret FROM hatchet.alert_channel_secret('email', hatchet.default_tenant())
+SELECT 'email' AS kind, enabled, settings, secret FROM hatchet.alert_channel_secret('email', hatchet.default_tenant())
 UNION ALL
 SELECT 'webhook', enabled, settings, secret FROM hatchet.alert_channel_secret('webhook', hatchet.default_tenant());
 SELECT hatchet.alert_tenants() = hatchet.default_tenant() AS alert_tenants;
@@ -88,7 +88,7 @@ SELECT hatchet.fail(task_id, retry_count, 'second try broke too') AS final_fail 
 SELECT a.subject = 'run:' || :'t1' AS subject_is_run, a.kind, a.event,
        t.queue, t.retries, t.additional_metadata, t.input - 'failed_at' - 'run_id' - 'task_id' AS input,
        t.input ->> 'run_id' = :'t1' AND t.input ->> 'task_id' = :'t1' AS input_ids,
-       (t.input ->> 'failed_at')::timestamptz <= now() AS failed_at
+       (t.input ->> 'failed_at')::timestamptz BETWEEN now() AND clock_timestamp() AS failed_at
 FROM hatchet.alerts a JOIN hatchet.tasks t ON t.id = a.task_id
 ORDER BY a.kind;
 -- Each delivery is a run of its own, waiting on hatchet:alerts; the input carries no secret.
