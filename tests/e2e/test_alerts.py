@@ -1,7 +1,7 @@
 """Alerts (issue 17, docs/alerts.md): alert channels set over REST, and a run that fails for good reported once per
 channel to a local HTTP sink (Slack payload and generic JSON webhook) and a local SMTP sink (aiosmtpd, with AUTH),
-each message linking to `<public url>/runs/<run id>`. A delivery that fails is retried by the engine with backoff,
-and deliveries are runs of their own. Everything listens on 127.0.0.1 only.
+each message linking to `<public url>/runs/<run id>`. A delivery that fails is retried by the engine with backoff;
+deliveries are tasks of their own (read here in SQL: the REST runs API lists workflow runs only). Everything listens on 127.0.0.1 only.
 
 The worker is this file run as a script (`python test_alerts.py worker`). Every test leaves the tenant without
 channels, and waits for its deliveries to finish, so the other e2e tests see no alert traffic.
@@ -25,6 +25,9 @@ from hatchet_sdk import Context, EmptyModel, FailedTaskRunExceptionGroup, Hatche
 from conftest import free_port, wait_for
 
 FAILURE = "alerts-e2e: the report server is gone"
+
+# The SMTP sink requires AUTH without TLS on purpose (loopback only); aiosmtpd warns about it.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 
 def build_workflows():
@@ -186,6 +189,19 @@ def clean(alerts):
         api.call("DELETE", api.channel(c["kind"]))
 
 
+def sql_rows(server, query: str, *args) -> list[tuple]:
+    """Runs a query in the dev cluster's database (the deliveries are tasks of the extension, read in SQL)."""
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{server.pg_port}/hatchet") as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def sql(server, query: str, *args):
+    rows = sql_rows(server, query, *args)
+    return rows[0][0] if rows else None
+
+
 def email_settings(smtp: SmtpSink) -> dict:
     return {"host": "127.0.0.1", "port": smtp.port, "tls": "none", "from": "hatchet@example.test",
             "to": ["ops@example.test", "oncall@example.test"]}
@@ -299,11 +315,14 @@ def test_a_failed_run_is_reported_once_on_every_channel_with_its_link(clean, ser
     content = message.get_payload(decode=True).decode()
     assert link in content and FAILURE in content, content
 
-    # The delivery is a run of its own, completed.
-    assert wait_for(lambda: hatchet.runs.get_status(delivery).value == "COMPLETED", 10, "the delivery run")
+    # The delivery is a task of its own, completed, with what was sent in its output.
+    assert wait_for(lambda: sql(server, "SELECT hatchet.task_status(%s)", delivery) == "COMPLETED", 10,
+                    "the delivery to complete")
+    output = sql(server, "SELECT data FROM hatchet.payloads WHERE task_id = %s AND kind = 'OUTPUT'", delivery)
+    assert output == {"sent": "webhook", "to": "127.0.0.1", "link": link}, output
 
 
-def test_a_failed_delivery_is_retried_with_backoff(clean):
+def test_a_failed_delivery_is_retried_with_backoff(clean, server):
     api, http, smtp, hatchet, breaks, _ = clean
     http.fail_next["/hook"] = 1
     assert api.call("PUT", api.channel("webhook"), {"secret": {"url": http.url("/hook")}})[0] == 201
@@ -315,7 +334,15 @@ def test_a_failed_delivery_is_retried_with_backoff(clean):
     assert requests[0]["headers"]["x-hatchet-alert-id"] == requests[1]["headers"]["x-hatchet-alert-id"]
     assert {r["body"]["run_id"] for r in requests} == {run_id}
     delivery = requests[1]["headers"]["x-hatchet-alert-id"]
-    assert wait_for(lambda: hatchet.runs.get_status(delivery).value == "COMPLETED", 10, "the delivery run")
+    assert wait_for(lambda: sql(server, "SELECT hatchet.task_status(%s)", delivery) == "COMPLETED", 10,
+                    "the delivery to complete")
+    # The first attempt failed with the endpoint's answer and was retried after a backoff.
+    events = sql_rows(server, "SELECT event_type::text, retry_count, reason FROM hatchet.task_events(%s) "
+                              "ORDER BY created_at", delivery)
+    kinds = [e[0] for e in events]
+    assert "RETRYING" in kinds and kinds[-1] == "COMPLETED", events
+    retrying = next(e for e in events if e[0] == "RETRYING")
+    assert retrying[1] == 0 and "500" in retrying[2] and "sink says no" in retrying[2], retrying
     time.sleep(2)
     assert len(http.at("/hook")) == 2
 
