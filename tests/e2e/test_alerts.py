@@ -208,7 +208,7 @@ def email_settings(smtp: SmtpSink) -> dict:
 
 
 def run_failing(breaks) -> str:
-    ref = breaks.run_no_wait()
+    ref = breaks.run(wait_for_result=False)
     with pytest.raises(FailedTaskRunExceptionGroup):
         ref.result()
     return ref.workflow_run_id
