@@ -1,18 +1,18 @@
 -- Alerts (docs/alerts.md): per-tenant alert channels (a Slack incoming webhook, a generic JSON webhook, email over
 -- SMTP) and the alerts they are sent. When a task fails for good, the run it belongs to will end FAILED; a trigger on
--- the task timeline enqueues, in that same transaction, one task on the internal queue `hatchet:alerts` per enabled
--- channel, at most once per run and channel (hatchet.alerts). hatchet-server consumes that queue through
--- hatchet.dequeue / complete / fail like any SQL consumer and does the network part, so a slow or dead Slack never
--- holds up the failure path, and a delivery that fails is retried with backoff by the engine. Alert deliveries are
--- ordinary runs: visible, retried and timed out like the rest.
+-- the task timeline starts, in that same transaction, one run of the internal workflow `hatchet:alerts` (its one task
+-- is on the queue `hatchet:alerts:deliver`) per enabled channel, at most once per run and channel (hatchet.alerts).
+-- hatchet-server consumes that queue through hatchet.dequeue / complete / fail like any SQL consumer and does the
+-- network part, so a slow or dead Slack never holds up the failure path, and a delivery that fails is retried with
+-- backoff by the engine. Alert deliveries are ordinary workflow runs: listed, retried and timed out like the rest.
 --
 -- Secrets (a Slack or webhook URL, webhook headers, SMTP credentials) are written by put_alert_channel and read back
 -- only by hatchet.alert_channel_secret, which only the server role may execute (security.sql); alert_channels never
 -- returns them.
 --
 -- Public: put_alert_channel, delete_alert_channel, alert_channels, alert_channel_secret, alert_tenants, list_alerts.
--- Internal: _check_alert_channel, _enqueue_alert, _alert_on_task_failed (trigger).
--- Calls: tasks.sql (_enqueue_batch).
+-- Internal: _check_alert_channel, _alert_workflow, _enqueue_alert, _alert_on_task_failed (trigger).
+-- Calls: workflows.sql (register_workflow), runs.sql (run_workflow).
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Tables (kept here rather than in schema.sql: they exist for alerting and are created with it)
@@ -49,7 +49,7 @@ CREATE TABLE hatchet.alerts (
     subject    text        NOT NULL,
     kind       text        NOT NULL,
     event      text        NOT NULL,
-    -- the delivery: a task on the queue hatchet:alerts (its own run)
+    -- the delivery: a run of the workflow hatchet:alerts (its one task has the same id)
     task_id    uuid        NOT NULL,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT alerts_pkey PRIMARY KEY (tenant_id, subject, kind)
@@ -169,6 +169,26 @@ $$;
 COMMENT ON FUNCTION hatchet._check_alert_channel(text, text[], jsonb, jsonb) IS
     'reject an alert channel whose kind, events, settings or secret are not what its kind needs';
 
+-- Registers the tenant's internal workflow hatchet:alerts (once; a definition registered again is a no-op) whose runs
+-- deliver alerts: one task, retried with backoff 2^n s up to 10 minutes for about an hour; an attempt that hangs
+-- times out after 30 s and counts as a failure.
+CREATE FUNCTION hatchet._alert_workflow(p_tenant uuid) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hatchet.workflows w WHERE w.tenant_id = p_tenant AND w.name = 'hatchet:alerts') THEN
+        PERFORM hatchet.register_workflow(
+            '{"name": "hatchet:alerts", "description": "alert deliveries (docs/alerts.md)",
+              "tasks": [{"readable_id": "deliver", "retries": 10, "backoff_factor": 2, "backoff_max_seconds": 600,
+                         "timeout": "30s", "schedule_timeout": "24h"}]}',
+            p_tenant);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._alert_workflow(uuid) IS
+    'register the tenant''s internal workflow hatchet:alerts (queue hatchet:alerts:deliver) if it is not there yet';
+
 -- Creates or replaces a tenant's channel of one kind. settings NULL keeps the stored settings ({} for a new
 -- channel), secret NULL keeps the stored secret, so a settings page can change the rest without knowing the secret.
 -- Returns true when the channel was created, false when it was updated.
@@ -206,6 +226,7 @@ BEGIN
     ON CONFLICT ON CONSTRAINT alert_channels_pkey DO UPDATE
     SET enabled = excluded.enabled, events = excluded.events, settings = excluded.settings,
         secret = excluded.secret, updated_at = pg_catalog.now();
+    PERFORM hatchet._alert_workflow(p_tenant);
     RETURN v_new;
 END
 $$;
@@ -308,10 +329,10 @@ COMMENT ON FUNCTION hatchet.list_alerts(integer, uuid) IS 'the tenant''s most re
 -- Enqueueing
 -- ---------------------------------------------------------------------------------------------------------------------
 
--- One delivery task per enabled channel that wants p_event, unless this subject already had an alert on that
--- channel. The task's input says what happened (no secrets: inputs are readable by whoever reads runs); the server
--- adds the channel's secret and the dashboard link when it sends. Retried with backoff 2^n s, at most 10 minutes,
--- for about an hour; an attempt that hangs times out after 30 s and counts as a failure.
+-- One delivery run per enabled channel that wants p_event, unless this subject already had an alert on that
+-- channel (the row is inserted first: a concurrent failure of the same run waits on it, then skips). The run's input
+-- says what happened (no secrets: inputs are readable by whoever reads runs); the server adds the channel's secret
+-- and the dashboard link when it sends.
 CREATE FUNCTION hatchet._enqueue_alert(p_tenant uuid, p_event text, p_subject text, p_input jsonb) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -326,22 +347,22 @@ BEGIN
         WHERE c.tenant_id = p_tenant AND c.enabled AND p_event = ANY (c.events)
         ORDER BY c.kind
     LOOP
-        v_id := hatchet.gen_id();
         INSERT INTO hatchet.alerts (tenant_id, subject, kind, event, task_id)
-        VALUES (p_tenant, p_subject, v_kind, p_event, v_id)
+        VALUES (p_tenant, p_subject, v_kind, p_event, hatchet.gen_id())
         ON CONFLICT ON CONSTRAINT alerts_pkey DO NOTHING;
         CONTINUE WHEN NOT FOUND;
-        PERFORM hatchet._enqueue_batch(p_tenant, 'hatchet:alerts',
-                                       ARRAY[p_input || jsonb_build_object('channel', v_kind, 'event', p_event)],
-                                       1, NULL, 10, 2, 600, interval '30 seconds', interval '1 day', NULL,
-                                       jsonb_build_object('hatchet_alert', v_kind), ARRAY[v_id]);
+        v_id := hatchet.run_workflow('hatchet:alerts',
+                                     p_input || jsonb_build_object('channel', v_kind, 'event', p_event),
+                                     jsonb_build_object('hatchet_alert', v_kind), NULL, p_tenant);
+        UPDATE hatchet.alerts a SET task_id = v_id
+        WHERE a.tenant_id = p_tenant AND a.subject = p_subject AND a.kind = v_kind;
         n := n + 1;
     END LOOP;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION hatchet._enqueue_alert(uuid, text, text, jsonb) IS
-    'enqueue one hatchet:alerts delivery per enabled channel for this event, once per subject and channel';
+    'start one hatchet:alerts delivery run per enabled channel for this event, once per subject and channel';
 
 -- Trigger on hatchet.task_events (FAILED rows only, see the WHEN clause): a task failed for good, so its run will
 -- end FAILED. Costs one index probe when the tenant has no channel. A problem here must never undo the failure it
@@ -362,7 +383,7 @@ BEGIN
         SELECT t.* INTO v_task FROM hatchet.tasks t
         WHERE t.tenant_id = NEW.tenant_id AND t.inserted_at = NEW.task_inserted_at AND t.id = NEW.task_id;
         -- A delivery that failed for good is not itself alerted on (that would never end).
-        IF NOT FOUND OR v_task.queue = 'hatchet:alerts' THEN
+        IF NOT FOUND OR v_task.queue = 'hatchet:alerts:deliver' THEN
             RETURN NULL;
         END IF;
         SELECT w.name INTO v_name

@@ -1,7 +1,7 @@
 """Alerts (issue 17, docs/alerts.md): alert channels set over REST, and a run that fails for good reported once per
 channel to a local HTTP sink (Slack payload and generic JSON webhook) and a local SMTP sink (aiosmtpd, with AUTH),
 each message linking to `<public url>/runs/<run id>`. A delivery that fails is retried by the engine with backoff;
-deliveries are tasks of their own (read here in SQL: the REST runs API lists workflow runs only). Everything listens on 127.0.0.1 only.
+deliveries are runs of their own (of the internal workflow `hatchet:alerts`), visible through the runs API. Everything listens on 127.0.0.1 only.
 
 The worker is this file run as a script (`python test_alerts.py worker`). Every test leaves the tenant without
 channels, and waits for its deliveries to finish, so the other e2e tests see no alert traffic.
@@ -315,9 +315,9 @@ def test_a_failed_run_is_reported_once_on_every_channel_with_its_link(clean, ser
     content = message.get_payload(decode=True).decode()
     assert link in content and FAILURE in content, content
 
-    # The delivery is a task of its own, completed, with what was sent in its output.
-    assert wait_for(lambda: sql(server, "SELECT hatchet.task_status(%s)", delivery) == "COMPLETED", 10,
-                    "the delivery to complete")
+    # The delivery is a run of its own (of the workflow hatchet:alerts), completed, with what was sent in its output.
+    assert wait_for(lambda: hatchet.runs.get_status(delivery).value == "COMPLETED", 10, "the delivery run")
+    assert hatchet.runs.get(delivery).run.display_name.startswith("hatchet:alerts")
     output = sql(server, "SELECT data FROM hatchet.payloads WHERE task_id = %s AND kind = 'OUTPUT'", delivery)
     assert output == {"sent": "webhook", "to": "127.0.0.1", "link": link}, output
 
@@ -334,8 +334,7 @@ def test_a_failed_delivery_is_retried_with_backoff(clean, server):
     assert requests[0]["headers"]["x-hatchet-alert-id"] == requests[1]["headers"]["x-hatchet-alert-id"]
     assert {r["body"]["run_id"] for r in requests} == {run_id}
     delivery = requests[1]["headers"]["x-hatchet-alert-id"]
-    assert wait_for(lambda: sql(server, "SELECT hatchet.task_status(%s)", delivery) == "COMPLETED", 10,
-                    "the delivery to complete")
+    assert wait_for(lambda: hatchet.runs.get_status(delivery).value == "COMPLETED", 10, "the delivery run")
     # The first attempt failed with the endpoint's answer and was retried after a backoff.
     events = sql_rows(server, "SELECT event_type::text, retry_count, reason FROM hatchet.task_events(%s) "
                               "ORDER BY created_at", delivery)

@@ -1,12 +1,12 @@
-//! The alert sender: consumes the extension's internal queue `hatchet:alerts` and delivers each alert to its channel
-//! (a Slack incoming webhook, a generic JSON webhook, email over SMTP; see `send`).
+//! The alert sender: consumes the queue of the extension's internal workflow `hatchet:alerts` and delivers each alert
+//! to its channel (a Slack incoming webhook, a generic JSON webhook, email over SMTP; see `send`).
 //!
 //! Why a queue and not a call on the failure path: the extension enqueues a delivery in the very transaction where a
 //! task fails for good (`sql/alerts.sql`), so an alert exists exactly when the failure committed, and nothing on
 //! the engine's path waits for the network. This loop is an ordinary SQL consumer (`hatchet.dequeue`, `complete`,
 //! `fail`): a delivery that fails (Slack down, SMTP refused) fails its attempt and the engine retries it with
 //! backoff; one that hangs times out (30 s) and is retried too; several server replicas share the queue without
-//! sending twice (each claim is one replica's). Deliveries are runs like any other, visible in the run lists.
+//! sending twice (each claim is one replica's). Deliveries are workflow runs like any other, visible in the run lists.
 //!
 //! Each delivery reads its channel as it is now (`hatchet.alert_channel_secret`, the server role's only), so a
 //! secret fixed after a failed attempt is used by the next one, and a channel removed or disabled meanwhile
@@ -87,8 +87,9 @@ async fn pass(pool: &PgPool, sender: &Arc<Sender>) -> Result<usize, sqlx::Error>
 
 /// Sends one delivery and completes or fails its attempt.
 async fn deliver(pool: &PgPool, sender: &Sender, tenant: Uuid, d: db::Delivery) {
-    let kind = d
-        .input
+    // A workflow task receives `{input, parents, triggered_by}`; the alert is the run's input.
+    let input = d.input.get("input").unwrap_or(&d.input).clone();
+    let kind = input
         .get("channel")
         .and_then(Value::as_str)
         .unwrap_or_default()
@@ -100,7 +101,7 @@ async fn deliver(pool: &PgPool, sender: &Sender, tenant: Uuid, d: db::Delivery) 
             Ok(json!({"skipped": format!("the {kind} channel is disabled")}))
         }
         Ok(Some(c)) => {
-            let text = AlertText::from_input(tenant, &d.input);
+            let text = AlertText::from_input(tenant, &input);
             sender
                 .send(&kind, &c.settings, &c.secret, &text, d.task_id)
                 .await

@@ -6,8 +6,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// The internal queue on which the extension enqueues one delivery per alert and channel.
-pub(crate) const ALERT_QUEUE: &str = "hatchet:alerts";
+/// The queue of the internal workflow `hatchet:alerts`'s one task: one run per alert and channel.
+pub(crate) const ALERT_QUEUE: &str = "hatchet:alerts:deliver";
 
 /// A channel as the API shows it (`hatchet.alert_channels`): the names of its secret fields, never their values.
 #[derive(Debug, Clone, sqlx::FromRow)]

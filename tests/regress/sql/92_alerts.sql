@@ -1,5 +1,5 @@
 -- Alerts (issue 17, docs/alerts.md): per-tenant channels with write-only secrets, and one delivery task per run and
--- channel on the queue hatchet:alerts, enqueued in the transaction where a task fails for good. Everything runs in
+-- channel (a run of the workflow hatchet:alerts), started in the transaction where a task fails for good. Everything runs in
 -- one transaction that is rolled back, so the tests after this one see no channel.
 \set VERBOSITY terse
 BEGIN;
@@ -14,7 +14,7 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 CREATE FUNCTION pg_temp.alert_tasks() RETURNS bigint LANGUAGE sql AS $$
-    SELECT count(*) FROM hatchet.tasks WHERE queue = 'hatchet:alerts' $$;
+    SELECT count(*) FROM hatchet.tasks WHERE queue = 'hatchet:alerts:deliver' $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Settings: bad channels are refused with 22023 (22004 for a NULL, 23503 for an unknown tenant) and store nothing
@@ -66,6 +66,10 @@ SELECT 'email' AS kind, enabled, settings, secret FROM hatchet.alert_channel_sec
 UNION ALL
 SELECT 'webhook', enabled, settings, secret FROM hatchet.alert_channel_secret('webhook', hatchet.default_tenant());
 SELECT hatchet.alert_tenants() = hatchet.default_tenant() AS alert_tenants;
+SELECT w.name, d.readable_id, d.retries, d.backoff_factor, d.backoff_max_seconds, d.execution_timeout
+FROM hatchet.workflows w JOIN hatchet.workflow_versions v ON v.tenant_id = w.tenant_id AND v.workflow_id = w.id
+JOIN hatchet.task_definitions d ON d.tenant_id = v.tenant_id AND d.workflow_version_id = v.id
+WHERE w.name = 'hatchet:alerts';
 SELECT pg_temp.try($$SELECT hatchet.put_alert_channel('email', '{"host": ""}')$$) AS bad_update;
 SELECT settings ->> 'host' AS host_kept FROM hatchet.alert_channels() WHERE kind = 'email';
 -- Who may do what: the app and consumer roles nothing; the admin role everything but reading secrets.
@@ -86,15 +90,19 @@ SELECT pg_temp.alert_tasks() AS alert_tasks;
 UPDATE hatchet.delayed_queue SET ready_at = now() WHERE task_id = :'t1';
 SELECT hatchet.fail(task_id, retry_count, 'second try broke too') AS final_fail FROM hatchet.dequeue('alerted_q', 'w1');
 SELECT a.subject = 'run:' || :'t1' AS subject_is_run, a.kind, a.event,
-       t.queue, t.retries, t.additional_metadata, t.input - 'failed_at' - 'run_id' - 'task_id' AS input,
-       t.input ->> 'run_id' = :'t1' AND t.input ->> 'task_id' = :'t1' AS input_ids,
-       (t.input ->> 'failed_at')::timestamptz BETWEEN now() AND clock_timestamp() AS failed_at
+       t.queue, t.retries, t.additional_metadata, (t.input -> 'input') - 'failed_at' - 'run_id' - 'task_id' AS input,
+       t.input -> 'input' ->> 'run_id' = :'t1' AND t.input -> 'input' ->> 'task_id' = :'t1' AS input_ids,
+       (t.input -> 'input' ->> 'failed_at')::timestamptz BETWEEN now() AND clock_timestamp() AS failed_at
 FROM hatchet.alerts a JOIN hatchet.tasks t ON t.id = a.task_id
 ORDER BY a.kind;
--- Each delivery is a run of its own, waiting on hatchet:alerts; the input carries no secret.
+-- A run of its own: the delivery task is its run (same id), the run's metadata names the channel.
+SELECT a.kind, t.run_id = t.id AS own_run, (hatchet.run(a.task_id)).additional_metadata AS run_metadata
+FROM hatchet.alerts a JOIN hatchet.tasks t ON t.id = a.task_id ORDER BY a.kind;
+-- Each delivery is a run of its own (of the workflow hatchet:alerts, registered with the first channel), waiting on
+-- hatchet:alerts:deliver; the input carries no secret.
 SELECT hatchet.run_status(a.task_id) AS delivery_status, count(*) FROM hatchet.alerts a GROUP BY 1;
 SELECT bool_and(NOT (t.input::text ~ '(s3cr3t|hush|pa55)')) AS no_secret_in_input
-FROM hatchet.tasks t WHERE t.queue = 'hatchet:alerts';
+FROM hatchet.tasks t WHERE t.queue = 'hatchet:alerts:deliver';
 
 -- Replayed and failed again: still one alert per run and channel.
 SELECT count(*) AS replayed FROM hatchet.replay_tasks(ARRAY[:'t1'::uuid]);
@@ -120,8 +128,8 @@ SELECT hatchet.run_workflow('alerted_flow', '{"day": 3}') AS run \gset
 SELECT hatchet.fail(task_id, retry_count, 'extract: source gone', retryable => false) AS failed
 FROM hatchet.dequeue('alerted_flow:extract', 'w1');
 SELECT hatchet.run_status(:'run');
-SELECT a.kind, t.input ->> 'workflow' AS workflow, t.input ->> 'task' AS task, t.input ->> 'error' AS error,
-       t.input ->> 'run_id' = :'run' AS run_id
+SELECT a.kind, t.input #>> '{input,workflow}' AS workflow, t.input #>> '{input,task}' AS task,
+       t.input #>> '{input,error}' AS error, t.input #>> '{input,run_id}' = :'run' AS run_id
 FROM hatchet.alerts a JOIN hatchet.tasks t ON t.id = a.task_id
 WHERE a.subject = 'run:' || :'run' ORDER BY a.kind;
 
@@ -129,10 +137,10 @@ WHERE a.subject = 'run:' || :'run' ORDER BY a.kind;
 -- Deliveries: the server's consumer takes them with dequeue; a delivery that fails for good raises no alert itself
 -- ---------------------------------------------------------------------------------------------------------------------
 SELECT count(*) AS taken, hatchet.fail(task_id, retry_count, 'slack said 500', retryable => false) AS outcome
-FROM hatchet.dequeue('hatchet:alerts', 'hatchet-server', 1)
+FROM hatchet.dequeue('hatchet:alerts:deliver', 'hatchet-server', 1)
 GROUP BY 2;
 SELECT count(*) AS alerts, pg_temp.alert_tasks() AS alert_tasks FROM hatchet.alerts;
-SELECT hatchet.run_status(t.id) AS delivery_status, count(*) FROM hatchet.tasks t WHERE t.queue = 'hatchet:alerts'
+SELECT hatchet.run_status(t.id) AS delivery_status, count(*) FROM hatchet.tasks t WHERE t.queue = 'hatchet:alerts:deliver'
 GROUP BY 1 ORDER BY 1;
 SELECT subject LIKE 'run:%' AS about_a_run, kind, event FROM hatchet.list_alerts(10) ORDER BY kind, subject LIMIT 2;
 SELECT pg_temp.try($$SELECT * FROM hatchet.list_alerts(0)$$) AS bad_limit;
