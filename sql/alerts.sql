@@ -11,7 +11,8 @@
 -- returns them.
 --
 -- Public: put_alert_channel, delete_alert_channel, alert_channels, alert_channel_secret, alert_tenants, list_alerts.
--- Internal: _check_alert_channel, _alert_workflow, _enqueue_alert, _alert_on_task_failed (trigger).
+-- Internal: _check_alert_channel, _alert_workflow, _enqueue_alert, _alert_on_task_failed (trigger),
+-- _alert_worker_died (maintenance.sql's _reap_dead_workers).
 -- Calls: workflows.sql (register_workflow), runs.sql (run_workflow).
 
 -- ---------------------------------------------------------------------------------------------------------------------
@@ -23,7 +24,8 @@ CREATE TABLE hatchet.alert_channels (
     -- one channel of each kind per tenant
     kind       text        NOT NULL,
     enabled    boolean     NOT NULL DEFAULT true,
-    -- what the channel is told about: run_failed (a run failed for good)
+    -- what the channel is told about: run_failed (a run failed for good), worker_died (no heartbeat for
+    -- hatchet.worker_dead_after_ms: declared dead, its attempts retried elsewhere)
     events     text[]      NOT NULL DEFAULT ARRAY['run_failed'],
     -- not secret, returned by alert_channels: email {host, port, tls, from, to}; {} for slack and webhook
     settings   jsonb       NOT NULL DEFAULT '{}',
@@ -34,7 +36,7 @@ CREATE TABLE hatchet.alert_channels (
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT alert_channels_pkey PRIMARY KEY (tenant_id, kind),
     CONSTRAINT alert_channel_kind_known CHECK (kind IN ('slack', 'webhook', 'email')),
-    CONSTRAINT alert_channel_events_known CHECK (events <@ ARRAY['run_failed']::text[]),
+    CONSTRAINT alert_channel_events_known CHECK (events <@ ARRAY['run_failed', 'worker_died']::text[]),
     CONSTRAINT alert_channel_settings_is_object CHECK (jsonb_typeof(settings) = 'object'),
     CONSTRAINT alert_channel_secret_is_object CHECK (jsonb_typeof(secret) = 'object')
 );
@@ -45,7 +47,8 @@ SELECT pg_catalog.pg_extension_config_dump('hatchet.alert_channels', '');
 
 CREATE TABLE hatchet.alerts (
     tenant_id  uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
-    -- what the alert is about, e.g. 'run:<run id>'; one alert per subject and channel, ever
+    -- what the alert is about, 'run:<run id>' or 'worker:<worker id>:<last heartbeat>'; one alert per subject and
+    -- channel, ever
     subject    text        NOT NULL,
     kind       text        NOT NULL,
     event      text        NOT NULL,
@@ -81,10 +84,11 @@ BEGIN
     IF p_events IS NULL OR pg_catalog.cardinality(p_events) = 0 THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['an alert channel needs at least one event']);
     END IF;
-    SELECT e INTO v_bad FROM pg_catalog.unnest(p_events) e WHERE e IS NULL OR e <> 'run_failed' LIMIT 1;
+    SELECT e INTO v_bad FROM pg_catalog.unnest(p_events) e
+    WHERE e IS NULL OR e NOT IN ('run_failed', 'worker_died') LIMIT 1;
     IF FOUND THEN
         PERFORM hatchet.raise_error('invalid_argument',
-            ARRAY[pg_catalog.format('alert events must be run_failed, not %s', coalesce(v_bad, 'null'))]);
+            ARRAY[pg_catalog.format('alert events must be run_failed or worker_died, not %s', coalesce(v_bad, 'null'))]);
     END IF;
     IF p_settings IS NULL OR pg_catalog.jsonb_typeof(p_settings) <> 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['alert channel settings must be a JSON object']);
@@ -408,3 +412,31 @@ COMMENT ON FUNCTION hatchet._alert_on_task_failed() IS
     'trigger: a task failed for good; enqueue the run_failed alerts of its run (once per run and channel)';
 CREATE TRIGGER task_failed_alert AFTER INSERT ON hatchet.task_events
     FOR EACH ROW WHEN (NEW.event_type = 'FAILED') EXECUTE FUNCTION hatchet._alert_on_task_failed();
+
+-- Called by hatchet._reap_dead_workers for each worker it declares dead (no heartbeat for worker_dead_after): one
+-- worker_died alert per channel that wants it, once per death (the subject names the last heartbeat). Like the
+-- trigger above, a problem here is a warning, never a failed maintenance pass.
+CREATE FUNCTION hatchet._alert_worker_died(p_tenant uuid, p_worker uuid, p_attempts bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w hatchet.workers;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hatchet.alert_channels c
+                   WHERE c.tenant_id = p_tenant AND c.enabled AND 'worker_died' = ANY (c.events)) THEN
+        RETURN;
+    END IF;
+    BEGIN
+        SELECT x.* INTO w FROM hatchet.workers x WHERE x.tenant_id = p_tenant AND x.id = p_worker;
+        PERFORM hatchet._enqueue_alert(p_tenant, 'worker_died',
+            'worker:' || p_worker::text || ':' || coalesce(w.last_heartbeat_at::text, ''),
+            jsonb_build_object('worker_id', p_worker, 'worker', coalesce(w.name, ''),
+                               'last_heartbeat_at', w.last_heartbeat_at, 'attempts_retried', coalesce(p_attempts, 0)));
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'pg_hatchet: no alert for the death of worker %: %', p_worker, SQLERRM;
+    END;
+END
+$$;
+COMMENT ON FUNCTION hatchet._alert_worker_died(uuid, uuid, bigint) IS
+    'a worker was declared dead; start its worker_died alerts (once per death and channel)';

@@ -308,6 +308,7 @@ BEGIN
         SELECT count(pg_notify('hatchet_cancel', h.task_id::text || ':' || h.retry_count || ':' || v_dead::text))
         INTO v_cancelled FROM held h;
         n := n + hatchet.deregister_worker(v_dead, 'worker stopped sending heartbeats', p_tenant);
+        PERFORM hatchet._alert_worker_died(p_tenant, v_dead, v_cancelled);
     END LOOP;
     RETURN n;
 END

@@ -82,7 +82,8 @@ CREATE TABLE hatchet.alert_channels (
     -- one channel of each kind per tenant
     kind       text        NOT NULL,
     enabled    boolean     NOT NULL DEFAULT true,
-    -- what the channel is told about: run_failed (a run failed for good)
+    -- what the channel is told about: run_failed (a run failed for good), worker_died (no heartbeat for
+    -- hatchet.worker_dead_after_ms: declared dead, its attempts retried elsewhere)
     events     text[]      NOT NULL DEFAULT ARRAY['run_failed'],
     -- not secret, returned by alert_channels: email {host, port, tls, from, to}; {} for slack and webhook
     settings   jsonb       NOT NULL DEFAULT '{}',
@@ -93,7 +94,7 @@ CREATE TABLE hatchet.alert_channels (
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT alert_channels_pkey PRIMARY KEY (tenant_id, kind),
     CONSTRAINT alert_channel_kind_known CHECK (kind IN ('slack', 'webhook', 'email')),
-    CONSTRAINT alert_channel_events_known CHECK (events <@ ARRAY['run_failed']::text[]),
+    CONSTRAINT alert_channel_events_known CHECK (events <@ ARRAY['run_failed', 'worker_died']::text[]),
     CONSTRAINT alert_channel_settings_is_object CHECK (jsonb_typeof(settings) = 'object'),
     CONSTRAINT alert_channel_secret_is_object CHECK (jsonb_typeof(secret) = 'object')
 );
@@ -104,7 +105,8 @@ SELECT pg_catalog.pg_extension_config_dump('hatchet.alert_channels', '');
 
 CREATE TABLE hatchet.alerts (
     tenant_id  uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
-    -- what the alert is about, e.g. 'run:<run id>'; one alert per subject and channel, ever
+    -- what the alert is about, 'run:<run id>' or 'worker:<worker id>:<last heartbeat>'; one alert per subject and
+    -- channel, ever
     subject    text        NOT NULL,
     kind       text        NOT NULL,
     event      text        NOT NULL,
@@ -140,10 +142,11 @@ BEGIN
     IF p_events IS NULL OR pg_catalog.cardinality(p_events) = 0 THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['an alert channel needs at least one event']);
     END IF;
-    SELECT e INTO v_bad FROM pg_catalog.unnest(p_events) e WHERE e IS NULL OR e <> 'run_failed' LIMIT 1;
+    SELECT e INTO v_bad FROM pg_catalog.unnest(p_events) e
+    WHERE e IS NULL OR e NOT IN ('run_failed', 'worker_died') LIMIT 1;
     IF FOUND THEN
         PERFORM hatchet.raise_error('invalid_argument',
-            ARRAY[pg_catalog.format('alert events must be run_failed, not %s', coalesce(v_bad, 'null'))]);
+            ARRAY[pg_catalog.format('alert events must be run_failed or worker_died, not %s', coalesce(v_bad, 'null'))]);
     END IF;
     IF p_settings IS NULL OR pg_catalog.jsonb_typeof(p_settings) <> 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['alert channel settings must be a JSON object']);
@@ -468,6 +471,34 @@ COMMENT ON FUNCTION hatchet._alert_on_task_failed() IS
 CREATE TRIGGER task_failed_alert AFTER INSERT ON hatchet.task_events
     FOR EACH ROW WHEN (NEW.event_type = 'FAILED') EXECUTE FUNCTION hatchet._alert_on_task_failed();
 
+-- Called by hatchet._reap_dead_workers for each worker it declares dead (no heartbeat for worker_dead_after): one
+-- worker_died alert per channel that wants it, once per death (the subject names the last heartbeat). Like the
+-- trigger above, a problem here is a warning, never a failed maintenance pass.
+CREATE FUNCTION hatchet._alert_worker_died(p_tenant uuid, p_worker uuid, p_attempts bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w hatchet.workers;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hatchet.alert_channels c
+                   WHERE c.tenant_id = p_tenant AND c.enabled AND 'worker_died' = ANY (c.events)) THEN
+        RETURN;
+    END IF;
+    BEGIN
+        SELECT x.* INTO w FROM hatchet.workers x WHERE x.tenant_id = p_tenant AND x.id = p_worker;
+        PERFORM hatchet._enqueue_alert(p_tenant, 'worker_died',
+            'worker:' || p_worker::text || ':' || coalesce(w.last_heartbeat_at::text, ''),
+            jsonb_build_object('worker_id', p_worker, 'worker', coalesce(w.name, ''),
+                               'last_heartbeat_at', w.last_heartbeat_at, 'attempts_retried', coalesce(p_attempts, 0)));
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'pg_hatchet: no alert for the death of worker %: %', p_worker, SQLERRM;
+    END;
+END
+$$;
+COMMENT ON FUNCTION hatchet._alert_worker_died(uuid, uuid, bigint) IS
+    'a worker was declared dead; start its worker_died alerts (once per death and channel)';
+
 CREATE OR REPLACE FUNCTION hatchet._grant_api() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -527,6 +558,46 @@ END
 $$;
 COMMENT ON FUNCTION hatchet._grant_api() IS
     'revokes everything from PUBLIC and grants each group role exactly its API (run at install and by every upgrade)';
+
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- 3. worker_died alerts (sql/maintenance.sql): _reap_dead_workers starts the alerts of each worker it declares dead.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._reap_dead_workers(p_tenant uuid, p_now timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_dead uuid;
+    v_cancelled bigint;
+    n integer := 0;
+    v_after interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
+                                                        30000) / 1000.0);
+    v_since timestamptz := coalesce((SELECT m.reachable_since FROM hatchet.maintenance_state m
+                                     WHERE m.tenant_id = p_tenant), '-infinity');
+BEGIN
+    DELETE FROM hatchet.reaped_attempts a WHERE a.tenant_id = p_tenant AND a.reaped_at < p_now - interval '1 day';
+    FOR v_dead IN
+        SELECT w.id FROM hatchet.workers w
+        WHERE w.tenant_id = p_tenant AND w.is_active AND greatest(w.last_heartbeat_at, v_since) < p_now - v_after
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        WITH held AS (
+            INSERT INTO hatchet.reaped_attempts (tenant_id, worker_id, task_id, retry_count, reaped_at)
+            SELECT p_tenant, v_dead, r.task_id, r.retry_count, p_now FROM hatchet.running r
+            WHERE r.tenant_id = p_tenant AND r.worker_id = v_dead
+            ON CONFLICT ON CONSTRAINT reaped_attempts_pkey DO NOTHING
+            RETURNING task_id, retry_count
+        )
+        SELECT count(pg_notify('hatchet_cancel', h.task_id::text || ':' || h.retry_count || ':' || v_dead::text))
+        INTO v_cancelled FROM held h;
+        n := n + hatchet.deregister_worker(v_dead, 'worker stopped sending heartbeats', p_tenant);
+        PERFORM hatchet._alert_worker_died(p_tenant, v_dead, v_cancelled);
+    END LOOP;
+    RETURN n;
+END
+$$;
 
 
 -- ---------------------------------------------------------------------------------------------------------------------

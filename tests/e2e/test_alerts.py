@@ -1,6 +1,7 @@
 """Alerts (issue 17, docs/alerts.md): alert channels set over REST, and a run that fails for good reported once per
 channel to a local HTTP sink (Slack payload and generic JSON webhook) and a local SMTP sink (aiosmtpd, with AUTH),
-each message linking to `<public url>/runs/<run id>`. A delivery that fails is retried by the engine with backoff;
+each message linking to `<public url>/runs/<run id>`; a worker killed without a goodbye reported as `worker_died` to
+the channel that asked for it. A delivery that fails is retried by the engine with backoff;
 deliveries are runs of their own (of the internal workflow `hatchet:alerts`), visible through the runs API. Everything listens on 127.0.0.1 only.
 
 The worker is this file run as a script (`python test_alerts.py worker`). Every test leaves the tenant without
@@ -356,6 +357,37 @@ def test_a_disabled_channel_gets_nothing(clean):
     assert http.at("/hook") == []
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["worker"]:
+def test_a_dead_worker_is_reported_on_the_channels_that_ask_for_it(clean, server):
+    from conftest import WorkerProcess
+
+    api, http, *_ = clean
+    assert api.call("PUT", api.channel("webhook"), {
+        "secret": {"url": http.url("/hook")}, "events": ["run_failed", "worker_died"]})[0] == 201
+    assert api.call("PUT", api.channel("slack"), {"secret": {"url": http.url("/slack")}})[0] == 201
+    doomed = WorkerProcess(server, "doomed", script=Path(__file__).resolve(), log_name="alerts-doomed")
+    try:
+        doomed.wait_healthy()
+        doomed.proc.kill()  # no goodbye: only the missing heartbeats tell
+        doomed.proc.wait()
+
+        def died() -> list[dict]:
+            return [r for r in http.at("/hook")
+                    if r["body"].get("event") == "worker_died" and r["body"].get("worker") == "e2e-alerts-doomed"]
+
+        # Declared dead after hatchet.worker_dead_after_ms (30 s) without a heartbeat, then delivered.
+        hook = wait_for(died, 90, "the worker_died alert")
+        body = hook[0]["body"]
+        assert body["url"] == f"{server.rest_url}/workers/{body['worker_id']}"
+        assert "stopped sending heartbeats" in body["text"] and body["last_heartbeat_at"]
+        time.sleep(2)
+        assert len(died()) == 1
+        # The Slack channel did not ask for worker deaths.
+        assert [r for r in http.at("/slack") if "died" in r["body"]["text"]] == []
+    finally:
+        doomed.stop()
+
+
+if __name__ == "__main__" and sys.argv[1:2] in (["worker"], ["doomed"]):
     worker_hatchet, workflows = build_workflows()
-    worker_hatchet.worker("e2e-alerts", slots=5, workflows=workflows).start()
+    name = "e2e-alerts" if sys.argv[1] == "worker" else "e2e-alerts-doomed"
+    worker_hatchet.worker(name, slots=5, workflows=workflows).start()

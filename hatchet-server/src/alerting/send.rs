@@ -24,99 +24,112 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 /// Most bytes of an error answer quoted in the failure reason.
 const QUOTED_BODY: usize = 300;
 
-/// What an alert says, from the delivery's input (written by `hatchet._alert_on_task_failed`).
+/// What an alert says, from the delivery's input (written by `hatchet._alert_on_task_failed` for `run_failed`,
+/// `hatchet._alert_worker_died` for `worker_died`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AlertText {
-    /// The tenant the run belongs to.
+    /// The tenant the alert belongs to.
     pub tenant: Uuid,
-    /// `run_failed`.
+    /// `run_failed` or `worker_died`.
     pub event: String,
-    /// The run that failed.
-    pub run_id: String,
-    /// The task that failed for good.
-    pub task_id: String,
-    /// The workflow's name (the queue's, for a task enqueued on its own).
-    pub workflow: String,
-    /// The task's readable id (the queue, for a task enqueued on its own).
-    pub task: String,
-    /// The attempt that failed (0 is the first).
-    pub attempt: i64,
-    /// The failure reason.
-    pub error: String,
-    /// When it failed.
-    pub failed_at: String,
+    /// The delivery input as written by the extension (`channel` removed): the webhook body's fields.
+    pub fields: Value,
 }
 
 impl AlertText {
     /// Reads the delivery input; missing fields become empty (the alert is still sent, saying less).
     pub(crate) fn from_input(tenant: Uuid, input: &Value) -> Self {
-        let s = |k: &str| {
-            input
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let mut fields = input.clone();
+        if let Some(map) = fields.as_object_mut() {
+            map.remove("channel");
+        } else {
+            fields = json!({});
+        }
         Self {
             tenant,
-            event: s("event"),
-            run_id: s("run_id"),
-            task_id: s("task_id"),
-            workflow: s("workflow"),
-            task: s("task"),
-            attempt: input
-                .get("attempt")
-                .and_then(Value::as_i64)
-                .unwrap_or_default(),
-            error: s("error"),
-            failed_at: s("failed_at"),
+            event: str_field(input, "event"),
+            fields,
         }
     }
 
-    /// The run's page on the dashboard: `<public url>/runs/<run id>`.
+    fn s(&self, key: &str) -> String {
+        str_field(&self.fields, key)
+    }
+
+    fn n(&self, key: &str) -> i64 {
+        self.fields
+            .get(key)
+            .and_then(Value::as_i64)
+            .unwrap_or_default()
+    }
+
+    /// The dashboard page of what the alert is about: `<public url>/runs/<run id>` (`/workers/<worker id>` for a
+    /// dead worker).
     pub(crate) fn link(&self, public_url: &str) -> String {
-        format!("{}/runs/{}", public_url.trim_end_matches('/'), self.run_id)
+        let base = public_url.trim_end_matches('/');
+        match self.event.as_str() {
+            "worker_died" => format!("{base}/workers/{}", self.s("worker_id")),
+            _ => format!("{base}/runs/{}", self.s("run_id")),
+        }
     }
 
     /// One line for a subject or a Slack preview.
     pub(crate) fn subject(&self) -> String {
-        format!("[pg_hatchet] run of {} failed", self.workflow)
+        match self.event.as_str() {
+            "worker_died" => format!("[pg_hatchet] worker {} died", self.s("worker")),
+            _ => format!("[pg_hatchet] run of {} failed", self.s("workflow")),
+        }
     }
 
-    /// The human-readable alert: what failed, why, and the link.
+    /// The human-readable alert: what happened, why, and the link.
     pub(crate) fn body(&self, public_url: &str) -> String {
-        let error = if self.error.is_empty() {
-            "(no reason given)"
+        let link = self.link(public_url);
+        if self.event == "worker_died" {
+            return format!(
+                "Worker {worker} ({id}) stopped sending heartbeats and was declared dead; \
+                 {attempts} running attempt(s) will be retried on other workers.\n\
+                 Last heartbeat: {last}\n\
+                 Worker: {link}\n",
+                worker = self.s("worker"),
+                id = self.s("worker_id"),
+                attempts = self.n("attempts_retried"),
+                last = self.s("last_heartbeat_at"),
+            );
+        }
+        let error = self.s("error");
+        let error = if error.is_empty() {
+            "(no reason given)".to_owned()
         } else {
-            &self.error
+            error
         };
         format!(
             "A run of {workflow} failed for good: task {task} gave up after attempt {attempts}.\n\
              Reason: {error}\n\
              Run: {link}\n",
-            workflow = self.workflow,
-            task = self.task,
-            attempts = self.attempt + 1,
-            link = self.link(public_url),
+            workflow = self.s("workflow"),
+            task = self.s("task"),
+            attempts = self.n("attempt") + 1,
         )
     }
 
-    /// The generic webhook's JSON body.
+    /// The generic webhook's JSON body: every field of the alert, plus `tenant_id`, `url` and `text`.
     pub(crate) fn webhook_body(&self, public_url: &str) -> Value {
-        json!({
-            "event": self.event,
-            "tenant_id": self.tenant,
-            "run_id": self.run_id,
-            "task_id": self.task_id,
-            "workflow": self.workflow,
-            "task": self.task,
-            "attempt": self.attempt,
-            "error": self.error,
-            "failed_at": self.failed_at,
-            "url": self.link(public_url),
-            "text": self.body(public_url),
-        })
+        let mut body = self.fields.clone();
+        if let Some(map) = body.as_object_mut() {
+            map.insert("event".into(), json!(self.event));
+            map.insert("tenant_id".into(), json!(self.tenant));
+            map.insert("url".into(), json!(self.link(public_url)));
+            map.insert("text".into(), json!(self.body(public_url)));
+        }
+        body
     }
+}
+
+fn str_field(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Sends alerts; one per server (it holds the HTTP client's connection pool).
@@ -320,21 +333,46 @@ mod tests {
         );
         assert!(body.contains("Reason: disk full"), "{body}");
         assert!(body.contains("Run: http://h/runs/r1"), "{body}");
+        assert_eq!(text().subject(), "[pg_hatchet] run of etl failed");
     }
 
     #[test]
     fn missing_fields_are_empty_not_fatal() {
         let t = AlertText::from_input(Uuid::nil(), &json!({}));
-        assert_eq!(t.attempt, 0);
         assert!(t.body("http://h").contains("(no reason given)"));
+        let t = AlertText::from_input(Uuid::nil(), &json!("not an object"));
+        assert_eq!(t.webhook_body("http://h")["url"], "http://h/runs/");
     }
 
     #[test]
-    fn webhook_body_carries_every_field() {
+    fn webhook_body_carries_every_field_but_the_channel() {
         let b = text().webhook_body("http://h");
         assert_eq!(b["event"], "run_failed");
         assert_eq!(b["url"], "http://h/runs/r1");
         assert_eq!(b["attempt"], 2);
+        assert_eq!(b["failed_at"], "2026-01-01T00:00:00Z");
         assert_eq!(b["tenant_id"], Uuid::nil().to_string());
+        assert!(b.get("channel").is_none());
+    }
+
+    #[test]
+    fn a_dead_worker_links_to_the_worker() {
+        let t = AlertText::from_input(
+            Uuid::nil(),
+            &json!({"event": "worker_died", "worker_id": "w1", "worker": "billing-1", "attempts_retried": 3,
+                    "last_heartbeat_at": "2026-01-01T00:00:00Z", "channel": "email"}),
+        );
+        assert_eq!(t.subject(), "[pg_hatchet] worker billing-1 died");
+        assert_eq!(t.link("http://h/"), "http://h/workers/w1");
+        let body = t.body("http://h");
+        assert!(
+            body.contains("Worker billing-1 (w1) stopped sending heartbeats"),
+            "{body}"
+        );
+        assert!(
+            body.contains("3 running attempt(s) will be retried"),
+            "{body}"
+        );
+        assert_eq!(t.webhook_body("http://h")["worker"], "billing-1");
     }
 }

@@ -146,6 +146,22 @@ SELECT subject LIKE 'run:%' AS about_a_run, kind, event FROM hatchet.list_alerts
 SELECT pg_temp.try($$SELECT * FROM hatchet.list_alerts(0)$$) AS bad_limit;
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- A worker declared dead (no heartbeat): a worker_died alert on the channels that want it, once per death
+-- ---------------------------------------------------------------------------------------------------------------------
+SELECT hatchet.put_alert_channel('webhook', events => ARRAY['run_failed', 'worker_died']) AS created;
+SELECT kind, events, secret_fields FROM hatchet.alert_channels() WHERE kind = 'webhook';
+SELECT hatchet.register_worker('alerts-w1', ARRAY['alerted_q']) AS w1 \gset
+SELECT hatchet._reap_dead_workers(hatchet.default_tenant(), clock_timestamp() + interval '1 hour') >= 0 AS reaped;
+SELECT is_active AS w1_active FROM hatchet.workers WHERE id = :'w1';
+SELECT a.kind, a.event, (t.input -> 'input') - 'worker_id' - 'last_heartbeat_at' AS input,
+       t.input #>> '{input,last_heartbeat_at}' IS NOT NULL AS last_heartbeat
+FROM hatchet.alerts a JOIN hatchet.tasks t ON t.id = a.task_id
+WHERE a.subject LIKE 'worker:' || :'w1' || ':%' ORDER BY a.kind;
+-- Already dead: reaping again adds nothing.
+SELECT hatchet._reap_dead_workers(hatchet.default_tenant(), clock_timestamp() + interval '2 hours') >= 0 AS reaped;
+SELECT count(*) AS worker_alerts FROM hatchet.alerts WHERE subject LIKE 'worker:' || :'w1' || ':%';
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Another tenant without channels: its failures enqueue nothing; deleting channels stops alerts
 -- ---------------------------------------------------------------------------------------------------------------------
 SELECT hatchet.create_tenant('regress_alerts_other', '00000000-0000-7000-8000-00000000a017') AS other \gset
