@@ -162,6 +162,14 @@ SELECT hatchet._reap_dead_workers(hatchet.default_tenant(), clock_timestamp() + 
 SELECT count(*) AS worker_alerts FROM hatchet.alerts WHERE subject LIKE 'worker:' || :'w1' || ':%';
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- Retention: the record of an alert older than hatchet.retention_days goes with the history it is about
+-- ---------------------------------------------------------------------------------------------------------------------
+INSERT INTO hatchet.alerts (tenant_id, subject, kind, event, task_id, created_at)
+VALUES (hatchet.default_tenant(), 'run:old', 'slack', 'run_failed', hatchet.gen_id(), now() - interval '40 days');
+SELECT count(*) >= 0 AS maintained FROM hatchet.maintain_partitions(retention_days => 30);
+SELECT count(*) FILTER (WHERE subject = 'run:old') AS old_alerts, count(*) AS alerts FROM hatchet.alerts;
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Another tenant without channels: its failures enqueue nothing; deleting channels stops alerts
 -- ---------------------------------------------------------------------------------------------------------------------
 SELECT hatchet.create_tenant('regress_alerts_other', '00000000-0000-7000-8000-00000000a017') AS other \gset
