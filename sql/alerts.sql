@@ -12,7 +12,7 @@
 --
 -- Public: put_alert_channel, delete_alert_channel, alert_channels, alert_channel_secret, alert_tenants, list_alerts.
 -- Internal: _check_alert_channel, _alert_workflow, _enqueue_alert, _alert_on_task_failed (trigger),
--- _alert_worker_died (maintenance.sql's _reap_dead_workers).
+-- _alert_worker_died (maintenance.sql's _reap_dead_workers), _alert_cron_missed (crons.sql's _tenant_time_triggers).
 -- Calls: workflows.sql (register_workflow), runs.sql (run_workflow).
 
 -- ---------------------------------------------------------------------------------------------------------------------
@@ -25,7 +25,8 @@ CREATE TABLE hatchet.alert_channels (
     kind       text        NOT NULL,
     enabled    boolean     NOT NULL DEFAULT true,
     -- what the channel is told about: run_failed (a run failed for good), worker_died (no heartbeat for
-    -- hatchet.worker_dead_after_ms: declared dead, its attempts retried elsewhere)
+    -- hatchet.worker_dead_after_ms: declared dead, its attempts retried elsewhere), cron_missed (a cron skipped ticks
+    -- because the engine was down or behind)
     events     text[]      NOT NULL DEFAULT ARRAY['run_failed'],
     -- not secret, returned by alert_channels: email {host, port, tls, from, to}; {} for slack and webhook
     settings   jsonb       NOT NULL DEFAULT '{}',
@@ -36,7 +37,7 @@ CREATE TABLE hatchet.alert_channels (
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT alert_channels_pkey PRIMARY KEY (tenant_id, kind),
     CONSTRAINT alert_channel_kind_known CHECK (kind IN ('slack', 'webhook', 'email')),
-    CONSTRAINT alert_channel_events_known CHECK (events <@ ARRAY['run_failed', 'worker_died']::text[]),
+    CONSTRAINT alert_channel_events_known CHECK (events <@ ARRAY['run_failed', 'worker_died', 'cron_missed']::text[]),
     CONSTRAINT alert_channel_settings_is_object CHECK (jsonb_typeof(settings) = 'object'),
     CONSTRAINT alert_channel_secret_is_object CHECK (jsonb_typeof(secret) = 'object')
 );
@@ -47,8 +48,8 @@ SELECT pg_catalog.pg_extension_config_dump('hatchet.alert_channels', '');
 
 CREATE TABLE hatchet.alerts (
     tenant_id  uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
-    -- what the alert is about, 'run:<run id>' or 'worker:<worker id>:<last heartbeat>'; one alert per subject and
-    -- channel, ever
+    -- what the alert is about, 'run:<run id>', 'worker:<worker id>:<last heartbeat>' or 'cron:<cron id>:<tick>'; one
+    -- alert per subject and channel, ever
     subject    text        NOT NULL,
     kind       text        NOT NULL,
     event      text        NOT NULL,
@@ -85,10 +86,11 @@ BEGIN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['an alert channel needs at least one event']);
     END IF;
     SELECT e INTO v_bad FROM pg_catalog.unnest(p_events) e
-    WHERE e IS NULL OR e NOT IN ('run_failed', 'worker_died') LIMIT 1;
+    WHERE e IS NULL OR e NOT IN ('run_failed', 'worker_died', 'cron_missed') LIMIT 1;
     IF FOUND THEN
         PERFORM hatchet.raise_error('invalid_argument',
-            ARRAY[pg_catalog.format('alert events must be run_failed or worker_died, not %s', coalesce(v_bad, 'null'))]);
+            ARRAY[pg_catalog.format('alert events must be run_failed, worker_died or cron_missed, not %s',
+                                    coalesce(v_bad, 'null'))]);
     END IF;
     IF p_settings IS NULL OR pg_catalog.jsonb_typeof(p_settings) <> 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['alert channel settings must be a JSON object']);
@@ -440,3 +442,33 @@ END
 $$;
 COMMENT ON FUNCTION hatchet._alert_worker_died(uuid, uuid, bigint) IS
     'a worker was declared dead; start its worker_died alerts (once per death and channel)';
+
+-- Called by hatchet._tenant_time_triggers when a cron fires a tick that is so late that later ticks were due too:
+-- those are skipped (at most one catch-up run after downtime), and the channels that want cron_missed are told, once
+-- per late tick. p_cron is the cron before it was advanced.
+CREATE FUNCTION hatchet._alert_cron_missed(p_tenant uuid, p_cron hatchet.crons, p_now timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_workflow text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hatchet.alert_channels c
+                   WHERE c.tenant_id = p_tenant AND c.enabled AND 'cron_missed' = ANY (c.events)) THEN
+        RETURN;
+    END IF;
+    BEGIN
+        SELECT w.name INTO v_workflow FROM hatchet.workflows w
+        WHERE w.tenant_id = p_tenant AND w.id = p_cron.workflow_id;
+        PERFORM hatchet._enqueue_alert(p_tenant, 'cron_missed',
+            'cron:' || p_cron.id::text || ':' || hatchet._iso_utc(p_cron.next_tick_at),
+            jsonb_build_object('cron_id', p_cron.id, 'cron', p_cron.name, 'expression', p_cron.expression,
+                               'workflow', coalesce(v_workflow, ''),
+                               'due_at', hatchet._iso_utc(p_cron.next_tick_at), 'fired_at', hatchet._iso_utc(p_now)));
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'pg_hatchet: no alert for the missed ticks of cron %: %', p_cron.id, SQLERRM;
+    END;
+END
+$$;
+COMMENT ON FUNCTION hatchet._alert_cron_missed(uuid, hatchet.crons, timestamptz) IS
+    'a cron fired so late that later ticks were skipped; start its cron_missed alerts (once per tick and channel)';

@@ -83,7 +83,8 @@ CREATE TABLE hatchet.alert_channels (
     kind       text        NOT NULL,
     enabled    boolean     NOT NULL DEFAULT true,
     -- what the channel is told about: run_failed (a run failed for good), worker_died (no heartbeat for
-    -- hatchet.worker_dead_after_ms: declared dead, its attempts retried elsewhere)
+    -- hatchet.worker_dead_after_ms: declared dead, its attempts retried elsewhere), cron_missed (a cron skipped ticks
+    -- because the engine was down or behind)
     events     text[]      NOT NULL DEFAULT ARRAY['run_failed'],
     -- not secret, returned by alert_channels: email {host, port, tls, from, to}; {} for slack and webhook
     settings   jsonb       NOT NULL DEFAULT '{}',
@@ -94,7 +95,7 @@ CREATE TABLE hatchet.alert_channels (
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT alert_channels_pkey PRIMARY KEY (tenant_id, kind),
     CONSTRAINT alert_channel_kind_known CHECK (kind IN ('slack', 'webhook', 'email')),
-    CONSTRAINT alert_channel_events_known CHECK (events <@ ARRAY['run_failed', 'worker_died']::text[]),
+    CONSTRAINT alert_channel_events_known CHECK (events <@ ARRAY['run_failed', 'worker_died', 'cron_missed']::text[]),
     CONSTRAINT alert_channel_settings_is_object CHECK (jsonb_typeof(settings) = 'object'),
     CONSTRAINT alert_channel_secret_is_object CHECK (jsonb_typeof(secret) = 'object')
 );
@@ -105,8 +106,8 @@ SELECT pg_catalog.pg_extension_config_dump('hatchet.alert_channels', '');
 
 CREATE TABLE hatchet.alerts (
     tenant_id  uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
-    -- what the alert is about, 'run:<run id>' or 'worker:<worker id>:<last heartbeat>'; one alert per subject and
-    -- channel, ever
+    -- what the alert is about, 'run:<run id>', 'worker:<worker id>:<last heartbeat>' or 'cron:<cron id>:<tick>'; one
+    -- alert per subject and channel, ever
     subject    text        NOT NULL,
     kind       text        NOT NULL,
     event      text        NOT NULL,
@@ -143,10 +144,11 @@ BEGIN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['an alert channel needs at least one event']);
     END IF;
     SELECT e INTO v_bad FROM pg_catalog.unnest(p_events) e
-    WHERE e IS NULL OR e NOT IN ('run_failed', 'worker_died') LIMIT 1;
+    WHERE e IS NULL OR e NOT IN ('run_failed', 'worker_died', 'cron_missed') LIMIT 1;
     IF FOUND THEN
         PERFORM hatchet.raise_error('invalid_argument',
-            ARRAY[pg_catalog.format('alert events must be run_failed or worker_died, not %s', coalesce(v_bad, 'null'))]);
+            ARRAY[pg_catalog.format('alert events must be run_failed, worker_died or cron_missed, not %s',
+                                    coalesce(v_bad, 'null'))]);
     END IF;
     IF p_settings IS NULL OR pg_catalog.jsonb_typeof(p_settings) <> 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['alert channel settings must be a JSON object']);
@@ -499,6 +501,36 @@ $$;
 COMMENT ON FUNCTION hatchet._alert_worker_died(uuid, uuid, bigint) IS
     'a worker was declared dead; start its worker_died alerts (once per death and channel)';
 
+-- Called by hatchet._tenant_time_triggers when a cron fires a tick that is so late that later ticks were due too:
+-- those are skipped (at most one catch-up run after downtime), and the channels that want cron_missed are told, once
+-- per late tick. p_cron is the cron before it was advanced.
+CREATE FUNCTION hatchet._alert_cron_missed(p_tenant uuid, p_cron hatchet.crons, p_now timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_workflow text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hatchet.alert_channels c
+                   WHERE c.tenant_id = p_tenant AND c.enabled AND 'cron_missed' = ANY (c.events)) THEN
+        RETURN;
+    END IF;
+    BEGIN
+        SELECT w.name INTO v_workflow FROM hatchet.workflows w
+        WHERE w.tenant_id = p_tenant AND w.id = p_cron.workflow_id;
+        PERFORM hatchet._enqueue_alert(p_tenant, 'cron_missed',
+            'cron:' || p_cron.id::text || ':' || hatchet._iso_utc(p_cron.next_tick_at),
+            jsonb_build_object('cron_id', p_cron.id, 'cron', p_cron.name, 'expression', p_cron.expression,
+                               'workflow', coalesce(v_workflow, ''),
+                               'due_at', hatchet._iso_utc(p_cron.next_tick_at), 'fired_at', hatchet._iso_utc(p_now)));
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'pg_hatchet: no alert for the missed ticks of cron %: %', p_cron.id, SQLERRM;
+    END;
+END
+$$;
+COMMENT ON FUNCTION hatchet._alert_cron_missed(uuid, hatchet.crons, timestamptz) IS
+    'a cron fired so late that later ticks were skipped; start its cron_missed alerts (once per tick and channel)';
+
 CREATE OR REPLACE FUNCTION hatchet._grant_api() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -682,6 +714,113 @@ BEGIN
 
     -- The record of alerts sent (sql/alerts.sql) expires with the history it is about.
     DELETE FROM hatchet.alerts a WHERE a.created_at < ((v_today - v_retention)::timestamp AT TIME ZONE 'UTC');
+END
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- 5. cron_missed alerts (sql/crons.sql): _tenant_time_triggers tells _alert_cron_missed when a tick it fires is so late
+--    that later ticks are skipped.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._tenant_time_triggers(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now       timestamptz := p_now;
+    v_limit     integer := p_limit;
+    v_retention integer := coalesce(current_setting('hatchet.retention_days', true)::integer, 30);
+    c           hatchet.crons;
+    s           hatchet.scheduled_runs;
+    m           record;
+    v_version   bigint;
+    v_run       uuid;
+    v_next      timestamptz;
+BEGIN
+    -- Cron ticks. FOR UPDATE re-checks next_tick_at on the latest row version, so a tick a concurrent pass has
+    -- just fired (and advanced) is not fired again; SKIP LOCKED leaves a cron another pass holds to that pass.
+    FOR c IN
+        SELECT x.* FROM hatchet.crons x
+        WHERE x.tenant_id = p_tenant AND x.enabled AND x.next_tick_at <= v_now
+        ORDER BY x.next_tick_at
+        LIMIT v_limit
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        BEGIN
+            SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
+            WHERE v.tenant_id = p_tenant AND v.workflow_id = c.workflow_id ORDER BY v.id DESC LIMIT 1;
+            PERFORM hatchet._create_run(p_tenant, v_version, c.input,
+                hatchet._clean_metadata(c.additional_metadata) || jsonb_build_object(
+                    'hatchet__cron_name', c.name, 'hatchet__cron_expression', c.expression,
+                    'hatchet__scheduled_at', hatchet._iso_utc(c.next_tick_at), 'hatchet__triggered_by', 'cron'),
+                c.priority, 'cron');
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pg_hatchet: cron % (%) skipped the tick due at %: %', c.name, c.id,
+                hatchet._iso_utc(c.next_tick_at), SQLERRM;
+        END;
+        -- A tick after the one just fired was due too: those are skipped, never replayed (cron_missed alerts).
+        IF c.next_tick_at < v_now - interval '1 second'
+           AND hatchet.cron_next(c.expression, c.next_tick_at) <= v_now THEN
+            PERFORM hatchet._alert_cron_missed(p_tenant, c, v_now);
+        END IF;
+        -- The next tick after now (not after the tick just fired): at most one catch-up run after downtime.
+        v_next := hatchet.cron_next(c.expression, greatest(v_now, c.next_tick_at));
+        UPDATE hatchet.crons x
+        SET last_tick_at = c.next_tick_at, next_tick_at = coalesce(v_next, 'infinity'),
+            enabled = v_next IS NOT NULL
+        WHERE x.tenant_id = p_tenant AND x.id = c.id;
+    END LOOP;
+
+    -- One-off schedules.
+    FOR s IN
+        SELECT x.* FROM hatchet.scheduled_runs x
+        WHERE x.tenant_id = p_tenant AND x.fired_run_id IS NULL AND x.error IS NULL AND x.run_at <= v_now
+        ORDER BY x.run_at
+        LIMIT v_limit
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        BEGIN
+            SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
+            WHERE v.tenant_id = p_tenant AND v.workflow_id = s.workflow_id ORDER BY v.id DESC LIMIT 1;
+            v_run := hatchet._create_run(p_tenant, v_version, s.input,
+                hatchet._clean_metadata(s.additional_metadata) || jsonb_build_object(
+                    'hatchet__scheduled_at', hatchet._iso_utc(s.run_at), 'hatchet__triggered_by', 'schedule'),
+                s.priority, 'schedule');
+            UPDATE hatchet.scheduled_runs x SET fired_run_id = v_run WHERE x.tenant_id = p_tenant AND x.id = s.id;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE hatchet.scheduled_runs x SET error = SQLERRM WHERE x.tenant_id = p_tenant AND x.id = s.id;
+            RAISE WARNING 'pg_hatchet: schedule % could not fire: %', s.id, SQLERRM;
+        END;
+    END LOOP;
+
+    -- Sleeps of pending matches. A run whose matches another transaction is changing right now is left to the
+    -- next pass rather than waited for.
+    FOR m IN
+        SELECT x.id, x.run_id FROM hatchet.matches x
+        WHERE x.tenant_id = p_tenant AND x.wake_at <= v_now
+        ORDER BY x.wake_at
+        LIMIT v_limit
+    LOOP
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(1212240963, hashtext(m.run_id::text));
+        BEGIN
+            PERFORM hatchet._satisfy_match(p_tenant, m.id, 'sleep', v_now);
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE hatchet.matches x SET wake_at = v_now + interval '5 seconds'
+            WHERE x.tenant_id = p_tenant AND x.id = m.id;
+            RAISE WARNING 'pg_hatchet: sleep of match % could not be completed: %', m.id, SQLERRM;
+        END;
+    END LOOP;
+
+    -- Fired schedules are history: kept for the retention period after they fired (their run id's time), then
+    -- deleted. A schedule fires after its run_at, so the index on run_at narrows the search.
+    DELETE FROM hatchet.scheduled_runs x
+    WHERE x.ctid = ANY (ARRAY(
+        SELECT y.ctid FROM hatchet.scheduled_runs y
+        WHERE y.tenant_id = p_tenant AND y.fired_run_id IS NOT NULL
+          AND y.run_at < v_now - make_interval(days => v_retention)
+          AND hatchet.uuid_time(y.fired_run_id) < v_now - make_interval(days => v_retention)
+        LIMIT v_limit));
 END
 $$;
 

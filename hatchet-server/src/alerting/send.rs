@@ -25,12 +25,12 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 const QUOTED_BODY: usize = 300;
 
 /// What an alert says, from the delivery's input (written by `hatchet._alert_on_task_failed` for `run_failed`,
-/// `hatchet._alert_worker_died` for `worker_died`).
+/// `hatchet._alert_worker_died` for `worker_died`, `hatchet._alert_cron_missed` for `cron_missed`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AlertText {
     /// The tenant the alert belongs to.
     pub tenant: Uuid,
-    /// `run_failed` or `worker_died`.
+    /// `run_failed`, `worker_died` or `cron_missed`.
     pub event: String,
     /// The delivery input as written by the extension (`channel` removed): the webhook body's fields.
     pub fields: Value,
@@ -64,11 +64,12 @@ impl AlertText {
     }
 
     /// The dashboard page of what the alert is about: `<public url>/runs/<run id>` (`/workers/<worker id>` for a
-    /// dead worker).
+    /// dead worker, `/crons/<cron id>` for a cron that missed ticks).
     pub(crate) fn link(&self, public_url: &str) -> String {
         let base = public_url.trim_end_matches('/');
         match self.event.as_str() {
             "worker_died" => format!("{base}/workers/{}", self.s("worker_id")),
+            "cron_missed" => format!("{base}/crons/{}", self.s("cron_id")),
             _ => format!("{base}/runs/{}", self.s("run_id")),
         }
     }
@@ -77,6 +78,11 @@ impl AlertText {
     pub(crate) fn subject(&self) -> String {
         match self.event.as_str() {
             "worker_died" => format!("[pg_hatchet] worker {} died", self.s("worker")),
+            "cron_missed" => format!(
+                "[pg_hatchet] cron {} of {} missed ticks",
+                self.s("cron"),
+                self.s("workflow")
+            ),
             _ => format!("[pg_hatchet] run of {} failed", self.s("workflow")),
         }
     }
@@ -94,6 +100,18 @@ impl AlertText {
                 id = self.s("worker_id"),
                 attempts = self.n("attempts_retried"),
                 last = self.s("last_heartbeat_at"),
+            );
+        }
+        if self.event == "cron_missed" {
+            return format!(
+                "Cron {cron} ({expression}) of {workflow} fired its tick due at {due} only at {fired}; \
+                 the ticks due in between were skipped.\n\
+                 Cron: {link}\n",
+                cron = self.s("cron"),
+                expression = self.s("expression"),
+                workflow = self.s("workflow"),
+                due = self.s("due_at"),
+                fired = self.s("fired_at"),
             );
         }
         let error = self.s("error");
@@ -374,5 +392,24 @@ mod tests {
             "{body}"
         );
         assert_eq!(t.webhook_body("http://h")["worker"], "billing-1");
+    }
+
+    #[test]
+    fn a_missed_cron_links_to_the_cron() {
+        let t = AlertText::from_input(
+            Uuid::nil(),
+            &json!({"event": "cron_missed", "cron_id": "c1", "cron": "nightly", "expression": "0 3 * * *",
+                    "workflow": "report", "due_at": "2026-01-01T03:00:00Z", "fired_at": "2026-01-03T09:00:00Z"}),
+        );
+        assert_eq!(
+            t.subject(),
+            "[pg_hatchet] cron nightly of report missed ticks"
+        );
+        assert_eq!(t.link("http://h"), "http://h/crons/c1");
+        let body = t.body("http://h");
+        assert!(
+            body.contains("due at 2026-01-01T03:00:00Z only at 2026-01-03T09:00:00Z"),
+            "{body}"
+        );
     }
 }

@@ -162,6 +162,29 @@ SELECT hatchet._reap_dead_workers(hatchet.default_tenant(), clock_timestamp() + 
 SELECT count(*) AS worker_alerts FROM hatchet.alerts WHERE subject LIKE 'worker:' || :'w1' || ':%';
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- A cron fired so late that later ticks were skipped (in a tenant of its own, so no other cron fires): a cron_missed
+-- alert once per late tick; a tick fired on time skips nothing and says nothing
+-- ---------------------------------------------------------------------------------------------------------------------
+SELECT hatchet.create_tenant('regress_alerts_cron', '00000000-0000-7000-8000-00000000c017') AS ct \gset
+SELECT hatchet.put_alert_channel('webhook', secret => '{"url": "http://127.0.0.1:9/cron"}',
+                                 events => ARRAY['cron_missed'], tenant_id => :'ct') AS created;
+SELECT hatchet.register_workflow('{"name": "alerted_nightly", "tasks": [{"readable_id": "report"}]}',
+                                 tenant_id => :'ct') IS NOT NULL AS registered;
+SELECT hatchet.create_cron('alerted_nightly', 'every-minute', '* * * * *', tenant_id => :'ct') AS cron \gset
+UPDATE hatchet.crons SET next_tick_at = date_trunc('minute', clock_timestamp()) - interval '10 minutes'
+WHERE tenant_id = :'ct' AND id = :'cron';
+SELECT hatchet._tenant_time_triggers(:'ct', clock_timestamp(), 100);
+SELECT a.kind, a.event, (t.input -> 'input') - 'cron_id' - 'due_at' - 'fired_at' AS input,
+       t.input #>> '{input,cron_id}' = :'cron' AS cron_id,
+       (t.input #>> '{input,due_at}')::timestamptz < (t.input #>> '{input,fired_at}')::timestamptz AS late
+FROM hatchet.alerts a JOIN hatchet.tasks t ON t.tenant_id = a.tenant_id AND t.id = a.task_id
+WHERE a.tenant_id = :'ct' ORDER BY a.subject;
+-- The next tick, fired on time: nothing skipped, no alert.
+UPDATE hatchet.crons SET next_tick_at = clock_timestamp() WHERE tenant_id = :'ct' AND id = :'cron';
+SELECT hatchet._tenant_time_triggers(:'ct', clock_timestamp(), 100);
+SELECT count(*) AS cron_alerts FROM hatchet.alerts WHERE tenant_id = :'ct';
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Retention: the record of an alert older than hatchet.retention_days goes with the history it is about
 -- ---------------------------------------------------------------------------------------------------------------------
 INSERT INTO hatchet.alerts (tenant_id, subject, kind, event, task_id, created_at)
