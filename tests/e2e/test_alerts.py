@@ -1,8 +1,9 @@
 """Alerts (issue 17, docs/alerts.md): alert channels set over REST, and a run that fails for good reported once per
 channel to a local HTTP sink (Slack payload and generic JSON webhook) and a local SMTP sink (aiosmtpd, with AUTH),
-each message linking to `<public url>/runs/<run id>`; a worker killed without a goodbye reported as `worker_died` to
-the channel that asked for it. A delivery that fails is retried by the engine with backoff;
-deliveries are runs of their own (of the internal workflow `hatchet:alerts`), visible through the runs API. Everything listens on 127.0.0.1 only.
+each message linking to `<public url>/runs/<run id>`; a worker killed without a goodbye reported as `worker_died`,
+and a cron three days behind as `cron_missed`, to the channel that asked for it. A delivery that fails is retried
+by the engine with backoff; deliveries are runs of their own (of the internal workflow `hatchet:alerts`), visible
+through the runs API. Everything listens on 127.0.0.1 only.
 
 The worker is this file run as a script (`python test_alerts.py worker`). Every test leaves the tenant without
 channels, and waits for its deliveries to finish, so the other e2e tests see no alert traffic.
@@ -385,6 +386,33 @@ def test_a_dead_worker_is_reported_on_the_channels_that_ask_for_it(clean, server
         assert [r for r in http.at("/slack") if "died" in r["body"]["text"]] == []
     finally:
         doomed.stop()
+
+
+def test_a_cron_that_missed_ticks_is_reported(clean, server):
+    api, http, smtp, hatchet, *_ = clean
+    assert api.call("PUT", api.channel("webhook"), {
+        "secret": {"url": http.url("/hook")}, "events": ["cron_missed"]})[0] == 201
+    cron = hatchet.cron.create("alerts-flaky", "alerts-e2e-nightly", "0 3 * * *", {}, {})
+    try:
+        # As if the engine had been down for three days: the background worker fires the oldest tick once and skips
+        # the two after it.
+        sql_rows(server, "UPDATE hatchet.crons SET next_tick_at = now() - interval '3 days' WHERE id = %s "
+                         "RETURNING id", cron.metadata.id)
+
+        def missed() -> list[dict]:
+            return [r for r in http.at("/hook")
+                    if r["body"].get("event") == "cron_missed" and r["body"].get("cron") == "alerts-e2e-nightly"]
+
+        hook = wait_for(missed, 60, "the cron_missed alert")
+        body = hook[0]["body"]
+        assert body["cron"] == "alerts-e2e-nightly" and body["workflow"] == "alerts-flaky"
+        assert body["expression"] == "0 3 * * *" and body["cron_id"] == cron.metadata.id
+        assert body["url"] == f"{server.rest_url}/crons/{cron.metadata.id}"
+        assert "skipped" in body["text"]
+        time.sleep(2)
+        assert len(missed()) == 1
+    finally:
+        hatchet.cron.delete(cron.metadata.id)
 
 
 if __name__ == "__main__" and sys.argv[1:2] in (["worker"], ["doomed"]):
