@@ -205,7 +205,8 @@ BEGIN
     END IF;
     IF NOT coalesce(p_settings ->> 'tls' IN ('none', 'starttls', 'tls'), false)
        OR pg_catalog.jsonb_typeof(p_settings -> 'tls') <> 'string' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['an email channel''s "tls" must be none, starttls or tls']);
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY['an email channel''s "tls" must be none, starttls or tls']);
     END IF;
     IF pg_catalog.jsonb_typeof(p_settings -> 'from') IS DISTINCT FROM 'string'
        OR (p_settings ->> 'from') !~ '^[^@\s<>]+@[^@\s<>]+$' THEN
@@ -215,7 +216,8 @@ BEGIN
        OR pg_catalog.jsonb_array_length(p_settings -> 'to') = 0
        OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(p_settings -> 'to') a
                   WHERE pg_catalog.jsonb_typeof(a) <> 'string' OR (a #>> '{}') !~ '^[^@\s<>]+@[^@\s<>]+$') THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['an email channel needs a non-empty "to" list of addresses']);
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY['an email channel needs a non-empty "to" list of addresses']);
     END IF;
     SELECT k INTO v_bad FROM pg_catalog.jsonb_object_keys(p_secret) k WHERE k NOT IN ('username', 'password') LIMIT 1;
     IF FOUND THEN
