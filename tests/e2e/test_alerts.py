@@ -317,6 +317,13 @@ def test_a_failed_run_is_reported_once_on_every_channel_with_its_link(clean, ser
     content = message.get_payload(decode=True).decode()
     assert link in content and FAILURE in content, content
 
+    # The alert log names the run and the delivery of each channel; a bad limit is a 400.
+    status, sent = api.call("GET", f"/api/v1/stable/tenants/{api.tenant}/alerts?limit=10")
+    assert status == 200, sent
+    mine = sorted((r["kind"], r["event"]) for r in sent["rows"] if r["subject"] == f"run:{run_id}")
+    assert mine == [("email", "run_failed"), ("slack", "run_failed"), ("webhook", "run_failed")], sent
+    assert delivery in {r["deliveryRunId"] for r in sent["rows"]}
+    assert api.call("GET", f"/api/v1/stable/tenants/{api.tenant}/alerts?limit=0")[0] == 400
     # The delivery is a run of its own (of the workflow hatchet:alerts), completed, with what was sent in its output.
     assert wait_for(lambda: hatchet.runs.get_status(delivery).value == "COMPLETED", 10, "the delivery run")
     assert hatchet.runs.get(delivery).run.display_name.startswith("hatchet:alerts")

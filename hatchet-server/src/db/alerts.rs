@@ -125,6 +125,36 @@ pub(crate) async fn channel_secret(
         .await
 }
 
+/// One alert sent (`hatchet.list_alerts`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct AlertRow {
+    /// What it is about: `run:<id>`, `worker:<id>:<last heartbeat>` or `cron:<id>:<tick>`.
+    pub subject: String,
+    /// The channel kind.
+    pub kind: String,
+    /// `run_failed`, `worker_died` or `cron_missed`.
+    pub event: String,
+    /// The delivery run.
+    pub task_id: Uuid,
+    /// When it was started.
+    pub created_at: DateTime<Utc>,
+}
+
+/// `hatchet.list_alerts`: the tenant's most recent alerts.
+pub(crate) async fn list_alerts(
+    pool: &PgPool,
+    tenant: Uuid,
+    limit: i32,
+) -> Result<Vec<AlertRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT subject, kind, event, task_id, created_at FROM hatchet.list_alerts(max_rows => $1, tenant_id => $2)",
+    )
+    .bind(limit)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
 /// `hatchet.alert_tenants`: whose alert queue to consume.
 pub(crate) async fn alert_tenants(pool: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar("SELECT t FROM hatchet.alert_tenants() t")

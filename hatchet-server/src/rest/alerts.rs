@@ -7,6 +7,7 @@
 //! | `GET /api/v1/stable/tenants/{tenant}/alert-channels/{kind}` | one channel, 404 if it is not set |
 //! | `PUT /api/v1/stable/tenants/{tenant}/alert-channels/{kind}` | create or replace; 201 when created, 200 when replaced |
 //! | `DELETE /api/v1/stable/tenants/{tenant}/alert-channels/{kind}` | 204, or 404 if it was not set |
+//! | `GET /api/v1/stable/tenants/{tenant}/alerts?limit=N` | `{"rows": [{subject, kind, event, deliveryRunId, createdAt}]}`, newest first (limit 1-1000, default 50) |
 //!
 //! `kind` is `slack`, `webhook` or `email`. A PUT body is `{"enabled": true, "events": ["run_failed"],
 //! "settings": {...}, "secret": {...}}`, every field optional; a missing `settings` or `secret` keeps the stored one.
@@ -28,11 +29,13 @@ use uuid::Uuid;
 
 const COLLECTION: &str = "/v1/stable/tenants/{tenant}/alert-channels";
 const ONE: &str = "/v1/stable/tenants/{tenant}/alert-channels/{kind}";
+const SENT: &str = "/v1/stable/tenants/{tenant}/alerts";
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route(COLLECTION, get(list))
         .route(ONE, get(get_one).put(put).delete(delete))
+        .route(SENT, get(sent))
 }
 
 /// A channel as the API answers it: never a secret's value.
@@ -132,4 +135,32 @@ async fn delete(
             "alert channel \"{kind}\" is not set"
         )))
     }
+}
+
+/// One alert sent, as the API answers it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Sent {
+    subject: String,
+    kind: String,
+    event: String,
+    delivery_run_id: Uuid,
+    created_at: DateTime<Utc>,
+}
+
+async fn sent(State(state): State<AppState>, q: TenantQuery) -> Result<Json<Value>, AppError> {
+    let limit = q.params.int("limit")?.unwrap_or(50);
+    let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+    let rows = db::list_alerts(&state.pool, q.tenant, limit).await?;
+    let rows: Vec<Sent> = rows
+        .into_iter()
+        .map(|r| Sent {
+            subject: r.subject,
+            kind: r.kind,
+            event: r.event,
+            delivery_run_id: r.task_id,
+            created_at: r.created_at,
+        })
+        .collect();
+    Ok(Json(json!({ "rows": rows })))
 }
