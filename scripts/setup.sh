@@ -39,6 +39,11 @@ PY_REQUIREMENTS=(
     hatchet-sdk==1.43.1
     pytest
     pytest-asyncio==1.5.0
+    aiosmtpd==1.4.6
+    fastapi==0.163.2
+    uvicorn==0.54.0
+    httpx==0.28.1
+    psycopg[binary]==3.3.9
 )
 
 say() { printf 'setup: %s\n' "$*"; }

@@ -255,6 +255,11 @@ BEGIN
             RAISE WARNING 'pg_hatchet: cron % (%) skipped the tick due at %: %', c.name, c.id,
                 hatchet._iso_utc(c.next_tick_at), SQLERRM;
         END;
+        -- A tick after the one just fired was due too: those are skipped, never replayed (cron_missed alerts).
+        IF c.next_tick_at < v_now - interval '1 second'
+           AND hatchet.cron_next(c.expression, c.next_tick_at) <= v_now THEN
+            PERFORM hatchet._alert_cron_missed(p_tenant, c, v_now);
+        END IF;
         -- The next tick after now (not after the tick just fired): at most one catch-up run after downtime.
         v_next := hatchet.cron_next(c.expression, greatest(v_now, c.next_tick_at));
         UPDATE hatchet.crons x

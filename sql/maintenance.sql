@@ -56,7 +56,7 @@ COMMENT ON FUNCTION hatchet._partition_ddl(text, text, text) IS
     'run one partition DDL with a short lock_timeout; ''skipped'' if its locks were not granted in time';
 
 -- Creates the partitions for [today - 1 day, today + days_ahead] that are missing and drops partitions that ended more
--- than retention_days ago. A partition is never dropped while a task inside it is still queued, delayed or running.
+-- than retention_days ago (and deletes the hatchet.alerts rows older than that). A partition is never dropped while a task inside it is still queued, delayed or running.
 -- Returns one row per partition created, dropped or skipped.
 --
 -- Both DDLs lock the parent table ACCESS EXCLUSIVE, and a lock request that waits makes every later enqueue and read
@@ -138,6 +138,9 @@ BEGIN
             RETURN NEXT;
         END IF;
     END LOOP;
+
+    -- The record of alerts sent (sql/alerts.sql) expires with the history it is about.
+    DELETE FROM hatchet.alerts a WHERE a.created_at < ((v_today - v_retention)::timestamp AT TIME ZONE 'UTC');
 END
 $$;
 COMMENT ON FUNCTION hatchet.maintain_partitions(integer, integer) IS
@@ -308,6 +311,7 @@ BEGIN
         SELECT count(pg_notify('hatchet_cancel', h.task_id::text || ':' || h.retry_count || ':' || v_dead::text))
         INTO v_cancelled FROM held h;
         n := n + hatchet.deregister_worker(v_dead, 'worker stopped sending heartbeats', p_tenant);
+        PERFORM hatchet._alert_worker_died(p_tenant, v_dead, v_cancelled);
     END LOOP;
     RETURN n;
 END

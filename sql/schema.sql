@@ -12,6 +12,7 @@
 --   webhooks.sql      incoming webhooks, turned into events
 --   crons.sql         crons, one-off schedules and firing what is due
 --   streams.sql       stream chunks put by running tasks, read by run subscribers
+--   alerts.sql        alert channels (slack, webhook, email) and the alerts enqueued when a task fails for good
 --   maintenance.sql   the background worker's pass: partitions, reapers, pruning
 --   security.sql      the group roles, tenant bindings and privileges (its two tables are there, with it; last)
 -- Each file's header lists its public functions and which other files it may call.

@@ -207,7 +207,7 @@ DECLARE
                                'task'];
     c_superuser_only text[] := ARRAY['run_maintenance', 'maintain_partitions'];
     c_admin_only     text[] := ARRAY['create_tenant', 'grant_tenant', 'revoke_tenant', 'list_tenant_grants'];
-    c_server_only    text[] := ARRAY['find_webhooks'];  -- returns webhook credentials
+    c_server_only    text[] := ARRAY['find_webhooks', 'alert_channel_secret'];  -- return credentials
     v_fn   regprocedure;
     v_name text;
 BEGIN

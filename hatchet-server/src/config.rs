@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// Most runs one `SubscribeToWorkflowRuns` stream (or one metadata `SubscribeToWorkflowEvents` stream) may
     /// follow at once; one more ends the stream with RESOURCE_EXHAUSTED. An answered run no longer counts.
     pub max_subscriptions_per_stream: usize,
+    /// The address people reach this server's dashboard at, e.g. `https://hatchet.example.com`: alerts link to
+    /// `<public_url>/runs/<run id>`.
+    pub public_url: String,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             background: BackgroundPool::default(),
             max_subscriptions_per_stream: 10_000,
+            public_url: "http://localhost:8080".to_owned(),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! Modules depend on each other one way only, each on the ones left of it (none imports one that imports it back):
 //!
 //! ```text
-//! proto, config, error, status -> db -> auth, metrics, cluster -> dispatch -> state -> grpc, rest -> server
+//! proto, config, error, status -> db -> auth, metrics, cluster -> dispatch, alerting -> state -> grpc, rest -> server
 //! ```
 //!
 //! | module | what it holds |
@@ -21,6 +21,7 @@
 //! | [`db`] | every SQL statement, one file per file of the extension's `sql/` |
 //! | [`auth`], [`metrics`], [`cluster`] | API tokens; Prometheus metrics; the local Postgres of `dev` and the tests |
 //! | `dispatch` | what lives in memory: connected workers, assignment and completion loops, run and stream subscriptions |
+//! | `alerting` | the alert sender: consumes the `hatchet:alerts` queue, posts to Slack / webhooks, mails over SMTP |
 //! | `state` | [`AppState`], what every handler gets |
 //! | `grpc`, [`rest`] | the two transports' handlers |
 //! | `server` | [`run`]: both listeners until shutdown |
@@ -29,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+mod alerting;
 pub mod auth;
 pub mod cluster;
 pub mod config;

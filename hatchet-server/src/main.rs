@@ -64,6 +64,9 @@ struct DevArgs {
     /// Directory with initdb, pg_ctl and pg_config.
     #[arg(long, env = "HATCHET_PG_BIN_DIR", default_value = DEFAULT_PG_BIN_DIR)]
     pg_bin_dir: PathBuf,
+    /// Base URL of the dashboard in alert links (`<public url>/runs/<run id>`); default http://localhost:<http port>.
+    #[arg(long, env = "HATCHET_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -106,6 +109,10 @@ struct ServeArgs {
     /// Most runs one SubscribeToWorkflowRuns stream may wait for at once; beyond it RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = ServerConfig::default().max_subscriptions_per_stream)]
     max_subscriptions_per_stream: usize,
+    /// Base URL at which people reach this server's dashboard, for the links in alerts
+    /// (`<public url>/runs/<run id>`); default http://<--http-addr>.
+    #[arg(long, env = "HATCHET_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,7 +180,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     if !started {
         tracing::info!("the Postgres cluster was already running; leaving it running on exit");
     }
-    let result = dev_serve(&cluster, args.grpc_port, args.http_port).await;
+    let public_url = args
+        .public_url
+        .unwrap_or_else(|| format!("http://localhost:{}", args.http_port));
+    let result = dev_serve(&cluster, args.grpc_port, args.http_port, public_url).await;
     if started {
         tracing::info!("stopping Postgres");
         if let Err(err) = cluster.stop().await {
@@ -183,7 +193,12 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn dev_serve(cluster: &LocalCluster, grpc_port: u16, http_port: u16) -> anyhow::Result<()> {
+async fn dev_serve(
+    cluster: &LocalCluster,
+    grpc_port: u16,
+    http_port: u16,
+    public_url: String,
+) -> anyhow::Result<()> {
     cluster.prepare_database().await?;
     let pool = PgPoolOptions::new()
         .max_connections(10)
@@ -196,7 +211,11 @@ async fn dev_serve(cluster: &LocalCluster, grpc_port: u16, http_port: u16) -> an
         http: bind(SocketAddr::from(([127, 0, 0, 1], http_port))).await?,
         tls: None,
     };
-    let state = AppState::new(pool, ServerConfig::default())?;
+    let config = ServerConfig {
+        public_url,
+        ..ServerConfig::default()
+    };
+    let state = AppState::new(pool, config)?;
     let minted = state
         .auth
         .mint(&MintRequest {
@@ -249,6 +268,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             idle_in_transaction_timeout: args.background_idle_in_transaction_timeout,
         },
         max_subscriptions_per_stream: args.max_subscriptions_per_stream,
+        public_url: args
+            .public_url
+            .unwrap_or_else(|| format!("http://{}", args.http_addr)),
         ..ServerConfig::default()
     };
     let state = AppState::new(pool, config)?;

@@ -110,6 +110,11 @@ pub async fn run(
     }
 
     state.dispatch.spawn();
+    tokio::spawn(crate::alerting::run(
+        state.background.clone(),
+        state.config.public_url.clone(),
+        token.clone(),
+    ));
 
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;

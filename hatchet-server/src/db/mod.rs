@@ -12,6 +12,7 @@
 //! | `events` | `push_events`, `list_events` and event filters |
 //! | `webhooks` | incoming webhooks: CRUD and `receive_webhook` |
 //! | `crons` | crons and one-off schedules |
+//! | `alerts` | alert channels (`put_alert_channel`, `alert_channels`, `alert_channel_secret`) and the `hatchet:alerts` queue |
 //! | `streams` | stream chunks: `put_stream_chunk`, `read_stream_chunks`, `run_stream_state` |
 //! | `maintenance` | `prune_stream_chunks` and the queue depth read of `/metrics` |
 //!
@@ -22,6 +23,7 @@
 //! Functions return `sqlx::Error`; callers turn it into an [`AppError`](crate::error::AppError) with `?`, which maps
 //! SQLSTATEs in one place.
 
+pub(crate) mod alerts;
 pub(crate) mod crons;
 pub(crate) mod events;
 pub(crate) mod flow_control;

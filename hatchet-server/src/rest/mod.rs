@@ -4,6 +4,7 @@
 //! [`app`] builds the whole router from the state, so tests can drive it with `tower::ServiceExt::oneshot`
 //! without binding a socket. Each resource module exposes a `router()`.
 
+pub(crate) mod alerts;
 pub(crate) mod api;
 pub(crate) mod crons;
 pub(crate) mod events;

@@ -1,0 +1,122 @@
+//! The alert sender: consumes the queue of the extension's internal workflow `hatchet:alerts` and delivers each alert
+//! to its channel (a Slack incoming webhook, a generic JSON webhook, email over SMTP; see `send`).
+//!
+//! Why a queue and not a call on the failure path: the extension enqueues a delivery in the very transaction where a
+//! task fails for good (`sql/alerts.sql`), so an alert exists exactly when the failure committed, and nothing on
+//! the engine's path waits for the network. This loop is an ordinary SQL consumer (`hatchet.dequeue`, `complete`,
+//! `fail`): a delivery that fails (Slack down, SMTP refused) fails its attempt and the engine retries it with
+//! backoff; one that hangs times out (30 s) and is retried too; several server replicas share the queue without
+//! sending twice (each claim is one replica's). Deliveries are workflow runs like any other, visible in the run lists.
+//!
+//! Each delivery reads its channel as it is now (`hatchet.alert_channel_secret`, the server role's only), so a
+//! secret fixed after a failed attempt is used by the next one, and a channel removed or disabled meanwhile
+//! completes the delivery as skipped.
+
+mod send;
+
+use crate::db::alerts as db;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub(crate) use send::{AlertText, Sender};
+
+/// How often the queue is looked at when it was empty.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Most deliveries claimed at once per tenant.
+const BATCH: i32 = 16;
+
+/// The worker name dequeue records on each claim (visible in the delivery's timeline).
+const WORKER: &str = "hatchet-server alerts";
+
+/// Runs until `shutdown`. `public_url` is the base of the dashboard links in alerts.
+pub(crate) async fn run(pool: PgPool, public_url: String, shutdown: CancellationToken) {
+    let sender = match Sender::new(public_url) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(error = %e, "alert sender cannot start; alerts stay queued");
+            return;
+        }
+    };
+    loop {
+        let busy = match pass(&pool, &sender).await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "alert queue pass failed");
+                false
+            }
+        };
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One pass over every tenant with a channel: claims a batch, sends them concurrently, records each outcome.
+/// Returns how many deliveries were handled.
+async fn pass(pool: &PgPool, sender: &Arc<Sender>) -> Result<usize, sqlx::Error> {
+    let mut handled = 0;
+    for tenant in db::alert_tenants(pool).await? {
+        // One tenant's failing statement must not keep the others' alerts queued.
+        let batch = match db::dequeue(pool, tenant, WORKER, BATCH).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(%tenant, error = %e, "claiming alerts failed");
+                continue;
+            }
+        };
+        handled += batch.len();
+        let mut jobs = JoinSet::new();
+        for delivery in batch {
+            let (pool, sender) = (pool.clone(), sender.clone());
+            jobs.spawn(async move { deliver(&pool, &sender, tenant, delivery).await });
+        }
+        while jobs.join_next().await.is_some() {}
+    }
+    Ok(handled)
+}
+
+/// Sends one delivery and completes or fails its attempt.
+async fn deliver(pool: &PgPool, sender: &Sender, tenant: Uuid, d: db::Delivery) {
+    // A workflow task receives `{input, parents, triggered_by}`; the alert is the run's input.
+    let input = d.input.get("input").unwrap_or(&d.input).clone();
+    let kind = input
+        .get("channel")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let outcome = match db::channel_secret(pool, tenant, &kind).await {
+        Err(e) => Err(format!("reading the {kind} channel failed: {e}")),
+        Ok(None) => Ok(json!({"skipped": format!("the {kind} channel was removed")})),
+        Ok(Some(c)) if !c.enabled => {
+            Ok(json!({"skipped": format!("the {kind} channel is disabled")}))
+        }
+        Ok(Some(c)) => {
+            let text = AlertText::from_input(tenant, &input);
+            sender
+                .send(&kind, &c.settings, &c.secret, &text, d.task_id)
+                .await
+                .map(|detail| json!({"sent": kind, "to": detail, "link": text.link(sender.public_url())}))
+        }
+    };
+    let recorded = match &outcome {
+        Ok(output) => db::complete(pool, tenant, &d, output).await,
+        Err(error) => {
+            tracing::warn!(%tenant, task_id = %d.task_id, attempt = d.retry_count, %kind, %error, "alert not delivered");
+            db::fail(pool, tenant, &d, error, true).await.map(|_| ())
+        }
+    };
+    if let Err(e) = recorded {
+        // The attempt stays RUNNING and times out, then it is retried: at worst the alert is sent twice.
+        tracing::warn!(%tenant, task_id = %d.task_id, error = %e, "recording an alert delivery failed");
+    }
+}
