@@ -82,9 +82,14 @@ extension_sql_file!(
     requires = ["crons"]
 );
 extension_sql_file!(
+    "../../sql/durable.sql",
+    name = "durable",
+    requires = ["streams"]
+);
+extension_sql_file!(
     "../../sql/maintenance.sql",
     name = "maintenance",
-    requires = ["streams", raise_error]
+    requires = ["durable", raise_error]
 );
 extension_sql_file!("../../sql/security.sql", name = "security", finalize);
 

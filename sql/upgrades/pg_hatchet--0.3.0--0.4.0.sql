@@ -69,6 +69,930 @@ COMMENT ON FUNCTION hatchet._grant_api() IS
 
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 2. Durable execution (issue 19, sql/durable.sql): the event log of durable tasks (two new history tables,
+--    partitioned by day), durable_child_waits, SIGNAL matches naming a log entry, the EVICTED timeline event and the
+--    'evicted' delayed-queue reason; _fire_match and _on_tasks_finished hand durable waits and children to
+--    durable.sql; durable_log is readable by the app role.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+ALTER TYPE hatchet.task_event_type ADD VALUE 'EVICTED';
+
+ALTER TABLE hatchet.delayed_queue DROP CONSTRAINT delayed_reason_known;
+ALTER TABLE hatchet.delayed_queue ADD CONSTRAINT delayed_reason_known
+    CHECK (reason IN ('run_at', 'backoff', 'rate_limit', 'evicted'));
+
+-- One row per durable task that ever asked for a log entry: which invocation of the task is current and where it
+-- appends next. A task's invocation is its attempt number + 1 (a restore after an eviction is a new attempt), so an
+-- invocation that is not the running attempt is stale and fenced off. The row is locked for every append, which
+-- serialises the entries of one task (Hatchet's v1_durable_event_log_file).
+CREATE TABLE hatchet.durable_logs (
+    tenant_id        uuid        NOT NULL,
+    task_inserted_at timestamptz NOT NULL,
+    task_id          uuid        NOT NULL,
+    -- the latest invocation that appended; a higher one starts over at node 1 (replay)
+    invocation       integer     NOT NULL,
+    branch_id        bigint      NOT NULL DEFAULT 1,
+    -- the node the current invocation appends next
+    next_node        bigint      NOT NULL DEFAULT 1,
+    -- how many entries were satisfied so far: each satisfied entry gets the next number
+    satisfied_count  bigint      NOT NULL DEFAULT 0,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    CONSTRAINT durable_logs_pkey PRIMARY KEY (tenant_id, task_inserted_at, task_id),
+    CONSTRAINT durable_invocation_positive CHECK (invocation > 0),
+    CONSTRAINT durable_next_node_positive CHECK (next_node > 0)
+) PARTITION BY RANGE (task_inserted_at);
+COMMENT ON TABLE hatchet.durable_logs IS
+    'per durable task: the current invocation, branch and next node of its event log (locked per append)';
+
+-- The entries of a durable task's event log, keyed as the protocol's DurableEventLogEntryRef (task, branch, node).
+-- A replayed invocation walks the same nodes again: an entry that exists must be asked for with the same call
+-- (idempotency_key), else the replay is not deterministic; a satisfied entry answers at once with its result.
+CREATE TABLE hatchet.durable_log_entries (
+    tenant_id        uuid        NOT NULL,
+    task_inserted_at timestamptz NOT NULL,
+    task_id          uuid        NOT NULL,
+    branch_id        bigint      NOT NULL,
+    node_id          bigint      NOT NULL,
+    -- MEMO (a value computed once), WAIT_FOR (sleeps and user events, or-groups) or RUN (a child run)
+    kind             text        NOT NULL,
+    -- what was asked: md5 of the memo key, of the wait conditions or of the child's workflow and input
+    idempotency_key  text        NOT NULL,
+    invocation       integer     NOT NULL,
+    label            text,
+    -- WAIT_FOR: the conditions as the match engine holds them; RUN: the child run
+    conditions       jsonb,
+    child_run_id     uuid,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    satisfied_at     timestamptz,
+    satisfied_order  bigint,
+    -- the bytes handed to the SDK (JSON text): the memo value, the wait result or the child's outputs
+    result           bytea,
+    is_failure       boolean     NOT NULL DEFAULT false,
+    error            text,
+    CONSTRAINT durable_log_entries_pkey PRIMARY KEY (tenant_id, task_inserted_at, task_id, branch_id, node_id),
+    CONSTRAINT durable_entry_kind_known CHECK (kind IN ('MEMO', 'WAIT_FOR', 'RUN')),
+    CONSTRAINT durable_satisfied_has_order CHECK ((satisfied_at IS NULL) = (satisfied_order IS NULL))
+) PARTITION BY RANGE (task_inserted_at);
+COMMENT ON TABLE hatchet.durable_log_entries IS
+    'event log of durable tasks: memoized values, waits and child runs, replayed by node';
+
+-- Child runs a durable task waits for (work in flight: a row leaves when the child finishes). Finishing a run looks
+-- here, one probe of a small table, instead of in the partitioned log.
+CREATE TABLE hatchet.durable_child_waits (
+    tenant_id        uuid        NOT NULL,
+    child_run_id     uuid        NOT NULL,
+    task_inserted_at timestamptz NOT NULL,
+    task_id          uuid        NOT NULL,
+    branch_id        bigint      NOT NULL,
+    node_id          bigint      NOT NULL,
+    CONSTRAINT durable_child_waits_pkey PRIMARY KEY (tenant_id, child_run_id, task_id, branch_id, node_id)
+) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25);
+COMMENT ON TABLE hatchet.durable_child_waits IS 'unfinished child runs that durable tasks wait for';
+
+-- A durable wait is a SIGNAL match: the same conditions as a DAG task's sleeps and user events, firing into the log
+-- entry (branch, node) of the task instead of creating a task.
+ALTER TABLE hatchet.matches ADD COLUMN durable_branch_id bigint;
+ALTER TABLE hatchet.matches ADD COLUMN durable_node_id bigint;
+ALTER TABLE hatchet.matches ADD CONSTRAINT match_signal_names_entry
+    CHECK ((kind = 'SIGNAL') = (durable_node_id IS NOT NULL AND durable_branch_id IS NOT NULL));
+
+CREATE OR REPLACE FUNCTION hatchet._fire_match(p_tenant uuid, p_match uuid, p_action text, p_reason text DEFAULT NULL,
+                                    OUT task_id uuid, OUT outcome text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m        hatchet.matches;
+    v_run    hatchet.runs;
+    v_def    hatchet.task_definitions;
+    v_task   uuid;
+    v_conds  jsonb;
+    v_trig   jsonb;
+    v_reason text;
+    v_exists boolean;
+BEGIN
+    IF p_action = 'CREATE_MATCH' THEN
+        SELECT x.* INTO m FROM hatchet.matches x WHERE x.tenant_id = p_tenant AND x.id = p_match;
+    ELSE
+        DELETE FROM hatchet.matches x WHERE x.tenant_id = p_tenant AND x.id = p_match RETURNING x.* INTO m;
+    END IF;
+    IF m.id IS NULL THEN
+        RETURN;
+    END IF;
+    IF m.kind = 'SIGNAL' THEN
+        -- A durable task's wait (durable.sql): it satisfies the task's log entry instead of creating a task.
+        PERFORM hatchet._durable_signal(p_tenant, m, p_action, p_reason);
+        RETURN;
+    END IF;
+    SELECT d.* INTO v_def FROM hatchet.task_definitions d WHERE d.tenant_id = p_tenant AND d.id = m.task_definition_id;
+    IF p_action = 'CREATE_MATCH' THEN
+        v_conds := hatchet._wait_conditions(v_def, clock_timestamp());
+        UPDATE hatchet.matches x
+        SET conditions = v_conds, satisfied = '{}',
+            wake_at = (SELECT min((c->>'until')::timestamptz) FROM jsonb_array_elements(v_conds) c WHERE c ? 'until'),
+            event_keys = ARRAY(SELECT DISTINCT c->>'key' FROM jsonb_array_elements(v_conds) c
+                               WHERE c->>'type' = 'event' ORDER BY 1)
+        WHERE x.tenant_id = p_tenant AND x.id = m.id;
+        RETURN;
+    END IF;
+
+    v_run := hatchet._run_row(p_tenant, m.run_id);
+    -- A match names its task: the run (single-task workflow), an existing task (re-armed by a replay), or only
+    -- itself (placeholder: the task gets a fresh id now).
+    v_task := CASE WHEN m.task_id = m.run_id OR m.task_id <> m.id THEN m.task_id ELSE hatchet.gen_id() END;
+    v_exists := EXISTS (SELECT 1 FROM hatchet.tasks t
+                        WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(v_task) AND t.id = v_task);
+    -- Data of the user events and sleeps that satisfied the match, keyed by readable_data_key (or event key).
+    SELECT jsonb_object_agg(coalesce(c->>'data_key', c->>'key', 'sleep'), m.satisfied->(c->>'id') ORDER BY ord)
+    INTO v_trig
+    FROM jsonb_array_elements(m.conditions) WITH ORDINALITY AS x(c, ord)
+    WHERE c->>'type' IN ('event', 'sleep') AND m.satisfied ? (c->>'id');
+    v_reason := coalesce(p_reason, hatchet._match_reason(m.conditions, m.satisfied, p_action));
+    IF v_exists THEN
+        -- A replayed task: a new attempt of the same task, with its input rebuilt from the new parent outputs.
+        IF p_action = 'QUEUE' THEN
+            PERFORM hatchet._replay_attempt(p_tenant, v_task, hatchet._task_input(p_tenant, v_run, v_def, v_trig));
+        ELSE
+            PERFORM hatchet._replay_finished(p_tenant, v_task,
+                (CASE p_action WHEN 'SKIP' THEN 'SKIPPED' WHEN 'CANCEL' THEN 'CANCELLED' ELSE 'FAILED' END)::hatchet.task_event_type,
+                v_reason);
+            task_id := v_task;
+            outcome := CASE p_action WHEN 'SKIP' THEN 'COMPLETED' WHEN 'CANCEL' THEN 'CANCELLED' ELSE 'FAILED' END;
+        END IF;
+        RETURN;
+    END IF;
+    CASE p_action
+        WHEN 'QUEUE' THEN
+            PERFORM hatchet._queue_task(p_tenant, v_run, v_def, v_task, v_trig);
+        WHEN 'SKIP' THEN
+            PERFORM hatchet._insert_finished_task(p_tenant, v_run, v_def, v_task, 'SKIPPED', v_reason, v_trig);
+            task_id := v_task;
+            outcome := 'COMPLETED';
+        WHEN 'CANCEL' THEN
+            PERFORM hatchet._insert_finished_task(p_tenant, v_run, v_def, v_task, 'CANCELLED', v_reason, v_trig);
+            task_id := v_task;
+            outcome := 'CANCELLED';
+        WHEN 'FAIL' THEN
+            PERFORM hatchet._insert_finished_task(p_tenant, v_run, v_def, v_task, 'FAILED', v_reason, v_trig);
+            task_id := v_task;
+            outcome := 'FAILED';
+    END CASE;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet._on_tasks_finished(p_tenant uuid, p_task_ids uuid[], p_run_ids uuid[], p_outcome text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run uuid;
+BEGIN
+    IF p_task_ids IS NULL OR cardinality(p_task_ids) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM hatchet._advance(p_tenant, p_task_ids, p_run_ids,
+                             array_fill(p_outcome, ARRAY[cardinality(p_task_ids)]));
+    -- A durable task that finished waits for nothing any more; durable tasks waiting for these runs (their children)
+    -- get their results now if the runs are finished (durable.sql).
+    DELETE FROM hatchet.matches x
+    WHERE x.tenant_id = p_tenant AND x.run_id = ANY (p_run_ids) AND x.kind = 'SIGNAL' AND x.task_id = ANY (p_task_ids);
+    IF EXISTS (SELECT 1 FROM hatchet.durable_child_waits w
+               WHERE w.tenant_id = p_tenant AND w.child_run_id = ANY (p_run_ids)) THEN
+        PERFORM hatchet._durable_children_finished(p_tenant, p_run_ids);
+    END IF;
+    -- A run holds its workflow-level concurrency slots (they count runs, not tasks) until its last task is done:
+    -- give them back, and admit waiting runs, in this same transaction.
+    FOR v_run IN
+        SELECT DISTINCT r FROM unnest(p_run_ids) AS r
+        WHERE r IS NOT NULL
+          AND EXISTS (SELECT 1 FROM hatchet.concurrency_slots s WHERE s.tenant_id = p_tenant AND s.task_id = r)
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM hatchet.matches x WHERE x.tenant_id = p_tenant AND x.run_id = v_run);
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM hatchet.tasks t
+            WHERE t.tenant_id = p_tenant AND t.run_id = v_run
+              AND (EXISTS (SELECT 1 FROM hatchet.ready_queue q WHERE q.tenant_id = p_tenant AND q.task_id = t.id)
+                   OR EXISTS (SELECT 1 FROM hatchet.running q WHERE q.tenant_id = p_tenant AND q.task_id = t.id)
+                   OR EXISTS (SELECT 1 FROM hatchet.delayed_queue q WHERE q.tenant_id = p_tenant AND q.task_id = t.id)
+                   OR EXISTS (SELECT 1 FROM hatchet.concurrency_queue q
+                              WHERE q.tenant_id = p_tenant AND q.task_id = t.id)));
+        PERFORM hatchet._release_slots(p_tenant, ARRAY[v_run]);
+    END LOOP;
+    PERFORM hatchet._release_run_keys(p_tenant, p_run_ids);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet.partitioned_tables() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ARRAY['runs', 'tasks', 'task_events', 'payloads', 'events', 'logs', 'durable_logs',
+                   'durable_log_entries'] $$;
+
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- The log
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Starts an append to the log of a durable task by invocation p_invocation: locks the task's run and log row (creating
+-- the row on first use) and returns it. The invocation must be the running attempt's (retry_count + 1); a higher
+-- invocation than the log's latest starts over at node 1 (a replay).
+CREATE FUNCTION hatchet._durable_begin(p_tenant uuid, p_task uuid, p_invocation integer)
+RETURNS hatchet.durable_logs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_at      timestamptz;
+    v_run     uuid;
+    v_durable boolean;
+    v_attempt integer;
+    v_log     hatchet.durable_logs;
+BEGIN
+    IF p_task IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+    END IF;
+    IF p_invocation IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['invocation']);
+    END IF;
+    v_at := hatchet.uuid_time(p_task);
+    SELECT t.run_id, coalesce(d.is_durable, false) INTO v_run, v_durable
+    FROM hatchet.tasks t
+    LEFT JOIN hatchet.task_definitions d ON d.tenant_id = t.tenant_id AND d.id = t.task_definition_id
+    WHERE t.tenant_id = p_tenant AND t.inserted_at = v_at AND t.id = p_task;
+    IF NOT FOUND THEN
+        PERFORM hatchet.raise_error('unknown_task', ARRAY[p_task::text]);
+    END IF;
+    IF NOT v_durable THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('task "%s" is not a durable task', p_task)]);
+    END IF;
+    PERFORM hatchet._lock_runs(ARRAY[v_run]);
+    SELECT r.retry_count INTO v_attempt FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task;
+    IF v_attempt IS NULL OR v_attempt + 1 <> p_invocation THEN
+        PERFORM hatchet._reject_stale(p_tenant, p_task, p_invocation - 1);
+    END IF;
+    INSERT INTO hatchet.durable_logs (tenant_id, task_inserted_at, task_id, invocation)
+    VALUES (p_tenant, v_at, p_task, p_invocation)
+    ON CONFLICT DO NOTHING;
+    SELECT l.* INTO v_log FROM hatchet.durable_logs l
+    WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_at AND l.task_id = p_task
+    FOR UPDATE;
+    IF p_invocation > v_log.invocation THEN
+        UPDATE hatchet.durable_logs l SET invocation = p_invocation, next_node = 1
+        WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_at AND l.task_id = p_task
+        RETURNING l.* INTO v_log;
+    END IF;
+    RETURN v_log;
+END
+$$;
+
+-- Appends the next entry of the log (kind, idempotency key): returns its node and, when the node already exists (a
+-- replay), the stored entry. A node that holds a different call is not appended: `nondeterminism` says why.
+CREATE FUNCTION hatchet._durable_append(p_log hatchet.durable_logs, p_kind text, p_key text, p_label text,
+                                        p_conditions jsonb, p_what text,
+                                        OUT node_id bigint, OUT entry hatchet.durable_log_entries,
+                                        OUT nondeterminism text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    node_id := p_log.next_node;
+    SELECT e.* INTO entry FROM hatchet.durable_log_entries e
+    WHERE e.tenant_id = p_log.tenant_id AND e.task_inserted_at = p_log.task_inserted_at AND e.task_id = p_log.task_id
+      AND e.branch_id = p_log.branch_id AND e.node_id = node_id;
+    IF FOUND AND (entry.kind <> p_kind OR entry.idempotency_key <> p_key) THEN
+        nondeterminism := format('durable task "%s" asked for %s at node %s (invocation %s), but its event log holds '
+                                 '%s there from invocation %s: the task does not replay deterministically',
+                                 p_log.task_id, p_what, node_id, p_log.invocation, lower(entry.kind), entry.invocation);
+        entry := NULL;
+        RETURN;
+    END IF;
+    IF NOT FOUND THEN
+        INSERT INTO hatchet.durable_log_entries (tenant_id, task_inserted_at, task_id, branch_id, node_id, kind,
+                                                 idempotency_key, invocation, label, conditions)
+        VALUES (p_log.tenant_id, p_log.task_inserted_at, p_log.task_id, p_log.branch_id, node_id, p_kind, p_key,
+                p_log.invocation, p_label, p_conditions);
+        entry := NULL;
+    END IF;
+    UPDATE hatchet.durable_logs l SET next_node = node_id + 1
+    WHERE l.tenant_id = p_log.tenant_id AND l.task_inserted_at = p_log.task_inserted_at AND l.task_id = p_log.task_id;
+END
+$$;
+
+-- Satisfies one entry (once): stores its result, numbers it, and restores the task if it is evicted. Locks the log row.
+CREATE FUNCTION hatchet._durable_satisfy(p_tenant uuid, p_task uuid, p_branch bigint, p_node bigint, p_result bytea,
+                                         p_is_failure boolean DEFAULT false, p_error text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_at    timestamptz := hatchet.uuid_time(p_task);
+    v_count bigint;
+BEGIN
+    SELECT l.satisfied_count INTO v_count FROM hatchet.durable_logs l
+    WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_at AND l.task_id = p_task
+    FOR UPDATE;
+    UPDATE hatchet.durable_log_entries e
+    SET satisfied_at = clock_timestamp(), satisfied_order = v_count + 1, result = p_result,
+        is_failure = p_is_failure, error = p_error
+    WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_at AND e.task_id = p_task
+      AND e.branch_id = p_branch AND e.node_id = p_node AND e.satisfied_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE hatchet.durable_logs l SET satisfied_count = v_count + 1
+    WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_at AND l.task_id = p_task;
+    PERFORM hatchet._durable_wake(p_tenant, p_task);
+    RETURN true;
+END
+$$;
+
+-- Queues an evicted task now (its wait is over, or restore_evicted was called): ahead of new work, as the next
+-- invocation. Returns whether it was evicted.
+CREATE FUNCTION hatchet._durable_wake(p_tenant uuid, p_task uuid) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now   timestamptz := clock_timestamp();
+    v_queue text;
+BEGIN
+    UPDATE hatchet.delayed_queue d SET ready_at = v_now
+    WHERE d.tenant_id = p_tenant AND d.task_id = p_task AND d.reason = 'evicted' AND d.ready_at > v_now
+    RETURNING d.queue INTO v_queue;
+    IF v_queue IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM hatchet._promote_due(p_tenant, v_queue, v_now, 100);
+    RETURN true;
+END
+$$;
+
+-- The SDK's bytes for a wait that fired: {"CREATE": {data key: [data, ...]}} over the satisfied conditions.
+CREATE FUNCTION hatchet._durable_wait_result(p_conditions jsonb, p_satisfied jsonb) RETURNS bytea
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT convert_to(jsonb_build_object('CREATE', coalesce(jsonb_object_agg(k, v), '{}'))::text, 'UTF8')
+    FROM (SELECT coalesce(c->>'data_key', c->>'key', 'sleep') AS k,
+                 jsonb_agg(CASE c->>'type' WHEN 'sleep' THEN jsonb_build_object('sleep_duration', c->>'sleep_for')
+                                           ELSE p_satisfied->(c->>'id') END ORDER BY ord) AS v
+          FROM jsonb_array_elements(p_conditions) WITH ORDINALITY AS x(c, ord)
+          WHERE p_satisfied ? (c->>'id')
+          GROUP BY 1) s
+$$;
+
+-- Called by hatchet._fire_match for a SIGNAL match (a durable wait) that fired: satisfies its log entry. p_action
+-- FAIL (a CEL condition could not be evaluated) satisfies it as a failure with the reason.
+CREATE FUNCTION hatchet._durable_signal(p_tenant uuid, p_match hatchet.matches, p_action text, p_reason text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_action = 'FAIL' THEN
+        PERFORM hatchet._durable_satisfy(p_tenant, p_match.task_id, p_match.durable_branch_id, p_match.durable_node_id,
+                                         NULL, true, p_reason);
+    ELSE
+        PERFORM hatchet._durable_satisfy(p_tenant, p_match.task_id, p_match.durable_branch_id, p_match.durable_node_id,
+                                         hatchet._durable_wait_result(p_match.conditions, p_match.satisfied));
+    END IF;
+END
+$$;
+
+-- Called by hatchet._on_tasks_finished with the runs whose tasks just finished: satisfies the RUN entries of durable
+-- tasks waiting for those of them that are now finished, with the child's outputs or its error.
+CREATE FUNCTION hatchet._durable_children_finished(p_tenant uuid, p_runs uuid[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w         hatchet.durable_child_waits;
+    v_status  text;
+    v_outputs jsonb;
+    v_error   text;
+BEGIN
+    FOR w IN
+        SELECT x.* FROM hatchet.durable_child_waits x
+        WHERE x.tenant_id = p_tenant AND x.child_run_id = ANY (p_runs)
+        ORDER BY x.child_run_id, x.task_id, x.branch_id, x.node_id
+    LOOP
+        SELECT min(f.run_status),
+               coalesce(jsonb_object_agg(f.readable_id, coalesce(f.output, '{}'))
+                            FILTER (WHERE f.status = 'COMPLETED' AND f.readable_id IS NOT NULL), '{}'),
+               min(f.error) FILTER (WHERE f.status IN ('FAILED', 'CANCELLED') AND f.error IS NOT NULL)
+        INTO v_status, v_outputs, v_error
+        FROM hatchet.finished_runs(ARRAY[w.child_run_id], p_tenant) f;
+        CONTINUE WHEN v_status IS NULL;
+        DELETE FROM hatchet.durable_child_waits x
+        WHERE x.tenant_id = p_tenant AND x.child_run_id = w.child_run_id AND x.task_id = w.task_id
+          AND x.branch_id = w.branch_id AND x.node_id = w.node_id;
+        IF v_status = 'COMPLETED' THEN
+            PERFORM hatchet._durable_satisfy(p_tenant, w.task_id, w.branch_id, w.node_id,
+                                             convert_to(v_outputs::text, 'UTF8'));
+        ELSE
+            PERFORM hatchet._durable_satisfy(p_tenant, w.task_id, w.branch_id, w.node_id, NULL, true,
+                                             coalesce(v_error, format('child run %s %s', w.child_run_id,
+                                                                      lower(v_status))));
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- The API the server calls for the DurableTask stream
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- A memo entry (ctx.aio_memo): the next node of the log, keyed by the SDK's memo key. On a replay whose entry holds a
+-- value, already_existed is true and result is that value (the function is not run again); otherwise the worker
+-- computes it and sends it with hatchet.durable_complete_memo. A payload given here is stored at once.
+CREATE FUNCTION hatchet.durable_memo(
+    task_id    uuid,
+    invocation integer,
+    key        bytea,
+    payload    bytea DEFAULT NULL,
+    tenant_id  uuid  DEFAULT NULL
+) RETURNS TABLE (branch_id bigint, node_id bigint, already_existed boolean, result bytea, nondeterminism text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_memo.tenant_id);
+    v_log    hatchet.durable_logs;
+    v_app    record;
+BEGIN
+    IF durable_memo.key IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['key']);
+    END IF;
+    v_log := hatchet._durable_begin(p_tenant, durable_memo.task_id, durable_memo.invocation);
+    v_app := hatchet._durable_append(v_log, 'MEMO', md5(durable_memo.key), NULL, NULL, 'a memoized value');
+    branch_id := v_log.branch_id;
+    node_id := v_app.node_id;
+    nondeterminism := v_app.nondeterminism;
+    already_existed := (v_app.entry).satisfied_at IS NOT NULL;
+    result := (v_app.entry).result;
+    IF nondeterminism IS NULL AND NOT already_existed AND durable_memo.payload IS NOT NULL THEN
+        PERFORM hatchet._durable_satisfy(p_tenant, durable_memo.task_id, branch_id, node_id, durable_memo.payload);
+    END IF;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_memo(uuid, integer, bytea, bytea, uuid) IS
+    'the next memo entry of a durable task''s log: its node, and its value when a replay finds one';
+
+-- Stores the value a worker computed for a memo entry (once: a value already stored is kept). Returns whether it was
+-- stored. The entry must be a memo with the same key.
+CREATE FUNCTION hatchet.durable_complete_memo(
+    task_id    uuid,
+    invocation integer,
+    branch_id  bigint,
+    node_id    bigint,
+    key        bytea,
+    payload    bytea,
+    tenant_id  uuid DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_complete_memo.tenant_id);
+    v_log    hatchet.durable_logs;
+    v_kind   text;
+    v_key    text;
+BEGIN
+    IF durable_complete_memo.branch_id IS NULL OR durable_complete_memo.node_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['branch_id and node_id']);
+    END IF;
+    v_log := hatchet._durable_begin(p_tenant, durable_complete_memo.task_id, durable_complete_memo.invocation);
+    SELECT e.kind, e.idempotency_key INTO v_kind, v_key FROM hatchet.durable_log_entries e
+    WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_log.task_inserted_at AND e.task_id = v_log.task_id
+      AND e.branch_id = durable_complete_memo.branch_id AND e.node_id = durable_complete_memo.node_id;
+    IF v_kind IS DISTINCT FROM 'MEMO' OR v_key <> md5(coalesce(durable_complete_memo.key, ''::bytea)) THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'durable task "%s" has no memo entry with this key at node %s of branch %s',
+            durable_complete_memo.task_id, durable_complete_memo.node_id, durable_complete_memo.branch_id)]);
+    END IF;
+    RETURN hatchet._durable_satisfy(p_tenant, durable_complete_memo.task_id, durable_complete_memo.branch_id,
+                                    durable_complete_memo.node_id, coalesce(durable_complete_memo.payload, ''::bytea));
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_complete_memo(uuid, integer, bigint, bigint, bytea, bytea, uuid) IS
+    'store the value a worker computed for a memo entry of a durable task (the first value stays)';
+
+-- A wait entry (ctx.aio_wait_for / aio_sleep_for / aio_wait_for_event): conditions is a JSON array of
+-- {type: "sleep", sleep_for} and {type: "event", key, scope?, expression?, since?} objects, each with `group` (its
+-- or-group: conditions of one group are OR'ed, groups AND'ed) and `data_key` (the key of its data in the result).
+-- The first time, the wait becomes a SIGNAL match (sleeps count from now; `since` also matches events pushed since
+-- then); on a replay the entry's match or result is reused.
+CREATE FUNCTION hatchet.durable_wait_for(
+    task_id    uuid,
+    invocation integer,
+    conditions jsonb,
+    label      text DEFAULT NULL,
+    tenant_id  uuid DEFAULT NULL
+) RETURNS TABLE (branch_id bigint, node_id bigint, nondeterminism text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_wait_for.tenant_id);
+    v_now    timestamptz := clock_timestamp();
+    v_log    hatchet.durable_logs;
+    v_app    record;
+    v_conds  jsonb;
+    v_key    text;
+    v_match  uuid;
+    v_run    uuid;
+    c        jsonb;
+    v_ev     record;
+BEGIN
+    IF durable_wait_for.conditions IS NULL OR jsonb_typeof(durable_wait_for.conditions) <> 'array'
+       OR jsonb_array_length(durable_wait_for.conditions) = 0 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['conditions must be a non-empty JSON array']);
+    END IF;
+    FOR c IN SELECT e FROM jsonb_array_elements(durable_wait_for.conditions) e LOOP
+        IF jsonb_typeof(c) <> 'object' OR NOT (c->>'type' = ANY (ARRAY['sleep', 'event'])) THEN
+            PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+                'a wait condition must be an object with type "sleep" or "event", not %s', c)]);
+        END IF;
+        IF c->>'type' = 'sleep' THEN
+            PERFORM hatchet.parse_duration(c->>'sleep_for');
+        ELSIF coalesce(c->>'key', '') = '' THEN
+            PERFORM hatchet.raise_error('invalid_argument', ARRAY['an event condition needs a key']);
+        END IF;
+    END LOOP;
+    -- What the wait is, for replays: the conditions in order without their group ids (the SDK makes new ones on
+    -- every run) or the event lookback start.
+    v_key := md5((SELECT jsonb_agg(c - 'group' - 'since' ORDER BY ord)::text
+                  FROM jsonb_array_elements(durable_wait_for.conditions) WITH ORDINALITY AS x(c, ord)));
+    v_log := hatchet._durable_begin(p_tenant, durable_wait_for.task_id, durable_wait_for.invocation);
+    v_app := hatchet._durable_append(v_log, 'WAIT_FOR', v_key, durable_wait_for.label, durable_wait_for.conditions,
+                                     'a wait');
+    branch_id := v_log.branch_id;
+    node_id := v_app.node_id;
+    nondeterminism := v_app.nondeterminism;
+    IF nondeterminism IS NOT NULL OR (v_app.entry).node_id IS NOT NULL THEN
+        RETURN NEXT;  -- not appended, or a replay: the entry's match (or result) is already there
+        RETURN;
+    END IF;
+
+    v_conds := hatchet._number_conditions((
+        SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                   'type', c->>'type', 'action', 'QUEUE', 'group', coalesce(c->>'group', 'durable'),
+                   'data_key', c->>'data_key', 'key', c->>'key', 'scope', c->>'scope',
+                   'expression', nullif(c->>'expression', ''), 'sleep_for', c->>'sleep_for',
+                   'until', v_now + hatchet.parse_duration(c->>'sleep_for'))) ORDER BY ord)
+        FROM jsonb_array_elements(durable_wait_for.conditions) WITH ORDINALITY AS x(c, ord)));
+    v_run := (SELECT t.run_id FROM hatchet.tasks t
+              WHERE t.tenant_id = p_tenant AND t.inserted_at = v_log.task_inserted_at AND t.id = v_log.task_id);
+    v_match := hatchet.gen_id();
+    INSERT INTO hatchet.matches (tenant_id, id, run_id, task_id, kind, conditions, wake_at, event_keys,
+                                 durable_branch_id, durable_node_id)
+    VALUES (p_tenant, v_match, v_run, v_log.task_id, 'SIGNAL', v_conds,
+            (SELECT min((x->>'until')::timestamptz) FROM jsonb_array_elements(v_conds) x WHERE x ? 'until'),
+            ARRAY(SELECT DISTINCT x->>'key' FROM jsonb_array_elements(v_conds) x WHERE x->>'type' = 'event' ORDER BY 1),
+            v_log.branch_id, v_app.node_id);
+
+    -- Events pushed since a condition's lookback start count too (oldest first), until the match fires.
+    FOR v_ev IN
+        SELECT e.key, e.scope, e.payload, e.additional_metadata
+        FROM jsonb_array_elements(durable_wait_for.conditions) c
+        CROSS JOIN LATERAL (SELECT x.* FROM hatchet.events x
+                            WHERE x.tenant_id = p_tenant AND x.key = c->>'key'
+                              AND x.inserted_at >= (c->>'since')::timestamptz
+                              AND (c->>'scope' IS NULL OR x.scope = c->>'scope')) e
+        WHERE c->>'type' = 'event' AND c ? 'since'
+        ORDER BY e.inserted_at, e.id
+    LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM hatchet.matches x WHERE x.tenant_id = p_tenant AND x.id = v_match);
+        PERFORM hatchet._satisfy_match(p_tenant, v_match, 'event', v_now, v_ev.key, v_ev.scope, v_ev.payload,
+                                       v_ev.additional_metadata);
+    END LOOP;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_wait_for(uuid, integer, jsonb, text, uuid) IS
+    'the next wait entry of a durable task''s log (sleeps and user events in or-groups), a match until satisfied';
+
+-- Child runs (a durable task's workflow.aio_run / aio_run_many): one RUN entry per trigger, in order. A trigger is
+-- {name, input?, additional_metadata?, priority?, child_index?, child_key?, desired_worker_id?}. The first time an
+-- entry is appended its run is started; on a replay the entry's run is returned and nothing is started again. A
+-- child_key names the child: a replay with another input still gets the same run.
+CREATE FUNCTION hatchet.durable_trigger_runs(
+    task_id    uuid,
+    invocation integer,
+    triggers   jsonb,
+    tenant_id  uuid DEFAULT NULL
+) RETURNS TABLE (branch_id bigint, node_id bigint, run_id uuid, nondeterminism text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_trigger_runs.tenant_id);
+    v_log    hatchet.durable_logs;
+    v_app    record;
+    v_key    text;
+    t        jsonb;
+    v_run    uuid;
+    v_status text;
+BEGIN
+    IF durable_trigger_runs.triggers IS NULL OR jsonb_typeof(durable_trigger_runs.triggers) <> 'array' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['triggers must be a JSON array']);
+    END IF;
+    v_log := hatchet._durable_begin(p_tenant, durable_trigger_runs.task_id, durable_trigger_runs.invocation);
+    FOR t IN SELECT e FROM jsonb_array_elements(durable_trigger_runs.triggers) WITH ORDINALITY AS x(e, ord)
+             ORDER BY ord LOOP
+        IF jsonb_typeof(t) <> 'object' OR coalesce(t->>'name', '') = '' THEN
+            PERFORM hatchet.raise_error('invalid_argument', ARRAY['each trigger must be an object with a name']);
+        END IF;
+        v_key := md5(concat_ws(E'\n', t->>'name',
+                               CASE WHEN t ? 'child_key' THEN 'key:' || (t->>'child_key')
+                                    ELSE coalesce(t->'input', '{}')::text END));
+        v_app := hatchet._durable_append(v_log, 'RUN', v_key, NULL, NULL, format('a run of "%s"', t->>'name'));
+        branch_id := v_log.branch_id;
+        node_id := v_app.node_id;
+        nondeterminism := v_app.nondeterminism;
+        IF nondeterminism IS NOT NULL THEN
+            run_id := NULL;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        v_log.next_node := v_app.node_id + 1;
+        IF (v_app.entry).node_id IS NOT NULL THEN
+            run_id := (v_app.entry).child_run_id;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        v_run := hatchet.run_workflow(
+            name => t->>'name', input => coalesce(t->'input', '{}'),
+            additional_metadata => coalesce(t->'additional_metadata', '{}'),
+            priority => (t->>'priority')::integer, tenant_id => p_tenant, parent_task_id => v_log.task_id,
+            -- the entry's node numbers the child unless the SDK gave a key: replays find the same run
+            child_index => CASE WHEN t ? 'child_key' THEN NULL ELSE v_app.node_id::integer END,
+            child_key => t->>'child_key', desired_worker_id => (t->>'desired_worker_id')::uuid);
+        UPDATE hatchet.durable_log_entries e SET child_run_id = v_run
+        WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_log.task_inserted_at AND e.task_id = v_log.task_id
+          AND e.branch_id = v_log.branch_id AND e.node_id = v_app.node_id;
+        INSERT INTO hatchet.durable_child_waits (tenant_id, child_run_id, task_inserted_at, task_id, branch_id, node_id)
+        VALUES (p_tenant, v_run, v_log.task_inserted_at, v_log.task_id, v_log.branch_id, v_app.node_id)
+        ON CONFLICT DO NOTHING;
+        -- A run found again by its key may be finished already.
+        v_status := hatchet.run_status(v_run, p_tenant);
+        IF v_status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN
+            PERFORM hatchet._durable_children_finished(p_tenant, ARRAY[v_run]);
+        END IF;
+        run_id := v_run;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_trigger_runs(uuid, integer, jsonb, uuid) IS
+    'one run entry per trigger in a durable task''s log; starts each child once per entry, replays get the same run';
+
+-- The satisfied entries among those a worker waits for (the worker_status poll of the DurableTask stream): refs is a
+-- JSON array of {task_id, invocation, branch_id, node_id}. Each row repeats the ref and carries the result.
+CREATE FUNCTION hatchet.durable_completed(refs jsonb, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, invocation integer, branch_id bigint, node_id bigint, result bytea, is_failure boolean,
+               error text, satisfied_order bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_completed.tenant_id);
+BEGIN
+    IF durable_completed.refs IS NULL OR jsonb_typeof(durable_completed.refs) <> 'array' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['refs must be a JSON array']);
+    END IF;
+    RETURN QUERY
+    SELECT r.task_id, r.invocation, e.branch_id, e.node_id, e.result, e.is_failure, e.error, e.satisfied_order
+    FROM jsonb_to_recordset(durable_completed.refs) AS r(task_id uuid, invocation integer, branch_id bigint,
+                                                        node_id bigint)
+    JOIN hatchet.durable_log_entries e
+      ON e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(r.task_id) AND e.task_id = r.task_id
+     AND e.branch_id = r.branch_id AND e.node_id = r.node_id
+    WHERE e.satisfied_at IS NOT NULL
+    ORDER BY e.satisfied_order, r.task_id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_completed(jsonb, uuid) IS
+    'which of the given durable log entries are satisfied, with their results';
+
+-- Evicts the running invocation of a waiting durable task (the SDK's eviction policy chose it): the attempt ends
+-- with an EVICTED event (reason in the timeline), its worker slot is free, and the next attempt waits in the delayed
+-- queue until something the task waits for is satisfied (at once if nothing is pending any more). Its concurrency
+-- slots stay: the task is still in progress. Returns the attempt that will restore it.
+CREATE FUNCTION hatchet.durable_evict(
+    task_id    uuid,
+    invocation integer,
+    reason     text DEFAULT NULL,
+    tenant_id  uuid DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant  uuid := hatchet._tenant(durable_evict.tenant_id);
+    v_now     timestamptz := clock_timestamp();
+    v_log     hatchet.durable_logs;
+    v_run     hatchet.running;
+    v_pending boolean;
+BEGIN
+    v_log := hatchet._durable_begin(p_tenant, durable_evict.task_id, durable_evict.invocation);
+    DELETE FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = durable_evict.task_id
+    RETURNING r.* INTO v_run;
+    PERFORM hatchet._release(p_tenant, ARRAY[v_run.worker_id], ARRAY[v_run.slot_type], ARRAY[v_run.slot_units], '{}');
+    v_pending := EXISTS (SELECT 1 FROM hatchet.durable_log_entries e
+                         WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_log.task_inserted_at
+                           AND e.task_id = v_log.task_id AND e.satisfied_at IS NULL AND e.kind <> 'MEMO');
+    INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                     worker_id, worker_name, reason, assigned_at)
+    VALUES (p_tenant, v_run.task_inserted_at, v_run.task_id, v_now, v_run.retry_count, 'EVICTED', v_run.worker_id,
+            v_run.worker_name,
+            coalesce(nullif(durable_evict.reason, ''), 'evicted while waiting')
+                || CASE WHEN v_pending THEN '; waiting for ' || (
+                        SELECT string_agg(coalesce(e.label, lower(e.kind)) || ' (node ' || e.node_id || ')', ', '
+                                          ORDER BY e.node_id)
+                        FROM hatchet.durable_log_entries e
+                        WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_log.task_inserted_at
+                          AND e.task_id = v_log.task_id AND e.satisfied_at IS NULL AND e.kind <> 'MEMO')
+                        ELSE '' END,
+            v_run.assigned_at);
+    INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, retry_count, app_retry_count,
+                                       internal_retry_count, priority, queue, reason, concurrency_key, run_id,
+                                       task_definition_id)
+    VALUES (p_tenant, v_run.task_id, v_run.task_inserted_at, 'infinity', v_run.retry_count + 1, v_run.app_retry_count,
+            v_run.internal_retry_count, 4, v_run.queue, 'evicted', v_run.concurrency_key, v_run.run_id,
+            v_run.task_definition_id);
+    IF NOT v_pending THEN
+        PERFORM hatchet._durable_wake(p_tenant, durable_evict.task_id);
+    END IF;
+    RETURN v_run.retry_count + 1;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_evict(uuid, integer, text, uuid) IS
+    'evict a waiting durable task: its slot is freed and it is queued again when what it waits for is satisfied';
+
+-- Queues an evicted durable task now, whatever it waits for (Hatchet's RestoreEvictedTask). Returns false if the
+-- task is not evicted.
+CREATE FUNCTION hatchet.restore_evicted(task_id uuid, tenant_id uuid DEFAULT NULL) RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(restore_evicted.tenant_id);
+BEGIN
+    IF restore_evicted.task_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM hatchet.tasks t WHERE t.tenant_id = p_tenant
+                     AND t.inserted_at = hatchet.uuid_time(restore_evicted.task_id) AND t.id = restore_evicted.task_id)
+    THEN
+        PERFORM hatchet.raise_error('unknown_task', ARRAY[restore_evicted.task_id::text]);
+    END IF;
+    RETURN hatchet._durable_wake(p_tenant, restore_evicted.task_id);
+END
+$$;
+COMMENT ON FUNCTION hatchet.restore_evicted(uuid, uuid) IS 'queue an evicted durable task now; false if it is not evicted';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Reads
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- A stored result as JSON: the JSON it holds, or the text as a JSON string when it is not JSON (a memo's bytes are
+-- whatever the worker sent). NULL for no bytes.
+CREATE FUNCTION hatchet._durable_json(p_bytes bytea) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_bytes IS NULL OR p_bytes = ''::bytea THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        RETURN convert_from(p_bytes, 'UTF8')::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN to_jsonb(encode(p_bytes, 'escape'));
+    END;
+END
+$$;
+
+-- The event log of a durable task, in node order: what each entry is, whether it is satisfied, and what a waiting
+-- or evicted task waits for (status WAITING).
+CREATE FUNCTION hatchet.durable_log(task_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (branch_id bigint, node_id bigint, kind text, label text, status text, invocation integer,
+               child_run_id uuid, created_at timestamptz, satisfied_at timestamptz, result jsonb, error text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_log.tenant_id);
+    v_at     timestamptz := hatchet.uuid_time(durable_log.task_id);
+BEGIN
+    IF durable_log.task_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM hatchet.tasks t WHERE t.tenant_id = p_tenant AND t.inserted_at = v_at
+                                                   AND t.id = durable_log.task_id) THEN
+        PERFORM hatchet.raise_error('unknown_task', ARRAY[durable_log.task_id::text]);
+    END IF;
+    RETURN QUERY
+    SELECT e.branch_id, e.node_id, e.kind,
+           coalesce(e.label, CASE e.kind
+               WHEN 'WAIT_FOR' THEN (SELECT string_agg(CASE c->>'type' WHEN 'sleep' THEN 'sleep ' || (c->>'sleep_for')
+                                                                       ELSE 'event ' || (c->>'key') END, ' or ')
+                                     FROM jsonb_array_elements(e.conditions) c)
+               ELSE NULL END),
+           CASE WHEN e.satisfied_at IS NULL THEN 'WAITING' WHEN e.is_failure THEN 'FAILED' ELSE 'SATISFIED' END,
+           e.invocation, e.child_run_id, e.created_at, e.satisfied_at,
+           hatchet._durable_json(e.result),
+           e.error
+    FROM hatchet.durable_log_entries e
+    WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_at AND e.task_id = durable_log.task_id
+    ORDER BY e.branch_id, e.node_id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_log(uuid, uuid) IS
+    'the event log of a durable task: memo, wait and child-run entries in node order, and which are still waiting';
+
+-- The new history tables get their daily partitions now, as a fresh install does.
+SELECT count(*) FROM hatchet.maintain_partitions();
+
+CREATE OR REPLACE FUNCTION hatchet._grant_api() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_app      text := (SELECT r.role_id::text FROM hatchet.roles r WHERE r.kind = 'app');
+    v_consumer text := (SELECT r.role_id::text FROM hatchet.roles r WHERE r.kind = 'consumer');
+    v_server   text := (SELECT r.role_id::text FROM hatchet.roles r WHERE r.kind = 'server');
+    v_admin    text := (SELECT r.role_id::text FROM hatchet.roles r WHERE r.kind = 'admin');
+    -- Exactly what each kind calls; the server and admin roles get every API function (no leading _) but these.
+    c_app      text[] := ARRAY['default_tenant', 'my_tenants', 'enqueue', 'enqueue_many', 'run_workflow', 'schedule',
+                               'push_event', 'push_events', 'cancel', 'cancel_run', 'replay_tasks', 'task_status',
+                               'task', 'task_events', 'task_logs', 'run_status', 'run', 'run_tasks', 'run_events',
+                               'run_children', 'run_shape', 'list_runs', 'finished_runs', 'find_runs_by_metadata',
+                               'list_events', 'read_stream_chunks', 'run_stream_state', 'durable_log'];
+    c_consumer text[] := ARRAY['default_tenant', 'my_tenants', 'dequeue', 'complete', 'complete_many', 'fail',
+                               'refresh_timeout', 'running_attempt', 'put_log', 'put_stream_chunk', 'task_status',
+                               'task'];
+    c_superuser_only text[] := ARRAY['run_maintenance', 'maintain_partitions'];
+    c_admin_only     text[] := ARRAY['create_tenant', 'grant_tenant', 'revoke_tenant', 'list_tenant_grants'];
+    c_server_only    text[] := ARRAY['find_webhooks'];  -- returns webhook credentials
+    v_fn   regprocedure;
+    v_name text;
+BEGIN
+    REVOKE ALL ON ALL TABLES IN SCHEMA hatchet FROM PUBLIC;
+    REVOKE ALL ON ALL SEQUENCES IN SCHEMA hatchet FROM PUBLIC;
+    REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA hatchet FROM PUBLIC;
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA hatchet TO %s, %s, %s, %s', v_app, v_consumer, v_server, v_admin);
+
+    FOR v_fn, v_name IN
+        SELECT p.oid::regprocedure, p.proname FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'hatchet'::regnamespace AND p.prokind IN ('f', 'p')
+        ORDER BY p.oid
+    LOOP
+        IF v_name = ANY (c_app) THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %s', v_fn, v_app);
+        END IF;
+        IF v_name = ANY (c_consumer) THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %s', v_fn, v_consumer);
+        END IF;
+        CONTINUE WHEN v_name LIKE '\_%' OR v_name = ANY (c_superuser_only);
+        IF NOT v_name = ANY (c_admin_only) THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %s', v_fn, v_server);
+        END IF;
+        IF NOT v_name = ANY (c_server_only) THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %s', v_fn, v_admin);
+        END IF;
+    END LOOP;
+
+    -- The server's own statements (hatchet-server/src/db/tenants.rs, db/maintenance.rs): token secrets and API
+    -- tokens, and the queue depth gauge. Only the server role may read token_secret.
+    EXECUTE pg_catalog.format('GRANT SELECT, UPDATE (token_secret) ON hatchet.tenants TO %s', v_server);
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE ON hatchet.api_tokens TO %s', v_server);
+    EXECUTE pg_catalog.format('GRANT SELECT ON hatchet.ready_queue TO %s', v_server);
+    EXECUTE pg_catalog.format('GRANT SELECT (tenant_id, name, created_at) ON hatchet.tenants TO %s', v_admin);
+END
+$$;
+COMMENT ON FUNCTION hatchet._grant_api() IS
+    'revokes everything from PUBLIC and grants each group role exactly its API (run at install and by every upgrade)';
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@
 //! SQLSTATEs in one place.
 
 pub(crate) mod crons;
+pub(crate) mod durable;
 pub(crate) mod events;
 pub(crate) mod flow_control;
 pub(crate) mod maintenance;
