@@ -364,6 +364,9 @@ BEGIN
                 'a wait condition must be an object with type "sleep" or "event", not %s', c)]);
         END IF;
         IF c->>'type' = 'sleep' THEN
+            IF coalesce(c->>'sleep_for', '') = '' THEN
+                PERFORM hatchet.raise_error('invalid_argument', ARRAY['a sleep condition needs sleep_for']);
+            END IF;
             PERFORM hatchet.parse_duration(c->>'sleep_for');
         ELSIF coalesce(c->>'key', '') = '' THEN
             PERFORM hatchet.raise_error('invalid_argument', ARRAY['an event condition needs a key']);
@@ -563,7 +566,7 @@ BEGIN
             v_run.worker_name,
             coalesce(nullif(durable_evict.reason, ''), 'evicted while waiting')
                 || CASE WHEN v_pending THEN '; waiting for ' || (
-                        SELECT string_agg(coalesce(e.label, lower(e.kind)) || ' (node ' || e.node_id || ')', ', '
+                        SELECT string_agg(hatchet._durable_label(e) || ' (node ' || e.node_id || ')', ', '
                                           ORDER BY e.node_id)
                         FROM hatchet.durable_log_entries e
                         WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_log.task_inserted_at
@@ -612,6 +615,24 @@ COMMENT ON FUNCTION hatchet.restore_evicted(uuid, uuid) IS 'queue an evicted dur
 -- Reads
 -- ---------------------------------------------------------------------------------------------------------------------
 
+-- What an entry is, for people: its label, else what it waits for ("sleep 5s and event order:paid", "sleep 1m or
+-- event go" within one or-group), the child run, or "memo".
+CREATE FUNCTION hatchet._durable_label(p_entry hatchet.durable_log_entries) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(p_entry.label, CASE p_entry.kind
+        WHEN 'WAIT_FOR' THEN (
+            SELECT string_agg(g.alts, ' and ' ORDER BY g.first)
+            FROM (SELECT string_agg(CASE c->>'type' WHEN 'sleep' THEN 'sleep ' || (c->>'sleep_for')
+                                                    ELSE 'event ' || (c->>'key') END, ' or ' ORDER BY ord) AS alts,
+                         min(ord) AS first
+                  FROM jsonb_array_elements(p_entry.conditions) WITH ORDINALITY AS x(c, ord)
+                  GROUP BY coalesce(c->>'group', '')) g)
+        WHEN 'RUN' THEN 'child run ' || coalesce(p_entry.child_run_id::text, '')
+        ELSE 'memo' END)
+$$;
+
 -- A stored result as JSON: the JSON it holds, or the text as a JSON string when it is not JSON (a memo's bytes are
 -- whatever the worker sent). NULL for no bytes.
 CREATE FUNCTION hatchet._durable_json(p_bytes bytea) RETURNS jsonb
@@ -653,11 +674,7 @@ BEGIN
     END IF;
     RETURN QUERY
     SELECT e.branch_id, e.node_id, e.kind,
-           coalesce(e.label, CASE e.kind
-               WHEN 'WAIT_FOR' THEN (SELECT string_agg(CASE c->>'type' WHEN 'sleep' THEN 'sleep ' || (c->>'sleep_for')
-                                                                       ELSE 'event ' || (c->>'key') END, ' or ')
-                                     FROM jsonb_array_elements(e.conditions) c)
-               ELSE NULL END),
+           hatchet._durable_label(e),
            CASE WHEN e.satisfied_at IS NULL THEN 'WAITING' WHEN e.is_failure THEN 'FAILED' ELSE 'SATISFIED' END,
            e.invocation, e.child_run_id, e.created_at, e.satisfied_at,
            hatchet._durable_json(e.result),

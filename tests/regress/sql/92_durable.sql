@@ -49,6 +49,7 @@ SELECT count(*) AS matches_left FROM hatchet.matches WHERE task_id = :'task';
 SELECT * FROM hatchet.durable_wait_for(:'task', 1, '[]');
 SELECT * FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "nap"}]');
 SELECT * FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "sleep", "sleep_for": "soon"}]');
+SELECT * FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "sleep"}]');
 SELECT * FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "event"}]');
 SELECT * FROM hatchet.durable_memo(:'task', 1, NULL);
 SELECT hatchet.durable_complete_memo(:'task', 1, 1, 3, 'k1', 'x');
