@@ -15,7 +15,9 @@
 --   * A wait is a SIGNAL match of the match engine (runs.sql): the same sleep and user-event conditions as a DAG
 --     task's, satisfied by hatchet.push_event and by the background worker's sleep pass; when it fires
 --     (hatchet._fire_match) it satisfies the log entry instead of creating a task. A child run is waited for in
---     durable_child_waits and satisfies its entry in the transaction that finishes it (hatchet._on_tasks_finished).
+--     durable_child_waits and satisfies its entry in the transaction that finishes it (hatchet._durable_finished,
+--     called by the task lifecycle: _on_tasks_finished for workflow tasks, and complete_many, _fail_attempt, cancel
+--     and _finish_unstarted for the task of a single-task run, whose hot rows carry no run_id).
 --   * Everything is in tables, so a wait survives restarts of the server, the worker and Postgres.
 --
 -- Lock order: the task's run (hatchet._lock_runs), then its log row (durable_logs), then what queuing locks. Finishing
@@ -27,7 +29,7 @@
 -- {<task readable id>: <output>} or its error.
 --
 -- Public: durable_memo, durable_complete_memo, durable_wait_for, durable_trigger_runs, durable_completed,
--- durable_evict, restore_evicted, durable_log.
+-- durable_evict, restore_evicted, register_durable_event, durable_event_result, durable_log.
 -- Calls: tenants.sql, tasks.sql (_reject_stale, _release, _promote_due), runs.sql (_lock_runs, _satisfy_match,
 -- _number_conditions, run_workflow, finished_runs, run_status).
 
@@ -242,6 +244,119 @@ BEGIN
 END
 $$;
 
+-- Called by the task lifecycle whenever tasks finish (COMPLETED, FAILED, CANCELLED), with their runs (a single-task
+-- run is its task: p_runs = p_tasks): a finished durable task waits for nothing any more (its SIGNAL matches go), and
+-- durable tasks waiting for these runs as children get their results. Cheap when nothing is durable: one probe of a
+-- partial index and one of a table that is empty unless a durable task waits for a child.
+CREATE FUNCTION hatchet._durable_finished(p_tenant uuid, p_tasks uuid[], p_runs uuid[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_runs uuid[];
+BEGIN
+    v_runs := ARRAY(SELECT DISTINCT x.run_id FROM hatchet.matches x
+                    WHERE x.tenant_id = p_tenant AND x.kind = 'SIGNAL' AND x.run_id = ANY (p_runs)
+                      AND x.task_id = ANY (p_tasks));
+    IF cardinality(v_runs) > 0 THEN
+        PERFORM hatchet._lock_runs(v_runs);
+        DELETE FROM hatchet.matches x
+        WHERE x.tenant_id = p_tenant AND x.kind = 'SIGNAL' AND x.run_id = ANY (v_runs) AND x.task_id = ANY (p_tasks);
+    END IF;
+    IF EXISTS (SELECT 1 FROM hatchet.durable_child_waits w WHERE w.tenant_id = p_tenant)
+       AND EXISTS (SELECT 1 FROM hatchet.durable_child_waits w
+                   WHERE w.tenant_id = p_tenant AND w.child_run_id = ANY (p_runs)) THEN
+        PERFORM hatchet._durable_children_finished(p_tenant, p_runs);
+    END IF;
+END
+$$;
+
+-- Checks the wait conditions of durable_wait_for (22023 on bad input) and returns what identifies the wait for
+-- replays: the conditions in order without their group ids (the SDK makes new ones on every run) or the event
+-- lookback start.
+CREATE FUNCTION hatchet._durable_check_conditions(p_conditions jsonb) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c jsonb;
+BEGIN
+    IF p_conditions IS NULL OR jsonb_typeof(p_conditions) <> 'array' OR jsonb_array_length(p_conditions) = 0 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['conditions must be a non-empty JSON array']);
+    END IF;
+    FOR c IN SELECT e FROM jsonb_array_elements(p_conditions) e LOOP
+        IF jsonb_typeof(c) <> 'object' OR NOT (c->>'type' = ANY (ARRAY['sleep', 'event'])) THEN
+            PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+                'a wait condition must be an object with type "sleep" or "event", not %s', c)]);
+        END IF;
+        IF c->>'type' = 'sleep' THEN
+            IF coalesce(c->>'sleep_for', '') = '' THEN
+                PERFORM hatchet.raise_error('invalid_argument', ARRAY['a sleep condition needs sleep_for']);
+            END IF;
+            PERFORM hatchet.parse_duration(c->>'sleep_for');
+        ELSIF coalesce(c->>'key', '') = '' THEN
+            PERFORM hatchet.raise_error('invalid_argument', ARRAY['an event condition needs a key']);
+        END IF;
+    END LOOP;
+    RETURN md5((SELECT jsonb_agg(c - 'group' - 'since' ORDER BY ord)::text
+                FROM jsonb_array_elements(p_conditions) WITH ORDINALITY AS x(c, ord)));
+END
+$$;
+
+-- Arms the wait of entry p_node (branch p_log.branch_id) as a SIGNAL match: sleeps count from now, and events pushed
+-- since a condition's `since` count too (oldest first, until the match fires). A legacy wait (p_label: its signal
+-- key) first gets its log entry here. The caller holds the task's run lock and log row (hatchet._durable_begin).
+CREATE FUNCTION hatchet._durable_arm(p_log hatchet.durable_logs, p_node bigint, p_conditions jsonb, p_label text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_tenant uuid := p_log.tenant_id;
+    v_now    timestamptz := clock_timestamp();
+    v_conds  jsonb;
+    v_match  uuid := hatchet.gen_id();
+    v_ev     record;
+BEGIN
+    IF p_label IS NOT NULL THEN
+        INSERT INTO hatchet.durable_log_entries (tenant_id, task_inserted_at, task_id, branch_id, node_id, kind,
+                                                 idempotency_key, invocation, label, conditions)
+        VALUES (v_tenant, p_log.task_inserted_at, p_log.task_id, p_log.branch_id, p_node, 'WAIT_FOR',
+                hatchet._durable_check_conditions(p_conditions), p_log.invocation, p_label, p_conditions);
+    END IF;
+    v_conds := hatchet._number_conditions((
+        SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                   'type', c->>'type', 'action', 'QUEUE', 'group', coalesce(c->>'group', 'durable'),
+                   'data_key', c->>'data_key', 'key', c->>'key', 'scope', c->>'scope',
+                   'expression', nullif(c->>'expression', ''), 'sleep_for', c->>'sleep_for',
+                   'until', v_now + hatchet.parse_duration(c->>'sleep_for'))) ORDER BY ord)
+        FROM jsonb_array_elements(p_conditions) WITH ORDINALITY AS x(c, ord)));
+    INSERT INTO hatchet.matches (tenant_id, id, run_id, task_id, kind, conditions, wake_at, event_keys,
+                                 durable_branch_id, durable_node_id)
+    VALUES (v_tenant, v_match,
+            (SELECT t.run_id FROM hatchet.tasks t
+             WHERE t.tenant_id = v_tenant AND t.inserted_at = p_log.task_inserted_at AND t.id = p_log.task_id),
+            p_log.task_id, 'SIGNAL', v_conds,
+            (SELECT min((x->>'until')::timestamptz) FROM jsonb_array_elements(v_conds) x WHERE x ? 'until'),
+            ARRAY(SELECT DISTINCT x->>'key' FROM jsonb_array_elements(v_conds) x WHERE x->>'type' = 'event' ORDER BY 1),
+            p_log.branch_id, p_node);
+    FOR v_ev IN
+        SELECT e.key, e.scope, e.payload, e.additional_metadata
+        FROM jsonb_array_elements(p_conditions) c
+        CROSS JOIN LATERAL (SELECT x.* FROM hatchet.events x
+                            WHERE x.tenant_id = v_tenant AND x.key = c->>'key'
+                              AND x.inserted_at >= (c->>'since')::timestamptz
+                              AND (c->>'scope' IS NULL OR x.scope = c->>'scope')) e
+        WHERE c->>'type' = 'event' AND c ? 'since'
+        ORDER BY e.inserted_at, e.id
+    LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM hatchet.matches x WHERE x.tenant_id = v_tenant AND x.id = v_match);
+        PERFORM hatchet._satisfy_match(v_tenant, v_match, 'event', v_now, v_ev.key, v_ev.scope, v_ev.payload,
+                                       v_ev.additional_metadata);
+    END LOOP;
+END
+$$;
+
 -- ---------------------------------------------------------------------------------------------------------------------
 -- The API the server calls for the DurableTask stream
 -- ---------------------------------------------------------------------------------------------------------------------
@@ -344,81 +459,21 @@ AS $$
 #variable_conflict use_column
 DECLARE
     p_tenant uuid := hatchet._tenant(durable_wait_for.tenant_id);
-    v_now    timestamptz := clock_timestamp();
     v_log    hatchet.durable_logs;
     v_app    record;
-    v_conds  jsonb;
     v_key    text;
-    v_match  uuid;
-    v_run    uuid;
-    c        jsonb;
-    v_ev     record;
 BEGIN
-    IF durable_wait_for.conditions IS NULL OR jsonb_typeof(durable_wait_for.conditions) <> 'array'
-       OR jsonb_array_length(durable_wait_for.conditions) = 0 THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['conditions must be a non-empty JSON array']);
-    END IF;
-    FOR c IN SELECT e FROM jsonb_array_elements(durable_wait_for.conditions) e LOOP
-        IF jsonb_typeof(c) <> 'object' OR NOT (c->>'type' = ANY (ARRAY['sleep', 'event'])) THEN
-            PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
-                'a wait condition must be an object with type "sleep" or "event", not %s', c)]);
-        END IF;
-        IF c->>'type' = 'sleep' THEN
-            IF coalesce(c->>'sleep_for', '') = '' THEN
-                PERFORM hatchet.raise_error('invalid_argument', ARRAY['a sleep condition needs sleep_for']);
-            END IF;
-            PERFORM hatchet.parse_duration(c->>'sleep_for');
-        ELSIF coalesce(c->>'key', '') = '' THEN
-            PERFORM hatchet.raise_error('invalid_argument', ARRAY['an event condition needs a key']);
-        END IF;
-    END LOOP;
-    -- What the wait is, for replays: the conditions in order without their group ids (the SDK makes new ones on
-    -- every run) or the event lookback start.
-    v_key := md5((SELECT jsonb_agg(c - 'group' - 'since' ORDER BY ord)::text
-                  FROM jsonb_array_elements(durable_wait_for.conditions) WITH ORDINALITY AS x(c, ord)));
+    v_key := hatchet._durable_check_conditions(durable_wait_for.conditions);
     v_log := hatchet._durable_begin(p_tenant, durable_wait_for.task_id, durable_wait_for.invocation);
     v_app := hatchet._durable_append(v_log, 'WAIT_FOR', v_key, durable_wait_for.label, durable_wait_for.conditions,
                                      'a wait');
     branch_id := v_log.branch_id;
     node_id := v_app.node_id;
     nondeterminism := v_app.nondeterminism;
-    IF nondeterminism IS NOT NULL OR (v_app.entry).node_id IS NOT NULL THEN
-        RETURN NEXT;  -- not appended, or a replay: the entry's match (or result) is already there
-        RETURN;
+    IF nondeterminism IS NULL AND (v_app.entry).node_id IS NULL THEN
+        -- appended now (not a replay, whose match or result is already there)
+        PERFORM hatchet._durable_arm(v_log, v_app.node_id, durable_wait_for.conditions, NULL);
     END IF;
-
-    v_conds := hatchet._number_conditions((
-        SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-                   'type', c->>'type', 'action', 'QUEUE', 'group', coalesce(c->>'group', 'durable'),
-                   'data_key', c->>'data_key', 'key', c->>'key', 'scope', c->>'scope',
-                   'expression', nullif(c->>'expression', ''), 'sleep_for', c->>'sleep_for',
-                   'until', v_now + hatchet.parse_duration(c->>'sleep_for'))) ORDER BY ord)
-        FROM jsonb_array_elements(durable_wait_for.conditions) WITH ORDINALITY AS x(c, ord)));
-    v_run := (SELECT t.run_id FROM hatchet.tasks t
-              WHERE t.tenant_id = p_tenant AND t.inserted_at = v_log.task_inserted_at AND t.id = v_log.task_id);
-    v_match := hatchet.gen_id();
-    INSERT INTO hatchet.matches (tenant_id, id, run_id, task_id, kind, conditions, wake_at, event_keys,
-                                 durable_branch_id, durable_node_id)
-    VALUES (p_tenant, v_match, v_run, v_log.task_id, 'SIGNAL', v_conds,
-            (SELECT min((x->>'until')::timestamptz) FROM jsonb_array_elements(v_conds) x WHERE x ? 'until'),
-            ARRAY(SELECT DISTINCT x->>'key' FROM jsonb_array_elements(v_conds) x WHERE x->>'type' = 'event' ORDER BY 1),
-            v_log.branch_id, v_app.node_id);
-
-    -- Events pushed since a condition's lookback start count too (oldest first), until the match fires.
-    FOR v_ev IN
-        SELECT e.key, e.scope, e.payload, e.additional_metadata
-        FROM jsonb_array_elements(durable_wait_for.conditions) c
-        CROSS JOIN LATERAL (SELECT x.* FROM hatchet.events x
-                            WHERE x.tenant_id = p_tenant AND x.key = c->>'key'
-                              AND x.inserted_at >= (c->>'since')::timestamptz
-                              AND (c->>'scope' IS NULL OR x.scope = c->>'scope')) e
-        WHERE c->>'type' = 'event' AND c ? 'since'
-        ORDER BY e.inserted_at, e.id
-    LOOP
-        EXIT WHEN NOT EXISTS (SELECT 1 FROM hatchet.matches x WHERE x.tenant_id = p_tenant AND x.id = v_match);
-        PERFORM hatchet._satisfy_match(p_tenant, v_match, 'event', v_now, v_ev.key, v_ev.scope, v_ev.payload,
-                                       v_ev.additional_metadata);
-    END LOOP;
     RETURN NEXT;
 END
 $$;
@@ -610,6 +665,76 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION hatchet.restore_evicted(uuid, uuid) IS 'queue an evicted durable task now; false if it is not evicted';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- The legacy signal API (RegisterDurableEvent / ListenForDurableEvent, SDKs talking to engines below v0.80.0)
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- A wait named by the task's own signal key instead of a log position: it is an entry of branch 0 (the log proper
+-- starts at branch 1) labelled with the key, armed once per key (registering the key again returns the same entry).
+-- The running attempt is the invocation that registers it. Returns the entry's node.
+CREATE FUNCTION hatchet.register_durable_event(
+    task_id    uuid,
+    signal_key text,
+    conditions jsonb,
+    tenant_id  uuid DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(register_durable_event.tenant_id);
+    v_at     timestamptz := hatchet.uuid_time(register_durable_event.task_id);
+    v_rc     integer;
+    v_node   bigint;
+    v_log    hatchet.durable_logs;
+BEGIN
+    IF coalesce(register_durable_event.signal_key, '') = '' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['signal_key must not be empty']);
+    END IF;
+    SELECT r.retry_count INTO v_rc FROM hatchet.running r
+    WHERE r.tenant_id = p_tenant AND r.task_id = register_durable_event.task_id;
+    IF v_rc IS NULL THEN
+        PERFORM hatchet._reject_stale(p_tenant, register_durable_event.task_id, -1);
+    END IF;
+    v_log := hatchet._durable_begin(p_tenant, register_durable_event.task_id, v_rc + 1);
+    SELECT e.node_id INTO v_node FROM hatchet.durable_log_entries e
+    WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_at AND e.task_id = register_durable_event.task_id
+      AND e.branch_id = 0 AND e.label = register_durable_event.signal_key;
+    IF v_node IS NOT NULL THEN
+        RETURN v_node;
+    END IF;
+    v_node := 1 + coalesce((SELECT max(e.node_id) FROM hatchet.durable_log_entries e
+                            WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_at
+                              AND e.task_id = register_durable_event.task_id AND e.branch_id = 0), 0);
+    -- The wait itself is appended as the next entry of branch 0, the way durable_wait_for arms one.
+    v_log.branch_id := 0;
+    v_log.next_node := v_node;
+    PERFORM hatchet._durable_arm(v_log, v_node, register_durable_event.conditions,
+                                 register_durable_event.signal_key);
+    RETURN v_node;
+END
+$$;
+COMMENT ON FUNCTION hatchet.register_durable_event(uuid, text, jsonb, uuid) IS
+    'legacy durable wait of the running attempt, named by a signal key (once per key)';
+
+-- The result of a legacy wait once it is satisfied (the bytes ListenForDurableEvent sends), else NULL.
+CREATE FUNCTION hatchet.durable_event_result(task_id uuid, signal_key text, tenant_id uuid DEFAULT NULL)
+RETURNS bytea
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(e.result, convert_to(jsonb_build_object('error', e.error)::text, 'UTF8'))
+    FROM hatchet.durable_log_entries e
+    WHERE e.tenant_id = hatchet._tenant(durable_event_result.tenant_id)
+      AND e.task_inserted_at = hatchet.uuid_time(durable_event_result.task_id)
+      AND e.task_id = durable_event_result.task_id AND e.branch_id = 0 AND e.label = durable_event_result.signal_key
+      AND e.satisfied_at IS NOT NULL
+$$;
+COMMENT ON FUNCTION hatchet.durable_event_result(uuid, text, uuid) IS
+    'the result of a legacy durable wait (register_durable_event) once satisfied, else NULL';
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Reads

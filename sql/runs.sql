@@ -690,14 +690,8 @@ BEGIN
     END IF;
     PERFORM hatchet._advance(p_tenant, p_task_ids, p_run_ids,
                              array_fill(p_outcome, ARRAY[cardinality(p_task_ids)]));
-    -- A durable task that finished waits for nothing any more; durable tasks waiting for these runs (their children)
-    -- get their results now if the runs are finished (durable.sql).
-    DELETE FROM hatchet.matches x
-    WHERE x.tenant_id = p_tenant AND x.run_id = ANY (p_run_ids) AND x.kind = 'SIGNAL' AND x.task_id = ANY (p_task_ids);
-    IF EXISTS (SELECT 1 FROM hatchet.durable_child_waits w
-               WHERE w.tenant_id = p_tenant AND w.child_run_id = ANY (p_run_ids)) THEN
-        PERFORM hatchet._durable_children_finished(p_tenant, p_run_ids);
-    END IF;
+    -- Durable tasks among them wait for nothing any more, and durable tasks waiting for these runs get their results.
+    PERFORM hatchet._durable_finished(p_tenant, p_task_ids, p_run_ids);
     -- A run holds its workflow-level concurrency slots (they count runs, not tasks) until its last task is done:
     -- give them back, and admit waiting runs, in this same transaction.
     FOR v_run IN

@@ -856,3 +856,5 @@ ALTER TABLE hatchet.matches ADD COLUMN durable_branch_id bigint;
 ALTER TABLE hatchet.matches ADD COLUMN durable_node_id bigint;
 ALTER TABLE hatchet.matches ADD CONSTRAINT match_signal_names_entry
     CHECK ((kind = 'SIGNAL') = (durable_node_id IS NOT NULL AND durable_branch_id IS NOT NULL));
+-- Finishing a task looks for its durable waits here: a probe of this small index, whatever else is pending.
+CREATE INDEX matches_signal_idx ON hatchet.matches (tenant_id, run_id) WHERE kind = 'SIGNAL';

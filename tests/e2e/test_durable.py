@@ -58,12 +58,6 @@ def durable(server):
     worker.stop()
 
 
-def test_engine_version_opens_the_durable_stream(server, durable):
-    from durable_flows import hatchet
-
-    assert hatchet._client.dispatcher.get_version() == "v0.80.0"
-
-
 def test_sleep(durable):
     t = token()
     start = time.monotonic()
@@ -75,7 +69,7 @@ def test_sleep(durable):
 
 def test_event_wait(server, durable):
     t = token()
-    ref = durable.durable_event.run_no_wait(durable.Token(token=t))
+    ref = durable.durable_event.run(durable.Token(token=t), wait_for_result=False)
     wait_for(lambda: waiting_entries(server, ref.workflow_run_id) == 1, 30, "the event wait")
     # An event for another token does not satisfy the wait's CEL expression.
     durable.hatchet.event.push(durable.EVENT_KEY, {"id": "other", "token": "not-" + t})
@@ -89,7 +83,7 @@ def test_event_wait(server, durable):
 
 def test_or_group_event_wins(server, durable):
     t = token()
-    ref = durable.durable_or.run_no_wait(durable.Sleep(token=t, seconds=120))
+    ref = durable.durable_or.run(durable.Sleep(token=t, seconds=120), wait_for_result=False)
     wait_for(lambda: waiting_entries(server, ref.workflow_run_id) == 1, 30, "the or-group wait")
     durable.hatchet.event.push(durable.OR_EVENT_KEY, {"token": t, "n": 1})
     result = ref.result()
@@ -110,7 +104,7 @@ def test_or_group_sleep_wins(durable):
 
 def test_child_and_bulk_children(server, durable):
     t = token()
-    ref = durable.durable_parent.run_no_wait(durable.Token(token=t))
+    ref = durable.durable_parent.run(durable.Token(token=t), wait_for_result=False)
     assert ref.result() == {"one": 49, "many": [0, 1, 4, 9, 16]}
     # Each child ran exactly once.
     assert sorted(marks(t)) == sorted(f"child {n}" for n in [7, 0, 1, 2, 3, 4])
@@ -122,7 +116,7 @@ def test_child_and_bulk_children(server, durable):
 
 def test_memo_survives_eviction_and_restore(server, durable):
     t = token()
-    ref = durable.durable_memo.run_no_wait(durable.Sleep(token=t, seconds=5))
+    ref = durable.durable_memo.run(durable.Sleep(token=t, seconds=5), wait_for_result=False)
     # While it sleeps past its 1 s TTL it is evicted: SQL shows why and what it waits for.
     wait_for(lambda: evictions(server, ref.workflow_run_id), 30, "the eviction")
     reason = evictions(server, ref.workflow_run_id)[0]
@@ -147,7 +141,7 @@ def test_memo_survives_a_retry(durable):
 
 def test_nondeterministic_replay_fails(server, durable):
     t = token()
-    ref = durable.durable_nondeterministic.run_no_wait(durable.Token(token=t))
+    ref = durable.durable_nondeterministic.run(durable.Token(token=t), wait_for_result=False)
     with pytest.raises(Exception) as err:
         ref.result()
     assert "deterministic" in str(err.value).lower(), str(err.value)
@@ -217,7 +211,7 @@ def durable_resume_key() -> str:
 def test_sleep_from_sql_is_visible(server, durable):
     """A sleeping durable task shows its wait in SQL: the log entry, its label and the pending match."""
     t = token()
-    ref = durable.durable_sleep.run_no_wait(durable.Sleep(token=t, seconds=3))
+    ref = durable.durable_sleep.run(durable.Sleep(token=t, seconds=3), wait_for_result=False)
     wait_for(lambda: waiting_entries(server, ref.workflow_run_id) == 1, 30, "the sleep")
     label = psql(server, f"SELECT label FROM hatchet.durable_log('{ref.workflow_run_id}')")
     assert label == "sleep 3s"

@@ -211,3 +211,40 @@ pub(crate) async fn restore_evicted(
         .fetch_one(pool)
         .await
 }
+
+/// `hatchet.register_durable_event`: the legacy wait of the running attempt, named by its signal key (armed once
+/// per key); returns the entry's node.
+pub(crate) async fn register_durable_event(
+    pool: &PgPool,
+    tenant: Uuid,
+    task_id: Uuid,
+    signal_key: &str,
+    conditions: &Value,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT hatchet.register_durable_event(task_id => $1, signal_key => $2, conditions => $3, tenant_id => $4)",
+    )
+    .bind(task_id)
+    .bind(signal_key)
+    .bind(conditions)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+}
+
+/// `hatchet.durable_event_result`: the result bytes of a legacy wait once satisfied.
+pub(crate) async fn durable_event_result(
+    pool: &PgPool,
+    tenant: Uuid,
+    task_id: Uuid,
+    signal_key: &str,
+) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT hatchet.durable_event_result(task_id => $1, signal_key => $2, tenant_id => $3)",
+    )
+    .bind(task_id)
+    .bind(signal_key)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+}

@@ -20,9 +20,12 @@
 //! and checked every second until satisfied; the SDK names them again after a reconnect, so a reconnect (or another
 //! server replica) loses nothing, as everything else is in the extension's tables.
 //!
-//! The legacy `RegisterDurableEvent` / `ListenForDurableEvent` pair (engines below v0.80.0) is not implemented.
+//! The legacy pair (what SDKs do against engines below v0.80.0): `RegisterDurableEvent` arms a wait of the running
+//! attempt named by a signal key (`hatchet.register_durable_event`, the same conditions and matches), and
+//! `ListenForDurableEvent` sends each (task, signal key) the worker listens for once, when it is satisfied, checked
+//! every second. No replay log and no eviction on that path, as in Hatchet.
 
-use super::{parse_id, unimplemented, workflows::v0_trigger};
+use super::{parse_id, workflows::v0_trigger};
 use crate::auth::grpc::{bearer_of, tenant_of};
 use crate::db::durable as db;
 use crate::error::AppError;
@@ -107,18 +110,83 @@ impl V1Dispatcher for V1DispatcherService {
 
     async fn register_durable_event(
         &self,
-        _request: Request<v1::RegisterDurableEventRequest>,
+        request: Request<v1::RegisterDurableEventRequest>,
     ) -> Result<Response<v1::RegisterDurableEventResponse>, Status> {
-        Err(unimplemented("v1.V1Dispatcher.RegisterDurableEvent"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        let task_id = parse_id("task_id", &r.task_id)?;
+        let conditions = Value::Array(r.conditions.map(wait_conditions).unwrap_or_default());
+        db::register_durable_event(
+            &self.state.pool,
+            tenant,
+            task_id,
+            &r.signal_key,
+            &conditions,
+        )
+        .await
+        .map_err(AppError::from)?;
+        Ok(Response::new(v1::RegisterDurableEventResponse {}))
     }
 
     type ListenForDurableEventStream = ResponseStream<v1::DurableEvent>;
 
     async fn listen_for_durable_event(
         &self,
-        _request: Request<Streaming<v1::ListenForDurableEventRequest>>,
+        request: Request<Streaming<v1::ListenForDurableEventRequest>>,
     ) -> Result<Response<Self::ListenForDurableEventStream>, Status> {
-        Err(unimplemented("v1.V1Dispatcher.ListenForDurableEvent"))
+        let tenant = tenant_of(&request)?.0;
+        let token = bearer_of(&request)?;
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let shutdown = state.dispatch.shutdown.clone();
+            // The (task, signal key) pairs the worker listens for, until each is satisfied and sent once.
+            let mut listening: HashSet<(Uuid, String)> = HashSet::new();
+            let mut tick = tokio::time::interval(COMPLETION_CHECK_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    m = incoming.message() => match m {
+                        Ok(Some(req)) => {
+                            if let Ok(id) = Uuid::parse_str(req.task_id.trim()) {
+                                if listening.len() < MAX_WAITING {
+                                    listening.insert((id, req.signal_key));
+                                }
+                            }
+                            continue;
+                        }
+                        Ok(None) | Err(_) => return,
+                    },
+                    _ = tick.tick(), if !listening.is_empty() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let pairs: Vec<(Uuid, String)> = listening.iter().cloned().collect();
+                for (task, key) in pairs {
+                    match db::durable_event_result(&state.pool, tenant, task, &key).await {
+                        Ok(Some(data)) => {
+                            listening.remove(&(task, key.clone()));
+                            let event = v1::DurableEvent {
+                                task_id: task.to_string(),
+                                signal_key: key,
+                                data,
+                            };
+                            if tx.send(Ok(event)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(err) => {
+                            tracing::warn!(error = %err, "reading a durable event failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let stream: Self::ListenForDurableEventStream =
+            Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+        Ok(Response::new(self.state.auth.guard_stream(&token, stream)))
     }
 }
 

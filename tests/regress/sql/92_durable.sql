@@ -127,6 +127,15 @@ SELECT node_id FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "event", "ke
 SELECT hatchet.durable_evict(:'task', 1, 'worker shutting down') AS restores_as_attempt;
 SELECT hatchet.restore_evicted(:'task') AS restored, hatchet.restore_evicted(:'task') AS restored_twice;
 SELECT retry_count FROM hatchet.dequeue('dur:d', 'w1');
+-- The legacy signal API: a wait named by a signal key, armed once per key, read back when satisfied.
+SELECT hatchet.register_durable_event(:'task', 'sig-1',
+    '[{"type": "event", "key": "dur:sig", "group": "g", "data_key": "dur:sig"}]') AS node;
+SELECT hatchet.register_durable_event(:'task', 'sig-1',
+    '[{"type": "event", "key": "dur:sig", "group": "g", "data_key": "dur:sig"}]') AS same_node;
+SELECT hatchet.durable_event_result(:'task', 'sig-1') IS NULL AS not_yet;
+SELECT hatchet.push_event('dur:sig', '{"s": 1}') IS NOT NULL AS pushed;
+SELECT convert_from(hatchet.durable_event_result(:'task', 'sig-1'), 'UTF8') AS result;
+SELECT hatchet.register_durable_event(:'task', '', '[]');
 SELECT hatchet.cancel(:'task') AS cancelled;
 SELECT count(*) AS matches_left FROM hatchet.matches WHERE task_id = :'task';
 SELECT * FROM hatchet.restore_evicted('00000000-0000-7000-8000-000000000000');
