@@ -279,22 +279,22 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    c jsonb;
+    v_c jsonb;
 BEGIN
     IF p_conditions IS NULL OR jsonb_typeof(p_conditions) <> 'array' OR jsonb_array_length(p_conditions) = 0 THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['conditions must be a non-empty JSON array']);
     END IF;
-    FOR c IN SELECT e FROM jsonb_array_elements(p_conditions) e LOOP
-        IF jsonb_typeof(c) <> 'object' OR NOT (c->>'type' = ANY (ARRAY['sleep', 'event'])) THEN
+    FOR v_c IN SELECT e FROM jsonb_array_elements(p_conditions) e LOOP
+        IF jsonb_typeof(v_c) <> 'object' OR NOT (v_c->>'type' = ANY (ARRAY['sleep', 'event'])) THEN
             PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
-                'a wait condition must be an object with type "sleep" or "event", not %s', c)]);
+                'a wait condition must be an object with type "sleep" or "event", not %s', v_c)]);
         END IF;
-        IF c->>'type' = 'sleep' THEN
-            IF coalesce(c->>'sleep_for', '') = '' THEN
+        IF v_c->>'type' = 'sleep' THEN
+            IF coalesce(v_c->>'sleep_for', '') = '' THEN
                 PERFORM hatchet.raise_error('invalid_argument', ARRAY['a sleep condition needs sleep_for']);
             END IF;
-            PERFORM hatchet.parse_duration(c->>'sleep_for');
-        ELSIF coalesce(c->>'key', '') = '' THEN
+            PERFORM hatchet.parse_duration(v_c->>'sleep_for');
+        ELSIF coalesce(v_c->>'key', '') = '' THEN
             PERFORM hatchet.raise_error('invalid_argument', ARRAY['an event condition needs a key']);
         END IF;
     END LOOP;

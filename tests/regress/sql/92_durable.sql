@@ -10,11 +10,24 @@ BEGIN
         PERFORM hatchet._satisfy_match(hatchet.default_tenant(), m, 'sleep', clock_timestamp() + after);
     END LOOP;
 END $$;
+-- Generated ids are not part of the output: <id> stands for any.
+CREATE FUNCTION pg_temp.noid(t text) RETURNS text LANGUAGE sql AS $$
+    SELECT regexp_replace(t, '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<id>', 'g') $$;
 CREATE FUNCTION pg_temp.log(task uuid) RETURNS TABLE (node bigint, kind text, label text, status text, inv integer,
                                                       result jsonb, error text)
-LANGUAGE sql AS $$ SELECT node_id, kind, label, status, invocation, result, error FROM hatchet.durable_log(task) $$;
+LANGUAGE sql AS $$ SELECT node_id, kind, pg_temp.noid(label), status, invocation, result, error
+                   FROM hatchet.durable_log(task) $$;
 CREATE FUNCTION pg_temp.events(task uuid) RETURNS TABLE (event_type text, retry_count integer, reason text)
-LANGUAGE sql AS $$ SELECT event_type, retry_count, reason FROM hatchet.task_events(task) ORDER BY created_at $$;
+LANGUAGE sql AS $$ SELECT event_type, retry_count, pg_temp.noid(reason) FROM hatchet.task_events(task)
+                   ORDER BY created_at $$;
+-- Runs a statement and shows its error (SQLSTATE and message, ids elided), or 'ok'.
+CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || pg_temp.noid(SQLERRM);
+END $$;
 
 SELECT hatchet.register_workflow('{"name": "dur", "tasks": [{"readable_id": "d", "is_durable": true}]}')
     IS NOT NULL AS registered;
@@ -52,13 +65,13 @@ SELECT * FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "sleep", "sleep_fo
 SELECT * FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "sleep"}]');
 SELECT * FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "event"}]');
 SELECT * FROM hatchet.durable_memo(:'task', 1, NULL);
-SELECT hatchet.durable_complete_memo(:'task', 1, 1, 3, 'k1', 'x');
+SELECT pg_temp.try(format('SELECT hatchet.durable_complete_memo(%L, 1, 1, 3, %L, %L)', :'task', 'k1', 'x'));
 SELECT * FROM hatchet.durable_trigger_runs(:'task', 1, '[{"input": {}}]');
 -- A stale invocation (2 is not running) and a task that is not durable.
-SELECT * FROM hatchet.durable_memo(:'task', 2, 'k1');
+SELECT pg_temp.try(format('SELECT * FROM hatchet.durable_memo(%L, 2, %L)', :'task', 'k1'));
 SELECT hatchet.run_workflow('plain') AS plain \gset
 SELECT task_id = :'plain' AS claimed FROM hatchet.dequeue('plain:p', 'w1');
-SELECT * FROM hatchet.durable_memo(:'plain', 1, 'k1');
+SELECT pg_temp.try(format('SELECT * FROM hatchet.durable_memo(%L, 1, %L)', :'plain', 'k1'));
 SELECT hatchet.complete(:'plain', 0) IS NOT NULL AS plain_done;
 SELECT count(*) AS entries FROM hatchet.durable_log(:'task');
 
@@ -77,7 +90,7 @@ SELECT hatchet.durable_evict(:'task', 1, 'ttl 15m exceeded') AS restores_as_atte
 SELECT hatchet.task_status(:'task') AS status_evicted, (SELECT reason || ' ' || (ready_at = 'infinity')
     FROM hatchet.delayed_queue WHERE task_id = :'task') AS delayed;
 SELECT * FROM pg_temp.events(:'task') WHERE event_type = 'EVICTED';
-SELECT * FROM hatchet.durable_memo(:'task', 1, 'k1');
+SELECT pg_temp.try(format('SELECT * FROM hatchet.durable_memo(%L, 1, %L)', :'task', 'k1'));
 SELECT t.input->'input' AS input, hatchet.complete(t.task_id, t.retry_count, '{"doubled": 2}') IS NOT NULL AS done
 FROM hatchet.dequeue('kid:k', 'w1', 1) t;
 SELECT task_id = :'task' AS restored, retry_count, priority FROM hatchet.ready_queue WHERE task_id = :'task';
@@ -86,7 +99,8 @@ SELECT task_id = :'task' AS claimed, retry_count FROM hatchet.dequeue('dur:d', '
 -- 6. The replay (invocation 2) walks the log again: memo and waits answer from the log, children are not spawned
 -- again, and a different call at a logged node is non-determinism.
 SELECT node_id, already_existed, convert_from(result, 'UTF8') AS result FROM hatchet.durable_memo(:'task', 2, 'k1');
-SELECT node_id, nondeterminism FROM hatchet.durable_wait_for(:'task', 2, '[{"type": "sleep", "sleep_for": "1s"}]');
+SELECT node_id, pg_temp.noid(nondeterminism) AS nondeterminism
+FROM hatchet.durable_wait_for(:'task', 2, '[{"type": "sleep", "sleep_for": "1s"}]');
 SELECT node_id, already_existed FROM hatchet.durable_memo(:'task', 2, 'k2');
 SELECT node_id, nondeterminism FROM hatchet.durable_wait_for(:'task', 2,
     '[{"type": "sleep", "sleep_for": "1m", "group": "other-uuid", "data_key": "sleep:1m"},
@@ -100,7 +114,7 @@ SELECT node_id, nondeterminism IS NULL AS appended FROM hatchet.durable_wait_for
     '[{"type": "sleep", "sleep_for": "10m", "group": "a", "data_key": "sleep:10m"},
       {"type": "event", "key": "dur:ready", "group": "b", "data_key": "dur:ready"}]');
 -- The old invocation is fenced off.
-SELECT * FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "sleep", "sleep_for": "1s"}]');
+SELECT pg_temp.try(format('SELECT * FROM hatchet.durable_wait_for(%L, 1, %L)', :'task', '[{"type": "sleep", "sleep_for": "1s"}]'));
 
 -- 7. Two groups AND'ed (sleep 10 minutes AND event): the event alone is not enough; evicted meanwhile, then restored
 -- by the sleep through the match engine.
@@ -111,7 +125,8 @@ SELECT pg_temp.wake(:'task', '11 minutes');
 SELECT status, result FROM pg_temp.log(:'task') WHERE node = 6;
 SELECT retry_count FROM hatchet.ready_queue WHERE task_id = :'task';
 SELECT retry_count FROM hatchet.dequeue('dur:d', 'w1');
-SELECT hatchet.complete(:'task', 2, '{"done": true}') IS NOT NULL AS completed, hatchet.run_status(:'task');
+SELECT hatchet.complete(:'task', 2, '{"done": true}') IS NOT NULL AS completed;
+SELECT hatchet.run_status(:'task');
 SELECT * FROM pg_temp.events(:'task');
 SELECT * FROM pg_temp.log(:'task');
 
