@@ -25,8 +25,8 @@
 -- holding a parent's log row, so the order is acyclic.
 --
 -- Results are bytes for the SDK (JSON text): a memo's value as the worker sent it; a wait's
--- {"CREATE": {<readable data key>: [<event payload> | {"sleep_duration": "<duration>"}]}}; a child run's
--- {<task readable id>: <output>} or its error.
+-- {"CREATE": {<readable data key>: [<event payload> | {"sleep_duration": "<duration>"}]}}; a child run's output (a
+-- single-task run) or {<task readable id>: <output>} (a DAG run), or its error.
 --
 -- Public: durable_memo, durable_complete_memo, durable_wait_for, durable_trigger_runs, durable_completed,
 -- durable_evict, restore_evicted, register_durable_event, durable_event_result, durable_log.
@@ -222,9 +222,13 @@ BEGIN
         WHERE x.tenant_id = p_tenant AND x.child_run_id = ANY (p_runs)
         ORDER BY x.child_run_id, x.task_id, x.branch_id, x.node_id
     LOOP
+        -- A single-task run (its task is the run) gives its task's output itself, a DAG run its outputs by task, as
+        -- Hatchet's engine does (the SDKs unwrap neither for a durable child).
         SELECT min(f.run_status),
-               coalesce(jsonb_object_agg(f.readable_id, coalesce(f.output, '{}'))
-                            FILTER (WHERE f.status = 'COMPLETED' AND f.readable_id IS NOT NULL), '{}'),
+               CASE WHEN count(*) = 1 AND bool_and(f.task_id = w.child_run_id)
+                    THEN coalesce(min(f.output::text)::jsonb, '{}')
+                    ELSE coalesce(jsonb_object_agg(f.readable_id, coalesce(f.output, '{}'))
+                                      FILTER (WHERE f.status = 'COMPLETED' AND f.readable_id IS NOT NULL), '{}') END,
                min(f.error) FILTER (WHERE f.status IN ('FAILED', 'CANCELLED') AND f.error IS NOT NULL)
         INTO v_status, v_outputs, v_error
         FROM hatchet.finished_runs(ARRAY[w.child_run_id], p_tenant) f;

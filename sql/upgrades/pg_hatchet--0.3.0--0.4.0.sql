@@ -760,9 +760,13 @@ BEGIN
         WHERE x.tenant_id = p_tenant AND x.child_run_id = ANY (p_runs)
         ORDER BY x.child_run_id, x.task_id, x.branch_id, x.node_id
     LOOP
+        -- A single-task run (its task is the run) gives its task's output itself, a DAG run its outputs by task, as
+        -- Hatchet's engine does (the SDKs unwrap neither for a durable child).
         SELECT min(f.run_status),
-               coalesce(jsonb_object_agg(f.readable_id, coalesce(f.output, '{}'))
-                            FILTER (WHERE f.status = 'COMPLETED' AND f.readable_id IS NOT NULL), '{}'),
+               CASE WHEN count(*) = 1 AND bool_and(f.task_id = w.child_run_id)
+                    THEN coalesce(min(f.output::text)::jsonb, '{}')
+                    ELSE coalesce(jsonb_object_agg(f.readable_id, coalesce(f.output, '{}'))
+                                      FILTER (WHERE f.status = 'COMPLETED' AND f.readable_id IS NOT NULL), '{}') END,
                min(f.error) FILTER (WHERE f.status IN ('FAILED', 'CANCELLED') AND f.error IS NOT NULL)
         INTO v_status, v_outputs, v_error
         FROM hatchet.finished_runs(ARRAY[w.child_run_id], p_tenant) f;
