@@ -29,7 +29,7 @@
 -- single-task run) or {<task readable id>: <output>} (a DAG run), or its error.
 --
 -- Public: durable_memo, durable_complete_memo, durable_wait_for, durable_trigger_runs, durable_completed,
--- durable_evict, restore_evicted, register_durable_event, durable_event_result, durable_log.
+-- durable_evict, restore_evicted, branch_durable_task, register_durable_event, durable_event_result, durable_log.
 -- Calls: tenants.sql, tasks.sql (_reject_stale, _release, _promote_due), runs.sql (_lock_runs, _satisfy_match,
 -- _number_conditions, run_workflow, finished_runs, run_status).
 
@@ -89,21 +89,44 @@ BEGIN
 END
 $$;
 
--- Appends the next entry of the log (kind, idempotency key): returns its node and, when the node already exists (a
--- replay), the stored entry. A node that holds a different call is not appended: `nondeterminism` says why.
+-- The branch node p_node of the log's current branch lives in: the current branch from its branch point on, else
+-- the parent's (recursively); branch 1 is the root.
+CREATE FUNCTION hatchet._durable_branch_of(p_log hatchet.durable_logs, p_node bigint) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_branch bigint := p_log.branch_id;
+    v_point  jsonb;
+BEGIN
+    LOOP
+        SELECT b INTO v_point FROM jsonb_array_elements(p_log.branches) b WHERE (b->>'branch')::bigint = v_branch;
+        IF v_point IS NULL OR p_node >= (v_point->>'first_node')::bigint THEN
+            RETURN v_branch;
+        END IF;
+        v_branch := (v_point->>'parent')::bigint;
+    END LOOP;
+END
+$$;
+
+-- Appends the next entry of the log (kind, idempotency key): returns its node and branch and, when the node already
+-- exists (a replay, possibly in an ancestor branch), the stored entry. A node that holds a different call is not
+-- appended: `nondeterminism` says why.
 CREATE FUNCTION hatchet._durable_append(p_log hatchet.durable_logs, p_kind text, p_key text, p_label text,
                                         p_conditions jsonb, p_what text,
                                         OUT node_id bigint, OUT entry hatchet.durable_log_entries,
-                                        OUT nondeterminism text)
+                                        OUT nondeterminism text, OUT branch_id bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 BEGIN
     node_id := p_log.next_node;
+    -- A node before the current branch's branch point lives in an ancestor branch (written before the branch).
+    branch_id := hatchet._durable_branch_of(p_log, node_id);
     SELECT e.* INTO entry FROM hatchet.durable_log_entries e
     WHERE e.tenant_id = p_log.tenant_id AND e.task_inserted_at = p_log.task_inserted_at AND e.task_id = p_log.task_id
-      AND e.branch_id = p_log.branch_id AND e.node_id = node_id;
+      AND e.branch_id = branch_id AND e.node_id = node_id;
     IF FOUND AND (entry.kind <> p_kind OR entry.idempotency_key <> p_key) THEN
         nondeterminism := format('durable task "%s" asked for %s at node %s (invocation %s), but its event log holds '
                                  '%s there from invocation %s: the task does not replay deterministically',
@@ -112,9 +135,10 @@ BEGIN
         RETURN;
     END IF;
     IF NOT FOUND THEN
+        branch_id := p_log.branch_id;
         INSERT INTO hatchet.durable_log_entries (tenant_id, task_inserted_at, task_id, branch_id, node_id, kind,
                                                  idempotency_key, invocation, label, conditions)
-        VALUES (p_log.tenant_id, p_log.task_inserted_at, p_log.task_id, p_log.branch_id, node_id, p_kind, p_key,
+        VALUES (p_log.tenant_id, p_log.task_inserted_at, p_log.task_id, branch_id, node_id, p_kind, p_key,
                 p_log.invocation, p_label, p_conditions);
         entry := NULL;
     END IF;
@@ -390,7 +414,7 @@ BEGIN
     END IF;
     v_log := hatchet._durable_begin(p_tenant, durable_memo.task_id, durable_memo.invocation);
     v_app := hatchet._durable_append(v_log, 'MEMO', md5(durable_memo.key), NULL, NULL, 'a memoized value');
-    branch_id := v_log.branch_id;
+    branch_id := v_app.branch_id;
     node_id := v_app.node_id;
     nondeterminism := v_app.nondeterminism;
     already_existed := (v_app.entry).satisfied_at IS NOT NULL;
@@ -471,7 +495,7 @@ BEGIN
     v_log := hatchet._durable_begin(p_tenant, durable_wait_for.task_id, durable_wait_for.invocation);
     v_app := hatchet._durable_append(v_log, 'WAIT_FOR', v_key, durable_wait_for.label, durable_wait_for.conditions,
                                      'a wait');
-    branch_id := v_log.branch_id;
+    branch_id := v_app.branch_id;
     node_id := v_app.node_id;
     nondeterminism := v_app.nondeterminism;
     IF nondeterminism IS NULL AND (v_app.entry).node_id IS NULL THEN
@@ -521,7 +545,7 @@ BEGIN
                                CASE WHEN t ? 'child_key' THEN 'key:' || (t->>'child_key')
                                     ELSE coalesce(t->'input', '{}')::text END));
         v_app := hatchet._durable_append(v_log, 'RUN', v_key, NULL, NULL, format('a run of "%s"', t->>'name'));
-        branch_id := v_log.branch_id;
+        branch_id := v_app.branch_id;
         node_id := v_app.node_id;
         nondeterminism := v_app.nondeterminism;
         IF nondeterminism IS NOT NULL THEN
@@ -539,9 +563,13 @@ BEGIN
             name => t->>'name', input => coalesce(t->'input', '{}'),
             additional_metadata => coalesce(t->'additional_metadata', '{}'),
             priority => (t->>'priority')::integer, tenant_id => p_tenant, parent_task_id => v_log.task_id,
-            -- the entry's node numbers the child unless the SDK gave a key: replays find the same run
-            child_index => CASE WHEN t ? 'child_key' THEN NULL ELSE v_app.node_id::integer END,
-            child_key => t->>'child_key', desired_worker_id => (t->>'desired_worker_id')::uuid);
+            -- the entry's node numbers the child (in branch 1; in a later branch its branch and node name it) unless
+            -- the SDK gave a key: replays find the same run
+            child_index => CASE WHEN t ? 'child_key' OR v_log.branch_id <> 1 THEN NULL ELSE v_app.node_id::integer END,
+            child_key => coalesce(t->>'child_key', CASE WHEN v_log.branch_id <> 1
+                                                        THEN format('branch %s node %s', v_log.branch_id, v_app.node_id)
+                                                   END),
+            desired_worker_id => (t->>'desired_worker_id')::uuid);
         UPDATE hatchet.durable_log_entries e SET child_run_id = v_run
         WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_log.task_inserted_at AND e.task_id = v_log.task_id
           AND e.branch_id = v_log.branch_id AND e.node_id = v_app.node_id;
@@ -668,7 +696,111 @@ BEGIN
     RETURN hatchet._durable_wake(p_tenant, restore_evicted.task_id);
 END
 $$;
-COMMENT ON FUNCTION hatchet.restore_evicted(uuid, uuid) IS 'queue an evicted durable task now; false if it is not evicted';
+COMMENT ON FUNCTION hatchet.restore_evicted(uuid, uuid) IS
+    'queue an evicted durable task now; false if it is not evicted';
+
+-- Branches a durable task's log at node p_node of branch p_branch (Hatchet's BranchDurableTask, the SDK's
+-- reset_durable_task): a new branch whose nodes before p_node are read from p_branch's lineage and from p_node on
+-- are written anew, and the task runs again from its log on it. A running attempt is stopped (EVICTED with the
+-- reason, a cancellation on channel hatchet_cancel for its worker) and queued at once; an evicted one is queued; a
+-- finished task is replayed; a queued one just starts on the new branch. Waits of the abandoned entries are dropped.
+CREATE FUNCTION hatchet.branch_durable_task(
+    task_id   uuid,
+    node_id   bigint,
+    branch_id bigint DEFAULT 1,
+    tenant_id uuid   DEFAULT NULL
+) RETURNS TABLE (new_branch_id bigint, from_node_id bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    p_tenant  uuid := hatchet._tenant(branch_durable_task.tenant_id);
+    p_task    uuid := branch_durable_task.task_id;
+    p_node    bigint := branch_durable_task.node_id;
+    p_branch  bigint := branch_durable_task.branch_id;
+    v_at      timestamptz;
+    v_run_id  uuid;
+    v_durable boolean;
+    v_log     hatchet.durable_logs;
+    v_from    hatchet.durable_logs;
+    v_new     bigint;
+    v_r       hatchet.running;
+    v_reason  text;
+BEGIN
+    IF p_task IS NULL OR p_node IS NULL OR p_branch IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_id, node_id and branch_id']);
+    END IF;
+    v_at := hatchet.uuid_time(p_task);
+    SELECT t.run_id, coalesce(d.is_durable, false) INTO v_run_id, v_durable
+    FROM hatchet.tasks t
+    LEFT JOIN hatchet.task_definitions d ON d.tenant_id = t.tenant_id AND d.id = t.task_definition_id
+    WHERE t.tenant_id = p_tenant AND t.inserted_at = v_at AND t.id = p_task;
+    IF NOT FOUND THEN
+        PERFORM hatchet.raise_error('unknown_task', ARRAY[p_task::text]);
+    END IF;
+    IF NOT v_durable THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('task "%s" is not a durable task', p_task)]);
+    END IF;
+    PERFORM hatchet._lock_runs(ARRAY[v_run_id]);
+    SELECT l.* INTO v_log FROM hatchet.durable_logs l
+    WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_at AND l.task_id = p_task
+    FOR UPDATE;
+    v_from := v_log;
+    v_from.branch_id := p_branch;
+    IF v_log.task_id IS NULL OR p_node < 1
+       OR NOT (p_branch = 1 OR v_log.branches @> jsonb_build_array(jsonb_build_object('branch', p_branch)))
+       OR NOT EXISTS (SELECT 1 FROM hatchet.durable_log_entries e
+                      WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_at AND e.task_id = p_task
+                        AND e.branch_id = hatchet._durable_branch_of(v_from, p_node) AND e.node_id = p_node) THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['durable log entry',
+            format('node %s of branch %s of task %s', p_node, p_branch, p_task)]);
+    END IF;
+    v_new := 1 + greatest(1, coalesce((SELECT max((b->>'branch')::bigint)
+                                       FROM jsonb_array_elements(v_log.branches) b), 1));
+    UPDATE hatchet.durable_logs l
+    SET branches = l.branches || jsonb_build_array(jsonb_build_object('branch', v_new, 'parent', p_branch,
+                                                                      'first_node', p_node)),
+        branch_id = v_new, next_node = 1
+    WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_at AND l.task_id = p_task
+    RETURNING l.* INTO v_log;
+    -- Waits of entries the new branch does not see are abandoned.
+    DELETE FROM hatchet.matches x
+    WHERE x.tenant_id = p_tenant AND x.kind = 'SIGNAL' AND x.run_id = v_run_id AND x.task_id = p_task
+      AND x.durable_branch_id <> 0
+      AND NOT (x.durable_node_id < p_node
+               AND x.durable_branch_id = hatchet._durable_branch_of(v_log, x.durable_node_id));
+
+    v_reason := format('branched at node %s of branch %s: replaying on branch %s', p_node, p_branch, v_new);
+    DELETE FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task RETURNING r.* INTO v_r;
+    IF v_r.task_id IS NOT NULL THEN
+        PERFORM hatchet._release(p_tenant, ARRAY[v_r.worker_id], ARRAY[v_r.slot_type], ARRAY[v_r.slot_units], '{}');
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, worker_id,
+                                         worker_name, reason, assigned_at)
+        VALUES (p_tenant, v_r.task_inserted_at, p_task, v_r.retry_count, 'EVICTED', v_r.worker_id, v_r.worker_name,
+                v_reason, v_r.assigned_at);
+        INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, retry_count,
+                                           app_retry_count, internal_retry_count, priority, queue, reason,
+                                           concurrency_key, run_id, task_definition_id)
+        VALUES (p_tenant, p_task, v_r.task_inserted_at, 'infinity', v_r.retry_count + 1, v_r.app_retry_count,
+                v_r.internal_retry_count, 4, v_r.queue, 'evicted', v_r.concurrency_key, v_r.run_id,
+                v_r.task_definition_id);
+        -- channel hatchet_cancel, payload "task_id:retry_count:worker_id": the worker stops the old invocation
+        PERFORM pg_notify('hatchet_cancel',
+                          p_task::text || ':' || v_r.retry_count || ':' || coalesce(v_r.worker_id::text, ''));
+        PERFORM hatchet._durable_wake(p_tenant, p_task);
+    ELSIF NOT hatchet._durable_wake(p_tenant, p_task)
+          AND (SELECT s.state FROM hatchet._task_state(p_tenant, p_task) s) IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN
+        PERFORM hatchet.replay_tasks(ARRAY[p_task], p_tenant);
+    END IF;
+    new_branch_id := v_new;
+    from_node_id := p_node;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION hatchet.branch_durable_task(uuid, bigint, bigint, uuid) IS
+    'branch a durable task''s event log at a node and run the task again from its log on the new branch';
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- The legacy signal API (RegisterDurableEvent / ListenForDurableEvent, SDKs talking to engines below v0.80.0)

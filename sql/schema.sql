@@ -797,6 +797,9 @@ CREATE TABLE hatchet.durable_logs (
     next_node        bigint      NOT NULL DEFAULT 1,
     -- how many entries were satisfied so far: each satisfied entry gets the next number
     satisfied_count  bigint      NOT NULL DEFAULT 0,
+    -- branches made by hatchet.branch_durable_task: [{branch, parent, first_node}]; a node before first_node of a
+    -- branch is read from its parent (branch 1 is the root)
+    branches         jsonb       NOT NULL DEFAULT '[]',
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     CONSTRAINT durable_logs_pkey PRIMARY KEY (tenant_id, task_inserted_at, task_id),
     CONSTRAINT durable_invocation_positive CHECK (invocation > 0),

@@ -248,3 +248,24 @@ pub(crate) async fn durable_event_result(
     .fetch_one(pool)
     .await
 }
+
+/// `hatchet.branch_durable_task`: a new branch of the task's log from node `node_id` of `branch_id`, and the task
+/// runs again on it; returns the new branch. No such node or branch: SQLSTATE 42704.
+pub(crate) async fn branch_durable_task(
+    pool: &PgPool,
+    tenant: Uuid,
+    task_id: Uuid,
+    node_id: i64,
+    branch_id: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT new_branch_id FROM hatchet.branch_durable_task(task_id => $1, node_id => $2, branch_id => $3, \
+                                                              tenant_id => $4)",
+    )
+    .bind(task_id)
+    .bind(node_id)
+    .bind(branch_id)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+}

@@ -154,3 +154,33 @@ SELECT hatchet.register_durable_event(:'task', '', '[]');
 SELECT hatchet.cancel(:'task') AS cancelled;
 SELECT count(*) AS matches_left FROM hatchet.matches WHERE task_id = :'task';
 SELECT * FROM hatchet.restore_evicted('00000000-0000-7000-8000-000000000000');
+
+-- 9. Branching (BranchDurableTask, the SDK's reset_durable_task): a finished task branched at its child's node runs
+-- again; the node before the branch point is read from branch 1, the child is spawned anew on the new branch.
+SELECT hatchet.run_workflow('dur') AS task \gset
+SELECT retry_count FROM hatchet.dequeue('dur:d', 'w1');
+SELECT branch_id, node_id FROM hatchet.durable_memo(:'task', 1, 'a', convert_to('"A"', 'UTF8'));
+SELECT branch_id, node_id, run_id IS NOT NULL AS spawned
+FROM hatchet.durable_trigger_runs(:'task', 1, '[{"name": "kid", "input": {"i": 5}}]');
+SELECT hatchet.complete(t.task_id, t.retry_count, '{"doubled": 10}') IS NOT NULL AS kid_done
+FROM hatchet.dequeue('kid:k', 'w1', 1) t;
+SELECT hatchet.complete(:'task', 0, '{"v": 1}') IS NOT NULL AS completed;
+SELECT * FROM hatchet.branch_durable_task(:'task', 2, 1);
+SELECT hatchet.task_status(:'task') AS replayed;
+SELECT retry_count FROM hatchet.dequeue('dur:d', 'w1');
+SELECT branch_id, node_id, already_existed, convert_from(result, 'UTF8') AS result
+FROM hatchet.durable_memo(:'task', 2, 'a');
+SELECT branch_id, node_id, run_id IS NOT NULL AS spawned
+FROM hatchet.durable_trigger_runs(:'task', 2, '[{"name": "kid", "input": {"i": 5}}]');
+SELECT count(*) AS children FROM hatchet.runs WHERE parent_task_id = :'task';
+-- Branching a running task stops that attempt (EVICTED, with the reason) and queues the next one at once.
+SELECT * FROM hatchet.branch_durable_task(:'task', 1, 2);
+SELECT event_type, retry_count, reason FROM pg_temp.events(:'task') WHERE event_type IN ('EVICTED', 'COMPLETED');
+SELECT retry_count FROM hatchet.dequeue('dur:d', 'w1');
+SELECT branch_id, node_id, already_existed FROM hatchet.durable_memo(:'task', 3, 'a');
+SELECT branch_id, node_id, kind, status FROM hatchet.durable_log(:'task') ORDER BY branch_id, node_id;
+-- No such node or branch: 42704, nothing changes.
+SELECT pg_temp.try(format('SELECT * FROM hatchet.branch_durable_task(%L, 9, 1)', :'task'));
+SELECT pg_temp.try(format('SELECT * FROM hatchet.branch_durable_task(%L, 1, 7)', :'task'));
+SELECT retry_count FROM hatchet.running WHERE task_id = :'task';
+SELECT hatchet.cancel(:'task') AS cancelled;
