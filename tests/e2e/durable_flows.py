@@ -156,7 +156,15 @@ async def durable_nondeterministic(input: Token, ctx: DurableContext) -> dict[st
     return {"unreachable": True}
 
 
-WORKFLOWS = [durable_sleep, durable_event, durable_or, durable_child, durable_parent, durable_memo, durable_retry,
+@hatchet.durable_task(name="durable-e2e-branch", input_validator=Token)
+async def durable_branch(input: Token, ctx: DurableContext) -> dict[str, object]:
+    mark(input.token, f"invocation {ctx.invocation_count}")
+    value = await ctx._aio_memo(expensive, Computed, input.token)
+    await ctx.aio_sleep_for(timedelta(seconds=1))
+    return {"value": value.value, "invocation": ctx.invocation_count}
+
+
+WORKFLOWS = [durable_branch, durable_sleep, durable_event, durable_or, durable_child, durable_parent, durable_memo, durable_retry,
              durable_evicted_wait, durable_nondeterministic]
 
 PROFILES = {"durable": dict(slots=10, durable_slots=10, workflows=WORKFLOWS)}

@@ -148,6 +148,30 @@ def test_nondeterministic_replay_fails(server, durable):
     assert psql(server, f"SELECT hatchet.run_status('{ref.workflow_run_id}')") == "FAILED"
 
 
+def test_reset_durable_task_replays_from_a_node(server, durable):
+    """runs.reset_durable_task (REST durable-tasks/branch): the finished task runs again on a new branch from the
+    sleep's node; the memo before it is read from the log, the sleep runs again on the new branch."""
+    t = token()
+    ref = durable.durable_branch.run(durable.Token(token=t), wait_for_result=False)
+    assert ref.result() == {"value": len(t) * 1000 + 7, "invocation": 1}
+    nodes = psql(server, f"SELECT string_agg(branch_id || ':' || node_id || ':' || kind, ',' ORDER BY node_id) "
+                         f"FROM hatchet.durable_log('{ref.workflow_run_id}')")
+    assert nodes == "1:1:MEMO,1:2:WAIT_FOR"
+    reset = durable.hatchet.runs.reset_durable_task(ref.workflow_run_id, node_id=2, branch_id=1)
+    assert (reset.task_external_id, reset.node_id, reset.branch_id) == (ref.workflow_run_id, 2, 2)
+    wait_for(lambda: psql(server, f"SELECT count(*) FROM hatchet.durable_log('{ref.workflow_run_id}') "
+                                  "WHERE branch_id = 2 AND status = 'SATISFIED'") == "1", 30, "the replay on branch 2")
+    wait_for(lambda: psql(server, f"SELECT hatchet.run_status('{ref.workflow_run_id}')") == "COMPLETED", 30,
+             "the replayed run")
+    output = json.loads(psql(server, f"SELECT output FROM hatchet.run_tasks('{ref.workflow_run_id}')"))
+    assert output == {"value": len(t) * 1000 + 7, "invocation": 2}
+    assert marks(t) == ["invocation 1", "computed", "invocation 2"]
+    # Bad input: no such node.
+    with pytest.raises(Exception) as err:
+        durable.hatchet.runs.reset_durable_task(ref.workflow_run_id, node_id=9, branch_id=1)
+    assert "404" in str(err.value) or "does not exist" in str(err.value), str(err.value)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Restarts: a server of its own (hatchet-server dev restarts its Postgres cluster with it), driven through SQL
 # ---------------------------------------------------------------------------------------------------------------------
