@@ -211,6 +211,99 @@ async fn durable_task_stream_answers_and_refuses_in_order() {
     server.stop().await.unwrap();
 }
 
+/// The legacy pair: a wait registered by signal key for a running durable task (claimed here by a SQL consumer) is
+/// delivered on ListenForDurableEvent once an event satisfies it, with the wait's result, and not before.
+#[tokio::test]
+async fn legacy_durable_event_is_delivered_once_satisfied() {
+    use proto::v1::{
+        BaseMatchCondition, DurableEventListenerConditions, ListenForDurableEventRequest,
+        RegisterDurableEventRequest, UserEventMatchCondition,
+    };
+    use tokio_stream::StreamExt;
+    let server = TestServer::start().await;
+    let bearer = format!("bearer {}", server.token);
+    let pool = &server.state.pool;
+    let name = format!("legacy-{}", uuid::Uuid::new_v4().simple());
+    sqlx::query("SELECT hatchet.register_workflow($1)")
+        .bind(
+            serde_json::json!({"name": name, "tasks": [{"readable_id": "d", "is_durable": true}]}),
+        )
+        .execute(pool)
+        .await
+        .expect("register");
+    let task: uuid::Uuid = sqlx::query_scalar("SELECT hatchet.run_workflow($1)")
+        .bind(&name)
+        .fetch_one(pool)
+        .await
+        .expect("run");
+    let claimed: uuid::Uuid =
+        sqlx::query_scalar("SELECT task_id FROM hatchet.dequeue($1, 'legacy-worker')")
+            .bind(format!("{name}:d"))
+            .fetch_one(pool)
+            .await
+            .expect("claim");
+    assert_eq!(claimed, task);
+
+    let key = format!("{name}:go");
+    let mut durable = V1DispatcherClient::new(server.channel().await).send_compressed(Gzip);
+    let conditions = DurableEventListenerConditions {
+        sleep_conditions: vec![],
+        user_event_conditions: vec![UserEventMatchCondition {
+            base: Some(BaseMatchCondition {
+                readable_data_key: key.clone(),
+                action: 0,
+                or_group_id: "g".into(),
+                expression: String::new(),
+            }),
+            user_event_key: key.clone(),
+            event_scope: None,
+            consider_events_since: None,
+        }],
+    };
+    let register = RegisterDurableEventRequest {
+        task_id: task.to_string(),
+        signal_key: "sig".into(),
+        conditions: Some(conditions),
+    };
+    durable
+        .register_durable_event(with_auth(register, Some(&bearer)))
+        .await
+        .expect("RegisterDurableEvent");
+    let outbound = tokio_stream::iter(vec![ListenForDurableEventRequest {
+        task_id: task.to_string(),
+        signal_key: "sig".into(),
+    }])
+    .chain(tokio_stream::pending());
+    let mut inbound = durable
+        .listen_for_durable_event(with_auth(outbound, Some(&bearer)))
+        .await
+        .expect("ListenForDurableEvent")
+        .into_inner();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), inbound.message())
+            .await
+            .is_err(),
+        "nothing is delivered before the event"
+    );
+    sqlx::query("SELECT hatchet.push_event($1, '{\"n\": 1}')")
+        .bind(&key)
+        .execute(pool)
+        .await
+        .expect("push");
+    let event = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("delivered within 10 s")
+        .expect("no stream error")
+        .expect("an event");
+    assert_eq!(
+        (event.task_id.as_str(), event.signal_key.as_str()),
+        (task.to_string().as_str(), "sig")
+    );
+    let data: serde_json::Value = serde_json::from_slice(&event.data).expect("JSON");
+    assert_eq!(data, serde_json::json!({"CREATE": {key: [{"n": 1}]}}));
+    server.stop().await.unwrap();
+}
+
 /// The next message of a DurableTask response stream, within 10 s.
 async fn next_message(
     inbound: &mut tonic::Streaming<proto::v1::DurableTaskResponse>,
