@@ -644,9 +644,12 @@ BEGIN
     DELETE FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = durable_evict.task_id
     RETURNING r.* INTO v_run;
     PERFORM hatchet._release(p_tenant, ARRAY[v_run.worker_id], ARRAY[v_run.slot_type], ARRAY[v_run.slot_units], '{}');
+    -- What it still waits for: unsatisfied waits and children its current branch sees (not those of a branch it
+    -- left, nor legacy signals).
     v_pending := EXISTS (SELECT 1 FROM hatchet.durable_log_entries e
                          WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_log.task_inserted_at
-                           AND e.task_id = v_log.task_id AND e.satisfied_at IS NULL AND e.kind <> 'MEMO');
+                           AND e.task_id = v_log.task_id AND e.satisfied_at IS NULL AND e.kind <> 'MEMO'
+                           AND e.branch_id = hatchet._durable_branch_of(v_log, e.node_id));
     INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
                                      worker_id, worker_name, reason, assigned_at)
     VALUES (p_tenant, v_run.task_inserted_at, v_run.task_id, v_now, v_run.retry_count, 'EVICTED', v_run.worker_id,
@@ -657,7 +660,8 @@ BEGIN
                                           ORDER BY e.node_id)
                         FROM hatchet.durable_log_entries e
                         WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_log.task_inserted_at
-                          AND e.task_id = v_log.task_id AND e.satisfied_at IS NULL AND e.kind <> 'MEMO')
+                          AND e.task_id = v_log.task_id AND e.satisfied_at IS NULL AND e.kind <> 'MEMO'
+                          AND e.branch_id = hatchet._durable_branch_of(v_log, e.node_id))
                         ELSE '' END,
             v_run.assigned_at);
     INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, retry_count, app_retry_count,
