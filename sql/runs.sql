@@ -30,7 +30,8 @@
 -- Public: run_workflow, cancel_run, replay_tasks, run_status, run_tasks, run_events, run, run_shape, list_runs,
 -- run_children, finished_runs, find_runs_by_metadata.
 -- Calls: tenants.sql, options.sql, tasks.sql (creating, cancelling and reading tasks), flow_control.sql (_admit,
--- _release_slots), workflows.sql (_latest_version).
+-- _release_slots), workflows.sql (_latest_version), durable.sql (_durable_signal and _durable_children_finished: a
+-- durable task's waits are SIGNAL matches, and its children satisfy its log when they finish).
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Locks and small reads
@@ -503,6 +504,11 @@ BEGIN
     IF m.id IS NULL THEN
         RETURN;
     END IF;
+    IF m.kind = 'SIGNAL' THEN
+        -- A durable task's wait (durable.sql): it satisfies the task's log entry instead of creating a task.
+        PERFORM hatchet._durable_signal(p_tenant, m, p_action, p_reason);
+        RETURN;
+    END IF;
     SELECT d.* INTO v_def FROM hatchet.task_definitions d WHERE d.tenant_id = p_tenant AND d.id = m.task_definition_id;
     IF p_action = 'CREATE_MATCH' THEN
         v_conds := hatchet._wait_conditions(v_def, clock_timestamp());
@@ -684,6 +690,8 @@ BEGIN
     END IF;
     PERFORM hatchet._advance(p_tenant, p_task_ids, p_run_ids,
                              array_fill(p_outcome, ARRAY[cardinality(p_task_ids)]));
+    -- Durable tasks among them wait for nothing any more, and durable tasks waiting for these runs get their results.
+    PERFORM hatchet._durable_finished(p_tenant, p_task_ids, p_run_ids);
     -- A run holds its workflow-level concurrency slots (they count runs, not tasks) until its last task is done:
     -- give them back, and admit waiting runs, in this same transaction.
     FOR v_run IN

@@ -13,6 +13,7 @@
 --   crons.sql         crons, one-off schedules and firing what is due
 --   streams.sql       stream chunks put by running tasks, read by run subscribers
 --   alerts.sql        alert channels (slack, webhook, email) and the alerts enqueued when a task fails for good
+--   durable.sql       durable execution: the event log of a durable task, its waits, children, memo and eviction
 --   maintenance.sql   the background worker's pass: partitions, reapers, pruning
 --   security.sql      the group roles, tenant bindings and privileges (its two tables are there, with it; last)
 -- Each file's header lists its public functions and which other files it may call.
@@ -76,7 +77,8 @@ CREATE TYPE hatchet.task_event_type AS ENUM (
     'COMPLETED',
     'FAILED',
     'CANCELLED',            -- by the user, a concurrency strategy or the schedule timeout (reason says which)
-    'SKIPPED'               -- a DAG condition skipped the task
+    'SKIPPED',              -- a DAG condition skipped the task
+    'EVICTED'               -- a waiting durable task gave its slot back; restored when what it waits for is done
 );
 COMMENT ON TYPE hatchet.task_event_type IS 'kinds of entries in a task''s timeline';
 
@@ -395,7 +397,8 @@ CREATE TABLE hatchet.delayed_queue (
     internal_retry_count integer     NOT NULL DEFAULT 0,
     priority             smallint    NOT NULL,
     queue                text        NOT NULL,
-    -- 'run_at' (scheduled by the caller) or 'backoff' (waiting before a retry)
+    -- 'run_at' (scheduled by the caller), 'backoff' (waiting before a retry), 'rate_limit', or 'evicted' (a durable
+    -- task that gave its slot back while it waits; ready_at is 'infinity' until what it waits for is satisfied)
     reason               text        NOT NULL,
     concurrency_key      text,
     -- the workflow run of a DAG task (NULL for a task enqueued on its own): finishing it advances the run
@@ -404,7 +407,7 @@ CREATE TABLE hatchet.delayed_queue (
     desired_worker_id    uuid,
     CONSTRAINT delayed_queue_pkey PRIMARY KEY (tenant_id, task_id),
     CONSTRAINT delayed_priority_in_range CHECK (priority BETWEEN 1 AND 4),
-    CONSTRAINT delayed_reason_known CHECK (reason IN ('run_at', 'backoff', 'rate_limit'))
+    CONSTRAINT delayed_reason_known CHECK (reason IN ('run_at', 'backoff', 'rate_limit', 'evicted'))
 ) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25, autovacuum_vacuum_cost_delay = 0);
 CREATE INDEX delayed_queue_ready_at_idx ON hatchet.delayed_queue (tenant_id, ready_at);
 COMMENT ON TABLE hatchet.delayed_queue IS 'attempts waiting for run_at, a retry backoff or a rate-limit window (state QUEUED)';
@@ -775,3 +778,87 @@ CREATE TABLE hatchet.maintenance_status (
 );
 COMMENT ON TABLE hatchet.maintenance_status IS
     'maintenance jobs that failed, per tenant and job: how often, the last error and when, and when one next succeeded';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Durable execution (issue 19): the event log of durable tasks (sql/durable.sql)
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- One row per durable task that ever asked for a log entry: which invocation of the task is current and where it
+-- appends next. A task's invocation is its attempt number + 1 (a restore after an eviction is a new attempt), so an
+-- invocation that is not the running attempt is stale and fenced off. The row is locked for every append, which
+-- serialises the entries of one task (Hatchet's v1_durable_event_log_file).
+CREATE TABLE hatchet.durable_logs (
+    tenant_id        uuid        NOT NULL,
+    task_inserted_at timestamptz NOT NULL,
+    task_id          uuid        NOT NULL,
+    -- the latest invocation that appended; a higher one starts over at node 1 (replay)
+    invocation       integer     NOT NULL,
+    branch_id        bigint      NOT NULL DEFAULT 1,
+    -- the node the current invocation appends next
+    next_node        bigint      NOT NULL DEFAULT 1,
+    -- how many entries were satisfied so far: each satisfied entry gets the next number
+    satisfied_count  bigint      NOT NULL DEFAULT 0,
+    -- branches made by hatchet.branch_durable_task: [{branch, parent, first_node}]; a node before first_node of a
+    -- branch is read from its parent (branch 1 is the root)
+    branches         jsonb       NOT NULL DEFAULT '[]',
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    CONSTRAINT durable_logs_pkey PRIMARY KEY (tenant_id, task_inserted_at, task_id),
+    CONSTRAINT durable_invocation_positive CHECK (invocation > 0),
+    CONSTRAINT durable_next_node_positive CHECK (next_node > 0)
+) PARTITION BY RANGE (task_inserted_at);
+COMMENT ON TABLE hatchet.durable_logs IS
+    'per durable task: the current invocation, branch and next node of its event log (locked per append)';
+
+-- The entries of a durable task's event log, keyed as the protocol's DurableEventLogEntryRef (task, branch, node).
+-- A replayed invocation walks the same nodes again: an entry that exists must be asked for with the same call
+-- (idempotency_key), else the replay is not deterministic; a satisfied entry answers at once with its result.
+CREATE TABLE hatchet.durable_log_entries (
+    tenant_id        uuid        NOT NULL,
+    task_inserted_at timestamptz NOT NULL,
+    task_id          uuid        NOT NULL,
+    branch_id        bigint      NOT NULL,
+    node_id          bigint      NOT NULL,
+    -- MEMO (a value computed once), WAIT_FOR (sleeps and user events, or-groups) or RUN (a child run)
+    kind             text        NOT NULL,
+    -- what was asked: md5 of the memo key, of the wait conditions or of the child's workflow and input
+    idempotency_key  text        NOT NULL,
+    invocation       integer     NOT NULL,
+    label            text,
+    -- WAIT_FOR: the conditions as the match engine holds them; RUN: the child run
+    conditions       jsonb,
+    child_run_id     uuid,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    satisfied_at     timestamptz,
+    satisfied_order  bigint,
+    -- the bytes handed to the SDK (JSON text): the memo value, the wait result or the child's outputs
+    result           bytea,
+    is_failure       boolean     NOT NULL DEFAULT false,
+    error            text,
+    CONSTRAINT durable_log_entries_pkey PRIMARY KEY (tenant_id, task_inserted_at, task_id, branch_id, node_id),
+    CONSTRAINT durable_entry_kind_known CHECK (kind IN ('MEMO', 'WAIT_FOR', 'RUN')),
+    CONSTRAINT durable_satisfied_has_order CHECK ((satisfied_at IS NULL) = (satisfied_order IS NULL))
+) PARTITION BY RANGE (task_inserted_at);
+COMMENT ON TABLE hatchet.durable_log_entries IS
+    'event log of durable tasks: memoized values, waits and child runs, replayed by node';
+
+-- Child runs a durable task waits for (work in flight: a row leaves when the child finishes). Finishing a run looks
+-- here, one probe of a small table, instead of in the partitioned log.
+CREATE TABLE hatchet.durable_child_waits (
+    tenant_id        uuid        NOT NULL,
+    child_run_id     uuid        NOT NULL,
+    task_inserted_at timestamptz NOT NULL,
+    task_id          uuid        NOT NULL,
+    branch_id        bigint      NOT NULL,
+    node_id          bigint      NOT NULL,
+    CONSTRAINT durable_child_waits_pkey PRIMARY KEY (tenant_id, child_run_id, task_id, branch_id, node_id)
+) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25);
+COMMENT ON TABLE hatchet.durable_child_waits IS 'unfinished child runs that durable tasks wait for';
+
+-- A durable wait is a SIGNAL match: the same conditions as a DAG task's sleeps and user events, firing into the log
+-- entry (branch, node) of the task instead of creating a task.
+ALTER TABLE hatchet.matches ADD COLUMN durable_branch_id bigint;
+ALTER TABLE hatchet.matches ADD COLUMN durable_node_id bigint;
+ALTER TABLE hatchet.matches ADD CONSTRAINT match_signal_names_entry
+    CHECK ((kind = 'SIGNAL') = (durable_node_id IS NOT NULL AND durable_branch_id IS NOT NULL));
+-- Finishing a task looks for its durable waits here: a probe of this small index, whatever else is pending.
+CREATE INDEX matches_signal_idx ON hatchet.matches (tenant_id, run_id) WHERE kind = 'SIGNAL';

@@ -201,7 +201,7 @@ DECLARE
                                'push_event', 'push_events', 'cancel', 'cancel_run', 'replay_tasks', 'task_status',
                                'task', 'task_events', 'task_logs', 'run_status', 'run', 'run_tasks', 'run_events',
                                'run_children', 'run_shape', 'list_runs', 'finished_runs', 'find_runs_by_metadata',
-                               'list_events', 'read_stream_chunks', 'run_stream_state'];
+                               'list_events', 'read_stream_chunks', 'run_stream_state', 'durable_log'];
     c_consumer text[] := ARRAY['default_tenant', 'my_tenants', 'dequeue', 'complete', 'complete_many', 'fail',
                                'refresh_timeout', 'running_attempt', 'put_log', 'put_stream_chunk', 'task_status',
                                'task'];

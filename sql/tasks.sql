@@ -5,7 +5,8 @@
 -- task_events, task, running_attempt, put_log, task_logs.
 -- Calls: tenants.sql, options.sql, flow_control.sql (concurrency gates and rate limits of an attempt), workers.sql
 -- (_placement_option), workflows.sql (_definition_flow: a workflow task's options), runs.sql (_lock_pending_runs and
--- _on_tasks_finished: a finished workflow task advances its run in the same transaction).
+-- _on_tasks_finished: a finished workflow task advances its run in the same transaction), durable.sql
+-- (_durable_finished: the same for the task of a single-task run).
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Enqueue
@@ -340,6 +341,8 @@ BEGIN
     DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_task_id;
     IF p_run_id IS NOT NULL THEN
         PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_task_id], ARRAY[p_run_id], p_outcome);
+    ELSE
+        PERFORM hatchet._durable_finished(p_tenant, ARRAY[p_task_id], ARRAY[p_task_id]);
     END IF;
 END
 $$;
@@ -677,6 +680,7 @@ DECLARE
     v_keyed uuid[];
     v_dag_tasks uuid[];
     v_dag_runs uuid[];
+    v_single uuid[];
 BEGIN
     IF task_ids IS NULL OR retry_counts IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['task_ids and retry_counts']);
@@ -728,8 +732,9 @@ BEGIN
     )
     SELECT count(*), array_agg(d.worker_id), array_agg(d.slot_type), array_agg(d.slot_units),
            array_agg(d.task_id) FILTER (WHERE d.concurrency_key IS NOT NULL),
-           array_agg(d.task_id) FILTER (WHERE d.run_id IS NOT NULL), array_agg(d.run_id) FILTER (WHERE d.run_id IS NOT NULL)
-    INTO v_n, v_workers, v_slot_types, v_units, v_keyed, v_dag_tasks, v_dag_runs
+           array_agg(d.task_id) FILTER (WHERE d.run_id IS NOT NULL), array_agg(d.run_id) FILTER (WHERE d.run_id IS NOT NULL),
+           array_agg(d.task_id) FILTER (WHERE d.run_id IS NULL)
+    INTO v_n, v_workers, v_slot_types, v_units, v_keyed, v_dag_tasks, v_dag_runs, v_single
     FROM done d;
     IF v_n > 0 THEN
         -- Separate statements, after the one above, so they see its effects (outputs are readable by DAG children).
@@ -743,6 +748,10 @@ BEGIN
         END IF;
         IF v_dag_tasks IS NOT NULL THEN
             PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'COMPLETED');
+        END IF;
+        -- Tasks that are their own run: durable waits and parents waiting for them (durable.sql).
+        IF v_single IS NOT NULL THEN
+            PERFORM hatchet._durable_finished(p_tenant, v_single, v_single);
         END IF;
     END IF;
     RETURN v_n;
@@ -848,6 +857,8 @@ BEGIN
     WHERE k.tenant_id = p_tenant AND k.run_id = p_run.task_id AND k.until_done;
     IF p_run.run_id IS NOT NULL THEN
         PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_run.task_id], ARRAY[p_run.run_id], 'FAILED');
+    ELSE
+        PERFORM hatchet._durable_finished(p_tenant, ARRAY[p_run.task_id], ARRAY[p_run.task_id]);
     END IF;
     RETURN 'FAILED';
 END
@@ -1009,6 +1020,8 @@ BEGIN
             PERFORM hatchet._release_slots(p_tenant, ARRAY[p_task]);
             IF v_run_id IS NOT NULL THEN
                 PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_task], ARRAY[v_run_id], 'CANCELLED');
+            ELSE
+                PERFORM hatchet._durable_finished(p_tenant, ARRAY[p_task], ARRAY[p_task]);
             END IF;
             RETURN true;
         END IF;

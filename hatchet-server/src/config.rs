@@ -9,9 +9,11 @@ use uuid::{uuid, Uuid};
 /// The engine version reported by `Dispatcher.GetVersion`.
 ///
 /// The SDK chooses its code paths from it: `>= v0.78.23` selects the current worker protocol (slot_config,
-/// ListenV2); below that, hatchet-sdk 1.43.1 takes a deprecated path that raises at random. `>= v0.80.0` would make
-/// the SDK open the `V1Dispatcher.DurableTask` stream, so raise it only once that stream is implemented.
-pub const ENGINE_VERSION: &str = "v0.79.0";
+/// ListenV2); below that, hatchet-sdk 1.43.1 takes a deprecated path that raises at random. `>= v0.80.0` makes the
+/// SDK open the `V1Dispatcher.DurableTask` stream for durable tasks (memo, waits, child runs, eviction), which
+/// `grpc::dispatcher_v1` serves. The next gates (v0.88.1 batch tasks, v0.111.0 retry-after) need features of their
+/// own: raise it past one only when everything the SDK then uses works.
+pub const ENGINE_VERSION: &str = "v0.80.0";
 
 /// Largest gRPC message accepted or sent, matching the SDK's default `GRPC_MAX_{RECV,SEND}_MESSAGE_LENGTH`.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;

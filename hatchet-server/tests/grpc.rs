@@ -46,9 +46,9 @@ async fn get_version_over_gzip() {
     );
     let version = resp.into_inner().version;
     assert_eq!(version, ENGINE_VERSION);
-    // >= v0.78.23 selects the SDK's current worker path; < v0.80.0 keeps the DurableTask stream off.
+    // >= v0.80.0 opens the SDK's DurableTask stream; below v0.88.1 it sends no batch tasks (not served yet).
     let v = semver(&version);
-    assert!(((0, 78, 23)..(0, 80, 0)).contains(&v), "{version}");
+    assert!(((0, 80, 0)..(0, 88, 1)).contains(&v), "{version}");
 
     // Uncompressed requests work too.
     let mut plain = DispatcherClient::new(server.channel().await);
@@ -109,17 +109,212 @@ async fn unbuilt_rpcs_answer_unimplemented_on_every_service() {
         "v1.AdminService.ReplayTasks",
     );
 
-    let mut durable = V1DispatcherClient::new(channel).send_compressed(Gzip);
-    assert_unimplemented(
-        durable
-            .register_durable_event(with_auth(
-                proto::v1::RegisterDurableEventRequest::default(),
-                auth,
-            ))
-            .await,
-        "v1.V1Dispatcher.RegisterDurableEvent",
-    );
+    // (v1.V1Dispatcher serves all its RPCs: see durable_task_stream_answers_and_refuses_in_order.)
+    drop(channel);
     server.stop().await.unwrap();
+}
+
+/// The DurableTask stream answers each request in order: the worker registration is echoed, and a request the
+/// extension refuses (an unknown task, a malformed id) gets an `error` naming the task and invocation with the
+/// reason, so the SDK fails the waiting call at once. The stream stays open after a refusal.
+#[tokio::test]
+async fn durable_task_stream_answers_and_refuses_in_order() {
+    use proto::v1::{durable_task_request::Message as Req, durable_task_response::Message as Resp};
+    use tokio_stream::StreamExt;
+    let server = TestServer::start().await;
+    let bearer = format!("bearer {}", server.token);
+    let mut durable = V1DispatcherClient::new(server.channel().await).send_compressed(Gzip);
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let requests = vec![
+        Req::RegisterWorker(proto::v1::DurableTaskRequestRegisterWorker {
+            worker_id: "w-1".into(),
+        }),
+        Req::Memo(proto::v1::DurableTaskMemoRequest {
+            invocation_count: 1,
+            durable_task_external_id: unknown.clone(),
+            key: b"k".to_vec(),
+            payload: None,
+        }),
+        Req::WaitFor(proto::v1::DurableTaskWaitForRequest {
+            invocation_count: 3,
+            durable_task_external_id: "not-a-uuid".into(),
+            wait_for_conditions: None,
+            label: None,
+        }),
+        Req::EvictInvocation(proto::v1::DurableTaskEvictInvocationRequest {
+            invocation_count: 2,
+            durable_task_external_id: unknown.clone(),
+            reason: None,
+        }),
+    ];
+    let outbound = tokio_stream::iter(
+        requests
+            .into_iter()
+            .map(|m| proto::v1::DurableTaskRequest { message: Some(m) }),
+    )
+    .chain(tokio_stream::pending());
+    let mut inbound = durable
+        .durable_task(with_auth(outbound, Some(&bearer)))
+        .await
+        .expect("DurableTask")
+        .into_inner();
+    match next_message(&mut inbound).await {
+        Resp::RegisterWorker(r) => assert_eq!(r.worker_id, "w-1"),
+        other => panic!("expected register_worker, got {other:?}"),
+    }
+    for (task, invocation, reason) in [
+        (
+            unknown.as_str(),
+            1,
+            format!("task \"{unknown}\" does not exist"),
+        ),
+        ("not-a-uuid", 3, "must be a UUID".to_owned()),
+        (
+            unknown.as_str(),
+            2,
+            format!("task \"{unknown}\" does not exist"),
+        ),
+    ] {
+        match next_message(&mut inbound).await {
+            Resp::Error(e) => {
+                let at = e.r#ref.expect("ref");
+                assert_eq!(
+                    (at.durable_task_external_id.as_str(), at.invocation_count),
+                    (task, invocation)
+                );
+                assert_eq!(
+                    e.error_type,
+                    proto::v1::DurableTaskErrorType::Unspecified as i32
+                );
+                assert!(e.error_message.contains(&reason), "{}", e.error_message);
+            }
+            other => panic!("expected error, got {other:?}"),
+        }
+    }
+
+    // The legacy RegisterDurableEvent: a malformed id is INVALID_ARGUMENT, an unknown task NOT_FOUND.
+    let legacy = |task_id: &str| proto::v1::RegisterDurableEventRequest {
+        task_id: task_id.to_owned(),
+        signal_key: "k".into(),
+        conditions: None,
+    };
+    let status = durable
+        .register_durable_event(with_auth(legacy("nope"), Some(&bearer)))
+        .await
+        .expect_err("malformed id");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let status = durable
+        .register_durable_event(with_auth(legacy(&unknown), Some(&bearer)))
+        .await
+        .expect_err("unknown task");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    server.stop().await.unwrap();
+}
+
+/// The legacy pair: a wait registered by signal key for a running durable task (claimed here by a SQL consumer) is
+/// delivered on ListenForDurableEvent once an event satisfies it, with the wait's result, and not before.
+#[tokio::test]
+async fn legacy_durable_event_is_delivered_once_satisfied() {
+    use proto::v1::{
+        BaseMatchCondition, DurableEventListenerConditions, ListenForDurableEventRequest,
+        RegisterDurableEventRequest, UserEventMatchCondition,
+    };
+    use tokio_stream::StreamExt;
+    let server = TestServer::start().await;
+    let bearer = format!("bearer {}", server.token);
+    let pool = &server.state.pool;
+    let name = format!("legacy-{}", uuid::Uuid::new_v4().simple());
+    sqlx::query("SELECT hatchet.register_workflow($1)")
+        .bind(
+            serde_json::json!({"name": name, "tasks": [{"readable_id": "d", "is_durable": true}]}),
+        )
+        .execute(pool)
+        .await
+        .expect("register");
+    let task: uuid::Uuid = sqlx::query_scalar("SELECT hatchet.run_workflow($1)")
+        .bind(&name)
+        .fetch_one(pool)
+        .await
+        .expect("run");
+    let claimed: uuid::Uuid =
+        sqlx::query_scalar("SELECT task_id FROM hatchet.dequeue($1, 'legacy-worker')")
+            .bind(format!("{name}:d"))
+            .fetch_one(pool)
+            .await
+            .expect("claim");
+    assert_eq!(claimed, task);
+
+    let key = format!("{name}:go");
+    let mut durable = V1DispatcherClient::new(server.channel().await).send_compressed(Gzip);
+    let conditions = DurableEventListenerConditions {
+        sleep_conditions: vec![],
+        user_event_conditions: vec![UserEventMatchCondition {
+            base: Some(BaseMatchCondition {
+                readable_data_key: key.clone(),
+                action: 0,
+                or_group_id: "g".into(),
+                expression: String::new(),
+            }),
+            user_event_key: key.clone(),
+            event_scope: None,
+            consider_events_since: None,
+        }],
+    };
+    let register = RegisterDurableEventRequest {
+        task_id: task.to_string(),
+        signal_key: "sig".into(),
+        conditions: Some(conditions),
+    };
+    durable
+        .register_durable_event(with_auth(register, Some(&bearer)))
+        .await
+        .expect("RegisterDurableEvent");
+    let outbound = tokio_stream::iter(vec![ListenForDurableEventRequest {
+        task_id: task.to_string(),
+        signal_key: "sig".into(),
+    }])
+    .chain(tokio_stream::pending());
+    let mut inbound = durable
+        .listen_for_durable_event(with_auth(outbound, Some(&bearer)))
+        .await
+        .expect("ListenForDurableEvent")
+        .into_inner();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), inbound.message())
+            .await
+            .is_err(),
+        "nothing is delivered before the event"
+    );
+    sqlx::query("SELECT hatchet.push_event($1, '{\"n\": 1}')")
+        .bind(&key)
+        .execute(pool)
+        .await
+        .expect("push");
+    let event = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("delivered within 10 s")
+        .expect("no stream error")
+        .expect("an event");
+    assert_eq!(
+        (event.task_id.as_str(), event.signal_key.as_str()),
+        (task.to_string().as_str(), "sig")
+    );
+    let data: serde_json::Value = serde_json::from_slice(&event.data).expect("JSON");
+    assert_eq!(data, serde_json::json!({"CREATE": {key: [{"n": 1}]}}));
+    server.stop().await.unwrap();
+}
+
+/// The next message of a DurableTask response stream, within 10 s.
+async fn next_message(
+    inbound: &mut tonic::Streaming<proto::v1::DurableTaskResponse>,
+) -> proto::v1::durable_task_response::Message {
+    tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("a response within 10 s")
+        .expect("no stream error")
+        .expect("the stream stays open")
+        .message
+        .expect("a response message")
 }
 
 fn assert_code<T: std::fmt::Debug>(

@@ -87,9 +87,14 @@ extension_sql_file!(
     requires = ["streams"]
 );
 extension_sql_file!(
+    "../../sql/durable.sql",
+    name = "durable",
+    requires = ["alerts"]
+);
+extension_sql_file!(
     "../../sql/maintenance.sql",
     name = "maintenance",
-    requires = ["alerts", raise_error]
+    requires = ["durable", raise_error]
 );
 extension_sql_file!("../../sql/security.sql", name = "security", finalize);
 

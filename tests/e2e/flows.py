@@ -39,9 +39,8 @@ def simple(input: EmptyModel, ctx: Context) -> dict[str, str]:
     return {"result": "Hello, world!"}
 
 
-# Runs on the worker's durable slots; with engine version v0.79 the SDK opens no DurableTask stream. The eviction
-# policy must be off: below engine v0.80 hatchet-sdk 1.43.1 answers a durable task's default eviction policy with a
-# deprecation notice that raises in 20% of worker starts (see the report: durable tasks need the DurableTask stream).
+# Runs on the worker's durable slots, and opens the DurableTask stream (engine v0.80.0) when it runs; it never waits,
+# so it is never evicted (no eviction policy). The durable features themselves are tested in test_durable.py.
 @hatchet.durable_task(name="e2e-simple-durable", eviction_policy=None)
 async def simple_durable(input: EmptyModel, ctx: Context) -> dict[str, str]:
     return {"result": "Hello, durable world!"}

@@ -1,5 +1,5 @@
-"""TypeScript SDK smoke test: @hatchet-dev/typescript-sdk (pinned in ts/package.json) runs a task and a DAG
-against the same server. npm installs it into ts/node_modules on first use."""
+"""TypeScript SDK smoke test: @hatchet-dev/typescript-sdk (pinned in ts/package.json) runs a task, a DAG and a
+durable task against the same server. npm installs it into ts/node_modules on first use."""
 
 from __future__ import annotations
 
@@ -34,3 +34,19 @@ def test_typescript_sdk_task_and_dag(server):
     assert result["task"] == {"lower": "hello from typescript"}
     assert result["many"] == [{"lower": "a"}, {"lower": "b"}]
     assert result["dag"] == {"first": {"n": 5}, "left": {"v": 10}, "right": {"v": 105}, "sum": {"sum": 115}}
+
+
+def test_typescript_durable_task(server):
+    """A TypeScript durable task sleeps, waits for an event (CEL over its payload) and spawns a child through the
+    DurableTask stream (ts/durable.js)."""
+    ensure_sdk()
+    env = dict(os.environ)
+    env.update(server.env)
+    out = subprocess.run(["node", "durable.js"], cwd=TS, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    printed = json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith("{")))
+    result = printed["result"]
+    assert result["slept_at_least_2s"] is True
+    assert result["event"] == {"token": printed["token"], "other": "x"}
+    assert result["child"] == {"doubled": 42}
+    assert result["invocation"] == 1

@@ -25,6 +25,7 @@
 
 pub(crate) mod alerts;
 pub(crate) mod crons;
+pub(crate) mod durable;
 pub(crate) mod events;
 pub(crate) mod flow_control;
 pub(crate) mod maintenance;

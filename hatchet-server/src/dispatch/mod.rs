@@ -375,6 +375,7 @@ impl Dispatch {
                 job_run_id: task_id.to_string(),
                 action_type: ActionType::CancelStepRun as i32,
                 retry_count,
+                durable_task_invocation_count: Some(retry_count + 1),
                 ..Default::default()
             },
         };
@@ -452,6 +453,9 @@ fn start_action(tenant: Uuid, a: &Assignment) -> AssignedAction {
         action_payload: action_payload(a.readable_id.is_some(), &a.input).to_string(),
         task_name,
         retry_count: a.retry_count,
+        // Each attempt of a durable task is a new invocation of its event log (sql/durable.sql): an eviction ends
+        // the attempt and the restored one is the next. Other tasks ignore it.
+        durable_task_invocation_count: Some(a.retry_count + 1),
         additional_metadata: Some(a.additional_metadata.to_string()),
         // Retries run at the extension's internal priority 4; the SDK knows only 1..3.
         priority: a.priority.clamp(1, 3),

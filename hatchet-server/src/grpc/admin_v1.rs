@@ -165,8 +165,25 @@ impl admin_service_server::AdminService for AdminService {
 
     async fn branch_durable_task(
         &self,
-        _request: Request<v1::BranchDurableTaskRequest>,
+        request: Request<v1::BranchDurableTaskRequest>,
     ) -> Result<Response<v1::BranchDurableTaskResponse>, Status> {
-        Err(unimplemented("v1.AdminService.BranchDurableTask"))
+        let tenant = tenant_of(&request)?.0;
+        let r = request.into_inner();
+        let task_id = parse_id("task_external_id", &r.task_external_id)?;
+        let branch = crate::db::durable::branch_durable_task(
+            &self.state.pool,
+            tenant,
+            task_id,
+            r.node_id,
+            r.branch_id,
+        )
+        .await
+        .map_err(AppError::from)?;
+        self.state.dispatch.wake_assigner();
+        Ok(Response::new(v1::BranchDurableTaskResponse {
+            task_external_id: task_id.to_string(),
+            node_id: r.node_id,
+            branch_id: branch,
+        }))
     }
 }

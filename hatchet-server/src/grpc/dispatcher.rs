@@ -415,9 +415,23 @@ impl Dispatcher for DispatcherService {
 
     async fn restore_evicted_task(
         &self,
-        _request: Request<proto::RestoreEvictedTaskRequest>,
+        request: Request<proto::RestoreEvictedTaskRequest>,
     ) -> Result<Response<proto::RestoreEvictedTaskResponse>, Status> {
-        Err(unimplemented("Dispatcher.RestoreEvictedTask"))
+        let tenant = tenant_of(&request)?.0;
+        let task_id = parse_id(
+            "task_run_external_id",
+            &request.get_ref().task_run_external_id,
+        )?;
+        // An evicted durable task is queued now, whatever it waits for (it replays its log and waits again).
+        let requeued = crate::db::durable::restore_evicted(&self.state.pool, tenant, task_id)
+            .await
+            .map_err(AppError::from)?;
+        if requeued {
+            self.state.dispatch.wake_assigner();
+        }
+        Ok(Response::new(proto::RestoreEvictedTaskResponse {
+            requeued,
+        }))
     }
 
     async fn upsert_worker_labels(

@@ -7,6 +7,7 @@
 //! | `POST /v1/stable/tenants/{tenant}/tasks/replay` | `hatchet.replay_tasks` over the selected run / task ids (finished ones get a new attempt) |
 //! | `GET /v1/stable/tasks/{task}` | the task's run, then its row there |
 //! | `GET /v1/stable/tasks/{task}/logs` | `hatchet.task_logs` |
+//! | `POST /v1/stable/tenants/{tenant}/durable-tasks/branch` | `hatchet.branch_durable_task` (`runs.reset_durable_task`) |
 
 use super::query::{metadata_object, parse_uuid, Params};
 use super::runs::{details, resolve_run};
@@ -31,6 +32,45 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/stable/tenants/{tenant}/tasks/replay", post(replay))
         .route("/v1/stable/tasks/{task}", get(get_task))
         .route("/v1/stable/tasks/{task}/logs", get(logs))
+        .route(
+            "/v1/stable/tenants/{tenant}/durable-tasks/branch",
+            post(branch_durable_task),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BranchRequest {
+    task_external_id: String,
+    node_id: i64,
+    branch_id: i64,
+}
+
+/// A new branch of a durable task's log from a node; the task runs again on it. Answers the task, the node and the
+/// new branch (`V1BranchDurableTaskResponse`).
+async fn branch_durable_task(
+    State(state): State<AppState>,
+    auth: AuthTenant,
+    Path(tenant_path): Path<String>,
+    Json(body): Json<BranchRequest>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    auth.check_path(&tenant_path)?;
+    let tenant = auth.0 .0;
+    let task_id = parse_uuid("taskExternalId", &body.task_external_id)?;
+    let branch = crate::db::durable::branch_durable_task(
+        &state.pool,
+        tenant,
+        task_id,
+        body.node_id,
+        body.branch_id,
+    )
+    .await?;
+    state.dispatch.wake_assigner();
+    Ok(Json(json!({
+        "taskExternalId": task_id.to_string(),
+        "nodeId": body.node_id,
+        "branchId": branch,
+    })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,245 @@
+"""Durable tasks with the real Python SDK (engine v0.80.0: the V1Dispatcher.DurableTask stream): sleeps, event
+waits, or-groups won both ways, child and bulk child runs, memoized steps that do not run again after a retry or an
+eviction and restore, a non-deterministic replay, and an evicted task surviving a restart of hatchet-server and of
+Postgres. The workflows and their worker are in durable_flows.py."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import HERE, Server, WorkerProcess, wait_for
+
+MARKERS = Path(tempfile.mkdtemp(prefix="pg_hatchet-e2e-durable-markers-"))
+SCRIPT = HERE / "durable_flows.py"
+
+
+def psql(server: Server, sql: str) -> str:
+    """One statement as the superuser on the dev cluster's socket; stdout, unaligned, tuples only."""
+    conninfo = f"host={server.data_dir / 'run'} port={server.pg_port} dbname=hatchet user=postgres"
+    out = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, conninfo],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def marks(token: str) -> list[str]:
+    path = MARKERS / token
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def waiting_entries(server: Server, run_id: str) -> int:
+    return int(psql(server, f"SELECT count(*) FROM hatchet.durable_log('{run_id}') WHERE status = 'WAITING'"))
+
+
+def evictions(server: Server, run_id: str) -> list[str]:
+    rows = psql(server, f"SELECT reason FROM hatchet.task_events('{run_id}') WHERE event_type = 'EVICTED'")
+    return [r for r in rows.splitlines() if r]
+
+
+@pytest.fixture(scope="module")
+def durable(server):
+    """The durable worker on the session's server, and the workflow module."""
+    worker = WorkerProcess(server, "durable", {"E2E_MARKER_DIR": str(MARKERS)}, script=SCRIPT)
+    worker.wait_healthy()
+    import durable_flows
+
+    yield durable_flows
+    worker.stop()
+
+
+def test_sleep(durable):
+    t = token()
+    start = time.monotonic()
+    result = durable.durable_sleep.run(durable.Sleep(token=t, seconds=2))
+    assert time.monotonic() - start >= 2
+    assert result == {"slept": 2.0, "invocation": 1}
+    assert marks(t) == ["start 1"]
+
+
+def test_event_wait(server, durable):
+    t = token()
+    ref = durable.durable_event.run(durable.Token(token=t), wait_for_result=False)
+    wait_for(lambda: waiting_entries(server, ref.workflow_run_id) == 1, 30, "the event wait")
+    # An event for another token does not satisfy the wait's CEL expression.
+    durable.hatchet.event.push(durable.EVENT_KEY, {"id": "other", "token": "not-" + t})
+    time.sleep(1.5)
+    assert waiting_entries(server, ref.workflow_run_id) == 1
+    durable.hatchet.event.push(durable.EVENT_KEY, {"id": "mine", "token": t})
+    assert ref.result() == {"event_id": "mine"}
+    log = psql(server, f"SELECT kind || ' ' || status FROM hatchet.durable_log('{ref.workflow_run_id}')")
+    assert log.splitlines() == ["WAIT_FOR SATISFIED"]
+
+
+def test_or_group_event_wins(server, durable):
+    t = token()
+    ref = durable.durable_or.run(durable.Sleep(token=t, seconds=120), wait_for_result=False)
+    wait_for(lambda: waiting_entries(server, ref.workflow_run_id) == 1, 30, "the or-group wait")
+    durable.hatchet.event.push(durable.OR_EVENT_KEY, {"token": t, "n": 1})
+    result = ref.result()
+    assert result["action"] == "CREATE"
+    assert result["keys"] == [durable.OR_EVENT_KEY]
+    assert result["data"][durable.OR_EVENT_KEY] == [{"token": t, "n": 1}]
+
+
+def test_or_group_sleep_wins(durable):
+    t = token()
+    start = time.monotonic()
+    result = durable.durable_or.run(durable.Sleep(token=t, seconds=2))
+    assert time.monotonic() - start >= 2
+    assert result["action"] == "CREATE"
+    assert len(result["keys"]) == 1 and result["keys"][0].startswith("sleep:"), result
+    assert result["data"][result["keys"][0]] == [{"sleep_duration": result["keys"][0][len("sleep:"):]}]
+
+
+def test_child_and_bulk_children(server, durable):
+    t = token()
+    ref = durable.durable_parent.run(durable.Token(token=t), wait_for_result=False)
+    assert ref.result() == {"one": 49, "many": [0, 1, 4, 9, 16]}
+    # Each child ran exactly once.
+    assert sorted(marks(t)) == sorted(f"child {n}" for n in [7, 0, 1, 2, 3, 4])
+    log = psql(server, f"SELECT kind || ' ' || status FROM hatchet.durable_log('{ref.workflow_run_id}')")
+    assert log.splitlines() == ["RUN SATISFIED"] * 6
+    children = psql(server, f"SELECT count(*) FROM hatchet.runs WHERE parent_task_id = '{ref.workflow_run_id}'")
+    assert children == "6"
+
+
+def test_memo_survives_eviction_and_restore(server, durable):
+    t = token()
+    ref = durable.durable_memo.run(durable.Sleep(token=t, seconds=5), wait_for_result=False)
+    # While it sleeps past its 1 s TTL it is evicted: SQL shows why and what it waits for.
+    wait_for(lambda: evictions(server, ref.workflow_run_id), 30, "the eviction")
+    reason = evictions(server, ref.workflow_run_id)[0]
+    assert "waiting for sleep 5s" in reason, reason
+    result = ref.result()
+    assert result["invocation"] >= 2, result
+    # The memoized step ran once, in the first invocation; the replay read it (and aio_now) from the log.
+    assert marks(t).count("computed") == 1, marks(t)
+    assert marks(t)[0] == "invocation 1" and "invocation 2" in marks(t)
+    assert result["first"] == len(t) * 1000 + 7
+    assert marks(t + "-second") == ["computed"]
+    kinds = psql(server, f"SELECT string_agg(kind, ',' ORDER BY node_id) FROM hatchet.durable_log('{ref.workflow_run_id}')")
+    assert kinds == "MEMO,MEMO,WAIT_FOR,MEMO"
+
+
+def test_memo_survives_a_retry(durable):
+    t = token()
+    result = durable.durable_retry.run(durable.Token(token=t))
+    assert result == {"value": len(t) * 1000 + 7, "retry_count": 1}
+    assert marks(t) == ["computed"]
+
+
+def test_nondeterministic_replay_fails(server, durable):
+    t = token()
+    ref = durable.durable_nondeterministic.run(durable.Token(token=t), wait_for_result=False)
+    with pytest.raises(Exception) as err:
+        ref.result()
+    assert "deterministic" in str(err.value).lower(), str(err.value)
+    assert psql(server, f"SELECT hatchet.run_status('{ref.workflow_run_id}')") == "FAILED"
+
+
+def test_reset_durable_task_replays_from_a_node(server, durable):
+    """runs.reset_durable_task (REST durable-tasks/branch): the finished task runs again on a new branch from the
+    sleep's node; the memo before it is read from the log, the sleep runs again on the new branch."""
+    t = token()
+    ref = durable.durable_branch.run(durable.Token(token=t), wait_for_result=False)
+    assert ref.result() == {"value": len(t) * 1000 + 7, "invocation": 1}
+    nodes = psql(server, f"SELECT string_agg(branch_id || ':' || node_id || ':' || kind, ',' ORDER BY node_id) "
+                         f"FROM hatchet.durable_log('{ref.workflow_run_id}')")
+    assert nodes == "1:1:MEMO,1:2:WAIT_FOR"
+    reset = durable.hatchet.runs.reset_durable_task(ref.workflow_run_id, node_id=2, branch_id=1)
+    assert (reset.task_external_id, reset.node_id, reset.branch_id) == (ref.workflow_run_id, 2, 2)
+    wait_for(lambda: psql(server, f"SELECT count(*) FROM hatchet.durable_log('{ref.workflow_run_id}') "
+                                  "WHERE branch_id = 2 AND status = 'SATISFIED'") == "1", 30, "the replay on branch 2")
+    wait_for(lambda: psql(server, f"SELECT hatchet.run_status('{ref.workflow_run_id}')") == "COMPLETED", 30,
+             "the replayed run")
+    output = json.loads(psql(server, f"SELECT output FROM hatchet.run_tasks('{ref.workflow_run_id}')"))
+    assert output == {"value": len(t) * 1000 + 7, "invocation": 2}
+    assert marks(t) == ["invocation 1", "computed", "invocation 2"]
+    # Bad input: no such node.
+    with pytest.raises(Exception) as err:
+        durable.hatchet.runs.reset_durable_task(ref.workflow_run_id, node_id=9, branch_id=1)
+    assert "404" in str(err.value) or "does not exist" in str(err.value), str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Restarts: a server of its own (hatchet-server dev restarts its Postgres cluster with it), driven through SQL
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def restart(server: Server) -> None:
+    """Stops hatchet-server dev (and with it Postgres) and starts it again on the same data directory and ports."""
+    server.proc.send_signal(signal.SIGINT)
+    server.proc.wait(timeout=60)
+    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,sqlx=warn"))
+    server.log = open(server.log_path, "a")
+    server.proc = subprocess.Popen(
+        [str(Path(server.proc.args[0])), "dev", "--data-dir", str(server.data_dir),
+         "--grpc-port", str(server.grpc_port), "--http-port", str(server.http_port),
+         "--pg-port", str(server.pg_port)],
+        stdout=subprocess.PIPE, stderr=server.log, text=True, env=env, cwd=server.workdir,
+    )
+    server._read_exports(timeout=120)
+
+
+def test_evicted_task_survives_restart_of_server_and_postgres():
+    own = Server()
+    worker = None
+    try:
+        worker = WorkerProcess(own, "durable", {"E2E_MARKER_DIR": str(MARKERS)}, script=SCRIPT,
+                               log_name="durable-restart")
+        worker.wait_healthy()
+        t = token()
+        run = psql(own, f"SELECT hatchet.run_workflow('durable-e2e-evicted-wait', '{{\"token\": \"{t}\"}}')")
+        wait_for(lambda: evictions(own, run), 40, "the eviction")
+        assert psql(own, f"SELECT hatchet.task_status('{run}')") == "QUEUED"
+        assert psql(own, f"SELECT reason FROM hatchet.delayed_queue WHERE task_id = '{run}'") == "evicted"
+
+        worker.stop()
+        restart(own)
+        # Still evicted and waiting after the restart.
+        assert evictions(own, run)
+        assert waiting_entries(own, run) == 1
+        worker = WorkerProcess(own, "durable", {"E2E_MARKER_DIR": str(MARKERS)}, script=SCRIPT,
+                               log_name="durable-restart-2")
+        worker.wait_healthy()
+        payload = json.dumps({"id": "after-restart", "token": t})
+        psql(own, f"SELECT hatchet.push_event('{durable_resume_key()}', '{payload}')")
+        wait_for(lambda: psql(own, f"SELECT hatchet.run_status('{run}')") == "COMPLETED", 60, "the restored run")
+        output = json.loads(psql(own, f"SELECT output FROM hatchet.run_tasks('{run}')"))
+        assert output["event_id"] == "after-restart"
+        assert output["invocation"] >= 2
+        assert marks(t).count("computed") == 1, marks(t)
+    finally:
+        if worker is not None:
+            worker.stop()
+        own.stop()
+
+
+def durable_resume_key() -> str:
+    import durable_flows
+
+    return durable_flows.RESUME_EVENT_KEY
+
+
+def test_sleep_from_sql_is_visible(server, durable):
+    """A sleeping durable task shows its wait in SQL: the log entry, its label and the pending match."""
+    t = token()
+    ref = durable.durable_sleep.run(durable.Sleep(token=t, seconds=3), wait_for_result=False)
+    wait_for(lambda: waiting_entries(server, ref.workflow_run_id) == 1, 30, "the sleep")
+    label = psql(server, f"SELECT label FROM hatchet.durable_log('{ref.workflow_run_id}')")
+    assert label == "sleep 3s"
+    assert psql(server, f"SELECT count(*) FROM hatchet.matches WHERE task_id = '{ref.workflow_run_id}' "
+                        "AND kind = 'SIGNAL'") == "1"
+    assert asyncio.run(ref.aio_result())["slept"] == 3.0
+    assert psql(server, f"SELECT count(*) FROM hatchet.matches WHERE task_id = '{ref.workflow_run_id}'") == "0"
