@@ -789,8 +789,10 @@ COMMENT ON FUNCTION hatchet.complete(uuid, integer, jsonb, uuid) IS
 -- Fails one attempt that has already been removed from `running` (by fail, the timeout reaper or worker loss):
 -- queues the next attempt while retries remain, else records FAILED. Returns 'QUEUED' or 'FAILED'.
 -- p_internal marks a failure that is not the task's fault (lost worker): it uses the internal retry budget.
+-- p_retry_after (the task asked to be retried after this delay, e.g. the SDK's RetryAfterException) replaces the
+-- task's backoff for this retry; the retry still counts against the task's retries.
 CREATE FUNCTION hatchet._fail_attempt(p_tenant uuid, p_run hatchet.running, p_error text, p_retryable boolean,
-                                      p_internal boolean DEFAULT false)
+                                      p_internal boolean DEFAULT false, p_retry_after interval DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -814,7 +816,8 @@ BEGIN
     PERFORM hatchet._lock_pending_runs(p_tenant, ARRAY[p_run.run_id]);
     PERFORM hatchet._release(p_tenant, ARRAY[p_run.worker_id], ARRAY[p_run.slot_type], ARRAY[p_run.slot_units],
         CASE WHEN p_run.concurrency_key IS NOT NULL
-                  AND (NOT v_retry OR (NOT p_internal AND v_task.backoff_factor IS NOT NULL))
+                  AND (NOT v_retry OR (NOT p_internal AND (v_task.backoff_factor IS NOT NULL
+                                                           OR p_retry_after IS NOT NULL)))
              THEN ARRAY[p_run.task_id] ELSE '{}' END);
 
     IF v_retry THEN
@@ -823,9 +826,10 @@ BEGIN
         VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count,
                 CASE WHEN p_internal THEN 'REASSIGNED' ELSE 'RETRYING' END::hatchet.task_event_type,
                 p_run.worker_id, p_run.worker_name, p_error, p_run.assigned_at);
-        IF NOT p_internal AND v_task.backoff_factor IS NOT NULL THEN
-            v_delay := hatchet.backoff_delay(v_task.backoff_factor, v_task.backoff_max_seconds,
-                                             p_run.app_retry_count + 1);
+        IF NOT p_internal AND (v_task.backoff_factor IS NOT NULL OR p_retry_after IS NOT NULL) THEN
+            v_delay := COALESCE(p_retry_after,
+                                hatchet.backoff_delay(v_task.backoff_factor, v_task.backoff_max_seconds,
+                                                      p_run.app_retry_count + 1));
             INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, retry_count,
                                                app_retry_count, internal_retry_count, priority, queue, reason,
                                                concurrency_key, run_id, task_definition_id)
@@ -869,7 +873,8 @@ CREATE FUNCTION hatchet.fail(
     retry_count integer,
     error       text,
     retryable   boolean DEFAULT true,
-    tenant_id   uuid    DEFAULT NULL
+    tenant_id   uuid    DEFAULT NULL,
+    retry_after interval DEFAULT NULL  -- retry after this delay instead of the task's backoff (still a retry)
 ) RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -885,6 +890,9 @@ BEGIN
     IF fail.retryable IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['retryable']);
     END IF;
+    IF fail.retry_after < interval '0' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['retry_after must not be negative']);
+    END IF;
     PERFORM hatchet._check_size('error', octet_length(fail.error), 'hatchet.max_error_bytes');
     DELETE FROM hatchet.running r
     WHERE r.tenant_id = p_tenant AND r.task_id = fail.task_id AND r.retry_count = fail.retry_count
@@ -892,11 +900,12 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM hatchet._reject_stale(p_tenant, fail.task_id, fail.retry_count);
     END IF;
-    RETURN hatchet._fail_attempt(p_tenant, v_run, fail.error, fail.retryable);
+    RETURN hatchet._fail_attempt(p_tenant, v_run, fail.error, fail.retryable, false, fail.retry_after);
 END
 $$;
-COMMENT ON FUNCTION hatchet.fail(uuid, integer, text, boolean, uuid) IS
-    'fail the running attempt: returns QUEUED if a retry was scheduled (with backoff), FAILED if none remain';
+COMMENT ON FUNCTION hatchet.fail(uuid, integer, text, boolean, uuid, interval) IS
+    'fail the running attempt: returns QUEUED if a retry was scheduled (after retry_after, else with backoff), '
+    'FAILED if none remain';
 
 CREATE FUNCTION hatchet.refresh_timeout(
     task_id     uuid,

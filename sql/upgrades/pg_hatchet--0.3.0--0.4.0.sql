@@ -2563,6 +2563,130 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 9. Retry-after (issue 19, sql/tasks.sql): hatchet.fail takes retry_after, the delay the task asked for before its
+--    retry (the SDK's RetryAfterException); it replaces the backoff and still counts against the retries.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+DROP FUNCTION hatchet.fail(uuid, integer, text, boolean, uuid);
+DROP FUNCTION hatchet._fail_attempt(uuid, hatchet.running, text, boolean, boolean);
+
+CREATE FUNCTION hatchet._fail_attempt(p_tenant uuid, p_run hatchet.running, p_error text, p_retryable boolean,
+                                      p_internal boolean DEFAULT false, p_retry_after interval DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now  timestamptz := clock_timestamp();
+    v_task record;
+    v_next integer := p_run.retry_count + 1;
+    v_delay interval;
+    v_retry boolean;
+    v_max_internal constant integer := 10;
+BEGIN
+    SELECT t.retries, t.backoff_factor, t.backoff_max_seconds, t.schedule_timeout INTO v_task
+    FROM hatchet.tasks t
+    WHERE t.tenant_id = p_tenant AND t.inserted_at = p_run.task_inserted_at AND t.id = p_run.task_id;
+
+    -- The worker slot is free either way. Concurrency slots stay with a retry that is queued at once (the task
+    -- never stops being in progress) and are given back when it finishes or waits out a backoff.
+    v_retry := p_retryable AND ((p_internal AND p_run.internal_retry_count < v_max_internal)
+                                OR (NOT p_internal AND p_run.app_retry_count < v_task.retries));
+    PERFORM hatchet._lock_pending_runs(p_tenant, ARRAY[p_run.run_id]);
+    PERFORM hatchet._release(p_tenant, ARRAY[p_run.worker_id], ARRAY[p_run.slot_type], ARRAY[p_run.slot_units],
+        CASE WHEN p_run.concurrency_key IS NOT NULL
+                  AND (NOT v_retry OR (NOT p_internal AND (v_task.backoff_factor IS NOT NULL
+                                                           OR p_retry_after IS NOT NULL)))
+             THEN ARRAY[p_run.task_id] ELSE '{}' END);
+
+    IF v_retry THEN
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                         worker_id, worker_name, reason, assigned_at)
+        VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count,
+                CASE WHEN p_internal THEN 'REASSIGNED' ELSE 'RETRYING' END::hatchet.task_event_type,
+                p_run.worker_id, p_run.worker_name, p_error, p_run.assigned_at);
+        IF NOT p_internal AND (v_task.backoff_factor IS NOT NULL OR p_retry_after IS NOT NULL) THEN
+            v_delay := COALESCE(p_retry_after,
+                                hatchet.backoff_delay(v_task.backoff_factor, v_task.backoff_max_seconds,
+                                                      p_run.app_retry_count + 1));
+            INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, retry_count,
+                                               app_retry_count, internal_retry_count, priority, queue, reason,
+                                               concurrency_key, run_id, task_definition_id)
+            VALUES (p_tenant, p_run.task_id, p_run.task_inserted_at, v_now + v_delay, v_next,
+                    p_run.app_retry_count + 1, p_run.internal_retry_count, 4, p_run.queue, 'backoff',
+                    -- no concurrency_key: its slots were given back above; it passes the gates again when due
+                    NULL, p_run.run_id, p_run.task_definition_id);
+        ELSE
+            -- Retries go ahead of new work: priority 4 is above every user priority.
+            INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
+                                             retry_count, app_retry_count, internal_retry_count, priority, queue,
+                                             concurrency_key, run_id, task_definition_id)
+            VALUES (p_tenant, p_run.task_id, p_run.task_inserted_at, hatchet._queue_vtime(p_tenant, p_run.queue),
+                    v_now + v_task.schedule_timeout, v_next,
+                    p_run.app_retry_count + CASE WHEN p_internal THEN 0 ELSE 1 END,
+                    p_run.internal_retry_count + CASE WHEN p_internal THEN 1 ELSE 0 END,
+                    4, p_run.queue, p_run.concurrency_key, p_run.run_id, p_run.task_definition_id);
+            PERFORM hatchet._ready(p_run.queue);
+        END IF;
+        RETURN 'QUEUED';
+    END IF;
+
+    INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                     worker_id, worker_name, reason, assigned_at)
+    VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count, 'FAILED', p_run.worker_id,
+            p_run.worker_name, p_error, p_run.assigned_at);
+    DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_run.task_id;
+    DELETE FROM hatchet.run_idempotency_keys k  -- a single-task workflow run (see complete_many)
+    WHERE k.tenant_id = p_tenant AND k.run_id = p_run.task_id AND k.until_done;
+    IF p_run.run_id IS NOT NULL THEN
+        PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_run.task_id], ARRAY[p_run.run_id], 'FAILED');
+    ELSE
+        PERFORM hatchet._durable_finished(p_tenant, ARRAY[p_run.task_id], ARRAY[p_run.task_id]);
+    END IF;
+    RETURN 'FAILED';
+END
+$$;
+
+CREATE FUNCTION hatchet.fail(
+    task_id     uuid,
+    retry_count integer,
+    error       text,
+    retryable   boolean DEFAULT true,
+    tenant_id   uuid    DEFAULT NULL,
+    retry_after interval DEFAULT NULL  -- retry after this delay instead of the task's backoff (still a retry)
+) RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(fail.tenant_id);
+    v_run    hatchet.running;
+BEGIN
+    IF fail.error IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['error']);
+    END IF;
+    IF fail.retryable IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['retryable']);
+    END IF;
+    IF fail.retry_after < interval '0' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['retry_after must not be negative']);
+    END IF;
+    PERFORM hatchet._check_size('error', octet_length(fail.error), 'hatchet.max_error_bytes');
+    DELETE FROM hatchet.running r
+    WHERE r.tenant_id = p_tenant AND r.task_id = fail.task_id AND r.retry_count = fail.retry_count
+    RETURNING r.* INTO v_run;
+    IF NOT FOUND THEN
+        PERFORM hatchet._reject_stale(p_tenant, fail.task_id, fail.retry_count);
+    END IF;
+    RETURN hatchet._fail_attempt(p_tenant, v_run, fail.error, fail.retryable, false, fail.retry_after);
+END
+$$;
+COMMENT ON FUNCTION hatchet.fail(uuid, integer, text, boolean, uuid, interval) IS
+    'fail the running attempt: returns QUEUED if a retry was scheduled (after retry_after, else with backoff), '
+    'FAILED if none remain';
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 

@@ -68,7 +68,7 @@ pub(crate) async fn complete_and_assign(
 }
 
 /// `hatchet.fail`: fails an attempt; returns QUEUED (a retry is scheduled) or FAILED. A stale attempt is
-/// SQLSTATE 55000.
+/// SQLSTATE 55000. `retry_after_ms` (the delay the task asked for) replaces the task's backoff for this retry.
 pub(crate) async fn fail(
     pool: &PgPool,
     tenant: Uuid,
@@ -76,15 +76,18 @@ pub(crate) async fn fail(
     retry_count: i32,
     error: &str,
     retryable: bool,
+    retry_after_ms: Option<i64>,
 ) -> Result<TaskStatus, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT hatchet.fail(task_id => $1, retry_count => $2, error => $3, retryable => $4, tenant_id => $5)",
+        "SELECT hatchet.fail(task_id => $1, retry_count => $2, error => $3, retryable => $4, tenant_id => $5, \
+         retry_after => $6::bigint * interval '1 millisecond')",
     )
     .bind(task_id)
     .bind(retry_count)
     .bind(error)
     .bind(retryable)
     .bind(tenant)
+    .bind(retry_after_ms)
     .fetch_one(pool)
     .await
 }

@@ -293,6 +293,7 @@ async fn fail_unstorable(
         item.retry_count,
         reason,
         false,
+        None,
     )
     .await
     {

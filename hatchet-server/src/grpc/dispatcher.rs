@@ -263,6 +263,13 @@ impl Dispatcher for DispatcherService {
             }
             Ok(StepActionEventType::StepEventTypeFailed) => {
                 let retryable = !event.should_not_retry.unwrap_or(false);
+                // RetryAfterException: the SDK asks for the retry after this many milliseconds.
+                let retry_after_ms = event.retry_after_ms;
+                if let Some(ms) = retry_after_ms.filter(|ms| *ms < 0) {
+                    return Err(Status::invalid_argument(format!(
+                        "retry_after_ms must not be negative (got {ms})"
+                    )));
+                }
                 match tasks::fail(
                     &self.state.pool,
                     tenant,
@@ -270,6 +277,7 @@ impl Dispatcher for DispatcherService {
                     retry_count,
                     &event.event_payload,
                     retryable,
+                    retry_after_ms,
                 )
                 .await
                 {
@@ -289,6 +297,7 @@ impl Dispatcher for DispatcherService {
                                 retry_count,
                                 &text,
                                 retryable,
+                                retry_after_ms,
                             )
                             .await
                             {
