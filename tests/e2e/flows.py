@@ -21,6 +21,7 @@ from hatchet_sdk import (
     Hatchet,
     NonRetryableException,
     RateLimit,
+    RetryAfterException,
     WorkerLabelComparator,
 )
 from pydantic import BaseModel
@@ -114,6 +115,21 @@ def flaky(input: EmptyModel, ctx: Context) -> dict[str, int]:
 @hatchet.task(name="e2e-non-retryable", retries=3)
 def non_retryable(input: EmptyModel, ctx: Context) -> dict[str, str]:
     raise NonRetryableException(f"attempt {ctx.retry_count}: do not retry this")
+
+
+# Backoff 10^n s would make each retry wait 10 s or more; the task asks for 1.5 s instead (RetryAfterException).
+@hatchet.task(name="e2e-retry-after", retries=2, backoff_factor=10, backoff_max_seconds=60)
+def retry_after(input: EmptyModel, ctx: Context) -> dict[str, int]:
+    if ctx.retry_count < 2:
+        raise RetryAfterException(f"attempt {ctx.retry_count}: busy, come back later",
+                                  after=timedelta(seconds=1.5))
+    return {"attempt": ctx.retry_count}
+
+
+# Always asks for a retry: the retries run out (retry-after counts against them) and the run fails.
+@hatchet.task(name="e2e-retry-after-exhausted", retries=1)
+def retry_after_exhausted(input: EmptyModel, ctx: Context) -> dict[str, int]:
+    raise RetryAfterException(f"attempt {ctx.retry_count}: still busy", after=timedelta(seconds=1))
 
 
 @hatchet.task(name="e2e-nul-output")
@@ -320,6 +336,8 @@ MAIN_WORKFLOWS = [
     diamond,
     logger_task,
     flaky,
+    retry_after,
+    retry_after_exhausted,
     non_retryable,
     nul_output,
     too_slow,

@@ -5,7 +5,7 @@
 //! | `Register` | `hatchet.register_worker` with the actions, `slot_config` (or the legacy `slots`) and labels |
 //! | `ListenV2` (and the legacy `Listen`) | the worker's action stream, fed by [`crate::dispatch`] |
 //! | `Heartbeat` | `hatchet.heartbeat`; a worker the extension declared dead while it was alive is registered again |
-//! | `SendStepActionEvent` | STARTED: acknowledgement (batched `acknowledge_attempts`); COMPLETED: batched `complete_many`; FAILED: `fail` |
+//! | `SendStepActionEvent` | STARTED: acknowledgement (batched `acknowledge_attempts`); COMPLETED: batched `complete_many`; FAILED: `fail` (retry_after_ms: `fail(retry_after)`) |
 //! | `RefreshTimeout`, `ReleaseSlot`, `UpsertWorkerLabels` | the matching extension function |
 //! | `Unsubscribe` | `hatchet.deregister_worker`: its running attempts are retried elsewhere |
 //! | `SubscribeToWorkflowRuns` | one FINISHED event per subscribed run, see [`crate::dispatch::runs`] |

@@ -1,0 +1,40 @@
+"""Retry-after (issue 19): a task that raises the SDK's RetryAfterException is retried after the delay it asked for
+instead of its backoff, and the retry counts against its retries. hatchet-sdk sends the delay (retry_after_ms on the
+FAILED StepActionEvent) whatever engine version it is connected to; below v0.111.0 it only logs a warning."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hatchet_sdk import FailedTaskRunExceptionGroup
+
+pytestmark = pytest.mark.usefixtures("main_worker")
+
+
+def test_retry_after_overrides_backoff(flows):
+    ref = flows.retry_after.run(wait_for_result=False)
+    started = time.monotonic()
+    result = ref.result()
+    elapsed = time.monotonic() - started
+    # Attempts 0 and 1 ask for 1.5 s each; attempt 2 succeeds.
+    assert result == {"attempt": 2}
+    assert elapsed >= 2.9, elapsed
+    # The backoff (10 s, then 60 s) would have taken at least 70 s.
+    assert elapsed < 9, elapsed
+    events = flows.hatchet.runs.get(ref.workflow_run_id).task_events
+    retrying = [e for e in events if e.event_type.value == "RETRYING"]
+    assert [e.retry_count for e in retrying] == [0, 1]
+    assert "attempt 0: busy, come back later" in retrying[0].message
+
+
+def test_retry_after_counts_against_retries(flows):
+    started = time.monotonic()
+    with pytest.raises(FailedTaskRunExceptionGroup) as info:
+        flows.retry_after_exhausted.run()
+    elapsed = time.monotonic() - started
+    errors = info.value.exceptions
+    assert len(errors) == 1
+    # retries=1: attempt 0 asked for a retry after 1 s, attempt 1 asked again and that was final.
+    assert "attempt 1: still busy" in str(errors[0])
+    assert elapsed >= 0.9, elapsed
