@@ -5,9 +5,14 @@ FAILED StepActionEvent) whatever engine version it is connected to; below v0.111
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import grpc
 import pytest
+from conftest import wait_for
 from hatchet_sdk import FailedTaskRunExceptionGroup
+from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
+from hatchet_sdk.contracts import dispatcher_pb2
 
 pytestmark = pytest.mark.usefixtures("main_worker")
 
@@ -38,3 +43,30 @@ def test_retry_after_counts_against_retries(flows):
     # retries=1: attempt 0 asked for a retry after 1 s, attempt 1 asked again and that was final.
     assert "attempt 1: still busy" in str(errors[0])
     assert elapsed >= 0.9, elapsed
+
+
+def test_negative_retry_after_is_refused_and_changes_nothing(flows, server, tmp_path: Path):
+    marker = str(tmp_path / "negative")
+    ref = flows.cancellable.run(flows.MarkerInput(marker=marker), wait_for_result=False)
+    wait_for(lambda: Path(marker + ".started").exists(), 20, "the task to start")
+    task = flows.hatchet.runs.get(ref.workflow_run_id).tasks[0]
+    channel = grpc.insecure_channel(server.env["HATCHET_CLIENT_HOST_PORT"])
+    try:
+        send = channel.unary_unary("/Dispatcher/SendStepActionEvent",
+                                   request_serializer=dispatcher_pb2.StepActionEvent.SerializeToString,
+                                   response_deserializer=dispatcher_pb2.ActionEventResponse.FromString)
+        event = dispatcher_pb2.StepActionEvent(
+            task_run_external_id=task.task_external_id, retry_count=0,
+            event_type=dispatcher_pb2.STEP_EVENT_TYPE_FAILED, event_payload="boom", retry_after_ms=-5)
+        with pytest.raises(grpc.RpcError) as err:
+            send(event, metadata=(("authorization", "bearer " + server.env["HATCHET_CLIENT_TOKEN"]),))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        channel.close()
+    # The attempt was not failed: it is still running, and nothing was retried.
+    assert flows.hatchet.runs.get_status(ref.workflow_run_id) == V1TaskStatus.RUNNING
+    events = flows.hatchet.runs.get(ref.workflow_run_id).task_events
+    assert not [e for e in events if e.event_type.value in ("RETRYING", "FAILED")]
+    flows.hatchet.runs.cancel(ref.workflow_run_id)
+    wait_for(lambda: flows.hatchet.runs.get_status(ref.workflow_run_id) == V1TaskStatus.CANCELLED, 15,
+             "the run to be cancelled")
