@@ -78,16 +78,23 @@ pub(crate) async fn fail(
     retryable: bool,
     retry_after_ms: Option<i64>,
 ) -> Result<TaskStatus, sqlx::Error> {
-    sqlx::query_scalar(
+    // retry_after is named only when the task asked for a delay, so the plain failure keeps the call it always had.
+    let sql = if retry_after_ms.is_some() {
         "SELECT hatchet.fail(task_id => $1, retry_count => $2, error => $3, retryable => $4, tenant_id => $5, \
-         retry_after => $6::bigint * interval '1 millisecond')",
-    )
-    .bind(task_id)
-    .bind(retry_count)
-    .bind(error)
-    .bind(retryable)
-    .bind(tenant)
-    .bind(retry_after_ms)
+         retry_after => $6::bigint * interval '1 millisecond')"
+    } else {
+        "SELECT hatchet.fail(task_id => $1, retry_count => $2, error => $3, retryable => $4, tenant_id => $5)"
+    };
+    let query = sqlx::query_scalar(sql)
+        .bind(task_id)
+        .bind(retry_count)
+        .bind(error)
+        .bind(retryable)
+        .bind(tenant);
+    match retry_after_ms {
+        Some(ms) => query.bind(ms),
+        None => query,
+    }
     .fetch_one(pool)
     .await
 }
