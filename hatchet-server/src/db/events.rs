@@ -178,3 +178,17 @@ pub(crate) async fn delete_filter(
         .fetch_one(pool)
         .await
 }
+
+/// `hatchet.cel_try`: a CEL expression evaluated over these variables, as the extension evaluates event filters:
+/// `{"value": ...}` or `{"error": "..."}`.
+pub(crate) async fn cel_try(
+    pool: &PgPool,
+    expression: &str,
+    vars: &Value,
+) -> Result<Value, sqlx::Error> {
+    sqlx::query_scalar("SELECT hatchet.cel_try($1, $2)")
+        .bind(expression)
+        .bind(vars)
+        .fetch_one(pool)
+        .await
+}
