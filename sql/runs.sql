@@ -1325,9 +1325,10 @@ BEGIN
             WHERE c.tenant_id = p_tenant AND c.parent_task_id IN
                   (SELECT t.id FROM hatchet.tasks t
                    WHERE t.tenant_id = p_tenant AND t.run_id = p_run.id AND t.inserted_at >= p_run.inserted_at))
-    FROM hatchet.workflow_versions v
-    JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
-    WHERE v.tenant_id = p_tenant AND v.id = p_run.workflow_version_id;
+    -- (outer joins: a run of a deleted workflow (hatchet.delete_workflow) is still a run, with NULL workflow columns)
+    FROM (SELECT) AS one
+    LEFT JOIN hatchet.workflow_versions v ON v.tenant_id = p_tenant AND v.id = p_run.workflow_version_id
+    LEFT JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id;
 END
 $$;
 

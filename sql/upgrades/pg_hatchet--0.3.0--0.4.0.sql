@@ -344,6 +344,29 @@ $$;
 COMMENT ON FUNCTION hatchet.register_workflow(jsonb, uuid) IS
     'register a workflow version (Hatchet''s CreateWorkflowVersionRequest as JSON); the same definition again is a no-op';
 
+CREATE OR REPLACE FUNCTION hatchet._run_view(p_tenant uuid, p_run hatchet.runs)
+RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, created_at timestamptz,
+               workflow_name text, workflow_id uuid, workflow_version_id uuid, parent_task_id uuid,
+               triggered_by text, children bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT p_run.id, hatchet.run_status(p_run.id, p_tenant), p_run.input, p_run.additional_metadata, p_run.inserted_at,
+           w.name, w.external_id, v.external_id, p_run.parent_task_id, p_run.triggered_by,
+           (SELECT count(*) FROM hatchet.runs c
+            WHERE c.tenant_id = p_tenant AND c.parent_task_id IN
+                  (SELECT t.id FROM hatchet.tasks t
+                   WHERE t.tenant_id = p_tenant AND t.run_id = p_run.id AND t.inserted_at >= p_run.inserted_at))
+    -- (outer joins: a run of a deleted workflow (hatchet.delete_workflow) is still a run, with NULL workflow columns)
+    FROM (SELECT) AS one
+    LEFT JOIN hatchet.workflow_versions v ON v.tenant_id = p_tenant AND v.id = p_run.workflow_version_id
+    LEFT JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id;
+END
+$$;
+
 DROP FUNCTION hatchet.assign(uuid[], integer, uuid);
 
 CREATE OR REPLACE FUNCTION hatchet.assign(
@@ -1021,6 +1044,42 @@ END
 $$;
 COMMENT ON FUNCTION hatchet.task_stats(uuid) IS
     'queued and running tasks now, per task name, state and queue: how many and the oldest';
+
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- 6. Events by id (issue 20): hatchet.events_by_id (event.get, event.list(event_ids), ReplaySingleEvent).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet.events_by_id(event_ids uuid[], tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (id uuid, key text, payload jsonb, additional_metadata jsonb, scope text, created_at timestamptz,
+               runs jsonb)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(events_by_id.tenant_id);
+BEGIN
+    IF cardinality(events_by_id.event_ids) > 1000 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('at most 1000 event ids at once, not %s', cardinality(events_by_id.event_ids))]);
+    END IF;
+    RETURN QUERY
+    SELECT e.id, e.key, e.payload, e.additional_metadata, e.scope, e.inserted_at,
+           coalesce((SELECT jsonb_agg(jsonb_build_object('id', r.id, 'status', hatchet.run_status(r.id, p_tenant))
+                                      ORDER BY r.id)
+                     FROM hatchet.runs r
+                     WHERE r.tenant_id = e.tenant_id AND r.inserted_at >= e.inserted_at
+                       AND r.additional_metadata ->> 'hatchet__event_id' = e.id::text), '[]')
+    FROM unnest(events_by_id.event_ids) WITH ORDINALITY AS x(event_id, ord)
+    JOIN hatchet.events e ON e.tenant_id = p_tenant AND e.inserted_at = hatchet.uuid_time(x.event_id)
+                         AND e.id = x.event_id
+    ORDER BY x.ord;
+END
+$$;
+COMMENT ON FUNCTION hatchet.events_by_id(uuid[], uuid) IS
+    'events by id, in the order given, with the runs each triggered; unknown ids are left out';
 
 
 -- ---------------------------------------------------------------------------------------------------------------------

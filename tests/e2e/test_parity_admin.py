@@ -10,6 +10,7 @@ with the real SDK:
 * Worker labels given when a run is triggered (`TriggerWorkflowOptions(desired_worker_label=...)`) decide where it runs.
 * `metrics.get_task_metrics`, `get_task_stats`, `get_queue_metrics` and `cel.debug` answer real data.
 * v1 `AdminService.CancelTasks` with a filter and `AdminService.ReplayTasks` over gRPC (the SDK's own stub).
+* `event.get`, `event.list(event_ids=...)` and `EventsService.ReplaySingleEvent` (a new event, same key and payload).
 
 The workflows are defined here and served by two worker processes that run this file as a script
 (`python test_parity_admin.py <worker name>`), labelled `zone=a` and `zone=b`.
@@ -352,6 +353,40 @@ def test_cancel_tasks_with_a_filter_and_replay_tasks_over_grpc(flows, admin):
     with pytest.raises(grpc.RpcError) as nothing:
         stub.CancelTasks(workflows_pb2.CancelTasksRequest(), metadata=md)
     assert nothing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Events by id: event.get, event.list(event_ids=...), ReplaySingleEvent
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_events_by_id_and_replaying_one(flows, admin):
+    from hatchet_sdk.contracts import events_pb2
+    from hatchet_sdk.utils.api_auth import create_authorization_header
+
+    hatchet = flows.hatchet
+    tag = uuid.uuid4().hex
+    key = f"e2e-admin-event-{tag}"
+    pushed = [hatchet.event.push(key, {"n": n}, additional_metadata={"tag": tag}) for n in range(3)]
+    ids = [e.event_id for e in pushed]
+
+    one = hatchet.event.get(ids[1])
+    assert (one.metadata.id, one.key, one.payload) == (ids[1], key, {"n": 1})
+    listed = hatchet.event.list(event_ids=[ids[0], ids[2]]).rows
+    assert sorted(e.metadata.id for e in listed) == sorted([ids[0], ids[2]])
+    # The other filters still apply to the ids given.
+    assert hatchet.event.list(event_ids=[ids[0]], keys=["another-key"]).rows == []
+    with pytest.raises(ApiException) as unknown:
+        hatchet.event.get(str(uuid.uuid4()))
+    assert unknown.value.status == 404
+
+    events = hatchet._client.event
+    again = events._get_or_create_client().ReplaySingleEvent(
+        events_pb2.ReplayEventRequest(event_id=ids[2]), metadata=create_authorization_header(events.token))
+    assert again.event_id not in ids and again.key == key
+    replayed = hatchet.event.get(again.event_id)
+    assert replayed.payload == {"n": 2} and replayed.additional_metadata == {"tag": tag}
+    assert len(hatchet.event.list(keys=[key]).rows) == 4
 
 
 if __name__ == "__main__":
