@@ -42,7 +42,7 @@ async fn list_events(
                 .filter(|e| since.is_none_or(|s| e.created_at >= s))
                 .filter(|e| until.is_none_or(|u| e.created_at <= u))
                 .collect();
-            found.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+            found.sort_by_key(|e| std::cmp::Reverse((e.created_at, e.id)));
             let total = i64::try_from(found.len()).unwrap_or(i64::MAX);
             let page = found
                 .into_iter()
