@@ -484,12 +484,14 @@ BEGIN
     -- (no ASSIGNED event row: hatchet.task_events() derives it from `running`, then from the attempt's final event)
     SELECT w.assigned_worker, w.task_id, w.retry_count, w.queue, w.input, w.additional_metadata, w.priority::integer,
            w.run_id, w.readable_id, w.task_inserted_at, w.timeout_at, w.queued_at,
-           -- a child run's parent: the run of the task that spawned it (the SDKs' parent workflow run id)
+           -- a child run's parent: the run of the task that spawned it (the SDKs' parent workflow run id). The
+           -- task's run is run_id, or the task itself for a single-task run (run_id NULL here); a task enqueued on
+           -- its own has no runs row.
            (SELECT p.run_id FROM hatchet.runs r
             JOIN hatchet.tasks p ON p.tenant_id = r.tenant_id AND p.inserted_at = hatchet.uuid_time(r.parent_task_id)
                                 AND p.id = r.parent_task_id
-            WHERE w.run_id IS NOT NULL AND r.tenant_id = w.tenant_id AND r.inserted_at = hatchet.uuid_time(w.run_id)
-              AND r.id = w.run_id)
+            WHERE r.tenant_id = w.tenant_id AND r.inserted_at = hatchet.uuid_time(coalesce(w.run_id, w.task_id))
+              AND r.id = coalesce(w.run_id, w.task_id))
     FROM work w
     ORDER BY w.assigned_worker, w.priority DESC, w.fair_rank, w.id;
 END
