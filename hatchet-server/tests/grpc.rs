@@ -95,9 +95,23 @@ async fn unbuilt_rpcs_answer_unimplemented_on_every_service() {
 
     assert_unimplemented(
         dispatcher
-            .put_overrides_data(with_auth(proto::OverridesData::default(), auth))
+            .send_group_key_action_event(with_auth(proto::GroupKeyActionEvent::default(), auth))
             .await,
-        "Dispatcher.PutOverridesData",
+        "Dispatcher.SendGroupKeyActionEvent",
+    );
+    // Accepted and ignored, as Hatchet's v1 engine does; without a token it is refused like every RPC.
+    dispatcher
+        .put_overrides_data(with_auth(proto::OverridesData::default(), auth))
+        .await
+        .expect("PutOverridesData is accepted");
+    let anonymous = dispatcher
+        .put_overrides_data(with_auth(proto::OverridesData::default(), None))
+        .await
+        .expect_err("no token");
+    assert_eq!(
+        anonymous.code(),
+        tonic::Code::Unauthenticated,
+        "{anonymous:?}"
     );
 
     // Every RPC of EventsService is served; a replay of an event that does not exist is NOT_FOUND.
