@@ -318,7 +318,8 @@ $$;
 -- Where the later tasks of a run should run (the placement option of _enqueue_batch), from its first task:
 --   * a sticky workflow (SOFT or HARD): on the worker that ran (or runs) the first task, as Hatchet does; until that
 --     task has been assigned, on the worker the trigger asked for, if any;
---   * otherwise, when the trigger named a desired worker (a child spawned with sticky=True): that worker, SOFT.
+--   * otherwise, when the trigger named a desired worker (a child spawned with sticky=True): that worker, SOFT;
+--   * and the worker labels the run was triggered with (runs.desired_labels), for tasks that declare none.
 -- NULL when there is nothing to honour. The worker comes from the first task's timeline (hatchet.task_events), the
 -- one place that knows which worker ran an attempt.
 CREATE FUNCTION hatchet._run_placement(p_tenant uuid, p_run hatchet.runs) RETURNS jsonb
@@ -330,6 +331,8 @@ DECLARE
     v_first  record;
     v_text   text;
     v_worker uuid;
+    -- labels the run was triggered with, for the tasks that declare none
+    v_labels jsonb := jsonb_strip_nulls(jsonb_build_object('desired_labels', p_run.desired_labels));
 BEGIN
     SELECT v.sticky INTO v_sticky FROM hatchet.workflow_versions v
     WHERE v.tenant_id = p_tenant AND v.id = p_run.workflow_version_id;
@@ -337,7 +340,7 @@ BEGIN
     WHERE t.tenant_id = p_tenant AND t.run_id = p_run.id AND t.inserted_at >= p_run.inserted_at
     ORDER BY t.inserted_at, t.id LIMIT 1;
     IF NOT FOUND OR (v_sticky IS NULL AND v_first.desired_worker_id IS NULL) THEN
-        RETURN NULL;
+        RETURN nullif(v_labels, '{}');
     END IF;
     IF v_sticky IS NOT NULL THEN
         SELECT e.worker INTO v_text FROM hatchet.task_events(v_first.id, p_tenant) e
@@ -349,10 +352,10 @@ BEGIN
     END IF;
     v_worker := coalesce(v_worker, v_first.desired_worker_id);
     IF v_worker IS NULL THEN
-        RETURN NULL;
+        RETURN nullif(v_labels, '{}');
     END IF;
     RETURN jsonb_build_object('desired_worker_id', v_worker,
-                              'sticky', coalesce(v_sticky, v_first.sticky, 'SOFT'::hatchet.sticky_strategy));
+                              'sticky', coalesce(v_sticky, v_first.sticky, 'SOFT'::hatchet.sticky_strategy)) || v_labels;
 END
 $$;
 
@@ -864,9 +867,10 @@ BEGIN
         PERFORM hatchet._claim_run_key(p_tenant, v_idem, p_input, p_metadata, v_id);
     END IF;
     INSERT INTO hatchet.runs (tenant_id, inserted_at, id, workflow_version_id, input, additional_metadata, priority,
-                              parent_task_id, child_index, child_key, triggered_by)
+                              parent_task_id, child_index, child_key, triggered_by, desired_labels)
     SELECT p_tenant, hatchet.uuid_time(v_id), v_id, p_version, p_input, p_metadata,
-           coalesce(p_priority, v.default_priority), p_parent_task_id, p_child_index, p_child_key, p_triggered_by
+           coalesce(p_priority, v.default_priority), p_parent_task_id, p_child_index, p_child_key, p_triggered_by,
+           p_desired_labels
     FROM hatchet.workflow_versions v WHERE v.tenant_id = p_tenant AND v.id = p_version
     RETURNING * INTO v_run;
     -- Root tasks go to the worker the trigger asked for (SOFT unless the workflow is HARD sticky); later tasks
@@ -876,7 +880,8 @@ BEGIN
             coalesce((SELECT v.sticky FROM hatchet.workflow_versions v
                       WHERE v.tenant_id = p_tenant AND v.id = p_version), 'SOFT'::hatchet.sticky_strategy));
     END IF;
-    -- Worker labels given at trigger time place the root tasks that declare none of their own.
+    -- Worker labels given at trigger time place the tasks that declare none of their own (the root tasks here, the
+    -- others through _run_placement).
     IF p_desired_labels IS NOT NULL THEN
         v_place := v_place || jsonb_build_object('desired_labels', p_desired_labels);
     END IF;

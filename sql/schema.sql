@@ -805,3 +805,9 @@ CREATE TABLE hatchet.paused_queues (
         REFERENCES hatchet.workflows (tenant_id, id) ON DELETE CASCADE
 );
 COMMENT ON TABLE hatchet.paused_queues IS 'queues of paused workflows: nothing on them is assigned until unpaused';
+
+-- Worker labels given when the run was triggered (hatchet.run_workflow's desired_worker_labels): every task of the
+-- run that declares no labels of its own is placed by them, as Hatchet places a run triggered with labels.
+ALTER TABLE hatchet.runs ADD COLUMN desired_labels jsonb;
+COMMENT ON COLUMN hatchet.runs.desired_labels IS
+    'worker labels given at trigger time ({label: {value, comparator, required, weight}}); NULL: none';

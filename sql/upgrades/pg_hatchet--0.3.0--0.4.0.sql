@@ -805,8 +805,15 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- 4. Worker labels given at trigger time (issue 20): hatchet.run_workflow(desired_worker_labels).
+-- 4. Worker labels given at trigger time (issue 20): hatchet.run_workflow(desired_worker_labels), kept on the
+--    run (runs.desired_labels) for its later tasks.
 -- ---------------------------------------------------------------------------------------------------------------------
+
+-- Worker labels given when the run was triggered (hatchet.run_workflow's desired_worker_labels): every task of the
+-- run that declares no labels of its own is placed by them, as Hatchet places a run triggered with labels.
+ALTER TABLE hatchet.runs ADD COLUMN desired_labels jsonb;
+COMMENT ON COLUMN hatchet.runs.desired_labels IS
+    'worker labels given at trigger time ({label: {value, comparator, required, weight}}); NULL: none';
 
 DROP FUNCTION hatchet.run_workflow(text, jsonb, jsonb, integer, uuid, uuid, integer, text, uuid);
 DROP FUNCTION hatchet._create_run(uuid, bigint, jsonb, jsonb, integer, text, jsonb, uuid, integer, text, uuid);
@@ -861,9 +868,10 @@ BEGIN
         PERFORM hatchet._claim_run_key(p_tenant, v_idem, p_input, p_metadata, v_id);
     END IF;
     INSERT INTO hatchet.runs (tenant_id, inserted_at, id, workflow_version_id, input, additional_metadata, priority,
-                              parent_task_id, child_index, child_key, triggered_by)
+                              parent_task_id, child_index, child_key, triggered_by, desired_labels)
     SELECT p_tenant, hatchet.uuid_time(v_id), v_id, p_version, p_input, p_metadata,
-           coalesce(p_priority, v.default_priority), p_parent_task_id, p_child_index, p_child_key, p_triggered_by
+           coalesce(p_priority, v.default_priority), p_parent_task_id, p_child_index, p_child_key, p_triggered_by,
+           p_desired_labels
     FROM hatchet.workflow_versions v WHERE v.tenant_id = p_tenant AND v.id = p_version
     RETURNING * INTO v_run;
     -- Root tasks go to the worker the trigger asked for (SOFT unless the workflow is HARD sticky); later tasks
@@ -873,7 +881,8 @@ BEGIN
             coalesce((SELECT v.sticky FROM hatchet.workflow_versions v
                       WHERE v.tenant_id = p_tenant AND v.id = p_version), 'SOFT'::hatchet.sticky_strategy));
     END IF;
-    -- Worker labels given at trigger time place the root tasks that declare none of their own.
+    -- Worker labels given at trigger time place the tasks that declare none of their own (the root tasks here, the
+    -- others through _run_placement).
     IF p_desired_labels IS NOT NULL THEN
         v_place := v_place || jsonb_build_object('desired_labels', p_desired_labels);
     END IF;
@@ -955,6 +964,43 @@ END
 $$;
 COMMENT ON FUNCTION hatchet.run_workflow(text, jsonb, jsonb, integer, uuid, uuid, integer, text, uuid, jsonb) IS
     'run the latest version of a workflow: root tasks are queued (on desired_worker_id if given, on workers matching desired_worker_labels if given and the task declares none), the others wait for their parents and follow the workflow''s sticky strategy; returns the run id';
+
+CREATE OR REPLACE FUNCTION hatchet._run_placement(p_tenant uuid, p_run hatchet.runs) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_sticky hatchet.sticky_strategy;
+    v_first  record;
+    v_text   text;
+    v_worker uuid;
+    -- labels the run was triggered with, for the tasks that declare none
+    v_labels jsonb := jsonb_strip_nulls(jsonb_build_object('desired_labels', p_run.desired_labels));
+BEGIN
+    SELECT v.sticky INTO v_sticky FROM hatchet.workflow_versions v
+    WHERE v.tenant_id = p_tenant AND v.id = p_run.workflow_version_id;
+    SELECT t.id, t.desired_worker_id, t.sticky INTO v_first FROM hatchet.tasks t
+    WHERE t.tenant_id = p_tenant AND t.run_id = p_run.id AND t.inserted_at >= p_run.inserted_at
+    ORDER BY t.inserted_at, t.id LIMIT 1;
+    IF NOT FOUND OR (v_sticky IS NULL AND v_first.desired_worker_id IS NULL) THEN
+        RETURN nullif(v_labels, '{}');
+    END IF;
+    IF v_sticky IS NOT NULL THEN
+        SELECT e.worker INTO v_text FROM hatchet.task_events(v_first.id, p_tenant) e
+        WHERE e.event_type = 'ASSIGNED' ORDER BY e.created_at DESC, e.retry_count DESC LIMIT 1;
+        -- Only a registered worker (server path) can be pinned; a SQL consumer's free-form name cannot.
+        IF v_text ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+            SELECT w.id INTO v_worker FROM hatchet.workers w WHERE w.tenant_id = p_tenant AND w.id = v_text::uuid;
+        END IF;
+    END IF;
+    v_worker := coalesce(v_worker, v_first.desired_worker_id);
+    IF v_worker IS NULL THEN
+        RETURN nullif(v_labels, '{}');
+    END IF;
+    RETURN jsonb_build_object('desired_worker_id', v_worker,
+                              'sticky', coalesce(v_sticky, v_first.sticky, 'SOFT'::hatchet.sticky_strategy)) || v_labels;
+END
+$$;
 
 
 -- ---------------------------------------------------------------------------------------------------------------------

@@ -65,6 +65,16 @@ def define(hatchet):
         time.sleep(10)
         return {"result": "too late"}
 
+    where_dag = hatchet.workflow(name="e2e-admin-where-dag")
+
+    @where_dag.task()
+    def first(input: EmptyModel, ctx: Context) -> dict[str, str]:
+        return {"worker": sys.argv[1]}
+
+    @where_dag.task(parents=[first])
+    def second(input: EmptyModel, ctx: Context) -> dict[str, str]:
+        return {"worker": sys.argv[1]}
+
     failing = hatchet.workflow(name="e2e-admin-failing")
 
     @failing.task(retries=1)
@@ -79,7 +89,8 @@ def define(hatchet):
     def succeeds(input: EmptyModel, ctx: Context) -> None:
         pass
 
-    return dict(pausable=pausable, counted=counted, deletable=deletable, where=where, slow=slow, failing=failing)
+    return dict(pausable=pausable, counted=counted, deletable=deletable, where=where, where_dag=where_dag, slow=slow,
+                failing=failing)
 
 
 def run_worker(name: str) -> None:
@@ -253,6 +264,16 @@ def test_trigger_time_worker_labels_place_the_run(flows, admin, zone):
         desired_worker_label=[DesiredWorkerLabel(key="zone", value=zone, required=True)])
     refs = [wf.run_no_wait(options=options) for _ in range(6)]
     assert {r.result()["worker"] for r in refs} == {f"e2e-admin-{zone}"}
+
+
+@pytest.mark.parametrize("zone", ["a", "b"])
+def test_trigger_time_worker_labels_place_every_task_of_a_dag(flows, admin, zone):
+    wf = admin["where_dag"]
+    options = TriggerWorkflowOptions(
+        desired_worker_label=[DesiredWorkerLabel(key="zone", value=zone, required=True)])
+    refs = [wf.run_no_wait(options=options) for _ in range(4)]
+    for r in refs:
+        assert r.result() == {"first": {"worker": f"e2e-admin-{zone}"}, "second": {"worker": f"e2e-admin-{zone}"}}
 
 
 def test_trigger_time_labels_no_worker_has_stay_queued(flows, admin):

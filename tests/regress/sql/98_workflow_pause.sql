@@ -88,14 +88,22 @@ BEGIN;
 SELECT hatchet.register_workflow('{"name": "where", "tasks": [{"readable_id": "t", "action": "where:t"}]}') IS NOT NULL AS r;
 SELECT hatchet.register_workflow('{"name": "pinned", "tasks": [{"readable_id": "t", "action": "pinned:t",
     "worker_labels": {"zone": {"str_value": "a", "required": true}}}]}') IS NOT NULL AS r;
-SELECT hatchet.register_worker('w-a', ARRAY['where:t', 'pinned:t'], '{"default": 10}', labels => '{"zone": "a"}',
-                               worker_id => '00000000-0000-7000-8000-00000000000a') IS NOT NULL AS a;
-SELECT hatchet.register_worker('w-b', ARRAY['where:t', 'pinned:t'], '{"default": 20}', labels => '{"zone": "b"}',
-                               worker_id => '00000000-0000-7000-8000-00000000000b') IS NOT NULL AS b;
+SELECT hatchet.register_workflow('{"name": "chain", "tasks": [{"readable_id": "first", "action": "chain:first"},
+    {"readable_id": "second", "action": "chain:second", "parents": ["first"]}]}') IS NOT NULL AS r;
+SELECT hatchet.register_worker('w-a', ARRAY['where:t', 'pinned:t', 'chain:first', 'chain:second'], '{"default": 10}',
+                               labels => '{"zone": "a"}', worker_id => '00000000-0000-7000-8000-00000000000a') IS NOT NULL AS a;
+SELECT hatchet.register_worker('w-b', ARRAY['where:t', 'pinned:t', 'chain:first', 'chain:second'], '{"default": 20}',
+                               labels => '{"zone": "b"}', worker_id => '00000000-0000-7000-8000-00000000000b') IS NOT NULL AS b;
 SELECT hatchet.run_workflow('where', desired_worker_labels => '{"zone": {"str_value": "a", "required": true}}') IS NOT NULL,
        hatchet.run_workflow('where', desired_worker_labels => '{"zone": {"value": "a", "comparator": "NOT_EQUAL", "required": true}}') IS NOT NULL,
        hatchet.run_workflow('pinned', desired_worker_labels => '{"zone": {"str_value": "b", "required": true}}') IS NOT NULL;
 SELECT queue, right(worker_id::text, 1) AS worker FROM hatchet.assign() ORDER BY queue, worker;
+-- Every task of a run triggered with labels follows them, not only its first (b has more room: only the labels
+-- send the second task to a).
+SELECT hatchet.run_workflow('chain', desired_worker_labels => '{"zone": {"str_value": "a", "required": true}}') IS NOT NULL AS chain;
+SELECT queue, right(worker_id::text, 1) AS worker, hatchet.complete(task_id, retry_count, '{}') AS completed
+FROM hatchet.assign();
+SELECT queue, right(worker_id::text, 1) AS worker FROM hatchet.assign();
 SELECT pg_temp.err($$SELECT hatchet.run_workflow('where', desired_worker_labels => '[1]')$$) AS not_a_map;
 SELECT pg_temp.err($$SELECT hatchet.run_workflow('where', desired_worker_labels => '{"zone": 1}')$$) AS not_an_object;
 SELECT pg_temp.err($$SELECT hatchet.run_workflow('where', desired_worker_labels => '{"zone": {"comparator": "EQUAL"}}')$$) AS no_value;
