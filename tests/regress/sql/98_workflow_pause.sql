@@ -25,7 +25,7 @@ SELECT task_name, state, queue, count FROM hatchet.task_stats() WHERE queue IN (
 -- A version registered while paused is held too.
 SELECT hatchet.register_workflow('{"name": "held", "tasks": [{"readable_id": "u", "action": "held:u"}]}') IS NOT NULL AS v2;
 SELECT queue FROM hatchet.paused_queues ORDER BY queue;
--- Pausing again keeps the first pause time; bad settings change nothing.
+-- Bad settings are refused and change nothing.
 SELECT pg_temp.err($$SELECT hatchet.pause_workflow('$$ || :'wf' || $$', queue_ttl => '0 seconds')$$) AS zero_ttl;
 SELECT pg_temp.err($$SELECT hatchet.pause_workflow('$$ || :'wf' || $$', cron_behavior => 'LATER')$$) AS bad_behavior;
 SELECT pg_temp.err($$SELECT hatchet.pause_workflow(gen_random_uuid())$$) AS unknown;
