@@ -62,7 +62,12 @@ async fn start_cluster() -> TestCluster {
         .expect("temp dir")
         .keep();
     let port = free_port();
-    let cluster = LocalCluster::new(ClusterSpec::new(&dir, port)).expect("cluster spec");
+    let mut spec = ClusterSpec::new(&dir, port);
+    // Another Postgres 15 installation's binaries (as `hatchet-server dev` reads the same variable).
+    if let Some(bin) = std::env::var_os("HATCHET_PG_BIN_DIR") {
+        spec.pg_bin_dir = bin.into();
+    }
+    let cluster = LocalCluster::new(spec).expect("cluster spec");
     cluster
         .check_extension_installed()
         .await
