@@ -463,6 +463,8 @@ fn start_action(tenant: Uuid, a: &Assignment) -> AssignedAction {
         // Runs started by an event carry it in their metadata (hatchet.push_event adds these two keys).
         triggering_event_external_id: metadata_str(&a.additional_metadata, "hatchet__event_id"),
         triggering_event_key: metadata_str(&a.additional_metadata, "hatchet__event_key"),
+        // The TypeScript SDK's ctx.parentWorkflowRunId() reads this.
+        parent_workflow_run_id: a.parent_run_id.map(|id| id.to_string()),
         ..Default::default()
     }
 }

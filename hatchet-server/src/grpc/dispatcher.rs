@@ -11,6 +11,7 @@
 //! | `SubscribeToWorkflowRuns` | one FINISHED event per subscribed run, see [`crate::dispatch::runs`] |
 //! | `SubscribeToWorkflowEvents` | a run's task events and stream chunks (or every run's with a metadata key and value), see [`crate::dispatch::streams`] |
 //! | `GetVersion` | [`ENGINE_VERSION`] |
+//! | `PutOverridesData` | accepted and ignored, as in Hatchet's v1 engine |
 //!
 //! Every attempt event is idempotent per `(task_run_external_id, retry_count)`: STARTED arrives twice, and a
 //! COMPLETED or FAILED resent for an attempt that is already finished (or was cancelled or timed out meanwhile)
@@ -337,11 +338,13 @@ impl Dispatcher for DispatcherService {
         Err(unimplemented("Dispatcher.SendGroupKeyActionEvent"))
     }
 
+    /// Accepted and ignored, as Hatchet's v1 engine does (overrides belonged to the v0 engine's playground).
     async fn put_overrides_data(
         &self,
-        _request: Request<proto::OverridesData>,
+        request: Request<proto::OverridesData>,
     ) -> Result<Response<proto::OverridesDataResponse>, Status> {
-        Err(unimplemented("Dispatcher.PutOverridesData"))
+        tenant_of(&request)?;
+        Ok(Response::new(proto::OverridesDataResponse {}))
     }
 
     async fn unsubscribe(

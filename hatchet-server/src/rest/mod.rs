@@ -15,6 +15,7 @@ pub(crate) mod query;
 pub(crate) mod resource;
 pub(crate) mod runs;
 pub(crate) mod shapes;
+pub(crate) mod stats;
 pub(crate) mod tasks;
 pub mod webhooks;
 pub(crate) mod workers;
