@@ -7,11 +7,11 @@
 //! | `CancelTasks` | `hatchet.cancel_run` for run ids, `hatchet.cancel` for task ids; a filter selects runs as `runs.list` does (`hatchet.list_runs`, at most 1000) |
 //! | `TriggerWorkflowRun` | `hatchet.run_workflow`, mapped like v0 `TriggerWorkflow` ([`super::workflows`]) |
 //! | `ReplayTasks` | `hatchet.replay_tasks` over the given run / task ids and the runs a filter selects (as `CancelTasks`): finished tasks get a new attempt |
-//! | `BranchDurableTask` | not implemented (the extension keeps no durable event log) |
+//! | `BranchDurableTask` | `hatchet.branch_durable_task`: the durable task starts a new branch of its event log at the given node and runs again from there |
 
 use super::definition::workflow_json;
-use super::workflows::v1_trigger;
 use super::parse_id;
+use super::workflows::v1_trigger;
 use crate::auth::grpc::tenant_of;
 use crate::db::{runs as db, workflows};
 use crate::error::AppError;
