@@ -111,20 +111,20 @@ ROLLBACK;
 
 -- A child run's tasks carry their parent's run in assign; metrics count tasks by status.
 BEGIN;
-SELECT hatchet.register_workflow('{"name": "kid", "tasks": [{"readable_id": "t", "action": "kid:t"}]}') IS NOT NULL AS kid;
-SELECT hatchet.register_workflow('{"name": "mum", "tasks": [{"readable_id": "t", "action": "mum:t"}]}') IS NOT NULL AS mum;
-SELECT hatchet.register_worker('w', ARRAY['kid:t', 'mum:t'], '{"default": 10}',
+SELECT hatchet.register_workflow('{"name": "pkid", "tasks": [{"readable_id": "t", "action": "pkid:t"}]}') IS NOT NULL AS pkid;
+SELECT hatchet.register_workflow('{"name": "pmum", "tasks": [{"readable_id": "t", "action": "pmum:t"}]}') IS NOT NULL AS pmum;
+SELECT hatchet.register_worker('w', ARRAY['pkid:t', 'pmum:t'], '{"default": 10}',
                                worker_id => '00000000-0000-7000-8000-00000000000c') IS NOT NULL AS w;
-SELECT hatchet.run_workflow('mum') AS mum_run \gset
+SELECT hatchet.run_workflow('pmum') AS mum_run \gset
 SELECT task_id AS mum_task FROM hatchet.assign() \gset
-SELECT hatchet.run_workflow('kid', parent_task_id => :'mum_task', child_index => 0) AS kid_run \gset
-SELECT coalesce(run_id, task_id) = :'kid_run' AS kid, parent_run_id = :'mum_run' AS parent_is_mum FROM hatchet.assign();
+SELECT hatchet.run_workflow('pkid', parent_task_id => :'mum_task', child_index => 0) AS kid_run \gset
+SELECT coalesce(run_id, task_id) = :'kid_run' AS pkid, parent_run_id = :'mum_run' AS parent_is_mum FROM hatchet.assign();
 SELECT status, count FROM hatchet.task_status_counts(since => now() - interval '1 minute',
-    workflow_ids => ARRAY(SELECT id FROM hatchet.list_workflows() WHERE name IN ('mum', 'kid')));
+    workflow_ids => ARRAY(SELECT id FROM hatchet.list_workflows() WHERE name IN ('pmum', 'pkid')));
 SELECT status, count FROM hatchet.task_status_counts(since => now() - interval '1 minute', parent_task_id => :'mum_task')
 WHERE count > 0;
 SELECT status, count FROM hatchet.task_status_counts(since => now() - interval '1 minute',
-    workflow_ids => ARRAY[(SELECT id FROM hatchet.list_workflows('mum'))]) WHERE count > 0;
+    workflow_ids => ARRAY[(SELECT id FROM hatchet.list_workflows('pmum'))]) WHERE count > 0;
 SELECT sum(count) AS none_before FROM hatchet.task_status_counts(since => now() - interval '2 hours', until => now() - interval '1 hour');
 SELECT pg_temp.err($$SELECT * FROM hatchet.task_status_counts(since => NULL)$$) AS no_since;
 ROLLBACK;
