@@ -13,6 +13,7 @@
 --   crons.sql         crons, one-off schedules and firing what is due
 --   streams.sql       stream chunks put by running tasks, read by run subscribers
 --   maintenance.sql   the background worker's pass: partitions, reapers, pruning
+--   dashboard.sql     reads for the dashboard of hatchet-server: workflow details, concurrency keys, queue statistics
 --   security.sql      the group roles, tenant bindings and privileges (its two tables are there, with it; last)
 -- Each file's header lists its public functions and which other files it may call.
 --

@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// Most runs one `SubscribeToWorkflowRuns` stream (or one metadata `SubscribeToWorkflowEvents` stream) may
     /// follow at once; one more ends the stream with RESOURCE_EXHAUSTED. An answered run no longer counts.
     pub max_subscriptions_per_stream: usize,
+    /// Whether the dashboard signs in from a link (`GET /login?token=...`), as `hatchet-server dev` prints one. Off
+    /// for `serve`: a link that sets a session cookie lets whoever sends it sign a browser in as their tenant.
+    pub dashboard_link_login: bool,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             background: BackgroundPool::default(),
             max_subscriptions_per_stream: 10_000,
+            dashboard_link_login: false,
         }
     }
 }

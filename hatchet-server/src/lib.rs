@@ -11,7 +11,7 @@
 //! Modules depend on each other one way only, each on the ones left of it (none imports one that imports it back):
 //!
 //! ```text
-//! proto, config, error, status -> db -> auth, metrics, cluster -> dispatch -> state -> grpc, rest -> server
+//! proto, config, error, status -> db -> auth, metrics, cluster -> dispatch -> state -> grpc, dashboard -> rest -> server
 //! ```
 //!
 //! | module | what it holds |
@@ -23,6 +23,7 @@
 //! | `dispatch` | what lives in memory: connected workers, assignment and completion loops, run and stream subscriptions |
 //! | `state` | [`AppState`], what every handler gets |
 //! | `grpc`, [`rest`] | the two transports' handlers |
+//! | `dashboard` | the HTML dashboard served at `/` on the REST port (merged into [`rest::app`]) |
 //! | `server` | [`run`]: both listeners until shutdown |
 //!
 //! Only what `main.rs` and the integration tests use is public; everything else is `pub(crate)`.
@@ -32,6 +33,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod config;
+mod dashboard;
 pub mod db;
 mod dispatch;
 mod error;

@@ -1,7 +1,7 @@
 //! The `hatchet-server` binary: parses flags and calls the library. See `hatchet_server` for what each step does.
 //!
 //! ```text
-//! hatchet-server dev                       local Postgres + pg_hatchet + token + server, until Ctrl-C
+//! hatchet-server dev                       local Postgres + pg_hatchet + token + server + dashboard link, until Ctrl-C
 //! hatchet-server serve --database-url URL  serve against an existing Postgres with the extension
 //! hatchet-server token create --tenant ID  print a new API token
 //! hatchet-server token revoke --tenant ID --token-id ID
@@ -196,7 +196,12 @@ async fn dev_serve(cluster: &LocalCluster, grpc_port: u16, http_port: u16) -> an
         http: bind(SocketAddr::from(([127, 0, 0, 1], http_port))).await?,
         tls: None,
     };
-    let state = AppState::new(pool, ServerConfig::default())?;
+    let config = ServerConfig {
+        // The printed dashboard link signs the browser in (only `dev` allows that).
+        dashboard_link_login: true,
+        ..ServerConfig::default()
+    };
+    let state = AppState::new(pool, config)?;
     let minted = state
         .auth
         .mint(&MintRequest {
@@ -214,6 +219,12 @@ async fn dev_serve(cluster: &LocalCluster, grpc_port: u16, http_port: u16) -> an
     writeln!(
         out,
         "export HATCHET_CLIENT_SERVER_URL=http://localhost:{http_port}"
+    )?;
+    // A comment, so `eval "$(hatchet-server dev)"` still works.
+    writeln!(
+        out,
+        "# dashboard: http://localhost:{http_port}/login?token={}",
+        minted.token
     )?;
     out.flush()?;
     drop(out);

@@ -1,0 +1,43 @@
+// pg_hatchet dashboard: live refresh over server-sent events. The server says "changed" (at most once a second);
+// the page re-fetches itself and swaps every element marked data-live (by id). No framework, no other origin.
+(function () {
+  "use strict";
+  var busy = false, again = false;
+  function stamp(text) {
+    var s = document.getElementById("live-status");
+    if (s) { s.textContent = text; }
+  }
+  function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    fetch(location.href, { credentials: "same-origin", headers: { "X-Live": "1" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (text) {
+        if (!text) { return; }
+        var doc = new DOMParser().parseFromString(text, "text/html");
+        var parts = document.querySelectorAll("[data-live]");
+        for (var i = 0; i < parts.length; i++) {
+          var fresh = doc.getElementById(parts[i].id);
+          if (fresh) { parts[i].replaceWith(document.importNode(fresh, true)); }
+        }
+        document.body.setAttribute("data-refreshed", String(Date.now()));
+        stamp("live · updated " + new Date().toLocaleTimeString());
+      })
+      .catch(function () { stamp("live · update failed"); })
+      .then(function () {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+  if (window.EventSource && document.querySelector("[data-live]")) {
+    var source = new EventSource("/live");
+    source.addEventListener("open", function () { stamp("live"); });
+    source.addEventListener("changed", refresh);
+    source.addEventListener("error", function () { stamp("live · reconnecting"); });
+  }
+  // Forms marked data-confirm ask first.
+  document.addEventListener("submit", function (e) {
+    var msg = e.target.getAttribute && e.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) { e.preventDefault(); }
+  });
+})();
