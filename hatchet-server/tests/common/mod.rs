@@ -9,7 +9,8 @@
 //! so Ctrl-C on `cargo test` does not kill it first, blocks reading a pipe from this process. When the test
 //! process exits for any reason the pipe closes, and the watchdog stops Postgres and deletes the directory.
 //!
-//! Needs the extension installed in the system Postgres 15 (`make dev` or `cargo pgrx install`).
+//! Needs the extension installed in the system Postgres 15 (`make dev` or `scripts/install-ext.sh`), or in the Postgres
+//! whose `bin/` directory `HATCHET_PG_BIN_DIR` names.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -62,7 +63,12 @@ async fn start_cluster() -> TestCluster {
         .expect("temp dir")
         .keep();
     let port = free_port();
-    let cluster = LocalCluster::new(ClusterSpec::new(&dir, port)).expect("cluster spec");
+    let mut spec = ClusterSpec::new(&dir, port);
+    // The same override as `hatchet-server dev --pg-bin-dir` (a Postgres installed elsewhere).
+    if let Some(bin) = std::env::var_os("HATCHET_PG_BIN_DIR") {
+        spec.pg_bin_dir = bin.into();
+    }
+    let cluster = LocalCluster::new(spec).expect("cluster spec");
     cluster
         .check_extension_installed()
         .await
