@@ -46,7 +46,7 @@ async fn live_feed_says_changed_only_when_something_changes() {
         .await
         .unwrap();
     let said = read_until(&mut stream, "event: changed", Duration::from_secs(5)).await;
-    assert!(said.contains("event: changed"), "{said}");
+    assert!(said.contains("event: changed\ndata: changed\n"), "{said}");
     // Without a session there is no feed.
     let mut anon = tokio::net::TcpStream::connect(server.http_addr)
         .await

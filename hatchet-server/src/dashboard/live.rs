@@ -41,10 +41,11 @@ pub(crate) async fn live(State(state): State<AppState>, session: Session) -> imp
                     Err(RecvError::Closed) => return,
                 },
             }
-            // Tell the page, then let changes pile up for a moment and tell it once more if any came.
+            // Tell the page (with data: browsers drop an event whose data is empty), then let changes pile up for
+            // a moment and tell it once more if any came.
             loop {
                 if tx
-                    .send(Ok(Event::default().event("changed").data("")))
+                    .send(Ok(Event::default().event("changed").data("changed")))
                     .await
                     .is_err()
                 {

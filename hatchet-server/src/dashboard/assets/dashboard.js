@@ -29,12 +29,25 @@
         if (again) { again = false; refresh(); }
       });
   }
-  if (window.EventSource && document.querySelector("[data-live]")) {
-    var source = new EventSource("/live");
+  // One feed per open page, closed when the page goes away: a browser gives a host only a few connections, and a
+  // feed left open by a page in the back-forward cache would hold one.
+  var source = null;
+  function open() {
+    if (source || !window.EventSource || !document.querySelector("[data-live]")) { return; }
+    source = new EventSource("/live");
     source.addEventListener("open", function () { stamp("live"); });
     source.addEventListener("changed", refresh);
     source.addEventListener("error", function () { stamp("live · reconnecting"); });
   }
+  function close() {
+    if (source) { source.close(); source = null; }
+  }
+  window.addEventListener("pagehide", close);
+  window.addEventListener("pageshow", function (e) {
+    open();
+    if (e.persisted) { refresh(); }
+  });
+  open();
   // Forms marked data-confirm ask first.
   document.addEventListener("submit", function (e) {
     var msg = e.target.getAttribute && e.target.getAttribute("data-confirm");
