@@ -164,14 +164,15 @@ COMMENT ON FUNCTION hatchet.list_concurrency(uuid) IS
 CREATE OR REPLACE FUNCTION hatchet.queue_stats(tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (queue text, ready bigint, delayed bigint, waiting bigint, running bigint, completed bigint[],
                failed bigint[])
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     p_tenant uuid        := hatchet._tenant(queue_stats.tenant_id);
-    v_now    timestamptz := pg_catalog.now();
+    -- The clock, not the transaction's start: completions committed since then belong to the current bucket.
+    v_now    timestamptz := pg_catalog.clock_timestamp();
 BEGIN
     RETURN QUERY
     WITH depth AS (
@@ -186,7 +187,7 @@ BEGIN
         SELECT x.queue, 0, 0, 0, count(*) FROM hatchet.running x WHERE x.tenant_id = p_tenant GROUP BY x.queue
     ), done AS (
         SELECT t.queue,
-               12 - floor(extract(epoch FROM v_now - e.created_at) / 300)::integer AS bucket,
+               least(12, 12 - floor(extract(epoch FROM v_now - e.created_at) / 300)::integer) AS bucket,
                e.event_type = 'COMPLETED' AS ok
         FROM hatchet.task_events e
         JOIN hatchet.tasks t ON t.tenant_id = e.tenant_id AND t.inserted_at = e.task_inserted_at AND t.id = e.task_id

@@ -2,6 +2,9 @@
 -- or not), concurrency keys with running and waiting attempts, queue depth and throughput, run counts per status over
 -- a bounded sample; all bound to the caller's tenant.
 \set VERBOSITY terse
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}', '<id>', 'g'); END $$;
 
 BEGIN;
 SELECT hatchet.register_workflow($${"name": "DashFlow", "tasks": [
@@ -24,7 +27,7 @@ FROM hatchet.workflow_tasks(:'wf');
 -- An unknown workflow has neither.
 SELECT count(*) AS versions FROM hatchet.workflow_versions('00000000-0000-7000-8000-0000000000d1');
 SELECT count(*) AS tasks FROM hatchet.workflow_tasks('00000000-0000-7000-8000-0000000000d1');
-SELECT hatchet.workflow_tasks(NULL);
+SELECT pg_temp.err($$SELECT hatchet.workflow_tasks(NULL)$$) AS null_workflow;
 
 -- Three runs for one customer: one admitted, two waiting at the key.
 SELECT hatchet.put_rate_limit('dash-api', 100, 'MINUTE');
@@ -33,7 +36,7 @@ SELECT hatchet.run_workflow('DashFlow', '{"customer": "acme"}', '{"team": "red"}
 SELECT hatchet.run_workflow('DashFlow', '{"customer": "acme"}') AS run3 \gset
 -- The graph is the version's: every task with its parents, created or not.
 SELECT readable_id, parents, is_on_failure FROM hatchet.run_graph(:'run1');
-SELECT hatchet.run_graph('00000000-0000-7000-8000-0000000000d2');
+SELECT pg_temp.err($$SELECT hatchet.run_graph('00000000-0000-7000-8000-0000000000d2')$$) AS unknown_run;
 SELECT scope, key, strategy, max_runs, running, waiting FROM hatchet.list_concurrency();
 SELECT queue, ready, delayed, waiting, running, cardinality(completed) AS buckets,
        (SELECT sum(x) FROM unnest(completed) x) AS completed, (SELECT sum(x) FROM unnest(failed) x) AS failed
@@ -53,8 +56,8 @@ SELECT status, runs, sampled FROM hatchet.run_status_counts();
 SELECT status, runs, sampled FROM hatchet.run_status_counts(sample => 2);
 SELECT status, runs FROM hatchet.run_status_counts(metadata => '{"team": "red"}') WHERE runs > 0;
 SELECT status, runs FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], since => now() + interval '1 hour');
-SELECT hatchet.run_status_counts(sample => 0);
-SELECT hatchet.run_status_counts(metadata => '[1]');
+SELECT pg_temp.err($$SELECT hatchet.run_status_counts(sample => 0)$$) AS no_sample;
+SELECT pg_temp.err($$SELECT hatchet.run_status_counts(metadata => '[1]')$$) AS bad_metadata;
 ROLLBACK;
 
 BEGIN;
@@ -67,5 +70,6 @@ SELECT count(*) AS versions FROM hatchet.workflow_versions(:'mine_wf', '00000000
 SELECT count(*) AS tasks FROM hatchet.workflow_tasks(:'mine_wf', '00000000-0000-7000-8000-0000000000d9');
 SELECT count(*) AS queues FROM hatchet.queue_stats('00000000-0000-7000-8000-0000000000d9');
 SELECT sum(runs) AS runs FROM hatchet.run_status_counts(tenant_id => '00000000-0000-7000-8000-0000000000d9');
-SELECT count(*) FROM hatchet.run_graph(:'mine', '00000000-0000-7000-8000-0000000000d9');
+SELECT pg_temp.err(format('SELECT hatchet.run_graph(%L, %L)', :'mine', '00000000-0000-7000-8000-0000000000d9'))
+    AS other_tenants_run;
 ROLLBACK;
