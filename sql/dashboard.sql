@@ -2,7 +2,7 @@
 -- function here is tenant-bound like the rest of the API (hatchet._tenant), reads only, and is bounded: hot tables
 -- (queues, concurrency) are small by design, history is read through its primary key ranges with a LIMIT.
 --
--- Public: workflow_versions, workflow_tasks, list_concurrency, queue_stats, run_status_counts, run_graph.
+-- Public: workflow_versions, workflow_tasks, list_concurrency, queue_stats, run_status_counts, run_graph, dashboard_runs.
 -- Calls: tenants.sql (_tenant), runs.sql (run_status).
 
 -- The versions of a workflow, newest first, with their task count and workflow-level concurrency.
@@ -228,3 +228,73 @@ END
 $$;
 COMMENT ON FUNCTION hatchet.run_graph(uuid, uuid) IS
     'the tasks of a run''s workflow version with their parents (the DAG), created or not';
+
+-- One page of workflow runs for the dashboard, newest first, by keyset: `before` is the last run of the previous page.
+-- No total and no inputs (a page costs the same with any history). Without a status filter it reads `limit` rows of
+-- runs_pkey; with one, it derives the status of the newest runs in order until `limit` match, looking at no more than
+-- 10,000 runs, so a rare status in a huge window shows what the newest 10,000 runs hold.
+CREATE FUNCTION hatchet.dashboard_runs(
+    since        timestamptz DEFAULT NULL,
+    until        timestamptz DEFAULT NULL,
+    workflow_ids uuid[]      DEFAULT NULL,
+    metadata     jsonb       DEFAULT NULL,
+    with_status  text        DEFAULT NULL,
+    before       uuid        DEFAULT NULL,
+    "limit"      integer     DEFAULT 50,
+    tenant_id    uuid        DEFAULT NULL
+)
+RETURNS TABLE (id uuid, status text, additional_metadata jsonb, created_at timestamptz, workflow_name text,
+               workflow_id uuid, workflow_version_id uuid, parent_task_id uuid, children bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid    := hatchet._tenant(dashboard_runs.tenant_id);
+    c_scan   constant integer := 10000;
+    v_run    hatchet.runs;
+    v_found  integer := 0;
+    v        record;
+BEGIN
+    IF dashboard_runs."limit" IS NULL OR dashboard_runs."limit" NOT BETWEEN 1 AND 500 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 500, not %s',
+                                                                    coalesce(dashboard_runs."limit"::text, 'null'))]);
+    END IF;
+    IF dashboard_runs.with_status IS NOT NULL
+       AND dashboard_runs.with_status NOT IN ('QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED') THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'status must be QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED, not %s', dashboard_runs.with_status)]);
+    END IF;
+    IF dashboard_runs.metadata IS NOT NULL AND jsonb_typeof(dashboard_runs.metadata) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
+    END IF;
+    FOR v_run IN
+        SELECT r.* FROM hatchet.runs r
+        WHERE r.tenant_id = p_tenant
+          AND r.inserted_at >= coalesce(dashboard_runs.since, '-infinity')
+          AND r.inserted_at <= coalesce(dashboard_runs.until, 'infinity')
+          AND (dashboard_runs.before IS NULL
+               OR (r.inserted_at, r.id) < (hatchet.uuid_time(dashboard_runs.before), dashboard_runs.before))
+          AND r.workflow_version_id IS NOT NULL
+          AND (dashboard_runs.metadata IS NULL OR r.additional_metadata @> dashboard_runs.metadata)
+          AND (dashboard_runs.workflow_ids IS NULL OR r.workflow_version_id IN (
+                  SELECT wv.id FROM hatchet.workflow_versions wv
+                  JOIN hatchet.workflows w ON w.tenant_id = wv.tenant_id AND w.id = wv.workflow_id
+                  WHERE wv.tenant_id = p_tenant AND w.external_id = ANY (dashboard_runs.workflow_ids)))
+        ORDER BY r.inserted_at DESC, r.id DESC
+        LIMIT CASE WHEN dashboard_runs.with_status IS NULL THEN dashboard_runs."limit" ELSE c_scan END
+    LOOP
+        SELECT * INTO v FROM hatchet._run_view(p_tenant, v_run);
+        CONTINUE WHEN dashboard_runs.with_status IS NOT NULL AND v.status <> dashboard_runs.with_status;
+        id := v.id; status := v.status; additional_metadata := v.additional_metadata; created_at := v.created_at;
+        workflow_name := v.workflow_name; workflow_id := v.workflow_id; workflow_version_id := v.workflow_version_id;
+        parent_task_id := v.parent_task_id; children := v.children;
+        RETURN NEXT;
+        v_found := v_found + 1;
+        EXIT WHEN v_found >= dashboard_runs."limit";
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION hatchet.dashboard_runs(timestamptz, timestamptz, uuid[], jsonb, text, uuid, integer, uuid) IS
+    'one keyset page of workflow runs for the dashboard, newest first, without totals or inputs';

@@ -8,8 +8,8 @@ use super::parse_uuid;
 use super::session::Session;
 use super::svg;
 use super::{render, PageResult};
-use crate::db::dashboard as dashboard_db;
-use crate::db::runs::{self as runs_db, RunFilter, RunRow, RunTask};
+use crate::db::dashboard::{self as dashboard_db, RunPage};
+use crate::db::runs::{self as runs_db, RunFilter, RunTask};
 use crate::db::{streams, tasks, workflows};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -190,15 +190,22 @@ async fn list(
     let since = f.since();
     let metadata = f.metadata();
     let workflow_ids = f.workflow.map(|w| vec![w]);
-    let filter = RunFilter {
+    let page = RunPage {
         since,
         workflow_ids: workflow_ids.clone(),
         metadata: metadata.clone(),
-        statuses: f.status.clone().map(|s| vec![s]),
-        limit: PAGE_SIZE + 1,
-        ..RunFilter::default()
+        status: f.status.clone(),
+        before: f.before,
+        limit: i32::try_from(PAGE_SIZE + 1).unwrap_or(51),
     };
-    let (rows, next) = page_of_runs(&state, tenant, filter, f.before).await?;
+    let mut rows = dashboard_db::dashboard_runs(&state.pool, tenant, &page).await?;
+    let more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(50);
+    rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(50));
+    let next = if more {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
     let counts = dashboard_db::run_status_counts(
         &state.pool,
         tenant,
@@ -329,27 +336,6 @@ async fn list(
     }
     body.push_str("</div></div>");
     Ok(render("Runs", &session.chrome("/runs"), &body))
-}
-
-/// One page of runs (newest first) and the cursor of the next page, if there is one. The filter's limit is one
-/// more than the page, to know whether another page follows.
-async fn page_of_runs(
-    state: &AppState,
-    tenant: Uuid,
-    filter: RunFilter,
-    before: Option<Uuid>,
-) -> Result<(Vec<RunRow>, Option<Uuid>), AppError> {
-    // TODO(keyset): pass `before` to hatchet.list_runs once its keyset parameter lands on main.
-    let _ = before;
-    let (mut rows, _) = runs_db::list_runs(&state.pool, tenant, &filter).await?;
-    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > PAGE_SIZE;
-    rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(50));
-    let next = if more {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
-    Ok((rows, next))
 }
 
 fn metadata_text(value: &Value) -> String {

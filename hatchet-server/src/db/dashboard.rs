@@ -201,3 +201,43 @@ pub(crate) async fn run_graph(
     .fetch_all(pool)
     .await
 }
+
+/// Filters of [`dashboard_runs`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunPage {
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Of these workflows (external ids).
+    pub workflow_ids: Option<Vec<Uuid>>,
+    /// Additional metadata the run must contain.
+    pub metadata: Option<Value>,
+    /// Only runs in this status.
+    pub status: Option<String>,
+    /// Keyset cursor: runs older than this one.
+    pub before: Option<Uuid>,
+    /// Page size (1..500).
+    pub limit: i32,
+}
+
+/// `hatchet.dashboard_runs`: one keyset page of workflow runs, newest first, without inputs (`input` is `{}`).
+pub(crate) async fn dashboard_runs(
+    pool: &PgPool,
+    tenant: Uuid,
+    page: &RunPage,
+) -> Result<Vec<super::runs::RunRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, status, '{}'::jsonb AS input, additional_metadata, created_at, workflow_name, workflow_id, \
+                workflow_version_id, parent_task_id, children \
+         FROM hatchet.dashboard_runs(since => $1, workflow_ids => $2, metadata => $3, with_status => $4, \
+                                     before => $5, \"limit\" => $6, tenant_id => $7)",
+    )
+    .bind(page.since)
+    .bind(page.workflow_ids.as_deref())
+    .bind(page.metadata.as_ref())
+    .bind(page.status.as_deref())
+    .bind(page.before)
+    .bind(page.limit)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}

@@ -1,6 +1,6 @@
 -- The dashboard's reads (sql/dashboard.sql): a workflow's versions and task settings, a run's graph (created tasks
 -- or not), concurrency keys with running and waiting attempts, queue depth and throughput, run counts per status over
--- a bounded sample; all bound to the caller's tenant.
+-- a bounded sample, the keyset runs list; all bound to the caller's tenant.
 \set VERBOSITY terse
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN
@@ -58,6 +58,16 @@ SELECT status, runs FROM hatchet.run_status_counts(metadata => '{"team": "red"}'
 SELECT status, runs FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], since => now() + interval '1 hour');
 SELECT pg_temp.err($$SELECT hatchet.run_status_counts(sample => 0)$$) AS no_sample;
 SELECT pg_temp.err($$SELECT hatchet.run_status_counts(metadata => '[1]')$$) AS bad_metadata;
+-- The runs list: keyset pages newest first, a status or metadata filter, no inputs.
+SELECT string_agg(status, ',' ORDER BY status) AS statuses, count(*) AS runs FROM hatchet.dashboard_runs();
+SELECT count(*) AS page2 FROM hatchet.dashboard_runs(before => (SELECT id FROM hatchet.dashboard_runs("limit" => 1)));
+SELECT count(*) AS page3 FROM hatchet.dashboard_runs(before => (SELECT id FROM hatchet.dashboard_runs() OFFSET 2 LIMIT 1));
+SELECT id = :'run3' AS is_run3, status, workflow_name, children FROM hatchet.dashboard_runs(with_status => 'CANCELLED');
+SELECT id = :'run2' AS is_run2, additional_metadata FROM hatchet.dashboard_runs(metadata => '{"team": "red"}');
+SELECT count(*) AS none_of_other_workflow
+FROM hatchet.dashboard_runs(workflow_ids => ARRAY['00000000-0000-7000-8000-0000000000d1']::uuid[]);
+SELECT pg_temp.err($$SELECT hatchet.dashboard_runs("limit" => 0)$$) AS no_limit;
+SELECT pg_temp.err($$SELECT hatchet.dashboard_runs(with_status => 'DONE')$$) AS bad_status;
 ROLLBACK;
 
 BEGIN;
@@ -70,6 +80,7 @@ SELECT count(*) AS versions FROM hatchet.workflow_versions(:'mine_wf', '00000000
 SELECT count(*) AS tasks FROM hatchet.workflow_tasks(:'mine_wf', '00000000-0000-7000-8000-0000000000d9');
 SELECT count(*) AS queues FROM hatchet.queue_stats('00000000-0000-7000-8000-0000000000d9');
 SELECT sum(runs) AS runs FROM hatchet.run_status_counts(tenant_id => '00000000-0000-7000-8000-0000000000d9');
+SELECT count(*) AS runs FROM hatchet.dashboard_runs(tenant_id => '00000000-0000-7000-8000-0000000000d9');
 SELECT pg_temp.err(format('SELECT hatchet.run_graph(%L, %L)', :'mine', '00000000-0000-7000-8000-0000000000d9'))
     AS other_tenants_run;
 ROLLBACK;
