@@ -114,6 +114,8 @@ pub(crate) struct Chrome<'a> {
     pub csrf: &'a str,
     /// The active navigation entry.
     pub active: &'a str,
+    /// The change generation the page is rendered at (`/live?since=`).
+    pub generation: u64,
 }
 
 /// A whole page: head, navigation, `body`. `body` must already be escaped HTML.
@@ -125,8 +127,9 @@ pub(crate) fn page(title: &str, chrome: Option<&Chrome<'_>>, body: &str) -> Stri
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · pg_hatchet</title>\
          <link rel=\"stylesheet\" href=\"/static/dashboard.css\">\
-         <script src=\"/static/dashboard.js\" defer></script></head><body>",
-        esc(title)
+         <script src=\"/static/dashboard.js\" defer></script></head><body data-generation=\"{}\">",
+        esc(title),
+        chrome.map_or(0, |c| c.generation)
     );
     out.push_str("<header><a class=\"brand\" href=\"/runs\">pg_hatchet</a>");
     if let Some(c) = chrome {

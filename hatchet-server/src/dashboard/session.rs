@@ -31,6 +31,8 @@ pub(crate) struct Session {
     pub tenant: TenantId,
     /// What every POST form of this session must send back.
     pub csrf: String,
+    /// The change generation when the request arrived (before any of its reads), for the page's live feed.
+    pub generation: u64,
 }
 
 impl Session {
@@ -51,6 +53,7 @@ impl Session {
             tenant: self.tenant.0,
             csrf: &self.csrf,
             active,
+            generation: self.generation,
         }
     }
 }
@@ -84,11 +87,13 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        let generation = state.dispatch.generation();
         let token = cookie_token(&parts.headers).ok_or(PageError::SignIn)?;
         match state.auth.verify(token).await {
             Ok(tenant) => Ok(Session {
                 tenant,
                 csrf: csrf_for(token),
+                generation,
             }),
             Err(AuthError::Backend(err)) => Err(PageError::App(err)),
             Err(_) => Err(PageError::SignIn),

@@ -87,6 +87,9 @@ pub(crate) struct Dispatch {
     streams: streams::StreamHub,
     /// "Something of this tenant changed" for the dashboard's live pages (see [`Dispatch::changed`]).
     changes: broadcast::Sender<Option<Uuid>>,
+    /// How many change signals were sent so far: a page rendered at generation N that opens its feed later asks for
+    /// an update at once if the count moved meanwhile.
+    generation: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -164,6 +167,7 @@ impl Dispatch {
             runs: runs::Subscriptions::default(),
             streams: streams::StreamHub::default(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -195,7 +199,13 @@ impl Dispatch {
     /// say which). Costs nothing when no dashboard is open: a send without receivers is dropped at once. Fed by the
     /// one `LISTEN` connection ([`notifier`]) and by what workers report to this server; never by polling.
     pub(crate) fn changed(&self, tenant: Option<Uuid>) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
         let _ = self.changes.send(tenant);
+    }
+
+    /// How many change signals were sent so far (of any tenant).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// A receiver of [`Dispatch::changed`] signals (a lagging receiver sees `Lagged`, which means "changed" too).

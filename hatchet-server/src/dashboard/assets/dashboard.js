@@ -21,6 +21,8 @@
           if (fresh) { parts[i].replaceWith(document.importNode(fresh, true)); }
         }
         document.body.setAttribute("data-refreshed", String(Date.now()));
+        var gen = doc.body && doc.body.getAttribute("data-generation");
+        if (gen) { document.body.setAttribute("data-generation", gen); }
         stamp("live · updated " + new Date().toLocaleTimeString());
       })
       .catch(function () { stamp("live · update failed"); })
@@ -34,7 +36,9 @@
   var source = null;
   function open() {
     if (source || !window.EventSource || !document.querySelector("[data-live]")) { return; }
-    source = new EventSource("/live");
+    // The generation the page was rendered at: the server answers "changed" at once if anything changed since.
+    var since = document.body.getAttribute("data-generation") || "0";
+    source = new EventSource("/live?since=" + encodeURIComponent(since));
     source.addEventListener("open", function () { stamp("live"); });
     source.addEventListener("changed", refresh);
     source.addEventListener("error", function () { stamp("live · reconnecting"); });
