@@ -26,8 +26,9 @@ use uuid::Uuid;
 /// Runs per page.
 const PAGE_SIZE: i64 = 50;
 
-/// Runs looked at for the counts per status (see `hatchet.run_status_counts`).
-const COUNT_SAMPLE: i32 = 1000;
+/// Runs looked at for the counts per status (see `hatchet.run_status_counts`): a run's status is derived from its
+/// tasks, about a quarter of a millisecond each, so this keeps the page well under 200 ms with any history.
+const COUNT_SAMPLE: i32 = 250;
 
 /// Run statuses, in the order the counts show them.
 const STATUSES: [&str; 5] = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
