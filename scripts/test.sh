@@ -65,6 +65,7 @@ PASSED=0
 FAILED=0
 INTERRUPTED=""
 SUMMARY=()
+DIAGNOSIS=()
 LOG_DIR="$(mktemp -d /tmp/pg_hatchet-test-logs.XXXXXX)"
 
 say() { printf 'test: %s\n' "$*"; }
@@ -450,7 +451,16 @@ run_layer() {
     read -r p f < <("${counter}" "${log}" "${rc}")
     PASSED=$((PASSED + p))
     FAILED=$((FAILED + f))
-    if [[ ${rc} -eq 0 && ${f} -eq 0 ]]; then status=ok; else status=FAILED; fi
+    if [[ ${rc} -eq 0 && ${f} -eq 0 ]]; then
+        status=ok
+    else
+        status=FAILED
+        # CI shows the end of the output: repeat the lines that say why, so they are not lost above a long trace.
+        DIAGNOSIS+=("--- ${name}: the lines of its output that name an error (the full output is above)")
+        mapfile -t -O "${#DIAGNOSIS[@]}" DIAGNOSIS < <(grep -E \
+            'error(\[E[0-9]+\])?:|^Error|FATAL|PANIC|No space left|Permission denied|Text file busy|command not found|Failure installing' \
+            "${log}" | grep -v 'test result' | tail -n 20 | cut -c1-300)
+    fi
     SUMMARY+=("$(printf '%-10s %-7s %4d passed %4d failed %6ss' "${name}" "${status}" "${p}" "${f}" \
         $((SECONDS - start)))")
 }
@@ -503,6 +513,10 @@ main() {
     done
 
     rm -rf "${LOG_DIR}"
+    if [[ ${#DIAGNOSIS[@]} -gt 0 ]]; then
+        printf '\n==================== why layers failed ====================\n'
+        printf '%s\n' "${DIAGNOSIS[@]}"
+    fi
     printf '\n==================== summary ====================\n'
     printf '%s\n' "${SUMMARY[@]}"
     printf '%d passed, %d failed\n' "${PASSED}" "${FAILED}"

@@ -227,14 +227,18 @@ $$;
 COMMENT ON FUNCTION hatchet.push_events(jsonb, uuid) IS
     'push up to 1000 events ([{key, payload, additional_metadata, scope, priority}]); returns their ids in order';
 
--- Events of a tenant, newest first, one page, each with the runs it triggered (and their status) and the total.
+-- Events, newest first, one page of them (by offset, or by keyset: "before" is the last id of the previous page),
+-- with the runs each triggered. Matches are counted up to 10,000 (10,001 means "more"); payloads only when
+-- include_payloads is true, and then the page's payloads must fit in 16 MiB (54000 otherwise).
 CREATE FUNCTION hatchet.list_events(
-    keys      text[]      DEFAULT NULL,
-    since     timestamptz DEFAULT NULL,
-    until     timestamptz DEFAULT NULL,
-    "limit"   integer     DEFAULT 50,
-    "offset"  integer     DEFAULT 0,
-    tenant_id uuid        DEFAULT NULL
+    keys             text[]      DEFAULT NULL,
+    since            timestamptz DEFAULT NULL,
+    until            timestamptz DEFAULT NULL,
+    "limit"          integer     DEFAULT 50,
+    "offset"         integer     DEFAULT 0,
+    tenant_id        uuid        DEFAULT NULL,
+    before           uuid        DEFAULT NULL,
+    include_payloads boolean     DEFAULT false
 )
 RETURNS TABLE (id uuid, key text, payload jsonb, additional_metadata jsonb, scope text, created_at timestamptz,
                runs jsonb, total bigint)
@@ -245,26 +249,45 @@ AS $$
 #variable_conflict use_column
 DECLARE
     p_tenant uuid := hatchet._tenant(list_events.tenant_id);
+    c_count  constant integer := 10000;  -- matches counted at most (plus one, to say "more")
 BEGIN
     PERFORM hatchet._check_page(list_events."limit", list_events."offset");
+    IF list_events.include_payloads IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['include_payloads']);
+    END IF;
     RETURN QUERY
-    SELECT e.id, e.key, e.payload, e.additional_metadata, e.scope, e.inserted_at,
+    WITH matched AS MATERIALIZED (
+        SELECT e.tenant_id, e.id, e.inserted_at
+        FROM hatchet.events e
+        WHERE e.tenant_id = p_tenant AND (list_events.keys IS NULL OR e.key = ANY (list_events.keys))
+          AND e.inserted_at >= coalesce(list_events.since, '-infinity')
+          AND e.inserted_at <= coalesce(list_events.until, 'infinity')
+          AND (list_events.before IS NULL
+               OR (e.inserted_at, e.id) < (hatchet.uuid_time(list_events.before), list_events.before))
+        ORDER BY e.inserted_at DESC, e.id DESC
+        LIMIT greatest(c_count + 1, list_events."offset" + list_events."limit")
+    ), page AS (
+        SELECT e.*, sum(octet_length(e.payload::text)) OVER () AS bytes
+        FROM (SELECT m.* FROM matched m ORDER BY m.inserted_at DESC, m.id DESC
+              LIMIT list_events."limit" OFFSET list_events."offset") m
+        JOIN hatchet.events e ON e.tenant_id = m.tenant_id AND e.inserted_at = m.inserted_at AND e.id = m.id
+    )
+    SELECT e.id, e.key, CASE WHEN list_events.include_payloads THEN e.payload END, e.additional_metadata, e.scope,
+           e.inserted_at,
            coalesce((SELECT jsonb_agg(jsonb_build_object('id', r.id, 'status', hatchet.run_status(r.id, p_tenant))
                                       ORDER BY r.id)
                      FROM hatchet.runs r
                      WHERE r.tenant_id = e.tenant_id AND r.inserted_at >= e.inserted_at
                        AND r.additional_metadata ->> 'hatchet__event_id' = e.id::text), '[]'),
-           count(*) OVER ()
-    FROM hatchet.events e
-    WHERE e.tenant_id = p_tenant AND (list_events.keys IS NULL OR e.key = ANY (list_events.keys))
-      AND e.inserted_at >= coalesce(list_events.since, '-infinity')
-      AND e.inserted_at <= coalesce(list_events.until, 'infinity')
-    ORDER BY e.inserted_at DESC, e.id DESC
-    LIMIT list_events."limit" OFFSET list_events."offset";
+           (SELECT least(count(*), c_count + 1) FROM matched)
+    FROM page e
+    WHERE NOT list_events.include_payloads OR hatchet._page_fits('payloads', e.bytes)
+    ORDER BY e.inserted_at DESC, e.id DESC;
 END
 $$;
-COMMENT ON FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid) IS
-    'events, newest first, one page, with the runs each triggered ([{id, status}]) and the total number of matches';
+COMMENT ON FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid, uuid, boolean) IS
+    'events, newest first, one page (by offset or keyset), with the runs each triggered ([{id, status}]) and the '
+    'number of matches counted up to 10,000; payloads only when include_payloads';
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Filters

@@ -3,8 +3,8 @@
 -- workers.sql, workflow definitions in workflows.sql).
 --
 -- Public: none. Internal: _check_payload (tasks, workers, workflows, runs, events, crons), _check_size and
--- _check_count (tasks, streams), _check_run_options (runs, crons), _check_page (runs, events), _json_int (workflows,
--- events), _clean_metadata (events, crons).
+-- _check_count (tasks, streams), _check_run_options (runs, crons), _check_page and _page_fits (runs, events),
+-- _json_int (workflows, events), _clean_metadata (events, crons).
 -- Calls: nothing.
 
 CREATE FUNCTION hatchet._check_payload(what text, payload jsonb, must_be_object boolean DEFAULT true) RETURNS void
@@ -48,14 +48,14 @@ $$;
 COMMENT ON FUNCTION hatchet._check_run_options(jsonb, jsonb, integer) IS
     'reject a bad input, metadata or priority of a workflow run (run_workflow, crons, schedules)';
 
--- One page of a list function: "limit" rows (1 to 10000) after skipping "offset" (zero or more).
+-- One page of a list function: "limit" rows (1 to 1000) after skipping "offset" (zero or more).
 CREATE FUNCTION hatchet._check_page(p_limit integer, p_offset integer) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 10000, not %s',
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 1000, not %s',
                                                                      coalesce(p_limit::text, 'null'))]);
     END IF;
     IF p_offset IS NULL OR p_offset < 0 THEN
@@ -64,7 +64,24 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION hatchet._check_page(integer, integer) IS 'reject a limit outside 1..10000 or a negative offset';
+COMMENT ON FUNCTION hatchet._check_page(integer, integer) IS 'reject a limit outside 1..1000 or a negative offset';
+
+-- The payloads of one page of a list function fit in 16 MiB: true, or 54000 naming what to do instead.
+CREATE FUNCTION hatchet._page_fits(p_what text, p_bytes bigint) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF coalesce(p_bytes, 0) > 16 * 1024 * 1024 THEN
+        PERFORM hatchet.raise_error('limit_exceeded', ARRAY[format(
+            'the %s of this page are %s bytes, over the limit of 16777216 bytes: ask for fewer rows or leave the '
+            'payloads out', p_what, p_bytes)]);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION hatchet._page_fits(text, bigint) IS
+    'true when one page''s payloads fit in 16 MiB; 54000 otherwise (list_runs, list_events)';
 
 -- Quotas on what tasks write (logs, stream chunks, failure texts): 54000 when one item is over the byte limit named by
 -- the setting p_setting.

@@ -1360,18 +1360,24 @@ COMMENT ON FUNCTION hatchet.run_shape(uuid, uuid) IS
     'the created tasks of a run with stable step ids and the step ids of their children (Hatchet''s run shape)';
 
 -- Workflow runs matching a filter, newest first, one page of them, each with the number of runs matching in all.
+-- Bounded work: matches are counted up to 10,000 (a total of 10,001 means "more than 10,000") and never evaluated past
+-- that or past the page, so a list costs the same with a million runs in history. Pages go by "offset" or, cheaper
+-- and stable while runs arrive, by keyset: "before" is the last id of the previous page. Inputs are returned only
+-- when include_payloads is true, and then the page's inputs must fit in 16 MiB (54000 otherwise: ask for fewer rows).
 CREATE FUNCTION hatchet.list_runs(
-    since          timestamptz DEFAULT NULL,
-    until          timestamptz DEFAULT NULL,
-    workflow_ids   uuid[]      DEFAULT NULL,
-    metadata       jsonb       DEFAULT NULL,
-    parent_task    uuid        DEFAULT NULL,
-    statuses       text[]      DEFAULT NULL,
-    worker_id      uuid        DEFAULT NULL,
-    event_id       uuid        DEFAULT NULL,
-    "limit"        integer     DEFAULT 50,
-    "offset"       integer     DEFAULT 0,
-    tenant_id      uuid        DEFAULT NULL
+    since            timestamptz DEFAULT NULL,
+    until            timestamptz DEFAULT NULL,
+    workflow_ids     uuid[]      DEFAULT NULL,
+    metadata         jsonb       DEFAULT NULL,
+    parent_task      uuid        DEFAULT NULL,
+    statuses         text[]      DEFAULT NULL,
+    worker_id        uuid        DEFAULT NULL,
+    event_id         uuid        DEFAULT NULL,
+    "limit"          integer     DEFAULT 50,
+    "offset"         integer     DEFAULT 0,
+    tenant_id        uuid        DEFAULT NULL,
+    before           uuid        DEFAULT NULL,
+    include_payloads boolean     DEFAULT false
 )
 RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, created_at timestamptz,
                workflow_name text, workflow_id uuid, workflow_version_id uuid, parent_task_id uuid,
@@ -1382,8 +1388,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    p_tenant uuid := hatchet._tenant(list_runs.tenant_id);
-    v_bad    text;
+    p_tenant  uuid := hatchet._tenant(list_runs.tenant_id);
+    c_count   constant integer := 10000;  -- matches counted at most (plus one, to say "more")
+    v_bad     text;
 BEGIN
     PERFORM hatchet._check_page(list_runs."limit", list_runs."offset");
     SELECT s INTO v_bad FROM unnest(list_runs.statuses) s
@@ -1395,30 +1402,52 @@ BEGIN
     IF list_runs.metadata IS NOT NULL AND jsonb_typeof(list_runs.metadata) <> 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
     END IF;
+    IF list_runs.include_payloads IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['include_payloads']);
+    END IF;
     RETURN QUERY
-    SELECT v.*, count(*) OVER ()
-    FROM hatchet.runs r
-    JOIN hatchet.workflow_versions wv ON wv.tenant_id = r.tenant_id AND wv.id = r.workflow_version_id
-    JOIN hatchet.workflows w ON w.tenant_id = wv.tenant_id AND w.id = wv.workflow_id
-    CROSS JOIN LATERAL hatchet._run_view(p_tenant, r) v
-    WHERE r.tenant_id = p_tenant
-      AND r.inserted_at >= coalesce(list_runs.since, '-infinity') AND r.inserted_at <= coalesce(list_runs.until, 'infinity')
-      AND (list_runs.workflow_ids IS NULL OR w.external_id = ANY (list_runs.workflow_ids))
-      AND (list_runs.metadata IS NULL OR r.additional_metadata @> list_runs.metadata)
-      AND (list_runs.parent_task IS NULL OR r.parent_task_id = list_runs.parent_task)
-      AND (list_runs.event_id IS NULL OR r.additional_metadata ->> 'hatchet__event_id' = list_runs.event_id::text)
-      AND (list_runs.statuses IS NULL OR v.status = ANY (list_runs.statuses))
-      AND (list_runs.worker_id IS NULL OR EXISTS (
-              SELECT 1 FROM hatchet.tasks t CROSS JOIN LATERAL hatchet.task_events(t.id, p_tenant) e
-              WHERE t.tenant_id = r.tenant_id AND t.run_id = r.id AND t.inserted_at >= r.inserted_at
-                AND e.event_type = 'ASSIGNED' AND e.worker = list_runs.worker_id::text))
-    ORDER BY r.inserted_at DESC, r.id DESC
-    LIMIT list_runs."limit" OFFSET list_runs."offset";
+    WITH matched AS MATERIALIZED (
+        SELECT r
+        FROM hatchet.runs r
+        WHERE r.tenant_id = p_tenant
+          AND r.inserted_at >= coalesce(list_runs.since, '-infinity')
+          AND r.inserted_at <= coalesce(list_runs.until, 'infinity')
+          AND (list_runs.before IS NULL
+               OR (r.inserted_at, r.id) < (hatchet.uuid_time(list_runs.before), list_runs.before))
+          AND (list_runs.workflow_ids IS NULL OR EXISTS (
+                  SELECT 1 FROM hatchet.workflow_versions wv
+                  JOIN hatchet.workflows w ON w.tenant_id = wv.tenant_id AND w.id = wv.workflow_id
+                  WHERE wv.tenant_id = r.tenant_id AND wv.id = r.workflow_version_id
+                    AND w.external_id = ANY (list_runs.workflow_ids)))
+          AND (list_runs.metadata IS NULL OR r.additional_metadata @> list_runs.metadata)
+          AND (list_runs.parent_task IS NULL OR r.parent_task_id = list_runs.parent_task)
+          AND (list_runs.event_id IS NULL OR r.additional_metadata ->> 'hatchet__event_id' = list_runs.event_id::text)
+          AND (list_runs.statuses IS NULL OR hatchet.run_status(r.id, p_tenant) = ANY (list_runs.statuses))
+          AND (list_runs.worker_id IS NULL OR EXISTS (
+                  SELECT 1 FROM hatchet.tasks t CROSS JOIN LATERAL hatchet.task_events(t.id, p_tenant) e
+                  WHERE t.tenant_id = r.tenant_id AND t.run_id = r.id AND t.inserted_at >= r.inserted_at
+                    AND e.event_type = 'ASSIGNED' AND e.worker = list_runs.worker_id::text))
+        ORDER BY r.inserted_at DESC, r.id DESC
+        LIMIT greatest(c_count + 1, list_runs."offset" + list_runs."limit")
+    ), page AS (
+        SELECT m.r FROM matched m
+        ORDER BY (m.r).inserted_at DESC, (m.r).id DESC
+        LIMIT list_runs."limit" OFFSET list_runs."offset"
+    ), sized AS (
+        SELECT p.r, sum(octet_length((p.r).input::text)) OVER () AS bytes FROM page p
+    )
+    SELECT v.id, v.status, CASE WHEN list_runs.include_payloads THEN v.input END, v.additional_metadata,
+           v.created_at, v.workflow_name, v.workflow_id, v.workflow_version_id, v.parent_task_id, v.triggered_by,
+           v.children, (SELECT least(count(*), c_count + 1) FROM matched)
+    FROM sized c CROSS JOIN LATERAL hatchet._run_view(p_tenant, c.r) v
+    WHERE NOT list_runs.include_payloads OR hatchet._page_fits('inputs', c.bytes)
+    ORDER BY v.created_at DESC, v.id DESC;
 END
 $$;
 COMMENT ON FUNCTION hatchet.list_runs(timestamptz, timestamptz, uuid[], jsonb, uuid, text[], uuid, uuid, integer,
-                                      integer, uuid) IS
-    'workflow runs matching a filter, newest first, one page, each row carrying the total number of matches';
+                                      integer, uuid, uuid, boolean) IS
+    'workflow runs matching a filter, newest first, one page (by offset or keyset), with the number of matches counted '
+    'up to 10,000; inputs only when include_payloads';
 
 -- How many runs each task of a run spawned (tasks that spawned none are absent).
 CREATE FUNCTION hatchet.run_children(run_id uuid, tenant_id uuid DEFAULT NULL)

@@ -693,3 +693,73 @@ async fn nul_bytes_from_a_worker() {
     assert!(error.starts_with("InvalidOutput:"), "{error}");
     server.stop().await.unwrap();
 }
+
+/// A run list's page is bounded (issue 15): payloads only when asked for, and with them at most 16 MiB per page (413
+/// beyond, naming what to do); without them the same page answers with every run and `{}` inputs. Events likewise.
+#[tokio::test]
+async fn list_pages_are_bounded_in_bytes() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start().await;
+    let state = server.state.clone();
+    let (tenant, token) = other_tenant(&state).await;
+    // Five runs with 3.2 MB inputs (under the 4 MiB payload limit each, 16 MB together) and one more.
+    sqlx::query("SELECT hatchet.register_workflow('{\"name\": \"big\", \"tasks\": [{\"readable_id\": \"x\"}]}', $1)")
+        .bind(tenant)
+        .execute(&state.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT hatchet.run_workflow('big', jsonb_build_object('blob', repeat(md5(i::text), 100000)), \
+                                     tenant_id => $1) FROM generate_series(1, 6) i",
+    )
+    .bind(tenant)
+    .execute(&state.pool)
+    .await
+    .unwrap();
+    let runs = |query: &str| {
+        format!("/api/v1/stable/tenants/{tenant}/workflow-runs?since=2020-01-01T00:00:00Z&{query}")
+    };
+
+    let (code, body) = http(&state, "GET", &runs("limit=6"), &token, None).await;
+    assert_eq!(code, 413, "{body}");
+    assert!(body.to_string().contains("fewer rows"), "{body}");
+    let (code, body) = http(&state, "GET", &runs("limit=5"), &token, None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["rows"].as_array().unwrap().len(), 5);
+    assert!(
+        body["rows"][0]["input"]["blob"].is_string(),
+        "inputs are there when they fit"
+    );
+    let (code, body) = http(
+        &state,
+        "GET",
+        &runs("limit=6&include_payloads=false"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    assert!(
+        rows.iter().all(|r| r["input"] == json!({})),
+        "no inputs when not asked for"
+    );
+
+    // Events: six 3.2 MB payloads do not fit in one page; five do.
+    sqlx::query(
+        "SELECT hatchet.push_event('big', jsonb_build_object('blob', repeat(md5(i::text), 100000)), tenant_id => $1) \
+         FROM generate_series(1, 6) i",
+    )
+    .bind(tenant)
+    .execute(&state.pool)
+    .await
+    .unwrap();
+    let events = |query: &str| format!("/api/v1/stable/tenants/{tenant}/events?{query}");
+    let (code, body) = http(&state, "GET", &events("limit=6"), &token, None).await;
+    assert_eq!(code, 413, "{body}");
+    let (code, body) = http(&state, "GET", &events("limit=5"), &token, None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["rows"].as_array().unwrap().len(), 5);
+    server.stop().await.unwrap();
+}

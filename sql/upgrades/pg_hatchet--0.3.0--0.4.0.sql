@@ -69,7 +69,192 @@ COMMENT ON FUNCTION hatchet._grant_api() IS
 
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- 2. Dashboard reads (sql/dashboard.sql, new): workflow_versions, workflow_tasks, list_concurrency, queue_stats,
+-- 2. Bounded lists (sql/options.sql, sql/runs.sql, sql/events.sql): list_runs and list_events count matches up to
+--    10,000 instead of evaluating all of them, page by keyset ("before") as well as offset, and return payloads only
+--    when include_payloads (16 MiB per page); a page holds at most 1,000 rows.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._check_page(p_limit integer, p_offset integer) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 1000, not %s',
+                                                                     coalesce(p_limit::text, 'null'))]);
+    END IF;
+    IF p_offset IS NULL OR p_offset < 0 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('offset must not be negative, not %s',
+                                                                     coalesce(p_offset::text, 'null'))]);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet._check_page(integer, integer) IS 'reject a limit outside 1..1000 or a negative offset';
+
+CREATE FUNCTION hatchet._page_fits(p_what text, p_bytes bigint) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF coalesce(p_bytes, 0) > 16 * 1024 * 1024 THEN
+        PERFORM hatchet.raise_error('limit_exceeded', ARRAY[format(
+            'the %s of this page are %s bytes, over the limit of 16777216 bytes: ask for fewer rows or leave the '
+            'payloads out', p_what, p_bytes)]);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION hatchet._page_fits(text, bigint) IS
+    'true when one page''s payloads fit in 16 MiB; 54000 otherwise (list_runs, list_events)';
+
+DROP FUNCTION hatchet.list_runs(timestamptz, timestamptz, uuid[], jsonb, uuid, text[], uuid, uuid, integer, integer, uuid);
+CREATE FUNCTION hatchet.list_runs(
+    since            timestamptz DEFAULT NULL,
+    until            timestamptz DEFAULT NULL,
+    workflow_ids     uuid[]      DEFAULT NULL,
+    metadata         jsonb       DEFAULT NULL,
+    parent_task      uuid        DEFAULT NULL,
+    statuses         text[]      DEFAULT NULL,
+    worker_id        uuid        DEFAULT NULL,
+    event_id         uuid        DEFAULT NULL,
+    "limit"          integer     DEFAULT 50,
+    "offset"         integer     DEFAULT 0,
+    tenant_id        uuid        DEFAULT NULL,
+    before           uuid        DEFAULT NULL,
+    include_payloads boolean     DEFAULT false
+)
+RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, created_at timestamptz,
+               workflow_name text, workflow_id uuid, workflow_version_id uuid, parent_task_id uuid,
+               triggered_by text, children bigint, total bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant  uuid := hatchet._tenant(list_runs.tenant_id);
+    c_count   constant integer := 10000;  -- matches counted at most (plus one, to say "more")
+    v_bad     text;
+BEGIN
+    PERFORM hatchet._check_page(list_runs."limit", list_runs."offset");
+    SELECT s INTO v_bad FROM unnest(list_runs.statuses) s
+    WHERE s IS NULL OR s NOT IN ('QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED') LIMIT 1;
+    IF FOUND THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'statuses must be QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED, not %s', coalesce(v_bad, 'null'))]);
+    END IF;
+    IF list_runs.metadata IS NOT NULL AND jsonb_typeof(list_runs.metadata) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
+    END IF;
+    IF list_runs.include_payloads IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['include_payloads']);
+    END IF;
+    RETURN QUERY
+    WITH matched AS MATERIALIZED (
+        SELECT r
+        FROM hatchet.runs r
+        WHERE r.tenant_id = p_tenant
+          AND r.inserted_at >= coalesce(list_runs.since, '-infinity')
+          AND r.inserted_at <= coalesce(list_runs.until, 'infinity')
+          AND (list_runs.before IS NULL
+               OR (r.inserted_at, r.id) < (hatchet.uuid_time(list_runs.before), list_runs.before))
+          AND (list_runs.workflow_ids IS NULL OR EXISTS (
+                  SELECT 1 FROM hatchet.workflow_versions wv
+                  JOIN hatchet.workflows w ON w.tenant_id = wv.tenant_id AND w.id = wv.workflow_id
+                  WHERE wv.tenant_id = r.tenant_id AND wv.id = r.workflow_version_id
+                    AND w.external_id = ANY (list_runs.workflow_ids)))
+          AND (list_runs.metadata IS NULL OR r.additional_metadata @> list_runs.metadata)
+          AND (list_runs.parent_task IS NULL OR r.parent_task_id = list_runs.parent_task)
+          AND (list_runs.event_id IS NULL OR r.additional_metadata ->> 'hatchet__event_id' = list_runs.event_id::text)
+          AND (list_runs.statuses IS NULL OR hatchet.run_status(r.id, p_tenant) = ANY (list_runs.statuses))
+          AND (list_runs.worker_id IS NULL OR EXISTS (
+                  SELECT 1 FROM hatchet.tasks t CROSS JOIN LATERAL hatchet.task_events(t.id, p_tenant) e
+                  WHERE t.tenant_id = r.tenant_id AND t.run_id = r.id AND t.inserted_at >= r.inserted_at
+                    AND e.event_type = 'ASSIGNED' AND e.worker = list_runs.worker_id::text))
+        ORDER BY r.inserted_at DESC, r.id DESC
+        LIMIT greatest(c_count + 1, list_runs."offset" + list_runs."limit")
+    ), page AS (
+        SELECT m.r FROM matched m
+        ORDER BY (m.r).inserted_at DESC, (m.r).id DESC
+        LIMIT list_runs."limit" OFFSET list_runs."offset"
+    ), sized AS (
+        SELECT p.r, sum(octet_length((p.r).input::text)) OVER () AS bytes FROM page p
+    )
+    SELECT v.id, v.status, CASE WHEN list_runs.include_payloads THEN v.input END, v.additional_metadata,
+           v.created_at, v.workflow_name, v.workflow_id, v.workflow_version_id, v.parent_task_id, v.triggered_by,
+           v.children, (SELECT least(count(*), c_count + 1) FROM matched)
+    FROM sized c CROSS JOIN LATERAL hatchet._run_view(p_tenant, c.r) v
+    WHERE NOT list_runs.include_payloads OR hatchet._page_fits('inputs', c.bytes)
+    ORDER BY v.created_at DESC, v.id DESC;
+END
+$$;
+COMMENT ON FUNCTION hatchet.list_runs(timestamptz, timestamptz, uuid[], jsonb, uuid, text[], uuid, uuid, integer,
+                                      integer, uuid, uuid, boolean) IS
+    'workflow runs matching a filter, newest first, one page (by offset or keyset), with the number of matches counted '
+    'up to 10,000; inputs only when include_payloads';
+
+DROP FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid);
+CREATE FUNCTION hatchet.list_events(
+    keys             text[]      DEFAULT NULL,
+    since            timestamptz DEFAULT NULL,
+    until            timestamptz DEFAULT NULL,
+    "limit"          integer     DEFAULT 50,
+    "offset"         integer     DEFAULT 0,
+    tenant_id        uuid        DEFAULT NULL,
+    before           uuid        DEFAULT NULL,
+    include_payloads boolean     DEFAULT false
+)
+RETURNS TABLE (id uuid, key text, payload jsonb, additional_metadata jsonb, scope text, created_at timestamptz,
+               runs jsonb, total bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(list_events.tenant_id);
+    c_count  constant integer := 10000;  -- matches counted at most (plus one, to say "more")
+BEGIN
+    PERFORM hatchet._check_page(list_events."limit", list_events."offset");
+    IF list_events.include_payloads IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['include_payloads']);
+    END IF;
+    RETURN QUERY
+    WITH matched AS MATERIALIZED (
+        SELECT e.tenant_id, e.id, e.inserted_at
+        FROM hatchet.events e
+        WHERE e.tenant_id = p_tenant AND (list_events.keys IS NULL OR e.key = ANY (list_events.keys))
+          AND e.inserted_at >= coalesce(list_events.since, '-infinity')
+          AND e.inserted_at <= coalesce(list_events.until, 'infinity')
+          AND (list_events.before IS NULL
+               OR (e.inserted_at, e.id) < (hatchet.uuid_time(list_events.before), list_events.before))
+        ORDER BY e.inserted_at DESC, e.id DESC
+        LIMIT greatest(c_count + 1, list_events."offset" + list_events."limit")
+    ), page AS (
+        SELECT e.*, sum(octet_length(e.payload::text)) OVER () AS bytes
+        FROM (SELECT m.* FROM matched m ORDER BY m.inserted_at DESC, m.id DESC
+              LIMIT list_events."limit" OFFSET list_events."offset") m
+        JOIN hatchet.events e ON e.tenant_id = m.tenant_id AND e.inserted_at = m.inserted_at AND e.id = m.id
+    )
+    SELECT e.id, e.key, CASE WHEN list_events.include_payloads THEN e.payload END, e.additional_metadata, e.scope,
+           e.inserted_at,
+           coalesce((SELECT jsonb_agg(jsonb_build_object('id', r.id, 'status', hatchet.run_status(r.id, p_tenant))
+                                      ORDER BY r.id)
+                     FROM hatchet.runs r
+                     WHERE r.tenant_id = e.tenant_id AND r.inserted_at >= e.inserted_at
+                       AND r.additional_metadata ->> 'hatchet__event_id' = e.id::text), '[]'),
+           (SELECT least(count(*), c_count + 1) FROM matched)
+    FROM page e
+    WHERE NOT list_events.include_payloads OR hatchet._page_fits('payloads', e.bytes)
+    ORDER BY e.inserted_at DESC, e.id DESC;
+END
+$$;
+COMMENT ON FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid, uuid, boolean) IS
+    'events, newest first, one page (by offset or keyset), with the runs each triggered ([{id, status}]) and the '
+    'number of matches counted up to 10,000; payloads only when include_payloads';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- 3. Dashboard reads (sql/dashboard.sql, new): workflow_versions, workflow_tasks, list_concurrency, queue_stats,
 --    run_status_counts, run_graph, dashboard_runs.
 -- ---------------------------------------------------------------------------------------------------------------------
 

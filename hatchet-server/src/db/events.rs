@@ -64,7 +64,7 @@ pub(crate) async fn list_events(
     let rows: Vec<Counted<EventRow>> = sqlx::query_as(
         "SELECT id, key, payload, additional_metadata, scope, created_at, runs, total \
          FROM hatchet.list_events(keys => $1, since => $2, until => $3, \"limit\" => $4, \"offset\" => $5, \
-                                  tenant_id => $6)",
+                                  tenant_id => $6, include_payloads => true)",
     )
     .bind(keys)
     .bind(since)

@@ -442,6 +442,10 @@ pub(crate) struct RunFilter {
     pub limit: i64,
     /// Rows to skip.
     pub offset: i64,
+    /// Keyset paging: runs older than this one (the last id of the previous page).
+    pub before: Option<Uuid>,
+    /// Return inputs (otherwise `input` is `{}`); the page's inputs must then fit in 16 MiB.
+    pub include_payloads: bool,
 }
 
 /// `hatchet.list_runs`: workflow runs matching a filter, newest first, and how many match in all.
@@ -450,10 +454,12 @@ pub(crate) async fn list_runs(
     tenant: Uuid,
     f: &RunFilter,
 ) -> Result<(Vec<RunRow>, i64), sqlx::Error> {
+    // Without payloads the function returns a NULL input, shown as `{}` (what Hatchet's REST shows).
     let sql = format!(
-        "SELECT {RUN_COLUMNS}, total FROM hatchet.list_runs(since => $1, until => $2, workflow_ids => $3, \
+        "SELECT {}, total FROM hatchet.list_runs(since => $1, until => $2, workflow_ids => $3, \
                 metadata => $4, parent_task => $5, statuses => $6, worker_id => $7, event_id => $8, \
-                \"limit\" => $9, \"offset\" => $10, tenant_id => $11)"
+                \"limit\" => $9, \"offset\" => $10, tenant_id => $11, before => $12, include_payloads => $13)",
+        RUN_COLUMNS.replacen("input", "coalesce(input, '{}') AS input", 1)
     );
     // Built from a constant column list; every value is a bind parameter.
     let rows: Vec<Counted<RunRow>> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -468,6 +474,8 @@ pub(crate) async fn list_runs(
         .bind(int_arg(f.limit))
         .bind(int_arg(f.offset))
         .bind(tenant)
+        .bind(f.before)
+        .bind(f.include_payloads)
         .fetch_all(pool)
         .await?;
     if rows.is_empty() && f.offset > 0 {

@@ -35,6 +35,9 @@ const DEFAULT_LIMIT: i64 = 50;
 
 /// Largest page size of run lists.
 const MAX_LIMIT: i64 = 1000;
+/// The most payload (inputs and outputs, as JSON text) one page of `runs.list` carries: the same 16 MiB as the
+/// extension's list functions.
+const MAX_PAGE_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
 
 /// The routes.
 pub(crate) fn router() -> Router<AppState> {
@@ -367,6 +370,9 @@ pub(crate) fn run_filter(p: &Params) -> Result<RunFilter, AppError> {
         event_id: p.uuid("triggering_event_external_id")?,
         limit: p.int("limit")?.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
         offset: p.int("offset")?.unwrap_or(0).max(0),
+        before: None,
+        // Hatchet's REST returns payloads unless told not to.
+        include_payloads: p.bool("include_payloads").unwrap_or(true),
     })
 }
 
@@ -376,10 +382,24 @@ async fn list(
 ) -> Result<Json<TaskSummaryList>, AppError> {
     let filter = run_filter(&params)?;
     let (rows, total) = db::list_runs(&state.pool, tenant, &filter).await?;
-    let include_payloads = params.bool("include_payloads").unwrap_or(true);
+    let include_payloads = filter.include_payloads;
     let mut out = Vec::with_capacity(rows.len());
+    let mut payload_bytes = 0usize;
     for row in &rows {
         let tasks = db::run_tasks(&state.pool, tenant, row.id).await?;
+        if include_payloads {
+            payload_bytes += row.info.input.to_string().len()
+                + tasks
+                    .iter()
+                    .map(|t| t.output.as_ref().map_or(0, |o| o.to_string().len()))
+                    .sum::<usize>();
+            if payload_bytes > MAX_PAGE_PAYLOAD_BYTES {
+                return Err(AppError::ResourceExhausted(format!(
+                    "the payloads of this page are over {MAX_PAGE_PAYLOAD_BYTES} bytes: ask for fewer rows or set \
+                     include_payloads=false"
+                )));
+            }
+        }
         let events = db::run_events(&state.pool, tenant, row.id).await?;
         let times = timings(&events);
         let mut summary = run_summary(tenant, row, &tasks, &times);

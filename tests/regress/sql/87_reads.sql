@@ -55,17 +55,26 @@ SELECT status, workflow_name, triggered_by FROM hatchet.run(:'solo', :'t');
 SELECT count(*) AS unknown_run FROM hatchet.run('00000000-0000-7000-8000-0000000000ff', :'t');
 SELECT run_id = :'run' AS right_run, readable_id, queue, status FROM hatchet.task(:'a_task', :'t');
 SELECT task_id = :'a_task' AS from_a, children FROM hatchet.run_children(:'run', :'t');
-SELECT input, status, total FROM hatchet.list_runs(tenant_id => :'t') ORDER BY input::text;
-SELECT input, total FROM hatchet.list_runs("limit" => 1, "offset" => 1, tenant_id => :'t');
-SELECT input FROM hatchet.list_runs(metadata => '{"team": "x"}', tenant_id => :'t');
-SELECT input FROM hatchet.list_runs(parent_task => :'a_task', tenant_id => :'t');
-SELECT input FROM hatchet.list_runs(event_id => :'event', tenant_id => :'t');
+SELECT input, status, total FROM hatchet.list_runs(tenant_id => :'t', include_payloads => true) ORDER BY input::text;
+-- Payloads are left out unless asked for.
+SELECT count(*) AS runs, count(input) AS with_input FROM hatchet.list_runs(tenant_id => :'t');
+SELECT input, total FROM hatchet.list_runs("limit" => 1, "offset" => 1, tenant_id => :'t', include_payloads => true);
+-- Keyset paging: each page starts after the last id of the one before; together they are the offset pages.
+SELECT id AS page1 FROM hatchet.list_runs("limit" => 1, tenant_id => :'t') \gset
+SELECT id AS page2 FROM hatchet.list_runs("limit" => 1, before => :'page1', tenant_id => :'t') \gset
+SELECT :'page2' = (SELECT id FROM hatchet.list_runs("limit" => 1, "offset" => 1, tenant_id => :'t')) AS second_page,
+       (SELECT array_agg(id ORDER BY created_at DESC, id DESC) FROM hatchet.list_runs(before => :'page2', tenant_id => :'t'))
+       = (SELECT array_agg(id ORDER BY created_at DESC, id DESC) FROM hatchet.list_runs("offset" => 2, tenant_id => :'t')) AS rest;
+SELECT input FROM hatchet.list_runs(metadata => '{"team": "x"}', tenant_id => :'t', include_payloads => true);
+SELECT input FROM hatchet.list_runs(parent_task => :'a_task', tenant_id => :'t', include_payloads => true);
+SELECT input FROM hatchet.list_runs(event_id => :'event', tenant_id => :'t', include_payloads => true);
 SELECT input FROM hatchet.list_runs(workflow_ids => ARRAY(SELECT id FROM hatchet.list_workflows('parent', tenant_id => :'t')),
-                                    tenant_id => :'t') ORDER BY input::text;
+                                    tenant_id => :'t', include_payloads => true) ORDER BY input::text;
 SELECT count(*) AS in_the_future FROM hatchet.list_runs(since => now() + interval '1 hour', tenant_id => :'t');
 -- The worker filter reads the timeline: runs whose tasks were assigned to the worker.
 SELECT right(worker_id::text, 1) AS worker, readable_id FROM hatchet.assign(max_tasks => 1, tenant_id => :'t');
-SELECT input FROM hatchet.list_runs(worker_id => '00000000-0000-7000-8000-00000000000a', tenant_id => :'t');
+SELECT input FROM hatchet.list_runs(worker_id => '00000000-0000-7000-8000-00000000000a', tenant_id => :'t',
+                                    include_payloads => true);
 SELECT hatchet.running_attempt(task_id, :'t') AS attempt FROM hatchet.running WHERE tenant_id = :'t';
 SELECT hatchet.running_attempt(:'solo', :'t') IS NULL AS not_running;
 
@@ -79,7 +88,10 @@ ORDER BY run_status DESC, readable_id;
 SELECT status, total FROM hatchet.list_runs(statuses => ARRAY['COMPLETED'], tenant_id => :'t');
 
 -- Events with the runs they triggered.
-SELECT key, payload, jsonb_array_length(runs) AS runs, runs -> 0 ->> 'status' AS run_status, total FROM hatchet.list_events(tenant_id => :'t');
+SELECT key, payload, jsonb_array_length(runs) AS runs, runs -> 0 ->> 'status' AS run_status, total
+FROM hatchet.list_events(tenant_id => :'t', include_payloads => true);
+SELECT key, payload FROM hatchet.list_events(tenant_id => :'t');
+SELECT count(*) AS before_the_only_one FROM hatchet.list_events(before => (SELECT id FROM hatchet.list_events(tenant_id => :'t')), tenant_id => :'t');
 SELECT count(*) AS other_key FROM hatchet.list_events(keys => ARRAY['nope'], tenant_id => :'t');
 
 -- Another tenant sees none of it.
@@ -102,5 +114,21 @@ SELECT pg_temp.err($$SELECT * FROM hatchet.list_runs("limit" => 0)$$) AS zero_li
 SELECT pg_temp.err($$SELECT * FROM hatchet.list_runs("offset" => -1)$$) AS negative_offset;
 SELECT pg_temp.err($$SELECT * FROM hatchet.list_runs(statuses => ARRAY['DONE'])$$) AS bad_status;
 SELECT pg_temp.err($$SELECT * FROM hatchet.list_runs(metadata => '[1]')$$) AS bad_metadata;
-SELECT pg_temp.err($$SELECT * FROM hatchet.list_events("limit" => 100000)$$) AS big_limit;
+SELECT pg_temp.err($$SELECT * FROM hatchet.list_events("limit" => 1001)$$) AS big_limit;
+SELECT pg_temp.err($$SELECT * FROM hatchet.list_runs(include_payloads => NULL)$$) AS null_payloads;
+ROLLBACK;
+
+-- Bounded lists: matches are counted up to 10,000 (10,001 says "more"), and a page's payloads must fit in 16 MiB.
+BEGIN;
+SELECT hatchet.create_tenant('bounded') AS b \gset
+SELECT hatchet.register_workflow('{"name": "bulk", "tasks": [{"readable_id": "x"}]}', :'b') IS NOT NULL AS registered;
+SELECT count(hatchet.run_workflow('bulk', tenant_id => :'b')) AS started FROM generate_series(1, 10005);
+SELECT count(*) AS page, min(total) AS total FROM hatchet.list_runs(tenant_id => :'b');
+SELECT count(*) AS last_page, min(total) AS total FROM hatchet.list_runs("limit" => 10, "offset" => 10000, tenant_id => :'b');
+SELECT hatchet.run_workflow('bulk', jsonb_build_object('blob', repeat(md5(i::text), 100000)), tenant_id => :'b')
+       IS NOT NULL AS big
+FROM generate_series(1, 6) i;
+SELECT count(*) AS without_payloads FROM hatchet.list_runs("limit" => 6, tenant_id => :'b');
+SELECT count(*) AS five_fit FROM hatchet.list_runs("limit" => 5, tenant_id => :'b', include_payloads => true);
+SELECT pg_temp.err($$SELECT * FROM hatchet.list_runs("limit" => 6, tenant_id => (SELECT tenant_id FROM hatchet.tenants WHERE name = 'bounded'), include_payloads => true)$$) AS six_do_not;
 ROLLBACK;
