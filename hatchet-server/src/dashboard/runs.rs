@@ -207,16 +207,21 @@ async fn list(
     } else {
         None
     };
-    let counts = dashboard_db::run_status_counts(
-        &state.pool,
-        tenant,
-        since,
-        None,
-        workflow_ids.as_deref(),
-        metadata.as_ref(),
-        COUNT_SAMPLE,
-    )
-    .await?;
+    // The counts describe the window, not the page: the first page shows them, later pages skip the work.
+    let counts = if f.before.is_none() {
+        dashboard_db::run_status_counts(
+            &state.pool,
+            tenant,
+            since,
+            None,
+            workflow_ids.as_deref(),
+            metadata.as_ref(),
+            COUNT_SAMPLE,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
     let all_workflows = workflows::list_workflows(&state.pool, tenant, None, None).await?;
 
     let mut body = String::new();
@@ -266,31 +271,35 @@ async fn list(
     // Counts per status.
     let sampled = counts.first().map_or(0, |c| c.sampled);
     body.push_str("<div class=\"counts\" id=\"status-counts\">");
-    let _ = write!(
-        body,
-        "<a href=\"/runs?{}\"{}><b>{}</b>all</a>",
-        html::attr(&f.query(None)),
-        if f.status.is_none() {
-            " class=\"active\""
-        } else {
-            ""
-        },
-        sampled
-    );
-    for c in &counts {
-        let active = if f.status.as_deref() == Some(c.status.as_str()) {
-            " class=\"active\""
-        } else {
-            ""
-        };
+    if f.before.is_some() {
+        body.push_str("<span class=\"hint\">counts per status are on the newest page</span>");
+    } else {
         let _ = write!(
             body,
-            "<a href=\"/runs?{}\"{active} data-status=\"{}\"><b>{}</b>{}</a>",
-            html::attr(&f.query(Some(&c.status))),
-            esc(&c.status),
-            c.runs,
-            esc(&c.status)
+            "<a href=\"/runs?{}\"{}><b>{}</b>all</a>",
+            html::attr(&f.query(None)),
+            if f.status.is_none() {
+                " class=\"active\""
+            } else {
+                ""
+            },
+            sampled
         );
+        for c in &counts {
+            let active = if f.status.as_deref() == Some(c.status.as_str()) {
+                " class=\"active\""
+            } else {
+                ""
+            };
+            let _ = write!(
+                body,
+                "<a href=\"/runs?{}\"{active} data-status=\"{}\"><b>{}</b>{}</a>",
+                html::attr(&f.query(Some(&c.status))),
+                esc(&c.status),
+                c.runs,
+                esc(&c.status)
+            );
+        }
     }
     if sampled >= i64::from(COUNT_SAMPLE) {
         let _ = write!(
