@@ -1,6 +1,7 @@
 -- The dashboard's reads (sql/dashboard.sql): a workflow's versions and task settings, a run's graph (created tasks
 -- or not), concurrency keys with running and waiting attempts, queue depth and throughput, run counts per status over
--- a bounded sample, the keyset runs list; all bound to the caller's tenant.
+-- a bounded sample, the keyset runs list; all bound to the caller's tenant. Earlier tests' runs share the database,
+-- so reads are filtered to this test's workflow and queues.
 \set VERBOSITY terse
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN
@@ -37,33 +38,36 @@ SELECT hatchet.run_workflow('DashFlow', '{"customer": "acme"}') AS run3 \gset
 -- The graph is the version's: every task with its parents, created or not.
 SELECT readable_id, parents, is_on_failure FROM hatchet.run_graph(:'run1');
 SELECT pg_temp.err($$SELECT hatchet.run_graph('00000000-0000-7000-8000-0000000000d2')$$) AS unknown_run;
-SELECT scope, key, strategy, max_runs, running, waiting FROM hatchet.list_concurrency();
+SELECT scope, key, strategy, max_runs, running, waiting FROM hatchet.list_concurrency() WHERE scope LIKE 'dashflow:%';
 SELECT queue, ready, delayed, waiting, running, cardinality(completed) AS buckets,
        (SELECT sum(x) FROM unnest(completed) x) AS completed, (SELECT sum(x) FROM unnest(failed) x) AS failed
-FROM hatchet.queue_stats() ORDER BY queue;
+FROM hatchet.queue_stats() WHERE queue LIKE 'dashflow:%' ORDER BY queue;
 
 -- Run 1's first task completes (in the newest bucket), its second runs; run 2 is admitted.
 SELECT hatchet.complete(task_id, retry_count, '{"rows": 1}') IS NOT NULL AS fetched
 FROM hatchet.dequeue('dashflow:fetch', 'dash-worker');
 SELECT count(*) AS store_claimed FROM hatchet.dequeue('dashflow:store', 'dash-worker');
 SELECT queue, ready, waiting, running, completed[12] AS completed_now, (SELECT sum(x) FROM unnest(completed) x) AS completed
-FROM hatchet.queue_stats() ORDER BY queue;
-SELECT key, running, waiting FROM hatchet.list_concurrency();
+FROM hatchet.queue_stats() WHERE queue LIKE 'dashflow:%' ORDER BY queue;
+SELECT key, running, waiting FROM hatchet.list_concurrency() WHERE scope LIKE 'dashflow:%';
 
 -- Counts per status of the newest runs; the sample bounds how many are looked at.
 SELECT hatchet.cancel_run(:'run3') AS cancelled;
-SELECT status, runs, sampled FROM hatchet.run_status_counts();
-SELECT status, runs, sampled FROM hatchet.run_status_counts(sample => 2);
-SELECT status, runs FROM hatchet.run_status_counts(metadata => '{"team": "red"}') WHERE runs > 0;
+SELECT status, runs, sampled FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[]);
+SELECT status, runs, sampled FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], sample => 2);
+SELECT status, runs FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], metadata => '{"team": "red"}') WHERE runs > 0;
 SELECT status, runs FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], since => now() + interval '1 hour');
 SELECT pg_temp.err($$SELECT hatchet.run_status_counts(sample => 0)$$) AS no_sample;
 SELECT pg_temp.err($$SELECT hatchet.run_status_counts(metadata => '[1]')$$) AS bad_metadata;
 -- The runs list: keyset pages newest first, a status or metadata filter, no inputs.
-SELECT string_agg(status, ',' ORDER BY status) AS statuses, count(*) AS runs FROM hatchet.dashboard_runs();
-SELECT count(*) AS page2 FROM hatchet.dashboard_runs(before => (SELECT id FROM hatchet.dashboard_runs("limit" => 1)));
-SELECT count(*) AS page3 FROM hatchet.dashboard_runs(before => (SELECT id FROM hatchet.dashboard_runs() OFFSET 2 LIMIT 1));
-SELECT id = :'run3' AS is_run3, status, workflow_name, children FROM hatchet.dashboard_runs(with_status => 'CANCELLED');
-SELECT id = :'run2' AS is_run2, additional_metadata FROM hatchet.dashboard_runs(metadata => '{"team": "red"}');
+SELECT string_agg(status, ',' ORDER BY status) AS statuses, count(*) AS runs
+FROM hatchet.dashboard_runs(workflow_ids => ARRAY[:'wf']::uuid[]);
+SELECT count(*) AS page2 FROM hatchet.dashboard_runs(workflow_ids => ARRAY[:'wf']::uuid[],
+    before => (SELECT id FROM hatchet.dashboard_runs(workflow_ids => ARRAY[:'wf']::uuid[], "limit" => 1)));
+SELECT count(*) AS page3 FROM hatchet.dashboard_runs(workflow_ids => ARRAY[:'wf']::uuid[],
+    before => (SELECT id FROM hatchet.dashboard_runs(workflow_ids => ARRAY[:'wf']::uuid[]) OFFSET 2 LIMIT 1));
+SELECT id = :'run3' AS is_run3, status, workflow_name, children FROM hatchet.dashboard_runs(workflow_ids => ARRAY[:'wf']::uuid[], with_status => 'CANCELLED');
+SELECT id = :'run2' AS is_run2, additional_metadata FROM hatchet.dashboard_runs(workflow_ids => ARRAY[:'wf']::uuid[], metadata => '{"team": "red"}');
 SELECT count(*) AS none_of_other_workflow
 FROM hatchet.dashboard_runs(workflow_ids => ARRAY['00000000-0000-7000-8000-0000000000d1']::uuid[]);
 SELECT pg_temp.err($$SELECT hatchet.dashboard_runs("limit" => 0)$$) AS no_limit;
