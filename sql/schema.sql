@@ -15,6 +15,7 @@
 --   alerts.sql        alert channels (slack, webhook, email) and the alerts enqueued when a task fails for good
 --   durable.sql       durable execution: the event log of a durable task, its waits, children, memo and eviction
 --   maintenance.sql   the background worker's pass: partitions, reapers, pruning
+--   dashboard.sql     reads for the dashboard of hatchet-server: workflow details, concurrency keys, queue statistics
 --   security.sql      the group roles, tenant bindings and privileges (its two tables are there, with it; last)
 -- Each file's header lists its public functions and which other files it may call.
 --

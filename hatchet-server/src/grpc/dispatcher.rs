@@ -150,6 +150,7 @@ impl Dispatcher for DispatcherService {
         .await
         .map_err(AppError::from)?;
         tracing::info!(%worker_id, name = %r.worker_name, actions = r.actions.len(), "worker registered");
+        self.state.dispatch.changed(Some(tenant));
         Ok(Response::new(proto::WorkerRegisterResponse {
             tenant_id: tenant.to_string(),
             worker_id: worker_id.to_string(),
@@ -318,6 +319,7 @@ impl Dispatcher for DispatcherService {
                 )))
             }
         }
+        dispatch.changed(Some(tenant));
         Ok(Response::new(proto::ActionEventResponse {
             tenant_id: tenant.to_string(),
             worker_id: event.worker_id,
@@ -367,6 +369,7 @@ impl Dispatcher for DispatcherService {
         self.state.dispatch.unsubscribed(worker_id);
         self.state.dispatch.wake_assigner();
         tracing::info!(%worker_id, retried, "worker unsubscribed");
+        self.state.dispatch.changed(Some(tenant));
         Ok(Response::new(proto::WorkerUnsubscribeResponse {
             tenant_id: tenant.to_string(),
             worker_id: worker_id.to_string(),

@@ -132,6 +132,7 @@ impl events_service_server::EventsService for EventsService {
         )
         .await
         .map_err(AppError::from)?;
+        self.state.dispatch.changed(Some(tenant));
         Ok(Response::new(proto::PutLogResponse {}))
     }
 
@@ -154,6 +155,7 @@ impl events_service_server::EventsService for EventsService {
             r.created_at.as_ref().and_then(to_datetime),
         )
         .await?;
+        self.state.dispatch.changed(Some(tenant));
         Ok(Response::new(proto::PutStreamEventResponse {}))
     }
 }
