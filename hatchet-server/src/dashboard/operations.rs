@@ -68,8 +68,9 @@ async fn crons(State(state): State<AppState>, session: Session) -> PageResult {
         };
         let _ = write!(
             body,
-            "<tr data-cron=\"{name}\"><td>{name}</td><td>{wf}</td><td class=\"mono\">{expr}</td><td>{next}</td>\
+            "<tr id=\"cron-{id}\" data-cron=\"{name}\"><td>{name}</td><td>{wf}</td><td class=\"mono\">{expr}</td><td>{next}</td>\
              <td>{method}</td><td class=\"mono\">{input}</td><td>{delete}</td></tr>",
+            id = c.id,
             name = esc(&c.name),
             wf = esc(&c.run.workflow),
             expr = esc(&c.expression),
