@@ -18,7 +18,9 @@ PG_CONFIG="/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config"
 PGRX_VERSION=0.18.0
 
 # What the build and the tests need from Debian. bindgen (pgrx-pg-sys) needs libclang; tonic's build script needs
-# protoc; `cargo pgrx test --runas postgres` needs sudo; pg_regress comes with postgresql-server-dev.
+# protoc; `cargo pgrx test --runas postgres` needs sudo; pg_regress comes with postgresql-server-dev. The dashboard's
+# browser tests (tests/e2e/test_dashboard.py) drive Debian's chromium through its chromium-driver: no browser is
+# ever downloaded.
 APT_PACKAGES=(
     postgresql-"${PG_MAJOR}"
     postgresql-server-dev-"${PG_MAJOR}"
@@ -32,6 +34,8 @@ APT_PACKAGES=(
     libssl-dev
     protobuf-compiler
     ca-certificates
+    chromium
+    chromium-driver
 )
 
 # Python packages for the end-to-end layer (tests/e2e). Add to this list; the venv is refreshed when it changes.
@@ -44,6 +48,7 @@ PY_REQUIREMENTS=(
     uvicorn==0.54.0
     httpx==0.28.1
     psycopg[binary]==3.3.9
+    selenium==4.51.0
 )
 
 say() { printf 'setup: %s\n' "$*"; }

@@ -458,7 +458,7 @@ run_layer() {
         # CI shows the end of the output: repeat the lines that say why, so they are not lost above a long trace.
         DIAGNOSIS+=("--- ${name}: the lines of its output that name an error (the full output is above)")
         mapfile -t -O "${#DIAGNOSIS[@]}" DIAGNOSIS < <(grep -E \
-            'error(\[E[0-9]+\])?:|^Error|FATAL|PANIC|No space left|Permission denied|Text file busy|command not found|Failure installing' \
+            'error(\[E[0-9]+\])?: |^Error|FATAL|PANIC|No space left|Permission denied|Text file busy|command not found|Failure installing| \.\.\. FAILED|^not ok' \
             "${log}" | grep -v 'test result' | tail -n 20 | cut -c1-300)
     fi
     SUMMARY+=("$(printf '%-10s %-7s %4d passed %4d failed %6ss' "${name}" "${status}" "${p}" "${f}" \

@@ -246,11 +246,14 @@ BEGIN
         BEGIN
             SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
             WHERE v.tenant_id = p_tenant AND v.workflow_id = c.workflow_id ORDER BY v.id DESC LIMIT 1;
-            PERFORM hatchet._create_run(p_tenant, v_version, c.input,
-                hatchet._clean_metadata(c.additional_metadata) || jsonb_build_object(
-                    'hatchet__cron_name', c.name, 'hatchet__cron_expression', c.expression,
-                    'hatchet__scheduled_at', hatchet._iso_utc(c.next_tick_at), 'hatchet__triggered_by', 'cron'),
-                c.priority, 'cron');
+            -- A tick of a workflow paused with DROP for crons creates nothing (the tick still passes).
+            IF NOT hatchet._paused_drops(p_tenant, c.workflow_id, 'cron') THEN
+                PERFORM hatchet._create_run(p_tenant, v_version, c.input,
+                    hatchet._clean_metadata(c.additional_metadata) || jsonb_build_object(
+                        'hatchet__cron_name', c.name, 'hatchet__cron_expression', c.expression,
+                        'hatchet__scheduled_at', hatchet._iso_utc(c.next_tick_at), 'hatchet__triggered_by', 'cron'),
+                    c.priority, 'cron');
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'pg_hatchet: cron % (%) skipped the tick due at %: %', c.name, c.id,
                 hatchet._iso_utc(c.next_tick_at), SQLERRM;
@@ -279,6 +282,12 @@ BEGIN
         BEGIN
             SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
             WHERE v.tenant_id = p_tenant AND v.workflow_id = s.workflow_id ORDER BY v.id DESC LIMIT 1;
+            IF hatchet._paused_drops(p_tenant, s.workflow_id, 'schedule') THEN
+                -- Due while its workflow is paused with DROP for schedules: it fires no run, and says why.
+                UPDATE hatchet.scheduled_runs x SET error = 'dropped: the workflow was paused when it was due'
+                WHERE x.tenant_id = p_tenant AND x.id = s.id;
+                CONTINUE;
+            END IF;
             v_run := hatchet._create_run(p_tenant, v_version, s.input,
                 hatchet._clean_metadata(s.additional_metadata) || jsonb_build_object(
                     'hatchet__scheduled_at', hatchet._iso_utc(s.run_at), 'hatchet__triggered_by', 'schedule'),

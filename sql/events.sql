@@ -7,8 +7,8 @@
 -- started waiting. The event satisfies waits first and triggers runs second, so a run it triggers is not satisfied by
 -- the very event that started it.
 --
--- Public: push_event, push_events, list_events; filters: create_filter, delete_filter, list_filters (one list, by
--- workflow name or public id, ids and scopes, paged), create_workflow_filter, update_filter.
+-- Public: push_event, push_events, list_events, events_by_id; filters: create_filter, delete_filter, list_filters (one
+-- list, by workflow name or public id, ids and scopes, paged), create_workflow_filter, update_filter.
 -- Calls: tenants.sql, options.sql, workflows.sql (_latest_version), runs.sql (creating runs, satisfying matches,
 -- run_status).
 
@@ -288,6 +288,39 @@ $$;
 COMMENT ON FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid, uuid, boolean) IS
     'events, newest first, one page (by offset or keyset), with the runs each triggered ([{id, status}]) and the '
     'number of matches counted up to 10,000; payloads only when include_payloads';
+
+-- Events by id (the SDKs' event.get, event.list(event_ids=...), and ReplaySingleEvent), in the order given, each with
+-- the runs it triggered ([{id, status}]) as list_events gives them; unknown ids (and another tenant's) are left out.
+CREATE FUNCTION hatchet.events_by_id(event_ids uuid[], tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (id uuid, key text, payload jsonb, additional_metadata jsonb, scope text, created_at timestamptz,
+               runs jsonb)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(events_by_id.tenant_id);
+BEGIN
+    IF cardinality(events_by_id.event_ids) > 1000 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('at most 1000 event ids at once, not %s', cardinality(events_by_id.event_ids))]);
+    END IF;
+    RETURN QUERY
+    SELECT e.id, e.key, e.payload, e.additional_metadata, e.scope, e.inserted_at,
+           coalesce((SELECT jsonb_agg(jsonb_build_object('id', r.id, 'status', hatchet.run_status(r.id, p_tenant))
+                                      ORDER BY r.id)
+                     FROM hatchet.runs r
+                     WHERE r.tenant_id = e.tenant_id AND r.inserted_at >= e.inserted_at
+                       AND r.additional_metadata ->> 'hatchet__event_id' = e.id::text), '[]')
+    FROM unnest(events_by_id.event_ids) WITH ORDINALITY AS x(event_id, ord)
+    JOIN hatchet.events e ON e.tenant_id = p_tenant AND e.inserted_at = hatchet.uuid_time(x.event_id)
+                         AND e.id = x.event_id
+    ORDER BY x.ord;
+END
+$$;
+COMMENT ON FUNCTION hatchet.events_by_id(uuid[], uuid) IS
+    'events by id, in the order given, with the runs each triggered; unknown ids are left out';
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Filters

@@ -154,6 +154,15 @@ SELECT count(*) FROM hatchet.maintain_partitions();
 -- The maintenance pass
 -- ---------------------------------------------------------------------------------------------------------------------
 
+-- Why an attempt timed out, in Hatchet's words ("Task exceeded timeout of 5s"), which the SDKs and Hatchet's own
+-- tests look for.
+CREATE FUNCTION hatchet._timeout_reason(p_timeout interval) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('Task exceeded timeout of %ss', pg_catalog.trim_scale(extract(epoch FROM p_timeout)))
+$$;
+
 -- Times out running attempts past timeout_at (a failure that obeys retries). Each row is locked with SKIP LOCKED
 -- before it is deleted, so two reapers racing never time out the same attempt twice.
 CREATE FUNCTION hatchet._reap_timeouts(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
@@ -180,21 +189,21 @@ BEGIN
                                          worker_id, worker_name, reason)
         VALUES (p_tenant, v_run.task_inserted_at, v_run.task_id, p_now, v_run.retry_count, 'TIMED_OUT',
                 v_run.worker_id, v_run.worker_name,
-                format('task exceeded its execution timeout of %s', v_task.execution_timeout));
+                hatchet._timeout_reason(v_task.execution_timeout));
         IF v_run.worker_id IS NOT NULL THEN
             PERFORM pg_notify('hatchet_cancel',
                               v_run.task_id::text || ':' || v_run.retry_count || ':' || v_run.worker_id::text);
         END IF;
-        PERFORM hatchet._fail_attempt(p_tenant, v_run,
-            format('task exceeded its execution timeout of %s', v_task.execution_timeout), true);
+        PERFORM hatchet._fail_attempt(p_tenant, v_run, hatchet._timeout_reason(v_task.execution_timeout), true);
         n := n + 1;
     END LOOP;
     RETURN n;
 END
 $$;
 
--- Cancels queued attempts that waited longer than their schedule timeout (no worker took them in time).
-CREATE FUNCTION hatchet._expire_queued(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
+-- Cancels these ready attempts (ctids of ready_queue rows, locked by the caller) with a reason: their CANCELLED
+-- events, idempotency keys, concurrency slots and runs. Returns how many it cancelled.
+CREATE FUNCTION hatchet._cancel_ready(p_tenant uuid, p_ctids tid[], p_now timestamptz, p_reason text) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -203,21 +212,15 @@ DECLARE
     v_dag_tasks uuid[];
     v_dag_runs uuid[];
     v_keyed uuid[];
-    v_wait hatchet.concurrency_queue;
 BEGIN
     WITH gone AS (
         DELETE FROM hatchet.ready_queue r
-        WHERE r.ctid = ANY (ARRAY(
-            SELECT x.ctid FROM hatchet.ready_queue x
-            WHERE x.tenant_id = p_tenant AND x.schedule_timeout_at <= p_now
-            ORDER BY x.schedule_timeout_at LIMIT p_limit
-            FOR UPDATE SKIP LOCKED))
+        WHERE r.ctid = ANY (p_ctids)
         RETURNING r.*
     ), ev AS (
         INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
                                          reason)
-        SELECT p_tenant, g.task_inserted_at, g.task_id, p_now, g.retry_count, 'CANCELLED',
-               'SCHEDULING_TIMED_OUT: no worker started the task within its schedule timeout'
+        SELECT p_tenant, g.task_inserted_at, g.task_id, p_now, g.retry_count, 'CANCELLED', p_reason
         FROM gone g
     ), idem AS (
         DELETE FROM hatchet.idempotency_keys k USING gone g WHERE k.tenant_id = p_tenant AND k.task_id = g.task_id
@@ -232,6 +235,38 @@ BEGIN
     END IF;
     IF v_dag_tasks IS NOT NULL THEN
         PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'CANCELLED');
+    END IF;
+    RETURN n;
+END
+$$;
+
+-- Cancels queued attempts that waited longer than their schedule timeout (no worker took them in time), and
+-- attempts a paused workflow held longer than its queue TTL (counted from the attempt's task creation, or from the
+-- pause if later).
+CREATE FUNCTION hatchet._expire_queued(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+    v_wait hatchet.concurrency_queue;
+BEGIN
+    n := hatchet._cancel_ready(p_tenant, ARRAY(
+            SELECT x.ctid FROM hatchet.ready_queue x
+            WHERE x.tenant_id = p_tenant AND x.schedule_timeout_at <= p_now
+            ORDER BY x.schedule_timeout_at LIMIT p_limit
+            FOR UPDATE SKIP LOCKED),
+        p_now, 'SCHEDULING_TIMED_OUT: no worker started the task within its schedule timeout');
+    IF EXISTS (SELECT 1 FROM hatchet.paused_queues q WHERE q.tenant_id = p_tenant) THEN
+        n := n + hatchet._cancel_ready(p_tenant, ARRAY(
+                SELECT x.ctid FROM hatchet.paused_queues q
+                JOIN hatchet.workflows w ON w.tenant_id = q.tenant_id AND w.id = q.workflow_id
+                JOIN hatchet.ready_queue x ON x.tenant_id = q.tenant_id AND x.queue = q.queue
+                WHERE q.tenant_id = p_tenant AND w.paused_queue_ttl IS NOT NULL
+                  AND greatest(x.task_inserted_at, w.paused_at) + w.paused_queue_ttl <= p_now
+                LIMIT p_limit
+                FOR UPDATE OF x SKIP LOCKED),
+            p_now, 'CANCELLED: the workflow is paused and the task was queued longer than its queue TTL');
     END IF;
     -- Attempts that waited too long for a concurrency slot time out the same way.
     FOR v_wait IN

@@ -28,7 +28,7 @@
 -- hatchet.task_events() (never the table), so how events are stored can change underneath.
 --
 -- Public: run_workflow, cancel_run, replay_tasks, run_status, run_tasks, run_events, run, run_shape, list_runs,
--- run_children, finished_runs, find_runs_by_metadata.
+-- run_children, finished_runs, find_runs_by_metadata, task_status_counts, task_stats.
 -- Calls: tenants.sql, options.sql, tasks.sql (creating, cancelling and reading tasks), flow_control.sql (_admit,
 -- _release_slots), workflows.sql (_latest_version), durable.sql (_durable_signal and _durable_children_finished: a
 -- durable task's waits are SIGNAL matches, and its children satisfy its log when they finish).
@@ -319,7 +319,8 @@ $$;
 -- Where the later tasks of a run should run (the placement option of _enqueue_batch), from its first task:
 --   * a sticky workflow (SOFT or HARD): on the worker that ran (or runs) the first task, as Hatchet does; until that
 --     task has been assigned, on the worker the trigger asked for, if any;
---   * otherwise, when the trigger named a desired worker (a child spawned with sticky=True): that worker, SOFT.
+--   * otherwise, when the trigger named a desired worker (a child spawned with sticky=True): that worker, SOFT;
+--   * and the worker labels the run was triggered with (runs.desired_labels), for tasks that declare none.
 -- NULL when there is nothing to honour. The worker comes from the first task's timeline (hatchet.task_events), the
 -- one place that knows which worker ran an attempt.
 CREATE FUNCTION hatchet._run_placement(p_tenant uuid, p_run hatchet.runs) RETURNS jsonb
@@ -331,6 +332,8 @@ DECLARE
     v_first  record;
     v_text   text;
     v_worker uuid;
+    -- labels the run was triggered with, for the tasks that declare none
+    v_labels jsonb := jsonb_strip_nulls(jsonb_build_object('desired_labels', p_run.desired_labels));
 BEGIN
     SELECT v.sticky INTO v_sticky FROM hatchet.workflow_versions v
     WHERE v.tenant_id = p_tenant AND v.id = p_run.workflow_version_id;
@@ -338,7 +341,7 @@ BEGIN
     WHERE t.tenant_id = p_tenant AND t.run_id = p_run.id AND t.inserted_at >= p_run.inserted_at
     ORDER BY t.inserted_at, t.id LIMIT 1;
     IF NOT FOUND OR (v_sticky IS NULL AND v_first.desired_worker_id IS NULL) THEN
-        RETURN NULL;
+        RETURN nullif(v_labels, '{}');
     END IF;
     IF v_sticky IS NOT NULL THEN
         SELECT e.worker INTO v_text FROM hatchet.task_events(v_first.id, p_tenant) e
@@ -350,10 +353,10 @@ BEGIN
     END IF;
     v_worker := coalesce(v_worker, v_first.desired_worker_id);
     IF v_worker IS NULL THEN
-        RETURN NULL;
+        RETURN nullif(v_labels, '{}');
     END IF;
     RETURN jsonb_build_object('desired_worker_id', v_worker,
-                              'sticky', coalesce(v_sticky, v_first.sticky, 'SOFT'::hatchet.sticky_strategy));
+                              'sticky', coalesce(v_sticky, v_first.sticky, 'SOFT'::hatchet.sticky_strategy)) || v_labels;
 END
 $$;
 
@@ -852,7 +855,7 @@ $$;
 CREATE FUNCTION hatchet._create_run(
     p_tenant uuid, p_version bigint, p_input jsonb, p_metadata jsonb, p_priority integer, p_triggered_by text,
     p_triggers jsonb DEFAULT NULL, p_parent_task_id uuid DEFAULT NULL, p_child_index integer DEFAULT NULL,
-    p_child_key text DEFAULT NULL, p_desired_worker_id uuid DEFAULT NULL
+    p_child_key text DEFAULT NULL, p_desired_worker_id uuid DEFAULT NULL, p_desired_labels jsonb DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -872,9 +875,10 @@ BEGIN
         PERFORM hatchet._claim_run_key(p_tenant, v_idem, p_input, p_metadata, v_id);
     END IF;
     INSERT INTO hatchet.runs (tenant_id, inserted_at, id, workflow_version_id, input, additional_metadata, priority,
-                              parent_task_id, child_index, child_key, triggered_by)
+                              parent_task_id, child_index, child_key, triggered_by, desired_labels)
     SELECT p_tenant, hatchet.uuid_time(v_id), v_id, p_version, p_input, p_metadata,
-           coalesce(p_priority, v.default_priority), p_parent_task_id, p_child_index, p_child_key, p_triggered_by
+           coalesce(p_priority, v.default_priority), p_parent_task_id, p_child_index, p_child_key, p_triggered_by,
+           p_desired_labels
     FROM hatchet.workflow_versions v WHERE v.tenant_id = p_tenant AND v.id = p_version
     RETURNING * INTO v_run;
     -- Root tasks go to the worker the trigger asked for (SOFT unless the workflow is HARD sticky); later tasks
@@ -883,6 +887,11 @@ BEGIN
         v_place := jsonb_build_object('desired_worker_id', p_desired_worker_id, 'sticky',
             coalesce((SELECT v.sticky FROM hatchet.workflow_versions v
                       WHERE v.tenant_id = p_tenant AND v.id = p_version), 'SOFT'::hatchet.sticky_strategy));
+    END IF;
+    -- Worker labels given at trigger time place the tasks that declare none of their own (the root tasks here, the
+    -- others through _run_placement).
+    IF p_desired_labels IS NOT NULL THEN
+        v_place := v_place || jsonb_build_object('desired_labels', p_desired_labels);
     END IF;
     SELECT count(*) = 1 INTO v_single
     FROM hatchet.task_definitions d WHERE d.tenant_id = p_tenant AND d.workflow_version_id = p_version;
@@ -910,6 +919,36 @@ BEGIN
 END
 $$;
 
+-- Worker labels given when a run is triggered, as the SDKs send them ({label: {str_value | int_value, comparator,
+-- required, weight}}) or as enqueue takes them ({label: {value, ...}}), in the form task definitions keep. NULL or {}
+-- is none; anything else that is not such a map is 22023.
+CREATE FUNCTION hatchet._trigger_labels(p_labels jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_out jsonb := '{}';
+    v_l   record;
+BEGIN
+    IF p_labels IS NULL OR p_labels = '{}' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_labels) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_each(p_labels) AS e(k, v) WHERE jsonb_typeof(e.v) <> 'object') THEN
+        PERFORM hatchet._placement_option(p_labels, NULL, NULL);  -- refuses it with the expected shape
+    END IF;
+    FOR v_l IN SELECT e.k, e.v FROM jsonb_each(p_labels) AS e(k, v) LOOP
+        v_out := v_out || jsonb_build_object(v_l.k, jsonb_strip_nulls(jsonb_build_object(
+            'value', coalesce(v_l.v -> 'int_value', v_l.v -> 'str_value', v_l.v -> 'value'),
+            'comparator', upper(coalesce(v_l.v ->> 'comparator', 'EQUAL')),
+            'required', coalesce((v_l.v ->> 'required')::boolean, false),
+            'weight', coalesce((v_l.v ->> 'weight')::integer, 100))));
+    END LOOP;
+    PERFORM hatchet._placement_option(v_out, NULL, NULL);
+    RETURN v_out;
+END
+$$;
+
 CREATE FUNCTION hatchet.run_workflow(
     name                text,
     input               jsonb   DEFAULT '{}',
@@ -919,7 +958,8 @@ CREATE FUNCTION hatchet.run_workflow(
     parent_task_id      uuid    DEFAULT NULL,
     child_index         integer DEFAULT NULL,
     child_key           text    DEFAULT NULL,
-    desired_worker_id   uuid    DEFAULT NULL
+    desired_worker_id   uuid    DEFAULT NULL,
+    desired_worker_labels jsonb DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -929,6 +969,7 @@ DECLARE
     p_tenant uuid := hatchet._tenant(run_workflow.tenant_id);
     v_wf     record;
     v_id     uuid;
+    v_labels jsonb := hatchet._trigger_labels(run_workflow.desired_worker_labels);
 BEGIN
     PERFORM hatchet._check_run_options(run_workflow.input, run_workflow.additional_metadata, run_workflow.priority);
     v_wf := hatchet._latest_version(p_tenant, run_workflow.name);
@@ -954,11 +995,12 @@ BEGIN
 
     RETURN hatchet._create_run(p_tenant, v_wf.version_id, run_workflow.input, run_workflow.additional_metadata,
                                run_workflow.priority, 'manual', NULL, run_workflow.parent_task_id,
-                               run_workflow.child_index, run_workflow.child_key, run_workflow.desired_worker_id);
+                               run_workflow.child_index, run_workflow.child_key, run_workflow.desired_worker_id,
+                               v_labels);
 END
 $$;
-COMMENT ON FUNCTION hatchet.run_workflow(text, jsonb, jsonb, integer, uuid, uuid, integer, text, uuid) IS
-    'run the latest version of a workflow: root tasks are queued (on desired_worker_id if given), the others wait for their parents and follow the workflow''s sticky strategy; returns the run id';
+COMMENT ON FUNCTION hatchet.run_workflow(text, jsonb, jsonb, integer, uuid, uuid, integer, text, uuid, jsonb) IS
+    'run the latest version of a workflow: root tasks are queued (on desired_worker_id if given, on workers matching desired_worker_labels if given and the task declares none), the others wait for their parents and follow the workflow''s sticky strategy; returns the run id';
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Cancel, replay, status and timeline
@@ -1296,9 +1338,10 @@ BEGIN
             WHERE c.tenant_id = p_tenant AND c.parent_task_id IN
                   (SELECT t.id FROM hatchet.tasks t
                    WHERE t.tenant_id = p_tenant AND t.run_id = p_run.id AND t.inserted_at >= p_run.inserted_at))
-    FROM hatchet.workflow_versions v
-    JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
-    WHERE v.tenant_id = p_tenant AND v.id = p_run.workflow_version_id;
+    -- (outer joins: a run of a deleted workflow (hatchet.delete_workflow) is still a run, with NULL workflow columns)
+    FROM (SELECT) AS one
+    LEFT JOIN hatchet.workflow_versions v ON v.tenant_id = p_tenant AND v.id = p_run.workflow_version_id
+    LEFT JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id;
 END
 $$;
 
@@ -1539,3 +1582,99 @@ AS $$
 $$;
 COMMENT ON FUNCTION hatchet.find_runs_by_metadata(uuid, text, text, timestamptz) IS
     'runs created since a time whose additional metadata has key = value (stream subscriptions by metadata)';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Metrics (the SDKs' metrics.get_task_metrics and get_task_stats)
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- How many tasks created in [since, until) are in each readable status now (one row per status, zeros included),
+-- optionally only tasks of these workflows (external ids), of child runs of one parent task, or of runs one event
+-- triggered. Reads the tasks of the window one by one: meant for dashboards and tests, not for hot paths.
+CREATE FUNCTION hatchet.task_status_counts(
+    since               timestamptz,
+    until               timestamptz DEFAULT NULL,
+    workflow_ids        uuid[]      DEFAULT NULL,
+    parent_task_id      uuid        DEFAULT NULL,
+    triggering_event_id uuid        DEFAULT NULL,
+    tenant_id           uuid        DEFAULT NULL
+) RETURNS TABLE (status text, count bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(task_status_counts.tenant_id);
+    v_until  timestamptz := coalesce(task_status_counts.until, 'infinity');
+    v_defs   bigint[];
+BEGIN
+    IF task_status_counts.since IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['since']);
+    END IF;
+    IF task_status_counts.workflow_ids IS NOT NULL THEN
+        v_defs := ARRAY(SELECT d.id FROM hatchet.workflows w
+                        JOIN hatchet.workflow_versions v ON v.tenant_id = w.tenant_id AND v.workflow_id = w.id
+                        JOIN hatchet.task_definitions d ON d.tenant_id = v.tenant_id AND d.workflow_version_id = v.id
+                        WHERE w.tenant_id = p_tenant AND w.external_id = ANY (task_status_counts.workflow_ids));
+    END IF;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT (hatchet._task_state(p_tenant, t.id)).state AS state
+        FROM hatchet.tasks t
+        WHERE t.tenant_id = p_tenant AND t.inserted_at >= task_status_counts.since AND t.inserted_at < v_until
+          AND (v_defs IS NULL OR t.task_definition_id = ANY (v_defs))
+          AND (task_status_counts.triggering_event_id IS NULL
+               OR t.additional_metadata ->> 'hatchet__event_id' = task_status_counts.triggering_event_id::text)
+          AND (task_status_counts.parent_task_id IS NULL OR EXISTS (
+                   SELECT 1 FROM hatchet.runs r
+                   WHERE r.tenant_id = p_tenant AND r.inserted_at = hatchet.uuid_time(t.run_id) AND r.id = t.run_id
+                     AND r.parent_task_id = task_status_counts.parent_task_id))
+    )
+    SELECT s.name::text, count(p.state)
+    FROM unnest(enum_range(NULL::hatchet.readable_status)) AS s(name)
+    LEFT JOIN picked p ON p.state = s.name::text
+    GROUP BY s.name
+    ORDER BY s.name;
+END
+$$;
+COMMENT ON FUNCTION hatchet.task_status_counts(timestamptz, timestamptz, uuid[], uuid, uuid, uuid) IS
+    'tasks created in a time window by readable status (all five, zeros included), optionally by workflow, parent task or triggering event';
+
+-- Work in flight right now, per task name (the task's readable id, or its queue for a task enqueued on its own) and
+-- state (QUEUED: ready, delayed or waiting for a concurrency slot; RUNNING), with the queue, how many and the oldest
+-- task creation time.
+CREATE FUNCTION hatchet.task_stats(tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_name text, state text, queue text, count bigint, oldest timestamptz,
+               oldest_excluding_retries timestamptz)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(task_stats.tenant_id);
+BEGIN
+    RETURN QUERY
+    WITH flight AS (
+        SELECT 'QUEUED' AS state, r.queue, r.task_id, r.task_inserted_at, r.retry_count, r.task_definition_id
+        FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant
+        UNION ALL
+        SELECT 'QUEUED', d.queue, d.task_id, d.task_inserted_at, d.retry_count, d.task_definition_id
+        FROM hatchet.delayed_queue d WHERE d.tenant_id = p_tenant
+        UNION ALL
+        SELECT 'QUEUED', c.queue, c.task_id, c.task_inserted_at, c.retry_count, c.task_definition_id
+        FROM hatchet.concurrency_queue c WHERE c.tenant_id = p_tenant
+        UNION ALL
+        SELECT 'RUNNING', x.queue, x.task_id, x.task_inserted_at, x.retry_count, x.task_definition_id
+        FROM hatchet.running x WHERE x.tenant_id = p_tenant
+    )
+    SELECT coalesce(d.readable_id, f.queue), f.state, f.queue, count(*), min(f.task_inserted_at),
+           min(f.task_inserted_at) FILTER (WHERE f.retry_count = 0)
+    FROM flight f
+    LEFT JOIN hatchet.task_definitions d ON d.tenant_id = p_tenant AND d.id = f.task_definition_id
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3;
+END
+$$;
+COMMENT ON FUNCTION hatchet.task_stats(uuid) IS
+    'queued and running tasks now, per task name, state and queue: how many and the oldest';

@@ -15,6 +15,7 @@
 --   alerts.sql        alert channels (slack, webhook, email) and the alerts enqueued when a task fails for good
 --   durable.sql       durable execution: the event log of a durable task, its waits, children, memo and eviction
 --   maintenance.sql   the background worker's pass: partitions, reapers, pruning
+--   dashboard.sql     reads for the dashboard of hatchet-server: workflow details, concurrency keys, queue statistics
 --   security.sql      the group roles, tenant bindings and privileges (its two tables are there, with it; last)
 -- Each file's header lists its public functions and which other files it may call.
 --
@@ -862,3 +863,39 @@ ALTER TABLE hatchet.matches ADD CONSTRAINT match_signal_names_entry
     CHECK ((kind = 'SIGNAL') = (durable_node_id IS NOT NULL AND durable_branch_id IS NOT NULL));
 -- Finishing a task looks for its durable waits here: a probe of this small index, whatever else is pending.
 CREATE INDEX matches_signal_idx ON hatchet.matches (tenant_id, run_id) WHERE kind = 'SIGNAL';
+
+-- 0.4.0, issue 20: paused workflows (Hatchet's workflow pause; hatchet.pause_workflow, sql/workflows.sql)
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- How a pause behaves, kept on the workflow while it lasts (all NULL while it is not paused).
+ALTER TABLE hatchet.workflows
+    ADD COLUMN paused_at timestamptz,
+    -- queued attempts held longer than this (counted from when they were created, or from the pause if later) are
+    -- cancelled; NULL: held until unpaused
+    ADD COLUMN paused_queue_ttl interval,
+    -- what a cron tick or a one-off schedule of the workflow does while it is paused: QUEUE (create the run, held
+    -- like any other) or DROP (create nothing)
+    ADD COLUMN paused_cron_behavior text,
+    ADD COLUMN paused_scheduled_behavior text,
+    ADD CONSTRAINT paused_behaviors_known
+        CHECK (paused_cron_behavior IN ('QUEUE', 'DROP') AND paused_scheduled_behavior IN ('QUEUE', 'DROP')),
+    ADD CONSTRAINT paused_queue_ttl_positive CHECK (paused_queue_ttl > interval '0');
+COMMENT ON COLUMN hatchet.workflows.paused_at IS 'when the workflow was paused (NULL: not paused)';
+
+-- The queues (task actions) of paused workflows, for every version: hatchet.assign skips them, so their attempts
+-- stay queued. One primary-key probe per served queue keeps the check off the per-task path.
+CREATE TABLE hatchet.paused_queues (
+    tenant_id   uuid   NOT NULL,
+    queue       text   NOT NULL,
+    workflow_id bigint NOT NULL,
+    CONSTRAINT paused_queues_pkey PRIMARY KEY (tenant_id, queue),
+    CONSTRAINT paused_queues_workflow_fkey FOREIGN KEY (tenant_id, workflow_id)
+        REFERENCES hatchet.workflows (tenant_id, id) ON DELETE CASCADE
+);
+COMMENT ON TABLE hatchet.paused_queues IS 'queues of paused workflows: nothing on them is assigned until unpaused';
+
+-- Worker labels given when the run was triggered (hatchet.run_workflow's desired_worker_labels): every task of the
+-- run that declares no labels of its own is placed by them, as Hatchet places a run triggered with labels.
+ALTER TABLE hatchet.runs ADD COLUMN desired_labels jsonb;
+COMMENT ON COLUMN hatchet.runs.desired_labels IS
+    'worker labels given at trigger time ({label: {value, comparator, required, weight}}); NULL: none';

@@ -308,7 +308,7 @@ CREATE FUNCTION hatchet.assign(
     tenant_id  uuid    DEFAULT NULL
 ) RETURNS TABLE (worker_id uuid, task_id uuid, retry_count integer, queue text, input jsonb,
                  additional_metadata jsonb, priority integer, run_id uuid, readable_id text,
-                 task_inserted_at timestamptz, timeout_at timestamptz, queued_at timestamptz)
+                 task_inserted_at timestamptz, timeout_at timestamptz, queued_at timestamptz, parent_run_id uuid)
 LANGUAGE plpgsql
 SECURITY DEFINER
 -- As hatchet.dequeue: claimed rows are deleted by TID scan at any queue size, and one generic plan serves every call.
@@ -379,6 +379,8 @@ BEGIN
         -- A scalar subquery, not EXISTS: the planner may turn an EXISTS into a join that aggregates the whole ready
         -- queue (cost growing with the backlog); this stays one index probe per served queue.
         WHERE (SELECT true FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.queue = x.action LIMIT 1)
+          -- A paused workflow's queues keep their attempts until it is unpaused (hatchet.pause_workflow).
+          AND NOT EXISTS (SELECT 1 FROM hatchet.paused_queues p WHERE p.tenant_id = p_tenant AND p.queue = x.action)
         ORDER BY x.action
     LOOP
         EXIT WHEN v_left <= 0;
@@ -481,7 +483,15 @@ BEGIN
     )
     -- (no ASSIGNED event row: hatchet.task_events() derives it from `running`, then from the attempt's final event)
     SELECT w.assigned_worker, w.task_id, w.retry_count, w.queue, w.input, w.additional_metadata, w.priority::integer,
-           w.run_id, w.readable_id, w.task_inserted_at, w.timeout_at, w.queued_at
+           w.run_id, w.readable_id, w.task_inserted_at, w.timeout_at, w.queued_at,
+           -- a child run's parent: the run of the task that spawned it (the SDKs' parent workflow run id). The
+           -- task's run is run_id, or the task itself for a single-task run (run_id NULL here); a task enqueued on
+           -- its own has no runs row.
+           (SELECT p.run_id FROM hatchet.runs r
+            JOIN hatchet.tasks p ON p.tenant_id = r.tenant_id AND p.inserted_at = hatchet.uuid_time(r.parent_task_id)
+                                AND p.id = r.parent_task_id
+            WHERE r.tenant_id = w.tenant_id AND r.inserted_at = hatchet.uuid_time(coalesce(w.run_id, w.task_id))
+              AND r.id = coalesce(w.run_id, w.task_id))
     FROM work w
     ORDER BY w.assigned_worker, w.priority DESC, w.fair_rank, w.id;
 END

@@ -2,7 +2,7 @@
 -- and task_definitions), the latest version of a workflow, what a task definition says about flow control when one of
 -- its tasks is created, and the workflow reads. Running a workflow is runs.sql.
 --
--- Public: register_workflow, list_workflows.
+-- Public: register_workflow, list_workflows, pause_workflow, unpause_workflow, delete_workflow.
 -- Calls: tenants.sql, options.sql, flow_control.sql (put_rate_limit: limits a definition declares).
 
 -- ---------------------------------------------------------------------------------------------------------------------
@@ -609,6 +609,12 @@ BEGIN
                 coalesce(v_task->'worker_labels', '{}'), coalesce(v_task->'conditions', '{}'),
                 v_slot.key, v_slot.units);
     END LOOP;
+    -- A version registered while the workflow is paused is paused too (its new queues held like the others).
+    INSERT INTO hatchet.paused_queues (tenant_id, queue, workflow_id)
+    SELECT p_tenant, d.action, v_wf FROM hatchet.task_definitions d
+    JOIN hatchet.workflows w ON w.tenant_id = p_tenant AND w.id = v_wf
+    WHERE d.tenant_id = p_tenant AND d.workflow_version_id = v_version AND w.is_paused
+    ON CONFLICT ON CONSTRAINT paused_queues_pkey DO NOTHING;
 
     -- Declared crons follow the latest definition: kept (with their next tick) while still declared, so
     -- re-registering on every worker start neither skips nor repeats a tick; removed once no longer declared.
@@ -834,3 +840,151 @@ END
 $$;
 COMMENT ON FUNCTION hatchet.list_workflows(text, uuid, uuid) IS
     'workflows (all, by exact name or by id) with their latest version''s id, label, triggers and sticky strategy';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- Pause, unpause, delete
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- The workflow with this external id, locked; an unknown id is 42704.
+CREATE FUNCTION hatchet._workflow_for_update(p_tenant uuid, p_workflow uuid) RETURNS hatchet.workflows
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w hatchet.workflows;
+BEGIN
+    IF p_workflow IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['workflow_id']);
+    END IF;
+    SELECT x.* INTO w FROM hatchet.workflows x WHERE x.tenant_id = p_tenant AND x.external_id = p_workflow FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['workflow', p_workflow::text]);
+    END IF;
+    RETURN w;
+END
+$$;
+
+-- Pauses a workflow (Hatchet's workflow pause): its runs are still created, but nothing of it is assigned to a worker
+-- until it is unpaused; attempts held longer than queue_ttl are cancelled (by the maintenance pass), and cron ticks
+-- and one-off schedules either queue their run like any other (QUEUE) or create none (DROP). Pausing a paused
+-- workflow replaces its settings (the TTL still counts from the first pause). Returns the workflow's external id.
+CREATE FUNCTION hatchet.pause_workflow(
+    workflow_id        uuid,
+    queue_ttl          interval DEFAULT NULL,
+    cron_behavior      text     DEFAULT 'QUEUE',
+    scheduled_behavior text     DEFAULT 'QUEUE',
+    tenant_id          uuid     DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(pause_workflow.tenant_id);
+    w        hatchet.workflows;
+BEGIN
+    IF pause_workflow.queue_ttl <= interval '0' THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('queue_ttl must be positive, not %s', pause_workflow.queue_ttl)]);
+    END IF;
+    IF coalesce(upper(pause_workflow.cron_behavior), '') NOT IN ('QUEUE', 'DROP')
+       OR coalesce(upper(pause_workflow.scheduled_behavior), '') NOT IN ('QUEUE', 'DROP') THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('cron_behavior and scheduled_behavior must be QUEUE or DROP, not %s and %s',
+                         coalesce(pause_workflow.cron_behavior, 'null'),
+                         coalesce(pause_workflow.scheduled_behavior, 'null'))]);
+    END IF;
+    w := hatchet._workflow_for_update(p_tenant, pause_workflow.workflow_id);
+    UPDATE hatchet.workflows x
+    SET is_paused = true, paused_at = coalesce(x.paused_at, clock_timestamp()),
+        paused_queue_ttl = pause_workflow.queue_ttl, paused_cron_behavior = upper(pause_workflow.cron_behavior),
+        paused_scheduled_behavior = upper(pause_workflow.scheduled_behavior)
+    WHERE x.tenant_id = p_tenant AND x.id = w.id;
+    INSERT INTO hatchet.paused_queues (tenant_id, queue, workflow_id)
+    SELECT DISTINCT p_tenant, d.action, w.id
+    FROM hatchet.workflow_versions v
+    JOIN hatchet.task_definitions d ON d.tenant_id = v.tenant_id AND d.workflow_version_id = v.id
+    WHERE v.tenant_id = p_tenant AND v.workflow_id = w.id
+    ON CONFLICT ON CONSTRAINT paused_queues_pkey DO NOTHING;
+    RETURN w.external_id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.pause_workflow(uuid, interval, text, text, uuid) IS
+    'pause a workflow: runs are created but not assigned until unpaused; queued attempts older than queue_ttl are cancelled; crons and schedules QUEUE or DROP';
+
+-- Unpauses a workflow: its held attempts are assigned again at once. Unpausing a workflow that is not paused does
+-- nothing. Returns the workflow's external id.
+CREATE FUNCTION hatchet.unpause_workflow(workflow_id uuid, tenant_id uuid DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(unpause_workflow.tenant_id);
+    w        hatchet.workflows;
+    v_queue  text;
+BEGIN
+    w := hatchet._workflow_for_update(p_tenant, unpause_workflow.workflow_id);
+    UPDATE hatchet.workflows x
+    SET is_paused = false, paused_at = NULL, paused_queue_ttl = NULL, paused_cron_behavior = NULL,
+        paused_scheduled_behavior = NULL
+    WHERE x.tenant_id = p_tenant AND x.id = w.id;
+    FOR v_queue IN
+        DELETE FROM hatchet.paused_queues q WHERE q.tenant_id = p_tenant AND q.workflow_id = w.id RETURNING q.queue
+    LOOP
+        PERFORM hatchet._ready(v_queue);
+    END LOOP;
+    RETURN w.external_id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.unpause_workflow(uuid, uuid) IS 'unpause a workflow: its held attempts are assigned again';
+
+-- Whether a cron tick (p_kind 'cron') or a one-off schedule ('schedule') of this workflow creates no run because the
+-- workflow is paused with DROP for that kind.
+CREATE FUNCTION hatchet._paused_drops(p_tenant uuid, p_workflow bigint, p_kind text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT w.is_paused AND CASE p_kind WHEN 'cron' THEN w.paused_cron_behavior
+                                                        ELSE w.paused_scheduled_behavior END = 'DROP'
+                     FROM hatchet.workflows w WHERE w.tenant_id = p_tenant AND w.id = p_workflow), false)
+$$;
+
+-- Deletes a workflow: its versions and task definitions, crons, schedules not yet fired and event filters. Runs
+-- already finished stay in the history. A workflow with work in flight (queued, running or waiting tasks) is refused
+-- with 55000: cancel its runs first. Returns the workflow's external id.
+CREATE FUNCTION hatchet.delete_workflow(workflow_id uuid, tenant_id uuid DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(delete_workflow.tenant_id);
+    w        hatchet.workflows;
+    v_defs   bigint[];
+BEGIN
+    w := hatchet._workflow_for_update(p_tenant, delete_workflow.workflow_id);
+    v_defs := ARRAY(SELECT d.id FROM hatchet.workflow_versions v
+                    JOIN hatchet.task_definitions d ON d.tenant_id = v.tenant_id AND d.workflow_version_id = v.id
+                    WHERE v.tenant_id = p_tenant AND v.workflow_id = w.id);
+    IF EXISTS (SELECT 1 FROM hatchet.ready_queue x WHERE x.tenant_id = p_tenant AND x.task_definition_id = ANY (v_defs))
+       OR EXISTS (SELECT 1 FROM hatchet.delayed_queue x
+                  WHERE x.tenant_id = p_tenant AND x.task_definition_id = ANY (v_defs))
+       OR EXISTS (SELECT 1 FROM hatchet.concurrency_queue x
+                  WHERE x.tenant_id = p_tenant AND x.task_definition_id = ANY (v_defs))
+       OR EXISTS (SELECT 1 FROM hatchet.running x WHERE x.tenant_id = p_tenant AND x.task_definition_id = ANY (v_defs))
+       OR EXISTS (SELECT 1 FROM hatchet.matches x WHERE x.tenant_id = p_tenant AND x.task_definition_id = ANY (v_defs))
+    THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('workflow "%s" has runs in progress', w.name),
+            HINT = 'Cancel its runs (hatchet.cancel_run) before deleting it.';
+    END IF;
+    DELETE FROM hatchet.crons c WHERE c.tenant_id = p_tenant AND c.workflow_id = w.id;
+    DELETE FROM hatchet.scheduled_runs s WHERE s.tenant_id = p_tenant AND s.workflow_id = w.id;
+    DELETE FROM hatchet.event_filters f WHERE f.tenant_id = p_tenant AND f.workflow_id = w.id;
+    DELETE FROM hatchet.workflows x WHERE x.tenant_id = p_tenant AND x.id = w.id;
+    RETURN w.external_id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.delete_workflow(uuid, uuid) IS
+    'delete a workflow with its versions, crons, schedules and filters (refused while it has work in progress); finished runs stay';

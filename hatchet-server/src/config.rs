@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// The address people reach this server's dashboard at, e.g. `https://hatchet.example.com`: alerts link to
     /// `<public_url>/runs/<run id>`.
     pub public_url: String,
+    /// Whether the dashboard signs in from a link (`GET /login?token=...`), as `hatchet-server dev` prints one. Off
+    /// for `serve`: a link that sets a session cookie lets whoever sends it sign a browser in as their tenant.
+    pub dashboard_link_login: bool,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             background: BackgroundPool::default(),
             max_subscriptions_per_stream: 10_000,
             public_url: "http://localhost:8080".to_owned(),
+            dashboard_link_login: false,
         }
     }
 }

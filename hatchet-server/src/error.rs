@@ -122,7 +122,7 @@ impl AppError {
     }
 
     /// The message sent to the client; logs internal errors (the only place they are logged).
-    fn client_message(&self) -> String {
+    pub(crate) fn client_message(&self) -> String {
         if let AppError::Internal(err) = self {
             tracing::error!(error = ?err, "internal error");
         }

@@ -11,7 +11,8 @@
 //! Modules depend on each other one way only, each on the ones left of it (none imports one that imports it back):
 //!
 //! ```text
-//! proto, config, error, status -> db -> auth, metrics, cluster -> dispatch, alerting -> state -> grpc, rest -> server
+//! proto, config, error, status -> db -> auth, metrics, cluster -> dispatch, alerting -> state -> grpc, dashboard -> rest
+//! -> server
 //! ```
 //!
 //! | module | what it holds |
@@ -24,6 +25,7 @@
 //! | `alerting` | the alert sender: consumes the `hatchet:alerts` queue, posts to Slack / webhooks, mails over SMTP |
 //! | `state` | [`AppState`], what every handler gets |
 //! | `grpc`, [`rest`] | the two transports' handlers |
+//! | `dashboard` | the HTML dashboard served at `/` on the REST port (merged into [`rest::app`]) |
 //! | `server` | [`run`]: both listeners until shutdown |
 //!
 //! Only what `main.rs` and the integration tests use is public; everything else is `pub(crate)`.
@@ -34,6 +36,7 @@ mod alerting;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+mod dashboard;
 pub mod db;
 mod dispatch;
 mod error;

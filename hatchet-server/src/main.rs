@@ -1,7 +1,7 @@
 //! The `hatchet-server` binary: parses flags and calls the library. See `hatchet_server` for what each step does.
 //!
 //! ```text
-//! hatchet-server dev                       local Postgres + pg_hatchet + token + server, until Ctrl-C
+//! hatchet-server dev                       local Postgres + pg_hatchet + token + server + dashboard link, until Ctrl-C
 //! hatchet-server serve --database-url URL  serve against an existing Postgres with the extension
 //! hatchet-server token create --tenant ID  print a new API token
 //! hatchet-server token revoke --tenant ID --token-id ID
@@ -213,6 +213,8 @@ async fn dev_serve(
     };
     let config = ServerConfig {
         public_url,
+        // The printed dashboard link signs the browser in (only `dev` allows that).
+        dashboard_link_login: true,
         ..ServerConfig::default()
     };
     let state = AppState::new(pool, config)?;
@@ -233,6 +235,12 @@ async fn dev_serve(
     writeln!(
         out,
         "export HATCHET_CLIENT_SERVER_URL=http://localhost:{http_port}"
+    )?;
+    // A comment, so `eval "$(hatchet-server dev)"` still works.
+    writeln!(
+        out,
+        "# dashboard: http://localhost:{http_port}/login?token={}",
+        minted.token
     )?;
     out.flush()?;
     drop(out);

@@ -93,21 +93,56 @@ async fn unbuilt_rpcs_answer_unimplemented_on_every_service() {
         "WorkflowService.PutWorkflow",
     );
 
-    let mut events = EventsServiceClient::new(channel.clone()).send_compressed(Gzip);
     assert_unimplemented(
-        events
-            .replay_single_event(with_auth(proto::ReplayEventRequest::default(), auth))
+        dispatcher
+            .send_group_key_action_event(with_auth(proto::GroupKeyActionEvent::default(), auth))
             .await,
-        "EventsService.ReplaySingleEvent",
+        "Dispatcher.SendGroupKeyActionEvent",
+    );
+    // Accepted and ignored, as Hatchet's v1 engine does; without a token it is refused like every RPC.
+    dispatcher
+        .put_overrides_data(with_auth(proto::OverridesData::default(), auth))
+        .await
+        .expect("PutOverridesData is accepted");
+    let anonymous = dispatcher
+        .put_overrides_data(with_auth(proto::OverridesData::default(), None))
+        .await
+        .expect_err("no token");
+    assert_eq!(
+        anonymous.code(),
+        tonic::Code::Unauthenticated,
+        "{anonymous:?}"
     );
 
+    // Every RPC of EventsService is served; a replay of an event that does not exist is NOT_FOUND.
+    let mut events = EventsServiceClient::new(channel.clone()).send_compressed(Gzip);
+    let missing = events
+        .replay_single_event(with_auth(
+            proto::ReplayEventRequest {
+                event_id: "0190d6a2-0000-7000-8000-000000000000".into(),
+            },
+            auth,
+        ))
+        .await
+        .expect_err("an unknown event");
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+
     let mut admin = AdminServiceClient::new(channel.clone()).send_compressed(Gzip);
-    assert_unimplemented(
-        admin
-            .replay_tasks(with_auth(proto::v1::ReplayTasksRequest::default(), auth))
-            .await,
-        "v1.AdminService.ReplayTasks",
-    );
+    // BranchDurableTask is served (durable execution); a request naming no task is a bad argument.
+    let no_task = admin
+        .branch_durable_task(with_auth(
+            proto::v1::BranchDurableTaskRequest::default(),
+            auth,
+        ))
+        .await
+        .expect_err("no task to branch");
+    assert_eq!(no_task.code(), tonic::Code::InvalidArgument, "{no_task:?}");
+    // ReplayTasks is served; naming nothing to replay is a bad argument.
+    let nothing = admin
+        .replay_tasks(with_auth(proto::v1::ReplayTasksRequest::default(), auth))
+        .await
+        .expect_err("nothing to replay");
+    assert_eq!(nothing.code(), tonic::Code::InvalidArgument, "{nothing:?}");
 
     // (v1.V1Dispatcher serves all its RPCs: see durable_task_stream_answers_and_refuses_in_order.)
     drop(channel);

@@ -96,6 +96,11 @@ extension_sql_file!(
     name = "maintenance",
     requires = ["durable", raise_error]
 );
+extension_sql_file!(
+    "../../sql/dashboard.sql",
+    name = "dashboard",
+    requires = ["maintenance"]
+);
 extension_sql_file!("../../sql/security.sql", name = "security", finalize);
 
 /// Library load hook. pg_hatchet only works preloaded: its background worker must be registered by the postmaster,

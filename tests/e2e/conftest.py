@@ -81,6 +81,8 @@ class Server:
         self.grpc_port, self.http_port, self.pg_port = free_port(), free_port(), free_port()
         self.log_path = OUTPUT / "server.log"
         self.log = open(self.log_path, "w")
+        # The signed-in dashboard link `dev` prints after the exports.
+        self.dashboard_link = ""
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,sqlx=warn"))
         self.proc = subprocess.Popen(
             [
@@ -105,7 +107,9 @@ class Server:
                 if line.startswith("export "):
                     key, _, value = line[len("export "):].strip().partition("=")
                     found[key] = value
-                if len(found) >= 4:
+                elif line.startswith("# dashboard: "):
+                    self.dashboard_link = line[len("# dashboard: "):].strip()
+                if len(found) >= 4 and self.dashboard_link:
                     done.set()
             done.set()
 
@@ -114,6 +118,11 @@ class Server:
             self.stop()
             raise RuntimeError(f"hatchet-server dev printed no exports; see {self.log_path}")
         return found
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant of the dev token (`dev` mints it for the extension's default tenant)."""
+        return "707d0855-80ab-4e1f-a156-f1c4546cbf52"
 
     @property
     def rest_url(self) -> str:

@@ -385,7 +385,7 @@ def test_a_dead_worker_is_reported_on_the_channels_that_ask_for_it(clean, server
         # Declared dead after hatchet.worker_dead_after_ms (30 s) without a heartbeat, then delivered.
         hook = wait_for(died, 90, "the worker_died alert")
         body = hook[0]["body"]
-        assert body["url"] == f"{server.rest_url}/workers/{body['worker_id']}"
+        assert body["url"] == f"{server.rest_url}/workers#worker-{body['worker_id']}"
         assert "stopped sending heartbeats" in body["text"] and body["last_heartbeat_at"]
         time.sleep(2)
         assert len(died()) == 1
@@ -414,7 +414,7 @@ def test_a_cron_that_missed_ticks_is_reported(clean, server):
         body = hook[0]["body"]
         assert body["cron"] == "alerts-e2e-nightly" and body["workflow"] == "alerts-flaky"
         assert body["expression"] == "0 3 * * *" and body["cron_id"] == cron.metadata.id
-        assert body["url"] == f"{server.rest_url}/crons/{cron.metadata.id}"
+        assert body["url"] == f"{server.rest_url}/crons#cron-{cron.metadata.id}"
         assert "skipped" in body["text"]
         time.sleep(2)
         assert len(missed()) == 1

@@ -1,5 +1,6 @@
 """TypeScript SDK smoke test: @hatchet-dev/typescript-sdk (pinned in ts/package.json) runs a task, a DAG and a
-durable task against the same server. npm installs it into ts/node_modules on first use."""
+durable task and a child run (whose ctx.parentWorkflowRunId() names its parent) against the same server. npm
+installs it into ts/node_modules on first use."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def ensure_sdk() -> None:
                    timeout=300)
 
 
-def test_typescript_sdk_task_and_dag(server):
+def test_typescript_sdk_task_dag_and_child(server):
     ensure_sdk()
     env = dict(os.environ)
     env.update(server.env)
@@ -34,6 +35,10 @@ def test_typescript_sdk_task_and_dag(server):
     assert result["task"] == {"lower": "hello from typescript"}
     assert result["many"] == [{"lower": "a"}, {"lower": "b"}]
     assert result["dag"] == {"first": {"n": 5}, "left": {"v": 10}, "right": {"v": 105}, "sum": {"sum": 115}}
+    # ctx.parentWorkflowRunId() of a child is its parent's run; a run nobody spawned has none.
+    family = result["family"]
+    assert family["me"] and family["child"] == {"parent": family["me"]}, family
+    assert result["orphan"] == {"parent": None}
 
 
 def test_typescript_durable_task(server):

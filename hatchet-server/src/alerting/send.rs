@@ -63,13 +63,13 @@ impl AlertText {
             .unwrap_or_default()
     }
 
-    /// The dashboard page of what the alert is about: `<public url>/runs/<run id>` (`/workers/<worker id>` for a
-    /// dead worker, `/crons/<cron id>` for a cron that missed ticks).
+    /// The dashboard page of what the alert is about: `<public url>/runs/<run id>` (`/workers#worker-<worker id>` for a
+    /// dead worker, `/crons#cron-<cron id>` for a cron that missed ticks).
     pub(crate) fn link(&self, public_url: &str) -> String {
         let base = public_url.trim_end_matches('/');
         match self.event.as_str() {
-            "worker_died" => format!("{base}/workers/{}", self.s("worker_id")),
-            "cron_missed" => format!("{base}/crons/{}", self.s("cron_id")),
+            "worker_died" => format!("{base}/workers#worker-{}", self.s("worker_id")),
+            "cron_missed" => format!("{base}/crons#cron-{}", self.s("cron_id")),
             _ => format!("{base}/runs/{}", self.s("run_id")),
         }
     }
@@ -381,7 +381,7 @@ mod tests {
                     "last_heartbeat_at": "2026-01-01T00:00:00Z", "channel": "email"}),
         );
         assert_eq!(t.subject(), "[pg_hatchet] worker billing-1 died");
-        assert_eq!(t.link("http://h/"), "http://h/workers/w1");
+        assert_eq!(t.link("http://h/"), "http://h/workers#worker-w1");
         let body = t.body("http://h");
         assert!(
             body.contains("Worker billing-1 (w1) stopped sending heartbeats"),
@@ -405,7 +405,7 @@ mod tests {
             t.subject(),
             "[pg_hatchet] cron nightly of report missed ticks"
         );
-        assert_eq!(t.link("http://h"), "http://h/crons/c1");
+        assert_eq!(t.link("http://h"), "http://h/crons#cron-c1");
         let body = t.body("http://h");
         assert!(
             body.contains("due at 2026-01-01T03:00:00Z only at 2026-01-03T09:00:00Z"),

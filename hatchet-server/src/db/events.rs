@@ -178,3 +178,33 @@ pub(crate) async fn delete_filter(
         .fetch_one(pool)
         .await
 }
+
+/// `hatchet.cel_try`: a CEL expression evaluated over these variables, as the extension evaluates event filters:
+/// `{"value": ...}` or `{"error": "..."}`.
+pub(crate) async fn cel_try(
+    pool: &PgPool,
+    expression: &str,
+    vars: &Value,
+) -> Result<Value, sqlx::Error> {
+    sqlx::query_scalar("SELECT hatchet.cel_try($1, $2)")
+        .bind(expression)
+        .bind(vars)
+        .fetch_one(pool)
+        .await
+}
+
+/// `hatchet.events_by_id`: these events (unknown ids left out), in the order given.
+pub(crate) async fn events_by_id(
+    pool: &PgPool,
+    tenant: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, key, payload, additional_metadata, scope, created_at, runs \
+         FROM hatchet.events_by_id(event_ids => $1, tenant_id => $2)",
+    )
+    .bind(ids)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}

@@ -15,6 +15,7 @@
 //! | `alerts` | alert channels (`put_alert_channel`, `alert_channels`, `alert_channel_secret`) and the `hatchet:alerts` queue |
 //! | `streams` | stream chunks: `put_stream_chunk`, `read_stream_chunks`, `run_stream_state` |
 //! | `maintenance` | `prune_stream_chunks` and the queue depth read of `/metrics` |
+//! | `dashboard` | the dashboard's own reads: workflow versions and tasks, concurrency keys, queue statistics, run counts |
 //!
 //! Handlers never embed SQL and never open transactions: they call a function here, which names the extension
 //! object it touches and does any multi-statement work itself. That keeps the server's contract with pg_hatchet
@@ -25,6 +26,7 @@
 
 pub(crate) mod alerts;
 pub(crate) mod crons;
+pub(crate) mod dashboard;
 pub(crate) mod durable;
 pub(crate) mod events;
 pub(crate) mod flow_control;

@@ -28,6 +28,9 @@ pub(crate) struct Trigger {
     pub child_key: Option<String>,
     /// The worker the run's tasks should run on (the SDK's `sticky=True` child spawn names the parent's worker).
     pub desired_worker_id: Option<Uuid>,
+    /// Worker labels the run's root tasks want (`{label: {str_value | int_value, comparator, required, weight}}`),
+    /// for tasks that declare none of their own.
+    pub desired_worker_labels: Option<Value>,
 }
 
 /// `hatchet.run_workflow`: starts a run of the latest version; returns the run id.
@@ -39,7 +42,7 @@ pub(crate) async fn run_workflow<'e>(
     sqlx::query_scalar(
         "SELECT hatchet.run_workflow(name => $1, input => $2, additional_metadata => $3, priority => $4, \
                                      tenant_id => $5, parent_task_id => $6, child_index => $7, child_key => $8, \
-                                     desired_worker_id => $9)",
+                                     desired_worker_id => $9, desired_worker_labels => $10)",
     )
     .bind(&t.name)
     .bind(&t.input)
@@ -50,6 +53,7 @@ pub(crate) async fn run_workflow<'e>(
     .bind(t.child_index)
     .bind(t.child_key.as_deref())
     .bind(t.desired_worker_id)
+    .bind(t.desired_worker_labels.as_ref())
     .fetch_one(executor)
     .await
 }
@@ -508,6 +512,82 @@ pub(crate) async fn find_runs_by_metadata(
     .bind(key)
     .bind(value)
     .bind(since)
+    .fetch_all(pool)
+    .await
+}
+
+/// One row of [`task_status_counts`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct StatusCount {
+    /// QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED.
+    pub status: String,
+    /// Tasks in that status.
+    pub count: i64,
+}
+
+/// What [`task_status_counts`] counts: tasks created in `[since, until)`, optionally of some workflows, of the child
+/// runs of one task, or of runs one event triggered.
+#[derive(Debug, Clone)]
+pub(crate) struct MetricsFilter {
+    /// Start of the window.
+    pub since: DateTime<Utc>,
+    /// End of the window (`None`: now and later).
+    pub until: Option<DateTime<Utc>>,
+    /// Workflow external ids.
+    pub workflow_ids: Option<Vec<Uuid>>,
+    /// The task whose child runs count.
+    pub parent_task_id: Option<Uuid>,
+    /// The event whose runs count.
+    pub triggering_event_id: Option<Uuid>,
+}
+
+/// `hatchet.task_status_counts`: one row per readable status (zeros included).
+pub(crate) async fn task_status_counts(
+    pool: &PgPool,
+    tenant: Uuid,
+    f: &MetricsFilter,
+) -> Result<Vec<StatusCount>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, count FROM hatchet.task_status_counts(since => $1, until => $2, workflow_ids => $3, \
+                parent_task_id => $4, triggering_event_id => $5, tenant_id => $6)",
+    )
+    .bind(f.since)
+    .bind(f.until)
+    .bind(f.workflow_ids.as_deref())
+    .bind(f.parent_task_id)
+    .bind(f.triggering_event_id)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
+/// One row of [`task_stats`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct TaskStatRow {
+    /// The task's readable id (its queue for a task enqueued on its own).
+    pub task_name: String,
+    /// QUEUED or RUNNING.
+    pub state: String,
+    /// The queue.
+    pub queue: String,
+    /// How many.
+    pub count: i64,
+    /// Oldest task creation time.
+    pub oldest: DateTime<Utc>,
+    /// Oldest creation time among first attempts.
+    pub oldest_excluding_retries: Option<DateTime<Utc>>,
+}
+
+/// `hatchet.task_stats`: queued and running work now, per task name, state and queue.
+pub(crate) async fn task_stats(
+    pool: &PgPool,
+    tenant: Uuid,
+) -> Result<Vec<TaskStatRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT task_name, state, queue, count, oldest, oldest_excluding_retries \
+         FROM hatchet.task_stats(tenant_id => $1)",
+    )
+    .bind(tenant)
     .fetch_all(pool)
     .await
 }

@@ -155,6 +155,8 @@ pub(crate) struct Assignment {
     pub task_inserted_at: DateTime<Utc>,
     /// When the task was first queued (for the queue-to-start histogram).
     pub queued_at: DateTime<Utc>,
+    /// For a task of a child run: the run of the task that spawned it.
+    pub parent_run_id: Option<Uuid>,
 }
 
 /// `hatchet.assign`: gives up to `max_tasks` ready attempts to free slots of these workers. One statement, so one
@@ -167,7 +169,7 @@ pub(crate) async fn assign<'e>(
 ) -> Result<Vec<Assignment>, sqlx::Error> {
     sqlx::query_as(
         "SELECT worker_id, task_id, retry_count, queue, input, additional_metadata, priority, run_id, \
-                readable_id, task_inserted_at, queued_at \
+                readable_id, task_inserted_at, queued_at, parent_run_id \
          FROM hatchet.assign(worker_ids => $1, max_tasks => $2, tenant_id => $3)",
     )
     .bind(worker_ids)

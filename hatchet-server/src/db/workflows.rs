@@ -74,3 +74,60 @@ pub(crate) async fn workflow_ids(
         .next()
         .map(|w| (w.id, w.version_id)))
 }
+
+/// How a workflow is paused (`hatchet.pause_workflow`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pause {
+    /// Queued attempts held longer than this (a Hatchet duration, `"1s"`, `"10m"`) are cancelled; `None`: never.
+    pub queue_ttl: Option<String>,
+    /// What a cron tick does while paused: `QUEUE` or `DROP`.
+    pub cron_behavior: String,
+    /// What a one-off schedule does while paused: `QUEUE` or `DROP`.
+    pub scheduled_behavior: String,
+}
+
+/// `hatchet.pause_workflow`. Unknown workflow: SQLSTATE 42704; a bad duration or behaviour: 22023.
+pub(crate) async fn pause_workflow(
+    pool: &PgPool,
+    tenant: Uuid,
+    workflow: Uuid,
+    pause: &Pause,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT hatchet.pause_workflow(workflow_id => $1, queue_ttl => hatchet.parse_duration($2), \
+                                       cron_behavior => $3, scheduled_behavior => $4, tenant_id => $5)",
+    )
+    .bind(workflow)
+    .bind(pause.queue_ttl.as_deref())
+    .bind(&pause.cron_behavior)
+    .bind(&pause.scheduled_behavior)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+}
+
+/// `hatchet.unpause_workflow`. Unknown workflow: SQLSTATE 42704.
+pub(crate) async fn unpause_workflow(
+    pool: &PgPool,
+    tenant: Uuid,
+    workflow: Uuid,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar("SELECT hatchet.unpause_workflow(workflow_id => $1, tenant_id => $2)")
+        .bind(workflow)
+        .bind(tenant)
+        .fetch_one(pool)
+        .await
+}
+
+/// `hatchet.delete_workflow`. Unknown workflow: SQLSTATE 42704; work still in progress: 55000.
+pub(crate) async fn delete_workflow(
+    pool: &PgPool,
+    tenant: Uuid,
+    workflow: Uuid,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar("SELECT hatchet.delete_workflow(workflow_id => $1, tenant_id => $2)")
+        .bind(workflow)
+        .bind(tenant)
+        .fetch_one(pool)
+        .await
+}

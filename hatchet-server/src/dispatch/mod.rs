@@ -41,13 +41,16 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
 /// How long the memory of a disconnected worker (unacknowledged pushes, undelivered cancellations) is kept. Past
 /// this the extension has declared it dead (30 s without heartbeat) and retried its attempts elsewhere.
 const FORGET_DISCONNECTED_AFTER: Duration = Duration::from_secs(120);
+
+/// Buffered change signals per dashboard receiver; past it a receiver lags, which it reads as "changed".
+const CHANGES_CAPACITY: usize = 64;
 
 /// How long an unsubscribed worker is remembered, so a late heartbeat does not bring it back to life.
 const REMEMBER_UNSUBSCRIBED_FOR: Duration = Duration::from_secs(600);
@@ -82,6 +85,11 @@ pub(crate) struct Dispatch {
     runs: runs::Subscriptions,
     /// Stream-chunk wake-ups of `SubscribeToWorkflowEvents` streams.
     streams: streams::StreamHub,
+    /// "Something of this tenant changed" for the dashboard's live pages (see [`Dispatch::changed`]).
+    changes: broadcast::Sender<Option<Uuid>>,
+    /// How many change signals were sent so far: a page rendered at generation N that opens its feed later asks for
+    /// an update at once if the count moved meanwhile.
+    generation: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -158,6 +166,8 @@ impl Dispatch {
             acker: acker::Handle::new(),
             runs: runs::Subscriptions::default(),
             streams: streams::StreamHub::default(),
+            changes: broadcast::channel(CHANGES_CAPACITY).0,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -183,6 +193,24 @@ impl Dispatch {
     /// Asks the run watcher to look at subscribed runs now (something may have finished).
     pub(crate) fn wake_runs(&self) {
         self.runs_wake.notify_one();
+    }
+
+    /// Tells open dashboards that data of `tenant` changed (`None`: of some tenant, from a notification that does not
+    /// say which). Costs nothing when no dashboard is open: a send without receivers is dropped at once. Fed by the
+    /// one `LISTEN` connection ([`notifier`]) and by what workers report to this server; never by polling.
+    pub(crate) fn changed(&self, tenant: Option<Uuid>) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        let _ = self.changes.send(tenant);
+    }
+
+    /// How many change signals were sent so far (of any tenant).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// A receiver of [`Dispatch::changed`] signals (a lagging receiver sees `Lagged`, which means "changed" too).
+    pub(crate) fn subscribe_changes(&self) -> broadcast::Receiver<Option<Uuid>> {
+        self.changes.subscribe()
     }
 
     /// The completion batcher.
@@ -463,6 +491,8 @@ fn start_action(tenant: Uuid, a: &Assignment) -> AssignedAction {
         // Runs started by an event carry it in their metadata (hatchet.push_event adds these two keys).
         triggering_event_external_id: metadata_str(&a.additional_metadata, "hatchet__event_id"),
         triggering_event_key: metadata_str(&a.additional_metadata, "hatchet__event_key"),
+        // The TypeScript SDK's ctx.parentWorkflowRunId() reads this.
+        parent_workflow_run_id: a.parent_run_id.map(|id| id.to_string()),
         ..Default::default()
     }
 }

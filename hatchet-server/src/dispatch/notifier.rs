@@ -80,6 +80,8 @@ async fn listen(dispatch: &Dispatch) -> Result<PgListener, sqlx::Error> {
 }
 
 fn handle(dispatch: &Arc<Dispatch>, channel: &str, payload: &str) {
+    // Work became ready or an attempt ended: open dashboards look again (the payloads do not name the tenant).
+    dispatch.changed(None);
     match channel {
         READY_CHANNEL => dispatch.wake_assigner(),
         CANCEL_CHANNEL => {

@@ -4,17 +4,18 @@
 //! |---|---|
 //! | `PutWorkflow` | the proto as JSON ([`definition`](super::definition)) into `hatchet.register_workflow`; a worker whose registration fails exits, so every definition the extension can store must pass |
 //! | `GetRunDetails` | `hatchet.run_status` + `hatchet.run_tasks`: status, `done`, and each created task's output or error (FAILED only) by readable id; NOT_FOUND for an unknown run (the SDK retries that) |
-//! | `CancelTasks` | `hatchet.cancel_run` for run ids, `hatchet.cancel` for task ids |
+//! | `CancelTasks` | `hatchet.cancel_run` for run ids, `hatchet.cancel` for task ids; a filter selects runs as `runs.list` does (`hatchet.list_runs`, at most 1000) |
 //! | `TriggerWorkflowRun` | `hatchet.run_workflow`, mapped like v0 `TriggerWorkflow` ([`super::workflows`]) |
-//! | `ReplayTasks` | not implemented over gRPC; replay is served over REST (`POST .../tasks/replay`, `hatchet.replay_tasks`, see [`crate::rest::tasks`]) |
-//! | `BranchDurableTask` | not implemented (the extension keeps no durable event log) |
+//! | `ReplayTasks` | `hatchet.replay_tasks` over the given run / task ids and the runs a filter selects (as `CancelTasks`): finished tasks get a new attempt |
+//! | `BranchDurableTask` | `hatchet.branch_durable_task`: the durable task starts a new branch of its event log at the given node and runs again from there |
 
 use super::definition::workflow_json;
+use super::parse_id;
 use super::workflows::v1_trigger;
-use super::{parse_id, unimplemented};
 use crate::auth::grpc::tenant_of;
 use crate::db::{runs as db, workflows};
 use crate::error::AppError;
+use crate::proto::to_datetime;
 use crate::proto::v1::{self, admin_service_server};
 use crate::state::AppState;
 use serde_json::Value;
@@ -31,6 +32,50 @@ impl AdminService {
     /// A service over the shared state.
     pub(crate) fn new(state: AppState) -> Self {
         Self { state }
+    }
+
+    /// The runs and tasks a `CancelTasks` / `ReplayTasks` request names: its external ids, then the runs its filter
+    /// selects (as `runs.list` would, newest first, at most 1000). Neither given is INVALID_ARGUMENT.
+    async fn selected(
+        &self,
+        tenant: uuid::Uuid,
+        external_ids: &[String],
+        filter: Option<&v1::TasksFilter>,
+    ) -> Result<Vec<uuid::Uuid>, Status> {
+        let mut ids = external_ids
+            .iter()
+            .map(|raw| parse_id("external_ids", raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(f) = filter else {
+            if ids.is_empty() {
+                return Err(Status::invalid_argument("give external_ids or a filter"));
+            }
+            return Ok(ids);
+        };
+        let since = f
+            .since
+            .as_ref()
+            .and_then(to_datetime)
+            .ok_or_else(|| Status::invalid_argument("filter.since is required"))?;
+        let workflow_ids = f
+            .workflow_ids
+            .iter()
+            .map(|w| parse_id("filter.workflow_ids", w))
+            .collect::<Result<Vec<_>, _>>()?;
+        let run_filter = db::RunFilter {
+            since: Some(since),
+            until: f.until.as_ref().and_then(to_datetime),
+            workflow_ids: (!workflow_ids.is_empty()).then_some(workflow_ids),
+            metadata: metadata_pairs(&f.additional_metadata)?,
+            statuses: (!f.statuses.is_empty()).then(|| f.statuses.clone()),
+            limit: 1000,
+            ..Default::default()
+        };
+        let (rows, _) = db::list_runs(&self.state.pool, tenant, &run_filter)
+            .await
+            .map_err(AppError::from)?;
+        ids.extend(rows.iter().map(|r| r.id));
+        Ok(ids)
     }
 }
 
@@ -68,12 +113,11 @@ impl admin_service_server::AdminService for AdminService {
     ) -> Result<Response<v1::CancelTasksResponse>, Status> {
         let tenant = tenant_of(&request)?.0;
         let req = request.into_inner();
-        if req.filter.is_some() {
-            return Err(unimplemented("v1.AdminService.CancelTasks with a filter"));
-        }
+        let ids = self
+            .selected(tenant, &req.external_ids, req.filter.as_ref())
+            .await?;
         let mut cancelled = Vec::new();
-        for raw in &req.external_ids {
-            let id = parse_id("external_ids", raw)?;
+        for id in ids {
             if db::cancel_run_or_task(&self.state.pool, tenant, id)
                 .await
                 .map_err(AppError::from)?
@@ -89,9 +133,24 @@ impl admin_service_server::AdminService for AdminService {
 
     async fn replay_tasks(
         &self,
-        _request: Request<v1::ReplayTasksRequest>,
+        request: Request<v1::ReplayTasksRequest>,
     ) -> Result<Response<v1::ReplayTasksResponse>, Status> {
-        Err(unimplemented("v1.AdminService.ReplayTasks"))
+        let tenant = tenant_of(&request)?.0;
+        let req = request.into_inner();
+        let ids = self
+            .selected(tenant, &req.external_ids, req.filter.as_ref())
+            .await?;
+        let replayed = if ids.is_empty() {
+            Vec::new()
+        } else {
+            db::replay_tasks(&self.state.pool, tenant, &ids)
+                .await
+                .map_err(AppError::from)?
+        };
+        self.state.dispatch.wake_assigner();
+        Ok(Response::new(v1::ReplayTasksResponse {
+            replayed_tasks: replayed.iter().map(ToString::to_string).collect(),
+        }))
     }
 
     async fn trigger_workflow_run(
@@ -186,4 +245,21 @@ impl admin_service_server::AdminService for AdminService {
             branch_id: branch,
         }))
     }
+}
+
+/// A filter's `"key:value"` metadata pairs as a JSON object (`None` for none).
+fn metadata_pairs(pairs: &[String]) -> Result<Option<Value>, Status> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut out = serde_json::Map::new();
+    for pair in pairs {
+        let (k, v) = pair.split_once(':').ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "filter.additional_metadata entries must be key:value, not {pair:?}"
+            ))
+        })?;
+        out.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    Ok(Some(Value::Object(out)))
 }

@@ -11,6 +11,7 @@
 //! | `SubscribeToWorkflowRuns` | one FINISHED event per subscribed run, see [`crate::dispatch::runs`] |
 //! | `SubscribeToWorkflowEvents` | a run's task events and stream chunks (or every run's with a metadata key and value), see [`crate::dispatch::streams`] |
 //! | `GetVersion` | [`ENGINE_VERSION`] |
+//! | `PutOverridesData` | accepted and ignored, as in Hatchet's v1 engine |
 //!
 //! Every attempt event is idempotent per `(task_run_external_id, retry_count)`: STARTED arrives twice, and a
 //! COMPLETED or FAILED resent for an attempt that is already finished (or was cancelled or timed out meanwhile)
@@ -149,6 +150,7 @@ impl Dispatcher for DispatcherService {
         .await
         .map_err(AppError::from)?;
         tracing::info!(%worker_id, name = %r.worker_name, actions = r.actions.len(), "worker registered");
+        self.state.dispatch.changed(Some(tenant));
         Ok(Response::new(proto::WorkerRegisterResponse {
             tenant_id: tenant.to_string(),
             worker_id: worker_id.to_string(),
@@ -326,6 +328,7 @@ impl Dispatcher for DispatcherService {
                 )))
             }
         }
+        dispatch.changed(Some(tenant));
         Ok(Response::new(proto::ActionEventResponse {
             tenant_id: tenant.to_string(),
             worker_id: event.worker_id,
@@ -346,11 +349,13 @@ impl Dispatcher for DispatcherService {
         Err(unimplemented("Dispatcher.SendGroupKeyActionEvent"))
     }
 
+    /// Accepted and ignored, as Hatchet's v1 engine does (overrides belonged to the v0 engine's playground).
     async fn put_overrides_data(
         &self,
-        _request: Request<proto::OverridesData>,
+        request: Request<proto::OverridesData>,
     ) -> Result<Response<proto::OverridesDataResponse>, Status> {
-        Err(unimplemented("Dispatcher.PutOverridesData"))
+        tenant_of(&request)?;
+        Ok(Response::new(proto::OverridesDataResponse {}))
     }
 
     async fn unsubscribe(
@@ -373,6 +378,7 @@ impl Dispatcher for DispatcherService {
         self.state.dispatch.unsubscribed(worker_id);
         self.state.dispatch.wake_assigner();
         tracing::info!(%worker_id, retried, "worker unsubscribed");
+        self.state.dispatch.changed(Some(tenant));
         Ok(Response::new(proto::WorkerUnsubscribeResponse {
             tenant_id: tenant.to_string(),
             worker_id: worker_id.to_string(),

@@ -2,9 +2,10 @@
 //!
 //! `Push` / `BulkPush` go to `hatchet.push_events` (one statement for a whole bulk push, so either every event is
 //! stored and has triggered what it should, or none); `PutLog` to `hatchet.put_log`; `PutStreamEvent` to
-//! `hatchet.put_stream_chunk` (see [`crate::dispatch::streams`]). `ReplaySingleEvent` is not implemented yet.
+//! `hatchet.put_stream_chunk` (see [`crate::dispatch::streams`]). `ReplaySingleEvent` pushes a stored event
+//! (`hatchet.events_by_id`) again as a new event.
 
-use super::{parse_id, parse_json, unimplemented};
+use super::{parse_id, parse_json};
 use crate::auth::grpc::tenant_of;
 use crate::db::{events, tasks};
 use crate::dispatch::streams;
@@ -88,11 +89,29 @@ impl events_service_server::EventsService for EventsService {
         Ok(Response::new(proto::Events { events }))
     }
 
+    /// Pushes a stored event again, as Hatchet does: a new event with the same key, payload, metadata and scope,
+    /// which triggers what it would trigger now. NOT_FOUND for an unknown id.
     async fn replay_single_event(
         &self,
-        _request: Request<proto::ReplayEventRequest>,
+        request: Request<proto::ReplayEventRequest>,
     ) -> Result<Response<proto::Event>, Status> {
-        Err(unimplemented("EventsService.ReplaySingleEvent"))
+        let tenant = tenant_of(&request)?.0;
+        let id = parse_id("event_id", &request.get_ref().event_id)?;
+        let old = events::events_by_id(&self.state.pool, tenant, &[id])
+            .await
+            .map_err(AppError::from)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Status::not_found(format!("event {id} does not exist")))?;
+        let again = proto::PushEventRequest {
+            key: old.key,
+            payload: old.payload.to_string(),
+            additional_metadata: Some(old.additional_metadata.to_string()),
+            scope: old.scope,
+            ..Default::default()
+        };
+        let mut events = self.push_all(tenant, vec![again]).await?;
+        Ok(Response::new(events.remove(0)))
     }
 
     async fn put_log(
@@ -113,6 +132,7 @@ impl events_service_server::EventsService for EventsService {
         )
         .await
         .map_err(AppError::from)?;
+        self.state.dispatch.changed(Some(tenant));
         Ok(Response::new(proto::PutLogResponse {}))
     }
 
@@ -135,6 +155,7 @@ impl events_service_server::EventsService for EventsService {
             r.created_at.as_ref().and_then(to_datetime),
         )
         .await?;
+        self.state.dispatch.changed(Some(tenant));
         Ok(Response::new(proto::PutStreamEventResponse {}))
     }
 }

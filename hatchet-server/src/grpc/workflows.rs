@@ -78,6 +78,7 @@ pub(crate) fn v0_trigger(r: &v1::TriggerWorkflowRequest) -> Result<Trigger, Stat
         r.parent_task_run_external_id.as_deref(),
     )?;
     t.desired_worker_id = optional_id("desired_worker_id", r.desired_worker_id.as_deref())?;
+    t.desired_worker_labels = trigger_labels(&r.desired_worker_labels);
     t.child_index = t.parent_task_id.and(r.child_index);
     t.child_key = t
         .parent_task_id
@@ -93,12 +94,21 @@ pub(crate) fn v1_trigger(r: &v1::TriggerWorkflowRunRequest) -> Result<Trigger, S
             .map(str::to_owned)
             .map_err(|_| Status::invalid_argument(format!("{field} is not UTF-8")))
     };
-    trigger(
+    let mut t = trigger(
         &r.workflow_name,
         &utf8("input", &r.input)?,
         &utf8("additional_metadata", &r.additional_metadata)?,
         r.priority,
-    )
+    )?;
+    t.desired_worker_labels = trigger_labels(&r.desired_worker_labels);
+    Ok(t)
+}
+
+/// Worker labels given at trigger time, in the JSON `hatchet.run_workflow` takes (`None` when there are none).
+fn trigger_labels(
+    labels: &std::collections::HashMap<String, v1::DesiredWorkerLabels>,
+) -> Option<serde_json::Value> {
+    (!labels.is_empty()).then(|| super::definition::desired_labels_json(labels))
 }
 
 #[tonic::async_trait]

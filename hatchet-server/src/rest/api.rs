@@ -7,7 +7,7 @@
 //! workflow deletion, ...) gets 501 with an honest message (never made-up data), and an unauthenticated request
 //! gets 401 like a real route would.
 
-use super::{alerts, crons, events, filters, runs, tasks, webhooks, workers, workflows};
+use super::{alerts, crons, events, filters, runs, stats, tasks, webhooks, workers, workflows};
 use crate::auth::http::require_bearer;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -28,6 +28,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .merge(workflows::router())
         .merge(events::router())
         .merge(filters::router())
+        .merge(stats::router())
         .merge(webhooks::router())
         .merge(alerts::router())
         .fallback(not_implemented)

@@ -1,15 +1,17 @@
-//! Events (`event.list`, with the webhook that made an event as `triggeringWebhookName`) and rate limits (`rate_limits.list`). Events are pushed over gRPC (`EventsService`).
+//! Events (`event.list`, by id too, and `event.get`, with the webhook that made an event as `triggeringWebhookName`) and rate limits (`rate_limits.list`). Events are pushed over gRPC (`EventsService`).
 
-use super::query::TenantQuery;
+use super::query::{parse_uuid, TenantQuery};
 use super::shapes::{List, Meta};
 use crate::db::{events as db, flow_control};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::status::RunStatus;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use uuid::Uuid;
 
 /// The metadata key in which `hatchet.receive_webhook` records the webhook that made an event.
 const WEBHOOK_NAME_KEY: &str = "hatchet__webhook_name";
@@ -18,6 +20,7 @@ const WEBHOOK_NAME_KEY: &str = "hatchet__webhook_name";
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/stable/tenants/{tenant}/events", get(list_events))
+        .route("/v1/stable/tenants/{tenant}/events/{event}", get(get_event))
         .route("/v1/tenants/{tenant}/rate-limits", get(list_rate_limits))
 }
 
@@ -27,46 +30,87 @@ async fn list_events(
 ) -> Result<Json<List<Value>>, AppError> {
     let (offset, limit) = p.page()?;
     let keys = p.list("keys");
-    let (events, total) = db::list_events(
-        &state.pool,
-        tenant,
-        keys.as_deref(),
-        p.datetime("since")?,
-        p.datetime("until")?,
-        limit,
-        offset,
-    )
-    .await?;
-    let rows = events
-        .into_iter()
-        .map(|mut e| {
-            let count = |s: RunStatus| e.runs.iter().filter(|r| r.status == s).count();
-            // An event made by an incoming webhook names it in an engine metadata key (`hatchet.receive_webhook`).
-            let webhook = e
-                .additional_metadata
-                .as_object_mut()
-                .and_then(|m| m.remove(WEBHOOK_NAME_KEY));
-            json!({
-                "metadata": Meta::new(e.id, e.created_at),
-                "key": e.key,
-                "tenantId": tenant.to_string(),
-                "payload": e.payload,
-                "additionalMetadata": e.additional_metadata,
-                "scope": e.scope,
-                "seenAt": e.created_at,
-                "workflowRunSummary": {
-                    "running": count(RunStatus::Running),
-                    "queued": count(RunStatus::Queued),
-                    "succeeded": count(RunStatus::Completed),
-                    "failed": count(RunStatus::Failed),
-                    "cancelled": count(RunStatus::Cancelled),
-                },
-                "triggeredRuns": e.runs.iter().map(|r| json!({"workflowRunId": r.id.to_string()})).collect::<Vec<_>>(),
-                "triggeringWebhookName": webhook,
-            })
-        })
-        .collect();
+    let since = p.datetime("since")?;
+    let until = p.datetime("until")?;
+    let (events, total) = match p.uuids("eventIds")? {
+        // By id: those events, then the other filters, newest first like the list.
+        Some(ids) => {
+            let mut found: Vec<db::EventRow> = db::events_by_id(&state.pool, tenant, &ids)
+                .await?
+                .into_iter()
+                .filter(|e| keys.as_ref().is_none_or(|k| k.contains(&e.key)))
+                .filter(|e| since.is_none_or(|s| e.created_at >= s))
+                .filter(|e| until.is_none_or(|u| e.created_at <= u))
+                .collect();
+            found.sort_by_key(|e| std::cmp::Reverse((e.created_at, e.id)));
+            let total = i64::try_from(found.len()).unwrap_or(i64::MAX);
+            let page = found
+                .into_iter()
+                .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                .take(usize::try_from(limit).unwrap_or(0))
+                .collect();
+            (page, total)
+        }
+        None => {
+            db::list_events(
+                &state.pool,
+                tenant,
+                keys.as_deref(),
+                since,
+                until,
+                limit,
+                offset,
+            )
+            .await?
+        }
+    };
+    let rows = events.into_iter().map(|e| event_json(tenant, e)).collect();
     Ok(Json(List::page(rows, offset, limit, total)))
+}
+
+/// One event (`event.get`); 404 for an unknown id.
+async fn get_event(
+    State(state): State<AppState>,
+    TenantQuery { tenant, .. }: TenantQuery,
+    Path(path): Path<HashMap<String, String>>,
+) -> Result<Json<Value>, AppError> {
+    let raw = path.get("event").map_or("", String::as_str);
+    let id = parse_uuid("event id", raw)?;
+    db::events_by_id(&state.pool, tenant, &[id])
+        .await?
+        .into_iter()
+        .next()
+        .map(|e| Json(event_json(tenant, e)))
+        .ok_or_else(|| AppError::NotFound(format!("event {id} does not exist")))
+}
+
+/// Hatchet's `V1Event`.
+fn event_json(tenant: Uuid, mut e: db::EventRow) -> Value {
+    let count = |s: RunStatus| e.runs.iter().filter(|r| r.status == s).count();
+    let summary = json!({
+        "running": count(RunStatus::Running),
+        "queued": count(RunStatus::Queued),
+        "succeeded": count(RunStatus::Completed),
+        "failed": count(RunStatus::Failed),
+        "cancelled": count(RunStatus::Cancelled),
+    });
+    // An event made by an incoming webhook names it in an engine metadata key (`hatchet.receive_webhook`).
+    let webhook = e
+        .additional_metadata
+        .as_object_mut()
+        .and_then(|m| m.remove(WEBHOOK_NAME_KEY));
+    json!({
+        "metadata": Meta::new(e.id, e.created_at),
+        "key": e.key,
+        "tenantId": tenant.to_string(),
+        "payload": e.payload,
+        "additionalMetadata": e.additional_metadata,
+        "scope": e.scope,
+        "seenAt": e.created_at,
+        "workflowRunSummary": summary,
+        "triggeredRuns": e.runs.iter().map(|r| json!({"workflowRunId": r.id.to_string()})).collect::<Vec<_>>(),
+        "triggeringWebhookName": webhook,
+    })
 }
 
 async fn list_rate_limits(

@@ -1,5 +1,6 @@
 //! The REST side: Hatchet's HTTP API for the SDKs (under `/api`, bearer-authenticated) plus the operational
-//! endpoints `/health` (public, for probes) and `/metrics` (bearer-authenticated, the token's tenant only).
+//! endpoints `/health` (public, for probes) and `/metrics` (bearer-authenticated, the token's tenant only), and the
+//! dashboard's pages at `/` (see `crate::dashboard`).
 //!
 //! [`app`] builds the whole router from the state, so tests can drive it with `tower::ServiceExt::oneshot`
 //! without binding a socket. Each resource module exposes a `router()`.
@@ -15,6 +16,7 @@ pub(crate) mod query;
 pub(crate) mod resource;
 pub(crate) mod runs;
 pub(crate) mod shapes;
+pub(crate) mod stats;
 pub(crate) mod tasks;
 pub mod webhooks;
 pub(crate) mod workers;
@@ -29,5 +31,6 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(metrics::router(&state))
         .nest("/api", api::router(state.clone()))
+        .merge(crate::dashboard::router())
         .with_state(state)
 }

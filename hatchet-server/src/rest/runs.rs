@@ -118,6 +118,28 @@ fn timings(events: &[RunEvent]) -> HashMap<Uuid, Timing> {
     out
 }
 
+/// A run's timeline as Hatchet's REST API shows it: an attempt that failed and is retried has a FAILED event before
+/// its RETRYING one (the extension records the failure once, as RETRYING with the error). An attempt that timed out
+/// already has its failure event (TIMED_OUT).
+fn with_failed_attempts(events: &[RunEvent]) -> Vec<RunEvent> {
+    let timed_out: std::collections::HashSet<(Uuid, i32)> = events
+        .iter()
+        .filter(|e| e.event_type == "TIMED_OUT")
+        .map(|e| (e.task_id, e.retry_count))
+        .collect();
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        if e.event_type == "RETRYING" && !timed_out.contains(&(e.task_id, e.retry_count)) {
+            out.push(RunEvent {
+                event_type: "FAILED".into(),
+                ..e.clone()
+            });
+        }
+        out.push(e.clone());
+    }
+    out
+}
+
 /// A task's output in the REST shapes: the SDK's output ([`RunTask::sdk_output`]), `{}` while it has none.
 fn task_output(t: &RunTask) -> Value {
     t.sdk_output().unwrap_or_else(|| json!({}))
@@ -146,8 +168,8 @@ pub(crate) async fn details(
         .iter()
         .filter_map(|t| Some((t.task_external_id.parse().ok()?, t.display_name.clone())))
         .collect();
-    let task_events = events
-        .iter()
+    let task_events = with_failed_attempts(&events)
+        .into_iter()
         .enumerate()
         .map(|(i, e)| TaskEvent {
             id: i64::try_from(i).unwrap_or(i64::MAX) + 1,

@@ -1,16 +1,18 @@
 //! Workflows: `workflows.list` (which `Workflow.id` uses to find a workflow by name), `workflows.get`,
-//! `workflows.get_version`. Deleting and pausing workflows have no extension function yet and answer 501.
+//! `workflows.get_version`, `workflows.pause` / `unpause` (`PATCH` with Hatchet's `WorkflowUpdateRequest`) and
+//! `workflows.delete`.
 
-use super::query::{parse_uuid, TenantQuery};
+use super::query::{parse_uuid, Body, TenantQuery};
 use super::shapes::{List, Meta};
 use crate::auth::http::AuthTenant;
 use crate::db::workflows::{self as db, WorkflowRow};
 use crate::error::AppError;
 use crate::state::AppState;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -18,7 +20,10 @@ use uuid::Uuid;
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants/{tenant}/workflows", get(list))
-        .route("/v1/workflows/{workflow}", get(get_one))
+        .route(
+            "/v1/workflows/{workflow}",
+            get(get_one).patch(update).delete(delete),
+        )
         .route("/v1/workflows/{workflow}/versions", get(version))
 }
 
@@ -120,4 +125,74 @@ async fn version(
     v["triggers"] = triggers(tenant.0, &w);
     v["workflow"] = serde_json::to_value(shape(tenant.0, w)).map_err(AppError::internal)?;
     Ok(Json(v))
+}
+
+/// Hatchet's `WorkflowUpdateRequest`: `{"pause": {"action": "pause", "pausedWorkflowQueueTTL": "10m",
+/// "pausedWorkflowCronRunQueueBehavior": "QUEUE" | "DROP", "pausedWorkflowScheduledRunQueueBehavior": ...}}` or
+/// `{"pause": {"action": "unpause"}}`. A request without `pause` changes nothing and returns the workflow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    pause: Option<PauseBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PauseBody {
+    action: String,
+    #[serde(rename = "pausedWorkflowQueueTTL")]
+    paused_workflow_queue_ttl: Option<String>,
+    paused_workflow_cron_run_queue_behavior: Option<String>,
+    paused_workflow_scheduled_run_queue_behavior: Option<String>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(workflow): Path<String>,
+    Body(body): Body<UpdateBody>,
+) -> Result<Json<Workflow>, AppError> {
+    let id = parse_uuid("workflow id", &workflow)?;
+    if let Some(p) = body.pause {
+        match p.action.as_str() {
+            "pause" => {
+                let pause = db::Pause {
+                    queue_ttl: p.paused_workflow_queue_ttl,
+                    cron_behavior: p
+                        .paused_workflow_cron_run_queue_behavior
+                        .unwrap_or_else(|| "QUEUE".into()),
+                    scheduled_behavior: p
+                        .paused_workflow_scheduled_run_queue_behavior
+                        .unwrap_or_else(|| "QUEUE".into()),
+                };
+                db::pause_workflow(&state.pool, tenant.0, id, &pause).await?;
+            }
+            "unpause" => {
+                db::unpause_workflow(&state.pool, tenant.0, id).await?;
+                // Its held attempts can go now; do not wait for the assigner's idle poll.
+                state.dispatch.wake_assigner();
+            }
+            other => {
+                return Err(AppError::InvalidArgument(format!(
+                    "pause.action must be \"pause\" or \"unpause\", not {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(Json(shape(
+        tenant.0,
+        find(&state, tenant.0, &workflow).await?,
+    )))
+}
+
+/// Deletes the workflow (its versions, crons, schedules and filters; finished runs stay). 409 while it has work
+/// in progress.
+async fn delete(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(workflow): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let id = parse_uuid("workflow id", &workflow)?;
+    db::delete_workflow(&state.pool, tenant.0, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,8 @@
 //! so Ctrl-C on `cargo test` does not kill it first, blocks reading a pipe from this process. When the test
 //! process exits for any reason the pipe closes, and the watchdog stops Postgres and deletes the directory.
 //!
-//! Needs the extension installed in the system Postgres 15 (`make dev` or `cargo pgrx install`).
+//! Needs the extension installed in the system Postgres 15 (`make dev` or `scripts/install-ext.sh`), or in the Postgres
+//! whose `bin/` directory `HATCHET_PG_BIN_DIR` names.
 
 #![allow(dead_code)] // each test binary uses a different subset
 

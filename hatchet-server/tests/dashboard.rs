@@ -1,0 +1,654 @@
+//! The dashboard's routes against a real database: sign-in, the tenant boundary, CSRF, escaping of hostile data,
+//! every page rendering (the live feed has its own binary, `dashboard_live.rs`, so its cluster is quiet).
+
+mod common;
+
+use axum::body::Body;
+use hatchet_server::config::{ServerConfig, DEFAULT_TENANT_ID};
+use hatchet_server::{rest, AppState};
+use http_body_util::BodyExt;
+use serde_json::json;
+use sqlx::PgPool;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    set_cookie: Option<String>,
+    body: String,
+}
+
+async fn request(
+    state: &AppState,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> Answer {
+    let mut req = axum::http::Request::builder().method(method).uri(path);
+    if let Some(token) = cookie {
+        req = req.header("cookie", format!("hatchet_session={token}"));
+    }
+    let body = match form {
+        Some(f) => {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+            Body::from(f.to_owned())
+        }
+        None => Body::empty(),
+    };
+    let resp = rest::app(state.clone())
+        .oneshot(req.body(body).unwrap())
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (status, location, set_cookie) = (
+        resp.status().as_u16(),
+        header("location"),
+        header("set-cookie"),
+    );
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    Answer {
+        status,
+        location,
+        set_cookie,
+        body,
+    }
+}
+
+async fn get(state: &AppState, path: &str, token: &str) -> Answer {
+    request(state, "GET", path, Some(token), None).await
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + "name=\"csrf\" value=\"".len();
+    page[at..at + 64].to_owned()
+}
+
+async fn register_worker(pool: &PgPool, tenant: Uuid, name: &str) -> Uuid {
+    sqlx::query_scalar(
+        "SELECT hatchet.register_worker(name => $1, actions => ARRAY['dash:a'], slots => '{\"default\": 5}', \
+         labels => '{\"zone\": \"<b>eu</b>\"}', tenant_id => $2)",
+    )
+    .bind(name)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn is_paused(pool: &PgPool, tenant: Uuid, worker: Uuid) -> bool {
+    sqlx::query_scalar("SELECT is_paused FROM hatchet.worker(worker_id => $1, tenant_id => $2)")
+        .bind(worker)
+        .bind(tenant)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// A two-task DAG workflow `name` in `tenant` and one run of it with `metadata`.
+async fn dag_run(pool: &PgPool, tenant: Uuid, name: &str, metadata: serde_json::Value) -> Uuid {
+    let definition = json!({"name": name, "tasks": [
+        {"readable_id": "first"}, {"readable_id": "second", "parents": ["first"]}]});
+    sqlx::query("SELECT hatchet.register_workflow(definition => $1, tenant_id => $2)")
+        .bind(&definition)
+        .bind(tenant)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "SELECT hatchet.run_workflow(name => $1, input => '{\"x\": 1}', additional_metadata => $2, tenant_id => $3)",
+    )
+    .bind(name)
+    .bind(&metadata)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn other_tenant(pool: &PgPool) -> Uuid {
+    let name = format!("dash-other-{}", Uuid::new_v4());
+    sqlx::query_scalar("SELECT hatchet.create_tenant($1)")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pages_need_a_session() {
+    let state = common::state().await;
+    for path in [
+        "/runs",
+        "/workers",
+        "/workflows",
+        "/crons",
+        "/events",
+        "/rate-limits",
+        "/concurrency",
+        "/queues",
+    ] {
+        let a = request(&state, "GET", path, None, None).await;
+        assert_eq!(a.status, 303, "{path}");
+        assert_eq!(a.location.as_deref(), Some("/login"), "{path}");
+        let a = get(&state, path, "not-a-token").await;
+        assert_eq!(a.status, 303, "{path} with a bad cookie");
+    }
+    let a = request(&state, "GET", "/login", None, None).await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("name=\"token\""));
+    // An action without a session does nothing and sends the browser to sign in.
+    let a = request(
+        &state,
+        "POST",
+        &format!("/runs/{}/cancel", Uuid::new_v4()),
+        None,
+        Some("csrf=x"),
+    )
+    .await;
+    assert_eq!(a.status, 303);
+    assert_eq!(a.location.as_deref(), Some("/login"));
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_http_only_cookie() {
+    let state = common::state().await;
+    let token = common::mint(&state, "dash-login").await.token;
+    let bad = request(
+        &state,
+        "POST",
+        "/login",
+        None,
+        Some("token=eyJhbGciOiJIUzI1NiJ9.e30.bad"),
+    )
+    .await;
+    assert_eq!(bad.status, 401);
+    assert!(bad.set_cookie.is_none());
+    assert!(bad.body.contains("sign-in refused"));
+    let hostile = request(
+        &state,
+        "POST",
+        "/login",
+        None,
+        Some("token=%3Cscript%3E%0D%0ASet-Cookie%3A+x"),
+    )
+    .await;
+    assert_eq!(hostile.status, 401);
+    assert!(hostile.set_cookie.is_none());
+
+    let ok = request(
+        &state,
+        "POST",
+        "/login",
+        None,
+        Some(&format!("token={token}")),
+    )
+    .await;
+    assert_eq!(ok.status, 303);
+    assert_eq!(ok.location.as_deref(), Some("/runs"));
+    let cookie = ok.set_cookie.unwrap();
+    assert!(
+        cookie.starts_with(&format!("hatchet_session={token};")),
+        "{cookie}"
+    );
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let page = get(&state, "/workers", &token).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&DEFAULT_TENANT_ID.to_string()),
+        "the header names the tenant"
+    );
+
+    // Sign-in from a link is for `dev` only.
+    let link = request(&state, "GET", &format!("/login?token={token}"), None, None).await;
+    assert_eq!(link.status, 403);
+    assert!(link.set_cookie.is_none());
+    let dev = AppState::new(
+        common::pool().await,
+        ServerConfig {
+            dashboard_link_login: true,
+            ..common::test_config()
+        },
+    )
+    .unwrap();
+    let link = request(&dev, "GET", &format!("/login?token={token}"), None, None).await;
+    assert_eq!(link.status, 200);
+    assert!(link.set_cookie.unwrap().starts_with("hatchet_session="));
+
+    // Signing out clears the cookie (with the CSRF token only).
+    let csrf = csrf_of(&page.body);
+    assert_eq!(
+        request(&state, "POST", "/logout", Some(&token), Some("csrf=wrong"))
+            .await
+            .status,
+        403
+    );
+    let out = request(
+        &state,
+        "POST",
+        "/logout",
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(out.status, 303);
+    assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
+
+    // A revoked token signs the browser out.
+    let minted = common::mint(&state, "dash-revoke").await;
+    assert_eq!(get(&state, "/runs", &minted.token).await.status, 200);
+    state
+        .auth
+        .revoke(DEFAULT_TENANT_ID, minted.token_id)
+        .await
+        .unwrap();
+    assert_eq!(get(&state, "/runs", &minted.token).await.status, 303);
+}
+
+#[tokio::test]
+async fn actions_need_the_csrf_token() {
+    let state = common::state().await;
+    let token = common::mint(&state, "dash-csrf").await.token;
+    let worker = register_worker(&state.pool, DEFAULT_TENANT_ID, "dash-csrf-worker").await;
+    let page = get(&state, "/workers", &token).await;
+    assert!(page.body.contains("dash-csrf-worker"));
+    assert!(
+        page.body.contains("&lt;b&gt;eu&lt;/b&gt;"),
+        "labels are escaped"
+    );
+    let csrf = csrf_of(&page.body);
+
+    for form in [
+        "",
+        "csrf=",
+        "csrf=0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let a = request(
+            &state,
+            "POST",
+            &format!("/workers/{worker}/pause"),
+            Some(&token),
+            Some(form),
+        )
+        .await;
+        assert_eq!(a.status, 403, "form {form:?}");
+        assert!(!is_paused(&state.pool, DEFAULT_TENANT_ID, worker).await);
+    }
+    // Another session's token is not this one's.
+    let other = common::mint(&state, "dash-csrf-other").await.token;
+    let other_csrf = csrf_of(&get(&state, "/workers", &other).await.body);
+    assert_ne!(other_csrf, csrf);
+    let a = request(
+        &state,
+        "POST",
+        &format!("/workers/{worker}/pause"),
+        Some(&token),
+        Some(&format!("csrf={other_csrf}")),
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert!(!is_paused(&state.pool, DEFAULT_TENANT_ID, worker).await);
+
+    let a = request(
+        &state,
+        "POST",
+        &format!("/workers/{worker}/pause"),
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(a.status, 303);
+    assert!(is_paused(&state.pool, DEFAULT_TENANT_ID, worker).await);
+    assert!(get(&state, "/workers", &token)
+        .await
+        .body
+        .contains("Resume"));
+    let a = request(
+        &state,
+        "POST",
+        &format!("/workers/{worker}/resume"),
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(a.status, 303);
+    assert!(!is_paused(&state.pool, DEFAULT_TENANT_ID, worker).await);
+    // Unknown worker: 404, bad id: 400.
+    let a = request(
+        &state,
+        "POST",
+        &format!("/workers/{}/pause", Uuid::new_v4()),
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    let a = request(
+        &state,
+        "POST",
+        "/workers/nope/pause",
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(a.status, 400);
+}
+
+#[tokio::test]
+async fn another_tenants_data_is_not_found() {
+    let state = common::state().await;
+    let token = common::mint(&state, "dash-tenants").await.token;
+    let other = other_tenant(&state.pool).await;
+    let run = dag_run(
+        &state.pool,
+        other,
+        "dash_other_wf",
+        json!({"secret": "other-tenant"}),
+    )
+    .await;
+    let worker = register_worker(&state.pool, other, "dash-other-worker").await;
+    let csrf = csrf_of(&get(&state, "/runs", &token).await.body);
+
+    assert_eq!(
+        get(&state, &format!("/runs/{run}"), &token).await.status,
+        404
+    );
+    let list = get(&state, "/runs?window=all", &token).await;
+    assert!(!list.body.contains(&run.to_string()));
+    assert!(!list.body.contains("dash_other_wf"));
+    assert!(!get(&state, "/workers", &token)
+        .await
+        .body
+        .contains("dash-other-worker"));
+    assert!(!get(&state, "/workflows", &token)
+        .await
+        .body
+        .contains("dash_other_wf"));
+    // Actions on it change nothing.
+    let a = request(
+        &state,
+        "POST",
+        &format!("/runs/{run}/cancel"),
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    let status: String =
+        sqlx::query_scalar("SELECT hatchet.run_status(run_id => $1, tenant_id => $2)")
+            .bind(run)
+            .bind(other)
+            .fetch_one(&state.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "QUEUED");
+    let a = request(
+        &state,
+        "POST",
+        &format!("/workers/{worker}/pause"),
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    assert!(!is_paused(&state.pool, other, worker).await);
+}
+
+#[tokio::test]
+async fn hostile_metadata_is_escaped() {
+    let state = common::state().await;
+    let token = common::mint(&state, "dash-escape").await.token;
+    let hostile = "<script>alert(1)</script>\"'&";
+    let run = dag_run(
+        &state.pool,
+        DEFAULT_TENANT_ID,
+        "dash_escape_wf",
+        json!({ hostile: hostile }),
+    )
+    .await;
+    for path in [format!("/runs/{run}"), "/runs?window=all".to_owned()] {
+        let page = get(&state, &path, &token).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(
+            !page.body.contains("<script>alert"),
+            "{path} has raw markup"
+        );
+        assert!(
+            page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}"
+        );
+    }
+    // A filter value comes back escaped too.
+    let page = get(&state, "/runs?key=%22%3E%3Cscript%3Ex&value=1", &token).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("\"><script>x"));
+    assert!(page.body.contains("&quot;&gt;&lt;script&gt;x"));
+}
+
+#[tokio::test]
+async fn run_detail_draws_the_dag_and_acts() {
+    let state = common::state().await;
+    let token = common::mint(&state, "dash-detail").await.token;
+    let run = dag_run(
+        &state.pool,
+        DEFAULT_TENANT_ID,
+        "dash_detail_wf",
+        json!({"team": "blue"}),
+    )
+    .await;
+    let page = get(&state, &format!("/runs/{run}"), &token).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<svg class=\"dag\""));
+    assert!(
+        page.body
+            .contains("data-task=\"first\" data-status=\"QUEUED\""),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("data-task=\"second\" data-status=\"PENDING\""));
+    assert_eq!(page.body.matches("<path ").count(), 1, "one edge");
+    assert!(
+        page.body.contains("data-event=\"QUEUED\""),
+        "the timeline shows the queued task"
+    );
+    // A task id opens its run; the list filters by metadata and status.
+    let first: Uuid = sqlx::query_scalar(
+        "SELECT task_id FROM hatchet.run_tasks(run_id => $1) WHERE readable_id = 'first'",
+    )
+    .bind(run)
+    .fetch_one(&state.pool)
+    .await
+    .unwrap();
+    let a = get(&state, &format!("/runs?id={first}"), &token).await;
+    assert_eq!(
+        (a.status, a.location.as_deref()),
+        (303, Some(format!("/runs/{run}").as_str()))
+    );
+    let list = get(
+        &state,
+        "/runs?window=1h&key=team&value=blue&status=QUEUED",
+        &token,
+    )
+    .await;
+    assert!(list.body.contains(&format!("data-run=\"{run}\"")));
+    let list = get(
+        &state,
+        "/runs?window=1h&key=team&value=blue&status=COMPLETED",
+        &token,
+    )
+    .await;
+    assert!(!list.body.contains(&format!("data-run=\"{run}\"")));
+    assert_eq!(get(&state, "/runs?status=DONE", &token).await.status, 400);
+    assert_eq!(get(&state, "/runs/not-a-uuid", &token).await.status, 400);
+    assert_eq!(
+        get(&state, &format!("/runs/{}", Uuid::new_v4()), &token)
+            .await
+            .status,
+        404
+    );
+
+    // Cancel the run from its page, then replay it.
+    let csrf = csrf_of(&page.body);
+    let a = request(
+        &state,
+        "POST",
+        &format!("/runs/{run}/cancel"),
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.location.as_deref()),
+        (303, Some(format!("/runs/{run}").as_str()))
+    );
+    let page = get(&state, &format!("/runs/{run}"), &token).await;
+    assert!(
+        page.body
+            .contains("id=\"run-status\"><span class=\"badge muted\">CANCELLED"),
+        "{}",
+        page.body
+    );
+    let a = request(
+        &state,
+        "POST",
+        &format!("/runs/{run}/replay"),
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(a.status, 303);
+    let status: String = sqlx::query_scalar("SELECT hatchet.run_status(run_id => $1)")
+        .bind(run)
+        .fetch_one(&state.pool)
+        .await
+        .unwrap();
+    assert_ne!(status, "CANCELLED", "the replay started the run again");
+    let first_status: String = sqlx::query_scalar(
+        "SELECT status FROM hatchet.run_tasks(run_id => $1) WHERE readable_id = 'first'",
+    )
+    .bind(run)
+    .fetch_one(&state.pool)
+    .await
+    .unwrap();
+    assert_eq!(first_status, "QUEUED", "its first task is queued again");
+}
+
+#[tokio::test]
+async fn every_page_renders() {
+    let state = common::state().await;
+    let token = common::mint(&state, "dash-pages").await.token;
+    let run = dag_run(&state.pool, DEFAULT_TENANT_ID, "dash_pages_wf", json!({})).await;
+    let _ = run;
+    sqlx::query(
+        "SELECT hatchet.put_rate_limit(key => 'dash-limit', \"limit\" => 10, duration => 'MINUTE')",
+    )
+    .execute(&state.pool)
+    .await
+    .unwrap();
+    let workflow: Uuid = sqlx::query_scalar(
+        "SELECT id FROM hatchet.list_workflows(workflow_name => 'dash_pages_wf')",
+    )
+    .fetch_one(&state.pool)
+    .await
+    .unwrap();
+    let expect = [
+        ("/runs", "id=\"runs\""),
+        ("/workers", "<table>"),
+        ("/workflows", "dash_pages_wf"),
+        (&format!("/workflows/{workflow}") as &str, "second"),
+        ("/crons", "id=\"create-cron\""),
+        ("/events", "id=\"events\""),
+        ("/rate-limits", "dash-limit"),
+        ("/concurrency", "id=\"concurrency\""),
+        ("/queues", "dash_pages_wf:first"),
+    ];
+    for (path, needle) in expect {
+        let page = get(&state, path, &token).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(
+            page.body.contains(needle),
+            "{path} lacks {needle}: {}",
+            page.body
+        );
+    }
+    let css = request(&state, "GET", "/static/dashboard.css", None, None).await;
+    assert_eq!(css.status, 200);
+    let js = request(&state, "GET", "/static/dashboard.js", None, None).await;
+    assert!(js.body.contains("EventSource"));
+    // `/` goes to the runs; the REST API is untouched.
+    assert_eq!(
+        request(&state, "GET", "/", None, None)
+            .await
+            .location
+            .as_deref(),
+        Some("/runs")
+    );
+    assert_eq!(
+        request(&state, "GET", "/health", None, None).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn crons_are_created_and_deleted() {
+    let state = common::state().await;
+    let token = common::mint(&state, "dash-crons").await.token;
+    dag_run(&state.pool, DEFAULT_TENANT_ID, "dash_cron_wf", json!({})).await;
+    let csrf = csrf_of(&get(&state, "/crons", &token).await.body);
+    let bad = request(&state, "POST", "/crons", Some(&token),
+        Some(&format!("csrf={csrf}&kind=cron&workflow=dash_cron_wf&name=n1&expression=not+a+cron&input=%7B%7D"))).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let ok = request(&state, "POST", "/crons", Some(&token),
+        Some(&format!("csrf={csrf}&kind=cron&workflow=dash_cron_wf&name=dash-nightly&expression=0+3+*+*+*&input=%7B%7D"))).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let page = get(&state, "/crons", &token).await;
+    assert!(page.body.contains("data-cron=\"dash-nightly\""));
+    let at = page.body.find("data-cron=\"dash-nightly\"").unwrap();
+    let row = &page.body[at..at + page.body[at..].find("</tr>").unwrap()];
+    assert!(row.contains("<time"), "next fire shown: {row}");
+    let id = row.split("/crons/").nth(1).unwrap()[..36].to_owned();
+    let del = request(
+        &state,
+        "POST",
+        &format!("/crons/{id}/delete"),
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(del.status, 303);
+    assert!(!get(&state, "/crons", &token)
+        .await
+        .body
+        .contains("data-cron=\"dash-nightly\""));
+    let again = request(
+        &state,
+        "POST",
+        &format!("/crons/{id}/delete"),
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(again.status, 404);
+}

@@ -1,0 +1,300 @@
+-- The dashboard's reads (hatchet-server's `/` pages): what the other files' functions do not already return. Every
+-- function here is tenant-bound like the rest of the API (hatchet._tenant), reads only, and is bounded: hot tables
+-- (queues, concurrency) are small by design, history is read through its primary key ranges with a LIMIT.
+--
+-- Public: workflow_versions, workflow_tasks, list_concurrency, queue_stats, run_status_counts, run_graph, dashboard_runs.
+-- Calls: tenants.sql (_tenant), runs.sql (run_status).
+
+-- The versions of a workflow, newest first, with their task count and workflow-level concurrency.
+CREATE FUNCTION hatchet.workflow_versions(workflow_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (id uuid, version text, created_at timestamptz, tasks bigint, concurrency jsonb)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(workflow_versions.tenant_id);
+BEGIN
+    IF workflow_versions.workflow_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['workflow_id']);
+    END IF;
+    RETURN QUERY
+    SELECT v.external_id, v.version, v.created_at,
+           (SELECT count(*) FROM hatchet.task_definitions d
+            WHERE d.tenant_id = v.tenant_id AND d.workflow_version_id = v.id),
+           v.concurrency
+    FROM hatchet.workflows w
+    JOIN hatchet.workflow_versions v ON v.tenant_id = w.tenant_id AND v.workflow_id = w.id
+    WHERE w.tenant_id = p_tenant AND w.external_id = workflow_versions.workflow_id
+    ORDER BY v.id DESC
+    LIMIT 100;
+END
+$$;
+COMMENT ON FUNCTION hatchet.workflow_versions(uuid, uuid) IS
+    'the latest 100 versions of a workflow, newest first, with task count and workflow-level concurrency';
+
+-- The tasks of a workflow's latest version with their DAG edges and policies, in definition order.
+CREATE FUNCTION hatchet.workflow_tasks(workflow_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (readable_id text, action text, parents text[], is_on_failure boolean, is_durable boolean,
+               retries integer, backoff_factor float8, execution_timeout text, schedule_timeout text,
+               concurrency jsonb, rate_limits jsonb)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(workflow_tasks.tenant_id);
+BEGIN
+    IF workflow_tasks.workflow_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['workflow_id']);
+    END IF;
+    RETURN QUERY
+    SELECT d.readable_id, d.action, d.parents, d.is_on_failure, d.is_durable, d.retries, d.backoff_factor,
+           d.execution_timeout::text, d.schedule_timeout::text, d.concurrency, d.rate_limits
+    FROM hatchet.workflows w
+    CROSS JOIN LATERAL (SELECT x.id FROM hatchet.workflow_versions x
+                        WHERE x.tenant_id = w.tenant_id AND x.workflow_id = w.id ORDER BY x.id DESC LIMIT 1) v
+    JOIN hatchet.task_definitions d ON d.tenant_id = w.tenant_id AND d.workflow_version_id = v.id
+    WHERE w.tenant_id = p_tenant AND w.external_id = workflow_tasks.workflow_id
+    ORDER BY d.id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.workflow_tasks(uuid, uuid) IS
+    'the tasks of a workflow''s latest version: parents, retries, timeouts, concurrency and rate-limit settings';
+
+-- Concurrency keys: running against max_runs, and how many attempts wait for a slot. The busiest 500 keys (waiting,
+-- then running); keys with nothing running or waiting are left out.
+CREATE FUNCTION hatchet.list_concurrency(tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (scope text, key text, strategy text, max_runs integer, running integer, waiting bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(list_concurrency.tenant_id);
+BEGIN
+    RETURN QUERY
+    SELECT g.scope, g.key, g.strategy::text, g.max_runs, g.running, coalesce(q.n, 0)
+    FROM hatchet.concurrency_groups g
+    LEFT JOIN (SELECT c.scope, c.key, count(*) AS n FROM hatchet.concurrency_queue c
+               WHERE c.tenant_id = p_tenant GROUP BY c.scope, c.key) q ON q.scope = g.scope AND q.key = g.key
+    WHERE g.tenant_id = p_tenant AND (g.running > 0 OR q.n > 0)
+    ORDER BY coalesce(q.n, 0) DESC, g.running DESC, g.scope, g.key
+    LIMIT 500;
+END
+$$;
+COMMENT ON FUNCTION hatchet.list_concurrency(uuid) IS
+    'the busiest concurrency keys: running against max_runs and attempts waiting for a slot';
+
+-- Per queue: attempts ready, delayed (run_at, backoff, rate limit), waiting for a concurrency slot and running now,
+-- and completions and failures per 5-minute bucket over the last hour (bucket 1 is the oldest, 12 the current one).
+-- Throughput is read from the timeline of tasks created in the last 6 hours (task_events by its partition key), so a
+-- task that ran longer than that is not counted.
+CREATE FUNCTION hatchet.queue_stats(tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (queue text, ready bigint, delayed bigint, waiting bigint, running bigint, completed bigint[],
+               failed bigint[])
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid        := hatchet._tenant(queue_stats.tenant_id);
+    -- The clock, not the transaction's start: completions committed since then belong to the current bucket.
+    v_now    timestamptz := pg_catalog.clock_timestamp();
+BEGIN
+    RETURN QUERY
+    WITH depth AS (
+        SELECT r.queue, count(*) AS ready, 0::bigint AS delayed, 0::bigint AS waiting, 0::bigint AS running
+        FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant GROUP BY r.queue
+        UNION ALL
+        SELECT d.queue, 0, count(*), 0, 0 FROM hatchet.delayed_queue d WHERE d.tenant_id = p_tenant GROUP BY d.queue
+        UNION ALL
+        SELECT c.queue, 0, 0, count(*), 0 FROM hatchet.concurrency_queue c WHERE c.tenant_id = p_tenant
+        GROUP BY c.queue
+        UNION ALL
+        SELECT x.queue, 0, 0, 0, count(*) FROM hatchet.running x WHERE x.tenant_id = p_tenant GROUP BY x.queue
+    ), done AS (
+        SELECT t.queue,
+               least(12, 12 - floor(extract(epoch FROM v_now - e.created_at) / 300)::integer) AS bucket,
+               e.event_type = 'COMPLETED' AS ok
+        FROM hatchet.task_events e
+        JOIN hatchet.tasks t ON t.tenant_id = e.tenant_id AND t.inserted_at = e.task_inserted_at AND t.id = e.task_id
+        WHERE e.tenant_id = p_tenant AND e.task_inserted_at >= v_now - interval '6 hours'
+          AND e.created_at > v_now - interval '1 hour' AND e.event_type IN ('COMPLETED', 'FAILED')
+    ), queues AS (
+        SELECT d.queue FROM depth d UNION SELECT q.queue FROM done q
+    )
+    SELECT q.queue,
+           coalesce((SELECT sum(d.ready) FROM depth d WHERE d.queue = q.queue), 0)::bigint,
+           coalesce((SELECT sum(d.delayed) FROM depth d WHERE d.queue = q.queue), 0)::bigint,
+           coalesce((SELECT sum(d.waiting) FROM depth d WHERE d.queue = q.queue), 0)::bigint,
+           coalesce((SELECT sum(d.running) FROM depth d WHERE d.queue = q.queue), 0)::bigint,
+           ARRAY(SELECT (SELECT count(*) FROM done x WHERE x.queue = q.queue AND x.bucket = b AND x.ok)
+                 FROM generate_series(1, 12) b ORDER BY b),
+           ARRAY(SELECT (SELECT count(*) FROM done x WHERE x.queue = q.queue AND x.bucket = b AND NOT x.ok)
+                 FROM generate_series(1, 12) b ORDER BY b)
+    FROM queues q
+    ORDER BY q.queue
+    LIMIT 200;
+END
+$$;
+COMMENT ON FUNCTION hatchet.queue_stats(uuid) IS
+    'per queue: ready, delayed, waiting and running attempts now; completions and failures per 5 minutes, last hour';
+
+-- How many of the newest `sample` workflow runs created in [since, until] (optionally of these workflows, with this
+-- metadata) are in each status. Run status is derived from the run's tasks, so counting every run of a large
+-- history would read all of it; the sample bounds the work, and `sampled` says how many runs were looked at (fewer
+-- than `sample`: the counts are exact for the window).
+CREATE FUNCTION hatchet.run_status_counts(
+    since        timestamptz DEFAULT NULL,
+    until        timestamptz DEFAULT NULL,
+    workflow_ids uuid[]      DEFAULT NULL,
+    metadata     jsonb       DEFAULT NULL,
+    sample       integer     DEFAULT 1000,
+    tenant_id    uuid        DEFAULT NULL
+)
+RETURNS TABLE (status text, runs bigint, sampled bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(run_status_counts.tenant_id);
+BEGIN
+    IF run_status_counts.sample IS NULL OR run_status_counts.sample NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('sample must be between 1 and 10000, not %s',
+                                                                    coalesce(run_status_counts.sample::text, 'null'))]);
+    END IF;
+    IF run_status_counts.metadata IS NOT NULL AND jsonb_typeof(run_status_counts.metadata) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
+    END IF;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT hatchet.run_status(r.id, p_tenant) AS status
+        FROM hatchet.runs r
+        WHERE r.tenant_id = p_tenant
+          AND r.inserted_at >= coalesce(run_status_counts.since, '-infinity')
+          AND r.inserted_at <= coalesce(run_status_counts.until, 'infinity')
+          AND r.workflow_version_id IS NOT NULL
+          AND (run_status_counts.metadata IS NULL OR r.additional_metadata @> run_status_counts.metadata)
+          AND (run_status_counts.workflow_ids IS NULL OR r.workflow_version_id IN (
+                  SELECT v.id FROM hatchet.workflow_versions v
+                  JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
+                  WHERE v.tenant_id = p_tenant AND w.external_id = ANY (run_status_counts.workflow_ids)))
+        ORDER BY r.inserted_at DESC, r.id DESC
+        LIMIT run_status_counts.sample
+    )
+    SELECT s.status, count(p.status), (SELECT count(*) FROM picked)
+    FROM unnest(ARRAY['QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED']) WITH ORDINALITY s(status, n)
+    LEFT JOIN picked p ON p.status = s.status
+    GROUP BY s.status, s.n
+    ORDER BY s.n;
+END
+$$;
+COMMENT ON FUNCTION hatchet.run_status_counts(timestamptz, timestamptz, uuid[], jsonb, integer, uuid) IS
+    'runs per status among the newest `sample` workflow runs of a window (and how many were looked at)';
+
+-- The task graph of a run's workflow version: every task with its parents, whether or not it was created yet.
+-- Empty for a task enqueued on its own; unknown run: 42704.
+CREATE FUNCTION hatchet.run_graph(run_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (readable_id text, parents text[], is_on_failure boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(run_graph.tenant_id);
+    v_run    hatchet.runs;
+BEGIN
+    IF run_graph.run_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['run_id']);
+    END IF;
+    v_run := hatchet._run_row(p_tenant, run_graph.run_id);
+    IF v_run IS NULL THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['run', run_graph.run_id::text]);
+    END IF;
+    RETURN QUERY
+    SELECT d.readable_id, d.parents, d.is_on_failure
+    FROM hatchet.task_definitions d
+    WHERE d.tenant_id = p_tenant AND d.workflow_version_id = v_run.workflow_version_id
+    ORDER BY d.id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.run_graph(uuid, uuid) IS
+    'the tasks of a run''s workflow version with their parents (the DAG), created or not';
+
+-- One page of workflow runs for the dashboard, newest first, by keyset: `before` is the last run of the previous page.
+-- No total and no inputs (a page costs the same with any history). Without a status filter it reads `limit` rows of
+-- runs_pkey; with one, it derives the status of the newest runs in order until `limit` match, looking at no more than
+-- 10,000 runs, so a rare status in a huge window shows what the newest 10,000 runs hold.
+CREATE FUNCTION hatchet.dashboard_runs(
+    since        timestamptz DEFAULT NULL,
+    until        timestamptz DEFAULT NULL,
+    workflow_ids uuid[]      DEFAULT NULL,
+    metadata     jsonb       DEFAULT NULL,
+    with_status  text        DEFAULT NULL,
+    before       uuid        DEFAULT NULL,
+    "limit"      integer     DEFAULT 50,
+    tenant_id    uuid        DEFAULT NULL
+)
+RETURNS TABLE (id uuid, status text, additional_metadata jsonb, created_at timestamptz, workflow_name text,
+               workflow_id uuid, workflow_version_id uuid, parent_task_id uuid, children bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid    := hatchet._tenant(dashboard_runs.tenant_id);
+    c_scan   constant integer := 10000;
+    v_run    hatchet.runs;
+    v_found  integer := 0;
+    v        record;
+BEGIN
+    IF dashboard_runs."limit" IS NULL OR dashboard_runs."limit" NOT BETWEEN 1 AND 500 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 500, not %s',
+                                                                    coalesce(dashboard_runs."limit"::text, 'null'))]);
+    END IF;
+    IF dashboard_runs.with_status IS NOT NULL
+       AND dashboard_runs.with_status NOT IN ('QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED') THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'status must be QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED, not %s', dashboard_runs.with_status)]);
+    END IF;
+    IF dashboard_runs.metadata IS NOT NULL AND jsonb_typeof(dashboard_runs.metadata) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
+    END IF;
+    FOR v_run IN
+        SELECT r.* FROM hatchet.runs r
+        WHERE r.tenant_id = p_tenant
+          AND r.inserted_at >= coalesce(dashboard_runs.since, '-infinity')
+          AND r.inserted_at <= coalesce(dashboard_runs.until, 'infinity')
+          AND (dashboard_runs.before IS NULL
+               OR (r.inserted_at, r.id) < (hatchet.uuid_time(dashboard_runs.before), dashboard_runs.before))
+          AND r.workflow_version_id IS NOT NULL
+          AND (dashboard_runs.metadata IS NULL OR r.additional_metadata @> dashboard_runs.metadata)
+          AND (dashboard_runs.workflow_ids IS NULL OR r.workflow_version_id IN (
+                  SELECT wv.id FROM hatchet.workflow_versions wv
+                  JOIN hatchet.workflows w ON w.tenant_id = wv.tenant_id AND w.id = wv.workflow_id
+                  WHERE wv.tenant_id = p_tenant AND w.external_id = ANY (dashboard_runs.workflow_ids)))
+        ORDER BY r.inserted_at DESC, r.id DESC
+        LIMIT CASE WHEN dashboard_runs.with_status IS NULL THEN dashboard_runs."limit" ELSE c_scan END
+    LOOP
+        SELECT * INTO v FROM hatchet._run_view(p_tenant, v_run);
+        CONTINUE WHEN dashboard_runs.with_status IS NOT NULL AND v.status <> dashboard_runs.with_status;
+        id := v.id; status := v.status; additional_metadata := v.additional_metadata; created_at := v.created_at;
+        workflow_name := v.workflow_name; workflow_id := v.workflow_id; workflow_version_id := v.workflow_version_id;
+        parent_task_id := v.parent_task_id; children := v.children;
+        RETURN NEXT;
+        v_found := v_found + 1;
+        EXIT WHEN v_found >= dashboard_runs."limit";
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION hatchet.dashboard_runs(timestamptz, timestamptz, uuid[], jsonb, text, uuid, integer, uuid) IS
+    'one keyset page of workflow runs for the dashboard, newest first, without totals or inputs';
