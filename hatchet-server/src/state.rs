@@ -25,6 +25,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Connected workers, subscriptions and the background tasks' wake-ups (see [`crate::dispatch`]).
     pub(crate) dispatch: Arc<Dispatch>,
+    /// Coalesces the workers' heartbeats into one statement per tenant and [`crate::dispatch::heartbeats::WINDOW`].
+    pub(crate) heartbeats: Arc<crate::dispatch::heartbeats::Heartbeats>,
     /// Cancelled when the server starts shutting down. Long-lived streams (ListenV2, SubscribeToWorkflowRuns,
     /// SubscribeToWorkflowEvents) end when it fires, or graceful shutdown waits for them until `shutdown_grace` runs
     /// out. [`Dispatch`] holds the same token.
@@ -47,6 +49,7 @@ impl AppState {
                 shutdown.clone(),
                 config.max_subscriptions_per_stream,
             )),
+            heartbeats: Arc::default(),
             background,
             metrics,
             config: Arc::new(config),

@@ -676,3 +676,41 @@ async fn a_server_restart_loses_nothing() {
     );
     server_b.stop().await.unwrap();
 }
+
+/// Heartbeats of many workers arriving together share one `hatchet.heartbeat` statement (issue 18): every worker
+/// row updated by the burst carries the same transaction id.
+#[tokio::test]
+async fn concurrent_heartbeats_share_one_statement() {
+    let server = TestServer::start().await;
+    let pool = server.state.pool.clone();
+    let q = queue();
+    let mut workers = Vec::new();
+    for _ in 0..12 {
+        workers.push(Worker::register(&server, &[&q], 1).await);
+    }
+    let mut beats = tokio::task::JoinSet::new();
+    for w in &workers {
+        let mut client = w.client.clone();
+        let request = with_auth(
+            proto::HeartbeatRequest {
+                worker_id: w.id.clone(),
+                heartbeat_at: None,
+            },
+            Some(&w.bearer),
+        );
+        beats.spawn(async move { client.heartbeat(request).await });
+    }
+    while let Some(result) = beats.join_next().await {
+        result.unwrap().expect("Heartbeat");
+    }
+    let ids: Vec<Uuid> = workers.iter().map(|w| w.id.parse().unwrap()).collect();
+    let xids: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM hatchet.workers WHERE id = ANY ($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(xids, 1, "12 simultaneous heartbeats were not one statement");
+    server.stop().await.unwrap();
+}

@@ -24,6 +24,7 @@
 pub(crate) mod acker;
 pub(crate) mod assigner;
 pub(crate) mod completer;
+pub(crate) mod heartbeats;
 pub(crate) mod notifier;
 pub(crate) mod runs;
 pub(crate) mod streams;

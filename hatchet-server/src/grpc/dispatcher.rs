@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `Register` | `hatchet.register_worker` with the actions, `slot_config` (or the legacy `slots`) and labels |
 //! | `ListenV2` (and the legacy `Listen`) | the worker's action stream, fed by [`crate::dispatch`] |
-//! | `Heartbeat` | `hatchet.heartbeat`; a worker the extension declared dead while it was alive is registered again |
+//! | `Heartbeat` | `hatchet.heartbeat`, one statement per tenant and 250 ms for all workers (`dispatch::heartbeats`); a worker the extension declared dead while it was alive is registered again |
 //! | `SendStepActionEvent` | STARTED: acknowledgement (batched `acknowledge_attempts`); COMPLETED: batched `complete_many`; FAILED: `fail` (retry_after_ms: `fail(retry_after)`) |
 //! | `RefreshTimeout`, `ReleaseSlot`, `UpsertWorkerLabels` | the matching extension function |
 //! | `Unsubscribe` | `hatchet.deregister_worker`: its running attempts are retried elsewhere |
@@ -183,7 +183,10 @@ impl Dispatcher for DispatcherService {
     ) -> Result<Response<proto::HeartbeatResponse>, Status> {
         let tenant = tenant_of(&request)?.0;
         let worker_id = parse_id("worker_id", &request.get_ref().worker_id)?;
-        let alive = db::heartbeat(&self.state.pool, tenant, &[worker_id])
+        let alive = self
+            .state
+            .heartbeats
+            .beat(&self.state.pool, tenant, worker_id)
             .await
             .map_err(AppError::from)?;
         if alive == 0 {
