@@ -113,6 +113,10 @@ impl IntoResponse for PageError {
             PageError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             PageError::App(err) => {
                 let status = err.http_status();
+                if status.is_server_error() {
+                    // The page shows the client message only; the operator needs the cause.
+                    tracing::warn!(error = %err, "dashboard page failed");
+                }
                 (status, err.client_message())
             }
         };
