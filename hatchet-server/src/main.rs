@@ -228,21 +228,21 @@ async fn dev_serve(
             grpc_broadcast_address: format!("localhost:{grpc_port}"),
         })
         .await?;
+    // One write for the whole block, so a reader that stops after the exports never sees half of it. A closed
+    // stdout (the reader went away) is not a reason to stop serving.
+    let exports = format!(
+        "export HATCHET_CLIENT_TOKEN={token}\n\
+         export HATCHET_CLIENT_HOST_PORT=localhost:{grpc_port}\n\
+         export HATCHET_CLIENT_TLS_STRATEGY=none\n\
+         export HATCHET_CLIENT_SERVER_URL=http://localhost:{http_port}\n\
+         # dashboard: http://localhost:{http_port}/login?token={token}\n",
+        token = minted.token,
+    );
+    // (The comment line keeps `eval "$(hatchet-server dev)"` working.)
     let mut out = std::io::stdout().lock();
-    writeln!(out, "export HATCHET_CLIENT_TOKEN={}", minted.token)?;
-    writeln!(out, "export HATCHET_CLIENT_HOST_PORT=localhost:{grpc_port}")?;
-    writeln!(out, "export HATCHET_CLIENT_TLS_STRATEGY=none")?;
-    writeln!(
-        out,
-        "export HATCHET_CLIENT_SERVER_URL=http://localhost:{http_port}"
-    )?;
-    // A comment, so `eval "$(hatchet-server dev)"` still works.
-    writeln!(
-        out,
-        "# dashboard: http://localhost:{http_port}/login?token={}",
-        minted.token
-    )?;
-    out.flush()?;
+    if let Err(err) = out.write_all(exports.as_bytes()).and_then(|()| out.flush()) {
+        tracing::warn!(error = %err, "could not print the client settings to stdout; serving anyway");
+    }
     drop(out);
     tracing::info!(database_url = %cluster.database_url(), "pg_hatchet is ready; press Ctrl-C to stop");
     let pool = state.pool.clone();

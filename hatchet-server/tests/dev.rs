@@ -67,6 +67,8 @@ async fn read_exports(child: &mut Child) -> HashMap<String, String> {
             .await;
         panic!("dev did not print its exports; stderr:\n{stderr}");
     }
+    // Keep reading, as a terminal would: the rest (the dashboard link) must not meet a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     exports
 }
 
@@ -100,16 +102,18 @@ async fn check_serving(exports: &HashMap<String, String>, ports: &Ports) {
         .version;
     assert_eq!(version, ENGINE_VERSION);
 
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", ports.http))
-        .await
-        .unwrap();
+    let response = health(ports.http).await.expect("GET /health");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+async fn health(http_port: u16) -> std::io::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", http_port)).await?;
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+        .await?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
 }
 
 async fn terminate(mut child: Child) {
@@ -164,6 +168,29 @@ async fn dev_creates_serves_stops_and_restarts() {
     );
     terminate(child).await;
     assert!(!data_dir.join("pgdata/postmaster.pid").exists());
+
+    // A reader that went away (stdout closed before anything is printed) does not stop the server.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = dev_command(&data_dir, &ports)
+        .stdout(Stdio::from(writer))
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match health(ports.http).await {
+            Ok(response) if response.starts_with("HTTP/1.1 200") => break,
+            _ if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => panic!("dev with a closed stdout is not serving: {other:?}"),
+        }
+    }
+    let mut stderr = child.stderr.take().unwrap();
+    terminate(child).await;
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).await.unwrap();
+    assert!(log.contains("could not print the client settings"), "{log}");
 }
 
 #[tokio::test]
