@@ -41,6 +41,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def psql(server, *args: str) -> str:
+    """psql as the superuser on the dev cluster's socket (args such as "-c", sql); stdout, unaligned, tuples only."""
+    conninfo = f"host={server.data_dir / 'run'} port={server.pg_port} dbname=hatchet user=postgres"
+    out = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", *args, conninfo],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     """Polls `predicate` until it returns something truthy (returned) or `timeout` seconds pass (AssertionError)."""
     deadline = time.monotonic() + timeout

@@ -126,6 +126,13 @@ def retry_after(input: EmptyModel, ctx: Context) -> dict[str, int]:
     return {"attempt": ctx.retry_count}
 
 
+# Asks for a retry in an hour (no backoff configured): the engine's record of the scheduled retry shows the delay
+# it was given, without a test waiting for it.
+@hatchet.task(name="e2e-retry-after-hour", retries=1)
+def retry_after_hour(input: EmptyModel, ctx: Context) -> dict[str, int]:
+    raise RetryAfterException(f"attempt {ctx.retry_count}: come back in an hour", after=timedelta(hours=1))
+
+
 # Always asks for a retry: the retries run out (retry-after counts against them) and the run fails.
 @hatchet.task(name="e2e-retry-after-exhausted", retries=1)
 def retry_after_exhausted(input: EmptyModel, ctx: Context) -> dict[str, int]:
@@ -338,6 +345,7 @@ MAIN_WORKFLOWS = [
     flaky,
     retry_after,
     retry_after_exhausted,
+    retry_after_hour,
     non_retryable,
     nul_output,
     too_slow,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import conftest
 from conftest import HERE, Server, WorkerProcess, wait_for
 
 MARKERS = Path(tempfile.mkdtemp(prefix="pg_hatchet-e2e-durable-markers-"))
@@ -22,11 +23,8 @@ SCRIPT = HERE / "durable_flows.py"
 
 
 def psql(server: Server, sql: str) -> str:
-    """One statement as the superuser on the dev cluster's socket; stdout, unaligned, tuples only."""
-    conninfo = f"host={server.data_dir / 'run'} port={server.pg_port} dbname=hatchet user=postgres"
-    out = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, conninfo],
-                         capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    """One statement as the superuser on the dev cluster's socket."""
+    return conftest.psql(server, "-c", sql)
 
 
 def marks(token: str) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import wait_for
+from conftest import psql, wait_for
 from hatchet_sdk import FailedTaskRunExceptionGroup
 from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
 from hatchet_sdk.contracts import dispatcher_pb2
@@ -24,13 +24,36 @@ def test_retry_after_overrides_backoff(flows):
     elapsed = time.monotonic() - started
     # Attempts 0 and 1 ask for 1.5 s each; attempt 2 succeeds.
     assert result == {"attempt": 2}
+    # Each retry waited at least the 1.5 s it asked for (the backoff, 10 s then 60 s, is checked against the
+    # engine's own schedule in test_retry_after_is_the_scheduled_delay).
     assert elapsed >= 2.9, elapsed
-    # The backoff (10 s, then 60 s) would have taken at least 70 s.
-    assert elapsed < 9, elapsed
     events = flows.hatchet.runs.get(ref.workflow_run_id).task_events
     retrying = [e for e in events if e.event_type.value == "RETRYING"]
     assert [e.retry_count for e in retrying] == [0, 1]
     assert "attempt 0: busy, come back later" in retrying[0].message
+
+
+def test_retry_after_is_the_scheduled_delay(flows, server):
+    """The delay the SDK sent (retry_after_ms) is the one the engine scheduled: the pending retry is due exactly one
+    hour after the RETRYING event, read from the engine's tables rather than timed by the test."""
+    ref = flows.retry_after_hour.run(wait_for_result=False)
+    run = ref.workflow_run_id
+
+    def scheduled() -> str:
+        return psql(server, "-c", f"""
+            SELECT d.ready_at - e.created_at
+            FROM hatchet.delayed_queue d
+            JOIN hatchet.task_events e ON e.tenant_id = d.tenant_id AND e.task_id = d.task_id
+                                      AND e.event_type = 'RETRYING'
+            WHERE d.task_id = '{run}'""")
+
+    wait_for(scheduled, 30, "the retry to be scheduled")
+    assert scheduled() == "01:00:00"
+    # Still waiting for its hour: no second attempt ran.
+    assert flows.hatchet.runs.get_status(run) == V1TaskStatus.QUEUED
+    flows.hatchet.runs.cancel(run)
+    wait_for(lambda: flows.hatchet.runs.get_status(run) == V1TaskStatus.CANCELLED, 15, "the run to be cancelled")
+    assert scheduled() == ""
 
 
 def test_retry_after_counts_against_retries(flows):

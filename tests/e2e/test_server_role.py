@@ -109,11 +109,9 @@ def build_workflows(hatchet: Hatchet):
 
 
 def psql(server, *args: str) -> str:
-    """psql as the superuser on the dev cluster's socket; returns stdout (unaligned, tuples only)."""
-    conninfo = f"host={server.data_dir / 'run'} port={server.pg_port} dbname=hatchet user=postgres"
-    out = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", *args, conninfo],
-                         check=True, capture_output=True, text=True)
-    return out.stdout.strip()
+    from conftest import psql as run  # imported late: the worker runs this file as a script
+
+    return run(server, *args)
 
 
 class RoleServer:
