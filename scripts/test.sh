@@ -44,9 +44,11 @@ if [[ -d "${HOME}/.cargo/bin" && ":${PATH}:" != *":${HOME}/.cargo/bin:"* ]]; the
 fi
 
 PG_MAJOR=15
-PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+# HATCHET_PG_BIN_DIR: another Postgres 15 installation (scripts/private-pg.sh makes one, so that several work trees
+# on one machine can install and test their own builds side by side).
+PG_BIN="${HATCHET_PG_BIN_DIR:-/usr/lib/postgresql/${PG_MAJOR}/bin}"
 PG_CONFIG="${PG_BIN}/pg_config"
-PGXS_TEST="/usr/lib/postgresql/${PG_MAJOR}/lib/pgxs/src/test"
+PGXS_TEST="$(dirname "$(dirname "$("${PG_CONFIG}" --pgxs 2>/dev/null || echo "/usr/lib/postgresql/${PG_MAJOR}/lib/pgxs/src/makefiles/pgxs.mk")")")/test"
 PG_REGRESS="${PGXS_TEST}/regress/pg_regress"
 PG_ISOLATION_REGRESS="${PGXS_TEST}/isolation/pg_isolation_regress"
 EXTENSION=pg_hatchet
@@ -56,7 +58,9 @@ ISOLATION_DB=isolation_regression
 PGRX_PGDATA=/tmp/pg_hatchet-pgrx-test/pgdata
 # The pgrx and sql layers both install the extension into the system Postgres and the pgrx layer uses a fixed
 # port and data dir; this lock keeps two runs on one machine (several engineers, one box) from interleaving.
-PG_LOCK=/tmp/pg_hatchet-test.lock
+# A private installation (HATCHET_PG_BIN_DIR) comes with its own lock (HATCHET_TEST_LOCK).
+PG_LOCK="${HATCHET_TEST_LOCK:-/tmp/pg_hatchet-test.lock}"
+export HATCHET_TEST_LOCK="${PG_LOCK}"
 RESULTS="${ROOT}/tests/results"
 
 ALL_LAYERS=(fmt clippy unit pgrx sql cluster upgrade e2e chaos bench)
@@ -148,6 +152,12 @@ layer_unit() {
 
 layer_pgrx() {
     take_pg_lock
+    # cargo pgrx test installs into the system Postgres (~/.pgrx/config.toml) on a fixed port: with a private
+    # installation it still needs the machine-wide lock.
+    if [[ "${PG_LOCK}" != /tmp/pg_hatchet-test.lock ]]; then
+        exec 8>>/tmp/pg_hatchet-test.lock
+        flock -n 8 || { say "waiting for another test run holding /tmp/pg_hatchet-test.lock"; flock 8; }
+    fi
     cd "${ROOT}/${EXTENSION}" || return 1
     if [[ ${EUID} -eq 0 ]]; then
         local parent
@@ -159,10 +169,10 @@ layer_pgrx() {
         chown postgres: "${parent}"
         printf '+ cargo pgrx test pg%s --runas postgres --pgdata %s\n' "${PG_MAJOR}" "${PGRX_PGDATA}"
         # 9>&-: the test server must not inherit (and keep holding) PG_LOCK
-        cargo pgrx test "pg${PG_MAJOR}" --runas postgres --pgdata "${PGRX_PGDATA}" 9>&-
+        cargo pgrx test "pg${PG_MAJOR}" --runas postgres --pgdata "${PGRX_PGDATA}" 8>&- 9>&-
     else
         printf '+ cargo pgrx test pg%s\n' "${PG_MAJOR}"
-        cargo pgrx test "pg${PG_MAJOR}" 9>&-
+        cargo pgrx test "pg${PG_MAJOR}" 8>&- 9>&-
     fi
 }
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import psycopg
 
-PG_BIN = Path(os.environ.get("BENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
-PG_SHAREDIR = Path(os.environ.get("BENCH_PG_SHAREDIR", "/usr/share/postgresql/15"))
+PG_BIN = Path(os.environ.get("BENCH_PG_BIN", os.environ.get("HATCHET_PG_BIN_DIR", "/usr/lib/postgresql/15/bin")))
+PG_SHAREDIR = Path(os.environ.get("BENCH_PG_SHAREDIR") or subprocess.run(
+    [str(PG_BIN / "pg_config"), "--sharedir"], capture_output=True, text=True, check=True).stdout.strip())
 
 # The same for every system. synchronous_commit stays on (the default): every system pays for durable commits.
 # shared_buffers and max_wal_size are raised from the tiny defaults so checkpoints and buffer eviction do not

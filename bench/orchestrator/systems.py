@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cluster import hatchet_installed
+from cluster import PG_SHAREDIR, hatchet_installed
 
 BENCH = Path(__file__).resolve().parent.parent
 WORK = BENCH / "work"
@@ -57,7 +57,7 @@ def all_systems() -> list[System]:
             ],
             extensions=("pg_hatchet",),
             unavailable=None if hatchet_installed() else
-            "extension not installed (/usr/share/postgresql/15/extension/pg_hatchet.control missing)",
+            f"extension not installed ({PG_SHAREDIR}/extension/pg_hatchet.control missing)",
         ),
         System(
             "baseline", "SKIP LOCKED table", "pg", [rust],

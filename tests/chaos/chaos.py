@@ -31,7 +31,7 @@ import flows_constants as fc
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 OUT = Path(os.environ.get("CHAOS_OUTPUT", ROOT / "tests" / "output" / "chaos"))
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = Path(os.environ.get("HATCHET_PG_BIN_DIR", "/usr/lib/postgresql/15/bin"))
 DB = "chaos"
 TENANT_A = "707d0855-80ab-4e1f-a156-f1c4546cbf52"  # the default tenant
 TENANT_B = "3c0ffee0-0000-4000-8000-00000000000b"

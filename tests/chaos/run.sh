@@ -22,10 +22,11 @@ fi
 # reinstall it: another build loaded against the catalog the first one created crashed a run. Hold their lock for the
 # whole run, unless the caller (scripts/test.sh) already does (CHAOS_LOCK_HELD=1).
 if [[ -z "${CHAOS_LOCK_HELD:-}" ]]; then
-    exec 9>>/tmp/pg_hatchet-test.lock
-    chmod a+rw /tmp/pg_hatchet-test.lock 2>/dev/null || true
+    lock="${HATCHET_TEST_LOCK:-/tmp/pg_hatchet-test.lock}"
+    exec 9>>"${lock}"
+    chmod a+rw "${lock}" 2>/dev/null || true
     if ! flock -n 9; then
-        echo "chaos: waiting for another test run holding /tmp/pg_hatchet-test.lock"
+        echo "chaos: waiting for another test run holding ${lock}"
         flock 9
     fi
 fi

@@ -5,7 +5,7 @@
 #   start_cluster_without_preload                          the same cluster without shared_preload_libraries
 #   restart_cluster                                        pg_ctl restart (same data directory)
 #   stop_cluster                                           stop and remove everything (also run on EXIT)
-PG_BIN=/usr/lib/postgresql/15/bin
+PG_BIN="${HATCHET_PG_BIN_DIR:-/usr/lib/postgresql/15/bin}"
 SCRATCH_DIR=""
 
 _as_postgres() {

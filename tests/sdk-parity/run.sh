@@ -146,8 +146,9 @@ say "starting ${server_bin} dev (gRPC ${grpc_port}, REST ${http_port}, Postgres 
 # scripts/install-ext.sh may be replacing the installed extension while the cluster runs CREATE EXTENSION; hold
 # the test lock until the server is up (as scripts/test.sh does for its own clusters).
 if [[ "${PG_HATCHET_TEST_LOCK_HELD:-}" != 1 ]]; then # set by a caller that holds the lock (to install first)
-    exec 9>>/tmp/pg_hatchet-test.lock
-    flock -n 9 || { say "waiting for another test run holding /tmp/pg_hatchet-test.lock"; flock 9; }
+    lock="${HATCHET_TEST_LOCK:-/tmp/pg_hatchet-test.lock}"
+    exec 9>>"${lock}"
+    flock -n 9 || { say "waiting for another test run holding ${lock}"; flock 9; }
 fi
 (cd "${WORK}" && RUST_LOG="${RUST_LOG:-info,sqlx=warn}" exec "${server_bin}" dev --data-dir "${WORK}/dev" \
     --grpc-port "${grpc_port}" --http-port "${http_port}" --pg-port "${pg_port}" \
