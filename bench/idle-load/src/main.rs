@@ -58,7 +58,7 @@ struct Args {
     #[arg(long)]
     connections: Option<usize>,
     /// Registrations in flight at once while starting.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 20)]
     register_concurrency: usize,
     /// Stop after this many seconds (0: when stdin closes or on a signal).
     #[arg(long, default_value_t = 0.0)]
@@ -69,6 +69,7 @@ struct Args {
 struct Counters {
     registered: AtomicU64,
     register_errors: AtomicU64,
+    register_retries: AtomicU64,
     streams_opened: AtomicU64,
     stream_errors: AtomicU64,
     heartbeats_ok: AtomicU64,
@@ -169,6 +170,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "connections": conns,
         "registered": c.registered.load(Ordering::Relaxed),
         "register_errors": c.register_errors.load(Ordering::Relaxed),
+        "register_retries": c.register_retries.load(Ordering::Relaxed),
         "streams_opened": c.streams_opened.load(Ordering::Relaxed),
         "stream_errors": c.stream_errors.load(Ordering::Relaxed),
         "heartbeats_ok": c.heartbeats_ok.load(Ordering::Relaxed),
@@ -200,7 +202,25 @@ impl Sim {
         ready: tokio::sync::oneshot::Sender<bool>,
     ) {
         let permit = gate.acquire_owned().await.expect("never closed");
-        let worker_id = match self.register().await {
+        // Like the SDK, a failed Register is tried again (5 attempts, 1 s apart).
+        let mut attempt = 0;
+        let registered = loop {
+            attempt += 1;
+            match self.register().await {
+                Err(status) if attempt < 5 => {
+                    eprintln!(
+                        "worker {}: Register (attempt {attempt}): {status}",
+                        self.index
+                    );
+                    self.counters
+                        .register_retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => break other,
+            }
+        };
+        let worker_id = match registered {
             Ok(id) => id,
             Err(status) => {
                 self.counters
