@@ -68,7 +68,7 @@ def find_binary(name: str, given: Path | None, beside: Path | None = None) -> Pa
         return given
     forced = os.environ.get("BENCH_HATCHET_SERVER") if name == "hatchet-server" else None
     if forced:
-        return Path(forced)
+        return Path(forced) if Path(forced).is_file() else None
     if beside is not None and (beside.parent / name).is_file():
         return beside.parent / name
     dirs = [Path(os.environ["CARGO_TARGET_DIR"])] if os.environ.get("CARGO_TARGET_DIR") else []
