@@ -3,6 +3,19 @@
 # well under 3 minutes once the peers are installed. Not a timed test: it only proves the benchmark still runs.
 # Prints "N passed, N failed" (scenario x system runs) and exits non-zero if any run failed. Systems or features
 # that are not available here (pg_hatchet not installed, no hatchet-server yet) are reported as skipped.
+# Then the idle scenario (bench/idle.py --smoke: 10 idle workers on one hatchet-server, a 10 s window, one start).
 set -euo pipefail
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-exec bash "$BENCH/run.sh" --size smoke --out "${BENCH_SMOKE_OUT:-$BENCH/work/smoke-results}" "$@"
+OUT="${BENCH_SMOKE_OUT:-$BENCH/work/smoke-results}"
+status=0
+bash "$BENCH/run.sh" --size smoke --out "$OUT" "$@" || status=$?
+py="$BENCH/work/venv/bin/python"   # run.sh's venv (psycopg)
+[ -x "$py" ] || py=python3
+mkdir -p "$OUT"
+if "$py" "$BENCH/idle.py" --smoke --json "$OUT/idle.json" --markdown "$OUT/idle.md" > /dev/null; then
+    echo "idle: 1 passed, 0 failed (or skipped: see above)"
+else
+    echo "idle: 0 passed, 1 failed"
+    status=1
+fi
+exit "$status"

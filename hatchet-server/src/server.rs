@@ -113,6 +113,7 @@ pub async fn run(
     tokio::spawn(crate::alerting::run(
         state.background.clone(),
         state.config.public_url.clone(),
+        state.dispatch.subscribe_changes(),
         token.clone(),
     ));
 

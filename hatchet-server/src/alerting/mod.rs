@@ -19,14 +19,22 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub(crate) use send::{AlertText, Sender};
 
-/// How often the queue is looked at when it was empty.
+/// Shortest time between two looks at the queue when it was empty.
 const POLL: Duration = Duration::from_secs(1);
+
+/// Longest time between two looks at the queue when nothing signals a change. A delivery is enqueued in the
+/// transaction of the failure it reports, whose `hatchet_ready` notification (any queue: the payload does not say
+/// which) wakes the loop, and so does a retried delivery coming due (the maintenance worker promotes it and
+/// notifies); this poll only covers a notification lost with a dropped `LISTEN` connection. An idle server
+/// therefore costs no statement a second here (issue 18).
+const SAFETY_POLL: Duration = Duration::from_secs(30);
 
 /// Most deliveries claimed at once per tenant.
 const BATCH: i32 = 16;
@@ -34,8 +42,14 @@ const BATCH: i32 = 16;
 /// The worker name dequeue records on each claim (visible in the delivery's timeline).
 const WORKER: &str = "hatchet-server alerts";
 
-/// Runs until `shutdown`. `public_url` is the base of the dashboard links in alerts.
-pub(crate) async fn run(pool: PgPool, public_url: String, shutdown: CancellationToken) {
+/// Runs until `shutdown`. `public_url` is the base of the dashboard links in alerts; `changes` is the dispatcher's
+/// change signal (a notification arrived, or a worker reported), which wakes the loop.
+pub(crate) async fn run(
+    pool: PgPool,
+    public_url: String,
+    mut changes: broadcast::Receiver<Option<Uuid>>,
+    shutdown: CancellationToken,
+) {
     let sender = match Sender::new(public_url) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -58,7 +72,26 @@ pub(crate) async fn run(pool: PgPool, public_url: String, shutdown: Cancellation
             () = tokio::time::sleep(POLL) => {}
             () = shutdown.cancelled() => return,
         }
+        // Signals that arrived during the pass or the pause above are still queued: the wait ends at once then.
+        tokio::select! {
+            () = changed(&mut changes) => {}
+            () = tokio::time::sleep(SAFETY_POLL - POLL) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
+}
+
+/// Waits for the next change signal and takes every one queued behind it (a lagging receiver has missed some,
+/// which means "changed" too). Pends forever once the sender is gone (shutdown, which the caller also waits for).
+async fn changed(changes: &mut broadcast::Receiver<Option<Uuid>>) {
+    match changes.recv().await {
+        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+        Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+    }
+    while !matches!(
+        changes.try_recv(),
+        Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+    ) {}
 }
 
 /// One pass over every tenant with a channel: claims a batch, sends them concurrently, records each outcome.

@@ -1,11 +1,16 @@
 //! The assignment loop: hands ready attempts to the workers connected to this server.
 //!
 //! It runs `hatchet.assign` for each tenant with connected workers (only those: a worker connected to another
-//! server is that server's to feed) whenever it is woken (a `hatchet_ready` NOTIFY, a stream connecting, a slot
-//! freed by a failure or release) and otherwise polls with a backoff from [`MIN_IDLE`] to [`MAX_IDLE`]. The poll
-//! covers what never NOTIFYs: a retry backoff or `run_at` coming due (assign promotes due items itself), a paused
-//! worker resumed, a rate-limit window refilled. Each call is one statement, so one short transaction that holds the
-//! worker slot locks only for its own duration.
+//! server is that server's to feed) whenever it is woken (a `hatchet_ready` NOTIFY, a `hatchet_cancel` NOTIFY, a
+//! stream connecting, a worker unpaused here, a slot freed by a failure or release). Work that becomes ready in the
+//! database sends `hatchet_ready` after its commit: an enqueue, and the maintenance worker promoting a retry
+//! backoff, a `run_at`, or a task parked by a rate limit when its window refills (`hatchet._promote_due`).
+//!
+//! Between wake-ups it polls, for what changes without a notification (a worker unpaused or a slot freed through
+//! another server, due work while the maintenance worker is off): with a backoff from [`MIN_IDLE`] to [`MAX_IDLE`]
+//! for [`ACTIVE_FOR`] after the last wake-up or assignment, then every [`SAFETY_POLL`]. So an idle server costs one
+//! statement per tenant every few seconds, not five a second (issue 18), and a burst still sees the fast poll.
+//! Each call is one statement, so one short transaction that holds the worker slot locks only for its own duration.
 
 use super::Dispatch;
 use crate::db::workers::{self as db, Assignment};
@@ -21,8 +26,16 @@ const BATCH: i32 = 200;
 /// First idle poll interval after activity.
 const MIN_IDLE: Duration = Duration::from_millis(10);
 
-/// Longest idle poll interval (the worst-case delay for work that becomes ready without a NOTIFY).
+/// Longest poll interval while active (the worst-case delay, in that time, for work that becomes ready without a
+/// NOTIFY).
 const MAX_IDLE: Duration = Duration::from_millis(200);
+
+/// How long after the last wake-up or assignment the loop keeps polling fast.
+const ACTIVE_FOR: Duration = Duration::from_secs(2);
+
+/// The poll interval once idle for longer than [`ACTIVE_FOR`] (the worst-case delay, then, for work that becomes
+/// ready without a NOTIFY).
+const SAFETY_POLL: Duration = Duration::from_secs(5);
 
 /// How often disconnected workers' memory is purged.
 const PURGE_EVERY: Duration = Duration::from_secs(30);
@@ -31,15 +44,19 @@ const PURGE_EVERY: Duration = Duration::from_secs(30);
 pub(crate) async fn run(dispatch: Arc<Dispatch>) {
     let shutdown = dispatch.shutdown.clone();
     let mut idle = MIN_IDLE;
+    let mut active_at = Instant::now();
     let mut last_purge = Instant::now();
     // The loop's own connection, kept between rounds: taking one from the pool costs a round trip (the pool's
     // liveness check) on every call, and this loop calls often. Dropped when it may be broken and taken anew.
     let mut conn: Option<PoolConnection<Postgres>> = None;
     loop {
-        let busy = round(&dispatch, &mut conn).await;
+        let (busy, assigned) = round(&dispatch, &mut conn).await;
         if last_purge.elapsed() >= PURGE_EVERY {
             dispatch.purge();
             last_purge = Instant::now();
+        }
+        if assigned {
+            active_at = Instant::now();
         }
         if busy {
             idle = MIN_IDLE;
@@ -47,21 +64,36 @@ pub(crate) async fn run(dispatch: Arc<Dispatch>) {
             continue;
         }
         tokio::select! {
-            () = dispatch.assign_wake.notified() => idle = MIN_IDLE,
-            () = tokio::time::sleep(idle) => idle = (idle * 2).min(MAX_IDLE),
+            () = dispatch.assign_wake.notified() => {
+                idle = MIN_IDLE;
+                active_at = Instant::now();
+            }
+            () = tokio::time::sleep(next_poll(idle, active_at.elapsed())) => idle = (idle * 2).min(MAX_IDLE),
             () = shutdown.cancelled() => return,
         }
     }
 }
 
-/// One pass over the tenants with connected workers. True if some call filled a whole batch (more may be ready).
+/// How long to wait for a wake-up before polling again: the backoff `idle` while the last activity is less than
+/// [`ACTIVE_FOR`] ago, else [`SAFETY_POLL`].
+fn next_poll(idle: Duration, since_active: Duration) -> Duration {
+    if since_active < ACTIVE_FOR {
+        idle
+    } else {
+        SAFETY_POLL
+    }
+}
+
+/// One pass over the tenants with connected workers: whether some call filled a whole batch (more may be ready),
+/// and whether any call assigned something.
 ///
 /// One tenant's failure (its statement timed out or waited too long for a lock, see
 /// [`crate::config::BackgroundPool`], or any error of its own) is logged and skipped: the tenants after it in the
 /// round are still served, and the failed one is tried again next round.
-async fn round(dispatch: &Dispatch, conn: &mut Option<PoolConnection<Postgres>>) -> bool {
+async fn round(dispatch: &Dispatch, conn: &mut Option<PoolConnection<Postgres>>) -> (bool, bool) {
     let tenants = dispatch.connected_by_tenant();
     let mut full = false;
+    let mut any = false;
     for (tenant, workers) in tenants {
         let c = match conn {
             Some(c) => c,
@@ -69,7 +101,7 @@ async fn round(dispatch: &Dispatch, conn: &mut Option<PoolConnection<Postgres>>)
                 Ok(c) => conn.insert(c),
                 Err(err) => {
                     tracing::warn!(error = %err, "assignment: no database connection; retrying");
-                    return false;
+                    return (false, any);
                 }
             },
         };
@@ -78,6 +110,7 @@ async fn round(dispatch: &Dispatch, conn: &mut Option<PoolConnection<Postgres>>)
             Ok(rows) => {
                 tracing::debug!(%tenant, rows = rows.len(), took_us = started.elapsed().as_micros() as u64, "assign round");
                 full |= rows.len() == BATCH as usize;
+                any |= !rows.is_empty();
                 record(dispatch, tenant, &rows);
             }
             Err(err) => {
@@ -89,7 +122,7 @@ async fn round(dispatch: &Dispatch, conn: &mut Option<PoolConnection<Postgres>>)
             }
         }
     }
-    full
+    (full, any)
 }
 
 /// Pushes committed assignments to their workers and counts them.
@@ -112,5 +145,24 @@ pub(crate) fn record(dispatch: &Dispatch, tenant: Uuid, rows: &[Assignment]) {
     for row in rows {
         let waited = (now - row.queued_at).to_std().unwrap_or_default();
         latency.observe(waited.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_fast_after_activity_then_slowly() {
+        // Just after a wake-up or an assignment: the backoff, from MIN_IDLE up to MAX_IDLE.
+        assert_eq!(next_poll(MIN_IDLE, Duration::ZERO), MIN_IDLE);
+        assert_eq!(next_poll(MAX_IDLE, ACTIVE_FOR / 2), MAX_IDLE);
+        // Idle for longer than ACTIVE_FOR: the slow safety poll, whatever the backoff reached.
+        assert_eq!(next_poll(MIN_IDLE, ACTIVE_FOR), SAFETY_POLL);
+        assert_eq!(next_poll(MAX_IDLE, Duration::from_secs(3600)), SAFETY_POLL);
+        // The idle cost per tenant: one statement per SAFETY_POLL, at most 0.2 a second (issue 18's budget is 10
+        // in total).
+        assert!(SAFETY_POLL >= Duration::from_secs(5));
+        assert!(ACTIVE_FOR >= MAX_IDLE * 5);
     }
 }

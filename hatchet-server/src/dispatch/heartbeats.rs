@@ -8,7 +8,8 @@
 //! per-worker answer and a dead worker is still registered again by its own call.
 //!
 //! `hatchet.heartbeat` updates only `hatchet.workers.last_heartbeat_at`; assignment locks `hatchet.worker_slots`
-//! rows, so a batched heartbeat never holds a lock an assignment waits on.
+//! rows, so a batched heartbeat never holds a lock an assignment waits on (and the reverse): the isolation spec
+//! `tests/isolation/specs/45_heartbeat_vs_assign.spec` holds each side's transaction open while the other runs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

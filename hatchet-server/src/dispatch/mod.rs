@@ -197,8 +197,9 @@ impl Dispatch {
     }
 
     /// Tells open dashboards that data of `tenant` changed (`None`: of some tenant, from a notification that does not
-    /// say which). Costs nothing when no dashboard is open: a send without receivers is dropped at once. Fed by the
-    /// one `LISTEN` connection ([`notifier`]) and by what workers report to this server; never by polling.
+    /// say which). Cheap: one slot of a small ring buffer, read by open dashboards and by the alert sender (which
+    /// it wakes). Fed by the one `LISTEN` connection ([`notifier`]) and by what workers report to this server; never
+    /// by polling.
     pub(crate) fn changed(&self, tenant: Option<Uuid>) {
         self.generation.fetch_add(1, Ordering::Relaxed);
         let _ = self.changes.send(tenant);
