@@ -1996,7 +1996,9 @@ COMMENT ON FUNCTION hatchet.durable_wait_for(uuid, integer, jsonb, text, uuid) I
 -- Child runs (a durable task's workflow.aio_run / aio_run_many): one RUN entry per trigger, in order. A trigger is
 -- {name, input?, additional_metadata?, priority?, child_index?, child_key?, desired_worker_id?}. The first time an
 -- entry is appended its run is started; on a replay the entry's run is returned and nothing is started again. A
--- child_key names the child: a replay with another input still gets the same run.
+-- child_key names the child: a replay with another input still gets the same run. The SDK's child_index (its spawn
+-- counter) names it otherwise: a new entry whose index already belongs to a child of the same workflow gets that
+-- run; one whose index belongs to another workflow's child is a non-determinism (and appends nothing).
 CREATE FUNCTION hatchet.durable_trigger_runs(
     task_id    uuid,
     invocation integer,
@@ -2016,6 +2018,7 @@ DECLARE
     t        jsonb;
     v_run    uuid;
     v_status text;
+    v_held   text;
 BEGIN
     IF durable_trigger_runs.triggers IS NULL OR jsonb_typeof(durable_trigger_runs.triggers) <> 'array' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['triggers must be a JSON array']);
@@ -2038,19 +2041,45 @@ BEGIN
             RETURN NEXT;
             RETURN;
         END IF;
-        v_log.next_node := v_app.node_id + 1;
         IF (v_app.entry).node_id IS NOT NULL THEN
+            v_log.next_node := v_app.node_id + 1;
             run_id := (v_app.entry).child_run_id;
             RETURN NEXT;
             CONTINUE;
         END IF;
+        IF t ? 'child_index' AND NOT t ? 'child_key' AND v_log.branch_id = 1 THEN
+            SELECT w.name INTO v_held
+            FROM hatchet.runs r
+            JOIN hatchet.workflow_versions v ON v.tenant_id = r.tenant_id AND v.id = r.workflow_version_id
+            JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
+            WHERE r.tenant_id = p_tenant AND r.parent_task_id = v_log.task_id
+              AND r.inserted_at >= v_log.task_inserted_at
+              AND r.child_key IS NULL AND r.child_index = (t->>'child_index')::integer
+            ORDER BY r.inserted_at LIMIT 1;
+            IF v_held IS NOT NULL AND v_held <> t->>'name' THEN
+                DELETE FROM hatchet.durable_log_entries e
+                WHERE e.tenant_id = p_tenant AND e.task_inserted_at = v_log.task_inserted_at
+                  AND e.task_id = v_log.task_id AND e.branch_id = v_log.branch_id AND e.node_id = v_app.node_id;
+                UPDATE hatchet.durable_logs l SET next_node = v_app.node_id
+                WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_log.task_inserted_at
+                  AND l.task_id = v_log.task_id;
+                run_id := NULL;
+                nondeterminism := format('non-determinism: durable task %s spawned "%s" at child index %s, which '
+                                         'already belongs to a run of "%s"', v_log.task_id, t->>'name',
+                                         t->>'child_index', v_held);
+                RETURN NEXT;
+                RETURN;
+            END IF;
+        END IF;
+        v_log.next_node := v_app.node_id + 1;
         v_run := hatchet.run_workflow(
             name => t->>'name', input => coalesce(t->'input', '{}'),
             additional_metadata => coalesce(t->'additional_metadata', '{}'),
             priority => (t->>'priority')::integer, tenant_id => p_tenant, parent_task_id => v_log.task_id,
             -- the entry's node numbers the child (in branch 1; in a later branch its branch and node name it) unless
             -- the SDK gave a key: replays find the same run
-            child_index => CASE WHEN t ? 'child_key' OR v_log.branch_id <> 1 THEN NULL ELSE v_app.node_id::integer END,
+            child_index => CASE WHEN t ? 'child_key' OR v_log.branch_id <> 1 THEN NULL
+                                ELSE coalesce((t->>'child_index')::integer, v_app.node_id::integer) END,
             child_key => coalesce(t->>'child_key', CASE WHEN v_log.branch_id <> 1
                                                         THEN format('branch %s node %s', v_log.branch_id, v_app.node_id)
                                                    END),

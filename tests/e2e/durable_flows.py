@@ -164,8 +164,30 @@ async def durable_branch(input: Token, ctx: DurableContext) -> dict[str, object]
     return {"value": value.value, "invocation": ctx.invocation_count}
 
 
+@hatchet.task(name="durable-e2e-other-child", input_validator=ChildInput)
+def durable_other_child(input: ChildInput, ctx: Context) -> dict[str, str]:
+    return {"other": input.token}
+
+
+class Rewind(BaseModel):
+    token: str
+    other: bool  # spawn the other workflow at the rewound index (a collision) or the same one (found again)
+
+
+@hatchet.durable_task(name="durable-e2e-rewind", input_validator=Rewind)
+async def durable_rewind(input: Rewind, ctx: DurableContext) -> dict[str, object]:
+    """Spawns two children (indexes 0 and 1), then winds the SDK's spawn counter back to index 0 and spawns again."""
+    from hatchet_sdk.runnables.contextvars import ctx_action_key, workflow_spawn_indices
+
+    first = await durable_child.aio_run(ChildInput(token=input.token, n=1))
+    await durable_other_child.aio_run(ChildInput(token=input.token, n=2))
+    workflow_spawn_indices[ctx_action_key.get()] = 0
+    again = await (durable_other_child if input.other else durable_child).aio_run(ChildInput(token=input.token, n=1))
+    return {"first": first, "again": again}
+
+
 WORKFLOWS = [durable_branch, durable_sleep, durable_event, durable_or, durable_child, durable_parent, durable_memo, durable_retry,
-             durable_evicted_wait, durable_nondeterministic]
+             durable_evicted_wait, durable_nondeterministic, durable_other_child, durable_rewind]
 
 PROFILES = {"durable": dict(slots=10, durable_slots=10, workflows=WORKFLOWS)}
 

@@ -170,6 +170,23 @@ def test_evicted_task_as_the_sdk_sees_it_and_rest_restore(server, durable):
     assert marks(t).count("computed") == 1, marks(t)
 
 
+def test_child_index_taken_by_another_workflow_is_nondeterminism(server, durable):
+    """The SDK's child index names a durable task's child: spawning the same workflow at a used index finds that run
+    again; spawning another workflow there fails the task with a non-determinism error and starts nothing."""
+    def children(run_id: str) -> str:
+        return psql(server, f"SELECT count(*) FROM hatchet.runs WHERE parent_task_id = '{run_id}'")
+
+    t = token()
+    same = durable.durable_rewind.run(durable.Rewind(token=t, other=False), wait_for_result=False)
+    result = same.result()
+    assert result["again"] == result["first"] == {"square": 1}, result
+    assert children(same.workflow_run_id) == "2"
+    other = durable.durable_rewind.run(durable.Rewind(token=t + "x", other=True), wait_for_result=False)
+    with pytest.raises(Exception, match="non-determinism"):
+        other.result()
+    assert children(other.workflow_run_id) == "2"
+
+
 def test_memo_survives_a_retry(durable):
     t = token()
     result = durable.durable_retry.run(durable.Token(token=t))

@@ -455,6 +455,9 @@ async fn trigger_runs(
         if let Some(k) = opts.child_key.as_deref().filter(|k| !k.is_empty()) {
             item["child_key"] = json!(k);
         }
+        if let Some(i) = opts.child_index {
+            item["child_index"] = json!(i);
+        }
         if let Some(w) = t.desired_worker_id {
             item["desired_worker_id"] = json!(w);
         }
