@@ -157,6 +157,15 @@ class Checker:
         self.result("every run in the engine is final once quiet", not not_final,
                     f"{len(self.runs)} runs: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items())),
                     not_final)
+        # Every kind of work the load triggers must also succeed (a workflow that only ever fails, say one the SDK
+        # cannot run against this server, would pass every other invariant).
+        by_wf = defaultdict(Counter)
+        for r in self.runs.values():
+            by_wf[r["workflow"]][r["status"]] += 1
+        never = [f"{wf}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) for wf, c in sorted(by_wf.items())
+                 if not c["COMPLETED"]]
+        self.result("every workflow the load runs completes (not only fails)", not never,
+                    "; ".join(f"{wf} {c['COMPLETED']}/{sum(c.values())}" for wf, c in sorted(by_wf.items())), never)
 
     def check_completions(self) -> None:
         completed = Counter(e["task_id"] for e in self.eng["task_events"] if e["event_type"] == "COMPLETED")
@@ -419,10 +428,39 @@ class Checker:
                     not storm, f"{total} attempts reassigned, {len(storm)} of them from workers no fault hit ("
                     + (", ".join(f"{k} {v}" for k, v in by_fault.items()) or "none") + ")", storm)
 
+    def check_wal_full(self) -> None:
+        """pg_wal on a full volume: Postgres must stop on the failed WAL write (PANIC: nothing acknowledged without
+        its WAL) and, once there is space again, come back with the engine (background worker, assignments); that
+        nothing acknowledged was lost across it is the other invariants' part."""
+        faults = [f for f in self.faults if f["kind"] == "pg_wal_full"]
+        bad = []
+        for f in faults:
+            what = f"pg_wal_full#{f['id']} at {f['t0']:.3f}"
+            if f.get("t_stopped") is None:
+                bad.append(f"{what}: Postgres kept answering with pg_wal full ({f.get('filled', 0)} bytes filled)")
+            if not f.get("enospc_log_lines"):
+                bad.append(f"{what}: postgres.log shows no 'No space left on device'")
+            if f.get("t_ready") is None or f.get("t_bgworker") is None:
+                bad.append(f"{what}: not back after space was given back (ready {f.get('t_ready')}, background "
+                           f"worker {f.get('t_bgworker')})")
+        expected = bool(self.meta.get("wal_fs"))
+        if expected and not faults:
+            bad.append("pg_wal is on a tmpfs but no pg_wal_full fault was injected")
+        stops = [f["t_stopped"] - f["t0"] for f in faults if f.get("t_stopped")]
+        backs = [f["t_ready"] - f["t_space"] for f in faults if f.get("t_ready") and f.get("t_space")]
+        self.result("pg_wal full: Postgres stops on the failed WAL write and the engine resumes once there is space",
+                    not bad,
+                    f"{len(faults)} faults" + (f" (pg_wal {self.meta.get('wal_fs')} tmpfs)" if expected else
+                                               " (no tmpfs for pg_wal: not run)")
+                    + (f"; stopped {min(stops):.1f}-{max(stops):.1f}s after the volume filled, back "
+                       f"{min(backs):.1f}-{max(backs):.1f}s after space was freed; PANIC lines "
+                       f"{sum(f.get('panic_log_lines', 0) for f in faults)}, postmaster survived "
+                       f"{sum(1 for f in faults if f.get('postmaster_survived'))}" if stops and backs else ""), bad)
+
     def run(self) -> int:
         for check in (self.check_triggers, self.check_completions, self.check_executions, self.check_max_runs,
                       self.check_rate_limit, self.check_quiet, self.check_crons, self.check_liveness,
-                      self.check_grace):
+                      self.check_grace, self.check_wal_full):
             try:
                 check()
             except Exception as err:  # a checker bug is a failure, not a crash
