@@ -63,6 +63,10 @@ class Checker:
             self.events_by_task[e["task_id"]].append(e)
             if e["assigned_at"] is not None:
                 self.attempt_end[(e["task_id"], e["retry_count"])] = e
+        # A timed-out attempt has a TIMED_OUT event (without assigned_at) followed by the RETRYING or FAILED that
+        # `_fail_attempt` writes for it: the attempt was ended by the engine, not by its worker.
+        self.timed_out = {(e["task_id"], e["retry_count"]): e for e in eng["task_events"]
+                          if e["event_type"] == "TIMED_OUT"}
         for r in eng["running"]:
             self.attempt_end.setdefault((r["task_id"], r["retry_count"]), {
                 "event_type": "RUNNING", "assigned_at": r["assigned_epoch"], "created_at": None, "task_id": r["task_id"],
@@ -83,6 +87,13 @@ class Checker:
                 ex = open_.pop(k)
                 ex["end"], ex["ok"] = rec["t"], rec["ok"]
         return execs
+
+    def end_kind(self, task_id: str, retry: int) -> str | None:
+        """How the engine ended an attempt: its last event with assigned_at, or TIMED_OUT if it timed out."""
+        if (task_id, retry) in self.timed_out:
+            return "TIMED_OUT"
+        end = self.attempt_end.get((task_id, retry))
+        return end["event_type"] if end else None
 
     def result(self, name: str, ok: bool, figure: str, evidence: list[str] | None = None) -> None:
         self.results.append({"name": name, "ok": ok, "figure": figure, "evidence": (evidence or [])[:MAX_EVIDENCE],
@@ -175,21 +186,38 @@ class Checker:
                     f"{len(completed)} tasks completed, {len(twice)} twice", twice)
         stored = superseded = 0
         bad = []
+        # A completion that never reached the engine: the attempt stayed RUNNING until its execution timeout and was
+        # retried (the at-least-once path). The Python SDK drops a COMPLETED without a trace when its call is
+        # cancelled: on UNAVAILABLE it closes the channel its other calls are in flight on (see README), so every
+        # such completion must be next to a fault that hit the worker's replica or Postgres.
+        dropped = Counter()
         for ex in self.executions:
             if ex["ok"] is not True:
                 continue
             end = self.attempt_end.get((ex["task_id"], ex["retry"]))
-            kind = end["event_type"] if end else None
+            kind = self.end_kind(ex["task_id"], ex["retry"])
             if kind == "COMPLETED":
                 stored += 1
+            elif kind == "TIMED_OUT":
+                f = self.attribute(ex["worker"], ex["end"] - 2, ex["end"] + 2)
+                if f is None:
+                    t_out = self.timed_out[(ex["task_id"], ex["retry"])]["created_at"]
+                    bad.append(f"task {ex['task_id']} attempt {ex['retry']} ({ex['task']} key {ex['key']}) completed "
+                               f"on {ex['worker']} at {ex['end']:.3f}, never reached the engine (timed out at "
+                               f"{t_out:.3f}), and no fault hit {ex['worker']}, its replica or Postgres then")
+                else:
+                    dropped[f"{f['kind']}#{f['id']}"] += 1
             elif kind in LOST_ENDS:
                 superseded += 1
             else:
                 bad.append(f"task {ex['task_id']} attempt {ex['retry']} ({ex['task']} key {ex['key']}) completed on "
                            f"{ex['worker']} at {ex['end']:.3f} but the engine has {kind or 'no end for the attempt'}"
                            + (f" at {end['created_at']:.3f} ({end['reason']})" if end else ""))
+        causes = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
         self.result("every completion a worker reached is stored or superseded by a later attempt", not bad,
-                    f"{stored} stored, {superseded} superseded (attempt lost to a fault), {len(bad)} neither", bad)
+                    f"{stored} stored, {superseded} superseded (attempt lost to a fault), {sum(dropped.values())} "
+                    f"dropped on the way to the engine and retried after the execution timeout (causes: "
+                    f"{causes or 'none'}), {len(bad)} neither", bad)
 
     def check_executions(self) -> None:
         per_attempt = Counter((ex["task_id"], ex["retry"]) for ex in self.executions)
@@ -210,19 +238,22 @@ class Checker:
         per_task = Counter(ex["task_id"] for ex in self.executions)
         for ex in self.executions:
             end = self.attempt_end.get((ex["task_id"], ex["retry"]))
-            if not end or end["event_type"] not in LOST_ENDS or end["event_type"] == "CANCELLED":
+            kind = self.end_kind(ex["task_id"], ex["retry"])
+            if not end or kind not in LOST_ENDS or kind == "CANCELLED":
                 continue
             if per_task[ex["task_id"]] < 2:
                 continue
             dups.append(ex)
-            f = self.attribute(ex["worker"], ex["start"] - 1, end["created_at"] or ex["start"])
+            # A timed-out attempt whose body finished: its COMPLETED was lost around a fault (check_completions).
+            t_to = ex["end"] + 2 if kind == "TIMED_OUT" and ex["end"] else end["created_at"] or ex["start"]
+            f = self.attribute(ex["worker"], ex["start"] - 1, t_to)
             if f is None:
                 unexplained.append(
                     f"task {ex['task_id']} attempt {ex['retry']} ({ex['task']} key {ex['key']}) ran on "
                     f"{ex['worker']} {ex['start']:.3f}-{ex['end'] or 0:.3f} (ok={ex['ok']}); engine: "
-                    f"{end['event_type']} at {end['created_at']:.3f} ({end['reason']}), assigned {end['assigned_at']:.3f}")
+                    f"{kind} at {end['created_at']:.3f} ({end['reason']}), assigned {end['assigned_at']:.3f}")
             else:
-                by_cause[f"{f['kind']}#{f['id']}"] += 1
+                by_cause[f"{f['kind']}#{f['id']}" + (" (COMPLETED dropped, timed out)" if kind == "TIMED_OUT" else "")] += 1
         tasks_with_more = sum(1 for t, n in per_task.items() if n > 1)
         rate = len(dups) / max(1, len(self.executions))
         causes = ", ".join(f"{k} {v}" for k, v in sorted(by_cause.items(), key=lambda kv: -kv[1]))
@@ -400,9 +431,14 @@ class Checker:
         worker declared dead (its attempts REASSIGNED) must have been hit itself: killed or stopped, or its replica
         killed or stopped. Reaped only because Postgres was away is the duplicate storm of issue 16."""
         names = {w["id"]: w["name"] for w in self.eng["workers"]}
+        registered = {w["id"]: w["created_at"] for w in self.eng["workers"]}
         own_kinds = {"worker_kill", "worker_stop", "server_kill", "server_stop", "server_kill_left_dead"}
         storm, total = [], 0
         by_fault = Counter()
+        # Workers declared dead worker_dead_after after they registered (with Postgres up): their SDK's first
+        # heartbeat came later than that. The TypeScript SDK beats from a worker thread that loads the SDK again
+        # first; on a loaded machine that took 18 s, more than this suite's lowered worker_dead_after (10 s).
+        late_first_beat = []
         for (t, retry), end in self.attempt_end.items():
             # Only deaths count here: an attempt released because its worker never acknowledged it (an assignment
             # committed but never pushed) is REASSIGNED too, with its own reason, on a live worker by design.
@@ -417,6 +453,11 @@ class Checker:
                 continue
             pg = [f for f in self.faults if "*" in f.get("affects", []) and f["t0"] <= at
                   and f["t1"] + self.dead_after + 10 >= at]
+            since_register = at - (registered.get(end.get("worker_id")) or 0)
+            back = max([f.get("t_ready") or f["t1"] for f in pg], default=0)
+            if since_register <= self.dead_after + 2 and registered.get(end.get("worker_id"), 0) >= back:
+                late_first_beat.append(f"{name} registered {since_register:.1f}s before")
+                continue
             cause = f"{pg[-1]['kind']}#{pg[-1]['id']} (Postgres back at {pg[-1].get('t_ready') or pg[-1]['t1']:.3f})" \
                 if pg else "no fault"
             by_fault[cause.split(" ")[0]] += 1
@@ -426,7 +467,9 @@ class Checker:
                          f"after {cause}")
         self.result("no live worker is declared dead because Postgres was away (grace period after an outage)",
                     not storm, f"{total} attempts reassigned, {len(storm)} of them from workers no fault hit ("
-                    + (", ".join(f"{k} {v}" for k, v in by_fault.items()) or "none") + ")", storm)
+                    + (", ".join(f"{k} {v}" for k, v in by_fault.items()) or "none") + f"); {len(late_first_beat)} "
+                    "from workers registered with Postgres up that never heartbeated within worker_dead_after ("
+                    + (", ".join(f"{k} x{v}" for k, v in Counter(late_first_beat).items()) or "none") + ")", storm)
 
     def check_wal_full(self) -> None:
         """pg_wal on a full volume: Postgres must stop on the failed WAL write (PANIC: nothing acknowledged without
