@@ -432,7 +432,8 @@ class Checker:
         killed or stopped. Reaped only because Postgres was away is the duplicate storm of issue 16."""
         names = {w["id"]: w["name"] for w in self.eng["workers"]}
         registered = {w["id"]: w["created_at"] for w in self.eng["workers"]}
-        own_kinds = {"worker_kill", "worker_stop", "server_kill", "server_stop", "server_kill_left_dead"}
+        own_kinds = {"worker_kill", "worker_stop", "server_kill", "server_kill_mid_assign", "server_stop",
+                     "server_kill_left_dead"}
         storm, total = [], 0
         by_fault = Counter()
         # Workers declared dead worker_dead_after after they registered (with Postgres up): their SDK's first
