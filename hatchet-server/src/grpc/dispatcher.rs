@@ -2,10 +2,10 @@
 //!
 //! | RPC | what it does |
 //! |---|---|
-//! | `Register` | `hatchet.register_worker` with the actions, `slot_config` (or the legacy `slots`) and labels |
-//! | `ListenV2` (and the legacy `Listen`) | the worker's action stream, fed by [`crate::dispatch`] |
+//! | `Register` | `hatchet.register_worker` with the actions, `slot_config` (or the legacy `slots`) and labels, under an id the server chooses; waits out a database outage for up to 25 s |
+//! | `ListenV2` (and the legacy `Listen`) | the worker's action stream, fed by [`crate::dispatch`]; its start waits out a database outage for up to 120 s |
 //! | `Heartbeat` | `hatchet.heartbeat`, one statement per tenant and 250 ms for all workers (`dispatch::heartbeats`); a worker the extension declared dead while it was alive is registered again |
-//! | `SendStepActionEvent` | STARTED: acknowledgement (batched `acknowledge_attempts`); COMPLETED: batched `complete_many`; FAILED: `fail` (retry_after_ms: `fail(retry_after)`) |
+//! | `SendStepActionEvent` | STARTED: acknowledgement (batched `acknowledge_attempts`); COMPLETED: batched `complete_many`; FAILED: `fail` (retry_after_ms: `fail(retry_after)`); COMPLETED and FAILED wait out a database outage for up to 120 s |
 //! | `RefreshTimeout`, `ReleaseSlot`, `UpsertWorkerLabels` | the matching extension function |
 //! | `Unsubscribe` | `hatchet.deregister_worker`: its running attempts are retried elsewhere |
 //! | `SubscribeToWorkflowRuns` | one FINISHED event per subscribed run, see [`crate::dispatch::runs`] |
