@@ -808,7 +808,8 @@ DECLARE
     v_retry boolean;
     v_max_internal constant integer := 10;
 BEGIN
-    SELECT t.retries, t.backoff_factor, t.backoff_max_seconds, t.schedule_timeout INTO v_task
+    SELECT t.retries, t.backoff_factor, t.backoff_max_seconds, t.schedule_timeout,
+           t.rate_limits IS NOT NULL AS rate_limited INTO v_task
     FROM hatchet.tasks t
     WHERE t.tenant_id = p_tenant AND t.inserted_at = p_run.task_inserted_at AND t.id = p_run.task_id;
 
@@ -841,15 +842,17 @@ BEGIN
                     -- no concurrency_key: its slots were given back above; it passes the gates again when due
                     NULL, p_run.run_id, p_run.task_definition_id);
         ELSE
-            -- Retries go ahead of new work: priority 4 is above every user priority.
+            -- Retries go ahead of new work: priority 4 is above every user priority. A rate-limited task's retry
+            -- takes its units again like any attempt (rate_limited: the chaos suite found retries skipping them).
             INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
                                              retry_count, app_retry_count, internal_retry_count, priority, queue,
-                                             concurrency_key, run_id, task_definition_id)
+                                             concurrency_key, run_id, task_definition_id, rate_limited)
             VALUES (p_tenant, p_run.task_id, p_run.task_inserted_at, hatchet._queue_vtime(p_tenant, p_run.queue),
                     v_now + v_task.schedule_timeout, v_next,
                     p_run.app_retry_count + CASE WHEN p_internal THEN 0 ELSE 1 END,
                     p_run.internal_retry_count + CASE WHEN p_internal THEN 1 ELSE 0 END,
-                    4, p_run.queue, p_run.concurrency_key, p_run.run_id, p_run.task_definition_id);
+                    4, p_run.queue, p_run.concurrency_key, p_run.run_id, p_run.task_definition_id,
+                    v_task.rate_limited);
             PERFORM hatchet._ready(p_run.queue);
         END IF;
         RETURN 'QUEUED';

@@ -275,6 +275,51 @@ impl IntoResponse for AppError {
     }
 }
 
+/// How long a worker's call that must not be lost (COMPLETED, FAILED, the start of its action stream, the token
+/// check in front of them) waits for an unreachable database before it gets UNAVAILABLE. The SDK gives a failed
+/// event up after about 15 s of its own retries, so an outage longer than that would otherwise leave the attempt
+/// RUNNING until its timeout and run it again (the chaos suite's `postmaster_kill_long` found it).
+pub(crate) const OUTAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// How long `Register` waits for an unreachable database: below the 30 s the SDK gives the call, so the worker
+/// gets an answer (success, or UNAVAILABLE it retries) rather than a deadline of its own.
+pub(crate) const REGISTER_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// Runs `op` until it returns anything but [`AppError::Unavailable`], waiting out a database outage for up to
+/// `wait` (backoff 100 ms doubling to 2 s), or until `shutdown` fires; then the last UNAVAILABLE goes back to the
+/// caller. `op` must be safe to run again after a failure whose commit may have happened (idempotent).
+/// The caller's call simply takes longer, and its client's deadline still cuts it short.
+pub(crate) async fn when_reachable<T, F, Fut>(
+    wait: std::time::Duration,
+    shutdown: Option<&tokio_util::sync::CancellationToken>,
+    what: &'static str,
+    mut op: F,
+) -> Result<T, AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AppError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        match op().await {
+            Err(AppError::Unavailable(msg)) if started.elapsed() < wait => {
+                tracing::debug!(%msg, what, "database unavailable; retrying");
+                let sleep = tokio::time::sleep(backoff.min(wait.saturating_sub(started.elapsed())));
+                match shutdown {
+                    Some(shutdown) => tokio::select! {
+                        () = sleep => {}
+                        () = shutdown.cancelled() => return Err(AppError::Unavailable(msg)),
+                    },
+                    None => sleep.await,
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4276,6 +4276,91 @@ COMMENT ON FUNCTION hatchet.run_tasks(uuid, uuid) IS
     'RUNNING with evicted true), output and error';
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 18. Rate-limited retries (issue 16, sql/tasks.sql): a retry queued at once (a timeout or a lost worker, no backoff)
+--     is marked rate_limited, so it takes its units again like any attempt instead of skipping the limit.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._fail_attempt(p_tenant uuid, p_run hatchet.running, p_error text, p_retryable boolean,
+                                      p_internal boolean DEFAULT false, p_retry_after interval DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now  timestamptz := clock_timestamp();
+    v_task record;
+    v_next integer := p_run.retry_count + 1;
+    v_delay interval;
+    v_retry boolean;
+    v_max_internal constant integer := 10;
+BEGIN
+    SELECT t.retries, t.backoff_factor, t.backoff_max_seconds, t.schedule_timeout,
+           t.rate_limits IS NOT NULL AS rate_limited INTO v_task
+    FROM hatchet.tasks t
+    WHERE t.tenant_id = p_tenant AND t.inserted_at = p_run.task_inserted_at AND t.id = p_run.task_id;
+
+    -- The worker slot is free either way. Concurrency slots stay with a retry that is queued at once (the task
+    -- never stops being in progress) and are given back when it finishes or waits out a backoff.
+    v_retry := p_retryable AND ((p_internal AND p_run.internal_retry_count < v_max_internal)
+                                OR (NOT p_internal AND p_run.app_retry_count < v_task.retries));
+    PERFORM hatchet._lock_pending_runs(p_tenant, ARRAY[p_run.run_id]);
+    PERFORM hatchet._release(p_tenant, ARRAY[p_run.worker_id], ARRAY[p_run.slot_type], ARRAY[p_run.slot_units],
+        CASE WHEN p_run.concurrency_key IS NOT NULL
+                  AND (NOT v_retry OR (NOT p_internal AND (v_task.backoff_factor IS NOT NULL
+                                                           OR p_retry_after IS NOT NULL)))
+             THEN ARRAY[p_run.task_id] ELSE '{}' END);
+
+    IF v_retry THEN
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                         worker_id, worker_name, reason, assigned_at)
+        VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count,
+                CASE WHEN p_internal THEN 'REASSIGNED' ELSE 'RETRYING' END::hatchet.task_event_type,
+                p_run.worker_id, p_run.worker_name, p_error, p_run.assigned_at);
+        IF NOT p_internal AND (v_task.backoff_factor IS NOT NULL OR p_retry_after IS NOT NULL) THEN
+            v_delay := COALESCE(p_retry_after,
+                                hatchet.backoff_delay(v_task.backoff_factor, v_task.backoff_max_seconds,
+                                                      p_run.app_retry_count + 1));
+            INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, retry_count,
+                                               app_retry_count, internal_retry_count, priority, queue, reason,
+                                               concurrency_key, run_id, task_definition_id)
+            VALUES (p_tenant, p_run.task_id, p_run.task_inserted_at, v_now + v_delay, v_next,
+                    p_run.app_retry_count + 1, p_run.internal_retry_count, 4, p_run.queue, 'backoff',
+                    -- no concurrency_key: its slots were given back above; it passes the gates again when due
+                    NULL, p_run.run_id, p_run.task_definition_id);
+        ELSE
+            -- Retries go ahead of new work: priority 4 is above every user priority. A rate-limited task's retry
+            -- takes its units again like any attempt (rate_limited: the chaos suite found retries skipping them).
+            INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
+                                             retry_count, app_retry_count, internal_retry_count, priority, queue,
+                                             concurrency_key, run_id, task_definition_id, rate_limited)
+            VALUES (p_tenant, p_run.task_id, p_run.task_inserted_at, hatchet._queue_vtime(p_tenant, p_run.queue),
+                    v_now + v_task.schedule_timeout, v_next,
+                    p_run.app_retry_count + CASE WHEN p_internal THEN 0 ELSE 1 END,
+                    p_run.internal_retry_count + CASE WHEN p_internal THEN 1 ELSE 0 END,
+                    4, p_run.queue, p_run.concurrency_key, p_run.run_id, p_run.task_definition_id,
+                    v_task.rate_limited);
+            PERFORM hatchet._ready(p_run.queue);
+        END IF;
+        RETURN 'QUEUED';
+    END IF;
+
+    INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                     worker_id, worker_name, reason, assigned_at)
+    VALUES (p_tenant, p_run.task_inserted_at, p_run.task_id, v_now, p_run.retry_count, 'FAILED', p_run.worker_id,
+            p_run.worker_name, p_error, p_run.assigned_at);
+    DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_run.task_id;
+    DELETE FROM hatchet.run_idempotency_keys k  -- a single-task workflow run (see complete_many)
+    WHERE k.tenant_id = p_tenant AND k.run_id = p_run.task_id AND k.until_done;
+    IF p_run.run_id IS NOT NULL THEN
+        PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_run.task_id], ARRAY[p_run.run_id], 'FAILED');
+    ELSE
+        PERFORM hatchet._durable_finished(p_tenant, ARRAY[p_run.task_id], ARRAY[p_run.task_id]);
+    END IF;
+    RETURN 'FAILED';
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 

@@ -40,8 +40,12 @@ DEAD_AFTER_S = 10
 LONG_FAULT_S = DEAD_AFTER_S + 5
 FAULT_KINDS = [
     "worker_kill", "server_kill", "server_kill_mid_assign", "server_stop", "worker_stop", "pg_terminate", "backend_kill",
-    "postmaster_kill", "postmaster_kill_long", "server_kill_left_dead",
+    "postmaster_kill", "postmaster_kill_long", "pg_wal_full", "server_kill_left_dead",
 ]
+# pg_wal lives on a tmpfs of this size (initdb --waldir); the pg_wal_full fault fills it. max_wal_size keeps normal
+# use far below it.
+WAL_FS_SIZE = "384m"
+TS_DIR = ROOT / "tests" / "e2e" / "ts"
 
 
 def log(msg: str) -> None:
@@ -77,10 +81,31 @@ class Postgres:
         self.data = workdir / "pgdata"
         self.port = free_port()
         self.logfile = OUT / "postgres.log"
+        # The tmpfs that holds pg_wal (None: it could not be mounted, the pg_wal_full fault is left out).
+        self.walfs: Path | None = None
+
+    def mount_walfs(self) -> None:
+        walfs = self.dir / "walfs"
+        walfs.mkdir()
+        out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={WAL_FS_SIZE},mode=0755", "tmpfs", str(walfs)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            log(f"cannot mount a tmpfs for pg_wal ({out.stderr.strip()}); pg_wal_full is left out")
+            return
+        self.walfs = walfs
+        if os.geteuid() == 0:
+            shutil.chown(walfs, "postgres")
+
+    def unmount_walfs(self) -> None:
+        if self.walfs is not None:
+            subprocess.run(["umount", "-l", str(self.walfs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.walfs = None
 
     def init(self) -> None:
-        subprocess.run(as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"]),
-                       check=True, stdout=subprocess.DEVNULL)
+        self.mount_walfs()
+        waldir = ["--waldir", str(self.walfs / "pg_wal")] if self.walfs else []
+        subprocess.run(as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                                    *waldir]), check=True, stdout=subprocess.DEVNULL)
         with open(self.data / "postgresql.conf", "a") as f:
             f.write(
                 "shared_preload_libraries = 'pg_hatchet'\n"
@@ -91,6 +116,8 @@ class Postgres:
                 "listen_addresses = '127.0.0.1'\n"
                 "fsync = off\n"
                 "max_connections = 200\n"
+                "max_wal_size = '96MB'\n"
+                "min_wal_size = '32MB'\n"
                 "log_line_prefix = '%m [%p] %b '\n"
             )
         # The log is written by postgres; OUT belongs to root.
@@ -260,6 +287,15 @@ class Harness:
                 self.workers[name] = Proc(name, [sys.executable, str(HERE / "worker.py"), name, "8", *extra],
                                           self.sdk_env(label, i), HERE)
                 self.workers[name].start()
+        # A TypeScript worker per tenant (tenant A's on replica 1, B's on replica 2), serving chaos-ts.
+        if not (TS_DIR / "node_modules" / "@hatchet-dev" / "typescript-sdk").is_dir():
+            raise RuntimeError(f"the TypeScript SDK is not installed in {TS_DIR} (npm ci there)")
+        for label, i in (("a", 1), ("b", 2)):
+            name = f"{label}-ts"
+            self.worker_replica[name] = i
+            self.workers[name] = Proc(name, ["node", str(HERE / "ts_worker.js"), name, "8"], self.sdk_env(label, i),
+                                      HERE)
+            self.workers[name].start()
         self.wait_workers(90)
         for label, rate in (("a", self.args.rate), ("b", self.args.rate * 0.6)):
             for i in range(3):
@@ -282,6 +318,7 @@ class Harness:
             CHAOS_TENANT=label,
             CHAOS_LEDGER_DIR=str(OUT / "ledger"),
             PYTHONUNBUFFERED="1",
+            NODE_PATH=str(TS_DIR / "node_modules"),
         )
 
     def loader_env(self, label: str, replica: int) -> dict[str, str]:
@@ -467,18 +504,78 @@ class Harness:
             self.pg.start()
             rec = self.recovered(kind, t_down)
             self.record_fault(kind, f"postmaster {pm}", t0, time.time(), ["*"], leftovers=len(leftovers), **rec)
+        elif kind == "pg_wal_full":
+            self.fill_wal(t0)
         else:
             raise ValueError(kind)
+
+    def postmaster_alive(self) -> bool:
+        try:
+            return Path(f"/proc/{self.pg.postmaster_pid()}").exists()
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def fill_wal(self, t0: float) -> None:
+        """pg_wal's volume fills up: a file takes every free byte, then WAL is written (a table filled, segments
+        switched) until Postgres cannot create a WAL segment and stops (PANIC). The space is given back and Postgres
+        restarted (or left to finish its own crash restart). The engine must have stopped cleanly and resume."""
+        assert self.pg.walfs is not None
+        filler = self.pg.walfs / "filler"
+        chunk = b"\0" * (1 << 20)
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(chunk)
+                    f.flush()
+            except OSError:
+                pass
+        filled = filler.stat().st_size
+        log_from = self.pg.logfile.stat().st_size
+        deadline = time.time() + 90
+        t_stopped = None
+        self.pg.try_psql("CREATE TABLE IF NOT EXISTS public.chaos_wal_filler (x text)", timeout=10)
+        while time.time() < deadline:
+            out = self.pg.try_psql("INSERT INTO public.chaos_wal_filler SELECT repeat('x', 1000) "
+                                   "FROM generate_series(1, 20000); SELECT pg_switch_wal()", timeout=20)
+            if out is None and self.pg.try_psql("SELECT 1", timeout=3) is None:
+                t_stopped = time.time()
+                break
+        time.sleep(2)
+        filler.unlink()
+        t_space = time.time()
+        # The postmaster may be in its own crash restart (it then finishes it), or have given up when the startup
+        # process could not write the end-of-recovery checkpoint (then it is started again).
+        pm_alive = self.postmaster_alive()
+        wait_until = time.time() + 30
+        while time.time() < wait_until and self.pg.try_psql("SELECT 1", timeout=3) is None:
+            if not self.postmaster_alive():
+                self.pg.start()
+                break
+            time.sleep(0.2)
+        rec = self.recovered("pg_wal_full", t0)
+        with open(self.pg.logfile, errors="replace") as f:
+            f.seek(log_from)
+            text = f.read()
+        enospc = sum(1 for line in text.splitlines() if "No space left on device" in line)
+        panics = sum(1 for line in text.splitlines() if " PANIC: " in line)
+        self.pg.try_psql("DROP TABLE IF EXISTS public.chaos_wal_filler", timeout=30)
+        self.record_fault("pg_wal_full", f"pg_wal ({WAL_FS_SIZE} tmpfs)", t0, time.time(), ["*"], filled=filled,
+                          t_stopped=t_stopped, t_space=t_space, postmaster_survived=pm_alive,
+                          enospc_log_lines=enospc, panic_log_lines=panics, **rec)
 
     def schedule(self, seconds: float) -> list[tuple[float, str]]:
         """(offset, kind) pairs: every kind at least once (the left-dead replica in the last third), then more at
         random in long runs."""
-        kinds = [k for k in FAULT_KINDS if k != "server_kill_left_dead"]
+        kinds = [k for k in FAULT_KINDS if k != "server_kill_left_dead"
+                 and (k != "pg_wal_full" or self.pg.walfs is not None)]
         self.rng.shuffle(kinds)
         if not self.args.short:
-            extra = max(0, int(seconds / 12) - len(FAULT_KINDS))
-            weights = {"worker_kill": 5, "server_kill": 3, "server_kill_mid_assign": 1, "server_stop": 1, "worker_stop": 1, "pg_terminate": 3,
-                       "backend_kill": 2, "postmaster_kill": 2, "postmaster_kill_long": 0.3}
+            extra = max(0, int(seconds / self.args.fault_every) - len(FAULT_KINDS))
+            weights = {"worker_kill": 5, "server_kill": 3, "server_kill_mid_assign": 1, "server_stop": 1,
+                       "worker_stop": 1, "pg_terminate": 3, "backend_kill": 2, "postmaster_kill": 2,
+                       "postmaster_kill_long": 0.3, "pg_wal_full": 0.3}
+            if self.pg.walfs is None:
+                del weights["pg_wal_full"]
             kinds += self.rng.choices(list(weights), weights=list(weights.values()), k=extra)
             self.rng.shuffle(kinds)
         pos = min(len(kinds), max(1, int(len(kinds) * 0.7)))
@@ -598,6 +695,7 @@ class Harness:
             out = self.pg.psql(f"SELECT coalesce(json_agg(x), '[]') FROM ({sql}) x", timeout=300)
             (OUT / "engine" / f"{name}.json").write_text(out)
         meta = {"seed": self.args.seed, "minutes": self.args.minutes, "short": self.args.short,
+                "fault_every": self.args.fault_every, "wal_fs": WAL_FS_SIZE if self.pg.walfs else None,
                 "dead_after_s": DEAD_AFTER_S, "tenants": {"a": TENANT_A, "b": TENANT_B}}
         (OUT / "meta.json").write_text(json.dumps(meta))
 
@@ -608,6 +706,7 @@ class Harness:
         for proc in self.servers:
             proc.terminate(grace=5)
         self.pg.stop()
+        self.pg.unmount_walfs()
         if not self.args.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -617,6 +716,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--short", action="store_true", help="every fault kind once, for `make test`")
+    parser.add_argument("--fault-every", type=float, default=12, help="seconds between faults on average (long runs)")
     parser.add_argument("--rate", type=float, default=0.8, help="triggers per second per tenant-A load generator")
     parser.add_argument("--server-bin", default=os.environ.get("HATCHET_SERVER_BIN",
                                                                str(ROOT / "target" / "debug" / "hatchet-server")))

@@ -17,12 +17,16 @@ from hatchet_sdk import (
     ConcurrencyExpression,
     ConcurrencyLimitStrategy,
     Context,
+    DurableContext,
     Hatchet,
     RateLimit,
+    SleepCondition,
+    UserEventCondition,
+    or_,
 )
 from pydantic import BaseModel
 
-from flows_constants import RATE_LIMIT_KEY, RR_MAX_RUNS
+from flows_constants import DURABLE_EVENT_KEY, RATE_LIMIT_KEY, RR_MAX_RUNS, TS_TASK
 
 hatchet = Hatchet()
 
@@ -169,6 +173,26 @@ def on_event(input: Work, ctx: Context) -> dict:
     return _body(ctx, "chaos-event", input)
 
 
-WORKFLOWS = [single, diamond, round_robin, rate_limited, child, parent, on_event]
+@hatchet.durable_task(name="chaos-durable", input_validator=Work, retries=1, execution_timeout=TIMEOUT)
+async def durable(input: Work, ctx: DurableContext) -> dict:
+    """A durable sleep, then a durable wait for the load generator's event for this key (or 8 s, so that a signal
+    pushed before the wait was registered, or lost with its trigger, cannot leave the run waiting forever)."""
+    with Ledgered(ctx, "chaos-durable", input.key):
+        # Whole seconds: the SDK writes a duration in whole units, less than a second would be "0h".
+        await ctx.aio_sleep_for(timedelta(seconds=1 + input.ms // 400))
+        got = await ctx.aio_wait_for(
+            "signal",
+            or_(
+                SleepCondition(timedelta(seconds=8)),
+                UserEventCondition(event_key=DURABLE_EVENT_KEY, expression=f"input.key == '{input.key}'"),
+            ),
+        )
+    return {"key": input.key, "woken_by": sorted(next(iter(got.values())).keys())}
+
+
+# Served by the TypeScript worker (ts_worker.js); Python only triggers it.
+ts_task = hatchet.stubs.task(name=TS_TASK, input_validator=Work)
+
+WORKFLOWS = [single, diamond, round_robin, rate_limited, child, parent, on_event, durable]
 # Only tenant A's workers declare the every-second cron.
 CRON_WORKFLOWS = [cron]

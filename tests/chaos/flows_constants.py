@@ -3,3 +3,5 @@
 RR_MAX_RUNS = 2
 RATE_LIMIT_KEY = "chaos-rl"
 RATE_LIMIT_PER_SECOND = 4
+DURABLE_EVENT_KEY = "chaos:durable-signal"
+TS_TASK = "chaos-ts"

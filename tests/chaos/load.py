@@ -22,8 +22,22 @@ def main() -> None:
     tenant = os.environ.get("CHAOS_TENANT", "?")
     seq = 0
     kinds = ["single"] * 40 + ["diamond"] * 12 + ["rr"] * 15 + ["rate"] * 10 + ["parent"] * 8 + ["schedule"] * 8 + \
-        ["event"] * 7
+        ["event"] * 7 + ["durable"] * 6 + ["ts"] * 8
+    # Durable runs wait for an event with their key: pushed a few seconds after the trigger (not acknowledged as a
+    # trigger: it starts no run; a lost one only makes the durable wait end on its 8 s sleep instead).
+    pending_signals: list[tuple[float, str]] = []
     while not os.path.exists(stop_path):
+        while pending_signals and pending_signals[0][0] <= time.time():
+            _, signal_key = pending_signals.pop(0)
+            try:
+                event = flows.hatchet.event.push(flows.DURABLE_EVENT_KEY, {"key": signal_key})
+                acks.write(json.dumps({"tenant": tenant, "loader": name, "replica": replica, "wf": "durable",
+                                       "key": signal_key, "kind": "signal", "id": event.event_id, "t1": time.time()},
+                                      separators=(",", ":")) + "\n")
+            except Exception as err:
+                acks.write(json.dumps({"tenant": tenant, "loader": name, "wf": "durable", "key": signal_key,
+                                       "kind": "signal_error", "error": f"{type(err).__name__}: {err}"[:300],
+                                       "t1": time.time()}, separators=(",", ":")) + "\n")
         seq += 1
         key = f"{name}-{seq}"
         kind = rng.choice(kinds)
@@ -51,6 +65,14 @@ def main() -> None:
                 run_at = datetime.now(timezone.utc) + timedelta(seconds=rng.uniform(1, 4))
                 version = flows.single.schedule(run_at, flows.Work(key=key, ms=ms))
                 record.update(kind="schedule", id=version.scheduled_workflows[0].id, run_at=run_at.timestamp())
+            elif kind == "durable":
+                ref = flows.durable.run_no_wait(flows.Work(key=key, ms=ms))
+                record.update(kind="run", id=ref.workflow_run_id)
+                pending_signals.append((time.time() + rng.uniform(1, 4), key))
+                pending_signals.sort()
+            elif kind == "ts":
+                ref = flows.ts_task.run_no_wait(flows.Work(key=key, ms=ms, fail=fail))
+                record.update(kind="run", id=ref.workflow_run_id)
             else:
                 event = flows.hatchet.event.push("chaos:event", {"key": key, "ms": ms})
                 record.update(kind="event", id=event.event_id)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The chaos suite (issue 16): bash tests/chaos/run.sh [--minutes N] [--seed S] [--short] [--keep]
+# The chaos suite (issue 16): bash tests/chaos/run.sh [--minutes N] [--seed S] [--fault-every SECONDS] [--short] [--keep]
 # --short: the run inside `make test` (under 6 minutes, fixed seed, every fault kind once). Without it: --minutes of
-# load with a fault every ~12 s. Needs the extension installed in the system Postgres 15 (the server runs as the
-# postgres user), .venv with hatchet-sdk, and builds hatchet-server (debug) unless HATCHET_SERVER_BIN names one.
+# load with a fault every --fault-every seconds (default 12). Needs the extension installed in the system Postgres 15
+# (or HATCHET_PG_BIN_DIR's; the server runs as the postgres user), .venv with hatchet-sdk, the TypeScript SDK in
+# tests/e2e/ts/node_modules, root for the pg_wal tmpfs (without it pg_wal_full is left out), and builds
+# hatchet-server (debug) unless HATCHET_SERVER_BIN names one.
 # Output and logs: tests/output/chaos/. The last line is `chaos: N passed, N failed` (one per invariant).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2

@@ -22,7 +22,7 @@ pub(crate) mod grpc;
 pub(crate) mod http;
 
 use crate::db;
-use crate::error::AppError;
+use crate::error::{when_reachable, AppError, OUTAGE_WAIT};
 use crate::proto::ResponseStream;
 use chrono::{DateTime, TimeZone, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -388,6 +388,7 @@ impl Authenticator {
     /// looked up too fast, see [`NEW_SUBJECT_BURST`]).
     async fn secret(&self, tenant_id: Uuid) -> Result<Option<Arc<[u8]>>, AuthError> {
         let now = Instant::now();
+        let stale;
         {
             let mut caches = lock(&self.caches);
             if let Some(secret) = caches.secrets.fresh(&tenant_id, self.ttl, now) {
@@ -396,17 +397,23 @@ impl Authenticator {
             if caches.no_secret.fresh(&tenant_id, self.ttl, now).is_some() {
                 return Ok(None);
             }
-            let known =
-                caches.secrets.contains(&tenant_id) || caches.no_secret.contains(&tenant_id);
+            stale = caches.secrets.contains(&tenant_id);
+            let known = stale || caches.no_secret.contains(&tenant_id);
             if !known && !caches.new_subjects.take(now) {
                 tracing::debug!(%tenant_id, "too many lookups of unknown token subjects; refused without a query");
                 return Ok(None);
             }
         }
         self.lookups.fetch_add(1, Ordering::Relaxed);
-        let secret = db::tenants::tenant_token_secret(&self.pool, tenant_id)
+        let lookup = || async {
+            db::tenants::tenant_token_secret(&self.pool, tenant_id)
+                .await
+                .map_err(AppError::from)
+        };
+        let secret = self
+            .reachable(stale, "token secret", lookup)
             .await
-            .map_err(|e| AuthError::Backend(e.into()))?
+            .map_err(AuthError::Backend)?
             .flatten()
             .map(Arc::<[u8]>::from);
         let mut caches = lock(&self.caches);
@@ -432,6 +439,7 @@ impl Authenticator {
         max_age: Duration,
     ) -> Result<bool, AuthError> {
         let now = Instant::now();
+        let stale;
         {
             let caches = lock(&self.caches);
             if caches
@@ -448,11 +456,18 @@ impl Authenticator {
             {
                 return Ok(false);
             }
+            stale = caches.active.contains(&(tenant_id, token_id));
         }
         self.lookups.fetch_add(1, Ordering::Relaxed);
-        let active = db::tenants::api_token_is_active(&self.pool, tenant_id, token_id)
+        let lookup = || async {
+            db::tenants::api_token_is_active(&self.pool, tenant_id, token_id)
+                .await
+                .map_err(AppError::from)
+        };
+        let active = self
+            .reachable(stale, "token check", lookup)
             .await
-            .map_err(|e| AuthError::Backend(e.into()))?;
+            .map_err(AuthError::Backend)?;
         let mut caches = lock(&self.caches);
         if active {
             caches
@@ -465,6 +480,28 @@ impl Authenticator {
                 .insert((tenant_id, token_id), (), now, self.ttl);
         }
         Ok(active)
+    }
+
+    /// Runs a verification lookup. If this server verified the same secret or token before (its cached answer is
+    /// only stale), the caller is presumably one of its own workers: the lookup waits out a database outage (up to
+    /// [`OUTAGE_WAIT`]) like the call behind it would, instead of failing every call once the cache TTL has passed
+    /// during an outage. A never-seen token fails at once with UNAVAILABLE.
+    async fn reachable<T, F, Fut>(
+        &self,
+        stale: bool,
+        what: &'static str,
+        lookup: F,
+    ) -> Result<T, AppError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AppError>>,
+    {
+        if stale {
+            when_reachable(OUTAGE_WAIT, None, what, lookup).await
+        } else {
+            let mut lookup = lookup;
+            lookup().await
+        }
     }
 
     /// Wraps a long-lived response stream so that it ends with UNAUTHENTICATED once its token is revoked or

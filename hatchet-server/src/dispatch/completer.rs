@@ -17,7 +17,7 @@
 use super::Dispatch;
 use crate::db::tasks::{self as db, Completions};
 use crate::db::workers::Assignment;
-use crate::error::AppError;
+use crate::error::{when_reachable, AppError, OUTAGE_WAIT};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
@@ -32,9 +32,6 @@ const IDLE_LINGER: Duration = Duration::from_millis(3);
 
 /// Most completions in one `complete_many` call.
 const MAX_BATCH: usize = 500;
-
-/// Longest a completion waits for an unreachable database before its worker gets UNAVAILABLE.
-const OUTAGE_WAIT: Duration = Duration::from_secs(120);
 
 /// Most attempts assigned in the transaction that completes a batch.
 const ASSIGN_WITH_BATCH: i32 = 100;
@@ -216,21 +213,10 @@ async fn complete_one_when_reachable(
     tenant: Uuid,
     item: &Completion,
 ) -> Result<(), AppError> {
-    let started = tokio::time::Instant::now();
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match complete_one(dispatch, tenant, item).await {
-            Err(AppError::Unavailable(msg)) if started.elapsed() < OUTAGE_WAIT => {
-                tracing::debug!(%msg, task_id = %item.task_id, "database unavailable; retrying the completion");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = dispatch.shutdown.cancelled() => return Err(AppError::Unavailable(msg)),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
+    when_reachable(OUTAGE_WAIT, Some(&dispatch.shutdown), "completion", || {
+        complete_one(dispatch, tenant, item)
+    })
+    .await
 }
 
 async fn complete_one(

@@ -2,10 +2,10 @@
 //!
 //! | RPC | what it does |
 //! |---|---|
-//! | `Register` | `hatchet.register_worker` with the actions, `slot_config` (or the legacy `slots`) and labels |
-//! | `ListenV2` (and the legacy `Listen`) | the worker's action stream, fed by [`crate::dispatch`] |
+//! | `Register` | `hatchet.register_worker` with the actions, `slot_config` (or the legacy `slots`) and labels, under an id the server chooses; waits out a database outage for up to 25 s |
+//! | `ListenV2` (and the legacy `Listen`) | the worker's action stream, fed by [`crate::dispatch`]; its start waits out a database outage for up to 120 s |
 //! | `Heartbeat` | `hatchet.heartbeat`, one statement per tenant and 250 ms for all workers (`dispatch::heartbeats`); a worker the extension declared dead while it was alive is registered again |
-//! | `SendStepActionEvent` | STARTED: acknowledgement (batched `acknowledge_attempts`); COMPLETED: batched `complete_many`; FAILED: `fail` (retry_after_ms: `fail(retry_after)`) |
+//! | `SendStepActionEvent` | STARTED: acknowledgement (batched `acknowledge_attempts`); COMPLETED: batched `complete_many`; FAILED: `fail` (retry_after_ms: `fail(retry_after)`); COMPLETED and FAILED wait out a database outage for up to 120 s |
 //! | `RefreshTimeout`, `ReleaseSlot`, `UpsertWorkerLabels` | the matching extension function |
 //! | `Unsubscribe` | `hatchet.deregister_worker`: its running attempts are retried elsewhere |
 //! | `SubscribeToWorkflowRuns` | one FINISHED event per subscribed run, see [`crate::dispatch::runs`] |
@@ -22,7 +22,7 @@ use crate::auth::grpc::{bearer_of, guard_stream, tenant_of};
 use crate::config::ENGINE_VERSION;
 use crate::db::{tasks, workers as db};
 use crate::dispatch::{runs, streams};
-use crate::error::AppError;
+use crate::error::{when_reachable, AppError, OUTAGE_WAIT, REGISTER_WAIT};
 use crate::proto::{
     self, dispatcher_server::Dispatcher, timestamp, ResponseStream, StepActionEventType,
 };
@@ -50,7 +50,12 @@ impl DispatcherService {
     ) -> Result<ResponseStream<proto::AssignedAction>, Status> {
         let tenant = tenant_of(&request)?.0;
         let worker_id = parse_id("worker_id", &request.get_ref().worker_id)?;
-        ensure_alive(&self.state, tenant, worker_id).await?;
+        // A worker reconnecting during a database outage waits for it, like its COMPLETED events do: failing the
+        // stream's start makes the SDK retry only a few times before it gives the worker up.
+        when_reachable(OUTAGE_WAIT, Some(&self.state.shutdown), "listen", || {
+            ensure_alive(&self.state, tenant, worker_id)
+        })
+        .await?;
         let stream = self.state.dispatch.connect(tenant, worker_id);
         tracing::debug!(%worker_id, "worker stream opened");
         guard_stream(&self.state.auth, &request, Box::pin(stream))
@@ -138,17 +143,29 @@ impl Dispatcher for DispatcherService {
         } else {
             json!({ "default": 100 })
         };
-        let worker_id = db::register_worker(
-            &self.state.pool,
-            tenant,
-            &r.worker_name,
-            &r.actions,
-            &slots,
-            &labels_json(&r.labels),
-            None,
+        // The server chooses the id, so a registration retried through a database outage (whose first try may have
+        // committed without an answer) is the same worker, not a second row.
+        let labels = labels_json(&r.labels);
+        let chosen = Uuid::new_v4();
+        let worker_id = when_reachable(
+            REGISTER_WAIT,
+            Some(&self.state.shutdown),
+            "register",
+            || async {
+                db::register_worker(
+                    &self.state.pool,
+                    tenant,
+                    &r.worker_name,
+                    &r.actions,
+                    &slots,
+                    &labels,
+                    Some(chosen),
+                )
+                .await
+                .map_err(AppError::from)
+            },
         )
-        .await
-        .map_err(AppError::from)?;
+        .await?;
         tracing::info!(%worker_id, name = %r.worker_name, actions = r.actions.len(), "worker registered");
         self.state.dispatch.changed(Some(tenant));
         Ok(Response::new(proto::WorkerRegisterResponse {
@@ -275,20 +292,26 @@ impl Dispatcher for DispatcherService {
                         "retry_after_ms must not be negative (got {ms})"
                     )));
                 }
-                match tasks::fail(
-                    &self.state.pool,
-                    tenant,
-                    task_id,
-                    retry_count,
-                    &event.event_payload,
-                    retryable,
-                    retry_after_ms,
-                )
-                .await
-                {
+                // Waits out a database outage like COMPLETED (see `OUTAGE_WAIT`).
+                let failed =
+                    when_reachable(OUTAGE_WAIT, Some(&self.state.shutdown), "fail", || async {
+                        tasks::fail(
+                            &self.state.pool,
+                            tenant,
+                            task_id,
+                            retry_count,
+                            &event.event_payload,
+                            retryable,
+                            retry_after_ms,
+                        )
+                        .await
+                        .map_err(AppError::from)
+                    })
+                    .await;
+                match failed {
                     Ok(_) => self.state.metrics.failed(tenant),
                     // Already finished, cancelled or timed out: the resent (or late) FAILED changes nothing.
-                    Err(err) => match AppError::from(err) {
+                    Err(err) => match err {
                         AppError::FailedPrecondition(_) => {}
                         // The failure text itself cannot be stored (over hatchet.max_error_bytes, or a NUL byte):
                         // store a cut, cleaned copy, so the attempt still fails now instead of the SDK sending the
