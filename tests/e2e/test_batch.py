@@ -1,0 +1,243 @@
+"""Batch tasks (issue 19) with the real hatchet-sdk: `hatchet.batch_task` runs are handed to the worker in batches
+(one START_BATCH) flushed when the batch is full or after the flush interval, grouped by the batch key (a CEL
+expression over the input), each member with its own output or the broadcast one (SendBatchActionEvent). A failing
+batch fails its members, which are retried and batched again; a key that does not evaluate to a string fails only
+that run; a malformed batch event is refused with INVALID_ARGUMENT and changes nothing.
+
+The workflows are defined here and served by one worker process that runs this file as a script
+(`python test_batch.py <worker name>`).
+"""
+
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hatchet_sdk import Context
+from hatchet_sdk.runnables.types import BatchMemberId
+from pydantic import BaseModel
+
+import conftest
+from conftest import WorkerProcess, wait_for
+
+WORKER = "e2e-batch"
+MARKERS = Path(os.environ.get("E2E_BATCH_MARKERS") or tempfile.mkdtemp(prefix="pg_hatchet-e2e-batch-"))
+# Longer than any test waits for a batch that should flush on size: a flush before it is not the interval's.
+LONG_INTERVAL = timedelta(seconds=30)
+
+
+class Message(BaseModel):
+    message: str
+
+
+class Keyed(BaseModel):
+    message: str
+    group: str | int
+
+
+class Item(BaseModel):
+    batch: str
+    size: int
+    upper: str
+    key: str | None = None
+    keys: int = 1
+
+
+class Total(BaseModel):
+    size: int
+    total: int
+
+
+def define(hatchet):
+    """The batch workflows, on the given client (the worker's, or the test process's for triggering)."""
+    @hatchet.batch_task(name="e2e-batch-size", batch_max_size=3, batch_max_interval=LONG_INTERVAL,
+                        input_validator=Message)
+    async def by_size(tasks: dict[BatchMemberId, Message], ctx: Context) -> dict[BatchMemberId, Item]:
+        batch = uuid.uuid4().hex
+        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper()) for i, t in tasks.items()}
+
+    @hatchet.batch_task(name="e2e-batch-interval", batch_max_size=10, batch_max_interval=timedelta(seconds=1),
+                        input_validator=Message)
+    async def by_interval(tasks: dict[BatchMemberId, Message], ctx: Context) -> dict[BatchMemberId, Item]:
+        batch = uuid.uuid4().hex
+        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper()) for i, t in tasks.items()}
+
+    @hatchet.batch_task(name="e2e-batch-keyed", batch_max_size=2, batch_max_interval=timedelta(seconds=1),
+                        batch_group_key="input.group", input_validator=Keyed)
+    async def keyed(tasks: dict[BatchMemberId, Keyed], ctx: Context) -> dict[BatchMemberId, Item]:
+        batch = uuid.uuid4().hex
+        keys = len({t.group for t in tasks.values()})
+        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper(), key=str(t.group), keys=keys)
+                for i, t in tasks.items()}
+
+    @hatchet.batch_task(name="e2e-batch-broadcast", batch_max_size=4, batch_max_interval=LONG_INTERVAL,
+                        input_validator=Message, broadcast_output=True)
+    async def broadcast(tasks: dict[BatchMemberId, Message], ctx: Context) -> Total:
+        return Total(size=len(tasks), total=sum(len(t.message) for t in tasks.values()))
+
+    @hatchet.batch_task(name="e2e-batch-flaky", batch_max_size=2, batch_max_interval=timedelta(seconds=1),
+                        retries=1, input_validator=Message)
+    async def flaky(tasks: dict[BatchMemberId, Message], ctx: Context) -> dict[BatchMemberId, Item]:
+        # The first batch a member is in fails (every member with it); the batch its retry joins succeeds.
+        fresh = [i for i in tasks if not (MARKERS / i).exists()]
+        for i in fresh:
+            (MARKERS / i).write_text("seen")
+        if fresh:
+            raise RuntimeError(f"first sight of {len(fresh)} members")
+        batch = uuid.uuid4().hex
+        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper()) for i, t in tasks.items()}
+
+    return {"by_size": by_size, "by_interval": by_interval, "keyed": keyed, "broadcast": broadcast,
+            "flaky": flaky}
+
+
+def run_worker(name: str) -> None:
+    from hatchet_sdk import Hatchet
+
+    hatchet = Hatchet()
+    w = define(hatchet)
+    worker = hatchet.worker(name, slots=4, workflows=list(w.values()))
+    worker.start()
+
+
+@pytest.fixture(scope="module")
+def batch(server, flows):
+    """A worker serving this file's workflows, and the workflows on the test process's client."""
+    worker = WorkerProcess(server, WORKER, {"E2E_BATCH_MARKERS": str(MARKERS)}, script=Path(__file__).resolve(),
+                           log_name="batch")
+    try:
+        worker.wait_healthy()
+        yield define(flows.hatchet)
+    finally:
+        worker.stop()
+
+
+def run_all(wf, inputs):
+    """Triggers all inputs in one bulk call (so they are queued together) and waits for their outputs."""
+    refs = wf.run_many_no_wait([wf.create_bulk_run_item(input=i) for i in inputs])
+    return refs, [r.result() for r in refs]
+
+
+def test_flush_on_size(batch):
+    started = time.monotonic()
+    _, results = run_all(batch["by_size"], [Message(message=m) for m in ("alpha", "bravo", "charlie")])
+    elapsed = time.monotonic() - started
+    outs = results
+    assert [o.upper for o in outs] == ["ALPHA", "BRAVO", "CHARLIE"]
+    # One batch of three, sent as soon as it was full: long before the 30 s interval.
+    assert {o.size for o in outs} == {3}
+    assert len({o.batch for o in outs}) == 1
+    assert elapsed < 15, elapsed
+
+
+def test_flush_on_interval(batch):
+    started = time.monotonic()
+    _, results = run_all(batch["by_interval"], [Message(message=m) for m in ("delta", "echo")])
+    elapsed = time.monotonic() - started
+    outs = results
+    assert [o.upper for o in outs] == ["DELTA", "ECHO"]
+    # Two of ten: flushed by the 1 s interval, together.
+    assert {o.size for o in outs} == {2}
+    assert len({o.batch for o in outs}) == 1
+    assert elapsed >= 0.9, elapsed
+
+
+def test_grouped_by_key(batch):
+    inputs = [Keyed(message="alpha", group="tenant-1"), Keyed(message="bravo", group="tenant-2"),
+              Keyed(message="charlie", group="tenant-1"), Keyed(message="delta", group="tenant-2")]
+    _, results = run_all(batch["keyed"], inputs)
+    outs = results
+    for inp, out in zip(inputs, outs):
+        assert out.key == inp.group
+        assert out.upper == inp.message.upper()
+        # A batch never mixes keys; each key's two runs filled one batch of two.
+        assert out.keys == 1
+        assert out.size == 2
+    assert outs[0].batch == outs[2].batch != outs[1].batch == outs[3].batch
+
+
+def test_broadcast_output(batch):
+    _, results = run_all(batch["broadcast"], [Message(message=m) for m in ("a", "bb", "ccc", "dddd")])
+    assert results == [Total(size=4, total=10)] * 4
+
+
+def test_bad_group_key_fails_only_that_run(batch, flows):
+    from hatchet_sdk import FailedTaskRunExceptionGroup
+
+    wf = batch["keyed"]
+    good, bad = wf.run_many_no_wait([wf.create_bulk_run_item(input=Keyed(message="hello", group="tenant-9")),
+                                     wf.create_bulk_run_item(input=Keyed(message="world", group=123))])
+    with pytest.raises(FailedTaskRunExceptionGroup, match="failed to parse batch group key expression"):
+        bad.result()
+    # Alone in its group, the good one is flushed by the interval.
+    assert good.result().upper == "HELLO"
+
+
+def test_failed_batch_retries_its_members(batch, flows, server):
+    started = time.monotonic()
+    refs, results = run_all(batch["flaky"], [Message(message=m) for m in ("one", "two")])
+    assert [r.upper for r in results] == ["ONE", "TWO"]
+    assert time.monotonic() - started < 30
+    for ref in refs:
+        # Each member failed with its first batch and completed with the one its retry joined.
+        events = conftest.psql(server, "-c", f"""
+            SELECT e.event_type || ' ' || e.retry_count FROM hatchet.tasks t
+            CROSS JOIN LATERAL hatchet.task_events(t.id) e
+            WHERE t.run_id = '{ref.workflow_run_id}' AND e.event_type IN ('RETRYING', 'COMPLETED')
+            ORDER BY e.retry_count, e.created_at""").splitlines()
+        assert events == ["RETRYING 0", "COMPLETED 1"], events
+        reason = conftest.psql(server, "-c", f"""
+            SELECT e.reason FROM hatchet.tasks t CROSS JOIN LATERAL hatchet.task_events(t.id) e
+            WHERE t.run_id = '{ref.workflow_run_id}' AND e.event_type = 'RETRYING'""")
+        assert "first sight of" in reason, reason
+    # Every batch is over and gave its slot back.
+    wait_for(lambda: conftest.psql(server, "-c", "SELECT count(*) FROM hatchet.batches") == "0", 10,
+             "the batches to be gone")
+    used = conftest.psql(server, "-c", f"""
+        SELECT coalesce(sum(s.used), 0) FROM hatchet.worker_slots s JOIN hatchet.workers w ON w.id = s.worker_id
+        WHERE w.name = '{WORKER}' AND w.is_active""")
+    assert used == "0", used
+
+
+def test_malformed_batch_event_is_refused(batch, server):
+    import grpc
+    from hatchet_sdk.contracts import dispatcher_pb2
+
+    channel = grpc.insecure_channel(server.env["HATCHET_CLIENT_HOST_PORT"])
+    auth = (("authorization", "bearer " + server.env["HATCHET_CLIENT_TOKEN"]),)
+    try:
+        send = channel.unary_unary("/Dispatcher/SendBatchActionEvent",
+                                   request_serializer=dispatcher_pb2.BatchActionEvent.SerializeToString,
+                                   response_deserializer=dispatcher_pb2.ActionEventResponse.FromString)
+        member = dispatcher_pb2.BatchActionEventItem(task_run_external_id=str(uuid.uuid4()), event_payload="{}")
+        for event in (
+            # no batch id
+            dispatcher_pb2.BatchActionEvent(event_type=dispatcher_pb2.STEP_EVENT_TYPE_COMPLETED, items=[member]),
+            # a member id that is not a uuid
+            dispatcher_pb2.BatchActionEvent(
+                batch_id=str(uuid.uuid4()), event_type=dispatcher_pb2.STEP_EVENT_TYPE_COMPLETED,
+                items=[dispatcher_pb2.BatchActionEventItem(task_run_external_id="nope", event_payload="{}")]),
+            # an unknown event type
+            dispatcher_pb2.BatchActionEvent(batch_id=str(uuid.uuid4()), event_type=99, items=[member]),
+        ):
+            with pytest.raises(grpc.RpcError) as err:
+                send(event, metadata=auth)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+        # A well-formed event for a batch that does not exist names no running member: accepted, nothing changes.
+        send(dispatcher_pb2.BatchActionEvent(batch_id=str(uuid.uuid4()),
+                                             event_type=dispatcher_pb2.STEP_EVENT_TYPE_FAILED, items=[member]),
+             metadata=auth)
+        # Without a token: UNAUTHENTICATED.
+        with pytest.raises(grpc.RpcError) as err:
+            send(dispatcher_pb2.BatchActionEvent(batch_id=str(uuid.uuid4())))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        channel.close()
+
+
+if __name__ == "__main__":
+    run_worker(sys.argv[1])
