@@ -1,8 +1,9 @@
 -- Batch tasks (Hatchet's hatchet.batch_task): attempts of a batch task wait in the ready queue like any other, but
 -- go to a worker in batches: up to the task's batch size at once, members of one batch sharing a group key (a CEL
 -- expression evaluated at enqueue, tasks.batch_key), flushed when the batch is full, when its oldest member has
--- waited the flush interval, or when its inputs reach hatchet.batch_max_bytes. A batch is one START_BATCH on the
--- wire and holds one slot of its worker; each member keeps its own task row, attempt, events, output and retries.
+-- waited the flush interval, or when its inputs reach what one gRPC message can carry (4 MiB less 64 KiB). A batch is
+-- one START_BATCH on the wire and holds one slot of its worker; each member keeps its own task row, attempt, events,
+-- output and retries.
 --
 -- Exactness: a member is claimed from the ready queue (FOR UPDATE SKIP LOCKED, then deleted) into exactly one batch;
 -- its running row names the batch. Whatever takes a member out of hatchet.running (completion, failure, retry,
@@ -41,8 +42,8 @@ FOR EACH ROW WHEN (OLD.batch_id IS NOT NULL) EXECUTE FUNCTION hatchet._batch_mem
 -- Hands out batches of the batch tasks served by live workers (all of them, or worker_ids), as hatchet.assign does
 -- for other tasks: one row per member, members of a batch together and in dispatch order (batch_index). A group
 -- (task definition, batch key) is flushed when it holds batch_max_size ready members ('size'), when the inputs of
--- the members taken so far reach hatchet.batch_max_bytes ('bytes'), or when its oldest ready member has waited
--- batch_max_interval_ms ('interval', 1 s if the task sets none); batch_group_max_runs caps the batches of one key
+-- the members taken so far fill one gRPC message ('bytes', 4 MiB less 64 KiB), or when its oldest ready member has
+-- waited batch_max_interval_ms ('interval', 1 s if the task sets none); batch_group_max_runs caps the batches of one key
 -- running at once. A batch goes to the live worker serving the queue with the most free slots of the task's slot
 -- type, and takes one slot there. Worker labels, stickiness and rate limits are not applied to batch tasks.
 CREATE FUNCTION hatchet.assign_batches(
@@ -64,7 +65,9 @@ DECLARE
     v_now     timestamptz := clock_timestamp();
     v_after   interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
                                                           30000) / 1000.0);
-    v_max_bytes bigint := coalesce(current_setting('hatchet.batch_max_bytes', true)::bigint, 4194304);
+    -- A batch goes out as one gRPC message, which the SDKs accept up to 4 MiB: its inputs (as JSON text, plus what
+    -- wraps each member) stay under that, with room for the rest of the message.
+    v_max_bytes CONSTANT bigint := 4194304 - 65536;
     v_left    integer := assign_batches.max_batches;
     v_queue   text;
     v_ctids   tid[];
@@ -139,8 +142,8 @@ BEGIN
             SELECT t.task_definition_id AS definition_id, coalesce(t.batch_key, '') AS key, d.batch AS cfg,
                    t.slot_type,
                    array_agg(r.ctid ORDER BY r.priority DESC, r.fair_rank, r.id) AS ctids,
-                   array_agg(pg_catalog.pg_column_size(t.input)::bigint ORDER BY r.priority DESC, r.fair_rank, r.id)
-                       AS sizes,
+                   array_agg(pg_catalog.octet_length(t.input::text)::bigint + 128
+                             ORDER BY r.priority DESC, r.fair_rank, r.id) AS sizes,
                    -- when each became ready: its schedule timeout counts from then
                    array_agg(r.schedule_timeout_at - t.schedule_timeout ORDER BY r.priority DESC, r.fair_rank, r.id)
                        AS since

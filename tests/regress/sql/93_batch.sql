@@ -100,6 +100,19 @@ SELECT count(*) AS batches_left FROM hatchet.batches;
 SELECT count(*) AS requeued FROM hatchet.ready_queue WHERE queue = 'oneatatime:t';
 ROLLBACK;
 
+BEGIN;
+-- Flush on bytes: a batch is one gRPC message (the SDKs take up to 4 MiB), so members of 1.5 MB go two at a time
+-- although the batch size is 10; the third waits for more or for the interval.
+SELECT hatchet.register_workflow($${"name": "Big", "tasks": [{"readable_id": "t", "batch": {"batch_max_size": 10}}]}$$)
+    IS NOT NULL AS registered;
+SELECT hatchet.register_worker('w-big', ARRAY['big:t'], '{"default": 5}',
+                               worker_id => '00000000-0000-7000-8000-0000000000b3') IS NOT NULL AS registered;
+SELECT hatchet.run_workflow('Big', jsonb_build_object('n', n, 'data', repeat('x', 1500000))) IS NOT NULL AS triggered
+FROM generate_series(1, 3) n;
+SELECT batch_size, batch_index, trigger_reason, input -> 'input' ->> 'n' AS n FROM hatchet.assign_batches();
+SELECT count(*) AS third_waits FROM hatchet.ready_queue WHERE queue = 'big:t';
+ROLLBACK;
+
 -- Bad definitions and arguments: refused with a SQLSTATE, nothing registered.
 SELECT pg_temp.err($$SELECT hatchet.register_workflow('{"name": "BadBatch", "tasks": [{"readable_id": "t",
     "batch": {"batch_max_size": 0}}]}')$$) AS zero_size;
