@@ -932,7 +932,14 @@ BEGIN
     WHERE r.tenant_id = p_tenant AND r.task_id = refresh_timeout.task_id
       AND (refresh_timeout.retry_count IS NULL OR r.retry_count = refresh_timeout.retry_count)
     RETURNING r.* INTO v_run;
-    IF NOT FOUND THEN
+    -- A member of a batch (sql/batch.sql) names the batch's handler, which the SDK refreshes through its first member:
+    -- the whole batch gets the time.
+    IF FOUND AND v_run.batch_id IS NOT NULL THEN
+        UPDATE hatchet.running r SET timeout_at = r.timeout_at + v_by
+        WHERE r.tenant_id = p_tenant AND r.worker_id = v_run.worker_id AND r.batch_id = v_run.batch_id
+          AND r.task_id <> v_run.task_id;
+    END IF;
+    IF v_run.task_id IS NULL THEN
         IF refresh_timeout.task_id IS NULL THEN
             PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
         END IF;

@@ -4165,7 +4165,8 @@ $$;
 -- ---------------------------------------------------------------------------------------------------------------------
 -- 17. Batch tasks (issue 19, sql/batch.sql, new): task_definitions.batch, tasks.batch_key, running.batch_id, the
 --     batches table and its trigger on running; registration keeps the batch options, enqueue evaluates the group
---     key, hatchet.assign leaves batch tasks to hatchet.assign_batches; hatchet.batch_attempts.
+--     key, hatchet.assign leaves batch tasks to hatchet.assign_batches, refresh_timeout of a member extends its whole
+--     batch; hatchet.batch_attempts.
 -- ---------------------------------------------------------------------------------------------------------------------
 
 ALTER TABLE hatchet.task_definitions ADD COLUMN batch jsonb;
@@ -4688,6 +4689,54 @@ BEGIN
         PERFORM hatchet._ready(p_queue);
     END IF;
     RETURN v_ids;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet.refresh_timeout(
+    task_id     uuid,
+    retry_count integer,  -- NULL: the attempt that is running
+    by          text,
+    tenant_id   uuid DEFAULT NULL
+) RETURNS timestamptz
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(refresh_timeout.tenant_id);
+    v_by     interval;
+    v_run    hatchet.running;
+BEGIN
+    IF refresh_timeout.by IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['by']);
+    END IF;
+    v_by := hatchet.parse_duration(refresh_timeout.by);
+    -- retry_count NULL: whichever attempt is running (a worker protocol call names only the task).
+    UPDATE hatchet.running r SET timeout_at = r.timeout_at + v_by
+    WHERE r.tenant_id = p_tenant AND r.task_id = refresh_timeout.task_id
+      AND (refresh_timeout.retry_count IS NULL OR r.retry_count = refresh_timeout.retry_count)
+    RETURNING r.* INTO v_run;
+    -- A member of a batch (sql/batch.sql) names the batch's handler, which the SDK refreshes through its first member:
+    -- the whole batch gets the time.
+    IF FOUND AND v_run.batch_id IS NOT NULL THEN
+        UPDATE hatchet.running r SET timeout_at = r.timeout_at + v_by
+        WHERE r.tenant_id = p_tenant AND r.worker_id = v_run.worker_id AND r.batch_id = v_run.batch_id
+          AND r.task_id <> v_run.task_id;
+    END IF;
+    IF v_run.task_id IS NULL THEN
+        IF refresh_timeout.task_id IS NULL THEN
+            PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+        END IF;
+        PERFORM hatchet._reject_stale(p_tenant, refresh_timeout.task_id,
+                                      coalesce(refresh_timeout.retry_count,
+                                               (SELECT s.current FROM hatchet._task_state(p_tenant, refresh_timeout.task_id) s),
+                                               0));
+    END IF;
+    INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, worker_id,
+                                     worker_name, reason)
+    VALUES (p_tenant, v_run.task_inserted_at, v_run.task_id, v_run.retry_count, 'TIMEOUT_REFRESHED', v_run.worker_id,
+            v_run.worker_name, format('extended by %s', refresh_timeout.by));
+    RETURN v_run.timeout_at;
 END
 $$;
 

@@ -63,6 +63,11 @@ WHERE task_id = :'third';
 SELECT batch_key, batch_size, retry_count, input -> 'input' ->> 'n' AS n FROM hatchet.assign_batches()
 ORDER BY batch_key, batch_index;
 SELECT used FROM hatchet.worker_slots WHERE worker_id = '00000000-0000-7000-8000-0000000000b1';
+-- Refreshing the timeout of one member (the SDK refreshes a batch through its first member) extends the batch's.
+SELECT b.id AS a_batch FROM hatchet.batches b WHERE b.batch_key = 'a' \gset
+SELECT hatchet.refresh_timeout(:'third', NULL, '10m') IS NOT NULL AS refreshed;
+SELECT count(*) AS members, bool_and(timeout_at - assigned_at = interval '11 minutes') AS both_extended
+FROM hatchet.running WHERE batch_id = :'a_batch';
 -- Cancelling a member of a running batch: that member ends, the batch (one member) ends with it.
 SELECT b.id AS b_batch FROM hatchet.batches b WHERE b.batch_key = 'b' \gset
 SELECT hatchet.cancel((SELECT task_id FROM hatchet.running WHERE batch_id = :'b_batch'));
