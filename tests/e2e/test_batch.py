@@ -2,7 +2,8 @@
 (one START_BATCH) flushed when the batch is full or after the flush interval, grouped by the batch key (a CEL
 expression over the input), each member with its own output or the broadcast one (SendBatchActionEvent). A failing
 batch fails its members, a member whose output is bad fails alone; a key that does not evaluate to a string fails only
-that run; a malformed batch event is refused with INVALID_ARGUMENT and changes nothing.
+that run; when a worker dies mid-batch its members are retried and batched again elsewhere; a malformed batch event is
+refused with INVALID_ARGUMENT and changes nothing.
 
 (The SDK gives batch tasks no retries; a failed member's retry, with its re-batching, is covered by
 tests/regress/sql/93_batch.sql.)
@@ -11,6 +12,8 @@ The workflows are defined here and served by one worker process that runs this f
 (`python test_batch.py <worker name>`).
 """
 
+import asyncio
+import os
 import sys
 import time
 import uuid
@@ -26,6 +29,8 @@ import conftest
 from conftest import WorkerProcess, wait_for
 
 WORKER = "e2e-batch"
+DOOMED = "e2e-batch-doomed"
+RESCUER = "e2e-batch-rescuer"
 # Longer than any test waits for a batch that should flush on size: a flush before it is not the interval's.
 LONG_INTERVAL = timedelta(seconds=30)
 
@@ -91,7 +96,17 @@ def define(hatchet):
                     else Item(batch=batch, size=len(tasks), upper=t.message.upper()))
                 for i, t in tasks.items()}
 
-    return {"by_size": by_size, "by_interval": by_interval, "keyed": keyed, "broadcast": broadcast,
+    @hatchet.batch_task(name="e2e-batch-survivor", batch_max_size=3, batch_max_interval=LONG_INTERVAL,
+                        input_validator=Message)
+    async def survivor(tasks: dict[BatchMemberId, Message], ctx: Context) -> dict[BatchMemberId, Item]:
+        # On the doomed worker the batch announces itself and hangs until the worker is killed.
+        if os.environ.get("E2E_BATCH_HANG"):
+            Path(os.environ["E2E_BATCH_HANG"]).write_text(",".join(sorted(tasks)))
+            await asyncio.sleep(600)
+        batch = uuid.uuid4().hex
+        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper()) for i, t in tasks.items()}
+
+    return {"survivor": survivor, "by_size": by_size, "by_interval": by_interval, "keyed": keyed, "broadcast": broadcast,
             "picky": picky}
 
 
@@ -100,7 +115,10 @@ def run_worker(name: str) -> None:
 
     hatchet = Hatchet()
     w = define(hatchet)
-    worker = hatchet.worker(name, slots=4, workflows=list(w.values()))
+    # The survivor task runs only on the workers of the worker-death test.
+    survivor = w.pop("survivor")
+    workflows = [survivor] if name in (DOOMED, RESCUER) else list(w.values())
+    worker = hatchet.worker(name, slots=4, workflows=workflows)
     worker.start()
 
 
@@ -205,6 +223,41 @@ def test_member_failures(batch, flows, server):
         SELECT coalesce(sum(s.used), 0) FROM hatchet.worker_slots s JOIN hatchet.workers w ON w.id = s.worker_id
         WHERE w.name = '{WORKER}' AND w.is_active""")
     assert used == "0", used
+
+
+def test_worker_killed_mid_batch(batch, server, tmp_path):
+    """A worker dies (SIGKILL) while it runs a batch: once it is declared dead (30 s without heartbeats) every member
+    is retried, batched again on another worker and completes; none is lost, none runs twice to completion."""
+    marker = tmp_path / "hanging"
+    doomed = WorkerProcess(server, DOOMED, {"E2E_BATCH_HANG": str(marker)}, script=Path(__file__).resolve(),
+                           log_name="batch-doomed")
+    rescuer = None
+    try:
+        doomed.wait_healthy()
+        wf = batch["survivor"]
+        refs = wf.run_many_no_wait([wf.create_bulk_run_item(input=Message(message=m)) for m in ("x", "y", "z")])
+        wait_for(marker.exists, 30, "the batch to start on the doomed worker")
+        members = marker.read_text().split(",")
+        assert len(members) == 3, members
+        doomed.proc.kill()  # no goodbye: only the missing heartbeats tell
+        doomed.proc.wait()
+        rescuer = WorkerProcess(server, RESCUER, script=Path(__file__).resolve(), log_name="batch-rescuer")
+        rescuer.wait_healthy()
+        outs = [r.result() for r in refs]
+        assert [o.upper for o in outs] == ["X", "Y", "Z"]
+        assert {o.size for o in outs} == {3} and len({o.batch for o in outs}) == 1, outs
+        for member in members:
+            attempts = conftest.psql(server, "-c", f"""
+                SELECT string_agg(e.event_type || ' ' || e.retry_count, ', ' ORDER BY e.retry_count, e.created_at)
+                FROM hatchet.task_events('{member}') e WHERE e.event_type IN ('ASSIGNED', 'COMPLETED')""")
+            # The first attempt went with the dead worker; the second completed, once.
+            assert attempts == "ASSIGNED 0, ASSIGNED 1, COMPLETED 1", attempts
+        wait_for(lambda: conftest.psql(server, "-c", "SELECT count(*) FROM hatchet.batches") == "0", 10,
+                 "the batches to be gone")
+    finally:
+        doomed.stop()
+        if rescuer is not None:
+            rescuer.stop()
 
 
 def test_malformed_batch_event_is_refused(batch, server):
