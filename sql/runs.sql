@@ -1252,7 +1252,7 @@ COMMENT ON FUNCTION hatchet.run_status(uuid, uuid) IS
 -- waiting for parents or conditions as PENDING (task_id NULL until they are created, except a single-task run's).
 CREATE FUNCTION hatchet.run_tasks(run_id uuid, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, readable_id text, status text, retry_count integer, output jsonb, error text,
-               queue text, created_at timestamptz)
+               queue text, created_at timestamptz, evicted boolean)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1275,14 +1275,16 @@ BEGIN
            coalesce(s.current, o.retry_count, 0),
            CASE WHEN s.state = 'COMPLETED' THEN hatchet._task_output(p_tenant, t.id) END,
            CASE WHEN s.state IN ('FAILED', 'CANCELLED') THEN o.reason END,
-           t.queue, t.inserted_at
+           t.queue, t.inserted_at,
+           EXISTS (SELECT 1 FROM hatchet.delayed_queue d
+                   WHERE d.tenant_id = p_tenant AND d.task_id = t.id AND d.reason = 'evicted')
     FROM hatchet.tasks t
     CROSS JOIN LATERAL hatchet._task_state(p_tenant, t.id) s
     LEFT JOIN LATERAL hatchet._task_outcome(p_tenant, t.id) o ON true
     WHERE t.tenant_id = p_tenant AND t.run_id = p_run AND t.inserted_at >= hatchet.uuid_time(p_run)
     UNION ALL
     SELECT CASE WHEN x.task_id = x.run_id THEN x.task_id END, d.readable_id, 'PENDING', 0, NULL::jsonb, NULL::text,
-           d.action, x.created_at
+           d.action, x.created_at, false
     FROM hatchet.matches x
     JOIN hatchet.task_definitions d ON d.tenant_id = x.tenant_id AND d.id = x.task_definition_id
     WHERE x.tenant_id = p_tenant AND x.run_id = p_run
@@ -1291,7 +1293,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION hatchet.run_tasks(uuid, uuid) IS
-    'the tasks of a run with status (PENDING while waiting for parents or conditions), output and error';
+    'the tasks of a run with status (PENDING while waiting for parents or conditions; an evicted durable task is '
+    'RUNNING with evicted true), output and error';
 
 -- The timeline of a run: every event of every task, in time order.
 CREATE FUNCTION hatchet.run_events(run_id uuid, tenant_id uuid DEFAULT NULL)

@@ -610,7 +610,10 @@ BEGIN
     SELECT coalesce(
                (SELECT 'RUNNING' FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                (SELECT 'QUEUED' FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
-               (SELECT 'QUEUED' FROM hatchet.delayed_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               -- an evicted durable task is still running as far as its run is concerned (Hatchet counts it in the
+               -- RUNNING bucket, flagged as evicted): it waits for what it asked for, off any worker
+               (SELECT CASE WHEN r.reason = 'evicted' THEN 'RUNNING' ELSE 'QUEUED' END
+                FROM hatchet.delayed_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                (SELECT 'QUEUED' FROM hatchet.concurrency_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
                (SELECT CASE e.event_type WHEN 'SKIPPED' THEN 'COMPLETED' ELSE e.event_type::text END
                 FROM hatchet.task_events e

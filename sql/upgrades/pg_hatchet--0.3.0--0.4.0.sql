@@ -4163,7 +4163,91 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- 17. Batch tasks (issue 19, sql/batch.sql, new): task_definitions.batch, tasks.batch_key, running.batch_id, the
+-- 17. Evicted durable tasks (issue 19): counted as RUNNING (Hatchet's bucket for them), and hatchet.run_tasks says
+--    which are evicted (GetRunDetails is_evicted, REST isEvicted).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+DROP FUNCTION hatchet._task_state(uuid, uuid);
+CREATE FUNCTION hatchet._task_state(p_tenant uuid, p_task uuid, OUT state text, OUT current integer)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT coalesce(
+               (SELECT 'RUNNING' FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT 'QUEUED' FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               -- an evicted durable task is still running as far as its run is concerned (Hatchet counts it in the
+               -- RUNNING bucket, flagged as evicted): it waits for what it asked for, off any worker
+               (SELECT CASE WHEN r.reason = 'evicted' THEN 'RUNNING' ELSE 'QUEUED' END
+                FROM hatchet.delayed_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT 'QUEUED' FROM hatchet.concurrency_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT CASE e.event_type WHEN 'SKIPPED' THEN 'COMPLETED' ELSE e.event_type::text END
+                FROM hatchet.task_events e
+                WHERE e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(p_task)
+                  AND e.task_id = p_task AND e.event_type IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SKIPPED')
+                ORDER BY e.created_at DESC LIMIT 1),
+               (SELECT 'QUEUED' FROM hatchet.tasks t
+                WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(p_task) AND t.id = p_task)),
+           coalesce(
+               (SELECT r.retry_count FROM hatchet.running r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT r.retry_count FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT r.retry_count FROM hatchet.delayed_queue r
+                WHERE r.tenant_id = p_tenant AND r.task_id = p_task),
+               (SELECT r.retry_count FROM hatchet.concurrency_queue r
+                WHERE r.tenant_id = p_tenant AND r.task_id = p_task))
+    INTO state, current;
+END
+$$;
+
+DROP FUNCTION hatchet.run_tasks(uuid, uuid);
+CREATE FUNCTION hatchet.run_tasks(run_id uuid, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, readable_id text, status text, retry_count integer, output jsonb, error text,
+               queue text, created_at timestamptz, evicted boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(run_tasks.tenant_id);
+    p_run    uuid := run_tasks.run_id;
+BEGIN
+    IF p_run IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['run_id']);
+    END IF;
+    PERFORM hatchet.run_status(p_run, p_tenant);  -- raises for an unknown run
+    RETURN QUERY
+    SELECT t.id, t.readable_id,
+           CASE WHEN s.state NOT IN ('QUEUED', 'RUNNING')
+                     AND EXISTS (SELECT 1 FROM hatchet.matches x  -- re-armed by a replay: waits for its parents
+                                 WHERE x.tenant_id = p_tenant AND x.run_id = p_run AND x.task_id = t.id) THEN 'PENDING'
+                WHEN o.event_type = 'SKIPPED' AND s.state = 'COMPLETED' THEN 'SKIPPED' ELSE s.state END,
+           coalesce(s.current, o.retry_count, 0),
+           CASE WHEN s.state = 'COMPLETED' THEN hatchet._task_output(p_tenant, t.id) END,
+           CASE WHEN s.state IN ('FAILED', 'CANCELLED') THEN o.reason END,
+           t.queue, t.inserted_at,
+           EXISTS (SELECT 1 FROM hatchet.delayed_queue d
+                   WHERE d.tenant_id = p_tenant AND d.task_id = t.id AND d.reason = 'evicted')
+    FROM hatchet.tasks t
+    CROSS JOIN LATERAL hatchet._task_state(p_tenant, t.id) s
+    LEFT JOIN LATERAL hatchet._task_outcome(p_tenant, t.id) o ON true
+    WHERE t.tenant_id = p_tenant AND t.run_id = p_run AND t.inserted_at >= hatchet.uuid_time(p_run)
+    UNION ALL
+    SELECT CASE WHEN x.task_id = x.run_id THEN x.task_id END, d.readable_id, 'PENDING', 0, NULL::jsonb, NULL::text,
+           d.action, x.created_at, false
+    FROM hatchet.matches x
+    JOIN hatchet.task_definitions d ON d.tenant_id = x.tenant_id AND d.id = x.task_definition_id
+    WHERE x.tenant_id = p_tenant AND x.run_id = p_run
+      AND NOT EXISTS (SELECT 1 FROM hatchet.tasks t
+                      WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(x.task_id) AND t.id = x.task_id);
+END
+$$;
+COMMENT ON FUNCTION hatchet.run_tasks(uuid, uuid) IS
+    'the tasks of a run with status (PENDING while waiting for parents or conditions; an evicted durable task is '
+    'RUNNING with evicted true), output and error';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- 18. Batch tasks (issue 19, sql/batch.sql, new): task_definitions.batch, tasks.batch_key, running.batch_id, the
 --     batches table and its trigger on running; registration keeps the batch options, enqueue evaluates the group
 --     key, hatchet.assign leaves batch tasks to hatchet.assign_batches, refresh_timeout of a member extends its whole
 --     batch; hatchet.batch_attempts.

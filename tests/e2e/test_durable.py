@@ -130,6 +130,46 @@ def test_memo_survives_eviction_and_restore(server, durable):
     assert kinds == "MEMO,MEMO,WAIT_FOR,MEMO"
 
 
+def test_evicted_task_as_the_sdk_sees_it_and_rest_restore(server, durable):
+    """GetRunDetails and runs.get say the task is evicted (status RUNNING, as in Hatchet); REST restore queues it
+    again now (it replays and waits again); an event then finishes it."""
+    from hatchet_sdk.clients.rest.api.task_api import TaskApi
+    from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
+
+    t = token()
+    ref = durable.durable_evicted_wait.run(durable.Token(token=t), wait_for_result=False)
+    run = ref.workflow_run_id
+    wait_for(lambda: evictions(server, run), 30, "the eviction")
+
+    def evicted_in_details() -> bool:
+        return any(task.is_evicted for task in durable.hatchet.runs.get_details(run).task_runs.values())
+
+    wait_for(evicted_in_details, 10, "GetRunDetails to show the eviction")
+    details = durable.hatchet.runs.get_details(run)
+    [task] = details.task_runs.values()
+    assert task.status == V1TaskStatus.RUNNING
+    summary = durable.hatchet.runs.get(run)
+    assert summary.run.status == V1TaskStatus.RUNNING
+    assert [x.is_evicted for x in summary.tasks] == [True]
+
+    with durable.hatchet.runs.client() as client:
+        api = TaskApi(client)
+        assert api.v1_task_restore(task=task.external_id).requeued is True
+        # Restored: it replays (a second invocation) and, waiting again past its TTL, is evicted again.
+        wait_for(lambda: "invocation 2" in marks(t), 30, "the restored invocation")
+        wait_for(lambda: len(evictions(server, run)) == 2, 30, "the second eviction")
+        # An unknown task is 404; a finished one is not requeued (below).
+        from hatchet_sdk.clients.rest.exceptions import NotFoundException
+
+        with pytest.raises(NotFoundException):
+            api.v1_task_restore(task=str(uuid.uuid4()))
+        durable.hatchet.event.push(durable.RESUME_EVENT_KEY, {"id": "restored", "token": t})
+        result = ref.result()
+        assert result["event_id"] == "restored" and result["invocation"] >= 3, result
+        assert api.v1_task_restore(task=task.external_id).requeued is False
+    assert marks(t).count("computed") == 1, marks(t)
+
+
 def test_memo_survives_a_retry(durable):
     t = token()
     result = durable.durable_retry.run(durable.Token(token=t))
@@ -200,7 +240,7 @@ def test_evicted_task_survives_restart_of_server_and_postgres():
         t = token()
         run = psql(own, f"SELECT hatchet.run_workflow('durable-e2e-evicted-wait', '{{\"token\": \"{t}\"}}')")
         wait_for(lambda: evictions(own, run), 40, "the eviction")
-        assert psql(own, f"SELECT hatchet.task_status('{run}')") == "QUEUED"
+        assert psql(own, f"SELECT hatchet.task_status('{run}')") == "RUNNING"  # Hatchet's bucket for evicted tasks
         assert psql(own, f"SELECT reason FROM hatchet.delayed_queue WHERE task_id = '{run}'") == "evicted"
 
         worker.stop()

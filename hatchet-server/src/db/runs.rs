@@ -183,6 +183,9 @@ pub(crate) struct RunTask {
     pub queue: String,
     /// When the task (or its pending match) was created.
     pub created_at: DateTime<Utc>,
+    /// An evicted durable task (status RUNNING, off any worker until what it waits for is satisfied or it is
+    /// restored).
+    pub evicted: bool,
 }
 
 impl RunTask {
@@ -204,7 +207,7 @@ pub(crate) async fn run_tasks(
     run_id: Uuid,
 ) -> Result<Vec<RunTask>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT task_id, readable_id, status, retry_count, output, error, queue, created_at \
+        "SELECT task_id, readable_id, status, retry_count, output, error, queue, created_at, evicted \
          FROM hatchet.run_tasks(run_id => $1, tenant_id => $2)",
     )
     .bind(run_id)

@@ -184,6 +184,7 @@ impl admin_service_server::AdminService for AdminService {
             .await
             .map_err(AppError::from)?;
         let mut task_runs = HashMap::new();
+        let is_evicted = tasks.iter().any(|t| t.evicted);
         // Tasks not created yet (waiting for parents or conditions) are left out, as in Hatchet.
         for t in tasks {
             let (Some(task_id), Some(readable_id)) = (t.task_id, t.readable_id.clone()) else {
@@ -197,7 +198,7 @@ impl admin_service_server::AdminService for AdminService {
                     error: t.result_error(),
                     output: t.sdk_output().map(|o| o.to_string().into_bytes()),
                     readable_id,
-                    is_evicted: false,
+                    is_evicted: t.evicted,
                 },
             );
         }
@@ -218,7 +219,7 @@ impl admin_service_server::AdminService for AdminService {
             } else {
                 metadata.to_string().into_bytes()
             },
-            is_evicted: false,
+            is_evicted,
         }))
     }
 

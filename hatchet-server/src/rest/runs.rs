@@ -303,6 +303,7 @@ fn run_summary(
         workflow_run_external_id: row.id.to_string(),
         workflow_version_id: row.info.workflow_version_id.map(|v| v.to_string()),
         parent_task_external_id: row.info.parent_task_id.map(|p| p.to_string()),
+        is_evicted: tasks.iter().any(|t| t.evicted),
         children: None,
     }
 }
@@ -372,6 +373,7 @@ fn task_summary(tenant: Uuid, row: &RunRow, t: &RunTask, timing: Option<Timing>)
         workflow_run_external_id: row.id.to_string(),
         workflow_version_id: row.info.workflow_version_id.map(|v| v.to_string()),
         parent_task_external_id: row.info.parent_task_id.map(|p| p.to_string()),
+        is_evicted: t.evicted,
         children: None,
     }
 }

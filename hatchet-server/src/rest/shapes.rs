@@ -100,6 +100,9 @@ pub(crate) struct TaskSummary {
     pub workflow_version_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_task_external_id: Option<String>,
+    /// An evicted durable task (it counts as RUNNING; Hatchet's `isEvicted`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_evicted: bool,
     /// The tasks of a DAG run in a run list (Hatchet fills it for DAG rows only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub children: Option<Vec<TaskSummary>>,

@@ -7,6 +7,7 @@
 //! | `POST /v1/stable/tenants/{tenant}/tasks/replay` | `hatchet.replay_tasks` over the selected run / task ids (finished ones get a new attempt) |
 //! | `GET /v1/stable/tasks/{task}` | the task's run, then its row there |
 //! | `GET /v1/stable/tasks/{task}/logs` | `hatchet.task_logs` |
+//! | `POST /v1/stable/tasks/{task}/restore` | `hatchet.restore_evicted` (`V1RestoreTaskResponse`) |
 //! | `POST /v1/stable/tenants/{tenant}/durable-tasks/branch` | `hatchet.branch_durable_task` (`runs.reset_durable_task`) |
 
 use super::query::{metadata_object, parse_uuid, Params};
@@ -32,6 +33,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/stable/tenants/{tenant}/tasks/replay", post(replay))
         .route("/v1/stable/tasks/{task}", get(get_task))
         .route("/v1/stable/tasks/{task}/logs", get(logs))
+        .route("/v1/stable/tasks/{task}/restore", post(restore))
         .route(
             "/v1/stable/tenants/{tenant}/durable-tasks/branch",
             post(branch_durable_task),
@@ -202,6 +204,21 @@ async fn get_task(
         .find(|t| t.task_external_id == task_id.to_string())
         .map(Json)
         .ok_or_else(|| AppError::NotFound(format!("task {task_id} does not exist")))
+}
+
+/// Queues an evicted durable task now, whatever it waits for (it replays its log on a worker and waits again).
+/// `requeued` is false for a task that is not evicted; an unknown task is 404.
+async fn restore(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(task): Path<String>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let task_id = parse_uuid("task id", &task)?;
+    let requeued = crate::db::durable::restore_evicted(&state.pool, tenant.0, task_id).await?;
+    if requeued {
+        state.dispatch.wake_assigner();
+    }
+    Ok(Json(json!({ "requeued": requeued })))
 }
 
 /// `V1LogLineLevel` from a stored level (Python's names included).

@@ -90,6 +90,8 @@ SELECT hatchet.durable_evict(:'task', 1, 'ttl 15m exceeded') AS restores_as_atte
 SELECT hatchet.task_status(:'task') AS status_evicted, (SELECT reason || ' ' || (ready_at = 'infinity')
     FROM hatchet.delayed_queue WHERE task_id = :'task') AS delayed;
 SELECT * FROM pg_temp.events(:'task') WHERE event_type = 'EVICTED';
+-- The run's view (GetRunDetails, runs.get): still RUNNING, flagged evicted.
+SELECT readable_id, status, evicted FROM hatchet.run_tasks(:'task');
 SELECT pg_temp.try(format('SELECT * FROM hatchet.durable_memo(%L, 1, %L)', :'task', 'k1'));
 SELECT t.input->'input' AS input, hatchet.complete(t.task_id, t.retry_count, '{"doubled": 2}') IS NOT NULL AS done
 FROM hatchet.dequeue('kid:k', 'w1', 1) t;
@@ -141,6 +143,7 @@ SELECT status, result FROM pg_temp.log(:'task');
 SELECT node_id FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "event", "key": "dur:never", "group": "g"}]');
 SELECT hatchet.durable_evict(:'task', 1, 'worker shutting down') AS restores_as_attempt;
 SELECT hatchet.restore_evicted(:'task') AS restored, hatchet.restore_evicted(:'task') AS restored_twice;
+SELECT status, evicted FROM hatchet.run_tasks(:'task');
 SELECT retry_count FROM hatchet.dequeue('dur:d', 'w1');
 -- The legacy signal API: a wait named by a signal key, armed once per key, read back when satisfied.
 SELECT hatchet.register_durable_event(:'task', 'sig-1',
