@@ -292,7 +292,9 @@ pub(crate) async fn finished_runs(
     run_ids: &[Uuid],
 ) -> Result<Vec<FinishedRun>, sqlx::Error> {
     let rows: Vec<FinishedTask> = sqlx::query_as(
-        "SELECT run_id, task_id, readable_id, status, retry_count, output, error, queue, created_at \
+        // (a finished run's tasks are all terminal: none is evicted)
+        "SELECT run_id, task_id, readable_id, status, retry_count, output, error, queue, created_at, \
+                false AS evicted \
          FROM hatchet.finished_runs(run_ids => $1, tenant_id => $2)",
     )
     .bind(run_ids)
