@@ -191,6 +191,8 @@ CREATE TABLE hatchet.task_definitions (
     conditions          jsonb    NOT NULL DEFAULT '{}',
     slot_type           text     NOT NULL DEFAULT 'default',
     slot_units          integer  NOT NULL DEFAULT 1,
+    -- a batch task (hatchet.batch_task): {max_size, max_interval_ms, group_key, group_max_runs, broadcast}; NULL if not
+    batch               jsonb,
     CONSTRAINT task_definitions_pkey PRIMARY KEY (tenant_id, id),
     CONSTRAINT task_definitions_readable_id_key UNIQUE (tenant_id, workflow_version_id, readable_id),
     CONSTRAINT task_definitions_version_fkey FOREIGN KEY (tenant_id, workflow_version_id)
@@ -437,6 +439,8 @@ CREATE TABLE hatchet.running (
     -- when the worker acknowledged the attempt (its first STARTED); NULL while pushed but unacknowledged: an attempt
     -- of a registered worker still unacknowledged after worker_dead_after was never delivered and is released
     started_at           timestamptz,
+    -- the batch (hatchet.batches) this attempt runs in, for a member of a batch task; its slot is the batch's
+    batch_id             uuid,
     CONSTRAINT running_pkey PRIMARY KEY (tenant_id, task_id),
     CONSTRAINT timeout_after_assignment CHECK (timeout_at >= assigned_at)
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25,
@@ -444,6 +448,32 @@ CREATE TABLE hatchet.running (
 CREATE INDEX running_timeout_idx ON hatchet.running (tenant_id, timeout_at);
 CREATE INDEX running_worker_idx ON hatchet.running (tenant_id, worker_id) WHERE worker_id IS NOT NULL;
 COMMENT ON TABLE hatchet.running IS 'claimed attempts (state RUNNING), each with the time it times out';
+
+-- Batches of a batch task handed to a worker as one START_BATCH (sql/batch.sql). A batch holds one slot of its worker
+-- (its members' running rows hold none) until its last member leaves hatchet.running, whichever way: completed,
+-- failed, cancelled, timed out or reaped with a dead worker (the trigger running_batch_member_done counts them down).
+CREATE TABLE hatchet.batches (
+    tenant_id          uuid        NOT NULL,
+    id                 uuid        NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    worker_id          uuid        NOT NULL,
+    task_definition_id bigint      NOT NULL,
+    size               integer     NOT NULL,
+    -- members still in hatchet.running
+    remaining          integer     NOT NULL,
+    queue              text        NOT NULL,
+    batch_key          text        NOT NULL,
+    slot_type          text        NOT NULL,
+    -- why it was flushed: 'size', 'interval' or 'bytes'
+    reason             text        NOT NULL,
+    CONSTRAINT batches_pkey PRIMARY KEY (tenant_id, id),
+    CONSTRAINT batch_remaining_within_size CHECK (remaining BETWEEN 0 AND size),
+    CONSTRAINT batch_reason_known CHECK (reason IN ('size', 'interval', 'bytes'))
+) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25, autovacuum_vacuum_cost_delay = 0);
+CREATE INDEX batches_group_idx ON hatchet.batches (tenant_id, queue, batch_key);
+COMMENT ON TABLE hatchet.batches IS 'batches of a batch task running on a worker, each holding one slot until its last member is done';
+-- Which queues are batch tasks' (assign leaves them to assign_batches): one probe per queue.
+CREATE INDEX task_definitions_batch_idx ON hatchet.task_definitions (tenant_id, action) WHERE batch IS NOT NULL;
 
 CREATE TABLE hatchet.idempotency_keys (
     tenant_id uuid NOT NULL,
@@ -600,6 +630,8 @@ CREATE TABLE hatchet.tasks (
     desired_worker_id   uuid,
     slot_type           text        NOT NULL DEFAULT 'default',
     slot_units          integer     NOT NULL DEFAULT 1,
+    -- a batch task's group key, evaluated once at enqueue ('' when the task has no group key expression)
+    batch_key           text,
     CONSTRAINT tasks_pkey PRIMARY KEY (tenant_id, inserted_at, id),
     CONSTRAINT task_priority_in_range CHECK (priority BETWEEN 1 AND 3),
     CONSTRAINT task_retries_not_negative CHECK (retries >= 0),

@@ -118,7 +118,8 @@ BEGIN
             INSERT INTO hatchet.tasks (tenant_id, inserted_at, id, run_id, task_definition_id, readable_id, retries,
                                        backoff_factor, backoff_max_seconds, execution_timeout, schedule_timeout,
                                        priority, queue, idempotency_key, input, additional_metadata, concurrency,
-                                       rate_limits, desired_labels, sticky, slot_type, slot_units, desired_worker_id)
+                                       rate_limits, desired_labels, sticky, slot_type, slot_units, desired_worker_id,
+                                       batch_key)
             SELECT p_tenant, hatchet.uuid_time(f.id), f.id, coalesce(p_run_ids[f.ord], f.id), p_definition_id,
                    p_readable_id, p_retries, p_backoff_factor, p_backoff_max_seconds, p_execution_timeout,
                    p_schedule_timeout, p_priority, p_queue, p_idempotency_key, f.input, p_metadata,
@@ -127,7 +128,7 @@ BEGIN
                    coalesce(f.flow -> 'desired_labels', p_placement -> 'desired_labels'),
                    coalesce(f.flow ->> 'sticky', p_placement ->> 'sticky')::hatchet.sticky_strategy,
                    coalesce(f.flow ->> 'slot_type', 'default'), coalesce((f.flow ->> 'slot_units')::integer, 1),
-                   (p_placement ->> 'desired_worker_id')::uuid
+                   (p_placement ->> 'desired_worker_id')::uuid, f.flow ->> 'batch_key'
             FROM f
         )
         SELECT array_agg(f.ord) FILTER (WHERE f.flow ? 'error'), array_agg(f.flow ->> 'error') FILTER (WHERE f.flow ? 'error')
@@ -937,7 +938,14 @@ BEGIN
     WHERE r.tenant_id = p_tenant AND r.task_id = refresh_timeout.task_id
       AND (refresh_timeout.retry_count IS NULL OR r.retry_count = refresh_timeout.retry_count)
     RETURNING r.* INTO v_run;
-    IF NOT FOUND THEN
+    -- A member of a batch (sql/batch.sql) names the batch's handler, which the SDK refreshes through its first member:
+    -- the whole batch gets the time.
+    IF FOUND AND v_run.batch_id IS NOT NULL THEN
+        UPDATE hatchet.running r SET timeout_at = r.timeout_at + v_by
+        WHERE r.tenant_id = p_tenant AND r.worker_id = v_run.worker_id AND r.batch_id = v_run.batch_id
+          AND r.task_id <> v_run.task_id;
+    END IF;
+    IF v_run.task_id IS NULL THEN
         IF refresh_timeout.task_id IS NULL THEN
             PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
         END IF;

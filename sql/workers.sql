@@ -381,6 +381,9 @@ BEGIN
         WHERE (SELECT true FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.queue = x.action LIMIT 1)
           -- A paused workflow's queues keep their attempts until it is unpaused (hatchet.pause_workflow).
           AND NOT EXISTS (SELECT 1 FROM hatchet.paused_queues p WHERE p.tenant_id = p_tenant AND p.queue = x.action)
+          -- A batch task's attempts go out in batches (hatchet.assign_batches), never one by one.
+          AND NOT EXISTS (SELECT 1 FROM hatchet.task_definitions d
+                          WHERE d.tenant_id = p_tenant AND d.action = x.action AND d.batch IS NOT NULL)
         ORDER BY x.action
     LOOP
         EXIT WHEN v_left <= 0;

@@ -243,6 +243,7 @@ DECLARE
     v_backoff  float8;
     v_item     jsonb;
     v_key      text;
+    v_batch    jsonb;
 BEGIN
     IF jsonb_typeof(p_t) IS DISTINCT FROM 'object' THEN
         PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, 'each task must be a JSON object']);
@@ -325,7 +326,38 @@ BEGIN
             'weight', coalesce(hatchet._json_int(v_item->'weight', v_what || ' worker label weight', p_workflow), 100))));
     END LOOP;
 
+    -- A batch task (the proto's TaskBatchConfig): {max_size, max_interval_ms, group_key, group_max_runs, broadcast}.
+    v_item := nullif(p_t->'batch', 'null');
+    IF v_item IS NOT NULL THEN
+        IF jsonb_typeof(v_item) <> 'object' THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, v_what || ' batch must be a JSON object']);
+        END IF;
+        v_batch := jsonb_strip_nulls(jsonb_build_object(
+            'max_size', hatchet._json_int(coalesce(v_item->'batch_max_size', v_item->'max_size'),
+                                          v_what || ' batch_max_size', p_workflow),
+            'max_interval_ms', hatchet._json_int(coalesce(v_item->'batch_max_interval_ms', v_item->'max_interval_ms'),
+                                                 v_what || ' batch_max_interval_ms', p_workflow),
+            'group_key', nullif(coalesce(v_item->>'batch_group_key', v_item->>'group_key'), ''),
+            'group_max_runs', hatchet._json_int(coalesce(v_item->'batch_group_max_runs', v_item->'group_max_runs'),
+                                                v_what || ' batch_group_max_runs', p_workflow),
+            'broadcast', CASE WHEN coalesce((coalesce(v_item->>'broadcast_output', v_item->>'broadcast'))::boolean, false)
+                              THEN true END));
+        IF coalesce((v_batch->>'max_size')::integer, 0) NOT BETWEEN 1 AND 1000 THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                v_what || ' batch_max_size must be between 1 and 1000']);
+        END IF;
+        IF (v_batch->>'max_interval_ms')::integer <= 0 THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                v_what || ' batch_max_interval_ms must be positive']);
+        END IF;
+        IF (v_batch->>'group_max_runs')::integer <= 0 THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                v_what || ' batch_group_max_runs must be positive']);
+        END IF;
+    END IF;
+
     RETURN jsonb_strip_nulls(jsonb_build_object(
+        'batch', v_batch,
         'readable_id', v_rid,
         'action', coalesce(nullif(p_t->>'action', ''), lower(p_workflow) || ':' || lower(v_rid)),
         'timeout', hatchet._json_duration(p_t->'timeout', '60s', v_what || ' timeout', p_workflow),
@@ -599,7 +631,7 @@ BEGIN
         INSERT INTO hatchet.task_definitions (tenant_id, workflow_version_id, readable_id, action, parents,
                                               is_on_failure, is_durable, retries, backoff_factor, backoff_max_seconds,
                                               execution_timeout, schedule_timeout, concurrency, rate_limits,
-                                              worker_labels, conditions, slot_type, slot_units)
+                                              worker_labels, conditions, slot_type, slot_units, batch)
         VALUES (p_tenant, v_version, v_task->>'readable_id', v_task->>'action',
                 ARRAY(SELECT jsonb_array_elements_text(v_task->'parents')), (v_task->>'is_on_failure')::boolean,
                 (v_task->>'is_durable')::boolean, (v_task->>'retries')::integer,
@@ -607,7 +639,7 @@ BEGIN
                 hatchet.parse_duration(v_task->>'timeout'), hatchet.parse_duration(v_task->>'schedule_timeout'),
                 coalesce(v_task->'concurrency', '[]'), coalesce(v_task->'rate_limits', '[]'),
                 coalesce(v_task->'worker_labels', '{}'), coalesce(v_task->'conditions', '{}'),
-                v_slot.key, v_slot.units);
+                v_slot.key, v_slot.units, v_task->'batch');
     END LOOP;
     -- A version registered while the workflow is paused is paused too (its new queues held like the others).
     INSERT INTO hatchet.paused_queues (tenant_id, queue, workflow_id)
@@ -719,7 +751,7 @@ DECLARE
     v_l     record;
 BEGIN
     SELECT d.action, d.concurrency, d.rate_limits, d.worker_labels, d.slot_type, d.slot_units, v.concurrency AS wf_concurrency,
-           v.sticky, v.workflow_id
+           v.sticky, v.workflow_id, d.batch
     INTO v_def
     FROM hatchet.task_definitions d
     JOIN hatchet.workflow_versions v ON v.tenant_id = d.tenant_id AND v.id = d.workflow_version_id
@@ -799,7 +831,21 @@ BEGIN
             'weight', coalesce((v_l.v ->> 'weight')::integer, 100)));
     END LOOP;
 
+    -- A batch task's group key: members are batched only with others of the same key.
+    IF v_def.batch IS NOT NULL THEN
+        v_key := '';
+        IF v_def.batch ? 'group_key' THEN
+            v_res := hatchet.cel_try(v_def.batch ->> 'group_key', v_vars);
+            IF v_res ? 'error' OR jsonb_typeof(v_res -> 'value') <> 'string' THEN
+                RETURN jsonb_build_object('error', format('failed to parse batch group key expression "%s": %s',
+                    v_def.batch ->> 'group_key', coalesce(v_res ->> 'error', 'it must evaluate to a string')));
+            END IF;
+            v_key := v_res ->> 'value';
+        END IF;
+    END IF;
+
     RETURN jsonb_strip_nulls(jsonb_build_object(
+        'batch_key', CASE WHEN v_def.batch IS NOT NULL THEN v_key END,
         'concurrency', CASE WHEN jsonb_array_length(v_gates) > 0 THEN v_gates END,
         'rate_limits', CASE WHEN jsonb_array_length(v_rls) > 0 THEN v_rls END,
         'desired_labels', CASE WHEN v_labels <> '{}' THEN v_labels END,

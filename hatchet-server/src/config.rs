@@ -8,12 +8,14 @@ use uuid::{uuid, Uuid};
 
 /// The engine version reported by `Dispatcher.GetVersion`.
 ///
-/// The SDK chooses its code paths from it: `>= v0.78.23` selects the current worker protocol (slot_config,
-/// ListenV2); below that, hatchet-sdk 1.43.1 takes a deprecated path that raises at random. `>= v0.80.0` makes the
-/// SDK open the `V1Dispatcher.DurableTask` stream for durable tasks (memo, waits, child runs, eviction), which
-/// `grpc::dispatcher_v1` serves. The next gates (v0.88.1 batch tasks, v0.111.0 retry-after) need features of their
-/// own: raise it past one only when everything the SDK then uses works.
-pub const ENGINE_VERSION: &str = "v0.80.0";
+/// The SDKs choose their code paths from it (hatchet-sdk 1.43.1 `engine_version.py`, @hatchet-dev/typescript-sdk
+/// 1.33.2 `engine-version.js`): `>= v0.78.23` selects the current worker protocol (slot_config, ListenV2; below it
+/// hatchet-sdk takes a deprecated path that raises at random); `>= v0.80.0` opens the `V1Dispatcher.DurableTask`
+/// stream for durable tasks (memo, waits, child runs, eviction: `grpc::dispatcher_v1`); v0.82.0 (OBSERVABILITY) and
+/// v0.88.1 (BATCHING) gate no SDK code (batch tasks, START_BATCH and `SendBatchActionEvent`, are served:
+/// `sql/batch.sql`); `>= v0.111.0` stops the SDK warning that a `RetryAfterException` delay will be ignored (it is
+/// honoured: `hatchet.fail(retry_after)`). Raise it past a newer gate only when everything the SDKs then use works.
+pub const ENGINE_VERSION: &str = "v0.111.0";
 
 /// Largest gRPC message accepted or sent, matching the SDK's default `GRPC_MAX_{RECV,SEND}_MESSAGE_LENGTH`.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;

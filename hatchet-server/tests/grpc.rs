@@ -46,9 +46,10 @@ async fn get_version_over_gzip() {
     );
     let version = resp.into_inner().version;
     assert_eq!(version, ENGINE_VERSION);
-    // >= v0.80.0 opens the SDK's DurableTask stream; below v0.88.1 it sends no batch tasks (not served yet).
+    // The newest gate hatchet-sdk 1.43.1 knows (RETRY_AFTER, v0.111.0): durable tasks (>= v0.80.0), batch tasks
+    // (>= v0.88.1) and retry-after are all served.
     let v = semver(&version);
-    assert!(((0, 80, 0)..(0, 88, 1)).contains(&v), "{version}");
+    assert!(v >= (0, 111, 0), "{version}");
 
     // Uncompressed requests work too.
     let mut plain = DispatcherClient::new(server.channel().await);
@@ -78,12 +79,13 @@ async fn unbuilt_rpcs_answer_unimplemented_on_every_service() {
     let channel = server.channel().await;
 
     let mut dispatcher = DispatcherClient::new(channel.clone()).send_compressed(Gzip);
-    assert_unimplemented(
-        dispatcher
-            .send_batch_action_event(with_auth(proto::BatchActionEvent::default(), auth))
-            .await,
-        "Dispatcher.SendBatchActionEvent",
-    );
+    // Batch tasks are served: an event naming no batch is bad input, not an unbuilt RPC.
+    let status = dispatcher
+        .send_batch_action_event(with_auth(proto::BatchActionEvent::default(), auth))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("batch_id"), "{status:?}");
 
     let mut workflows = WorkflowServiceClient::new(channel.clone()).send_compressed(Gzip);
     assert_unimplemented(

@@ -92,9 +92,14 @@ extension_sql_file!(
     requires = ["alerts"]
 );
 extension_sql_file!(
+    "../../sql/batch.sql",
+    name = "batch",
+    requires = ["durable"]
+);
+extension_sql_file!(
     "../../sql/maintenance.sql",
     name = "maintenance",
-    requires = ["durable", raise_error]
+    requires = ["batch", raise_error]
 );
 extension_sql_file!(
     "../../sql/dashboard.sql",

@@ -4361,6 +4361,1065 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 19. Batch tasks (issue 19, sql/batch.sql, new): task_definitions.batch, tasks.batch_key, running.batch_id, the
+--     batches table and its trigger on running; registration keeps the batch options, enqueue evaluates the group
+--     key, hatchet.assign leaves batch tasks to hatchet.assign_batches, refresh_timeout of a member extends its whole
+--     batch; hatchet.batch_attempts.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+ALTER TABLE hatchet.task_definitions ADD COLUMN batch jsonb;
+ALTER TABLE hatchet.tasks ADD COLUMN batch_key text;
+ALTER TABLE hatchet.running ADD COLUMN batch_id uuid;
+-- Batches of a batch task handed to a worker as one START_BATCH (sql/batch.sql). A batch holds one slot of its worker
+-- (its members' running rows hold none) until its last member leaves hatchet.running, whichever way: completed,
+-- failed, cancelled, timed out or reaped with a dead worker (the trigger running_batch_member_done counts them down).
+CREATE TABLE hatchet.batches (
+    tenant_id          uuid        NOT NULL,
+    id                 uuid        NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    worker_id          uuid        NOT NULL,
+    task_definition_id bigint      NOT NULL,
+    size               integer     NOT NULL,
+    -- members still in hatchet.running
+    remaining          integer     NOT NULL,
+    queue              text        NOT NULL,
+    batch_key          text        NOT NULL,
+    slot_type          text        NOT NULL,
+    -- why it was flushed: 'size', 'interval' or 'bytes'
+    reason             text        NOT NULL,
+    CONSTRAINT batches_pkey PRIMARY KEY (tenant_id, id),
+    CONSTRAINT batch_remaining_within_size CHECK (remaining BETWEEN 0 AND size),
+    CONSTRAINT batch_reason_known CHECK (reason IN ('size', 'interval', 'bytes'))
+) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25, autovacuum_vacuum_cost_delay = 0);
+CREATE INDEX batches_group_idx ON hatchet.batches (tenant_id, queue, batch_key);
+COMMENT ON TABLE hatchet.batches IS 'batches of a batch task running on a worker, each holding one slot until its last member is done';
+-- Which queues are batch tasks' (assign leaves them to assign_batches): one probe per queue.
+CREATE INDEX task_definitions_batch_idx ON hatchet.task_definitions (tenant_id, action) WHERE batch IS NOT NULL;
+
+CREATE OR REPLACE FUNCTION hatchet._normalise_task(p_workflow text, p_t jsonb, p_on_failure boolean) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rid      text := p_t->>'readable_id';
+    v_parents  text[];
+    v_what     text;
+    v_durable  boolean;
+    v_slots    jsonb;
+    v_conc     jsonb;
+    v_rl       jsonb;
+    v_labels   jsonb;
+    v_backoff  float8;
+    v_item     jsonb;
+    v_key      text;
+    v_batch    jsonb;
+BEGIN
+    IF jsonb_typeof(p_t) IS DISTINCT FROM 'object' THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, 'each task must be a JSON object']);
+    END IF;
+    IF p_on_failure THEN
+        v_rid := coalesce(nullif(v_rid, ''), 'on_failure');
+    END IF;
+    IF coalesce(v_rid, '') = '' THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, 'every task needs a readable_id']);
+    END IF;
+    v_what := format('task "%s"', v_rid);
+    v_parents := hatchet._json_texts(p_t->'parents', v_what || ' parents', p_workflow);
+    IF p_on_failure AND cardinality(v_parents) > 0 THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            'the on_failure task must not have parents: it runs when any other task failed']);
+    END IF;
+    IF (SELECT count(DISTINCT p) FROM unnest(v_parents) p) <> cardinality(v_parents) THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, v_what || ' lists a parent twice']);
+    END IF;
+
+    v_durable := coalesce((p_t->>'is_durable')::boolean, false);
+    v_slots := coalesce(nullif(p_t->'slot_requests', 'null'),
+                        jsonb_build_object(CASE WHEN v_durable THEN 'durable' ELSE 'default' END, 1));
+    IF jsonb_typeof(v_slots) <> 'object' OR v_slots = '{}'
+       OR EXISTS (SELECT 1 FROM jsonb_each(v_slots) s WHERE jsonb_typeof(s.value) <> 'number'
+                                                           OR (s.value #>> '{}')::numeric <= 0) THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            v_what || ' slot_requests must map slot types to positive units']);
+    END IF;
+
+    v_backoff := (p_t->>'backoff_factor')::float8;
+    IF v_backoff IS NOT NULL AND NOT (v_backoff > 0) THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, v_what || ' backoff_factor must be positive']);
+    END IF;
+    IF hatchet._json_int(p_t->'retries', v_what || ' retries', p_workflow) < 0 THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, v_what || ' retries must be zero or more']);
+    END IF;
+    IF hatchet._json_int(p_t->'backoff_max_seconds', v_what || ' backoff_max_seconds', p_workflow) <= 0 THEN
+        PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+            v_what || ' backoff_max_seconds must be positive']);
+    END IF;
+
+    -- Concurrency: [{expression, max_runs, strategy}] (the proto's Concurrency, one or a list).
+    v_conc := '[]';
+    FOR v_item IN SELECT e FROM jsonb_array_elements(CASE jsonb_typeof(p_t->'concurrency')
+                                                     WHEN 'array' THEN p_t->'concurrency'
+                                                     WHEN 'object' THEN jsonb_build_array(p_t->'concurrency')
+                                                     ELSE '[]' END) e LOOP
+        v_conc := v_conc || jsonb_build_array(hatchet._normalise_concurrency(p_workflow, v_what, v_item));
+    END LOOP;
+
+    -- Rate limits: [{key | key_expr, units | units_expr, limit_expr, duration}].
+    v_rl := '[]';
+    FOR v_item IN SELECT e FROM jsonb_array_elements(coalesce(nullif(p_t->'rate_limits', 'null'), '[]')) e LOOP
+        IF coalesce(v_item->>'key', '') = '' AND coalesce(v_item->>'key_expr', '') = '' THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, v_what || ' has a rate limit without a key']);
+        END IF;
+        v_rl := v_rl || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+            'key', nullif(v_item->>'key', ''),
+            'key_expr', nullif(v_item->>'key_expr', ''),
+            'units', coalesce(hatchet._json_int(v_item->'units', v_what || ' rate limit units', p_workflow),
+                              CASE WHEN coalesce(v_item->>'units_expr', '') = '' THEN 1 END),
+            'units_expr', nullif(v_item->>'units_expr', ''),
+            'limit_expr', coalesce(nullif(v_item->>'limit_expr', ''), nullif(v_item->>'limit_values_expr', '')),
+            'duration', hatchet._enum_name(v_item->'duration',
+                ARRAY['SECOND', 'MINUTE', 'HOUR', 'DAY', 'WEEK', 'MONTH', 'YEAR'], v_what || ' rate limit duration',
+                p_workflow))));
+    END LOOP;
+
+    -- Desired worker labels: {label: {value, comparator, required, weight}}.
+    v_labels := '{}';
+    FOR v_key, v_item IN SELECT k, v FROM jsonb_each(coalesce(nullif(p_t->'worker_labels', 'null'), '{}')) x(k, v)
+    LOOP
+        v_labels := v_labels || jsonb_build_object(v_key, jsonb_strip_nulls(jsonb_build_object(
+            'value', coalesce(v_item->'value', v_item->'str_value', v_item->'int_value'),
+            'comparator', coalesce(hatchet._enum_name(v_item->'comparator',
+                ARRAY['EQUAL', 'NOT_EQUAL', 'GREATER_THAN', 'GREATER_THAN_OR_EQUAL', 'LESS_THAN',
+                      'LESS_THAN_OR_EQUAL'], v_what || ' worker label comparator', p_workflow), 'EQUAL'),
+            'required', coalesce((v_item->>'required')::boolean, false),
+            'weight', coalesce(hatchet._json_int(v_item->'weight', v_what || ' worker label weight', p_workflow), 100))));
+    END LOOP;
+
+    -- A batch task (the proto's TaskBatchConfig): {max_size, max_interval_ms, group_key, group_max_runs, broadcast}.
+    v_item := nullif(p_t->'batch', 'null');
+    IF v_item IS NOT NULL THEN
+        IF jsonb_typeof(v_item) <> 'object' THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow, v_what || ' batch must be a JSON object']);
+        END IF;
+        v_batch := jsonb_strip_nulls(jsonb_build_object(
+            'max_size', hatchet._json_int(coalesce(v_item->'batch_max_size', v_item->'max_size'),
+                                          v_what || ' batch_max_size', p_workflow),
+            'max_interval_ms', hatchet._json_int(coalesce(v_item->'batch_max_interval_ms', v_item->'max_interval_ms'),
+                                                 v_what || ' batch_max_interval_ms', p_workflow),
+            'group_key', nullif(coalesce(v_item->>'batch_group_key', v_item->>'group_key'), ''),
+            'group_max_runs', hatchet._json_int(coalesce(v_item->'batch_group_max_runs', v_item->'group_max_runs'),
+                                                v_what || ' batch_group_max_runs', p_workflow),
+            'broadcast', CASE WHEN coalesce((coalesce(v_item->>'broadcast_output', v_item->>'broadcast'))::boolean, false)
+                              THEN true END));
+        IF coalesce((v_batch->>'max_size')::integer, 0) NOT BETWEEN 1 AND 1000 THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                v_what || ' batch_max_size must be between 1 and 1000']);
+        END IF;
+        IF (v_batch->>'max_interval_ms')::integer <= 0 THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                v_what || ' batch_max_interval_ms must be positive']);
+        END IF;
+        IF (v_batch->>'group_max_runs')::integer <= 0 THEN
+            PERFORM hatchet.raise_error('invalid_workflow', ARRAY[p_workflow,
+                v_what || ' batch_group_max_runs must be positive']);
+        END IF;
+    END IF;
+
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'batch', v_batch,
+        'readable_id', v_rid,
+        'action', coalesce(nullif(p_t->>'action', ''), lower(p_workflow) || ':' || lower(v_rid)),
+        'timeout', hatchet._json_duration(p_t->'timeout', '60s', v_what || ' timeout', p_workflow),
+        'schedule_timeout', hatchet._json_duration(p_t->'schedule_timeout', '5m', v_what || ' schedule_timeout',
+                                                   p_workflow),
+        'parents', to_jsonb(v_parents),
+        'retries', coalesce(hatchet._json_int(p_t->'retries', v_what || ' retries', p_workflow), 0),
+        'backoff_factor', v_backoff,
+        'backoff_max_seconds', hatchet._json_int(p_t->'backoff_max_seconds', v_what, p_workflow),
+        'rate_limits', v_rl,
+        'worker_labels', v_labels,
+        'concurrency', v_conc,
+        'conditions', hatchet._normalise_conditions(p_workflow, v_rid, v_parents, p_t->'conditions'),
+        'is_durable', v_durable,
+        'slot_requests', v_slots));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet.register_workflow(definition jsonb, tenant_id uuid DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant   uuid := hatchet._tenant(register_workflow.tenant_id);
+    v_def      jsonb;
+    v_name     text;
+    v_wf       bigint;
+    v_latest   record;
+    v_checksum text;
+    v_version  bigint;
+    v_ext      uuid;
+    v_task     jsonb;
+    v_slot     record;
+    v_crons    text[];
+BEGIN
+    IF register_workflow.definition IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['definition']);
+    END IF;
+    PERFORM hatchet._check_payload('definition', register_workflow.definition);
+    v_def := hatchet._normalise_workflow(register_workflow.definition);
+    v_name := v_def->>'name';
+
+    -- Concurrent registrations of one workflow queue up on its row, so versions are created one at a time.
+    INSERT INTO hatchet.workflows (tenant_id, external_id, name) VALUES (p_tenant, hatchet.gen_id(), v_name)
+    ON CONFLICT ON CONSTRAINT workflows_name_key DO NOTHING;
+    SELECT w.id INTO v_wf FROM hatchet.workflows w WHERE w.tenant_id = p_tenant AND w.name = v_name FOR UPDATE;
+
+    SELECT v.id, v.external_id, v.definition INTO v_latest
+    FROM hatchet.workflow_versions v WHERE v.tenant_id = p_tenant AND v.workflow_id = v_wf
+    ORDER BY v.id DESC LIMIT 1;
+    IF FOUND AND v_latest.definition = v_def THEN
+        RETURN v_latest.external_id;
+    END IF;
+
+    -- Going back to an older definition makes a new (latest) version; its checksum must still be unique.
+    v_checksum := md5(v_def::text);
+    IF EXISTS (SELECT 1 FROM hatchet.workflow_versions v
+               WHERE v.tenant_id = p_tenant AND v.workflow_id = v_wf AND v.checksum = v_checksum) THEN
+        v_checksum := md5(v_def::text || ':' || v_latest.id);
+    END IF;
+    v_ext := hatchet.gen_id();
+    INSERT INTO hatchet.workflow_versions (tenant_id, external_id, workflow_id, version, checksum, definition, sticky,
+                                           default_priority, concurrency, event_triggers, cron_triggers, cron_input)
+    VALUES (p_tenant, v_ext, v_wf, v_def->>'version', v_checksum, v_def,
+            (v_def->>'sticky')::hatchet.sticky_strategy, (v_def->>'default_priority')::smallint,
+            coalesce(v_def->'concurrency', '[]'),
+            ARRAY(SELECT jsonb_array_elements_text(coalesce(v_def->'event_triggers', '[]'))),
+            ARRAY(SELECT jsonb_array_elements_text(coalesce(v_def->'cron_triggers', '[]'))),
+            v_def->'cron_input')
+    RETURNING id INTO v_version;
+
+    FOR v_task IN
+        SELECT t || jsonb_build_object('is_on_failure', ord > jsonb_array_length(v_def->'tasks'))
+        FROM jsonb_array_elements((v_def->'tasks') || CASE WHEN v_def ? 'on_failure_task'
+                                                          THEN jsonb_build_array(v_def->'on_failure_task')
+                                                          ELSE '[]' END)
+             WITH ORDINALITY AS x(t, ord)
+        ORDER BY ord
+    LOOP
+        -- A task holds one kind of slot: the first slot type it requests (by name).
+        SELECT s.key, (s.value #>> '{}')::numeric::integer AS units INTO v_slot
+        FROM jsonb_each(v_task->'slot_requests') s ORDER BY s.key LIMIT 1;
+        INSERT INTO hatchet.task_definitions (tenant_id, workflow_version_id, readable_id, action, parents,
+                                              is_on_failure, is_durable, retries, backoff_factor, backoff_max_seconds,
+                                              execution_timeout, schedule_timeout, concurrency, rate_limits,
+                                              worker_labels, conditions, slot_type, slot_units, batch)
+        VALUES (p_tenant, v_version, v_task->>'readable_id', v_task->>'action',
+                ARRAY(SELECT jsonb_array_elements_text(v_task->'parents')), (v_task->>'is_on_failure')::boolean,
+                (v_task->>'is_durable')::boolean, (v_task->>'retries')::integer,
+                (v_task->>'backoff_factor')::float8, (v_task->>'backoff_max_seconds')::integer,
+                hatchet.parse_duration(v_task->>'timeout'), hatchet.parse_duration(v_task->>'schedule_timeout'),
+                coalesce(v_task->'concurrency', '[]'), coalesce(v_task->'rate_limits', '[]'),
+                coalesce(v_task->'worker_labels', '{}'), coalesce(v_task->'conditions', '{}'),
+                v_slot.key, v_slot.units, v_task->'batch');
+    END LOOP;
+    -- A version registered while the workflow is paused is paused too (its new queues held like the others).
+    INSERT INTO hatchet.paused_queues (tenant_id, queue, workflow_id)
+    SELECT p_tenant, d.action, v_wf FROM hatchet.task_definitions d
+    JOIN hatchet.workflows w ON w.tenant_id = p_tenant AND w.id = v_wf
+    WHERE d.tenant_id = p_tenant AND d.workflow_version_id = v_version AND w.is_paused
+    ON CONFLICT ON CONSTRAINT paused_queues_pkey DO NOTHING;
+
+    -- Declared crons follow the latest definition: kept (with their next tick) while still declared, so
+    -- re-registering on every worker start neither skips nor repeats a tick; removed once no longer declared.
+    v_crons := ARRAY(SELECT jsonb_array_elements_text(coalesce(v_def->'cron_triggers', '[]')));
+    DELETE FROM hatchet.crons c
+    WHERE c.tenant_id = p_tenant AND c.workflow_id = v_wf AND c.method = 'DECLARED' AND NOT (c.expression = ANY (v_crons));
+    UPDATE hatchet.crons c SET input = coalesce(v_def->'cron_input', '{}')
+    WHERE c.tenant_id = p_tenant AND c.workflow_id = v_wf AND c.method = 'DECLARED';
+    INSERT INTO hatchet.crons (tenant_id, id, workflow_id, name, expression, input, method, next_tick_at)
+    SELECT p_tenant, hatchet.gen_id(), v_wf, e, e, coalesce(v_def->'cron_input', '{}'), 'DECLARED',
+           coalesce(hatchet.cron_next(e, clock_timestamp()), 'infinity')
+    FROM (SELECT DISTINCT e FROM unnest(v_crons) e) x
+    ON CONFLICT ON CONSTRAINT crons_name_key DO NOTHING;
+
+    -- Declarative filters are replaced by every registration (Hatchet's default_filters).
+    DELETE FROM hatchet.event_filters f
+    WHERE f.tenant_id = p_tenant AND f.workflow_id = v_wf AND f.is_declarative;
+    INSERT INTO hatchet.event_filters (tenant_id, id, workflow_id, scope, expression, payload, is_declarative)
+    SELECT p_tenant, hatchet.gen_id(), v_wf, f->>'scope', f->>'expression', f->'payload', true
+    FROM jsonb_array_elements(coalesce(v_def->'default_filters', '[]')) f
+    ON CONFLICT DO NOTHING;
+    RETURN v_ext;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet._definition_flow(p_tenant uuid, p_definition_id bigint, p_input jsonb, p_metadata jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_def   record;
+    -- A workflow task's input is Hatchet's action payload {"input": <run input>, "parents": {...}}: CEL sees the run
+    -- input as `input` and parent outputs as `parents`, as in Hatchet.
+    v_vars  jsonb := jsonb_build_object('input', coalesce(p_input -> 'input', p_input), 'additional_metadata', p_metadata,
+                                        'parents', coalesce(p_input -> 'parents', '{}'));
+    v_gates jsonb := '[]';
+    v_rls   jsonb := '[]';
+    v_c     jsonb;
+    v_r     jsonb;
+    v_res   jsonb;
+    v_key   text;
+    v_units integer;
+    v_limit integer;
+    v_labels jsonb := '{}';
+    v_l     record;
+BEGIN
+    SELECT d.action, d.concurrency, d.rate_limits, d.worker_labels, d.slot_type, d.slot_units, v.concurrency AS wf_concurrency,
+           v.sticky, v.workflow_id, d.batch
+    INTO v_def
+    FROM hatchet.task_definitions d
+    JOIN hatchet.workflow_versions v ON v.tenant_id = d.tenant_id AND v.id = d.workflow_version_id
+    WHERE d.tenant_id = p_tenant AND d.id = p_definition_id;
+    IF NOT FOUND THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['task definition', p_definition_id::text]);
+    END IF;
+
+    -- Workflow-level gates first (they count runs: the run holds the slot), then the task's own, in declared order.
+    FOR v_c IN SELECT x FROM jsonb_array_elements(v_def.wf_concurrency) AS x LOOP
+        v_res := hatchet.cel_try(v_c ->> 'expression', v_vars);
+        IF v_res ? 'error' OR jsonb_typeof(v_res -> 'value') <> 'string' THEN
+            RETURN jsonb_build_object('error', format('concurrency key expression "%s" failed: %s',
+                v_c ->> 'expression', coalesce(v_res ->> 'error', 'it must evaluate to a string')));
+        END IF;
+        v_gates := v_gates || jsonb_build_object('scope', 'workflow:' || v_def.workflow_id, 'key', v_res ->> 'value',
+            'max_runs', coalesce((v_c ->> 'max_runs')::integer, 1),
+            'strategy', hatchet._strategy_name(coalesce(v_c -> 'limit_strategy', v_c -> 'strategy')), 'per_run', true);
+    END LOOP;
+    FOR v_c IN SELECT x FROM jsonb_array_elements(v_def.concurrency) AS x LOOP
+        v_res := hatchet.cel_try(v_c ->> 'expression', v_vars);
+        IF v_res ? 'error' OR jsonb_typeof(v_res -> 'value') <> 'string' THEN
+            RETURN jsonb_build_object('error', format('concurrency key expression "%s" failed: %s',
+                v_c ->> 'expression', coalesce(v_res ->> 'error', 'it must evaluate to a string')));
+        END IF;
+        v_gates := v_gates || jsonb_build_object('scope', v_def.action, 'key', v_res ->> 'value',
+            'max_runs', coalesce((v_c ->> 'max_runs')::integer, 1),
+            'strategy', hatchet._strategy_name(coalesce(v_c -> 'limit_strategy', v_c -> 'strategy')));
+    END LOOP;
+
+    -- Rate limits: static keys, or keys / units / limits from CEL (dynamic limits are created on first use).
+    FOR v_r IN SELECT x FROM jsonb_array_elements(v_def.rate_limits) AS x LOOP
+        IF v_r ? 'key_expr' AND coalesce(v_r ->> 'key_expr', '') <> '' THEN
+            v_res := hatchet.cel_try(v_r ->> 'key_expr', v_vars);
+            IF v_res ? 'error' THEN
+                RETURN jsonb_build_object('error', format('rate limit key expression "%s" failed: %s',
+                                                          v_r ->> 'key_expr', v_res ->> 'error'));
+            END IF;
+            v_key := v_res ->> 'value';
+        ELSE
+            v_key := v_r ->> 'key';
+        END IF;
+        IF coalesce(v_r ->> 'units_expr', '') <> '' THEN
+            v_res := hatchet.cel_try(v_r ->> 'units_expr', v_vars);
+            IF v_res ? 'error' OR jsonb_typeof(v_res -> 'value') <> 'number' THEN
+                RETURN jsonb_build_object('error', format('rate limit units expression "%s" failed: %s',
+                    v_r ->> 'units_expr', coalesce(v_res ->> 'error', 'it must evaluate to a number')));
+            END IF;
+            v_units := (v_res ->> 'value')::numeric::integer;
+        ELSE
+            v_units := coalesce((v_r ->> 'units')::integer, 1);
+        END IF;
+        -- A dynamic limit only for a dynamic key, and only a positive one: the SDK sends limit_values_expr "-1" for
+        -- static keys, whose limit comes from put_rate_limit.
+        IF coalesce(v_r ->> 'key_expr', '') <> ''
+           AND coalesce(v_r ->> 'limit_values_expr', v_r ->> 'limit_expr', '') NOT IN ('', '-1') THEN
+            v_res := hatchet.cel_try(coalesce(v_r ->> 'limit_values_expr', v_r ->> 'limit_expr'), v_vars);
+            IF v_res ? 'error' OR jsonb_typeof(v_res -> 'value') <> 'number' THEN
+                RETURN jsonb_build_object('error', format('rate limit limit expression failed: %s',
+                    coalesce(v_res ->> 'error', 'it must evaluate to a number')));
+            END IF;
+            v_limit := (v_res ->> 'value')::numeric::integer;
+            IF v_limit >= 1 AND NOT EXISTS (SELECT 1 FROM hatchet.rate_limits r WHERE r.tenant_id = p_tenant AND r.key = v_key
+                                                               AND r.limit_value = v_limit) THEN
+                PERFORM hatchet.put_rate_limit(v_key, v_limit, hatchet._duration_name(v_r -> 'duration'), p_tenant);
+            END IF;
+        END IF;
+        v_rls := v_rls || jsonb_build_object('key', v_key, 'units', v_units);
+    END LOOP;
+
+    -- Desired worker labels, normalised from the proto shape {str_value | int_value, required, comparator, weight}.
+    FOR v_l IN SELECT k, v FROM jsonb_each(coalesce(v_def.worker_labels, '{}')) AS e(k, v) LOOP
+        v_labels := v_labels || jsonb_build_object(v_l.k, jsonb_build_object(
+            'value', coalesce(v_l.v -> 'int_value', v_l.v -> 'str_value', v_l.v -> 'value'),
+            'comparator', coalesce(v_l.v ->> 'comparator', 'EQUAL'),
+            'required', coalesce((v_l.v ->> 'required')::boolean, false),
+            'weight', coalesce((v_l.v ->> 'weight')::integer, 100)));
+    END LOOP;
+
+    -- A batch task's group key: members are batched only with others of the same key.
+    IF v_def.batch IS NOT NULL THEN
+        v_key := '';
+        IF v_def.batch ? 'group_key' THEN
+            v_res := hatchet.cel_try(v_def.batch ->> 'group_key', v_vars);
+            IF v_res ? 'error' OR jsonb_typeof(v_res -> 'value') <> 'string' THEN
+                RETURN jsonb_build_object('error', format('failed to parse batch group key expression "%s": %s',
+                    v_def.batch ->> 'group_key', coalesce(v_res ->> 'error', 'it must evaluate to a string')));
+            END IF;
+            v_key := v_res ->> 'value';
+        END IF;
+    END IF;
+
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'batch_key', CASE WHEN v_def.batch IS NOT NULL THEN v_key END,
+        'concurrency', CASE WHEN jsonb_array_length(v_gates) > 0 THEN v_gates END,
+        'rate_limits', CASE WHEN jsonb_array_length(v_rls) > 0 THEN v_rls END,
+        'desired_labels', CASE WHEN v_labels <> '{}' THEN v_labels END,
+        'sticky', v_def.sticky, 'slot_type', v_def.slot_type, 'slot_units', v_def.slot_units));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet._enqueue_batch(
+    p_tenant uuid, p_queue text, p_inputs jsonb[], p_priority integer, p_run_at timestamptz, p_retries integer,
+    p_backoff_factor float8, p_backoff_max_seconds integer, p_execution_timeout interval, p_schedule_timeout interval,
+    p_idempotency_key text, p_metadata jsonb, p_ids uuid[] DEFAULT NULL, p_run_ids uuid[] DEFAULT NULL,
+    p_definition_id bigint DEFAULT NULL, p_readable_id text DEFAULT NULL, p_concurrency jsonb DEFAULT NULL,
+    p_rate_limits jsonb DEFAULT NULL, p_placement jsonb DEFAULT NULL
+) RETURNS uuid[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now      timestamptz := clock_timestamp();
+    v_ids      uuid[];
+    v_delayed  boolean := p_run_at IS NOT NULL AND p_run_at > v_now;
+    v_flow     boolean := p_definition_id IS NOT NULL OR p_concurrency IS NOT NULL OR p_rate_limits IS NOT NULL
+                          OR p_placement IS NOT NULL;
+    v_rank     bigint;
+    v_t        record;
+    v_failed_ords integer[];
+    v_errors   text[];
+BEGIN
+    IF p_ids IS NOT NULL THEN
+        v_ids := p_ids;
+    ELSE
+        SELECT array_agg(hatchet.gen_id() ORDER BY ord) INTO v_ids FROM generate_subscripts(p_inputs, 1) AS ord;
+    END IF;
+
+    IF NOT v_flow THEN
+        INSERT INTO hatchet.tasks (tenant_id, inserted_at, id, run_id, task_definition_id, readable_id, retries,
+                                   backoff_factor, backoff_max_seconds, execution_timeout, schedule_timeout, priority,
+                                   queue, idempotency_key, input, additional_metadata)
+        SELECT p_tenant, hatchet.uuid_time(i.id), i.id, coalesce(p_run_ids[i.ord], i.id), NULL, p_readable_id,
+               p_retries, p_backoff_factor, p_backoff_max_seconds, p_execution_timeout, p_schedule_timeout, p_priority,
+               p_queue, p_idempotency_key, i.input, p_metadata
+        FROM unnest(v_ids, p_inputs) WITH ORDINALITY AS i(id, input, ord);
+    ELSE
+        WITH f AS (
+            SELECT i.id, i.input, i.ord,
+                   CASE WHEN p_definition_id IS NOT NULL
+                        THEN hatchet._definition_flow(p_tenant, p_definition_id, i.input, p_metadata) END AS flow
+            FROM unnest(v_ids, p_inputs) WITH ORDINALITY AS i(id, input, ord)
+        ), ins AS (
+            INSERT INTO hatchet.tasks (tenant_id, inserted_at, id, run_id, task_definition_id, readable_id, retries,
+                                       backoff_factor, backoff_max_seconds, execution_timeout, schedule_timeout,
+                                       priority, queue, idempotency_key, input, additional_metadata, concurrency,
+                                       rate_limits, desired_labels, sticky, slot_type, slot_units, desired_worker_id,
+                                       batch_key)
+            SELECT p_tenant, hatchet.uuid_time(f.id), f.id, coalesce(p_run_ids[f.ord], f.id), p_definition_id,
+                   p_readable_id, p_retries, p_backoff_factor, p_backoff_max_seconds, p_execution_timeout,
+                   p_schedule_timeout, p_priority, p_queue, p_idempotency_key, f.input, p_metadata,
+                   -- (jsonb_strip_nulls leaves no JSON null behind: absent means none)
+                   coalesce(f.flow -> 'concurrency', p_concurrency), coalesce(f.flow -> 'rate_limits', p_rate_limits),
+                   coalesce(f.flow -> 'desired_labels', p_placement -> 'desired_labels'),
+                   coalesce(f.flow ->> 'sticky', p_placement ->> 'sticky')::hatchet.sticky_strategy,
+                   coalesce(f.flow ->> 'slot_type', 'default'), coalesce((f.flow ->> 'slot_units')::integer, 1),
+                   (p_placement ->> 'desired_worker_id')::uuid, f.flow ->> 'batch_key'
+            FROM f
+        )
+        SELECT array_agg(f.ord) FILTER (WHERE f.flow ? 'error'), array_agg(f.flow ->> 'error') FILTER (WHERE f.flow ? 'error')
+        INTO v_failed_ords, v_errors
+        FROM f;
+        -- Tasks whose flow-control expressions failed are created FAILED with the reason; the rest go on.
+        FOR k IN 1 .. coalesce(cardinality(v_failed_ords), 0) LOOP
+            PERFORM hatchet._finish_unstarted(p_tenant, v_ids[v_failed_ords[k]], hatchet.uuid_time(v_ids[v_failed_ords[k]]),
+                                              0, p_run_ids[v_failed_ords[k]], 'FAILED', v_errors[k]);
+        END LOOP;
+    END IF;
+
+    IF v_delayed THEN
+        -- Waiting for run_at holds no concurrency slot: gates are passed when it comes due.
+        INSERT INTO hatchet.delayed_queue (tenant_id, task_id, task_inserted_at, ready_at, priority, queue, reason,
+                                           run_id, task_definition_id)
+        SELECT p_tenant, u.id, hatchet.uuid_time(u.id), p_run_at, p_priority, p_queue, 'run_at', p_run_ids[u.ord],
+               p_definition_id
+        FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
+        WHERE v_failed_ords IS NULL OR NOT u.ord = ANY (v_failed_ords);
+        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, reason)
+        SELECT p_tenant, hatchet.uuid_time(id), id, 0, 'SCHEDULED', format('run at %s', p_run_at)
+        FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
+        WHERE v_failed_ords IS NULL OR NOT u.ord = ANY (v_failed_ords);
+        RETURN v_ids;
+    END IF;
+
+    IF NOT v_flow THEN
+        v_rank := hatchet._queue_vtime(p_tenant, p_queue);
+        INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at,
+                                         priority, queue, run_id, task_definition_id)
+        SELECT p_tenant, id, hatchet.uuid_time(id), v_rank, v_now + p_schedule_timeout, p_priority, p_queue,
+               p_run_ids[ord], p_definition_id
+        FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
+        ORDER BY ord;
+    ELSE
+        -- Each task passes its concurrency gates (if any) in input order; the others enter the ready queue.
+        -- (By id, not by a join with tasks: a join key computed from the id cannot prune partitions.)
+        FOR k IN 1 .. cardinality(v_ids) LOOP
+            CONTINUE WHEN v_failed_ords IS NOT NULL AND k = ANY (v_failed_ords);
+            PERFORM hatchet._admit(p_tenant, v_ids[k], hatchet.uuid_time(v_ids[k]), 0, 0, 0, p_priority);
+        END LOOP;
+    END IF;
+    -- Wake LISTENers on every enqueue (hatchet._ready: one hatchet_ready notification after commit, sent by the
+    -- notifier process). Notifying only when the queue looked empty loses wake-ups: rows another consumer has claimed
+    -- but not yet deleted still look like work, that consumer then finds nothing more and waits, and the new task
+    -- sits until a poll.
+    -- (Tasks with flow control are announced by hatchet._admit when they pass their gates.)
+    IF NOT v_flow THEN
+        PERFORM hatchet._ready(p_queue);
+    END IF;
+    RETURN v_ids;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet.refresh_timeout(
+    task_id     uuid,
+    retry_count integer,  -- NULL: the attempt that is running
+    by          text,
+    tenant_id   uuid DEFAULT NULL
+) RETURNS timestamptz
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(refresh_timeout.tenant_id);
+    v_by     interval;
+    v_run    hatchet.running;
+BEGIN
+    IF refresh_timeout.by IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['by']);
+    END IF;
+    v_by := hatchet.parse_duration(refresh_timeout.by);
+    -- retry_count NULL: whichever attempt is running (a worker protocol call names only the task).
+    UPDATE hatchet.running r SET timeout_at = r.timeout_at + v_by
+    WHERE r.tenant_id = p_tenant AND r.task_id = refresh_timeout.task_id
+      AND (refresh_timeout.retry_count IS NULL OR r.retry_count = refresh_timeout.retry_count)
+    RETURNING r.* INTO v_run;
+    -- A member of a batch (sql/batch.sql) names the batch's handler, which the SDK refreshes through its first member:
+    -- the whole batch gets the time.
+    IF FOUND AND v_run.batch_id IS NOT NULL THEN
+        UPDATE hatchet.running r SET timeout_at = r.timeout_at + v_by
+        WHERE r.tenant_id = p_tenant AND r.worker_id = v_run.worker_id AND r.batch_id = v_run.batch_id
+          AND r.task_id <> v_run.task_id;
+    END IF;
+    IF v_run.task_id IS NULL THEN
+        IF refresh_timeout.task_id IS NULL THEN
+            PERFORM hatchet.raise_error('null_argument', ARRAY['task_id']);
+        END IF;
+        PERFORM hatchet._reject_stale(p_tenant, refresh_timeout.task_id,
+                                      coalesce(refresh_timeout.retry_count,
+                                               (SELECT s.current FROM hatchet._task_state(p_tenant, refresh_timeout.task_id) s),
+                                               0));
+    END IF;
+    INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type, worker_id,
+                                     worker_name, reason)
+    VALUES (p_tenant, v_run.task_inserted_at, v_run.task_id, v_run.retry_count, 'TIMEOUT_REFRESHED', v_run.worker_id,
+            v_run.worker_name, format('extended by %s', refresh_timeout.by));
+    RETURN v_run.timeout_at;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet.assign(
+    worker_ids uuid[]  DEFAULT NULL,
+    max_tasks  integer DEFAULT 100,
+    tenant_id  uuid    DEFAULT NULL
+) RETURNS TABLE (worker_id uuid, task_id uuid, retry_count integer, queue text, input jsonb,
+                 additional_metadata jsonb, priority integer, run_id uuid, readable_id text,
+                 task_inserted_at timestamptz, timeout_at timestamptz, queued_at timestamptz, parent_run_id uuid)
+LANGUAGE plpgsql
+SECURITY DEFINER
+-- As hatchet.dequeue: claimed rows are deleted by TID scan at any queue size, and one generic plan serves every call.
+SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(assign.tenant_id);
+    v_now    timestamptz := clock_timestamp();
+    v_after  interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
+                                                         30000) / 1000.0);
+    v_left   integer := assign.max_tasks;
+    v_queue  text;
+    v_cap    integer;
+    v_ctids  tid[];
+    v_any_rl boolean;
+    v_cand   record;
+    v_w      integer;
+    v_best   integer;
+    v_best_score bigint;
+    v_score  bigint;
+    -- worker state for this call, indexed in parallel
+    w_ids    uuid[];
+    w_labels jsonb[];
+    w_types  text[];
+    w_free   integer[];
+    w_actions text[][];
+    a_ctids  tid[] := '{}';
+    a_workers uuid[] := '{}';
+    a_types text[] := '{}';
+    a_units integer[] := '{}';
+BEGIN
+    IF assign.max_tasks IS NULL OR assign.max_tasks NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('max_tasks must be between 1 and 10000, not %s', coalesce(assign.max_tasks::text, 'null'))]);
+    END IF;
+    IF EXISTS (SELECT 1 FROM hatchet.delayed_queue d WHERE d.tenant_id = p_tenant AND d.ready_at <= v_now) THEN
+        PERFORM hatchet._promote_due(p_tenant, NULL, v_now, 1000);
+    END IF;
+
+    -- Free capacity per (worker, slot type) of live workers, read after locking their worker_slots rows (in the
+    -- global lock order): two assigners never hand out the same slot, and the CHECK on used <= capacity backs it up.
+    PERFORM 1 FROM hatchet.worker_slots s
+    JOIN hatchet.workers w ON w.tenant_id = s.tenant_id AND w.id = s.worker_id
+    WHERE s.tenant_id = p_tenant AND w.is_active AND NOT w.is_paused AND w.last_heartbeat_at >= v_now - v_after
+      AND (assign.worker_ids IS NULL OR s.worker_id = ANY (assign.worker_ids))
+    ORDER BY s.worker_id, s.slot_type
+    FOR UPDATE OF s;
+    SELECT array_agg(s.worker_id ORDER BY s.worker_id, s.slot_type), array_agg(w.labels ORDER BY s.worker_id, s.slot_type),
+           array_agg(s.slot_type ORDER BY s.worker_id, s.slot_type),
+           array_agg(s.capacity - s.used ORDER BY s.worker_id, s.slot_type)
+    INTO w_ids, w_labels, w_types, w_free
+    FROM hatchet.worker_slots s
+    JOIN hatchet.workers w ON w.tenant_id = s.tenant_id AND w.id = s.worker_id
+    WHERE s.tenant_id = p_tenant AND w.is_active AND NOT w.is_paused AND w.last_heartbeat_at >= v_now - v_after
+      AND (assign.worker_ids IS NULL OR s.worker_id = ANY (assign.worker_ids))
+      AND s.capacity > s.used;
+    IF w_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    FOR v_queue IN
+        SELECT x.action
+        FROM (SELECT DISTINCT a.action FROM hatchet.worker_actions a
+              WHERE a.tenant_id = p_tenant AND a.worker_id = ANY (w_ids)) x
+        -- A scalar subquery, not EXISTS: the planner may turn an EXISTS into a join that aggregates the whole ready
+        -- queue (cost growing with the backlog); this stays one index probe per served queue.
+        WHERE (SELECT true FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.queue = x.action LIMIT 1)
+          -- A paused workflow's queues keep their attempts until it is unpaused (hatchet.pause_workflow).
+          AND NOT EXISTS (SELECT 1 FROM hatchet.paused_queues p WHERE p.tenant_id = p_tenant AND p.queue = x.action)
+          -- A batch task's attempts go out in batches (hatchet.assign_batches), never one by one.
+          AND NOT EXISTS (SELECT 1 FROM hatchet.task_definitions d
+                          WHERE d.tenant_id = p_tenant AND d.action = x.action AND d.batch IS NOT NULL)
+        ORDER BY x.action
+    LOOP
+        EXIT WHEN v_left <= 0;
+        -- How many this queue could take at most: the free default-type slots of workers serving it.
+        SELECT coalesce(sum(w_free[i]), 0) INTO v_cap
+        FROM generate_subscripts(w_ids, 1) AS i
+        WHERE EXISTS (SELECT 1 FROM hatchet.worker_actions a
+                      WHERE a.tenant_id = p_tenant AND a.worker_id = w_ids[i] AND a.action = v_queue);
+        CONTINUE WHEN v_cap <= 0;
+        -- Unbounded: rows this call locks but leaves (no eligible worker) stay ready, and later calls must see them.
+        SELECT c.ctids, c.any_rate_limited INTO v_ctids, v_any_rl
+        FROM hatchet._claim_ready(p_tenant, v_queue, least(v_cap, v_left), false) c;
+        CONTINUE WHEN v_ctids IS NULL;
+
+        FOR v_cand IN
+            SELECT r.ctid AS rctid, r.task_id, r.rate_limited, t.desired_labels, t.sticky, t.desired_worker_id,
+                   t.slot_type, t.slot_units, t.rate_limits
+            FROM hatchet.ready_queue r
+            CROSS JOIN LATERAL (SELECT x.* FROM hatchet.tasks x  -- per-row probe: pruned to one partition
+                            WHERE x.tenant_id = r.tenant_id AND x.inserted_at = r.task_inserted_at AND x.id = r.task_id) t
+            WHERE r.ctid = ANY (v_ctids)
+            ORDER BY r.priority DESC, r.fair_rank, r.id
+        LOOP
+            EXIT WHEN v_left <= 0;
+            v_best := NULL;
+            v_best_score := NULL;
+            FOR v_w IN 1 .. cardinality(w_ids) LOOP
+                CONTINUE WHEN w_types[v_w] <> v_cand.slot_type OR w_free[v_w] < v_cand.slot_units;
+                CONTINUE WHEN NOT EXISTS (SELECT 1 FROM hatchet.worker_actions a
+                                          WHERE a.tenant_id = p_tenant AND a.worker_id = w_ids[v_w]
+                                            AND a.action = v_queue);
+                v_score := hatchet._worker_score(w_ids[v_w], w_labels[v_w], v_cand.desired_labels, v_cand.sticky,
+                                                 v_cand.desired_worker_id);
+                CONTINUE WHEN v_score IS NULL;
+                IF v_best IS NULL OR v_score > v_best_score
+                   OR (v_score = v_best_score AND w_free[v_w] > w_free[v_best]) THEN
+                    v_best := v_w;
+                    v_best_score := v_score;
+                END IF;
+            END LOOP;
+            CONTINUE WHEN v_best IS NULL; -- no eligible worker now: it stays queued (until schedule timeout)
+            -- A call for some workers only (the server assigns to the workers whose completions it just applied)
+            -- leaves a SOFT-sticky task to its desired worker when that one is outside the call, alive and has room:
+            -- the next call that includes it takes it. SOFT only falls back to others when its worker is full.
+            IF v_cand.sticky = 'SOFT' AND assign.worker_ids IS NOT NULL AND v_cand.desired_worker_id IS NOT NULL
+               AND NOT (v_cand.desired_worker_id = ANY (w_ids)) AND EXISTS (
+                   SELECT 1 FROM hatchet.worker_slots s
+                   JOIN hatchet.workers w ON w.tenant_id = s.tenant_id AND w.id = s.worker_id
+                   JOIN hatchet.worker_actions a ON a.tenant_id = s.tenant_id AND a.worker_id = s.worker_id
+                                                AND a.action = v_queue
+                   WHERE s.tenant_id = p_tenant AND s.worker_id = v_cand.desired_worker_id
+                     AND s.slot_type = v_cand.slot_type AND s.capacity - s.used >= v_cand.slot_units
+                     AND w.is_active AND NOT w.is_paused AND w.last_heartbeat_at >= v_now - v_after) THEN
+                CONTINUE;
+            END IF;
+            IF v_cand.rate_limited THEN
+                IF NOT (hatchet._apply_rate_limits(p_tenant, ARRAY[v_cand.rctid], v_now) @> ARRAY[v_cand.rctid]) THEN
+                    CONTINUE; -- parked until its window refills, or failed: the rest of the queue goes on
+                END IF;
+            END IF;
+            w_free[v_best] := w_free[v_best] - v_cand.slot_units;
+            a_ctids := a_ctids || v_cand.rctid;
+            a_workers := a_workers || w_ids[v_best];
+            a_types := a_types || v_cand.slot_type;
+            a_units := a_units || v_cand.slot_units;
+            v_left := v_left - 1;
+        END LOOP;
+    END LOOP;
+
+    IF cardinality(a_ctids) = 0 THEN
+        RETURN;
+    END IF;
+
+    UPDATE hatchet.worker_slots s SET used = s.used + u.units
+    FROM (SELECT w, st, sum(n)::integer AS units FROM unnest(a_workers, a_types, a_units) AS x(w, st, n)
+          GROUP BY w, st) u
+    WHERE s.tenant_id = p_tenant AND s.worker_id = u.w AND s.slot_type = u.st;
+
+    RETURN QUERY
+    WITH pick AS (
+        SELECT * FROM unnest(a_ctids, a_workers, a_types, a_units) AS p(rctid, worker_id, slot_type, slot_units)
+    ), claimed AS (
+        DELETE FROM hatchet.ready_queue r USING pick p
+        WHERE r.ctid = p.rctid
+        RETURNING r.*, p.worker_id AS assigned_worker, p.slot_type AS assigned_slot_type, p.slot_units AS assigned_units
+    ), work AS (
+        SELECT c.*, t.input, t.additional_metadata, t.readable_id, t.inserted_at AS queued_at,
+               v_now + t.execution_timeout AS timeout_at
+        FROM claimed c
+        CROSS JOIN LATERAL (SELECT x.* FROM hatchet.tasks x  -- per-row probe: pruned to one partition
+                            WHERE x.tenant_id = c.tenant_id AND x.inserted_at = c.task_inserted_at AND x.id = c.task_id) t
+    ), run AS (
+        INSERT INTO hatchet.running (tenant_id, task_id, task_inserted_at, assigned_at, timeout_at, retry_count,
+                                     app_retry_count, internal_retry_count, slot_units, priority, queue, worker_id,
+                                     slot_type, concurrency_key, run_id, task_definition_id)
+        SELECT w.tenant_id, w.task_id, w.task_inserted_at, v_now, w.timeout_at, w.retry_count, w.app_retry_count,
+               w.internal_retry_count, w.assigned_units, w.priority, w.queue, w.assigned_worker, w.assigned_slot_type,
+               w.concurrency_key, w.run_id, w.task_definition_id
+        FROM work w
+    )
+    -- (no ASSIGNED event row: hatchet.task_events() derives it from `running`, then from the attempt's final event)
+    SELECT w.assigned_worker, w.task_id, w.retry_count, w.queue, w.input, w.additional_metadata, w.priority::integer,
+           w.run_id, w.readable_id, w.task_inserted_at, w.timeout_at, w.queued_at,
+           -- a child run's parent: the run of the task that spawned it (the SDKs' parent workflow run id). The
+           -- task's run is run_id, or the task itself for a single-task run (run_id NULL here); a task enqueued on
+           -- its own has no runs row.
+           (SELECT p.run_id FROM hatchet.runs r
+            JOIN hatchet.tasks p ON p.tenant_id = r.tenant_id AND p.inserted_at = hatchet.uuid_time(r.parent_task_id)
+                                AND p.id = r.parent_task_id
+            WHERE r.tenant_id = w.tenant_id AND r.inserted_at = hatchet.uuid_time(coalesce(w.run_id, w.task_id))
+              AND r.id = coalesce(w.run_id, w.task_id))
+    FROM work w
+    ORDER BY w.assigned_worker, w.priority DESC, w.fair_rank, w.id;
+END
+$$;
+
+-- Counts a batch down when one of its members leaves hatchet.running; the last one out frees the batch's slot.
+-- The batch row is locked by the UPDATE, so two members finishing at once count down one after the other.
+CREATE FUNCTION hatchet._batch_member_done() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_b hatchet.batches;
+BEGIN
+    UPDATE hatchet.batches b SET remaining = b.remaining - 1
+    WHERE b.tenant_id = OLD.tenant_id AND b.id = OLD.batch_id
+    RETURNING b.* INTO v_b;
+    IF FOUND AND v_b.remaining = 0 THEN
+        DELETE FROM hatchet.batches b WHERE b.tenant_id = v_b.tenant_id AND b.id = v_b.id;
+        -- (a worker declared dead had its slots zeroed already: never below zero)
+        UPDATE hatchet.worker_slots s SET used = s.used - 1
+        WHERE s.tenant_id = v_b.tenant_id AND s.worker_id = v_b.worker_id AND s.slot_type = v_b.slot_type
+          AND s.used > 0;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER running_batch_member_done AFTER DELETE ON hatchet.running
+FOR EACH ROW WHEN (OLD.batch_id IS NOT NULL) EXECUTE FUNCTION hatchet._batch_member_done();
+
+-- Hands out batches of the batch tasks served by live workers (all of them, or worker_ids), as hatchet.assign does
+-- for other tasks: one row per member, members of a batch together and in dispatch order (batch_index). A group
+-- (task definition, batch key) is flushed when it holds batch_max_size ready members ('size'), when the inputs of
+-- the members taken so far fill one gRPC message ('bytes', 4 MiB less 64 KiB), or when its oldest ready member has
+-- waited batch_max_interval_ms ('interval', 1 s if the task sets none); batch_group_max_runs caps the batches of one key
+-- running at once. A batch goes to the live worker serving the queue with the most free slots of the task's slot
+-- type, and takes one slot there. Worker labels, stickiness and rate limits are not applied to batch tasks.
+CREATE FUNCTION hatchet.assign_batches(
+    worker_ids  uuid[]  DEFAULT NULL,
+    max_batches integer DEFAULT 50,
+    tenant_id   uuid    DEFAULT NULL
+) RETURNS TABLE (worker_id uuid, batch_id uuid, batch_key text, batch_size integer, batch_index integer,
+                 trigger_reason text, task_id uuid, retry_count integer, queue text, input jsonb,
+                 additional_metadata jsonb, priority integer, run_id uuid, readable_id text,
+                 task_inserted_at timestamptz, timeout_at timestamptz, queued_at timestamptz, parent_run_id uuid)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET enable_seqscan = off
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant  uuid := hatchet._tenant(assign_batches.tenant_id);
+    v_now     timestamptz := clock_timestamp();
+    v_after   interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
+                                                          30000) / 1000.0);
+    -- A batch goes out as one gRPC message, which the SDKs accept up to 4 MiB: its inputs (as JSON text, plus what
+    -- wraps each member) stay under that, with room for the rest of the message.
+    v_max_bytes CONSTANT bigint := 4194304 - 65536;
+    v_left    integer := assign_batches.max_batches;
+    v_queue   text;
+    v_ctids   tid[];
+    g         record;
+    v_size    integer;
+    v_wait    interval;
+    v_pos     integer;
+    v_n       integer;
+    v_take    integer;
+    v_bytes   bigint;
+    v_reason  text;
+    v_running integer;
+    v_w       integer;
+    v_best    integer;
+    v_batch   uuid;
+    w_ids     uuid[];
+    w_types   text[];
+    w_free    integer[];
+    a_ctids   tid[] := '{}';
+    a_batches uuid[] := '{}';
+    a_index   integer[] := '{}';
+    a_sizes   integer[] := '{}';
+    a_keys    text[] := '{}';
+    a_reasons text[] := '{}';
+    a_workers uuid[] := '{}';
+    a_types   text[] := '{}';
+BEGIN
+    IF assign_batches.max_batches IS NULL OR assign_batches.max_batches NOT BETWEEN 1 AND 1000 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('max_batches must be between 1 and 1000, not %s',
+                                                                    coalesce(assign_batches.max_batches::text, 'null'))]);
+    END IF;
+    -- Nothing to do for a tenant without batch tasks (the common case): one index probe.
+    IF NOT EXISTS (SELECT 1 FROM hatchet.task_definitions d WHERE d.tenant_id = p_tenant AND d.batch IS NOT NULL) THEN
+        RETURN;
+    END IF;
+
+    -- Free capacity of live workers, locked in the global order (as hatchet.assign).
+    PERFORM 1 FROM hatchet.worker_slots s
+    JOIN hatchet.workers w ON w.tenant_id = s.tenant_id AND w.id = s.worker_id
+    WHERE s.tenant_id = p_tenant AND w.is_active AND NOT w.is_paused AND w.last_heartbeat_at >= v_now - v_after
+      AND (assign_batches.worker_ids IS NULL OR s.worker_id = ANY (assign_batches.worker_ids))
+    ORDER BY s.worker_id, s.slot_type
+    FOR UPDATE OF s;
+    SELECT array_agg(s.worker_id ORDER BY s.worker_id, s.slot_type), array_agg(s.slot_type ORDER BY s.worker_id, s.slot_type),
+           array_agg(s.capacity - s.used ORDER BY s.worker_id, s.slot_type)
+    INTO w_ids, w_types, w_free
+    FROM hatchet.worker_slots s
+    JOIN hatchet.workers w ON w.tenant_id = s.tenant_id AND w.id = s.worker_id
+    WHERE s.tenant_id = p_tenant AND w.is_active AND NOT w.is_paused AND w.last_heartbeat_at >= v_now - v_after
+      AND (assign_batches.worker_ids IS NULL OR s.worker_id = ANY (assign_batches.worker_ids))
+      AND s.capacity > s.used;
+    IF w_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    FOR v_queue IN
+        SELECT DISTINCT d.action FROM hatchet.task_definitions d
+        WHERE d.tenant_id = p_tenant AND d.batch IS NOT NULL
+          AND (SELECT true FROM hatchet.ready_queue r WHERE r.tenant_id = p_tenant AND r.queue = d.action LIMIT 1)
+          AND NOT EXISTS (SELECT 1 FROM hatchet.paused_queues p WHERE p.tenant_id = p_tenant AND p.queue = d.action)
+          AND EXISTS (SELECT 1 FROM hatchet.worker_actions a
+                      WHERE a.tenant_id = p_tenant AND a.action = d.action AND a.worker_id = ANY (w_ids))
+        ORDER BY d.action
+    LOOP
+        EXIT WHEN v_left <= 0;
+        -- The head of the queue (bounded: the cost does not grow with the backlog), locked; rows left unbatched stay
+        -- ready when this transaction ends.
+        SELECT c.ctids INTO v_ctids FROM hatchet._claim_ready(p_tenant, v_queue, 1000, false) c;
+        CONTINUE WHEN v_ctids IS NULL;
+
+        FOR g IN
+            SELECT t.task_definition_id AS definition_id, coalesce(t.batch_key, '') AS key, d.batch AS cfg,
+                   t.slot_type,
+                   array_agg(r.ctid ORDER BY r.priority DESC, r.fair_rank, r.id) AS ctids,
+                   array_agg(pg_catalog.octet_length(t.input::text)::bigint + 128
+                             ORDER BY r.priority DESC, r.fair_rank, r.id) AS sizes,
+                   -- when each became ready: its schedule timeout counts from then
+                   array_agg(r.schedule_timeout_at - t.schedule_timeout ORDER BY r.priority DESC, r.fair_rank, r.id)
+                       AS since
+            FROM hatchet.ready_queue r
+            CROSS JOIN LATERAL (SELECT x.* FROM hatchet.tasks x  -- per-row probe: pruned to one partition
+                                WHERE x.tenant_id = r.tenant_id AND x.inserted_at = r.task_inserted_at
+                                  AND x.id = r.task_id) t
+            JOIN hatchet.task_definitions d ON d.tenant_id = p_tenant AND d.id = t.task_definition_id
+            WHERE r.ctid = ANY (v_ctids) AND d.batch IS NOT NULL
+            GROUP BY t.task_definition_id, coalesce(t.batch_key, ''), d.batch, t.slot_type
+            ORDER BY min(r.id)
+        LOOP
+            v_size := (g.cfg ->> 'max_size')::integer;
+            v_wait := make_interval(secs => coalesce((g.cfg ->> 'max_interval_ms')::integer, 1000) / 1000.0);
+            v_n := cardinality(g.ctids);
+            v_pos := 1;
+            WHILE v_pos <= v_n AND v_left > 0 LOOP
+                -- Take members in order up to the batch size, and past the first only while the inputs fit.
+                v_take := 0;
+                v_bytes := 0;
+                v_reason := NULL;
+                WHILE v_pos + v_take <= v_n AND v_take < v_size LOOP
+                    IF v_take > 0 AND v_bytes + g.sizes[v_pos + v_take] > v_max_bytes THEN
+                        v_reason := 'bytes';
+                        EXIT;
+                    END IF;
+                    v_bytes := v_bytes + g.sizes[v_pos + v_take];
+                    v_take := v_take + 1;
+                END LOOP;
+                IF v_reason IS NULL AND v_take = v_size THEN
+                    v_reason := 'size';
+                END IF;
+                IF v_reason IS NULL AND (SELECT min(x) FROM unnest(g.since[v_pos:v_pos + v_take - 1]) x) + v_wait <= v_now THEN
+                    v_reason := 'interval';
+                END IF;
+                EXIT WHEN v_reason IS NULL; -- not full and not due: the members wait for more (or for the interval)
+                IF g.cfg ? 'group_max_runs' THEN
+                    SELECT count(*) INTO v_running FROM hatchet.batches b
+                    WHERE b.tenant_id = p_tenant AND b.queue = v_queue AND b.batch_key = g.key;
+                    EXIT WHEN v_running >= (g.cfg ->> 'group_max_runs')::integer;
+                END IF;
+                v_best := NULL;
+                FOR v_w IN 1 .. cardinality(w_ids) LOOP
+                    CONTINUE WHEN w_types[v_w] <> g.slot_type OR w_free[v_w] < 1;
+                    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM hatchet.worker_actions a
+                                              WHERE a.tenant_id = p_tenant AND a.worker_id = w_ids[v_w]
+                                                AND a.action = v_queue);
+                    IF v_best IS NULL OR w_free[v_w] > w_free[v_best] THEN
+                        v_best := v_w;
+                    END IF;
+                END LOOP;
+                EXIT WHEN v_best IS NULL; -- no room: the members stay ready
+                v_batch := hatchet.gen_id();
+                INSERT INTO hatchet.batches (tenant_id, id, created_at, worker_id, task_definition_id, size, remaining,
+                                             queue, batch_key, slot_type, reason)
+                VALUES (p_tenant, v_batch, v_now, w_ids[v_best], g.definition_id, v_take, v_take, v_queue, g.key,
+                        g.slot_type, v_reason);
+                w_free[v_best] := w_free[v_best] - 1;
+                FOR k IN 0 .. v_take - 1 LOOP
+                    a_ctids := a_ctids || g.ctids[v_pos + k];
+                    a_batches := a_batches || v_batch;
+                    a_index := a_index || k;
+                    a_sizes := a_sizes || v_take;
+                    a_keys := a_keys || g.key;
+                    a_reasons := a_reasons || v_reason;
+                    a_workers := a_workers || w_ids[v_best];
+                    a_types := a_types || g.slot_type;
+                END LOOP;
+                v_pos := v_pos + v_take;
+                v_left := v_left - 1;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+
+    IF cardinality(a_ctids) = 0 THEN
+        RETURN;
+    END IF;
+
+    UPDATE hatchet.worker_slots s SET used = s.used + u.batches
+    FROM (SELECT w, st, count(DISTINCT b)::integer AS batches
+          FROM unnest(a_workers, a_types, a_batches) AS x(w, st, b) GROUP BY w, st) u
+    WHERE s.tenant_id = p_tenant AND s.worker_id = u.w AND s.slot_type = u.st;
+
+    RETURN QUERY
+    WITH pick AS (
+        SELECT * FROM unnest(a_ctids, a_batches, a_index, a_sizes, a_keys, a_reasons, a_workers, a_types)
+            AS p(rctid, batch_id, batch_index, batch_size, batch_key, reason, worker_id, slot_type)
+    ), claimed AS (
+        DELETE FROM hatchet.ready_queue r USING pick p
+        WHERE r.ctid = p.rctid
+        RETURNING r.*, p.worker_id AS assigned_worker, p.slot_type AS assigned_slot_type, p.batch_id AS assigned_batch,
+                  p.batch_index AS assigned_index, p.batch_size AS assigned_size, p.batch_key AS assigned_key,
+                  p.reason AS assigned_reason
+    ), work AS (
+        SELECT c.*, t.input, t.additional_metadata, t.readable_id, t.inserted_at AS queued_at,
+               v_now + t.execution_timeout AS timeout_at
+        FROM claimed c
+        CROSS JOIN LATERAL (SELECT x.* FROM hatchet.tasks x  -- per-row probe: pruned to one partition
+                            WHERE x.tenant_id = c.tenant_id AND x.inserted_at = c.task_inserted_at AND x.id = c.task_id) t
+    ), run AS (
+        INSERT INTO hatchet.running (tenant_id, task_id, task_inserted_at, assigned_at, timeout_at, retry_count,
+                                     app_retry_count, internal_retry_count, slot_units, priority, queue, worker_id,
+                                     slot_type, concurrency_key, run_id, task_definition_id, batch_id)
+        SELECT w.tenant_id, w.task_id, w.task_inserted_at, v_now, w.timeout_at, w.retry_count, w.app_retry_count,
+               w.internal_retry_count, 0, w.priority, w.queue, w.assigned_worker, w.assigned_slot_type,
+               w.concurrency_key, w.run_id, w.task_definition_id, w.assigned_batch
+        FROM work w
+    )
+    SELECT w.assigned_worker, w.assigned_batch, w.assigned_key, w.assigned_size, w.assigned_index, w.assigned_reason,
+           w.task_id, w.retry_count, w.queue, w.input, w.additional_metadata, w.priority::integer, w.run_id,
+           w.readable_id, w.task_inserted_at, w.timeout_at, w.queued_at,
+           (SELECT p.run_id FROM hatchet.runs r
+            JOIN hatchet.tasks p ON p.tenant_id = r.tenant_id AND p.inserted_at = hatchet.uuid_time(r.parent_task_id)
+                                AND p.id = r.parent_task_id
+            WHERE r.tenant_id = w.tenant_id AND r.inserted_at = hatchet.uuid_time(coalesce(w.run_id, w.task_id))
+              AND r.id = coalesce(w.run_id, w.task_id))
+    FROM work w
+    ORDER BY w.assigned_batch, w.assigned_index;
+END
+$$;
+COMMENT ON FUNCTION hatchet.assign_batches(uuid[], integer, uuid) IS
+    'assign ready members of batch tasks to live workers in batches (size, interval, bytes; group keys); one row per member';
+
+-- The attempts of a batch that are still running, among task_ids: what a worker's batch event (one retry count for
+-- all members) refers to. A member already finished, retried, cancelled or reaped is not returned.
+CREATE FUNCTION hatchet.batch_attempts(batch_id uuid, task_ids uuid[], tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, retry_count integer)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(batch_attempts.tenant_id);
+BEGIN
+    IF batch_attempts.batch_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['batch_id']);
+    END IF;
+    IF cardinality(batch_attempts.task_ids) > 1000 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('at most 1000 task ids at once, not %s', cardinality(batch_attempts.task_ids))]);
+    END IF;
+    RETURN QUERY
+    SELECT r.task_id, r.retry_count FROM hatchet.running r
+    WHERE r.tenant_id = p_tenant AND r.task_id = ANY (batch_attempts.task_ids)
+      AND r.batch_id = batch_attempts.batch_id
+    ORDER BY r.task_id;
+END
+$$;
+COMMENT ON FUNCTION hatchet.batch_attempts(uuid, uuid[], uuid) IS
+    'the running attempts of a batch among the given members (task id and retry count)';
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 

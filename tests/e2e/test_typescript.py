@@ -1,6 +1,6 @@
 """TypeScript SDK smoke test: @hatchet-dev/typescript-sdk (pinned in ts/package.json) runs a task, a DAG and a
-durable task and a child run (whose ctx.parentWorkflowRunId() names its parent) against the same server. npm
-installs it into ts/node_modules on first use."""
+durable task and a child run (whose ctx.parentWorkflowRunId() names its parent), and batch tasks (ts/batch.js),
+against the same server. npm installs it into ts/node_modules on first use."""
 
 from __future__ import annotations
 
@@ -55,3 +55,26 @@ def test_typescript_durable_task(server):
     assert result["event"] == {"token": printed["token"], "other": "x"}
     assert result["child"] == {"doubled": 42}
     assert result["invocation"] == 1
+
+
+def test_typescript_batch_task(server):
+    """TypeScript batch tasks (ts/batch.js): a batch sent when full, batches grouped by key and flushed by the
+    interval, and a broadcast output, each member getting its output."""
+    ensure_sdk()
+    env = dict(os.environ)
+    env.update(server.env)
+    out = subprocess.run(["node", "batch.js"], cwd=TS, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith("{")))
+    size = result["size"]
+    assert [m["upper"] for m in size] == ["ALPHA", "BRAVO", "CHARLIE"]
+    # One batch of three, sent when full (the interval is 60 s).
+    assert {m["size"] for m in size} == {3} and len({m["batch"] for m in size}) == 1, size
+    assert result["sizeSeconds"] < 30
+    keyed = result["keyed"]
+    assert [(m["group"], m["upper"]) for m in keyed] == [("g1", "ONE"), ("g2", "TWO"), ("g1", "THREE"),
+                                                          ("g2", "FOUR")]
+    # Two of four per key: each key's pair went together, flushed by the interval, never mixed with the other key.
+    assert {m["size"] for m in keyed} == {2}, keyed
+    assert keyed[0]["batch"] == keyed[2]["batch"] != keyed[1]["batch"] == keyed[3]["batch"], keyed
+    assert result["broadcast"] == [{"size": 3, "total": 6}] * 3

@@ -179,6 +179,58 @@ pub(crate) async fn assign<'e>(
     .await
 }
 
+/// One row of [`assign_batches`]: a member of a batch handed to a worker.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct BatchMember {
+    /// The batch (one START_BATCH on the wire).
+    pub batch_id: Uuid,
+    /// The members' group key ('' without a group key expression).
+    pub batch_key: String,
+    /// Why the batch was flushed: `size`, `interval` or `bytes`.
+    pub trigger_reason: String,
+    /// The member's attempt, as [`assign`] returns it.
+    #[sqlx(flatten)]
+    pub attempt: Assignment,
+}
+
+/// `hatchet.assign_batches`: hands out batches of batch tasks to free slots of these workers (one slot per batch).
+/// Rows come grouped by batch, in member order (batch_index).
+pub(crate) async fn assign_batches<'e>(
+    executor: impl PgExecutor<'e>,
+    tenant: Uuid,
+    worker_ids: &[Uuid],
+    max_batches: i32,
+) -> Result<Vec<BatchMember>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT batch_id, batch_key, trigger_reason, worker_id, task_id, retry_count, \
+                queue, input, additional_metadata, priority, run_id, readable_id, task_inserted_at, queued_at, \
+                parent_run_id \
+         FROM hatchet.assign_batches(worker_ids => $1, max_batches => $2, tenant_id => $3)",
+    )
+    .bind(worker_ids)
+    .bind(max_batches)
+    .bind(tenant)
+    .fetch_all(executor)
+    .await
+}
+
+/// `hatchet.batch_attempts`: the members of a batch among `task_ids` still running in it, with their retry counts.
+pub(crate) async fn batch_attempts(
+    pool: &PgPool,
+    tenant: Uuid,
+    batch_id: Uuid,
+    task_ids: &[Uuid],
+) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT task_id, retry_count FROM hatchet.batch_attempts(batch_id => $1, task_ids => $2, tenant_id => $3)",
+    )
+    .bind(batch_id)
+    .bind(task_ids)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
 /// `hatchet.release_slot`: frees a running attempt's worker slot early. False if it held none.
 pub(crate) async fn release_slot(
     pool: &PgPool,

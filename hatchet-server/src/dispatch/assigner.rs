@@ -23,6 +23,9 @@ use uuid::Uuid;
 /// Most attempts one `hatchet.assign` call hands out; a full batch makes the loop go again at once.
 const BATCH: i32 = 200;
 
+/// Most batches of batch tasks one `hatchet.assign_batches` call hands out.
+const BATCHES: i32 = 50;
+
 /// First idle poll interval after activity.
 const MIN_IDLE: Duration = Duration::from_millis(10);
 
@@ -119,6 +122,27 @@ async fn round(dispatch: &Dispatch, conn: &mut Option<PoolConnection<Postgres>>)
                 if !matches!(err, sqlx::Error::Database(_)) {
                     *conn = None;
                 }
+                continue;
+            }
+        }
+        // Batch tasks: their members go out in batches (a batch waiting for its flush interval is flushed by a
+        // later round; the idle poll is at most MAX_IDLE).
+        let Some(c) = conn.as_mut() else { continue };
+        match db::assign_batches(&mut **c, tenant, &workers, BATCHES).await {
+            Ok(members) => {
+                if !members.is_empty() {
+                    let batches = members.chunk_by(|a, b| a.batch_id == b.batch_id).count();
+                    full |= batches == BATCHES as usize;
+                    dispatch.deliver_batches(tenant, &members);
+                    let rows: Vec<Assignment> = members.into_iter().map(|m| m.attempt).collect();
+                    count(dispatch, tenant, &rows);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%tenant, error = %err, "batch assignment failed for this tenant; skipping it this round");
+                if !matches!(err, sqlx::Error::Database(_)) {
+                    *conn = None;
+                }
             }
         }
     }
@@ -131,6 +155,11 @@ pub(crate) fn record(dispatch: &Dispatch, tenant: Uuid, rows: &[Assignment]) {
         return;
     }
     dispatch.deliver(tenant, rows);
+    count(dispatch, tenant, rows);
+}
+
+/// Counts delivered assignments (and their queue-to-start latency) in the metrics.
+fn count(dispatch: &Dispatch, tenant: Uuid, rows: &[Assignment]) {
     let label = tenant.to_string();
     dispatch
         .metrics

@@ -89,6 +89,40 @@ impl Handle {
     }
 }
 
+impl Handle {
+    /// Completes several attempts (the members of a batch) in the next batches and waits for all of them; one
+    /// result per attempt, in order.
+    pub(crate) async fn complete_all(
+        &self,
+        tenant: Uuid,
+        worker: Option<Uuid>,
+        attempts: Vec<(Uuid, i32, Value)>,
+    ) -> Vec<Result<(), AppError>> {
+        let mut waiting = Vec::with_capacity(attempts.len());
+        for (task_id, retry_count, output) in attempts {
+            let (reply, rx) = oneshot::channel();
+            let sent = self.tx.send(Completion {
+                tenant,
+                worker,
+                task_id,
+                retry_count,
+                output,
+                reply,
+            });
+            waiting.push(sent.ok().map(|()| rx));
+        }
+        let mut results = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            let shutting_down = || AppError::Unavailable("the server is shutting down".into());
+            results.push(match rx {
+                Some(rx) => rx.await.unwrap_or_else(|_| Err(shutting_down())),
+                None => Err(shutting_down()),
+            });
+        }
+        results
+    }
+}
+
 /// The batcher loop.
 pub(crate) async fn run(dispatch: Arc<Dispatch>) {
     let Some(mut rx) = dispatch

@@ -29,9 +29,9 @@ pub(crate) mod notifier;
 pub(crate) mod runs;
 pub(crate) mod streams;
 
-use crate::db::workers::Assignment;
+use crate::db::workers::{Assignment, BatchMember};
 use crate::metrics::Metrics;
-use crate::proto::{timestamp, ActionType, AssignedAction};
+use crate::proto::{timestamp, ActionType, AssignedAction, BatchStartPayload};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -342,6 +342,39 @@ impl Dispatch {
         }
     }
 
+    /// Pushes fresh batches to their workers: one `START_BATCH` per batch (rows come grouped by batch, in member
+    /// order). The batch is remembered under its batch id until the worker reports on it, and pushed again on a
+    /// reconnect until then, like a single attempt.
+    pub(crate) fn deliver_batches(&self, tenant: Uuid, members: &[BatchMember]) {
+        let mut reg = self.registry();
+        for batch in members.chunk_by(|a, b| a.batch_id == b.batch_id) {
+            let action = start_batch_action(tenant, batch);
+            let worker_id = batch[0].attempt.worker_id;
+            let entry = reg
+                .workers
+                .entry(worker_id)
+                .or_insert_with(|| WorkerEntry::new(tenant));
+            let delivered = entry.send(action.clone());
+            tracing::debug!(batch_id = %batch[0].batch_id, %worker_id, members = batch.len(), delivered, "pushed batch");
+            entry.inflight.insert(
+                batch[0].batch_id,
+                Inflight {
+                    action,
+                    started: false,
+                },
+            );
+        }
+    }
+
+    /// The worker reported on a batch (STARTED, or a terminal event for some members): it has the batch, so a
+    /// reconnect must not push it again.
+    pub(crate) fn batch_reported(&self, tenant: Uuid, worker_id: Option<Uuid>, batch_id: Uuid) {
+        let mut reg = self.registry();
+        if let Some(entry) = find_holder(&mut reg, tenant, worker_id, batch_id) {
+            entry.inflight.remove(&batch_id);
+        }
+    }
+
     /// The worker sent STARTED for an attempt: it has it. The first STARTED of an attempt pushed from here, and any
     /// STARTED of one this server does not remember (pushed by another replica, or before a restart), is recorded in
     /// the database too ([`acker`]).
@@ -496,6 +529,46 @@ fn start_action(tenant: Uuid, a: &Assignment) -> AssignedAction {
         // The TypeScript SDK's ctx.parentWorkflowRunId() reads this.
         parent_workflow_run_id: a.parent_run_id.map(|id| id.to_string()),
         ..Default::default()
+    }
+}
+
+/// The `START_BATCH` action of one batch (its members, in order). The SDKs read the members from the action payload,
+/// a JSON object from each member's task id to `{"payload": <its action payload>, "workflow_run_id": <its run>}`,
+/// and report on them with `SendBatchActionEvent` naming the batch id. The per-task fields are the first member's
+/// (a child run spawned from the batch handler is that member's child).
+fn start_batch_action(tenant: Uuid, batch: &[BatchMember]) -> AssignedAction {
+    let first = &batch[0];
+    let items: serde_json::Map<String, Value> = batch
+        .iter()
+        .map(|m| {
+            let a = &m.attempt;
+            (
+                a.task_id.to_string(),
+                json!({
+                    "payload": action_payload(a.readable_id.is_some(), &a.input),
+                    "workflow_run_id": a.run_id.unwrap_or(a.task_id).to_string(),
+                }),
+            )
+        })
+        .collect();
+    let size = i32::try_from(batch.len()).unwrap_or(i32::MAX);
+    AssignedAction {
+        action_type: ActionType::StartBatch as i32,
+        action_payload: Value::Object(items).to_string(),
+        // One attempt number for the whole batch: members report with it, and the extension resolves each member's
+        // own attempt from the batch id (hatchet.batch_attempts).
+        retry_count: 0,
+        durable_task_invocation_count: None,
+        batch_id: Some(first.batch_id.to_string()),
+        batch_size: Some(size),
+        batch_index: Some(0),
+        batch_key: Some(first.batch_key.clone()),
+        batch_start_payload: Some(BatchStartPayload {
+            trigger_reason: first.trigger_reason.clone(),
+            trigger_time: Some(timestamp(chrono::Utc::now())),
+            expected_size: size,
+        }),
+        ..start_action(tenant, &first.attempt)
     }
 }
 

@@ -6,6 +6,7 @@
 //! | `ListenV2` (and the legacy `Listen`) | the worker's action stream, fed by [`crate::dispatch`]; its start waits out a database outage for up to 120 s |
 //! | `Heartbeat` | `hatchet.heartbeat`, one statement per tenant and 250 ms for all workers (`dispatch::heartbeats`); a worker the extension declared dead while it was alive is registered again |
 //! | `SendStepActionEvent` | STARTED: acknowledgement (batched `acknowledge_attempts`); COMPLETED: batched `complete_many`; FAILED: `fail` (retry_after_ms: `fail(retry_after)`); COMPLETED and FAILED wait out a database outage for up to 120 s |
+//! | `SendBatchActionEvent` | a batch task's STARTED / COMPLETED / FAILED / CANCELLED for members of one batch: each member's running attempt in that batch (`hatchet.batch_attempts`) is acknowledged, completed, failed or cancelled as a single attempt would be |
 //! | `RefreshTimeout`, `ReleaseSlot`, `UpsertWorkerLabels` | the matching extension function |
 //! | `Unsubscribe` | `hatchet.deregister_worker`: its running attempts are retried elsewhere |
 //! | `SubscribeToWorkflowRuns` | one FINISHED event per subscribed run, see [`crate::dispatch::runs`] |
@@ -285,60 +286,16 @@ impl Dispatcher for DispatcherService {
             }
             Ok(StepActionEventType::StepEventTypeFailed) => {
                 let retryable = !event.should_not_retry.unwrap_or(false);
-                // RetryAfterException: the SDK asks for the retry after this many milliseconds.
-                let retry_after_ms = event.retry_after_ms;
-                if let Some(ms) = retry_after_ms.filter(|ms| *ms < 0) {
-                    return Err(Status::invalid_argument(format!(
-                        "retry_after_ms must not be negative (got {ms})"
-                    )));
-                }
-                // Waits out a database outage like COMPLETED (see `OUTAGE_WAIT`).
-                let failed =
-                    when_reachable(OUTAGE_WAIT, Some(&self.state.shutdown), "fail", || async {
-                        tasks::fail(
-                            &self.state.pool,
-                            tenant,
-                            task_id,
-                            retry_count,
-                            &event.event_payload,
-                            retryable,
-                            retry_after_ms,
-                        )
-                        .await
-                        .map_err(AppError::from)
-                    })
-                    .await;
-                match failed {
-                    Ok(_) => self.state.metrics.failed(tenant),
-                    // Already finished, cancelled or timed out: the resent (or late) FAILED changes nothing.
-                    Err(err) => match err {
-                        AppError::FailedPrecondition(_) => {}
-                        // The failure text itself cannot be stored (over hatchet.max_error_bytes, or a NUL byte):
-                        // store a cut, cleaned copy, so the attempt still fails now instead of the SDK sending the
-                        // FAILED again and again until the attempt times out.
-                        AppError::ResourceExhausted(why) | AppError::InvalidArgument(why) => {
-                            let text = storable_failure_text(&event.event_payload, &why);
-                            match tasks::fail(
-                                &self.state.pool,
-                                tenant,
-                                task_id,
-                                retry_count,
-                                &text,
-                                retryable,
-                                retry_after_ms,
-                            )
-                            .await
-                            {
-                                Ok(_) => self.state.metrics.failed(tenant),
-                                Err(err) => match AppError::from(err) {
-                                    AppError::FailedPrecondition(_) => {}
-                                    other => return Err(other.into()),
-                                },
-                            }
-                        }
-                        other => return Err(other.into()),
-                    },
-                }
+                fail_attempt(
+                    &self.state,
+                    tenant,
+                    task_id,
+                    retry_count,
+                    &event.event_payload,
+                    retryable,
+                    event.retry_after_ms,
+                )
+                .await?;
                 dispatch.finished(tenant, worker_id, task_id);
                 dispatch.wake_assigner();
                 dispatch.wake_runs();
@@ -361,11 +318,106 @@ impl Dispatcher for DispatcherService {
         }))
     }
 
+    /// A batch task's events: one event type for some members of one batch (`batch_id`). The SDK sends one
+    /// retry count for all members; each member's own attempt is the one running in this batch
+    /// (`hatchet.batch_attempts`), and members no longer running in it (finished, retried, cancelled, reaped) are
+    /// left alone, so a resent or late event changes nothing.
     async fn send_batch_action_event(
         &self,
-        _request: Request<proto::BatchActionEvent>,
+        request: Request<proto::BatchActionEvent>,
     ) -> Result<Response<proto::ActionEventResponse>, Status> {
-        Err(unimplemented("Dispatcher.SendBatchActionEvent"))
+        let tenant = tenant_of(&request)?.0;
+        let event = request.into_inner();
+        let batch_id = parse_id("batch_id", event.batch_id.as_deref().unwrap_or_default())?;
+        let worker_id = Uuid::parse_str(&event.worker_id).ok();
+        let event_type = match StepActionEventType::try_from(event.event_type) {
+            Ok(StepActionEventType::StepEventTypeUnknown) | Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown step event type {}",
+                    event.event_type
+                )))
+            }
+            Ok(t) => t,
+        };
+        let mut items: HashMap<Uuid, proto::BatchActionEventItem> = HashMap::new();
+        for item in event.items {
+            let id = parse_id("items.task_run_external_id", &item.task_run_external_id)?;
+            if let Some(ms) = item.retry_after_ms.filter(|ms| *ms < 0) {
+                return Err(Status::invalid_argument(format!(
+                    "retry_after_ms must not be negative (got {ms})"
+                )));
+            }
+            items.insert(id, item);
+        }
+        let ids: Vec<Uuid> = items.keys().copied().collect();
+        let attempts = db::batch_attempts(&self.state.pool, tenant, batch_id, &ids)
+            .await
+            .map_err(AppError::from)?;
+        let dispatch = &self.state.dispatch;
+        dispatch.batch_reported(tenant, worker_id, batch_id);
+        match event_type {
+            StepActionEventType::StepEventTypeStarted
+            | StepActionEventType::StepEventTypeAcknowledged => {
+                for &(task_id, retry_count) in &attempts {
+                    dispatch.acknowledge(tenant, worker_id, task_id, retry_count);
+                }
+            }
+            StepActionEventType::StepEventTypeCompleted => {
+                let mut outputs = Vec::with_capacity(attempts.len());
+                for &(task_id, retry_count) in &attempts {
+                    outputs.push((
+                        task_id,
+                        retry_count,
+                        parse_output(&items[&task_id].event_payload)?,
+                    ));
+                }
+                for result in dispatch
+                    .completer()
+                    .complete_all(tenant, worker_id, outputs)
+                    .await
+                {
+                    result?;
+                }
+            }
+            StepActionEventType::StepEventTypeFailed => {
+                for &(task_id, retry_count) in &attempts {
+                    let item = &items[&task_id];
+                    fail_attempt(
+                        &self.state,
+                        tenant,
+                        task_id,
+                        retry_count,
+                        &item.event_payload,
+                        !item.should_not_retry.unwrap_or(false),
+                        item.retry_after_ms,
+                    )
+                    .await?;
+                }
+                dispatch.wake_assigner();
+                dispatch.wake_runs();
+            }
+            // The batch handler cancelled itself (ctx.cancel()): its members are cancelled.
+            StepActionEventType::StepEventTypeCancelled => {
+                for &(task_id, _) in &attempts {
+                    tasks::cancel(
+                        &self.state.pool,
+                        tenant,
+                        task_id,
+                        "cancelled by its batch task",
+                    )
+                    .await
+                    .map_err(AppError::from)?;
+                }
+                dispatch.wake_assigner();
+                dispatch.wake_runs();
+            }
+            StepActionEventType::StepEventTypeUnknown => {}
+        }
+        dispatch.changed(Some(tenant));
+        Ok(Response::new(proto::ActionEventResponse {
+            tenant_id: tenant.to_string(),
+            worker_id: event.worker_id,
+        }))
     }
 
     async fn send_group_key_action_event(
@@ -547,6 +599,74 @@ mod tests {
 /// Bytes of a refused failure text kept when it is stored again (well under the smallest
 /// `hatchet.max_error_bytes`, 2048).
 const FAILURE_TEXT_KEPT: usize = 1024;
+
+/// Fails one attempt (`hatchet.fail`). A FAILED for an attempt already finished, cancelled or timed out changes
+/// nothing; a failure text that cannot be stored (over hatchet.max_error_bytes, or a NUL byte) is stored cut and
+/// cleaned, so the attempt still fails now instead of the SDK sending the FAILED again and again until it times out.
+async fn fail_attempt(
+    state: &AppState,
+    tenant: Uuid,
+    task_id: Uuid,
+    retry_count: i32,
+    payload: &str,
+    retryable: bool,
+    retry_after_ms: Option<i64>,
+) -> Result<(), Status> {
+    // RetryAfterException: the SDK asks for the retry after this many milliseconds.
+    if let Some(ms) = retry_after_ms.filter(|ms| *ms < 0) {
+        return Err(Status::invalid_argument(format!(
+            "retry_after_ms must not be negative (got {ms})"
+        )));
+    }
+    // Waits out a database outage like COMPLETED (see `OUTAGE_WAIT`).
+    let first = when_reachable(OUTAGE_WAIT, Some(&state.shutdown), "fail", || async {
+        tasks::fail(
+            &state.pool,
+            tenant,
+            task_id,
+            retry_count,
+            payload,
+            retryable,
+            retry_after_ms,
+        )
+        .await
+        .map_err(AppError::from)
+    })
+    .await;
+    let text = match first {
+        Ok(_) => {
+            state.metrics.failed(tenant);
+            return Ok(());
+        }
+        Err(err) => match err {
+            AppError::FailedPrecondition(_) => return Ok(()),
+            AppError::ResourceExhausted(why) | AppError::InvalidArgument(why) => {
+                storable_failure_text(payload, &why)
+            }
+            other => return Err(other.into()),
+        },
+    };
+    match tasks::fail(
+        &state.pool,
+        tenant,
+        task_id,
+        retry_count,
+        &text,
+        retryable,
+        retry_after_ms,
+    )
+    .await
+    {
+        Ok(_) => {
+            state.metrics.failed(tenant);
+            Ok(())
+        }
+        Err(err) => match AppError::from(err) {
+            AppError::FailedPrecondition(_) => Ok(()),
+            other => Err(other.into()),
+        },
+    }
+}
 
 /// A failure text Postgres can store: NUL characters removed, cut to [`FAILURE_TEXT_KEPT`] bytes (on a character
 /// boundary), and a note saying why it was cut.
