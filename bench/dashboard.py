@@ -12,7 +12,8 @@ What it does:
      (runs, their two tasks, and a COMPLETED, FAILED or CANCELLED event per task: about 1% failed, 1% cancelled),
      spread over the last 23 hours in batches of 100,000, then ANALYZE — minutes, not hours;
   3. signs in like a browser (the session cookie) and times sequential GETs: the runs list (default window, all
-     time, a metadata filter, the second keyset page) and run detail pages of random runs;
+     time, metadata filters that match 1 run in 1,000, 1 in 4 or none, a status filter, a workflow filter, the
+     second keyset page) and run detail pages of random runs;
   4. turns autovacuum off (the load would keep it busy), then counts the statements per second the database executes
      (xact_commit of pg_stat_database: every statement outside a transaction block is one) with no dashboard open,
      with 20 holding `/live` (server-sent events), and with none again, while nothing changes.
@@ -114,7 +115,7 @@ WITH v AS (
 ), r AS (
     INSERT INTO hatchet.runs (tenant_id, inserted_at, id, workflow_version_id, input, additional_metadata)
     SELECT hatchet.default_tenant(), hatchet.uuid_time(run_id), run_id, v.version, jsonb_build_object('n', i),
-           jsonb_build_object('customer', 'c' || (i % 1000), 'batch', 'b' || (i / 1000))
+           jsonb_build_object('customer', 'c' || (i % 1000), 'batch', 'b' || (i / 1000), 'region', 'r' || (i % 4))
     FROM ids, v
     RETURNING id
 ), t AS (
@@ -241,6 +242,7 @@ def main() -> None:
         ids = dev.psql(f"SELECT id FROM hatchet.runs TABLESAMPLE SYSTEM (1) LIMIT {args.requests * 5}").split()
         random.shuffle(ids)
         client = Client(dev.http_port, dev.token)
+        workflow = dev.psql("SELECT external_id FROM hatchet.workflows WHERE name = 'bench_dash'")
         n = args.requests
         _, _, first = client.get("/runs")
         marker = "&amp;before="
@@ -250,6 +252,16 @@ def main() -> None:
             time_page(client, "runs list (all time)", ["/runs?window=all"] * n),
             time_page(client, "runs list, metadata filter", [
                 f"/runs?window=all&key=customer&value=c{random.randrange(1000)}" for _ in range(n)]),
+            time_page(client, "metadata filter, 24 h", [
+                f"/runs?window=24h&key=customer&value=c{random.randrange(1000)}" for _ in range(n)]),
+            time_page(client, "metadata filter, 1 in 4 runs", [
+                f"/runs?window=all&key=region&value=r{random.randrange(4)}" for _ in range(n)]),
+            time_page(client, "metadata, no run matches", [
+                f"/runs?window=all&key=customer&value=x{random.randrange(1000)}" for _ in range(n)]),
+            time_page(client, "metadata + status FAILED", [
+                f"/runs?window=all&status=FAILED&key=customer&value=c{random.randrange(1000)}" for _ in range(n)]),
+            time_page(client, "status filter FAILED", ["/runs?window=all&status=FAILED"] * n),
+            time_page(client, "workflow filter", [f"/runs?window=all&workflow={workflow}"] * n),
             time_page(client, "runs list, page 2 (keyset)", [f"/runs?window=24h&before={cursor}"] * n),
             time_page(client, "run detail", [f"/runs/{ids[i % len(ids)]}" for i in range(n)]),
         ]

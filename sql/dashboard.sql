@@ -149,6 +149,9 @@ COMMENT ON FUNCTION hatchet.queue_stats(uuid) IS
 -- metadata) are in each status. Run status is derived from the run's tasks, so counting every run of a large
 -- history would read all of it; the sample bounds the work, and `sampled` says how many runs were looked at (fewer
 -- than `sample`: the counts are exact for the window).
+-- Planned for each call's arguments (plan_cache_mode = force_custom_plan): a cached generic plan cannot use the
+-- metadata index (runs_metadata_idx) behind "metadata IS NULL OR ...", and walking runs_pkey for a rare or absent
+-- key/value reads the whole window.
 CREATE FUNCTION hatchet.run_status_counts(
     since        timestamptz DEFAULT NULL,
     until        timestamptz DEFAULT NULL,
@@ -161,6 +164,7 @@ RETURNS TABLE (status text, runs bigint, sampled bigint)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -233,6 +237,9 @@ COMMENT ON FUNCTION hatchet.run_graph(uuid, uuid) IS
 -- No total and no inputs (a page costs the same with any history). Without a status filter it reads `limit` rows of
 -- runs_pkey; with one, it derives the status of the newest runs in order until `limit` match, looking at no more than
 -- 10,000 runs, so a rare status in a huge window shows what the newest 10,000 runs hold.
+-- Planned for each call's arguments (plan_cache_mode = force_custom_plan): a cached generic plan cannot use the
+-- metadata index (runs_metadata_idx) behind "metadata IS NULL OR ...", and walking runs_pkey for a rare or absent
+-- key/value reads the whole window.
 CREATE FUNCTION hatchet.dashboard_runs(
     since        timestamptz DEFAULT NULL,
     until        timestamptz DEFAULT NULL,
@@ -248,6 +255,7 @@ RETURNS TABLE (id uuid, status text, additional_metadata jsonb, created_at times
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE
