@@ -213,6 +213,7 @@ async fn sign_in_sets_a_strict_http_only_cookie() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
     let page = get(&state, "/workers", &token).await;
     assert_eq!(page.status, 200);
     assert!(
@@ -958,4 +959,110 @@ async fn alert_channels_are_added_tested_and_deleted() {
         .await
         .body
         .contains("data-channel=\"webhook\""));
+}
+
+#[tokio::test]
+async fn an_https_public_url_makes_the_cookie_secure() {
+    let state = AppState::new(
+        common::pool().await,
+        ServerConfig {
+            public_url: "https://hatchet.example.com".into(),
+            secure_cookies: true,
+            ..common::test_config()
+        },
+    )
+    .unwrap();
+    let token = common::mint(&state, "dash-secure").await.token;
+    let ok = request(
+        &state,
+        "POST",
+        "/login",
+        None,
+        Some(&format!("token={token}")),
+    )
+    .await;
+    assert_eq!(ok.status, 303);
+    let cookie = ok.set_cookie.unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let csrf = csrf_of(&get(&state, "/runs", &token).await.body);
+    let out = request(
+        &state,
+        "POST",
+        "/logout",
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    let cleared = out.set_cookie.unwrap();
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("; Secure"),
+        "{cleared}"
+    );
+}
+
+#[tokio::test]
+async fn events_page_by_keyset() {
+    let state = common::state().await;
+    let token = common::mint(&state, "dash-events").await.token;
+    let key = format!("dash-page-{}", Uuid::new_v4());
+    // 120 events: three pages of 50, 50 and 20, newest first.
+    let mut pushed: Vec<Uuid> = Vec::new();
+    for i in 0..120 {
+        let id: Uuid = sqlx::query_scalar("SELECT hatchet.push_event(key => $1, payload => $2)")
+            .bind(&key)
+            .bind(json!({"n": i}))
+            .fetch_one(&state.pool)
+            .await
+            .unwrap();
+        pushed.push(id);
+    }
+    let ids_of = |body: &str| -> Vec<Uuid> {
+        body.split("data-event-id=\"")
+            .skip(1)
+            .map(|s| Uuid::parse_str(&s[..36]).unwrap())
+            .collect()
+    };
+    let older_of = |body: &str| -> Option<String> {
+        let at = body.find("id=\"older\"")?;
+        let href = body[..at].rfind("href=\"")? + "href=\"".len();
+        Some(
+            body[href..at]
+                .trim_end_matches(['"', ' '])
+                .replace("&amp;", "&"),
+        )
+    };
+    let mut seen = Vec::new();
+    let mut path = format!("/events?key={key}");
+    let mut pages = 0;
+    loop {
+        let page = get(&state, &path, &token).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let ids = ids_of(&page.body);
+        pages += 1;
+        if pages > 1 {
+            assert!(
+                page.body.contains("id=\"newest\""),
+                "a later page links to the newest"
+            );
+        }
+        seen.extend(ids);
+        match older_of(&page.body) {
+            Some(next) => {
+                assert!(
+                    next.contains(&format!("key={key}")),
+                    "the key filter is kept: {next}"
+                );
+                path = next;
+            }
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(pages, 3);
+    // Event ids are UUIDv7 (their time first): newest first is descending id order.
+    let mut newest_first = pushed.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, newest_first, "every event once, newest first");
+    // A bad cursor is 400.
+    assert_eq!(get(&state, "/events?before=nope", &token).await.status, 400);
 }
