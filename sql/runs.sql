@@ -1415,9 +1415,6 @@ COMMENT ON FUNCTION hatchet.run_shape(uuid, uuid) IS
 -- that or past the page, so a list costs the same with a million runs in history. Pages go by "offset" or, cheaper
 -- and stable while runs arrive, by keyset: "before" is the last id of the previous page. Inputs are returned only
 -- when include_payloads is true, and then the page's inputs must fit in 16 MiB (54000 otherwise: ask for fewer rows).
--- Planned for each call's arguments (plan_cache_mode = force_custom_plan): a cached generic plan cannot use the
--- metadata index (runs_metadata_idx) behind "metadata IS NULL OR ...", and walking runs_pkey for a rare or absent
--- key/value reads the whole window.
 CREATE FUNCTION hatchet.list_runs(
     since            timestamptz DEFAULT NULL,
     until            timestamptz DEFAULT NULL,
@@ -1439,7 +1436,6 @@ RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, cre
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE

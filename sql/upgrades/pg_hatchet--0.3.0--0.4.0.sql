@@ -4165,13 +4165,13 @@ $$;
 -- ---------------------------------------------------------------------------------------------------------------------
 -- 17. The runs lists' metadata filter (issue 17, sql/schema.sql, sql/dashboard.sql, sql/runs.sql): a GIN index on
 --    hatchet.runs.additional_metadata (jsonb_path_ops, for @>), created on every partition of the partitioned table,
---    present and future; list_runs, dashboard_runs and run_status_counts planned per call so that they use it.
+--    present and future; dashboard_runs and run_status_counts pick their runs by dynamic SQL so that they use it.
 -- ---------------------------------------------------------------------------------------------------------------------
 
 CREATE INDEX runs_metadata_idx ON hatchet.runs USING gin (additional_metadata jsonb_path_ops);
 
--- The three lists that filter by metadata are planned for each call's arguments (plan_cache_mode = force_custom_plan):
--- a cached generic plan cannot use the index behind "metadata IS NULL OR ...".
+-- The dashboard's two runs queries are planned for each call's arguments (dynamic SQL): a cached generic plan cannot
+-- use the index behind "metadata IS NULL OR ...".
 
 CREATE OR REPLACE FUNCTION hatchet.run_status_counts(
     since        timestamptz DEFAULT NULL,
@@ -4185,7 +4185,6 @@ RETURNS TABLE (status text, runs bigint, sampled bigint)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -4198,27 +4197,29 @@ BEGIN
     IF run_status_counts.metadata IS NOT NULL AND jsonb_typeof(run_status_counts.metadata) <> 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
     END IF;
-    RETURN QUERY
+    RETURN QUERY EXECUTE $q$
     WITH picked AS (
-        SELECT hatchet.run_status(r.id, p_tenant) AS status
+        SELECT hatchet.run_status(r.id, $1) AS status
         FROM hatchet.runs r
-        WHERE r.tenant_id = p_tenant
-          AND r.inserted_at >= coalesce(run_status_counts.since, '-infinity')
-          AND r.inserted_at <= coalesce(run_status_counts.until, 'infinity')
+        WHERE r.tenant_id = $1
+          AND r.inserted_at >= coalesce($2, '-infinity')
+          AND r.inserted_at <= coalesce($3, 'infinity')
           AND r.workflow_version_id IS NOT NULL
-          AND (run_status_counts.metadata IS NULL OR r.additional_metadata @> run_status_counts.metadata)
-          AND (run_status_counts.workflow_ids IS NULL OR r.workflow_version_id IN (
+          AND ($4 IS NULL OR r.additional_metadata @> $4)
+          AND ($5 IS NULL OR r.workflow_version_id IN (
                   SELECT v.id FROM hatchet.workflow_versions v
                   JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
-                  WHERE v.tenant_id = p_tenant AND w.external_id = ANY (run_status_counts.workflow_ids)))
+                  WHERE v.tenant_id = $1 AND w.external_id = ANY ($5)))
         ORDER BY r.inserted_at DESC, r.id DESC
-        LIMIT run_status_counts.sample
+        LIMIT $6
     )
     SELECT s.status, count(p.status), (SELECT count(*) FROM picked)
     FROM unnest(ARRAY['QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED']) WITH ORDINALITY s(status, n)
     LEFT JOIN picked p ON p.status = s.status
     GROUP BY s.status, s.n
-    ORDER BY s.n;
+    ORDER BY s.n
+    $q$ USING p_tenant, run_status_counts.since, run_status_counts.until, run_status_counts.metadata,
+              run_status_counts.workflow_ids, run_status_counts.sample;
 END
 $$;
 
@@ -4237,7 +4238,6 @@ RETURNS TABLE (id uuid, status text, additional_metadata jsonb, created_at times
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -4259,21 +4259,23 @@ BEGIN
     IF dashboard_runs.metadata IS NOT NULL AND jsonb_typeof(dashboard_runs.metadata) <> 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
     END IF;
-    FOR v_run IN
+    FOR v_run IN EXECUTE $q$
         SELECT r.* FROM hatchet.runs r
-        WHERE r.tenant_id = p_tenant
-          AND r.inserted_at >= coalesce(dashboard_runs.since, '-infinity')
-          AND r.inserted_at <= coalesce(dashboard_runs.until, 'infinity')
-          AND (dashboard_runs.before IS NULL
-               OR (r.inserted_at, r.id) < (hatchet.uuid_time(dashboard_runs.before), dashboard_runs.before))
+        WHERE r.tenant_id = $1
+          AND r.inserted_at >= coalesce($2, '-infinity')
+          AND r.inserted_at <= coalesce($3, 'infinity')
+          AND ($4 IS NULL OR (r.inserted_at, r.id) < (hatchet.uuid_time($4), $4))
           AND r.workflow_version_id IS NOT NULL
-          AND (dashboard_runs.metadata IS NULL OR r.additional_metadata @> dashboard_runs.metadata)
-          AND (dashboard_runs.workflow_ids IS NULL OR r.workflow_version_id IN (
+          AND ($5 IS NULL OR r.additional_metadata @> $5)
+          AND ($6 IS NULL OR r.workflow_version_id IN (
                   SELECT wv.id FROM hatchet.workflow_versions wv
                   JOIN hatchet.workflows w ON w.tenant_id = wv.tenant_id AND w.id = wv.workflow_id
-                  WHERE wv.tenant_id = p_tenant AND w.external_id = ANY (dashboard_runs.workflow_ids)))
+                  WHERE wv.tenant_id = $1 AND w.external_id = ANY ($6)))
         ORDER BY r.inserted_at DESC, r.id DESC
-        LIMIT CASE WHEN dashboard_runs.with_status IS NULL THEN dashboard_runs."limit" ELSE c_scan END
+        LIMIT $7
+        $q$ USING p_tenant, dashboard_runs.since, dashboard_runs.until, dashboard_runs.before, dashboard_runs.metadata,
+                  dashboard_runs.workflow_ids,
+                  CASE WHEN dashboard_runs.with_status IS NULL THEN dashboard_runs."limit" ELSE c_scan END
     LOOP
         SELECT * INTO v FROM hatchet._run_view(p_tenant, v_run);
         CONTINUE WHEN dashboard_runs.with_status IS NOT NULL AND v.status <> dashboard_runs.with_status;
@@ -4284,88 +4286,6 @@ BEGIN
         v_found := v_found + 1;
         EXIT WHEN v_found >= dashboard_runs."limit";
     END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION hatchet.list_runs(
-    since            timestamptz DEFAULT NULL,
-    until            timestamptz DEFAULT NULL,
-    workflow_ids     uuid[]      DEFAULT NULL,
-    metadata         jsonb       DEFAULT NULL,
-    parent_task      uuid        DEFAULT NULL,
-    statuses         text[]      DEFAULT NULL,
-    worker_id        uuid        DEFAULT NULL,
-    event_id         uuid        DEFAULT NULL,
-    "limit"          integer     DEFAULT 50,
-    "offset"         integer     DEFAULT 0,
-    tenant_id        uuid        DEFAULT NULL,
-    before           uuid        DEFAULT NULL,
-    include_payloads boolean     DEFAULT false
-)
-RETURNS TABLE (id uuid, status text, input jsonb, additional_metadata jsonb, created_at timestamptz,
-               workflow_name text, workflow_id uuid, workflow_version_id uuid, parent_task_id uuid,
-               triggered_by text, children bigint, total bigint)
-LANGUAGE plpgsql STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan
-AS $$
-#variable_conflict use_column
-DECLARE
-    p_tenant  uuid := hatchet._tenant(list_runs.tenant_id);
-    c_count   constant integer := 10000;  -- matches counted at most (plus one, to say "more")
-    v_bad     text;
-BEGIN
-    PERFORM hatchet._check_page(list_runs."limit", list_runs."offset");
-    SELECT s INTO v_bad FROM unnest(list_runs.statuses) s
-    WHERE s IS NULL OR s NOT IN ('QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED') LIMIT 1;
-    IF FOUND THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
-            'statuses must be QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED, not %s', coalesce(v_bad, 'null'))]);
-    END IF;
-    IF list_runs.metadata IS NOT NULL AND jsonb_typeof(list_runs.metadata) <> 'object' THEN
-        PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
-    END IF;
-    IF list_runs.include_payloads IS NULL THEN
-        PERFORM hatchet.raise_error('null_argument', ARRAY['include_payloads']);
-    END IF;
-    RETURN QUERY
-    WITH matched AS MATERIALIZED (
-        SELECT r
-        FROM hatchet.runs r
-        WHERE r.tenant_id = p_tenant
-          AND r.inserted_at >= coalesce(list_runs.since, '-infinity')
-          AND r.inserted_at <= coalesce(list_runs.until, 'infinity')
-          AND (list_runs.before IS NULL
-               OR (r.inserted_at, r.id) < (hatchet.uuid_time(list_runs.before), list_runs.before))
-          AND (list_runs.workflow_ids IS NULL OR EXISTS (
-                  SELECT 1 FROM hatchet.workflow_versions wv
-                  JOIN hatchet.workflows w ON w.tenant_id = wv.tenant_id AND w.id = wv.workflow_id
-                  WHERE wv.tenant_id = r.tenant_id AND wv.id = r.workflow_version_id
-                    AND w.external_id = ANY (list_runs.workflow_ids)))
-          AND (list_runs.metadata IS NULL OR r.additional_metadata @> list_runs.metadata)
-          AND (list_runs.parent_task IS NULL OR r.parent_task_id = list_runs.parent_task)
-          AND (list_runs.event_id IS NULL OR r.additional_metadata ->> 'hatchet__event_id' = list_runs.event_id::text)
-          AND (list_runs.statuses IS NULL OR hatchet.run_status(r.id, p_tenant) = ANY (list_runs.statuses))
-          AND (list_runs.worker_id IS NULL OR EXISTS (
-                  SELECT 1 FROM hatchet.tasks t CROSS JOIN LATERAL hatchet.task_events(t.id, p_tenant) e
-                  WHERE t.tenant_id = r.tenant_id AND t.run_id = r.id AND t.inserted_at >= r.inserted_at
-                    AND e.event_type = 'ASSIGNED' AND e.worker = list_runs.worker_id::text))
-        ORDER BY r.inserted_at DESC, r.id DESC
-        LIMIT greatest(c_count + 1, list_runs."offset" + list_runs."limit")
-    ), page AS (
-        SELECT m.r FROM matched m
-        ORDER BY (m.r).inserted_at DESC, (m.r).id DESC
-        LIMIT list_runs."limit" OFFSET list_runs."offset"
-    ), sized AS (
-        SELECT p.r, sum(octet_length((p.r).input::text)) OVER () AS bytes FROM page p
-    )
-    SELECT v.id, v.status, CASE WHEN list_runs.include_payloads THEN v.input END, v.additional_metadata,
-           v.created_at, v.workflow_name, v.workflow_id, v.workflow_version_id, v.parent_task_id, v.triggered_by,
-           v.children, (SELECT least(count(*), c_count + 1) FROM matched)
-    FROM sized c CROSS JOIN LATERAL hatchet._run_view(p_tenant, c.r) v
-    WHERE NOT list_runs.include_payloads OR hatchet._page_fits('inputs', c.bytes)
-    ORDER BY v.created_at DESC, v.id DESC;
 END
 $$;
 
