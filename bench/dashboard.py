@@ -12,7 +12,8 @@ What it does:
      (runs, their two tasks, and a COMPLETED, FAILED or CANCELLED event per task: about 1% failed, 1% cancelled),
      spread over the last 23 hours in batches of 100,000, then ANALYZE — minutes, not hours;
   3. signs in like a browser (the session cookie) and times sequential GETs: the runs list (default window, all
-     time, a metadata filter, the second keyset page) and run detail pages of random runs;
+     time, metadata filters that match 1 run in 1,000, 1 in 4 or none, a status filter, a workflow filter, the
+     second keyset page) and run detail pages of random runs;
   4. turns autovacuum off (the load would keep it busy), then counts the statements per second the database executes
      (xact_commit of pg_stat_database: every statement outside a transaction block is one) with no dashboard open,
      with 20 holding `/live` (server-sent events), and with none again, while nothing changes.
@@ -114,7 +115,7 @@ WITH v AS (
 ), r AS (
     INSERT INTO hatchet.runs (tenant_id, inserted_at, id, workflow_version_id, input, additional_metadata)
     SELECT hatchet.default_tenant(), hatchet.uuid_time(run_id), run_id, v.version, jsonb_build_object('n', i),
-           jsonb_build_object('customer', 'c' || (i % 1000), 'batch', 'b' || (i / 1000))
+           jsonb_build_object('customer', 'c' || (i % 1000), 'batch', 'b' || (i / 1000), 'region', 'r' || (i % 4))
     FROM ids, v
     RETURNING id
 ), t AS (
@@ -159,7 +160,7 @@ class Client:
         self.cookie = f"hatchet_session={token}"
 
     def get(self, path: str) -> tuple[int, float, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
         t0 = time.perf_counter()
         conn.request("GET", path, headers={"Cookie": self.cookie})
         resp = conn.getresponse()
@@ -226,6 +227,9 @@ def main() -> None:
     ap.add_argument("--idle-seconds", type=float, default=30)
     ap.add_argument("--server-bin", type=Path, help="default: cargo build -p hatchet-server (debug)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--without-metadata-index", action="store_true",
+                    help="then drop hatchet.runs_metadata_idx and time the metadata filters again (before/after on "
+                         "the same data and the same machine load)")
     args = ap.parse_args()
 
     binary = args.server_bin
@@ -241,18 +245,38 @@ def main() -> None:
         ids = dev.psql(f"SELECT id FROM hatchet.runs TABLESAMPLE SYSTEM (1) LIMIT {args.requests * 5}").split()
         random.shuffle(ids)
         client = Client(dev.http_port, dev.token)
+        workflow = dev.psql("SELECT external_id FROM hatchet.workflows WHERE name = 'bench_dash'")
         n = args.requests
         _, _, first = client.get("/runs")
         marker = "&amp;before="
         cursor = first[first.index(marker) + len(marker):][:36] if marker in first else ""
+        meta_pages = [
+            ("runs list, metadata filter", lambda: [
+                f"/runs?window=all&key=customer&value=c{random.randrange(1000)}" for _ in range(n)]),
+            ("metadata filter, 24 h", lambda: [
+                f"/runs?window=24h&key=customer&value=c{random.randrange(1000)}" for _ in range(n)]),
+            ("metadata filter, 1 in 4 runs", lambda: [
+                f"/runs?window=all&key=region&value=r{random.randrange(4)}" for _ in range(n)]),
+            ("metadata, no run matches", lambda: [
+                f"/runs?window=all&key=customer&value=x{random.randrange(1000)}" for _ in range(n)]),
+        ]
         results = [
             time_page(client, "runs list (last 24 h)", ["/runs"] * n),
             time_page(client, "runs list (all time)", ["/runs?window=all"] * n),
-            time_page(client, "runs list, metadata filter", [
-                f"/runs?window=all&key=customer&value=c{random.randrange(1000)}" for _ in range(n)]),
+            *[time_page(client, name, paths()) for name, paths in meta_pages],
+            # A status filter derives the status of each candidate run (up to 10,000): seconds a page, so fewer.
+            time_page(client, "metadata + status FAILED", [
+                f"/runs?window=all&status=FAILED&key=customer&value=c{random.randrange(1000)}"
+                for _ in range(max(5, n // 5))]),
+            time_page(client, "status filter FAILED", ["/runs?window=all&status=FAILED"] * max(5, n // 5)),
+            time_page(client, "workflow filter", [f"/runs?window=all&workflow={workflow}"] * n),
             time_page(client, "runs list, page 2 (keyset)", [f"/runs?window=24h&before={cursor}"] * n),
             time_page(client, "run detail", [f"/runs/{ids[i % len(ids)]}" for i in range(n)]),
         ]
+        if args.without_metadata_index:
+            dev.psql("DROP INDEX hatchet.runs_metadata_idx")
+            print("without the metadata index:", file=sys.stderr)
+            results += [time_page(client, f"{name} (no index)", paths()) for name, paths in meta_pages]
         print(f"idle load: {args.idle_seconds:.0f} s without dashboards, then with {args.sse_clients} open",
               file=sys.stderr)
         base = idle_rate(dev, args.idle_seconds)

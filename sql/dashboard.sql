@@ -149,6 +149,9 @@ COMMENT ON FUNCTION hatchet.queue_stats(uuid) IS
 -- metadata) are in each status. Run status is derived from the run's tasks, so counting every run of a large
 -- history would read all of it; the sample bounds the work, and `sampled` says how many runs were looked at (fewer
 -- than `sample`: the counts are exact for the window).
+-- The runs are picked by dynamic SQL, planned for each call's arguments: a cached generic plan cannot use the
+-- metadata index (runs_metadata_idx) behind "metadata IS NULL OR ...", and walking runs_pkey for a rare or absent
+-- key/value reads the whole window. (Not plan_cache_mode on the function: it would replan every nested run_status.)
 CREATE FUNCTION hatchet.run_status_counts(
     since        timestamptz DEFAULT NULL,
     until        timestamptz DEFAULT NULL,
@@ -173,27 +176,29 @@ BEGIN
     IF run_status_counts.metadata IS NOT NULL AND jsonb_typeof(run_status_counts.metadata) <> 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
     END IF;
-    RETURN QUERY
+    RETURN QUERY EXECUTE $q$
     WITH picked AS (
-        SELECT hatchet.run_status(r.id, p_tenant) AS status
+        SELECT hatchet.run_status(r.id, $1) AS status
         FROM hatchet.runs r
-        WHERE r.tenant_id = p_tenant
-          AND r.inserted_at >= coalesce(run_status_counts.since, '-infinity')
-          AND r.inserted_at <= coalesce(run_status_counts.until, 'infinity')
+        WHERE r.tenant_id = $1
+          AND r.inserted_at >= coalesce($2, '-infinity')
+          AND r.inserted_at <= coalesce($3, 'infinity')
           AND r.workflow_version_id IS NOT NULL
-          AND (run_status_counts.metadata IS NULL OR r.additional_metadata @> run_status_counts.metadata)
-          AND (run_status_counts.workflow_ids IS NULL OR r.workflow_version_id IN (
+          AND ($4 IS NULL OR r.additional_metadata @> $4)
+          AND ($5 IS NULL OR r.workflow_version_id IN (
                   SELECT v.id FROM hatchet.workflow_versions v
                   JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
-                  WHERE v.tenant_id = p_tenant AND w.external_id = ANY (run_status_counts.workflow_ids)))
+                  WHERE v.tenant_id = $1 AND w.external_id = ANY ($5)))
         ORDER BY r.inserted_at DESC, r.id DESC
-        LIMIT run_status_counts.sample
+        LIMIT $6
     )
     SELECT s.status, count(p.status), (SELECT count(*) FROM picked)
     FROM unnest(ARRAY['QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED']) WITH ORDINALITY s(status, n)
     LEFT JOIN picked p ON p.status = s.status
     GROUP BY s.status, s.n
-    ORDER BY s.n;
+    ORDER BY s.n
+    $q$ USING p_tenant, run_status_counts.since, run_status_counts.until, run_status_counts.metadata,
+              run_status_counts.workflow_ids, run_status_counts.sample;
 END
 $$;
 COMMENT ON FUNCTION hatchet.run_status_counts(timestamptz, timestamptz, uuid[], jsonb, integer, uuid) IS
@@ -233,6 +238,9 @@ COMMENT ON FUNCTION hatchet.run_graph(uuid, uuid) IS
 -- No total and no inputs (a page costs the same with any history). Without a status filter it reads `limit` rows of
 -- runs_pkey; with one, it derives the status of the newest runs in order until `limit` match, looking at no more than
 -- 10,000 runs, so a rare status in a huge window shows what the newest 10,000 runs hold.
+-- The runs are picked by dynamic SQL, planned for each call's arguments: a cached generic plan cannot use the
+-- metadata index (runs_metadata_idx) behind "metadata IS NULL OR ...", and walking runs_pkey for a rare or absent
+-- key/value reads the whole window. (Not plan_cache_mode on the function: it would replan every nested run_status.)
 CREATE FUNCTION hatchet.dashboard_runs(
     since        timestamptz DEFAULT NULL,
     until        timestamptz DEFAULT NULL,
@@ -269,21 +277,23 @@ BEGIN
     IF dashboard_runs.metadata IS NOT NULL AND jsonb_typeof(dashboard_runs.metadata) <> 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
     END IF;
-    FOR v_run IN
+    FOR v_run IN EXECUTE $q$
         SELECT r.* FROM hatchet.runs r
-        WHERE r.tenant_id = p_tenant
-          AND r.inserted_at >= coalesce(dashboard_runs.since, '-infinity')
-          AND r.inserted_at <= coalesce(dashboard_runs.until, 'infinity')
-          AND (dashboard_runs.before IS NULL
-               OR (r.inserted_at, r.id) < (hatchet.uuid_time(dashboard_runs.before), dashboard_runs.before))
+        WHERE r.tenant_id = $1
+          AND r.inserted_at >= coalesce($2, '-infinity')
+          AND r.inserted_at <= coalesce($3, 'infinity')
+          AND ($4 IS NULL OR (r.inserted_at, r.id) < (hatchet.uuid_time($4), $4))
           AND r.workflow_version_id IS NOT NULL
-          AND (dashboard_runs.metadata IS NULL OR r.additional_metadata @> dashboard_runs.metadata)
-          AND (dashboard_runs.workflow_ids IS NULL OR r.workflow_version_id IN (
+          AND ($5 IS NULL OR r.additional_metadata @> $5)
+          AND ($6 IS NULL OR r.workflow_version_id IN (
                   SELECT wv.id FROM hatchet.workflow_versions wv
                   JOIN hatchet.workflows w ON w.tenant_id = wv.tenant_id AND w.id = wv.workflow_id
-                  WHERE wv.tenant_id = p_tenant AND w.external_id = ANY (dashboard_runs.workflow_ids)))
+                  WHERE wv.tenant_id = $1 AND w.external_id = ANY ($6)))
         ORDER BY r.inserted_at DESC, r.id DESC
-        LIMIT CASE WHEN dashboard_runs.with_status IS NULL THEN dashboard_runs."limit" ELSE c_scan END
+        LIMIT $7
+        $q$ USING p_tenant, dashboard_runs.since, dashboard_runs.until, dashboard_runs.before, dashboard_runs.metadata,
+                  dashboard_runs.workflow_ids,
+                  CASE WHEN dashboard_runs.with_status IS NULL THEN dashboard_runs."limit" ELSE c_scan END
     LOOP
         SELECT * INTO v FROM hatchet._run_view(p_tenant, v_run);
         CONTINUE WHEN dashboard_runs.with_status IS NOT NULL AND v.status <> dashboard_runs.with_status;

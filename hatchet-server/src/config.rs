@@ -51,6 +51,9 @@ pub struct ServerConfig {
     /// Whether the dashboard signs in from a link (`GET /login?token=...`), as `hatchet-server dev` prints one. Off
     /// for `serve`: a link that sets a session cookie lets whoever sends it sign a browser in as their tenant.
     pub dashboard_link_login: bool,
+    /// Whether the dashboard's session cookie is `Secure` (sent back over HTTPS only). `serve` sets it when its
+    /// public URL is `https://` (TLS terminated by a proxy in front); [`crate::run`] sets it whenever it serves TLS.
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             max_subscriptions_per_stream: 10_000,
             public_url: "http://localhost:8080".to_owned(),
             dashboard_link_login: false,
+            secure_cookies: false,
         }
     }
 }

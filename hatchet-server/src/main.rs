@@ -110,7 +110,8 @@ struct ServeArgs {
     #[arg(long, default_value_t = ServerConfig::default().max_subscriptions_per_stream)]
     max_subscriptions_per_stream: usize,
     /// Base URL at which people reach this server's dashboard, for the links in alerts
-    /// (`<public url>/runs/<run id>`); default http://<--http-addr>.
+    /// (`<public url>/runs/<run id>`); default http://<--http-addr> (https:// with --tls-cert). An https:// URL (or
+    /// TLS) makes the dashboard's session cookie Secure.
     #[arg(long, env = "HATCHET_PUBLIC_URL")]
     public_url: Option<String>,
 }
@@ -212,6 +213,7 @@ async fn dev_serve(
         tls: None,
     };
     let config = ServerConfig {
+        secure_cookies: public_url.starts_with("https://"),
         public_url,
         // The printed dashboard link signs the browser in (only `dev` allows that).
         dashboard_link_login: true,
@@ -268,7 +270,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         http: bind(args.http_addr).await?,
         tls,
     };
+    // Behind TLS the links in alerts are https (a proxy terminating TLS in front: give --public-url https://...).
+    let scheme = if listeners.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let public_url = args
+        .public_url
+        .unwrap_or_else(|| format!("{scheme}://{}", args.http_addr));
     let config = ServerConfig {
+        secure_cookies: public_url.starts_with("https://"),
         background: BackgroundPool {
             max_connections: args.background_connections,
             statement_timeout: args.background_statement_timeout,
@@ -276,9 +288,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             idle_in_transaction_timeout: args.background_idle_in_transaction_timeout,
         },
         max_subscriptions_per_stream: args.max_subscriptions_per_stream,
-        public_url: args
-            .public_url
-            .unwrap_or_else(|| format!("http://{}", args.http_addr)),
+        public_url,
         ..ServerConfig::default()
     };
     let state = AppState::new(pool, config)?;

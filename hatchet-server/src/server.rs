@@ -97,6 +97,13 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mut state = state;
+    if listeners.tls.is_some() && !state.config.secure_cookies {
+        // Served over TLS: the dashboard's session cookie must never travel over plaintext.
+        let mut config = (*state.config).clone();
+        config.secure_cookies = true;
+        state.config = Arc::new(config);
+    }
     let token = state.shutdown.clone();
     let grace = state.config.shutdown_grace;
     {

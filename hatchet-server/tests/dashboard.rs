@@ -144,6 +144,7 @@ async fn pages_need_a_session() {
         "/rate-limits",
         "/concurrency",
         "/queues",
+        "/alerts",
     ] {
         let a = request(&state, "GET", path, None, None).await;
         assert_eq!(a.status, 303, "{path}");
@@ -212,6 +213,7 @@ async fn sign_in_sets_a_strict_http_only_cookie() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
     let page = get(&state, "/workers", &token).await;
     assert_eq!(page.status, 200);
     assert!(
@@ -651,4 +653,416 @@ async fn crons_are_created_and_deleted() {
     )
     .await;
     assert_eq!(again.status, 404);
+}
+
+/// A local HTTP sink: every POST body it receives, as JSON.
+async fn http_sink() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let store = store.clone();
+            async move {
+                store
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or_default());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), got)
+}
+
+/// The stored channels of a tenant, as the extension has them (secret included).
+async fn stored_channels(
+    pool: &PgPool,
+    tenant: Uuid,
+) -> Vec<(String, bool, serde_json::Value, serde_json::Value)> {
+    sqlx::query_as(
+        "SELECT kind, enabled, settings, secret FROM hatchet.alert_channels WHERE tenant_id = $1 ORDER BY kind",
+    )
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn alert_channels_are_added_tested_and_deleted() {
+    let state = common::state().await;
+    // Its own tenant: a channel on the default tenant would send alerts for the other tests' failures.
+    let tenant = other_tenant(&state.pool).await;
+    let token = state
+        .auth
+        .mint(&hatchet_server::auth::MintRequest {
+            tenant_id: tenant,
+            name: "dash-alerts".into(),
+            expires_in: std::time::Duration::from_secs(3600),
+            server_url: "http://localhost:8080".into(),
+            grpc_broadcast_address: "localhost:7077".into(),
+        })
+        .await
+        .unwrap()
+        .token;
+    assert_eq!(
+        request(&state, "GET", "/alerts", None, None).await.status,
+        303
+    );
+    let page = get(&state, "/alerts", &token).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("No alert channel"), "{}", page.body);
+    assert!(page.body.contains("href=\"/alerts\" class=\"active\""));
+    let csrf = csrf_of(&page.body);
+    let (url, got) = http_sink().await;
+    let webhook = format!(
+        "kind=webhook&url={}&headers={}&ev_run_failed=on&ev_worker_died=on&enabled=on",
+        enc(&url),
+        enc(r#"{"X-Sink-Key": "k-secret-header"}"#)
+    );
+
+    // Without the CSRF token nothing is stored.
+    let a = request(&state, "POST", "/alerts", Some(&token), Some(&webhook)).await;
+    assert_eq!(a.status, 403);
+    assert!(stored_channels(&state.pool, tenant).await.is_empty());
+    // Bad input is the extension's 400, and nothing is stored.
+    for bad in [
+        "kind=webhook&url=ftp%3A%2F%2Fx&ev_run_failed=on&enabled=on".to_owned(),
+        "kind=webhook&url=http%3A%2F%2Fx&headers=%5B1%5D&ev_run_failed=on".to_owned(),
+        format!("kind=webhook&url={}&enabled=on", enc(&url)),
+        "kind=email&host=h&port=smtp&tls=none&from=a%40b.c&to=d%40e.f&ev_run_failed=on".to_owned(),
+        "kind=email&host=h&port=25&tls=none&from=a%40b.c&to=&ev_run_failed=on".to_owned(),
+        "kind=pager&ev_run_failed=on".to_owned(),
+    ] {
+        let a = request(
+            &state,
+            "POST",
+            "/alerts",
+            Some(&token),
+            Some(&format!("csrf={csrf}&{bad}")),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+        assert!(
+            stored_channels(&state.pool, tenant).await.is_empty(),
+            "{bad}"
+        );
+    }
+
+    let a = request(
+        &state,
+        "POST",
+        "/alerts",
+        Some(&token),
+        Some(&format!("csrf={csrf}&{webhook}")),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.location.as_deref()),
+        (303, Some("/alerts")),
+        "{}",
+        a.body
+    );
+    let stored = stored_channels(&state.pool, tenant).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].3,
+        json!({"url": url, "headers": {"X-Sink-Key": "k-secret-header"}})
+    );
+    // The secret is never shown back: the page names the fields only.
+    let page = get(&state, "/alerts", &token).await;
+    assert!(page.body.contains("data-channel=\"webhook\""));
+    assert!(page
+        .body
+        .contains("headers <span class=\"muted\">set</span>"));
+    assert!(!page.body.contains(&url), "the URL is secret");
+    assert!(!page.body.contains("k-secret-header"), "headers are secret");
+    assert!(page.body.contains("run_failed, worker_died"));
+
+    // Saving the form again with the secret fields empty keeps the secret and changes the rest.
+    let a = request(
+        &state,
+        "POST",
+        "/alerts",
+        Some(&token),
+        Some(&format!(
+            "csrf={csrf}&kind=webhook&url=&headers=&ev_cron_missed=on"
+        )),
+    )
+    .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let stored = stored_channels(&state.pool, tenant).await;
+    assert!(!stored[0].1, "disabled");
+    assert_eq!(stored[0].3["url"], json!(url));
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT events FROM hatchet.alert_channels WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&state.pool)
+            .await
+            .unwrap();
+    assert_eq!(events, vec!["cron_missed"]);
+
+    // A test alert goes out now, through the channel as stored (disabled or not), and says where it went.
+    let t = request(
+        &state,
+        "POST",
+        "/alerts/webhook/test",
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    assert!(t.body.contains("data-delivered=\"true\""), "{}", t.body);
+    assert!(!t.body.contains(&url));
+    {
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["event"], "test");
+        assert_eq!(got[0]["tenant_id"], json!(tenant));
+        assert!(got[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("this webhook channel works"));
+    }
+    // The REST API's test is the same function.
+    let rest = rest::app(state.clone())
+        .oneshot(
+            axum::http::Request::builder()
+                .method("POST")
+                .uri(format!(
+                    "/api/v1/stable/tenants/{tenant}/alert-channels/webhook/test"
+                ))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.status().as_u16(), 200);
+    let answer: serde_json::Value =
+        serde_json::from_slice(&rest.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(answer["delivered"], json!(true), "{answer}");
+    assert_eq!(got.lock().unwrap().len(), 2);
+    // A channel whose endpoint is down: the page says why, and nothing else changes.
+    let dead = format!("http://127.0.0.1:{}/hook", common::free_port());
+    let a = request(
+        &state,
+        "POST",
+        "/alerts",
+        Some(&token),
+        Some(&format!(
+            "csrf={csrf}&kind=slack&url={}&ev_run_failed=on&enabled=on",
+            enc(&dead)
+        )),
+    )
+    .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let t = request(
+        &state,
+        "POST",
+        "/alerts/slack/test",
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(t.status, 200);
+    assert!(t.body.contains("data-delivered=\"false\""), "{}", t.body);
+    assert!(t.body.contains("could not connect"), "{}", t.body);
+    assert!(!t.body.contains(&dead), "the reason names the host only");
+    // Testing a channel that is not set, or of an unknown kind, or without the CSRF token.
+    let t = request(
+        &state,
+        "POST",
+        "/alerts/email/test",
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(t.status, 404);
+    let t = request(
+        &state,
+        "POST",
+        "/alerts/pager/test",
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(t.status, 400);
+    let t = request(
+        &state,
+        "POST",
+        "/alerts/webhook/test",
+        Some(&token),
+        Some("csrf=x"),
+    )
+    .await;
+    assert_eq!(t.status, 403);
+    assert_eq!(got.lock().unwrap().len(), 2);
+
+    // Another tenant (the default one) sees none of it.
+    let default_token = common::mint(&state, "dash-alerts-default").await.token;
+    let other = get(&state, "/alerts", &default_token).await;
+    assert!(!other.body.contains("data-channel=\"webhook\""));
+
+    // Delete: 303, then 404; a wrong CSRF token deletes nothing.
+    let d = request(
+        &state,
+        "POST",
+        "/alerts/webhook/delete",
+        Some(&token),
+        Some("csrf=x"),
+    )
+    .await;
+    assert_eq!(d.status, 403);
+    assert_eq!(stored_channels(&state.pool, tenant).await.len(), 2);
+    let d = request(
+        &state,
+        "POST",
+        "/alerts/webhook/delete",
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(d.status, 303);
+    let d = request(
+        &state,
+        "POST",
+        "/alerts/webhook/delete",
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(d.status, 404);
+    let left = stored_channels(&state.pool, tenant).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0, "slack");
+    assert!(!get(&state, "/alerts", &token)
+        .await
+        .body
+        .contains("data-channel=\"webhook\""));
+}
+
+#[tokio::test]
+async fn an_https_public_url_makes_the_cookie_secure() {
+    let state = AppState::new(
+        common::pool().await,
+        ServerConfig {
+            public_url: "https://hatchet.example.com".into(),
+            secure_cookies: true,
+            ..common::test_config()
+        },
+    )
+    .unwrap();
+    let token = common::mint(&state, "dash-secure").await.token;
+    let ok = request(
+        &state,
+        "POST",
+        "/login",
+        None,
+        Some(&format!("token={token}")),
+    )
+    .await;
+    assert_eq!(ok.status, 303);
+    let cookie = ok.set_cookie.unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let csrf = csrf_of(&get(&state, "/runs", &token).await.body);
+    let out = request(
+        &state,
+        "POST",
+        "/logout",
+        Some(&token),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    let cleared = out.set_cookie.unwrap();
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("; Secure"),
+        "{cleared}"
+    );
+}
+
+#[tokio::test]
+async fn events_page_by_keyset() {
+    let state = common::state().await;
+    let token = common::mint(&state, "dash-events").await.token;
+    let key = format!("dash-page-{}", Uuid::new_v4());
+    // 120 events: three pages of 50, 50 and 20, newest first.
+    let mut pushed: Vec<Uuid> = Vec::new();
+    for i in 0..120 {
+        let id: Uuid = sqlx::query_scalar("SELECT hatchet.push_event(key => $1, payload => $2)")
+            .bind(&key)
+            .bind(json!({"n": i}))
+            .fetch_one(&state.pool)
+            .await
+            .unwrap();
+        pushed.push(id);
+    }
+    let ids_of = |body: &str| -> Vec<Uuid> {
+        body.split("data-event-id=\"")
+            .skip(1)
+            .map(|s| Uuid::parse_str(&s[..36]).unwrap())
+            .collect()
+    };
+    let older_of = |body: &str| -> Option<String> {
+        let at = body.find("id=\"older\"")?;
+        let href = body[..at].rfind("href=\"")? + "href=\"".len();
+        Some(
+            body[href..at]
+                .trim_end_matches(['"', ' '])
+                .replace("&amp;", "&"),
+        )
+    };
+    let mut seen = Vec::new();
+    let mut path = format!("/events?key={key}");
+    let mut pages = 0;
+    loop {
+        let page = get(&state, &path, &token).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let ids = ids_of(&page.body);
+        pages += 1;
+        if pages > 1 {
+            assert!(
+                page.body.contains("id=\"newest\""),
+                "a later page links to the newest"
+            );
+        }
+        seen.extend(ids);
+        match older_of(&page.body) {
+            Some(next) => {
+                assert!(
+                    next.contains(&format!("key={key}")),
+                    "the key filter is kept: {next}"
+                );
+                path = next;
+            }
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(pages, 3);
+    // Event ids are UUIDv7 (their time first): newest first is descending id order.
+    let mut newest_first = pushed.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, newest_first, "every event once, newest first");
+    // A bad cursor is 400.
+    assert_eq!(get(&state, "/events?before=nope", &token).await.status, 400);
 }

@@ -5420,6 +5420,133 @@ COMMENT ON FUNCTION hatchet.batch_attempts(uuid, uuid[], uuid) IS
     'the running attempts of a batch among the given members (task id and retry count)';
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 20. The runs lists' metadata filter (issue 17, sql/schema.sql, sql/dashboard.sql, sql/runs.sql): a GIN index on
+--    hatchet.runs.additional_metadata (jsonb_path_ops, for @>), created on every partition of the partitioned table,
+--    present and future; dashboard_runs and run_status_counts pick their runs by dynamic SQL so that they use it.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE INDEX runs_metadata_idx ON hatchet.runs USING gin (additional_metadata jsonb_path_ops);
+
+-- The dashboard's two runs queries are planned for each call's arguments (dynamic SQL): a cached generic plan cannot
+-- use the index behind "metadata IS NULL OR ...".
+
+CREATE OR REPLACE FUNCTION hatchet.run_status_counts(
+    since        timestamptz DEFAULT NULL,
+    until        timestamptz DEFAULT NULL,
+    workflow_ids uuid[]      DEFAULT NULL,
+    metadata     jsonb       DEFAULT NULL,
+    sample       integer     DEFAULT 1000,
+    tenant_id    uuid        DEFAULT NULL
+)
+RETURNS TABLE (status text, runs bigint, sampled bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(run_status_counts.tenant_id);
+BEGIN
+    IF run_status_counts.sample IS NULL OR run_status_counts.sample NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('sample must be between 1 and 10000, not %s',
+                                                                    coalesce(run_status_counts.sample::text, 'null'))]);
+    END IF;
+    IF run_status_counts.metadata IS NOT NULL AND jsonb_typeof(run_status_counts.metadata) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
+    END IF;
+    RETURN QUERY EXECUTE $q$
+    WITH picked AS (
+        SELECT hatchet.run_status(r.id, $1) AS status
+        FROM hatchet.runs r
+        WHERE r.tenant_id = $1
+          AND r.inserted_at >= coalesce($2, '-infinity')
+          AND r.inserted_at <= coalesce($3, 'infinity')
+          AND r.workflow_version_id IS NOT NULL
+          AND ($4 IS NULL OR r.additional_metadata @> $4)
+          AND ($5 IS NULL OR r.workflow_version_id IN (
+                  SELECT v.id FROM hatchet.workflow_versions v
+                  JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
+                  WHERE v.tenant_id = $1 AND w.external_id = ANY ($5)))
+        ORDER BY r.inserted_at DESC, r.id DESC
+        LIMIT $6
+    )
+    SELECT s.status, count(p.status), (SELECT count(*) FROM picked)
+    FROM unnest(ARRAY['QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED']) WITH ORDINALITY s(status, n)
+    LEFT JOIN picked p ON p.status = s.status
+    GROUP BY s.status, s.n
+    ORDER BY s.n
+    $q$ USING p_tenant, run_status_counts.since, run_status_counts.until, run_status_counts.metadata,
+              run_status_counts.workflow_ids, run_status_counts.sample;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet.dashboard_runs(
+    since        timestamptz DEFAULT NULL,
+    until        timestamptz DEFAULT NULL,
+    workflow_ids uuid[]      DEFAULT NULL,
+    metadata     jsonb       DEFAULT NULL,
+    with_status  text        DEFAULT NULL,
+    before       uuid        DEFAULT NULL,
+    "limit"      integer     DEFAULT 50,
+    tenant_id    uuid        DEFAULT NULL
+)
+RETURNS TABLE (id uuid, status text, additional_metadata jsonb, created_at timestamptz, workflow_name text,
+               workflow_id uuid, workflow_version_id uuid, parent_task_id uuid, children bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid    := hatchet._tenant(dashboard_runs.tenant_id);
+    c_scan   constant integer := 10000;
+    v_run    hatchet.runs;
+    v_found  integer := 0;
+    v        record;
+BEGIN
+    IF dashboard_runs."limit" IS NULL OR dashboard_runs."limit" NOT BETWEEN 1 AND 500 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format('limit must be between 1 and 500, not %s',
+                                                                    coalesce(dashboard_runs."limit"::text, 'null'))]);
+    END IF;
+    IF dashboard_runs.with_status IS NOT NULL
+       AND dashboard_runs.with_status NOT IN ('QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED') THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'status must be QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED, not %s', dashboard_runs.with_status)]);
+    END IF;
+    IF dashboard_runs.metadata IS NOT NULL AND jsonb_typeof(dashboard_runs.metadata) <> 'object' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
+    END IF;
+    FOR v_run IN EXECUTE $q$
+        SELECT r.* FROM hatchet.runs r
+        WHERE r.tenant_id = $1
+          AND r.inserted_at >= coalesce($2, '-infinity')
+          AND r.inserted_at <= coalesce($3, 'infinity')
+          AND ($4 IS NULL OR (r.inserted_at, r.id) < (hatchet.uuid_time($4), $4))
+          AND r.workflow_version_id IS NOT NULL
+          AND ($5 IS NULL OR r.additional_metadata @> $5)
+          AND ($6 IS NULL OR r.workflow_version_id IN (
+                  SELECT wv.id FROM hatchet.workflow_versions wv
+                  JOIN hatchet.workflows w ON w.tenant_id = wv.tenant_id AND w.id = wv.workflow_id
+                  WHERE wv.tenant_id = $1 AND w.external_id = ANY ($6)))
+        ORDER BY r.inserted_at DESC, r.id DESC
+        LIMIT $7
+        $q$ USING p_tenant, dashboard_runs.since, dashboard_runs.until, dashboard_runs.before, dashboard_runs.metadata,
+                  dashboard_runs.workflow_ids,
+                  CASE WHEN dashboard_runs.with_status IS NULL THEN dashboard_runs."limit" ELSE c_scan END
+    LOOP
+        SELECT * INTO v FROM hatchet._run_view(p_tenant, v_run);
+        CONTINUE WHEN dashboard_runs.with_status IS NOT NULL AND v.status <> dashboard_runs.with_status;
+        id := v.id; status := v.status; additional_metadata := v.additional_metadata; created_at := v.created_at;
+        workflow_name := v.workflow_name; workflow_id := v.workflow_id; workflow_version_id := v.workflow_version_id;
+        parent_task_id := v.parent_task_id; children := v.children;
+        RETURN NEXT;
+        v_found := v_found + 1;
+        EXIT WHEN v_found >= dashboard_runs."limit";
+    END LOOP;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 `hatchet-server dev` with a real SDK worker (this file run as a script: `python test_dashboard.py worker`).
 
 Signs in (with the token, and with the link `dev` prints), finds a run the worker completed, opens its DAG, reads a
-log line, cancels a running task, replays a failed run and watches it succeed, and sees a new run appear in the list
-without a reload. Screenshots go to tests/output/e2e/dashboard/ (git-ignored); docs/img/dashboard-*.png are copies.
+log line, cancels a running task, replays a failed run and watches it succeed, sees a new run appear in the list
+without a reload, and sets an alert channel on the alerts page whose webhook then reports a failed run. Screenshots go to tests/output/e2e/dashboard/ (git-ignored); docs/img/dashboard-*.png are copies.
 No browser or driver is downloaded: the test uses /usr/bin/chromium and /usr/bin/chromedriver from scripts/setup.sh.
 """
 
@@ -253,6 +253,64 @@ def test_other_pages_render(server, browser, dash):
     assert "e2e-dashboard" in browser.find_element(By.TAG_NAME, "main").text
     browser.get(f"{server.rest_url}/queues")
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart"), "the throughput chart"
+
+
+def test_alert_channel_set_in_the_dashboard_reports_a_failed_run(server, browser, dash):
+    """Alerts page: add a webhook channel pointed at a local sink, send a test, see the alert of a failed run arrive
+    (at the sink and in the page's list of alerts sent), delete the channel. The secret URL is never shown back."""
+    from selenium.webdriver.common.by import By
+    from test_alerts import Api, HttpSink
+
+    _, _, _, flaky = dash
+    sink, api = HttpSink(), Api(server)
+    hook = sink.url("/dash-alerts")
+    try:
+        sign_in(browser, server)
+        browser.get(f"{server.rest_url}/alerts")
+        form = browser.find_element(By.ID, "put-webhook")
+        form.find_element(By.NAME, "url").send_keys(hook)
+        assert form.find_element(By.NAME, "ev_run_failed").is_selected()
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        row = 'tr[data-channel="webhook"]'
+        wait_until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), 15, "the webhook channel listed")
+        assert "url set" in browser.find_element(By.CSS_SELECTOR, row).text
+        assert hook not in browser.page_source, "the secret URL is not shown back"
+
+        browser.find_element(By.CSS_SELECTOR, f"{row} form[action='/alerts/webhook/test'] button").click()
+        wait_until(browser, lambda d: d.find_elements(By.ID, "test-result"), 30, "the test send's result")
+        result = browser.find_element(By.ID, "test-result")
+        assert result.get_attribute("data-delivered") == "true", result.text
+        wait_until(browser, lambda d: [r for r in sink.at("/dash-alerts") if r["body"]["event"] == "test"], 15,
+                   "the test alert at the sink")
+        shot(browser, "alerts")
+
+        ref = flaky.run_no_wait(Marker(marker=tempfile.mktemp(prefix="pg_hatchet-dash-alert-")))
+        with pytest.raises(Exception):
+            ref.result()
+        run_id = ref.workflow_run_id
+
+        def delivered(_):
+            return [r for r in sink.at("/dash-alerts")
+                    if r["body"]["event"] == "run_failed" and r["body"].get("run_id") == run_id]
+
+        got = wait_until(browser, delivered, 60, "the run_failed alert at the sink")
+        assert got[0]["body"]["url"].endswith(f"/runs/{run_id}")
+
+        def listed(d):
+            d.get(f"{server.rest_url}/alerts")
+            return f"run:{run_id}" in d.find_element(By.ID, "alerts-sent").text
+
+        wait_until(browser, listed, 30, "the alert in the page's list of alerts sent")
+
+        browser.find_element(By.CSS_SELECTOR, f"{row} form[action='/alerts/webhook/delete'] button").click()
+        wait_until(browser, lambda d: d.current_url.endswith("/alerts") and not d.find_elements(By.CSS_SELECTOR, row),
+                   15, "the channel gone")
+        assert all(c["kind"] != "webhook" for c in api.channels())
+    finally:
+        # Other modules share this server: never leave a channel behind.
+        for c in api.channels():
+            api.call("DELETE", api.channel(c["kind"]))
+        sink.httpd.shutdown()
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["worker"]:

@@ -15,6 +15,7 @@
 mod send;
 
 use crate::db::alerts as db;
+use crate::error::AppError;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -116,6 +117,42 @@ async fn pass(pool: &PgPool, sender: &Arc<Sender>) -> Result<usize, sqlx::Error>
         while jobs.join_next().await.is_some() {}
     }
     Ok(handled)
+}
+
+/// What a test alert did: where it went (as a delivery's output says it), or why it was not delivered.
+pub(crate) type TestOutcome = Result<Value, String>;
+
+/// Sends a test alert to the tenant's channel of `kind` now, with the channel as it is stored (secret included),
+/// whether it is enabled or not: the one implementation behind the REST API's
+/// `POST .../alert-channels/{kind}/test` and the dashboard's "Send a test" button. Nothing is queued or recorded.
+/// An unknown kind is `InvalidArgument`, a channel that is not set `NotFound`; a delivery that fails is not an
+/// error of the request but its answer (`Ok(Err(reason))`, the reason a delivery attempt would record).
+pub(crate) async fn send_test(
+    pool: &PgPool,
+    public_url: &str,
+    tenant: Uuid,
+    kind: &str,
+) -> Result<TestOutcome, AppError> {
+    if !matches!(kind, "slack" | "webhook" | "email") {
+        return Err(AppError::InvalidArgument(format!(
+            "alert channel kind must be slack, webhook or email, not {kind}"
+        )));
+    }
+    let channel = db::channel_secret(pool, tenant, kind)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("alert channel \"{kind}\" is not set")))?;
+    let sender = Sender::new(public_url.to_owned()).map_err(|e| AppError::Internal(e.into()))?;
+    let text = AlertText::test(tenant, kind);
+    Ok(sender
+        .send(
+            kind,
+            &channel.settings,
+            &channel.secret,
+            &text,
+            Uuid::new_v4(),
+        )
+        .await
+        .map(|to| json!({"sent": kind, "to": to, "link": text.link(sender.public_url())})))
 }
 
 /// Sends one delivery and completes or fails its attempt.

@@ -30,7 +30,7 @@ const QUOTED_BODY: usize = 300;
 pub(crate) struct AlertText {
     /// The tenant the alert belongs to.
     pub tenant: Uuid,
-    /// `run_failed`, `worker_died` or `cron_missed`.
+    /// `run_failed`, `worker_died` or `cron_missed`; `test` for a test alert ([`AlertText::test`]).
     pub event: String,
     /// The delivery input as written by the extension (`channel` removed): the webhook body's fields.
     pub fields: Value,
@@ -52,6 +52,16 @@ impl AlertText {
         }
     }
 
+    /// A test alert for a channel of `kind` (the settings page's and the REST API's "send a test"): it says so,
+    /// and links to the alert settings.
+    pub(crate) fn test(tenant: Uuid, kind: &str) -> Self {
+        Self {
+            tenant,
+            event: "test".to_owned(),
+            fields: json!({"channel_kind": kind}),
+        }
+    }
+
     fn s(&self, key: &str) -> String {
         str_field(&self.fields, key)
     }
@@ -70,6 +80,7 @@ impl AlertText {
         match self.event.as_str() {
             "worker_died" => format!("{base}/workers#worker-{}", self.s("worker_id")),
             "cron_missed" => format!("{base}/crons#cron-{}", self.s("cron_id")),
+            "test" => format!("{base}/alerts"),
             _ => format!("{base}/runs/{}", self.s("run_id")),
         }
     }
@@ -83,6 +94,7 @@ impl AlertText {
                 self.s("cron"),
                 self.s("workflow")
             ),
+            "test" => format!("[pg_hatchet] test alert ({})", self.s("channel_kind")),
             _ => format!("[pg_hatchet] run of {} failed", self.s("workflow")),
         }
     }
@@ -100,6 +112,14 @@ impl AlertText {
                 id = self.s("worker_id"),
                 attempts = self.n("attempts_retried"),
                 last = self.s("last_heartbeat_at"),
+            );
+        }
+        if self.event == "test" {
+            return format!(
+                "A test alert from pg_hatchet for tenant {tenant}: this {kind} channel works.\n\
+                 Alert settings: {link}\n",
+                tenant = self.tenant,
+                kind = self.s("channel_kind"),
             );
         }
         if self.event == "cron_missed" {
@@ -371,6 +391,19 @@ mod tests {
         assert_eq!(b["failed_at"], "2026-01-01T00:00:00Z");
         assert_eq!(b["tenant_id"], Uuid::nil().to_string());
         assert!(b.get("channel").is_none());
+    }
+
+    #[test]
+    fn a_test_alert_says_so_and_links_to_the_settings() {
+        let t = AlertText::test(Uuid::nil(), "webhook");
+        assert_eq!(t.subject(), "[pg_hatchet] test alert (webhook)");
+        assert_eq!(t.link("https://h.example/"), "https://h.example/alerts");
+        assert!(t
+            .body("https://h.example")
+            .contains("this webhook channel works"));
+        let body = t.webhook_body("https://h.example");
+        assert_eq!(body["event"], "test");
+        assert_eq!(body["url"], "https://h.example/alerts");
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub(crate) fn badge(status: &str) -> String {
 }
 
 /// The pages of the navigation bar: (path, label).
-pub(crate) const NAV: [(&str, &str); 8] = [
+pub(crate) const NAV: [(&str, &str); 9] = [
     ("/runs", "Runs"),
     ("/workers", "Workers"),
     ("/workflows", "Workflows"),
@@ -104,6 +104,7 @@ pub(crate) const NAV: [(&str, &str); 8] = [
     ("/rate-limits", "Rate limits"),
     ("/concurrency", "Concurrency"),
     ("/queues", "Queues"),
+    ("/alerts", "Alerts"),
 ];
 
 /// What the layout needs to know about the signed-in session.

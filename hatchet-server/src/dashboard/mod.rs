@@ -6,6 +6,7 @@
 //! | `/runs`, `/runs/{id}` | runs with filters and keyset paging; one run: DAG, timeline, input/output, logs, stream, children, actions ([`runs`]) |
 //! | `/workers`, `/workflows`, `/workflows/{id}` | workers with pause/resume; workflows, versions and task settings ([`registry`]) |
 //! | `/crons`, `/events`, `/rate-limits`, `/concurrency`, `/queues` | the other resources ([`operations`]) |
+//! | `/alerts` | alert channels: add, replace, send a test, delete; the alerts sent ([`alerts`]) |
 //! | `/live` | server-sent events: "this tenant changed", debounced ([`live`]) |
 //! | `/static/...` | the one stylesheet and the one small script, compiled into the binary |
 //!
@@ -17,6 +18,7 @@
 //! swaps its `data-live` parts. Graphs (the DAG, the queue chart) are SVG drawn here ([`svg`]). Nothing is fetched
 //! from another origin, and the Content-Security-Policy says so.
 
+pub(crate) mod alerts;
 pub(crate) mod html;
 pub(crate) mod live;
 pub(crate) mod operations;
@@ -64,6 +66,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(runs::router())
         .merge(registry::router())
         .merge(operations::router())
+        .merge(alerts::router())
         .layer(map_response(security_headers))
 }
 

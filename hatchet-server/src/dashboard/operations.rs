@@ -241,6 +241,9 @@ async fn delete_schedule(
 struct EventQuery {
     #[serde(default)]
     key: String,
+    /// Keyset cursor: the last event of the previous page.
+    #[serde(default)]
+    before: String,
 }
 
 async fn events(
@@ -251,16 +254,26 @@ async fn events(
     let tenant = session.tenant.0;
     let key = q.key.trim();
     let keys = (!key.is_empty()).then(|| vec![key.to_owned()]);
-    let (rows, _) = events_db::list_events(
+    let before = match q.before.trim() {
+        "" => None,
+        b => Some(parse_uuid("before", b)?),
+    };
+    // One more than a page: whether there is an older page, without counting anything.
+    let mut rows = events_db::list_events_before(
         &state.pool,
         tenant,
         keys.as_deref(),
-        None,
-        None,
-        EVENTS_PAGE,
-        0,
+        before,
+        EVENTS_PAGE + 1,
     )
     .await?;
+    let more = rows.len() > usize::try_from(EVENTS_PAGE).unwrap_or(50);
+    rows.truncate(usize::try_from(EVENTS_PAGE).unwrap_or(50));
+    let next = if more {
+        rows.last().map(|e| e.id)
+    } else {
+        None
+    };
     let mut body = format!(
         "<form method=\"get\" action=\"/events\" class=\"filters\"><label>Key<input name=\"key\" value=\"{}\">\
          </label><button type=\"submit\">Filter</button></form>",
@@ -297,9 +310,29 @@ async fn events(
     if rows.is_empty() {
         body.push_str("<tr><td colspan=\"5\" class=\"muted\">No events.</td></tr>");
     }
+    body.push_str("</tbody></table><div class=\"pager\">");
+    let key_query = if key.is_empty() {
+        String::new()
+    } else {
+        format!("key={}&", html::url_enc(key))
+    };
+    if before.is_some() {
+        let _ = write!(
+            body,
+            "<a href=\"/events?{}\" id=\"newest\">Newest</a>",
+            html::attr(key_query.trim_end_matches('&'))
+        );
+    }
+    if let Some(last) = next {
+        let _ = write!(
+            body,
+            "<a href=\"/events?{}before={last}\" id=\"older\">Older</a>",
+            html::attr(&key_query)
+        );
+    }
     let _ = write!(
         body,
-        "</tbody></table><p class=\"hint\">The newest {EVENTS_PAGE} events.</p></div>"
+        "</div><p class=\"hint\">{EVENTS_PAGE} events a page, newest first.</p></div>"
     );
     Ok(render("Events", &session.chrome("/events"), &body))
 }

@@ -101,12 +101,15 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
-fn session_cookie(token: &str) -> String {
-    format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict")
+/// The session cookie; `Secure` when the dashboard is reached over HTTPS (`ServerConfig::secure_cookies`).
+fn session_cookie(token: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict{secure}")
 }
 
-fn cleared_cookie() -> String {
-    format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+fn cleared_cookie(secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
 }
 
 /// The sign-in page, with an optional message (escaped here).
@@ -188,7 +191,7 @@ async fn sign_in(state: &AppState, token: &str, from_link: bool) -> Response {
             } else {
                 Redirect::to("/runs").into_response()
             };
-            if let Ok(value) = session_cookie(token).parse() {
+            if let Ok(value) = session_cookie(token, state.config.secure_cookies).parse() {
                 response.headers_mut().insert(SET_COOKIE, value);
             }
             no_store(response)
@@ -210,12 +213,13 @@ pub(crate) struct CsrfForm {
 
 /// `POST /logout`: clears the cookie.
 pub(crate) async fn logout(
+    State(state): State<AppState>,
     session: Session,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check_csrf(&form.csrf)?;
     let mut response = Redirect::to("/login").into_response();
-    if let Ok(value) = cleared_cookie().parse() {
+    if let Ok(value) = cleared_cookie(state.config.secure_cookies).parse() {
         response.headers_mut().insert(SET_COOKIE, value);
     }
     Ok(response)

@@ -61,10 +61,37 @@ pub(crate) async fn list_events(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<EventRow>, i64), sqlx::Error> {
+    query_events(pool, tenant, keys, (since, until), None, limit, offset).await
+}
+
+/// `hatchet.list_events` by keyset: the newest `limit` events older than `before` (an event id; `None`: the newest).
+pub(crate) async fn list_events_before(
+    pool: &PgPool,
+    tenant: Uuid,
+    keys: Option<&[String]>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    Ok(
+        query_events(pool, tenant, keys, (None, None), before, limit, 0)
+            .await?
+            .0,
+    )
+}
+
+async fn query_events(
+    pool: &PgPool,
+    tenant: Uuid,
+    keys: Option<&[String]>,
+    (since, until): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    before: Option<Uuid>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<EventRow>, i64), sqlx::Error> {
     let rows: Vec<Counted<EventRow>> = sqlx::query_as(
         "SELECT id, key, payload, additional_metadata, scope, created_at, runs, total \
          FROM hatchet.list_events(keys => $1, since => $2, until => $3, \"limit\" => $4, \"offset\" => $5, \
-                                  tenant_id => $6, include_payloads => true)",
+                                  tenant_id => $6, before => $7, include_payloads => true)",
     )
     .bind(keys)
     .bind(since)
@@ -72,6 +99,7 @@ pub(crate) async fn list_events(
     .bind(int_arg(limit))
     .bind(int_arg(offset))
     .bind(tenant)
+    .bind(before)
     .fetch_all(pool)
     .await?;
     Ok(page(rows))

@@ -15,7 +15,7 @@
 //! | task | what it does |
 //! |---|---|
 //! | [`assigner`] | calls `hatchet.assign` for the workers connected here, on a wake-up or a short idle poll |
-//! | [`notifier`] | one `LISTEN` connection (`hatchet_ready`, `hatchet_cancel`) fanned out to the tasks and streams |
+//! | [`notifier`] | one `LISTEN` connection (`hatchet_ready`, `hatchet_cancel`, `hatchet_changed`) fanned out to the tasks, streams and dashboards; relays this server's own dashboard changes to the other replicas |
 //! | [`completer`] | batches COMPLETED events into one `hatchet.complete_many` plus the next assignments |
 //! | [`acker`] | records STARTED events (`hatchet.acknowledge_attempts`), so delivered attempts are not released as undelivered |
 //! | [`runs`] | watches subscribed workflow runs and answers `SubscribeToWorkflowRuns` when they finish |
@@ -91,6 +91,21 @@ pub(crate) struct Dispatch {
     /// How many change signals were sent so far: a page rendered at generation N that opens its feed later asks for
     /// an update at once if the count moved meanwhile.
     generation: AtomicU64,
+    /// This server among the replicas on the same database: the origin of its `hatchet_changed` notifications.
+    pub(crate) instance: Uuid,
+    /// Changes made through this server that the other replicas have not been told about yet.
+    relay: Mutex<Relay>,
+    /// Wakes the relay ([`notifier::relay`]).
+    relay_wake: Notify,
+}
+
+/// Tenants whose data changed through this server since the last `hatchet_changed` notification.
+#[derive(Debug, Default)]
+pub(crate) struct Relay {
+    /// Which tenants.
+    pub tenants: std::collections::HashSet<Uuid>,
+    /// A change that names no tenant.
+    pub any: bool,
 }
 
 #[derive(Debug, Default)]
@@ -169,6 +184,9 @@ impl Dispatch {
             streams: streams::StreamHub::default(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             generation: AtomicU64::new(0),
+            instance: Uuid::new_v4(),
+            relay: Mutex::new(Relay::default()),
+            relay_wake: Notify::new(),
         }
     }
 
@@ -176,6 +194,7 @@ impl Dispatch {
     pub(crate) fn spawn(self: &Arc<Self>) {
         tokio::spawn(assigner::run(self.clone()));
         tokio::spawn(notifier::run(self.clone()));
+        tokio::spawn(notifier::relay(self.clone()));
         tokio::spawn(completer::run(self.clone()));
         tokio::spawn(acker::run(self.clone()));
         tokio::spawn(runs::run(self.clone()));
@@ -196,13 +215,40 @@ impl Dispatch {
         self.runs_wake.notify_one();
     }
 
-    /// Tells open dashboards that data of `tenant` changed (`None`: of some tenant, from a notification that does not
-    /// say which). Cheap: one slot of a small ring buffer, read by open dashboards and by the alert sender (which
-    /// it wakes). Fed by the one `LISTEN` connection ([`notifier`]) and by what workers report to this server; never
-    /// by polling.
+    /// Tells open dashboards that data of `tenant` changed through this server (what its workers reported, an
+    /// action on a page): here at once, and on the other replicas through one debounced `hatchet_changed`
+    /// notification ([`notifier::relay`]), since not every change makes Postgres notify (cancelling a queued task,
+    /// the last task of a run completing). The alert sender listens to the same signals. Costs nothing when nothing
+    /// changes; never polls.
     pub(crate) fn changed(&self, tenant: Option<Uuid>) {
+        self.heard(tenant);
+        {
+            let mut relay = self.relay.lock().unwrap_or_else(|p| p.into_inner());
+            match tenant {
+                Some(t) => {
+                    relay.tenants.insert(t);
+                }
+                None => relay.any = true,
+            }
+        }
+        self.relay_wake.notify_one();
+    }
+
+    /// Tells this server's open dashboards that data of `tenant` changed (`None`: of some tenant), from a
+    /// notification every replica receives: nothing is relayed. A send without receivers is dropped at once.
+    pub(crate) fn heard(&self, tenant: Option<Uuid>) {
         self.generation.fetch_add(1, Ordering::Relaxed);
         let _ = self.changes.send(tenant);
+    }
+
+    /// Waits until [`Dispatch::changed`] recorded something to relay.
+    pub(crate) async fn relay_wanted(&self) {
+        self.relay_wake.notified().await;
+    }
+
+    /// What is to be relayed, leaving nothing behind.
+    pub(crate) fn take_relay(&self) -> Relay {
+        std::mem::take(&mut *self.relay.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// How many change signals were sent so far (of any tenant).

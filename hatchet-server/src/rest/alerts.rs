@@ -7,6 +7,7 @@
 //! | `GET /api/v1/stable/tenants/{tenant}/alert-channels/{kind}` | one channel, 404 if it is not set |
 //! | `PUT /api/v1/stable/tenants/{tenant}/alert-channels/{kind}` | create or replace; 201 when created, 200 when replaced |
 //! | `DELETE /api/v1/stable/tenants/{tenant}/alert-channels/{kind}` | 204, or 404 if it was not set |
+//! | `POST /api/v1/stable/tenants/{tenant}/alert-channels/{kind}/test` | sends a test alert now: `{"delivered": true, "to": ...}` or `{"delivered": false, "error": "..."}` (200 either way), 404 if it is not set |
 //! | `GET /api/v1/stable/tenants/{tenant}/alerts?limit=N` | `{"rows": [{subject, kind, event, deliveryRunId, createdAt}]}`, newest first (limit 1-1000, default 50) |
 //!
 //! `kind` is `slack`, `webhook` or `email`. A PUT body is `{"enabled": true, "events": ["run_failed"],
@@ -20,7 +21,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -29,12 +30,14 @@ use uuid::Uuid;
 
 const COLLECTION: &str = "/v1/stable/tenants/{tenant}/alert-channels";
 const ONE: &str = "/v1/stable/tenants/{tenant}/alert-channels/{kind}";
+const TEST: &str = "/v1/stable/tenants/{tenant}/alert-channels/{kind}/test";
 const SENT: &str = "/v1/stable/tenants/{tenant}/alerts";
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route(COLLECTION, get(list))
         .route(ONE, get(get_one).put(put).delete(delete))
+        .route(TEST, post(test))
         .route(SENT, get(sent))
 }
 
@@ -135,6 +138,21 @@ async fn delete(
             "alert channel \"{kind}\" is not set"
         )))
     }
+}
+
+/// Sends a test alert through the channel as stored (`crate::alerting::send_test`, the dashboard's too). A delivery
+/// that fails is the answer, not an error: `{"delivered": false, "error": reason}` with 200.
+async fn test(
+    State(state): State<AppState>,
+    q: TenantQuery,
+    Path((_, kind)): Path<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let outcome =
+        crate::alerting::send_test(&state.pool, &state.config.public_url, q.tenant, &kind).await?;
+    Ok(Json(match outcome {
+        Ok(sent) => json!({"delivered": true, "to": sent["to"], "link": sent["link"]}),
+        Err(error) => json!({"delivered": false, "error": error}),
+    }))
 }
 
 /// One alert sent, as the API answers it.

@@ -88,3 +88,18 @@ SELECT count(*) AS runs FROM hatchet.dashboard_runs(tenant_id => '00000000-0000-
 SELECT pg_temp.err(format('SELECT hatchet.run_graph(%L, %L)', :'mine', '00000000-0000-7000-8000-0000000000d9'))
     AS other_tenants_run;
 ROLLBACK;
+
+BEGIN;
+-- The metadata filter's index is on every partition of hatchet.runs, those maintain_partitions creates later too.
+SELECT count(*) AS runs_partitions_before FROM pg_inherits WHERE inhparent = 'hatchet.runs'::regclass \gset
+SELECT count(*) > 0 AS created FROM hatchet.maintain_partitions(days_ahead => 20) WHERE action = 'created';
+SELECT count(*) > :runs_partitions_before AS more_partitions,
+       count(*) = (SELECT count(*) FROM pg_inherits x WHERE x.inhparent = 'hatchet.runs_metadata_idx'::regclass)
+           AS every_partition_indexed,
+       bool_and(EXISTS (SELECT 1 FROM pg_index ix JOIN pg_class c ON c.oid = ix.indexrelid
+                        JOIN pg_am am ON am.oid = c.relam
+                        WHERE ix.indrelid = i.inhrelid AND am.amname = 'gin'
+                          AND pg_get_indexdef(ix.indexrelid) LIKE '%additional_metadata jsonb_path_ops%'))
+           AS each_is_gin_path_ops
+FROM pg_inherits i WHERE i.inhparent = 'hatchet.runs'::regclass;
+ROLLBACK;
