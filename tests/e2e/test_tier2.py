@@ -262,7 +262,8 @@ def test_group_round_robin_runs_one_per_key(flows):
 
 def test_cancel_in_progress_cancels_the_older_run(flows):
     group = str(uuid.uuid4())
-    first = flows.cancel_in_progress.run(flows.Group(group=group, seconds=5), wait_for_result=False)
+    # Long enough that it is still running when the second run arrives, however slow the machine (it is cancelled).
+    first = flows.cancel_in_progress.run(flows.Group(group=group, seconds=30), wait_for_result=False)
     wait_for(lambda: flows.hatchet.runs.get_status(first.workflow_run_id) == V1TaskStatus.RUNNING, 10,
              "the first run to start")
     second = flows.cancel_in_progress.run(flows.Group(group=group, seconds=0.2), wait_for_result=False)
