@@ -12,7 +12,16 @@ bash "$BENCH/run.sh" --size smoke --out "$OUT" "$@" || status=$?
 py="$BENCH/work/venv/bin/python"   # run.sh's venv (psycopg)
 [ -x "$py" ] || py=python3
 mkdir -p "$OUT"
-if "$py" "$BENCH/idle.py" --smoke --json "$OUT/idle.json" --markdown "$OUT/idle.md" > /dev/null; then
+# The idle scenario runs the debug builds (this checkout's, built here: a smoke run must not skip for want of one).
+target="${CARGO_TARGET_DIR:-$BENCH/../target}"
+idle_args=()
+if (cd "$BENCH/.." && cargo build --quiet -p hatchet-server -p idle-load); then
+    idle_args=(--server-bin "$target/debug/hatchet-server")
+else
+    echo "idle: cargo build -p hatchet-server -p idle-load failed"
+    status=1
+fi
+if "$py" "$BENCH/idle.py" --smoke "${idle_args[@]}" --json "$OUT/idle.json" --markdown "$OUT/idle.md" > /dev/null; then
     echo "idle: 1 passed, 0 failed (or skipped: see above)"
 else
     echo "idle: 0 passed, 1 failed"
