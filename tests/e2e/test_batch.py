@@ -48,6 +48,7 @@ class Item(BaseModel):
     batch: str
     size: int
     upper: str
+    reason: str | None = None  # why the engine flushed the batch (START_BATCH's triggerReason)
     key: str | None = None
     keys: int = 1
 
@@ -63,13 +64,17 @@ def define(hatchet):
                         input_validator=Message)
     async def by_size(tasks: dict[BatchMemberId, Message], ctx: Context) -> dict[BatchMemberId, Item]:
         batch = uuid.uuid4().hex
-        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper()) for i, t in tasks.items()}
+        reason = ctx.action.batch_start.trigger_reason if ctx.action.batch_start else None
+        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper(), reason=reason)
+                for i, t in tasks.items()}
 
     @hatchet.batch_task(name="e2e-batch-interval", batch_max_size=10, batch_max_interval=timedelta(seconds=1),
                         input_validator=Message)
     async def by_interval(tasks: dict[BatchMemberId, Message], ctx: Context) -> dict[BatchMemberId, Item]:
         batch = uuid.uuid4().hex
-        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper()) for i, t in tasks.items()}
+        reason = ctx.action.batch_start.trigger_reason if ctx.action.batch_start else None
+        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper(), reason=reason)
+                for i, t in tasks.items()}
 
     @hatchet.batch_task(name="e2e-batch-keyed", batch_max_size=2, batch_max_interval=timedelta(seconds=1),
                         batch_group_key="input.group", input_validator=Keyed)
@@ -104,7 +109,9 @@ def define(hatchet):
             Path(os.environ["E2E_BATCH_HANG"]).write_text(",".join(sorted(tasks)))
             await asyncio.sleep(600)
         batch = uuid.uuid4().hex
-        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper()) for i, t in tasks.items()}
+        reason = ctx.action.batch_start.trigger_reason if ctx.action.batch_start else None
+        return {i: Item(batch=batch, size=len(tasks), upper=t.message.upper(), reason=reason)
+                for i, t in tasks.items()}
 
     return {"survivor": survivor, "by_size": by_size, "by_interval": by_interval, "keyed": keyed, "broadcast": broadcast,
             "picky": picky}
@@ -140,15 +147,13 @@ def run_all(wf, inputs):
 
 
 def test_flush_on_size(batch):
-    started = time.monotonic()
     _, results = run_all(batch["by_size"], [Message(message=m) for m in ("alpha", "bravo", "charlie")])
-    elapsed = time.monotonic() - started
     outs = results
     assert [o.upper for o in outs] == ["ALPHA", "BRAVO", "CHARLIE"]
-    # One batch of three, sent as soon as it was full: long before the 30 s interval.
+    # One batch of three, flushed because it was full (the engine's own reason), not by its 30 s interval.
     assert {o.size for o in outs} == {3}
     assert len({o.batch for o in outs}) == 1
-    assert elapsed < 15, elapsed
+    assert {o.reason for o in outs} == {"size"}
 
 
 def test_flush_on_interval(batch):
@@ -160,6 +165,7 @@ def test_flush_on_interval(batch):
     # Two of ten: flushed by the 1 s interval, together.
     assert {o.size for o in outs} == {2}
     assert len({o.batch for o in outs}) == 1
+    assert {o.reason for o in outs} == {"interval"}
     assert elapsed >= 0.9, elapsed
 
 

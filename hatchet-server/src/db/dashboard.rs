@@ -241,3 +241,13 @@ pub(crate) async fn dashboard_runs(
     .fetch_all(pool)
     .await
 }
+
+/// `pg_notify(channel, payload)`: the dashboard change relay to the other server replicas (`dispatch::notifier`).
+pub(crate) async fn notify(pool: &PgPool, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}

@@ -57,11 +57,8 @@ pub(crate) async fn relay(dispatch: Arc<Dispatch>) {
         }
         let pending = dispatch.take_relay();
         let payload = relay_payload(dispatch.instance, &pending);
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGED_CHANNEL)
-            .bind(&payload)
-            .execute(&dispatch.pool)
-            .await
+        if let Err(err) =
+            crate::db::dashboard::notify(&dispatch.pool, CHANGED_CHANNEL, &payload).await
         {
             // Another replica's dashboards then catch up at their next change.
             tracing::warn!(error = %err, "cannot relay a dashboard change to the other replicas");
