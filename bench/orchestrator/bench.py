@@ -69,7 +69,7 @@ class Runner:
             f.write(line + "\n")
 
     def spec(self, s: System, **kw) -> dict:
-        spec = dict(COMMON, system=s.name, conn=self.cluster.conninfo(s.db), conn_url=self.cluster.url(s.db),
+        spec = dict(COMMON, system=s.driver_name or s.name, conn=self.cluster.conninfo(s.db), conn_url=self.cluster.url(s.db),
                     timeout_s=self.size["timeout"])
         if self.redis:
             spec.update(redis_url=self.redis.url(0), redis_stats_url=self.redis.url(1))
@@ -105,6 +105,10 @@ class Runner:
         """A new database (or flushed Redis) and the system's own setup."""
         if s.store == "pg":
             self.cluster.recreate_db(s.db, s.extensions)
+            if s.post_sql:
+                with self.cluster.connect(s.db) as c:
+                    for sql in s.post_sql:
+                        c.execute(sql)
         out = self.driver(s, scenario="setup")
         if not out.get("ok"):
             raise StepError(f"setup: {out.get('error')}")
@@ -249,7 +253,7 @@ class Runner:
 
     def backlog(self, s: System, size: int):
         self.fresh(s)
-        keys = self.size["keys"] if s.name == "pg_hatchet" else 0
+        keys = self.size["keys"] if (s.driver_name or s.name) == "pg_hatchet" else 0
         out = self.driver(s, scenario="backlog", n=size, samples=self.size["samples"], keys=keys,
                           enqueue_batch=5000)
         if not out.get("ok"):
@@ -360,6 +364,8 @@ def main() -> int:
         if unknown:
             ap.error(f"unknown systems: {', '.join(sorted(unknown))}")
         systems = [s for s in systems if s.name in wanted]
+    else:
+        systems = [s for s in systems if not s.optional]
     scenarios = args.scenarios.split(",") if args.scenarios else SCENARIOS
     if set(scenarios) - set(SCENARIOS):
         ap.error(f"unknown scenarios: {', '.join(sorted(set(scenarios) - set(SCENARIOS)))}")

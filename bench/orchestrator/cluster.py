@@ -91,6 +91,10 @@ class Cluster:
         tmp = self.root / "bench.conf"
         tmp.write_text(conf)
         self._as_postgres(["sh", "-c", f"cat {tmp} >> {self.data}/postgresql.conf"])
+        self.start_existing()
+
+    def start_existing(self) -> None:
+        """Starts the cluster that start() made, as it was left by stop()."""
         self._as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
                            "start"], stdout=subprocess.DEVNULL)
 

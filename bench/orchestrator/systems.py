@@ -30,10 +30,33 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     #: Why the system cannot run here, or None.
     unavailable: str | None = None
+    #: The system name the driver knows it by (a variant of another system), else `name`.
+    driver_name: str | None = None
+    #: The database it runs in, else bench_<name> (a variant shares its system's database, which the
+    #: extension's background worker serves).
+    db_name: str | None = None
+    #: SQL run in the fresh database after its extensions are created.
+    post_sql: tuple[str, ...] = ()
+    #: Run only when named in --systems (a measurement variant, not a peer).
+    optional: bool = False
 
     @property
     def db(self) -> str:
-        return f"bench_{self.name}"
+        return self.db_name or f"bench_{self.name}"
+
+
+#: Turns every function of schema hatchet SECURITY INVOKER without a pinned search_path (see pg_hatchet_invoker).
+UNHARDEN_SQL = """
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+              WHERE p.pronamespace = 'hatchet'::regnamespace AND p.prokind IN ('f', 'p')
+    LOOP
+        EXECUTE format('ALTER ROUTINE %s SECURITY INVOKER RESET search_path', f);
+    END LOOP;
+END $$
+"""
 
 
 def rust_driver() -> Path:
@@ -56,6 +79,23 @@ def all_systems() -> list[System]:
                 "idle workers wait for `hatchet_ready`: one LISTEN connection wakes one idle worker per notification (sql-api.md), 100 ms fallback",
             ],
             extensions=("pg_hatchet",),
+            unavailable=None if hatchet_installed() else
+            f"extension not installed ({PG_SHAREDIR}/extension/pg_hatchet.control missing)",
+        ),
+        # The cost check of the privilege model (issue 15): the same extension with every function of schema
+        # hatchet turned SECURITY INVOKER and its pinned search_path removed, run in the same database name (the
+        # background worker serves it) and alternated with pg_hatchet in every repetition. Only with --systems.
+        System(
+            "pg_hatchet_invoker", "pg_hatchet, no SECURITY DEFINER / pinned path", "pg", [rust],
+            [
+                "pg_hatchet as above, then `ALTER FUNCTION … SECURITY INVOKER RESET search_path` on every function of"
+                " schema hatchet (the driver connects as a superuser): what the privilege model's function attributes cost",
+            ],
+            extensions=("pg_hatchet",),
+            driver_name="pg_hatchet",
+            db_name="bench_pg_hatchet",
+            post_sql=(UNHARDEN_SQL,),
+            optional=True,
             unavailable=None if hatchet_installed() else
             f"extension not installed ({PG_SHAREDIR}/extension/pg_hatchet.control missing)",
         ),
