@@ -52,7 +52,9 @@ SIZES = {
 # Knobs shared by every system (where they apply); bench/README.md explains each.
 COMMON = dict(batch=100, enqueue_batch=1000, workers=4, concurrency=16, processes=2, idle_poll_ms=2, queue="bench")
 
+# server_dag: only the DAG through the server (not part of the default list: `server` includes it).
 SCENARIOS = ["drain", "held_xmin", "steady", "latency", "backlog", "fairness", "dag", "rr_keys", "rate_limit", "server"]
+EXTRA_SCENARIOS = ["server_dag"]
 # Workflow shapes need pg_hatchet's features: other systems are reported as not available.
 SHAPES = ("dag", "rr_keys", "rate_limit")
 
@@ -282,6 +284,8 @@ class Runner:
         """A workflow shape (dag, rr_keys, rate_limit): one driver call that enqueues, drains, and counts the
         finished work in the database."""
         self.fresh(s)
+        if self.args.profile:
+            self.cluster.profile_reset(s.db)
         z = self.size
         kw = {"dag": dict(n=z["dag_n"]),
               "rr_keys": dict(n=z["rr_n"], keys=z["rr_keys"], max_runs=z["rr_max"]),
@@ -299,7 +303,11 @@ class Runner:
         cpuw = self.sampler.window(out["t_start"], out["t_end"])
         if cpuw:
             metrics.update({f"cpu_{k}": v for k, v in cpuw.items() if k != "window_s"})
-        return "passed", metrics, {"n": kw["n"]}
+        extra = {"n": kw["n"]}
+        if self.args.profile:
+            self.cluster.wait_stats_flushed(s.db)
+            extra["profile"] = {"enqueue and work": self.cluster.profile_top(s.db)}
+        return "passed", metrics, extra
 
     # ------------------------------------------------------------------------------------------ main loop
     def reps_of(self, name: str) -> int:
@@ -309,8 +317,8 @@ class Runner:
     def run(self, systems: list[System], scenarios: list[str]) -> None:
         reps = max((self.reps_of(s.name) for s in systems), default=0)
         for sc in scenarios:
-            if sc == "server":
-                for rec in server.run(self, systems):
+            if sc in ("server", "server_dag"):
+                for rec in server.run(self, systems, only_dag=sc == "server_dag"):
                     self.runs.append(rec)
                 continue
             for rep in range(1, reps + 1):
@@ -365,7 +373,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="smoke")
     ap.add_argument("--systems", default="", help="comma-separated subset (default: all)")
-    ap.add_argument("--scenarios", default="", help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    ap.add_argument("--scenarios", default="", help=f"comma-separated subset of {','.join(SCENARIOS + EXTRA_SCENARIOS)}")
     ap.add_argument("--reps", type=int, default=0, help="repetitions (default: per size)")
     ap.add_argument("--reps-for", default="", metavar="NAME=N,...",
                     help="repetitions for single systems (or 'server' for the through-the-server scenario), e.g. "
@@ -396,8 +404,8 @@ def main() -> int:
             ap.error(f"unknown systems: {', '.join(sorted(unknown))}")
         systems = [s for s in systems if s.name in wanted]
     scenarios = args.scenarios.split(",") if args.scenarios else SCENARIOS
-    if set(scenarios) - set(SCENARIOS):
-        ap.error(f"unknown scenarios: {', '.join(sorted(set(scenarios) - set(SCENARIOS)))}")
+    if set(scenarios) - set(SCENARIOS) - set(EXTRA_SCENARIOS):
+        ap.error(f"unknown scenarios: {', '.join(sorted(set(scenarios) - set(SCENARIOS) - set(EXTRA_SCENARIOS)))}")
 
     stamp = dt.datetime.now().strftime("%Y-%m-%d")
     args.out = args.out or (BENCH / "results" / f"{stamp}-{args.size}")
@@ -408,6 +416,7 @@ def main() -> int:
     redis = Redis(WORK, args.redis_port) if Redis.available() else None
     sampler = cpu.Sampler().start()
     started = time.time()
+    load_start = os.getloadavg()
     runner = Runner(args, cluster, redis, sampler)
     crash = None
     interrupted = False
@@ -415,7 +424,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         cluster.start()
-        if redis and any(s.store == "redis" and not s.unavailable for s in systems):
+        # Redis: for Celery, and for the through-the-server task body's start records.
+        if redis and (any(s.store == "redis" and not s.unavailable for s in systems)
+                      or {"server", "server_dag"} & set(scenarios)):
             redis.start()
         runner.log(f"size {args.size}; systems {', '.join(s.name for s in systems)}; cluster {cluster.version()}")
         runner.run(systems, scenarios)
@@ -437,6 +448,8 @@ def main() -> int:
             "command": args.command or " ".join(sys.argv),
             "elapsed_s": round(time.time() - started, 1), "pg_settings": cluster.settings, "profile": args.profile,
             "cluster_restarts": runner.restarts, "server_binary": runner.server_binary,
+            # Other work on the machine shows here (1-minute load average at the start and at the end).
+            "loadavg_1m": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
         }
         try:
             meta["postgres"] = cluster.version()

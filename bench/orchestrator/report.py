@@ -335,6 +335,10 @@ def markdown(meta, systems, labels, runs, summary, charts) -> str:
     L.append(f"- Machine: {m.get('cores')} cores ({m.get('cpu')}), {m.get('mem_mb')} MB RAM, {m.get('os')}")
     L.append(f"- {meta.get('postgres', 'Postgres ?')}" + (f"; Redis {meta['redis']}" if meta.get("redis") else ""))
     L.append(f"- Command: `{meta.get('command')}` ({meta.get('elapsed_s')} s)")
+    if meta.get("loadavg_1m"):
+        a, b = meta["loadavg_1m"]
+        L.append(f"- Load average (1 min) at the start / end: {a} / {b} on {m.get('cores')} cores"
+                 + (" — **other work was running: the figures are noisy**" if max(a, b) > (m.get("cores") or 1) else ""))
     L.append(f"- Sizes: {json.dumps(sz)}")
     L.append(f"- Shared knobs: {json.dumps(meta.get('common'))}")
     L.append("- Postgres settings (identical for every system): "

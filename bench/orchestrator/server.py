@@ -62,7 +62,9 @@ def _skip(runner, name: str, reason: str) -> dict:
             "error": None, "extra": {"reason": reason}}
 
 
-def run(runner, systems: list[System]) -> list[dict]:
+def run(runner, systems: list[System], only_dag: bool = False) -> list[dict]:
+    """The server scenario: SDK and Celery drains and latency, then the DAG through the SDK; only the DAG when
+    only_dag (scenario `server_dag`, which needs no Celery)."""
     binary = find_server()
     celery = next((s for s in systems if s.name == "celery" and not s.unavailable), None)
     why = None
@@ -72,8 +74,10 @@ def run(runner, systems: list[System]) -> list[dict]:
         why = "server not available: the pg_hatchet extension is not installed"
     elif not (WORK / "venv-sdk" / "bin" / "python").exists():
         why = "server not available: hatchet-sdk is not installed (bench/run.sh installs it when the server is built)"
-    elif celery is None:
+    elif celery is None and not only_dag:
         why = "Celery + Redis not available for the comparison"
+    elif runner.redis is None:
+        why = "server not available: redis-server (the task body's start record) is not installed"
     if why:
         return [_skip(runner, "hatchet_sdk", why)]
 
@@ -107,7 +111,7 @@ def run(runner, systems: list[System]) -> list[dict]:
         runner.log(f"server: {binary} ({build})")
         runner.server_binary = f"{binary} ({build})"
         for rep in range(1, runner.reps_of("server") + 1):
-            for s, kw in ((sdk, extra), (celery, {})):
+            for s, kw in () if only_dag else ((sdk, extra), (celery, {})):
                 name = "hatchet_sdk" if s is sdk else "celery_server"
                 shown = System(name, s.label, s.store, s.command, s.config, s.extensions, s.env)
                 runner.guarded("server", shown, rep, "drain", lambda: _drain(runner, s, size["drain_n"], kw))
