@@ -296,7 +296,7 @@ class Runner:
         if out.get("available") is False:
             return "skipped", {}, {"reason": out.get("reason", "not available")}
         keys = ("runs_per_s", "tasks_per_s", "enqueue_runs_per_s", "enqueue_per_s", "seconds", "db_completed_runs",
-                "db_completed_tasks", "max_in_flight_per_key", "keys", "max_runs", "limit_per_s", "windows",
+                "db_completed_tasks", "max_in_flight_per_key", "max_admitted_per_key", "max_keys_at_cap", "keys", "max_runs", "limit_per_s", "windows",
                 "max_units_per_window", "windows_over_limit", "mean_units_per_full_window", "mean_window_ms",
                 "ideal_seconds")
         metrics = {k: out[k] for k in keys if k in out}

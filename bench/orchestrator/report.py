@@ -583,8 +583,9 @@ def shapes_section(summary: dict, meta: dict) -> list[str]:
     if rr:
         L.append(f"| GROUP_ROUND_ROBIN, {fmt(sz.get('rr_keys'))} keys, max_runs {sz.get('rr_max')} | "
                  f"{fmt(sz.get('rr_n'))} tasks | – | {cell(rr, 'tasks_per_s')} | {cell(rr, 'enqueue_per_s')} tasks/s | "
-                 f"{cpu(rr)} | {cell(rr, 'db_completed_tasks')} completed over {cell(rr, 'keys')} keys; most in flight "
-                 f"per key {cell(rr, 'max_in_flight_per_key')} |")
+                 f"{cpu(rr)} | {cell(rr, 'db_completed_tasks')} completed over {cell(rr, 'keys')} keys; most admitted "
+                 f"per key {cell(rr, 'max_admitted_per_key')} (up to {cell(rr, 'max_keys_at_cap')} keys at the cap "
+                 f"at once), most in flight per key {cell(rr, 'max_in_flight_per_key')} |")
     if rl:
         L.append(f"| rate limit {fmt(sz.get('rl_limit'))} units / SECOND, 1 unit per task | {fmt(sz.get('rl_n'))} "
                  f"tasks | – | {cell(rl, 'tasks_per_s')} | {cell(rl, 'enqueue_per_s')} tasks/s | {cpu(rl)} | "
@@ -601,9 +602,10 @@ def shapes_section(summary: dict, meta: dict) -> list[str]:
                  f"{cell(rl, 'seconds', 2)} s.\n")
     if rr:
         L.append("GROUP_ROUND_ROBIN: keys in blocks of n / keys tasks, so every key has a backlog deeper than "
-                 "max_runs; workers count each key's tasks from the claim's return until the completion is sent (a "
-                 "subset of what the database holds admitted), and the run fails if a key ever had more than "
-                 "max_runs.\n")
+                 "max_runs. Two checks, each failing the run above max_runs: every 20 ms during the drain the most "
+                 "tasks any key has admitted (`concurrency_groups.running`: ready or running) and the number of keys "
+                 "at their cap; and the workers' count of each key's tasks from the claim's return until the "
+                 "completion is sent (a subset of what the database holds running).\n")
     h = HATCHET_PUBLISHED
     per_db = h["runs_per_s"] / h["db_vcpu"]
     per_all = h["runs_per_s"] / (h["db_vcpu"] + h["engine_vcpu"])

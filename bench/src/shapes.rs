@@ -21,8 +21,10 @@ use crate::spec::{BenchError, Result, Spec, SystemKind};
 use crate::systems::{self, payload, Producer};
 use postgres::Client;
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
 
 const DAG_NAME: &str = "bench-dag";
 /// The DAG's task queues in claim order: the last task first.
@@ -144,7 +146,41 @@ pub fn rr_keys(spec: &Spec) -> Result<Value> {
     }
     let enq_s = now_s() - t_enq;
     drop(p);
-    let (t0, secs, shared) = drain(spec, spec.n)?;
+    // The database's side of the cap while the workers drain: every 20 ms, the most tasks any key has admitted
+    // (`concurrency_groups.running`: ready or running) and how many keys are at their cap.
+    let stop = Arc::new(AtomicBool::new(false));
+    let monitor = {
+        let (spec, stop) = (spec.clone(), Arc::clone(&stop));
+        thread::spawn(move || -> Result<(i64, i64, u64)> {
+            let mut c = systems::connect(&spec, "monitor")?;
+            let q = c.prepare(
+                "SELECT coalesce(max(g.running), 0)::int8,
+                        (count(*) FILTER (WHERE g.running >= g.max_runs))::int8
+                   FROM hatchet.concurrency_groups g",
+            )?;
+            let (mut most, mut at_cap, mut samples) = (0i64, 0i64, 0u64);
+            while !stop.load(Ordering::SeqCst) {
+                let row = c.query_one(&q, &[])?;
+                most = most.max(row.get(0));
+                at_cap = at_cap.max(row.get(1));
+                samples += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            Ok((most, at_cap, samples))
+        })
+    };
+    let drained = drain(spec, spec.n);
+    stop.store(true, Ordering::SeqCst);
+    let (most_admitted, keys_at_cap, samples) = monitor
+        .join()
+        .map_err(|_| BenchError("monitor thread panicked".into()))??;
+    let (t0, secs, shared) = drained?;
+    if most_admitted > spec.max_runs as i64 {
+        return Err(BenchError(format!(
+            "a key had {most_admitted} tasks admitted at once; max_runs is {}",
+            spec.max_runs
+        )));
+    }
     let max_held = shared.max_held.load(Ordering::SeqCst);
     if max_held > spec.max_runs {
         return Err(BenchError(format!(
@@ -169,7 +205,8 @@ pub fn rr_keys(spec: &Spec) -> Result<Value> {
     Ok(json!({
         "available": true, "n": spec.n, "keys": db_keys, "max_runs": spec.max_runs, "seconds": secs,
         "tasks_per_s": spec.n as f64 / secs, "enqueue_per_s": spec.n as f64 / enq_s,
-        "max_in_flight_per_key": max_held, "db_completed_tasks": db_tasks, "t_start": t0, "t_end": t0 + secs,
+        "max_in_flight_per_key": max_held, "max_admitted_per_key": most_admitted, "max_keys_at_cap": keys_at_cap,
+        "admission_samples": samples, "db_completed_tasks": db_tasks, "t_start": t0, "t_end": t0 + secs,
     }))
 }
 
