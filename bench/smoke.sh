@@ -3,6 +3,7 @@
 # well under 3 minutes once the peers are installed. Not a timed test: it only proves the benchmark still runs.
 # Prints "N passed, N failed" (scenario x system runs) and exits non-zero if any run failed. Systems or features
 # that are not available here (pg_hatchet not installed, no hatchet-server yet) are reported as skipped.
+# The workflow shapes (dag, rr_keys, rate_limit) run at smoke size with the rest (about 5 s together).
 # Then the idle scenario (bench/idle.py --smoke: 10 idle workers on one hatchet-server, a 10 s window, one start).
 set -euo pipefail
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -12,10 +13,13 @@ bash "$BENCH/run.sh" --size smoke --out "$OUT" "$@" || status=$?
 py="$BENCH/work/venv/bin/python"   # run.sh's venv (psycopg)
 [ -x "$py" ] || py=python3
 mkdir -p "$OUT"
-# The idle scenario runs the debug builds (this checkout's, built here: a smoke run must not skip for want of one).
+# The idle scenario runs the debug builds (this checkout's, built here: a smoke run must not skip for want of one),
+# unless $BENCH_HATCHET_SERVER names a server build with an idle-load beside it (then those run, nothing is built).
 target="${CARGO_TARGET_DIR:-$BENCH/../target}"
 idle_args=()
-if (cd "$BENCH/.." && cargo build --quiet -p hatchet-server -p idle-load); then
+if [ -n "${BENCH_HATCHET_SERVER:-}" ] && [ -x "$(dirname "$BENCH_HATCHET_SERVER")/idle-load" ]; then
+    idle_args=(--server-bin "$BENCH_HATCHET_SERVER")
+elif (cd "$BENCH/.." && cargo build --quiet -p hatchet-server -p idle-load); then
     idle_args=(--server-bin "$target/debug/hatchet-server")
 else
     echo "idle: cargo build -p hatchet-server -p idle-load failed"

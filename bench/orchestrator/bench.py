@@ -31,22 +31,32 @@ from systems import BENCH, WORK, System, all_systems
 
 # Sizes. "full" is the issue's specification; "smoke" exercises every path in well under 3 minutes (CI);
 # "medium" is a quick look on a shared machine.
+# Workflow shapes: dag_n runs of the 3-task DAG (server_dag_n through the server), rr_n tasks over rr_keys
+# GROUP_ROUND_ROBIN keys with max_runs rr_max, rl_n tasks under a limit of rl_limit per second (rl_n / rl_limit
+# windows, so the drain is bound by the limit, not by the workers).
 SIZES = {
     "smoke": dict(reps=1, drain_n=500, steady_s=1.0, steady_warm=0.5, lat_s=1.0, lat_warm=0.2, rates=[200, 2000],
                   backlog=[100, 1000], samples=20, keys=100, fair_a=500, fair_b=20, tail_s=3, timeout=60,
-                  server_latency=False),
+                  server_latency=False, dag_n=300, server_dag_n=50, rr_n=3000, rr_keys=1000, rr_max=2,
+                  rl_n=600, rl_limit=300),
     "medium": dict(reps=1, drain_n=20000, steady_s=10.0, steady_warm=2.0, lat_s=10.0, lat_warm=1.0,
                    rates=[200, 2000], backlog=[1000, 100000], samples=200, keys=1000, fair_a=20000, fair_b=50,
-                   tail_s=30, timeout=900),
+                   tail_s=30, timeout=900, dag_n=10000, server_dag_n=2000, rr_n=20000, rr_keys=1000, rr_max=2,
+                   rl_n=20000, rl_limit=2000),
     "full": dict(reps=3, drain_n=100000, steady_s=60.0, steady_warm=5.0, lat_s=30.0, lat_warm=2.0,
                  rates=[200, 2000], backlog=[1000, 100000, 1000000], samples=500, keys=10000, fair_a=50000,
-                 fair_b=50, tail_s=60, timeout=1800),
+                 fair_b=50, tail_s=60, timeout=1800, dag_n=50000, server_dag_n=10000, rr_n=100000, rr_keys=1000,
+                 rr_max=2, rl_n=60000, rl_limit=2000),
 }
 
 # Knobs shared by every system (where they apply); bench/README.md explains each.
 COMMON = dict(batch=100, enqueue_batch=1000, workers=4, concurrency=16, processes=2, idle_poll_ms=2, queue="bench")
 
-SCENARIOS = ["drain", "held_xmin", "steady", "latency", "backlog", "fairness", "server"]
+# server_dag: only the DAG through the server (not part of the default list: `server` includes it).
+SCENARIOS = ["drain", "held_xmin", "steady", "latency", "backlog", "fairness", "dag", "rr_keys", "rate_limit", "server"]
+EXTRA_SCENARIOS = ["server_dag"]
+# Workflow shapes need pg_hatchet's features: other systems are reported as not available.
+SHAPES = ("dag", "rr_keys", "rate_limit")
 
 
 class Runner:
@@ -274,6 +284,35 @@ class Runner:
         return "passed", {"seconds": out["seconds"], "a_started_before_b_done": out["a_started_before_b_done"],
                           "keyed": out.get("keyed", False)}, {}
 
+    def shape(self, s: System, sc: str):
+        """A workflow shape (dag, rr_keys, rate_limit): one driver call that enqueues, drains, and counts the
+        finished work in the database."""
+        self.fresh(s)
+        if self.args.profile:
+            self.cluster.profile_reset(s.db)
+        z = self.size
+        kw = {"dag": dict(n=z["dag_n"]),
+              "rr_keys": dict(n=z["rr_n"], keys=z["rr_keys"], max_runs=z["rr_max"]),
+              "rate_limit": dict(n=z["rl_n"], rate_limit=z["rl_limit"])}[sc]
+        out = self.driver(s, scenario=sc, **kw)
+        if not out.get("ok"):
+            raise StepError(out["error"])
+        if out.get("available") is False:
+            return "skipped", {}, {"reason": out.get("reason", "not available")}
+        keys = ("runs_per_s", "tasks_per_s", "enqueue_runs_per_s", "enqueue_per_s", "seconds", "db_completed_runs",
+                "db_completed_tasks", "max_in_flight_per_key", "max_admitted_per_key", "max_keys_at_cap", "keys", "max_runs", "limit_per_s", "windows",
+                "max_units_per_window", "windows_over_limit", "mean_units_per_full_window", "mean_window_ms",
+                "ideal_seconds")
+        metrics = {k: out[k] for k in keys if k in out}
+        cpuw = self.sampler.window(out["t_start"], out["t_end"])
+        if cpuw:
+            metrics.update({f"cpu_{k}": v for k, v in cpuw.items() if k != "window_s"})
+        extra = {"n": kw["n"]}
+        if self.args.profile:
+            self.cluster.wait_stats_flushed(s.db)
+            extra["profile"] = {"enqueue and work": self.cluster.profile_top(s.db)}
+        return "passed", metrics, extra
+
     # ------------------------------------------------------------------------------------------ main loop
     def reps_of(self, name: str) -> int:
         """Repetitions for one system (or "server"): --reps-for, else --reps, else the size's default."""
@@ -282,14 +321,16 @@ class Runner:
     def run(self, systems: list[System], scenarios: list[str]) -> None:
         reps = max((self.reps_of(s.name) for s in systems), default=0)
         for sc in scenarios:
-            if sc == "server":
-                for rec in server.run(self, systems):
+            if sc in ("server", "server_dag"):
+                for rec in server.run(self, systems, only_dag=sc == "server_dag"):
                     self.runs.append(rec)
                 continue
             for rep in range(1, reps + 1):
                 for s in systems:
                     if rep > self.reps_of(s.name):
                         continue
+                    if sc in SHAPES and s.name != "pg_hatchet":
+                        continue  # the shapes use pg_hatchet's workflows, keys and limits: no peer has a driver
                     if s.unavailable:
                         if rep == 1:
                             self.record(sc, s, rep, None, "skipped", extra={"reason": s.unavailable})
@@ -308,6 +349,8 @@ class Runner:
                             self.guarded(sc, s, rep, size, lambda: self.backlog(s, size))
                     elif sc == "fairness":
                         self.guarded(sc, s, rep, None, lambda: self.fairness(s))
+                    elif sc in SHAPES:
+                        self.guarded(sc, s, rep, None, lambda: self.shape(s, sc))
 
 
 def machine_info() -> dict:
@@ -334,7 +377,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="smoke")
     ap.add_argument("--systems", default="", help="comma-separated subset (default: all)")
-    ap.add_argument("--scenarios", default="", help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    ap.add_argument("--scenarios", default="", help=f"comma-separated subset of {','.join(SCENARIOS + EXTRA_SCENARIOS)}")
     ap.add_argument("--reps", type=int, default=0, help="repetitions (default: per size)")
     ap.add_argument("--reps-for", default="", metavar="NAME=N,...",
                     help="repetitions for single systems (or 'server' for the through-the-server scenario), e.g. "
@@ -367,8 +410,8 @@ def main() -> int:
     else:
         systems = [s for s in systems if not s.optional]
     scenarios = args.scenarios.split(",") if args.scenarios else SCENARIOS
-    if set(scenarios) - set(SCENARIOS):
-        ap.error(f"unknown scenarios: {', '.join(sorted(set(scenarios) - set(SCENARIOS)))}")
+    if set(scenarios) - set(SCENARIOS) - set(EXTRA_SCENARIOS):
+        ap.error(f"unknown scenarios: {', '.join(sorted(set(scenarios) - set(SCENARIOS) - set(EXTRA_SCENARIOS)))}")
 
     stamp = dt.datetime.now().strftime("%Y-%m-%d")
     args.out = args.out or (BENCH / "results" / f"{stamp}-{args.size}")
@@ -379,6 +422,7 @@ def main() -> int:
     redis = Redis(WORK, args.redis_port) if Redis.available() else None
     sampler = cpu.Sampler().start()
     started = time.time()
+    load_start = os.getloadavg()
     runner = Runner(args, cluster, redis, sampler)
     crash = None
     interrupted = False
@@ -386,7 +430,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         cluster.start()
-        if redis and any(s.store == "redis" and not s.unavailable for s in systems):
+        # Redis: for Celery, and for the through-the-server task body's start records.
+        if redis and (any(s.store == "redis" and not s.unavailable for s in systems)
+                      or {"server", "server_dag"} & set(scenarios)):
             redis.start()
         runner.log(f"size {args.size}; systems {', '.join(s.name for s in systems)}; cluster {cluster.version()}")
         runner.run(systems, scenarios)
@@ -408,6 +454,8 @@ def main() -> int:
             "command": args.command or " ".join(sys.argv),
             "elapsed_s": round(time.time() - started, 1), "pg_settings": cluster.settings, "profile": args.profile,
             "cluster_restarts": runner.restarts, "server_binary": runner.server_binary,
+            # Other work on the machine shows here (1-minute load average at the start and at the end).
+            "loadavg_1m": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
         }
         try:
             meta["postgres"] = cluster.version()

@@ -62,7 +62,9 @@ def _skip(runner, name: str, reason: str) -> dict:
             "error": None, "extra": {"reason": reason}}
 
 
-def run(runner, systems: list[System]) -> list[dict]:
+def run(runner, systems: list[System], only_dag: bool = False) -> list[dict]:
+    """The server scenario: SDK and Celery drains and latency, then the DAG through the SDK; only the DAG when
+    only_dag (scenario `server_dag`, which needs no Celery)."""
     binary = find_server()
     celery = next((s for s in systems if s.name == "celery" and not s.unavailable), None)
     why = None
@@ -72,8 +74,10 @@ def run(runner, systems: list[System]) -> list[dict]:
         why = "server not available: the pg_hatchet extension is not installed"
     elif not (WORK / "venv-sdk" / "bin" / "python").exists():
         why = "server not available: hatchet-sdk is not installed (bench/run.sh installs it when the server is built)"
-    elif celery is None:
+    elif celery is None and not only_dag:
         why = "Celery + Redis not available for the comparison"
+    elif runner.redis is None:
+        why = "server not available: redis-server (the task body's start record) is not installed"
     if why:
         return [_skip(runner, "hatchet_sdk", why)]
 
@@ -107,12 +111,16 @@ def run(runner, systems: list[System]) -> list[dict]:
         runner.log(f"server: {binary} ({build})")
         runner.server_binary = f"{binary} ({build})"
         for rep in range(1, runner.reps_of("server") + 1):
-            for s, kw in ((sdk, extra), (celery, {})):
+            for s, kw in () if only_dag else ((sdk, extra), (celery, {})):
                 name = "hatchet_sdk" if s is sdk else "celery_server"
                 shown = System(name, s.label, s.store, s.command, s.config, s.extensions, s.env)
                 runner.guarded("server", shown, rep, "drain", lambda: _drain(runner, s, size["drain_n"], kw))
                 if size.get("server_latency", True):
                     runner.guarded("server", shown, rep, f"latency {rate}/s", lambda: _latency(runner, s, rate, kw))
+            # The 3-task DAG through the server (no Celery counterpart: its canvas is not a registered workflow).
+            shown = System("hatchet_sdk", sdk.label, sdk.store, sdk.command, sdk.config, sdk.extensions, sdk.env)
+            runner.guarded("server", shown, rep, "dag drain",
+                           lambda: _dag(runner, sdk, size["server_dag_n"], extra, db))
         out = [r for r in runner.runs if r["scenario"] == "server"]
         runner.runs[:] = [r for r in runner.runs if r["scenario"] != "server"]
         return out
@@ -156,6 +164,44 @@ def _drain(runner, s: System, n: int, kw: dict):
     if not work.get("ok"):
         raise StepError(f"work: {work['error']}")
     return "passed", {"tasks_per_s": work["tasks_per_s"], "enqueue_per_s": enq["tasks_per_s"]}, {}
+
+
+# Runs of the SDK's bench-dag all of whose three tasks completed, from the database.
+DAG_RUNS_DONE = """
+    SELECT count(*) FROM (
+        SELECT t.run_id FROM hatchet.tasks t
+        JOIN hatchet.task_events e
+          ON e.tenant_id = t.tenant_id AND e.task_inserted_at = t.inserted_at AND e.task_id = t.id
+        WHERE t.queue IN ('bench-dag:a', 'bench-dag:b', 'bench-dag:c') AND e.event_type = 'COMPLETED'
+        GROUP BY t.run_id HAVING count(DISTINCT t.id) = 3) r"""
+
+
+def _dag(runner, s: System, n: int, kw: dict, db: str):
+    """n runs of the 3-task DAG triggered with run_many, then drained by one SDK worker; runs/s from the first
+    task's start until every run's last task has started, and the finished runs counted in the database (waiting
+    up to 30 s after the worker's graceful stop for the last completions to be written)."""
+    enq = runner.driver(s, scenario="dag_enqueue", n=n, **kw)
+    if not enq.get("ok"):
+        raise StepError(f"dag_enqueue: {last_error_line(enq['error'])}")
+    work = runner.driver(s, scenario="dag_work", n=n, **kw)
+    if not work.get("ok"):
+        raise StepError(f"dag_work: {last_error_line(work['error'])}")
+    done = 0
+    deadline = time.time() + 30
+    with runner.cluster.connect(db) as c:
+        while True:
+            done = c.execute(DAG_RUNS_DONE).fetchone()[0]
+            if done >= n or time.time() > deadline:
+                break
+            time.sleep(0.2)
+    if done != n:
+        raise StepError(f"the database has {done} of {n} DAG runs completed")
+    m = {"runs_per_s": work["tasks_per_s"], "tasks_per_s": 3 * work["tasks_per_s"], "db_completed_runs": done,
+         "enqueue_runs_per_s": enq["tasks_per_s"]}
+    cpuw = runner.sampler.window(work["t_start"], work["t_end"])
+    if cpuw:
+        m.update({f"cpu_{k}": v for k, v in cpuw.items() if k != "window_s"})
+    return "passed", m, {}
 
 
 def _latency(runner, s: System, rate: int, kw: dict):

@@ -9,6 +9,7 @@
 
 mod clock;
 mod scenarios;
+mod shapes;
 mod spec;
 mod systems;
 

@@ -10,12 +10,17 @@
 //! | `latency` | one task per transaction at `rate`/s for `duration_s` | latencies_ms (enqueue → start) |
 //! | `backlog` | fills `n` tasks, then times `samples` single claims | latencies_ms (claim) |
 //! | `fairness` | A enqueues `fair_a`, then B `fair_b`, workers running | seconds until all of B started |
+//! | `dag` | triggers `n` runs of a 3-task DAG, then workers drain them | runs/s, counted in the database |
+//! | `rr_keys` | `n` tasks over `keys` GROUP_ROUND_ROBIN keys with `max_runs`, drained | tasks/s, most in flight per key |
+//! | `rate_limit` | `n` tasks taking one unit of a `rate_limit`/s limit, drained | tasks/s, units per window |
 
 use crate::clock::{now_s, now_us, sleep_until_us};
+use crate::shapes;
 use crate::spec::{BenchError, Result, Spec};
 use crate::systems::{self, payload, Producer, Worker};
 use postgres::fallible_iterator::FallibleIterator;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -30,35 +35,42 @@ pub fn run(spec: &Spec) -> Result<Value> {
         "latency" => latency(spec),
         "backlog" => backlog(spec),
         "fairness" => fairness(spec),
+        "dag" => shapes::dag(spec),
+        "rr_keys" => shapes::rr_keys(spec),
+        "rate_limit" => shapes::rate_limit(spec),
         other => Err(BenchError(format!("unknown scenario {other:?}"))),
     }
 }
 
 /// Counters shared by the producer and worker threads of one run.
 #[derive(Default)]
-struct Shared {
-    enqueued: AtomicU64,
-    started: AtomicU64,
-    completed: AtomicU64,
-    notifies: AtomicU64,
-    fallback_wakes: AtomicU64,
-    stop: AtomicBool,
+pub(crate) struct Shared {
+    pub(crate) enqueued: AtomicU64,
+    pub(crate) started: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) notifies: AtomicU64,
+    pub(crate) fallback_wakes: AtomicU64,
+    pub(crate) stop: AtomicBool,
     /// Enqueue-to-start latencies (ms) of tasks enqueued after `record_after_us`.
-    latencies: Mutex<Vec<f64>>,
-    record_after_us: AtomicU64,
+    pub(crate) latencies: Mutex<Vec<f64>>,
+    pub(crate) record_after_us: AtomicU64,
     /// Fairness: starts of B's tasks, and A's tasks started before B's last one.
-    b_started: AtomicU64,
-    a_started: AtomicU64,
-    b_done_us: AtomicU64,
+    pub(crate) b_started: AtomicU64,
+    pub(crate) a_started: AtomicU64,
+    pub(crate) b_done_us: AtomicU64,
     /// Earliest task start of the run (fairness: the clock starts when the first task does).
-    first_start_us: AtomicU64,
-    a_before_b_done: AtomicU64,
+    pub(crate) first_start_us: AtomicU64,
+    pub(crate) a_before_b_done: AtomicU64,
     /// pg_hatchet wake-ups: one listener connection per process bumps this generation on each `hatchet_ready`
     /// and wakes one idle worker (the pattern docs/sql-api.md recommends; every worker listening on its own
     /// connection would wake them all for each task).
-    wake_gen: Mutex<u64>,
-    wake_cv: Condvar,
-    workers_done: AtomicU64,
+    pub(crate) wake_gen: Mutex<u64>,
+    pub(crate) wake_cv: Condvar,
+    pub(crate) workers_done: AtomicU64,
+    /// rr_keys: tasks each concurrency key has in flight as the workers see them (counted from the claim's return
+    /// until the completion is sent, so never more than the database holds running), and the most seen at once.
+    pub(crate) held: Mutex<HashMap<String, u64>>,
+    pub(crate) max_held: AtomicU64,
 }
 
 impl Shared {
@@ -139,9 +151,16 @@ fn worker_loop(
     let fallback = Duration::from_millis(spec.notify_fallback_ms);
     let deadline = deadline_us(spec);
     let mut local_lat = Vec::new();
+    let track_keys = spec.scenario == "rr_keys";
+    // rr_keys: the keys of the batch whose completion the next claim transaction sends.
+    let mut pending_keys: Vec<String> = Vec::new();
     loop {
         let seen = shared.wake_generation();
+        release_keys(shared, &mut pending_keys)?;
         let (tasks, acked) = w.claim(spec.batch)?;
+        if track_keys {
+            hold_keys(shared, &tasks, &mut pending_keys)?;
+        }
         shared.completed.fetch_add(acked, Ordering::SeqCst);
         if tasks.is_empty() {
             if until(shared) || shared.stop.load(Ordering::SeqCst) {
@@ -201,6 +220,7 @@ fn worker_loop(
             break;
         }
     }
+    release_keys(shared, &mut pending_keys)?;
     let acked = w.flush()?;
     shared.completed.fetch_add(acked, Ordering::SeqCst);
     shared.notifies.fetch_add(w.notifies, Ordering::SeqCst);
@@ -215,8 +235,43 @@ fn worker_loop(
     Ok(())
 }
 
+/// rr_keys: counts a claimed batch as in flight per concurrency key (the task's group) and records the most any
+/// key had at once.
+fn hold_keys(shared: &Shared, tasks: &[systems::Task], pending: &mut Vec<String>) -> Result<()> {
+    let mut held = shared
+        .held
+        .lock()
+        .map_err(|_| BenchError("poisoned".into()))?;
+    for t in tasks {
+        if let Some(k) = &t.group {
+            let n = held.entry(k.clone()).or_insert(0);
+            *n += 1;
+            shared.max_held.fetch_max(*n, Ordering::SeqCst);
+            pending.push(k.clone());
+        }
+    }
+    Ok(())
+}
+
+/// rr_keys: the batch's completion is about to be sent: it no longer counts as in flight.
+fn release_keys(shared: &Shared, pending: &mut Vec<String>) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut held = shared
+        .held
+        .lock()
+        .map_err(|_| BenchError("poisoned".into()))?;
+    for k in pending.drain(..) {
+        if let Some(n) = held.get_mut(&k) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    Ok(())
+}
+
 /// Spawns `spec.workers` worker threads; returns their join handles.
-fn spawn_workers(
+pub(crate) fn spawn_workers(
     spec: &Spec,
     shared: &Arc<Shared>,
     until: fn(&Shared, u64) -> bool,
@@ -245,7 +300,7 @@ fn spawn_workers(
         .collect()
 }
 
-fn join_all(handles: Vec<thread::JoinHandle<Result<()>>>) -> Result<()> {
+pub(crate) fn join_all(handles: Vec<thread::JoinHandle<Result<()>>>) -> Result<()> {
     let mut first_err = None;
     for h in handles {
         match h.join() {
@@ -257,7 +312,7 @@ fn join_all(handles: Vec<thread::JoinHandle<Result<()>>>) -> Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-fn all_started(s: &Shared, target: u64) -> bool {
+pub(crate) fn all_started(s: &Shared, target: u64) -> bool {
     s.started.load(Ordering::SeqCst) >= target
 }
 

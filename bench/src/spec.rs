@@ -83,6 +83,12 @@ pub struct Spec {
     pub tail_s: f64,
     /// Give up after this many seconds (a stuck system must not hang the whole benchmark).
     pub timeout_s: f64,
+    /// Concurrency keys' `max_runs` (rr_keys); 0 = high enough never to bind (workers x batch).
+    pub max_runs: u64,
+    /// rate_limit scenario: units per one-second window of the limit the tasks take one unit of.
+    pub rate_limit: u64,
+    /// Queues a pg_hatchet worker claims from in one statement (set by the dag scenario; empty = `queue`).
+    pub queues: Vec<String>,
 }
 
 impl Spec {
@@ -120,6 +126,9 @@ impl Spec {
             tail_s: float("tail_s", 30.0),
             notify_fallback_ms: int("notify_fallback_ms", 100),
             timeout_s: float("timeout_s", 600.0),
+            max_runs: int("max_runs", 0),
+            rate_limit: int("rate_limit", 1000).max(1),
+            queues: Vec::new(),
         })
     }
 }

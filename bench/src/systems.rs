@@ -118,9 +118,14 @@ impl Producer {
                 None,
             ),
             SystemKind::Hatchet => {
-                // One statement per batch, the key per row. max_runs is high enough never to bind at this worker
-                // count and batch size: the scenarios measure fair ordering, not capping.
-                let max_runs = spec.workers * spec.batch;
+                // One statement per batch, the key per row. By default max_runs is high enough never to bind at
+                // this worker count and batch size (fairness and backlog measure fair ordering, not capping);
+                // rr_keys sets it (2).
+                let max_runs = if spec.max_runs > 0 {
+                    spec.max_runs as usize
+                } else {
+                    spec.workers * spec.batch
+                };
                 let keyed = if has_concurrency_args(&mut client, "enqueue_many")? {
                     // Batch enqueue takes one key per call: group the batch by key inside the statement.
                     Some(client.prepare(&format!(
@@ -210,6 +215,8 @@ pub struct Worker {
     client: Client,
     kind: SystemKind,
     queue: String,
+    /// pg_hatchet, several queues claimed in one statement (the DAG's task queues, in this order).
+    queues: Option<Vec<String>>,
     name: String,
     claim: Statement,
     finish: Statement,
@@ -235,6 +242,17 @@ impl Worker {
                 )?,
                 client.prepare("DELETE FROM bench_queue WHERE id = ANY($1::int8[])")?,
             ),
+            SystemKind::Hatchet if spec.queues.len() > 1 => (
+                // Up to `batch` from each queue, in the order given (the DAG's last task first, so runs finish
+                // before new ones start). A workflow task's input is the run input under "input".
+                client.prepare(
+                    "SELECT d.task_id::text, d.retry_count, coalesce(d.input->>'t', d.input#>>'{input,t}')::int8,
+                            NULL::text
+                       FROM unnest($1::text[]) WITH ORDINALITY AS q(name, o)
+                       CROSS JOIN LATERAL hatchet.dequeue(q.name, $2::text, $3::int4) AS d",
+                )?,
+                client.prepare("SELECT hatchet.complete_many($1::text[]::uuid[], $2::int4[])::int8")?,
+            ),
             SystemKind::Hatchet => {
                 // Wake-ups: hatchet_ready is LISTENed to by one connection per process (scenarios.rs), which
                 // wakes one idle worker per notification.
@@ -253,6 +271,7 @@ impl Worker {
             client,
             kind: spec.system,
             queue: spec.queue.clone(),
+            queues: (spec.queues.len() > 1).then(|| spec.queues.clone()),
             name,
             claim,
             finish,
@@ -288,9 +307,14 @@ impl Worker {
             SystemKind::Hatchet => {
                 self.client.batch_execute("BEGIN")?;
                 let acked = self.complete_pending()?;
-                let rows = self
-                    .client
-                    .query(&self.claim, &[&self.queue, &self.name, &(n as i32)])?;
+                let rows = match &self.queues {
+                    Some(queues) => self
+                        .client
+                        .query(&self.claim, &[queues, &self.name, &(n as i32)])?,
+                    None => self
+                        .client
+                        .query(&self.claim, &[&self.queue, &self.name, &(n as i32)])?,
+                };
                 self.client.batch_execute("COMMIT")?;
                 let tasks = rows
                     .iter()
