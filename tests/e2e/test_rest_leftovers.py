@@ -27,7 +27,7 @@ def schedules(flows, marker: str) -> dict[str, datetime]:
 
 
 def test_tenant_get(server, flows):
-    tenant = flows.hatchet.tenant.get()
+    tenant = flows.hatchet._client.tenant.get()  # the SDK keeps its TenantClient on the inner client
     assert tenant.metadata.id == server.tenant_id
     assert tenant.name == "default"
     assert tenant.version.value == "V1"
