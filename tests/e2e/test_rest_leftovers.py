@@ -42,10 +42,11 @@ def test_scheduled_update_and_bulk_update(server, flows, main_worker):
         workflow_name="e2e-simple", trigger_at=later(days), input={}, additional_metadata={"marker": marker})
     a, b, c = make(30), make(31), make(32)
 
-    moved = flows.hatchet.scheduled.update(a.metadata.id, later(40))
+    t40, t41, t42 = later(40), later(41), later(42)
+    moved = flows.hatchet.scheduled.update(a.metadata.id, t40)
     assert moved.metadata.id == a.metadata.id
-    assert moved.trigger_at == later(40)
-    assert schedules(flows, marker)[a.metadata.id] == later(40)
+    assert moved.trigger_at == t40
+    assert schedules(flows, marker)[a.metadata.id] == t40
 
     # A schedule that fired can no longer move.
     fired = flows.hatchet.scheduled.create(workflow_name="e2e-simple", trigger_at=datetime.now(timezone.utc),
@@ -60,14 +61,14 @@ def test_scheduled_update_and_bulk_update(server, flows, main_worker):
 
     unknown = str(uuid.uuid4())
     result = flows.hatchet.scheduled.bulk_update([
-        (b.metadata.id, later(41)), (c.metadata.id, later(42)), (unknown, later(43)), (fired.metadata.id, later(44))])
+        (b.metadata.id, t41), (c.metadata.id, t42), (unknown, later(43)), (fired.metadata.id, later(44))])
     assert sorted(result.updated_ids) == sorted([b.metadata.id, c.metadata.id])
     assert {e.id: e.error for e in result.errors} == {
         unknown: "Scheduled workflow not found.",
         fired.metadata.id: "Scheduled run has already been triggered and cannot be rescheduled.",
     }
     now = schedules(flows, marker)
-    assert (now[b.metadata.id], now[c.metadata.id]) == (later(41), later(42))
+    assert (now[b.metadata.id], now[c.metadata.id]) == (t41, t42)
 
     # Bad requests change nothing.
     base = f"{server.rest_url}/api/v1/tenants/{server.tenant_id}/workflows/scheduled"
