@@ -13,6 +13,10 @@ const PROTOS: &[&str] = &[
     "v1/workflows.proto",
     "v1/shared/condition.proto",
     "v1/shared/trigger.proto",
+    "opentelemetry/proto/common/v1/common.proto",
+    "opentelemetry/proto/resource/v1/resource.proto",
+    "opentelemetry/proto/trace/v1/trace.proto",
+    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -49,6 +49,10 @@ PY_REQUIREMENTS=(
     httpx==0.28.1
     psycopg[binary]==3.3.9
     selenium==4.51.0
+    # hatchet-sdk's HatchetInstrumentor (tests/e2e/test_traces.py): the OpenTelemetry SDK and its OTLP gRPC exporter
+    opentelemetry-sdk==1.45.2
+    opentelemetry-exporter-otlp-proto-grpc==1.45.2
+    opentelemetry-instrumentation==0.66b2
 )
 
 say() { printf 'setup: %s\n' "$*"; }

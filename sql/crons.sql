@@ -18,7 +18,7 @@
 -- hatchet__scheduled_at and hatchet__triggered_by = 'cron'; schedules hatchet__scheduled_at and
 -- hatchet__triggered_by = 'schedule'. hatchet__scheduled_at is the due time in UTC, ISO 8601 with milliseconds.
 --
--- Public: create_cron, delete_cron, list_crons, trigger_cron, schedule, delete_schedule, list_schedules.
+-- Public: create_cron, delete_cron, list_crons, trigger_cron, schedule, delete_schedule, reschedule, list_schedules.
 -- Calls: tenants.sql, options.sql, workflows.sql (_latest_version), runs.sql (_create_run, _satisfy_match).
 
 -- ---------------------------------------------------------------------------------------------------------------------
@@ -191,6 +191,55 @@ AS $$
 $$;
 COMMENT ON FUNCTION hatchet.delete_schedule(uuid, uuid) IS
     'delete a schedule (if it has not fired, it never will); false if there was none';
+
+-- Moves schedules that have not fired to other times (scheduled.update, scheduled.bulk_update): one row per id given,
+-- in order, with a NULL error when it was moved, else why not (no such schedule; it fired already, or failed to fire).
+-- At most 500 at once; a time that is NULL or not finite is refused (22023) and nothing moves.
+CREATE FUNCTION hatchet.reschedule(schedule_ids uuid[], run_ats timestamptz[], tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (schedule_id uuid, error text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(reschedule.tenant_id);
+BEGIN
+    IF reschedule.schedule_ids IS NULL OR reschedule.run_ats IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['schedule_ids and run_ats']);
+    END IF;
+    IF cardinality(reschedule.schedule_ids) <> cardinality(reschedule.run_ats) THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['schedule_ids and run_ats must have the same length']);
+    END IF;
+    IF cardinality(reschedule.schedule_ids) > 500 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'at most 500 schedules at once, not %s', cardinality(reschedule.schedule_ids))]);
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(reschedule.schedule_ids, reschedule.run_ats) AS u(id, at)
+               WHERE u.id IS NULL OR u.at IS NULL OR NOT isfinite(u.at)) THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['every schedule needs an id and a finite time']);
+    END IF;
+    RETURN QUERY
+    WITH wanted AS (
+        SELECT u.id, u.at, u.ord FROM unnest(reschedule.schedule_ids, reschedule.run_ats) WITH ORDINALITY AS u(id, at, ord)
+    ),
+    moved AS (
+        UPDATE hatchet.scheduled_runs s SET run_at = w.at
+        FROM wanted w
+        WHERE s.tenant_id = p_tenant AND s.id = w.id AND s.fired_run_id IS NULL AND s.error IS NULL
+        RETURNING s.id
+    )
+    SELECT w.id,
+           CASE WHEN w.id IN (SELECT m.id FROM moved m) THEN NULL
+                WHEN EXISTS (SELECT 1 FROM hatchet.scheduled_runs s WHERE s.tenant_id = p_tenant AND s.id = w.id)
+                    THEN 'Scheduled run has already been triggered and cannot be rescheduled.'
+                ELSE 'Scheduled workflow not found.' END
+    FROM wanted w
+    ORDER BY w.ord;
+END
+$$;
+COMMENT ON FUNCTION hatchet.reschedule(uuid[], timestamptz[], uuid) IS
+    'move schedules that have not fired to other times; per id, NULL or why it was not moved';
 
 CREATE FUNCTION hatchet.list_schedules(workflow text DEFAULT NULL, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (schedule_id uuid, workflow text, run_at timestamptz, input jsonb, additional_metadata jsonb,

@@ -238,7 +238,11 @@ CREATE FUNCTION hatchet.list_events(
     "offset"         integer     DEFAULT 0,
     tenant_id        uuid        DEFAULT NULL,
     before           uuid        DEFAULT NULL,
-    include_payloads boolean     DEFAULT false
+    include_payloads boolean     DEFAULT false,
+    scopes           text[]      DEFAULT NULL,
+    metadata         jsonb       DEFAULT NULL,
+    workflow_ids     uuid[]      DEFAULT NULL,
+    run_statuses     text[]      DEFAULT NULL
 )
 RETURNS TABLE (id uuid, key text, payload jsonb, additional_metadata jsonb, scope text, created_at timestamptz,
                runs jsonb, total bigint)
@@ -264,6 +268,18 @@ BEGIN
           AND e.inserted_at <= coalesce(list_events.until, 'infinity')
           AND (list_events.before IS NULL
                OR (e.inserted_at, e.id) < (hatchet.uuid_time(list_events.before), list_events.before))
+          AND (list_events.scopes IS NULL OR e.scope = ANY (list_events.scopes))
+          AND (list_events.metadata IS NULL OR e.additional_metadata @> list_events.metadata)
+          -- an event that triggered a run of one of these workflows / in one of these statuses
+          AND ((list_events.workflow_ids IS NULL AND list_events.run_statuses IS NULL) OR EXISTS (
+                  SELECT 1 FROM hatchet.runs r
+                  LEFT JOIN hatchet.workflow_versions v ON v.tenant_id = r.tenant_id AND v.id = r.workflow_version_id
+                  LEFT JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
+                  WHERE r.tenant_id = e.tenant_id AND r.inserted_at >= e.inserted_at
+                    AND r.additional_metadata @> jsonb_build_object('hatchet__event_id', e.id::text)
+                    AND (list_events.workflow_ids IS NULL OR w.external_id = ANY (list_events.workflow_ids))
+                    AND (list_events.run_statuses IS NULL
+                         OR hatchet.run_status(r.id, p_tenant) = ANY (list_events.run_statuses))))
         ORDER BY e.inserted_at DESC, e.id DESC
         LIMIT greatest(c_count + 1, list_events."offset" + list_events."limit")
     ), page AS (
@@ -285,9 +301,11 @@ BEGIN
     ORDER BY e.inserted_at DESC, e.id DESC;
 END
 $$;
-COMMENT ON FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid, uuid, boolean) IS
+COMMENT ON FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid, uuid, boolean, text[],
+                                        jsonb, uuid[], text[]) IS
     'events, newest first, one page (by offset or keyset), with the runs each triggered ([{id, status}]) and the '
-    'number of matches counted up to 10,000; payloads only when include_payloads';
+    'number of matches counted up to 10,000; payloads only when include_payloads; filtered by key, time, scope, '
+    'metadata (containment) and the workflows and statuses of the runs they triggered';
 
 -- Events by id (the SDKs' event.get, event.list(event_ids=...), and ReplaySingleEvent), in the order given, each with
 -- the runs it triggered ([{id, status}]) as list_events gives them; unknown ids (and another tenant's) are left out.

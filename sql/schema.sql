@@ -937,3 +937,45 @@ COMMENT ON COLUMN hatchet.runs.desired_labels IS
 -- jsonb_path_ops indexes exactly the containment operator, smaller than the default opclass. An index on the
 -- partitioned table is created on every partition, those maintain_partitions creates later included.
 CREATE INDEX runs_metadata_idx ON hatchet.runs USING gin (additional_metadata jsonb_path_ops);
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- OpenTelemetry spans (issue 20): what the SDKs' instrumentors export to the engine (TraceService/Export)
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- One row per span an SDK exported, under the tenant of the exporting token. Partitioned by the day it was stored, so
+-- retention drops whole days like the other history tables (hatchet.partitioned_tables). The engine's own spans are
+-- not stored: hatchet.run_trace derives them from the runs, tasks and task events when the trace is read.
+CREATE TABLE hatchet.otel_spans (
+    tenant_id           uuid        NOT NULL,
+    inserted_at         timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    -- lowercase hex, as the read route returns them
+    trace_id            text        NOT NULL,
+    span_id             text        NOT NULL,
+    parent_span_id      text,
+    name                text        NOT NULL,
+    kind                text        NOT NULL,
+    service_name        text        NOT NULL,
+    status_code         text        NOT NULL,
+    status_message      text,
+    start_time          timestamptz NOT NULL,
+    duration_ns         bigint      NOT NULL,
+    resource_attributes jsonb       NOT NULL DEFAULT '{}',
+    span_attributes     jsonb       NOT NULL DEFAULT '{}',
+    scope_name          text,
+    scope_version       text,
+    -- the task and the run the span belongs to: its hatchet.step_run_id and hatchet.workflow_run_id attributes
+    task_id             uuid,
+    run_id              uuid,
+    retry_count         integer     NOT NULL DEFAULT 0,
+    CONSTRAINT otel_span_ids_are_hex CHECK (trace_id ~ '^[0-9a-f]{32}$' AND span_id ~ '^[0-9a-f]{16}$'
+                                            AND (parent_span_id IS NULL OR parent_span_id ~ '^[0-9a-f]{16}$')),
+    CONSTRAINT otel_span_kind_known
+        CHECK (kind IN ('UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER')),
+    CONSTRAINT otel_span_status_known CHECK (status_code IN ('UNSET', 'OK', 'ERROR')),
+    CONSTRAINT otel_span_duration_not_negative CHECK (duration_ns >= 0)
+) PARTITION BY RANGE (inserted_at);
+CREATE INDEX otel_spans_trace_idx ON hatchet.otel_spans (tenant_id, trace_id);
+CREATE INDEX otel_spans_run_idx ON hatchet.otel_spans (tenant_id, run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX otel_spans_task_idx ON hatchet.otel_spans (tenant_id, task_id) WHERE task_id IS NOT NULL;
+COMMENT ON TABLE hatchet.otel_spans IS
+    'OpenTelemetry spans exported by the SDKs (hatchet.put_spans), read as traces with hatchet.run_trace';

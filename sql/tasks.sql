@@ -2,7 +2,7 @@
 -- by workflow runs), dequeue, complete, fail, refresh_timeout, cancel, status, timeline, single-task reads and logs.
 --
 -- Public: enqueue, enqueue_many, dequeue, complete, complete_many, fail, refresh_timeout, cancel, task_status,
--- task_events, task, running_attempt, put_log, task_logs.
+-- task_events, task, running_attempt, put_log, task_logs, put_spans, run_trace.
 -- Calls: tenants.sql, options.sql, flow_control.sql (concurrency gates and rate limits of an attempt), workers.sql
 -- (_placement_option), workflows.sql (_definition_flow: a workflow task's options), runs.sql (_lock_pending_runs and
 -- _on_tasks_finished: a finished workflow task advances its run in the same transaction), durable.sql
@@ -1222,3 +1222,261 @@ AS $$
       AND l.task_inserted_at = hatchet.uuid_time(task_logs.task_id) AND l.task_id = task_logs.task_id
     ORDER BY l.created_at
 $$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- OpenTelemetry traces
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Stores spans an SDK's OpenTelemetry instrumentor exported (the server's TraceService/Export), under the calling
+-- tenant. `spans` is a JSON array of objects with the columns of hatchet.otel_spans (trace_id, span_id and
+-- parent_span_id in lowercase hex; start_time as a timestamp; task_id and run_id from the span's hatchet.step_run_id
+-- and hatchet.workflow_run_id attributes). At most 1000 spans a call and 64 kB of attributes a span (54000, nothing
+-- stored). A span already stored (same trace and span id: an exporter that retried, or two exporters in one process)
+-- is skipped. Returns how many spans were stored.
+CREATE FUNCTION hatchet.put_spans(spans jsonb, tenant_id uuid DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(put_spans.tenant_id);
+    v_big    text;
+    v_count  integer;
+BEGIN
+    IF put_spans.spans IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['spans']);
+    END IF;
+    IF jsonb_typeof(put_spans.spans) <> 'array' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['spans must be a JSON array']);
+    END IF;
+    IF jsonb_array_length(put_spans.spans) > 1000 THEN
+        PERFORM hatchet.raise_error('limit_exceeded', ARRAY[format(
+            '%s spans in one export, over the limit of 1000', jsonb_array_length(put_spans.spans))]);
+    END IF;
+    SELECT s ->> 'name' INTO v_big FROM jsonb_array_elements(put_spans.spans) AS x(s)
+    WHERE octet_length(coalesce(s -> 'span_attributes', '{}')::text)
+          + octet_length(coalesce(s -> 'resource_attributes', '{}')::text) > 65536
+    LIMIT 1;
+    IF FOUND THEN
+        PERFORM hatchet.raise_error('limit_exceeded', ARRAY[format(
+            'the attributes of span "%s" are over the limit of 65536 bytes', v_big)]);
+    END IF;
+    SELECT s ->> 'name' INTO v_big FROM jsonb_array_elements(put_spans.spans) AS x(s)
+    WHERE NOT (coalesce(s ->> 'trace_id', '') ~ '^[0-9a-f]{32}$' AND coalesce(s ->> 'span_id', '') ~ '^[0-9a-f]{16}$'
+               AND coalesce(s ->> 'parent_span_id', '0000000000000000') ~ '^[0-9a-f]{16}$')
+    LIMIT 1;
+    IF FOUND THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'span "%s": trace_id must be 32 and span ids 16 lowercase hex digits', v_big)]);
+    END IF;
+    INSERT INTO hatchet.otel_spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service_name, status_code,
+                                    status_message, start_time, duration_ns, resource_attributes, span_attributes,
+                                    scope_name, scope_version, task_id, run_id, retry_count)
+    SELECT p_tenant, i.trace_id, i.span_id, i.parent_span_id, i.name, i.kind, i.service_name, i.status_code,
+           i.status_message, i.start_time, i.duration_ns, coalesce(i.resource_attributes, '{}'),
+           coalesce(i.span_attributes, '{}'), i.scope_name, i.scope_version, i.task_id, i.run_id,
+           coalesce(i.retry_count, 0)
+    FROM (SELECT DISTINCT ON (r.trace_id, r.span_id) r.*
+          FROM jsonb_to_recordset(put_spans.spans) AS r(
+                   trace_id text, span_id text, parent_span_id text, name text, kind text, service_name text,
+                   status_code text, status_message text, start_time timestamptz, duration_ns bigint,
+                   resource_attributes jsonb, span_attributes jsonb, scope_name text, scope_version text,
+                   task_id uuid, run_id uuid, retry_count integer)
+          ORDER BY r.trace_id, r.span_id) i
+    WHERE NOT EXISTS (SELECT 1 FROM hatchet.otel_spans o
+                      WHERE o.tenant_id = p_tenant AND o.trace_id = i.trace_id AND o.span_id = i.span_id);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION hatchet.put_spans(jsonb, uuid) IS 'store OpenTelemetry spans exported by an SDK (at most 1000)';
+
+-- The attributes of the engine's spans of one task attempt (hatchet.run_trace).
+CREATE FUNCTION hatchet._engine_span_attributes(p_task uuid, p_run uuid, p_readable text, p_queue text,
+                                                p_workflow uuid, p_version uuid, p_retry integer) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'hatchet.span_source', 'engine', 'hatchet.step_run_id', p_task::text, 'hatchet.workflow_run_id', p_run::text,
+        'hatchet.step_name', p_readable, 'hatchet.task_name', p_readable, 'hatchet.action_id', p_queue,
+        'hatchet.retry_count', p_retry::text, 'hatchet.workflow_id', p_workflow::text,
+        'hatchet.workflow_version_id', p_version::text))
+$$;
+COMMENT ON FUNCTION hatchet._engine_span_attributes(uuid, uuid, text, text, uuid, uuid, integer) IS
+    'attributes of the engine spans of a task attempt, as Hatchet names them';
+
+-- The trace of a run (or of a task): Hatchet's observability view. The trace is the one the spans stored for that run
+-- or task belong to (the latest attempt's), else the trace its run was triggered in (the traceparent of its
+-- additional metadata), else one derived from the run id. Returned: every span stored with that trace, and the
+-- engine's own spans, derived from what the extension recorded for each run of the trace: hatchet.engine.workflow_run
+-- (the run was created), hatchet.engine.event (the event that triggered it), and per attempt of each task
+-- hatchet.engine.queued (from entering the queue to being assigned) and hatchet.engine.start_step_run (from being
+-- assigned to its end; ERROR unless it completed). An SDK's hatchet.start_step_run span hangs under its run's
+-- workflow_run span. One page ("offset", "limit" 1 to 1000) by start time, with the total; 42704 for a run or task
+-- that neither exists nor has spans.
+CREATE FUNCTION hatchet.run_trace(run_id uuid, "offset" integer DEFAULT 0, "limit" integer DEFAULT 1000,
+                                  tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (trace_id text, span_id text, parent_span_id text, name text, kind text, service_name text,
+               status_code text, status_message text, start_time timestamptz, duration_ns bigint,
+               resource_attributes jsonb, span_attributes jsonb, scope_name text, scope_version text,
+               retry_count integer, total bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(run_trace.tenant_id);
+    p_id     uuid := run_trace.run_id;
+    c_tp     text := '^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$';
+    v_run    uuid;
+    v_meta   jsonb;
+    v_trace  text;
+    v_runs   uuid[];
+BEGIN
+    IF p_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['run_id']);
+    END IF;
+    PERFORM hatchet._check_page(run_trace."limit", run_trace."offset");
+    -- The run the id names: a run, or the run of a task.
+    SELECT r.id, r.additional_metadata INTO v_run, v_meta FROM hatchet.runs r
+    WHERE r.tenant_id = p_tenant AND r.inserted_at = hatchet.uuid_time(p_id) AND r.id = p_id;
+    IF v_run IS NULL THEN
+        SELECT t.run_id, t.additional_metadata INTO v_run, v_meta FROM hatchet.tasks t
+        WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(p_id) AND t.id = p_id;
+    END IF;
+    SELECT o.trace_id INTO v_trace FROM hatchet.otel_spans o
+    WHERE o.tenant_id = p_tenant AND (o.task_id = p_id OR o.run_id = p_id)
+    ORDER BY o.retry_count DESC, o.start_time DESC
+    LIMIT 1;
+    IF v_trace IS NULL AND v_run IS NULL THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['run or task', p_id::text]);
+    END IF;
+    v_trace := coalesce(v_trace, (regexp_match(v_meta ->> 'traceparent', c_tp))[1],
+                        md5('hatchet-engine-wf-trace:' || v_run::text));
+    -- The runs of the trace: those its stored spans ran in, and the run asked for.
+    v_runs := ARRAY(SELECT DISTINCT o.run_id FROM hatchet.otel_spans o
+                    WHERE o.tenant_id = p_tenant AND o.trace_id = v_trace AND o.run_id IS NOT NULL
+                    UNION SELECT v_run WHERE v_run IS NOT NULL);
+
+    RETURN QUERY
+    WITH runs AS (
+        SELECT r.id, r.inserted_at, r.additional_metadata AS meta,
+               (regexp_match(r.additional_metadata ->> 'traceparent', c_tp))[2] AS tp_span,
+               (regexp_match(r.additional_metadata ->> 'traceparent', c_tp))[1] = v_trace AS tp_here,
+               CASE WHEN r.additional_metadata ->> 'hatchet__event_id' ~ '^[0-9a-f-]{36}$'
+                    THEN r.additional_metadata ->> 'hatchet__event_id' END AS event_id,
+               w.name AS workflow_name, w.external_id AS workflow_id, v.external_id AS version_id,
+               substr(md5('hatchet-engine-wf-span:' || r.id::text), 1, 16) AS wf_span
+        FROM unnest(v_runs) AS u(id)
+        JOIN hatchet.runs r ON r.tenant_id = p_tenant AND r.inserted_at = hatchet.uuid_time(u.id) AND r.id = u.id
+        LEFT JOIN hatchet.workflow_versions v ON v.tenant_id = r.tenant_id AND v.id = r.workflow_version_id
+        LEFT JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
+    ),
+    tasks AS (
+        SELECT t.id, t.inserted_at, t.readable_id, t.queue, x.id AS run_id, x.wf_span, x.workflow_id, x.version_id
+        FROM runs x
+        JOIN hatchet.tasks t ON t.run_id = x.id AND t.tenant_id = p_tenant
+    ),
+    -- Every attempt that was assigned (from the event that ended it, or the running attempt) and every attempt that
+    -- ended (assigned or not), once each.
+    attempts AS (
+        SELECT DISTINCT ON (a.task_id, a.retry_count) a.task_id, a.retry_count, a.assigned_at
+        FROM (SELECT e.task_id, e.retry_count, e.assigned_at
+              FROM tasks t JOIN hatchet.task_events e
+                ON e.tenant_id = p_tenant AND e.task_inserted_at = t.inserted_at AND e.task_id = t.id
+              WHERE e.assigned_at IS NOT NULL
+              UNION ALL
+              SELECT r.task_id, r.retry_count, r.assigned_at
+              FROM tasks t JOIN hatchet.running r ON r.tenant_id = p_tenant AND r.task_id = t.id) a
+        ORDER BY a.task_id, a.retry_count, a.assigned_at
+    ),
+    ends AS (
+        SELECT DISTINCT ON (e.task_id, e.retry_count) e.task_id, e.retry_count, e.assigned_at,
+               e.event_type::text AS end_type, e.created_at AS ended_at, e.reason
+        FROM tasks t JOIN hatchet.task_events e
+          ON e.tenant_id = p_tenant AND e.task_inserted_at = t.inserted_at AND e.task_id = t.id
+        WHERE e.event_type IN ('COMPLETED', 'FAILED', 'RETRYING', 'REASSIGNED', 'CANCELLED', 'TIMED_OUT')
+        ORDER BY e.task_id, e.retry_count, e.created_at
+    ),
+    engine AS (
+        SELECT x.wf_span AS span_id,
+               CASE WHEN x.event_id IS NOT NULL
+                    THEN substr(md5('hatchet-engine-evt-span:' || x.event_id || ':' || x.id::text), 1, 16)
+                    WHEN x.tp_here THEN x.tp_span END AS parent_span_id,
+               'hatchet.engine.workflow_run' AS name, 'OK' AS status_code, NULL::text AS status_message,
+               x.inserted_at AS start_time, 0::bigint AS duration_ns,
+               jsonb_build_object('hatchet.span_source', 'engine', 'hatchet.workflow_run_id', x.id::text,
+                                  'hatchet.workflow_id', x.workflow_id::text,
+                                  'hatchet.workflow_name', x.workflow_name) AS span_attributes,
+               0 AS retry_count
+        FROM runs x
+        UNION ALL
+        SELECT substr(md5('hatchet-engine-evt-span:' || x.event_id || ':' || x.id::text), 1, 16),
+               CASE WHEN x.tp_here THEN x.tp_span END,
+               'hatchet.engine.event', 'OK', NULL,
+               coalesce(hatchet.uuid_time(x.event_id::uuid), x.inserted_at), 0,
+               jsonb_build_object('hatchet.span_source', 'engine', 'hatchet.event_key', x.meta ->> 'hatchet__event_key',
+                                  'hatchet.event_id', x.event_id),
+               0
+        FROM runs x WHERE x.event_id IS NOT NULL
+        UNION ALL
+        SELECT substr(md5('hatchet-engine-sr-span:' || t.id::text || ':' || a.retry_count || ':queued'), 1, 16),
+               t.wf_span, 'hatchet.engine.queued', 'OK', NULL, q.queued_at,
+               (extract(epoch FROM a.assigned_at - q.queued_at) * 1e9)::bigint,
+               hatchet._engine_span_attributes(t.id, t.run_id, t.readable_id, t.queue, t.workflow_id, t.version_id,
+                                               a.retry_count),
+               a.retry_count
+        FROM attempts a JOIN tasks t ON t.id = a.task_id
+        CROSS JOIN LATERAL (
+            -- attempt 0 entered the queue with the task; a retry when the attempt before it ended
+            SELECT least(a.assigned_at, coalesce(
+                       (SELECT max(e.created_at) FROM hatchet.task_events e
+                        WHERE e.tenant_id = p_tenant AND e.task_inserted_at = t.inserted_at AND e.task_id = t.id
+                          AND e.retry_count = a.retry_count - 1),
+                       t.inserted_at)) AS queued_at) q
+        UNION ALL
+        SELECT substr(md5('hatchet-engine-sr-span:' || t.id::text || ':' || d.retry_count || ':step_run'), 1, 16),
+               t.wf_span, 'hatchet.engine.start_step_run',
+               CASE WHEN d.end_type = 'COMPLETED' THEN 'OK' ELSE 'ERROR' END,
+               CASE d.end_type WHEN 'COMPLETED' THEN NULL
+                               WHEN 'CANCELLED' THEN coalesce(d.reason, 'task cancelled')
+                               WHEN 'TIMED_OUT' THEN coalesce(d.reason, 'task timed out')
+                               WHEN 'REASSIGNED' THEN coalesce(d.reason, 'worker lost')
+                               ELSE coalesce(d.reason, 'task failed') END,
+               coalesce(d.assigned_at, t.inserted_at),
+               greatest((extract(epoch FROM d.ended_at - coalesce(d.assigned_at, t.inserted_at)) * 1e9)::bigint, 0),
+               hatchet._engine_span_attributes(t.id, t.run_id, t.readable_id, t.queue, t.workflow_id, t.version_id,
+                                               d.retry_count),
+               d.retry_count
+        FROM ends d JOIN tasks t ON t.id = d.task_id
+    ),
+    spans AS (
+        (SELECT DISTINCT ON (o.span_id) o.trace_id, o.span_id,
+                CASE WHEN o.name LIKE 'hatchet.start\_step\_run%' AND o.run_id IS NOT NULL
+                          AND o.parent_span_id IS NOT NULL
+                     THEN substr(md5('hatchet-engine-wf-span:' || o.run_id::text), 1, 16)
+                     ELSE o.parent_span_id END AS parent_span_id,
+                o.name, o.kind, o.service_name, o.status_code, o.status_message, o.start_time, o.duration_ns,
+                o.resource_attributes, o.span_attributes, o.scope_name, o.scope_version, o.retry_count
+         FROM hatchet.otel_spans o
+         WHERE o.tenant_id = p_tenant AND o.trace_id = v_trace
+         ORDER BY o.span_id, o.inserted_at)
+        UNION ALL
+        SELECT v_trace, g.span_id, g.parent_span_id, g.name, 'INTERNAL', 'hatchet-engine', g.status_code,
+               g.status_message, g.start_time, g.duration_ns, '{"service.name": "hatchet-engine"}'::jsonb,
+               g.span_attributes, 'hatchet-engine', NULL, g.retry_count
+        FROM engine g
+    )
+    SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.service_name, s.status_code, s.status_message,
+           s.start_time, s.duration_ns, s.resource_attributes, s.span_attributes, s.scope_name, s.scope_version,
+           s.retry_count, count(*) OVER ()
+    FROM spans s
+    ORDER BY s.start_time, s.span_id
+    OFFSET run_trace."offset" LIMIT run_trace."limit";
+END
+$$;
+COMMENT ON FUNCTION hatchet.run_trace(uuid, integer, integer, uuid) IS
+    'the OpenTelemetry trace of a run or task: its stored spans and the engine''s spans, one page by start time';

@@ -51,10 +51,15 @@ fn message_lines(prefix: &str, message: &DescriptorProto, lines: &mut Vec<String
     }
 }
 
-fn our_contract() -> Vec<String> {
+/// Our descriptor set rendered as contract lines, for the files whose name starts with one of `prefixes`.
+fn contract_of(prefixes: &[&str]) -> Vec<String> {
     let fds = FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("descriptor set decodes");
     let mut lines = Vec::new();
-    for file in fds.file.iter().filter(|f| !f.name().starts_with("google/")) {
+    for file in fds
+        .file
+        .iter()
+        .filter(|f| prefixes.iter().any(|p| f.name().starts_with(p)))
+    {
         let pkg = if file.package().is_empty() {
             String::new()
         } else {
@@ -90,6 +95,46 @@ fn our_contract() -> Vec<String> {
     }
     lines.sort();
     lines
+}
+
+/// The Hatchet protocol: every file but Google's well-known types and the OpenTelemetry collector (which is not
+/// part of hatchet-sdk's contract; see `otlp_subset_has_the_spec_field_numbers`).
+fn our_contract() -> Vec<String> {
+    let fds = FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("descriptor set decodes");
+    let hatchet: Vec<String> = fds
+        .file
+        .iter()
+        .map(|f| f.name().to_owned())
+        .filter(|n| !n.starts_with("google/") && !n.starts_with("opentelemetry/"))
+        .collect();
+    let prefixes: Vec<&str> = hatchet.iter().map(String::as_str).collect();
+    contract_of(&prefixes)
+}
+
+/// The OTLP trace collector subset we compiled keeps the OpenTelemetry protocol's field numbers and types (checked
+/// against the descriptors of the `opentelemetry-proto` Python package, 1.45.2) and its wire path.
+#[test]
+fn otlp_subset_has_the_spec_field_numbers() {
+    let ours = contract_of(&["opentelemetry/"]);
+    for line in [
+        "rpc /opentelemetry.proto.collector.trace.v1.TraceService/Export .opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest -> .opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse cs=False ss=False",
+        "msg opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest 1 resource_spans TYPE_MESSAGE LABEL_REPEATED .opentelemetry.proto.trace.v1.ResourceSpans opt=False",
+        "msg opentelemetry.proto.trace.v1.ResourceSpans 2 scope_spans TYPE_MESSAGE LABEL_REPEATED .opentelemetry.proto.trace.v1.ScopeSpans opt=False",
+        "msg opentelemetry.proto.trace.v1.Span 1 trace_id TYPE_BYTES LABEL_OPTIONAL  opt=False",
+        "msg opentelemetry.proto.trace.v1.Span 2 span_id TYPE_BYTES LABEL_OPTIONAL  opt=False",
+        "msg opentelemetry.proto.trace.v1.Span 4 parent_span_id TYPE_BYTES LABEL_OPTIONAL  opt=False",
+        "msg opentelemetry.proto.trace.v1.Span 5 name TYPE_STRING LABEL_OPTIONAL  opt=False",
+        "msg opentelemetry.proto.trace.v1.Span 7 start_time_unix_nano TYPE_FIXED64 LABEL_OPTIONAL  opt=False",
+        "msg opentelemetry.proto.trace.v1.Span 8 end_time_unix_nano TYPE_FIXED64 LABEL_OPTIONAL  opt=False",
+        "msg opentelemetry.proto.trace.v1.Span 9 attributes TYPE_MESSAGE LABEL_REPEATED .opentelemetry.proto.common.v1.KeyValue opt=False",
+        "msg opentelemetry.proto.trace.v1.Span 15 status TYPE_MESSAGE LABEL_OPTIONAL .opentelemetry.proto.trace.v1.Status opt=False",
+        "msg opentelemetry.proto.trace.v1.Status 3 code TYPE_ENUM LABEL_OPTIONAL .opentelemetry.proto.trace.v1.Status.StatusCode opt=False",
+        "msg opentelemetry.proto.common.v1.AnyValue 3 int_value TYPE_INT64 LABEL_OPTIONAL  opt=False oneof=value",
+        "msg opentelemetry.proto.common.v1.AnyValue 4 double_value TYPE_DOUBLE LABEL_OPTIONAL  opt=False oneof=value",
+        "enum opentelemetry.proto.trace.v1.Span.SpanKind 5 SPAN_KIND_CONSUMER",
+    ] {
+        assert!(ours.iter().any(|o| o == line), "missing: {line}\nours: {ours:#?}");
+    }
 }
 
 #[test]

@@ -5547,6 +5547,453 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 21. OpenTelemetry traces (issue 20, sql/schema.sql, sql/tasks.sql, sql/maintenance.sql): hatchet.otel_spans (a new
+-- history table, partitioned by day and dropped with retention), hatchet.put_spans (what the server's OTLP
+-- TraceService/Export stores) and hatchet.run_trace (the trace of a run with the engine's own spans).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- One row per span an SDK exported, under the tenant of the exporting token. Partitioned by the day it was stored, so
+-- retention drops whole days like the other history tables (hatchet.partitioned_tables). The engine's own spans are
+-- not stored: hatchet.run_trace derives them from the runs, tasks and task events when the trace is read.
+CREATE TABLE hatchet.otel_spans (
+    tenant_id           uuid        NOT NULL,
+    inserted_at         timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    -- lowercase hex, as the read route returns them
+    trace_id            text        NOT NULL,
+    span_id             text        NOT NULL,
+    parent_span_id      text,
+    name                text        NOT NULL,
+    kind                text        NOT NULL,
+    service_name        text        NOT NULL,
+    status_code         text        NOT NULL,
+    status_message      text,
+    start_time          timestamptz NOT NULL,
+    duration_ns         bigint      NOT NULL,
+    resource_attributes jsonb       NOT NULL DEFAULT '{}',
+    span_attributes     jsonb       NOT NULL DEFAULT '{}',
+    scope_name          text,
+    scope_version       text,
+    -- the task and the run the span belongs to: its hatchet.step_run_id and hatchet.workflow_run_id attributes
+    task_id             uuid,
+    run_id              uuid,
+    retry_count         integer     NOT NULL DEFAULT 0,
+    CONSTRAINT otel_span_ids_are_hex CHECK (trace_id ~ '^[0-9a-f]{32}$' AND span_id ~ '^[0-9a-f]{16}$'
+                                            AND (parent_span_id IS NULL OR parent_span_id ~ '^[0-9a-f]{16}$')),
+    CONSTRAINT otel_span_kind_known
+        CHECK (kind IN ('UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER')),
+    CONSTRAINT otel_span_status_known CHECK (status_code IN ('UNSET', 'OK', 'ERROR')),
+    CONSTRAINT otel_span_duration_not_negative CHECK (duration_ns >= 0)
+) PARTITION BY RANGE (inserted_at);
+CREATE INDEX otel_spans_trace_idx ON hatchet.otel_spans (tenant_id, trace_id);
+CREATE INDEX otel_spans_run_idx ON hatchet.otel_spans (tenant_id, run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX otel_spans_task_idx ON hatchet.otel_spans (tenant_id, task_id) WHERE task_id IS NOT NULL;
+COMMENT ON TABLE hatchet.otel_spans IS
+    'OpenTelemetry spans exported by the SDKs (hatchet.put_spans), read as traces with hatchet.run_trace';
+
+CREATE OR REPLACE FUNCTION hatchet.partitioned_tables() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ARRAY['runs', 'tasks', 'task_events', 'payloads', 'events', 'logs', 'durable_logs',
+                   'durable_log_entries', 'otel_spans'] $$;
+
+SELECT count(*) FROM hatchet.maintain_partitions();
+
+-- Stores spans an SDK's OpenTelemetry instrumentor exported (the server's TraceService/Export), under the calling
+-- tenant. `spans` is a JSON array of objects with the columns of hatchet.otel_spans (trace_id, span_id and
+-- parent_span_id in lowercase hex; start_time as a timestamp; task_id and run_id from the span's hatchet.step_run_id
+-- and hatchet.workflow_run_id attributes). At most 1000 spans a call and 64 kB of attributes a span (54000, nothing
+-- stored). A span already stored (same trace and span id: an exporter that retried, or two exporters in one process)
+-- is skipped. Returns how many spans were stored.
+CREATE OR REPLACE FUNCTION hatchet.put_spans(spans jsonb, tenant_id uuid DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(put_spans.tenant_id);
+    v_big    text;
+    v_count  integer;
+BEGIN
+    IF put_spans.spans IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['spans']);
+    END IF;
+    IF jsonb_typeof(put_spans.spans) <> 'array' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['spans must be a JSON array']);
+    END IF;
+    IF jsonb_array_length(put_spans.spans) > 1000 THEN
+        PERFORM hatchet.raise_error('limit_exceeded', ARRAY[format(
+            '%s spans in one export, over the limit of 1000', jsonb_array_length(put_spans.spans))]);
+    END IF;
+    SELECT s ->> 'name' INTO v_big FROM jsonb_array_elements(put_spans.spans) AS x(s)
+    WHERE octet_length(coalesce(s -> 'span_attributes', '{}')::text)
+          + octet_length(coalesce(s -> 'resource_attributes', '{}')::text) > 65536
+    LIMIT 1;
+    IF FOUND THEN
+        PERFORM hatchet.raise_error('limit_exceeded', ARRAY[format(
+            'the attributes of span "%s" are over the limit of 65536 bytes', v_big)]);
+    END IF;
+    SELECT s ->> 'name' INTO v_big FROM jsonb_array_elements(put_spans.spans) AS x(s)
+    WHERE NOT (coalesce(s ->> 'trace_id', '') ~ '^[0-9a-f]{32}$' AND coalesce(s ->> 'span_id', '') ~ '^[0-9a-f]{16}$'
+               AND coalesce(s ->> 'parent_span_id', '0000000000000000') ~ '^[0-9a-f]{16}$')
+    LIMIT 1;
+    IF FOUND THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'span "%s": trace_id must be 32 and span ids 16 lowercase hex digits', v_big)]);
+    END IF;
+    INSERT INTO hatchet.otel_spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service_name, status_code,
+                                    status_message, start_time, duration_ns, resource_attributes, span_attributes,
+                                    scope_name, scope_version, task_id, run_id, retry_count)
+    SELECT p_tenant, i.trace_id, i.span_id, i.parent_span_id, i.name, i.kind, i.service_name, i.status_code,
+           i.status_message, i.start_time, i.duration_ns, coalesce(i.resource_attributes, '{}'),
+           coalesce(i.span_attributes, '{}'), i.scope_name, i.scope_version, i.task_id, i.run_id,
+           coalesce(i.retry_count, 0)
+    FROM (SELECT DISTINCT ON (r.trace_id, r.span_id) r.*
+          FROM jsonb_to_recordset(put_spans.spans) AS r(
+                   trace_id text, span_id text, parent_span_id text, name text, kind text, service_name text,
+                   status_code text, status_message text, start_time timestamptz, duration_ns bigint,
+                   resource_attributes jsonb, span_attributes jsonb, scope_name text, scope_version text,
+                   task_id uuid, run_id uuid, retry_count integer)
+          ORDER BY r.trace_id, r.span_id) i
+    WHERE NOT EXISTS (SELECT 1 FROM hatchet.otel_spans o
+                      WHERE o.tenant_id = p_tenant AND o.trace_id = i.trace_id AND o.span_id = i.span_id);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION hatchet.put_spans(jsonb, uuid) IS 'store OpenTelemetry spans exported by an SDK (at most 1000)';
+
+-- The attributes of the engine's spans of one task attempt (hatchet.run_trace).
+CREATE OR REPLACE FUNCTION hatchet._engine_span_attributes(p_task uuid, p_run uuid, p_readable text, p_queue text,
+                                                p_workflow uuid, p_version uuid, p_retry integer) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'hatchet.span_source', 'engine', 'hatchet.step_run_id', p_task::text, 'hatchet.workflow_run_id', p_run::text,
+        'hatchet.step_name', p_readable, 'hatchet.task_name', p_readable, 'hatchet.action_id', p_queue,
+        'hatchet.retry_count', p_retry::text, 'hatchet.workflow_id', p_workflow::text,
+        'hatchet.workflow_version_id', p_version::text))
+$$;
+COMMENT ON FUNCTION hatchet._engine_span_attributes(uuid, uuid, text, text, uuid, uuid, integer) IS
+    'attributes of the engine spans of a task attempt, as Hatchet names them';
+
+-- The trace of a run (or of a task): Hatchet's observability view. The trace is the one the spans stored for that run
+-- or task belong to (the latest attempt's), else the trace its run was triggered in (the traceparent of its
+-- additional metadata), else one derived from the run id. Returned: every span stored with that trace, and the
+-- engine's own spans, derived from what the extension recorded for each run of the trace: hatchet.engine.workflow_run
+-- (the run was created), hatchet.engine.event (the event that triggered it), and per attempt of each task
+-- hatchet.engine.queued (from entering the queue to being assigned) and hatchet.engine.start_step_run (from being
+-- assigned to its end; ERROR unless it completed). An SDK's hatchet.start_step_run span hangs under its run's
+-- workflow_run span. One page ("offset", "limit" 1 to 1000) by start time, with the total; 42704 for a run or task
+-- that neither exists nor has spans.
+CREATE OR REPLACE FUNCTION hatchet.run_trace(run_id uuid, "offset" integer DEFAULT 0, "limit" integer DEFAULT 1000,
+                                  tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (trace_id text, span_id text, parent_span_id text, name text, kind text, service_name text,
+               status_code text, status_message text, start_time timestamptz, duration_ns bigint,
+               resource_attributes jsonb, span_attributes jsonb, scope_name text, scope_version text,
+               retry_count integer, total bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(run_trace.tenant_id);
+    p_id     uuid := run_trace.run_id;
+    c_tp     text := '^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$';
+    v_run    uuid;
+    v_meta   jsonb;
+    v_trace  text;
+    v_runs   uuid[];
+BEGIN
+    IF p_id IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['run_id']);
+    END IF;
+    PERFORM hatchet._check_page(run_trace."limit", run_trace."offset");
+    -- The run the id names: a run, or the run of a task.
+    SELECT r.id, r.additional_metadata INTO v_run, v_meta FROM hatchet.runs r
+    WHERE r.tenant_id = p_tenant AND r.inserted_at = hatchet.uuid_time(p_id) AND r.id = p_id;
+    IF v_run IS NULL THEN
+        SELECT t.run_id, t.additional_metadata INTO v_run, v_meta FROM hatchet.tasks t
+        WHERE t.tenant_id = p_tenant AND t.inserted_at = hatchet.uuid_time(p_id) AND t.id = p_id;
+    END IF;
+    SELECT o.trace_id INTO v_trace FROM hatchet.otel_spans o
+    WHERE o.tenant_id = p_tenant AND (o.task_id = p_id OR o.run_id = p_id)
+    ORDER BY o.retry_count DESC, o.start_time DESC
+    LIMIT 1;
+    IF v_trace IS NULL AND v_run IS NULL THEN
+        PERFORM hatchet.raise_error('unknown_object', ARRAY['run or task', p_id::text]);
+    END IF;
+    v_trace := coalesce(v_trace, (regexp_match(v_meta ->> 'traceparent', c_tp))[1],
+                        md5('hatchet-engine-wf-trace:' || v_run::text));
+    -- The runs of the trace: those its stored spans ran in, and the run asked for.
+    v_runs := ARRAY(SELECT DISTINCT o.run_id FROM hatchet.otel_spans o
+                    WHERE o.tenant_id = p_tenant AND o.trace_id = v_trace AND o.run_id IS NOT NULL
+                    UNION SELECT v_run WHERE v_run IS NOT NULL);
+
+    RETURN QUERY
+    WITH runs AS (
+        SELECT r.id, r.inserted_at, r.additional_metadata AS meta,
+               (regexp_match(r.additional_metadata ->> 'traceparent', c_tp))[2] AS tp_span,
+               (regexp_match(r.additional_metadata ->> 'traceparent', c_tp))[1] = v_trace AS tp_here,
+               CASE WHEN r.additional_metadata ->> 'hatchet__event_id' ~ '^[0-9a-f-]{36}$'
+                    THEN r.additional_metadata ->> 'hatchet__event_id' END AS event_id,
+               w.name AS workflow_name, w.external_id AS workflow_id, v.external_id AS version_id,
+               substr(md5('hatchet-engine-wf-span:' || r.id::text), 1, 16) AS wf_span
+        FROM unnest(v_runs) AS u(id)
+        JOIN hatchet.runs r ON r.tenant_id = p_tenant AND r.inserted_at = hatchet.uuid_time(u.id) AND r.id = u.id
+        LEFT JOIN hatchet.workflow_versions v ON v.tenant_id = r.tenant_id AND v.id = r.workflow_version_id
+        LEFT JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
+    ),
+    tasks AS (
+        SELECT t.id, t.inserted_at, t.readable_id, t.queue, x.id AS run_id, x.wf_span, x.workflow_id, x.version_id
+        FROM runs x
+        JOIN hatchet.tasks t ON t.run_id = x.id AND t.tenant_id = p_tenant
+    ),
+    -- Every attempt that was assigned (from the event that ended it, or the running attempt) and every attempt that
+    -- ended (assigned or not), once each.
+    attempts AS (
+        SELECT DISTINCT ON (a.task_id, a.retry_count) a.task_id, a.retry_count, a.assigned_at
+        FROM (SELECT e.task_id, e.retry_count, e.assigned_at
+              FROM tasks t JOIN hatchet.task_events e
+                ON e.tenant_id = p_tenant AND e.task_inserted_at = t.inserted_at AND e.task_id = t.id
+              WHERE e.assigned_at IS NOT NULL
+              UNION ALL
+              SELECT r.task_id, r.retry_count, r.assigned_at
+              FROM tasks t JOIN hatchet.running r ON r.tenant_id = p_tenant AND r.task_id = t.id) a
+        ORDER BY a.task_id, a.retry_count, a.assigned_at
+    ),
+    ends AS (
+        SELECT DISTINCT ON (e.task_id, e.retry_count) e.task_id, e.retry_count, e.assigned_at,
+               e.event_type::text AS end_type, e.created_at AS ended_at, e.reason
+        FROM tasks t JOIN hatchet.task_events e
+          ON e.tenant_id = p_tenant AND e.task_inserted_at = t.inserted_at AND e.task_id = t.id
+        WHERE e.event_type IN ('COMPLETED', 'FAILED', 'RETRYING', 'REASSIGNED', 'CANCELLED', 'TIMED_OUT')
+        ORDER BY e.task_id, e.retry_count, e.created_at
+    ),
+    engine AS (
+        SELECT x.wf_span AS span_id,
+               CASE WHEN x.event_id IS NOT NULL
+                    THEN substr(md5('hatchet-engine-evt-span:' || x.event_id || ':' || x.id::text), 1, 16)
+                    WHEN x.tp_here THEN x.tp_span END AS parent_span_id,
+               'hatchet.engine.workflow_run' AS name, 'OK' AS status_code, NULL::text AS status_message,
+               x.inserted_at AS start_time, 0::bigint AS duration_ns,
+               jsonb_build_object('hatchet.span_source', 'engine', 'hatchet.workflow_run_id', x.id::text,
+                                  'hatchet.workflow_id', x.workflow_id::text,
+                                  'hatchet.workflow_name', x.workflow_name) AS span_attributes,
+               0 AS retry_count
+        FROM runs x
+        UNION ALL
+        SELECT substr(md5('hatchet-engine-evt-span:' || x.event_id || ':' || x.id::text), 1, 16),
+               CASE WHEN x.tp_here THEN x.tp_span END,
+               'hatchet.engine.event', 'OK', NULL,
+               coalesce(hatchet.uuid_time(x.event_id::uuid), x.inserted_at), 0,
+               jsonb_build_object('hatchet.span_source', 'engine', 'hatchet.event_key', x.meta ->> 'hatchet__event_key',
+                                  'hatchet.event_id', x.event_id),
+               0
+        FROM runs x WHERE x.event_id IS NOT NULL
+        UNION ALL
+        SELECT substr(md5('hatchet-engine-sr-span:' || t.id::text || ':' || a.retry_count || ':queued'), 1, 16),
+               t.wf_span, 'hatchet.engine.queued', 'OK', NULL, q.queued_at,
+               (extract(epoch FROM a.assigned_at - q.queued_at) * 1e9)::bigint,
+               hatchet._engine_span_attributes(t.id, t.run_id, t.readable_id, t.queue, t.workflow_id, t.version_id,
+                                               a.retry_count),
+               a.retry_count
+        FROM attempts a JOIN tasks t ON t.id = a.task_id
+        CROSS JOIN LATERAL (
+            -- attempt 0 entered the queue with the task; a retry when the attempt before it ended
+            SELECT least(a.assigned_at, coalesce(
+                       (SELECT max(e.created_at) FROM hatchet.task_events e
+                        WHERE e.tenant_id = p_tenant AND e.task_inserted_at = t.inserted_at AND e.task_id = t.id
+                          AND e.retry_count = a.retry_count - 1),
+                       t.inserted_at)) AS queued_at) q
+        UNION ALL
+        SELECT substr(md5('hatchet-engine-sr-span:' || t.id::text || ':' || d.retry_count || ':step_run'), 1, 16),
+               t.wf_span, 'hatchet.engine.start_step_run',
+               CASE WHEN d.end_type = 'COMPLETED' THEN 'OK' ELSE 'ERROR' END,
+               CASE d.end_type WHEN 'COMPLETED' THEN NULL
+                               WHEN 'CANCELLED' THEN coalesce(d.reason, 'task cancelled')
+                               WHEN 'TIMED_OUT' THEN coalesce(d.reason, 'task timed out')
+                               WHEN 'REASSIGNED' THEN coalesce(d.reason, 'worker lost')
+                               ELSE coalesce(d.reason, 'task failed') END,
+               coalesce(d.assigned_at, t.inserted_at),
+               greatest((extract(epoch FROM d.ended_at - coalesce(d.assigned_at, t.inserted_at)) * 1e9)::bigint, 0),
+               hatchet._engine_span_attributes(t.id, t.run_id, t.readable_id, t.queue, t.workflow_id, t.version_id,
+                                               d.retry_count),
+               d.retry_count
+        FROM ends d JOIN tasks t ON t.id = d.task_id
+    ),
+    spans AS (
+        (SELECT DISTINCT ON (o.span_id) o.trace_id, o.span_id,
+                CASE WHEN o.name LIKE 'hatchet.start\_step\_run%' AND o.run_id IS NOT NULL
+                          AND o.parent_span_id IS NOT NULL
+                     THEN substr(md5('hatchet-engine-wf-span:' || o.run_id::text), 1, 16)
+                     ELSE o.parent_span_id END AS parent_span_id,
+                o.name, o.kind, o.service_name, o.status_code, o.status_message, o.start_time, o.duration_ns,
+                o.resource_attributes, o.span_attributes, o.scope_name, o.scope_version, o.retry_count
+         FROM hatchet.otel_spans o
+         WHERE o.tenant_id = p_tenant AND o.trace_id = v_trace
+         ORDER BY o.span_id, o.inserted_at)
+        UNION ALL
+        SELECT v_trace, g.span_id, g.parent_span_id, g.name, 'INTERNAL', 'hatchet-engine', g.status_code,
+               g.status_message, g.start_time, g.duration_ns, '{"service.name": "hatchet-engine"}'::jsonb,
+               g.span_attributes, 'hatchet-engine', NULL, g.retry_count
+        FROM engine g
+    )
+    SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.service_name, s.status_code, s.status_message,
+           s.start_time, s.duration_ns, s.resource_attributes, s.span_attributes, s.scope_name, s.scope_version,
+           s.retry_count, count(*) OVER ()
+    FROM spans s
+    ORDER BY s.start_time, s.span_id
+    OFFSET run_trace."offset" LIMIT run_trace."limit";
+END
+$$;
+COMMENT ON FUNCTION hatchet.run_trace(uuid, integer, integer, uuid) IS
+    'the OpenTelemetry trace of a run or task: its stored spans and the engine''s spans, one page by start time';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- 22. Rescheduling (issue 20, sql/crons.sql): hatchet.reschedule moves schedules that have not fired
+-- (scheduled.update, scheduled.bulk_update).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Moves schedules that have not fired to other times (scheduled.update, scheduled.bulk_update): one row per id given,
+-- in order, with a NULL error when it was moved, else why not (no such schedule; it fired already, or failed to fire).
+-- At most 500 at once; a time that is NULL or not finite is refused (22023) and nothing moves.
+CREATE FUNCTION hatchet.reschedule(schedule_ids uuid[], run_ats timestamptz[], tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (schedule_id uuid, error text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(reschedule.tenant_id);
+BEGIN
+    IF reschedule.schedule_ids IS NULL OR reschedule.run_ats IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['schedule_ids and run_ats']);
+    END IF;
+    IF cardinality(reschedule.schedule_ids) <> cardinality(reschedule.run_ats) THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['schedule_ids and run_ats must have the same length']);
+    END IF;
+    IF cardinality(reschedule.schedule_ids) > 500 THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'at most 500 schedules at once, not %s', cardinality(reschedule.schedule_ids))]);
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(reschedule.schedule_ids, reschedule.run_ats) AS u(id, at)
+               WHERE u.id IS NULL OR u.at IS NULL OR NOT isfinite(u.at)) THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['every schedule needs an id and a finite time']);
+    END IF;
+    RETURN QUERY
+    WITH wanted AS (
+        SELECT u.id, u.at, u.ord FROM unnest(reschedule.schedule_ids, reschedule.run_ats) WITH ORDINALITY AS u(id, at, ord)
+    ),
+    moved AS (
+        UPDATE hatchet.scheduled_runs s SET run_at = w.at
+        FROM wanted w
+        WHERE s.tenant_id = p_tenant AND s.id = w.id AND s.fired_run_id IS NULL AND s.error IS NULL
+        RETURNING s.id
+    )
+    SELECT w.id,
+           CASE WHEN w.id IN (SELECT m.id FROM moved m) THEN NULL
+                WHEN EXISTS (SELECT 1 FROM hatchet.scheduled_runs s WHERE s.tenant_id = p_tenant AND s.id = w.id)
+                    THEN 'Scheduled run has already been triggered and cannot be rescheduled.'
+                ELSE 'Scheduled workflow not found.' END
+    FROM wanted w
+    ORDER BY w.ord;
+END
+$$;
+COMMENT ON FUNCTION hatchet.reschedule(uuid[], timestamptz[], uuid) IS
+    'move schedules that have not fired to other times; per id, NULL or why it was not moved';
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- 23. Event list filters (issue 20, sql/events.sql): hatchet.list_events takes scopes, metadata, workflow_ids and
+-- run_statuses (event.list's `scopes`, `additionalMetadata`, `workflowIds`, `workflowRunStatuses`).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+DROP FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid, uuid, boolean);
+
+-- Events, newest first, one page of them (by offset, or by keyset: "before" is the last id of the previous page),
+-- with the runs each triggered. Matches are counted up to 10,000 (10,001 means "more"); payloads only when
+-- include_payloads is true, and then the page's payloads must fit in 16 MiB (54000 otherwise).
+CREATE FUNCTION hatchet.list_events(
+    keys             text[]      DEFAULT NULL,
+    since            timestamptz DEFAULT NULL,
+    until            timestamptz DEFAULT NULL,
+    "limit"          integer     DEFAULT 50,
+    "offset"         integer     DEFAULT 0,
+    tenant_id        uuid        DEFAULT NULL,
+    before           uuid        DEFAULT NULL,
+    include_payloads boolean     DEFAULT false,
+    scopes           text[]      DEFAULT NULL,
+    metadata         jsonb       DEFAULT NULL,
+    workflow_ids     uuid[]      DEFAULT NULL,
+    run_statuses     text[]      DEFAULT NULL
+)
+RETURNS TABLE (id uuid, key text, payload jsonb, additional_metadata jsonb, scope text, created_at timestamptz,
+               runs jsonb, total bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(list_events.tenant_id);
+    c_count  constant integer := 10000;  -- matches counted at most (plus one, to say "more")
+BEGIN
+    PERFORM hatchet._check_page(list_events."limit", list_events."offset");
+    IF list_events.include_payloads IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['include_payloads']);
+    END IF;
+    RETURN QUERY
+    WITH matched AS MATERIALIZED (
+        SELECT e.tenant_id, e.id, e.inserted_at
+        FROM hatchet.events e
+        WHERE e.tenant_id = p_tenant AND (list_events.keys IS NULL OR e.key = ANY (list_events.keys))
+          AND e.inserted_at >= coalesce(list_events.since, '-infinity')
+          AND e.inserted_at <= coalesce(list_events.until, 'infinity')
+          AND (list_events.before IS NULL
+               OR (e.inserted_at, e.id) < (hatchet.uuid_time(list_events.before), list_events.before))
+          AND (list_events.scopes IS NULL OR e.scope = ANY (list_events.scopes))
+          AND (list_events.metadata IS NULL OR e.additional_metadata @> list_events.metadata)
+          -- an event that triggered a run of one of these workflows / in one of these statuses
+          AND ((list_events.workflow_ids IS NULL AND list_events.run_statuses IS NULL) OR EXISTS (
+                  SELECT 1 FROM hatchet.runs r
+                  LEFT JOIN hatchet.workflow_versions v ON v.tenant_id = r.tenant_id AND v.id = r.workflow_version_id
+                  LEFT JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
+                  WHERE r.tenant_id = e.tenant_id AND r.inserted_at >= e.inserted_at
+                    AND r.additional_metadata @> jsonb_build_object('hatchet__event_id', e.id::text)
+                    AND (list_events.workflow_ids IS NULL OR w.external_id = ANY (list_events.workflow_ids))
+                    AND (list_events.run_statuses IS NULL
+                         OR hatchet.run_status(r.id, p_tenant) = ANY (list_events.run_statuses))))
+        ORDER BY e.inserted_at DESC, e.id DESC
+        LIMIT greatest(c_count + 1, list_events."offset" + list_events."limit")
+    ), page AS (
+        SELECT e.*, sum(octet_length(e.payload::text)) OVER () AS bytes
+        FROM (SELECT m.* FROM matched m ORDER BY m.inserted_at DESC, m.id DESC
+              LIMIT list_events."limit" OFFSET list_events."offset") m
+        JOIN hatchet.events e ON e.tenant_id = m.tenant_id AND e.inserted_at = m.inserted_at AND e.id = m.id
+    )
+    SELECT e.id, e.key, CASE WHEN list_events.include_payloads THEN e.payload END, e.additional_metadata, e.scope,
+           e.inserted_at,
+           coalesce((SELECT jsonb_agg(jsonb_build_object('id', r.id, 'status', hatchet.run_status(r.id, p_tenant))
+                                      ORDER BY r.id)
+                     FROM hatchet.runs r
+                     WHERE r.tenant_id = e.tenant_id AND r.inserted_at >= e.inserted_at
+                       AND r.additional_metadata ->> 'hatchet__event_id' = e.id::text), '[]'),
+           (SELECT least(count(*), c_count + 1) FROM matched)
+    FROM page e
+    WHERE NOT list_events.include_payloads OR hatchet._page_fits('payloads', e.bytes)
+    ORDER BY e.inserted_at DESC, e.id DESC;
+END
+$$;
+COMMENT ON FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, integer, integer, uuid, uuid, boolean, text[],
+                                        jsonb, uuid[], text[]) IS
+    'events, newest first, one page (by offset or keyset), with the runs each triggered ([{id, status}]) and the '
+    'number of matches counted up to 10,000; payloads only when include_payloads; filtered by key, time, scope, '
+    'metadata (containment) and the workflows and statuses of the runs they triggered';
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 

@@ -149,6 +149,23 @@ pub(crate) async fn delete_schedule(
     delete(pool, sql, tenant, id).await
 }
 
+/// `hatchet.reschedule`: moves schedules that have not fired; per id (in order), `None` or why it was not moved.
+pub(crate) async fn reschedule(
+    pool: &PgPool,
+    tenant: Uuid,
+    ids: &[Uuid],
+    run_ats: &[DateTime<Utc>],
+) -> Result<Vec<(Uuid, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT schedule_id, error FROM hatchet.reschedule(schedule_ids => $1, run_ats => $2, tenant_id => $3)",
+    )
+    .bind(ids)
+    .bind(run_ats)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
 /// One row of [`list_schedules`].
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct Schedule {

@@ -51,17 +51,43 @@ pub(crate) struct EventRow {
     pub runs: Vec<TriggeredRun>,
 }
 
-/// `hatchet.list_events`: one page of a tenant's events (by key and creation time), newest first, and the total.
+/// The filters of `event.list` beyond keys and time (`hatchet.list_events`); `None` means no filter.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EventFilter {
+    /// The event's scope is one of these.
+    pub scopes: Option<Vec<String>>,
+    /// The event's additional metadata contains this object.
+    pub metadata: Option<Value>,
+    /// The event triggered a run of one of these workflows (public ids) ...
+    pub workflow_ids: Option<Vec<Uuid>>,
+    /// ... whose status is one of these (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED).
+    pub run_statuses: Option<Vec<String>>,
+}
+
+/// `hatchet.list_events`: one page of a tenant's events (by key, creation time and `filter`), newest first, and the
+/// total.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn list_events(
     pool: &PgPool,
     tenant: Uuid,
     keys: Option<&[String]>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
+    filter: &EventFilter,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<EventRow>, i64), sqlx::Error> {
-    query_events(pool, tenant, keys, (since, until), None, limit, offset).await
+    query_events(
+        pool,
+        tenant,
+        keys,
+        (since, until),
+        filter,
+        None,
+        limit,
+        offset,
+    )
+    .await
 }
 
 /// `hatchet.list_events` by keyset: the newest `limit` events older than `before` (an event id; `None`: the newest).
@@ -72,18 +98,27 @@ pub(crate) async fn list_events_before(
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<EventRow>, sqlx::Error> {
-    Ok(
-        query_events(pool, tenant, keys, (None, None), before, limit, 0)
-            .await?
-            .0,
+    Ok(query_events(
+        pool,
+        tenant,
+        keys,
+        (None, None),
+        &EventFilter::default(),
+        before,
+        limit,
+        0,
     )
+    .await?
+    .0)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn query_events(
     pool: &PgPool,
     tenant: Uuid,
     keys: Option<&[String]>,
     (since, until): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    filter: &EventFilter,
     before: Option<Uuid>,
     limit: i64,
     offset: i64,
@@ -91,7 +126,8 @@ async fn query_events(
     let rows: Vec<Counted<EventRow>> = sqlx::query_as(
         "SELECT id, key, payload, additional_metadata, scope, created_at, runs, total \
          FROM hatchet.list_events(keys => $1, since => $2, until => $3, \"limit\" => $4, \"offset\" => $5, \
-                                  tenant_id => $6, before => $7, include_payloads => true)",
+                                  tenant_id => $6, before => $7, include_payloads => true, scopes => $8, \
+                                  metadata => $9, workflow_ids => $10, run_statuses => $11)",
     )
     .bind(keys)
     .bind(since)
@@ -100,6 +136,10 @@ async fn query_events(
     .bind(int_arg(offset))
     .bind(tenant)
     .bind(before)
+    .bind(filter.scopes.as_deref())
+    .bind(filter.metadata.as_ref())
+    .bind(filter.workflow_ids.as_deref())
+    .bind(filter.run_statuses.as_deref())
     .fetch_all(pool)
     .await?;
     Ok(page(rows))

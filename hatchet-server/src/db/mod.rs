@@ -4,7 +4,7 @@
 //! |---|---|
 //! | this file | pool-level checks: ping, extension installed / created, the database itself |
 //! | `tenants` | tenants and API tokens (direct statements on `hatchet.tenants`, `hatchet.api_tokens`) |
-//! | `tasks` | the attempt lifecycle: `complete_many`, `fail`, `refresh_timeout`, `cancel`, `running_attempt`, `task`, logs |
+//! | `tasks` | the attempt lifecycle: `complete_many`, `fail`, `refresh_timeout`, `cancel`, `running_attempt`, `task`, logs, OpenTelemetry spans (`put_spans`, `run_trace`) |
 //! | `flow_control` | rate limits: `put_rate_limit`, `pause_rate_limit`, `list_rate_limits` |
 //! | `workers` | the worker registry and `assign` |
 //! | `workflows` | `register_workflow`, `list_workflows` |

@@ -212,3 +212,74 @@ pub(crate) async fn task_logs(
     .fetch_all(pool)
     .await
 }
+
+/// `hatchet.put_spans`: stores OpenTelemetry spans (a JSON array in the shape of `hatchet.otel_spans`) under the
+/// tenant; spans already stored are skipped. Returns how many were stored.
+pub(crate) async fn put_spans(
+    pool: &PgPool,
+    tenant: Uuid,
+    spans: &Value,
+) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT hatchet.put_spans(spans => $1, tenant_id => $2)")
+        .bind(spans)
+        .bind(tenant)
+        .fetch_one(pool)
+        .await
+}
+
+/// One span of [`run_trace`], stored or derived by the engine.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct TraceSpan {
+    /// Lowercase hex, 32 digits.
+    pub trace_id: String,
+    /// Lowercase hex, 16 digits.
+    pub span_id: String,
+    /// The parent's span id, if any.
+    pub parent_span_id: Option<String>,
+    /// The span's name.
+    pub name: String,
+    /// UNSPECIFIED, INTERNAL, SERVER, CLIENT, PRODUCER or CONSUMER.
+    pub kind: String,
+    /// The `service.name` of the span's resource (`hatchet-engine` for the engine's spans).
+    pub service_name: String,
+    /// UNSET, OK or ERROR.
+    pub status_code: String,
+    /// The status message, if any.
+    pub status_message: Option<String>,
+    /// When the span started.
+    pub start_time: DateTime<Utc>,
+    /// How long it lasted.
+    pub duration_ns: i64,
+    /// The resource's attributes.
+    pub resource_attributes: Value,
+    /// The span's attributes.
+    pub span_attributes: Value,
+    /// The instrumentation scope.
+    pub scope_name: Option<String>,
+    /// The instrumentation scope's version.
+    pub scope_version: Option<String>,
+    /// The attempt the span belongs to.
+    pub retry_count: i32,
+    /// Spans in the whole trace.
+    pub total: i64,
+}
+
+/// `hatchet.run_trace`: one page of the trace of a run or task.
+pub(crate) async fn run_trace(
+    pool: &PgPool,
+    tenant: Uuid,
+    run_id: Uuid,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<TraceSpan>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM hatchet.run_trace(run_id => $1, \"offset\" => $2::integer, \"limit\" => $3::integer, \
+                                         tenant_id => $4)",
+    )
+    .bind(run_id)
+    .bind(offset)
+    .bind(limit)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}

@@ -13,6 +13,17 @@ pub(crate) async fn tenant_exists(pool: &PgPool, tenant_id: Uuid) -> Result<bool
         .await
 }
 
+/// A tenant's name and creation time (`tenant.get`), or `None` if it does not exist.
+pub(crate) async fn tenant(
+    pool: &PgPool,
+    tenant_id: Uuid,
+) -> Result<Option<(String, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as("SELECT name, created_at FROM hatchet.tenants WHERE tenant_id = $1")
+        .bind(tenant_id)
+        .fetch_optional(pool)
+        .await
+}
+
 /// A tenant's token-signing secret: `None` if the tenant does not exist, `Some(None)` if it has no secret yet.
 pub(crate) async fn tenant_token_secret(
     pool: &PgPool,

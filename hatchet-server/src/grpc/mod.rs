@@ -1,4 +1,4 @@
-//! The gRPC side: Hatchet's five worker-protocol services, one module each.
+//! The gRPC side: Hatchet's five worker-protocol services and the OpenTelemetry trace collector, one module each.
 //!
 //! | module | service (wire path) |
 //! |---|---|
@@ -7,6 +7,7 @@
 //! | [`events`] | `/EventsService/*`: events, logs, stream chunks |
 //! | [`admin_v1`] | `/v1.AdminService/*`: workflow registration, run details, cancel, trigger |
 //! | [`dispatcher_v1`] | `/v1.V1Dispatcher/*`: durable tasks (not implemented) |
+//! | [`traces`] | `/opentelemetry.proto.collector.trace.v1.TraceService/Export`: the SDKs' OpenTelemetry spans |
 //!
 //! Handlers parse the request, call [`crate::db`] (or [`crate::dispatch`] for what lives in memory: worker
 //! streams, run subscriptions, stream chunks) and build the reply; they hold no SQL and open no transactions.
@@ -22,9 +23,11 @@ mod definition;
 mod dispatcher;
 mod dispatcher_v1;
 mod events;
+mod traces;
 mod workflows;
 
 use crate::config::MAX_MESSAGE_BYTES;
+use crate::proto::opentelemetry::proto::collector::trace::v1::trace_service_server::TraceServiceServer;
 use crate::proto::{
     dispatcher_server::DispatcherServer, events_service_server::EventsServiceServer,
     v1::admin_service_server::AdminServiceServer, v1::v1_dispatcher_server::V1DispatcherServer,
@@ -45,7 +48,7 @@ macro_rules! configured {
     };
 }
 
-/// All five services, configured, ready for `Server::add_routes`.
+/// All six services, configured, ready for `Server::add_routes`.
 pub(crate) fn routes(state: &AppState) -> Routes {
     let mut builder = Routes::builder();
     builder
@@ -63,6 +66,9 @@ pub(crate) fn routes(state: &AppState) -> Routes {
         )))
         .add_service(configured!(V1DispatcherServer::new(
             dispatcher_v1::V1DispatcherService::new(state.clone())
+        )))
+        .add_service(configured!(TraceServiceServer::new(
+            traces::TraceService::new(state.clone())
         )));
     let router = builder
         .routes()

@@ -7,7 +7,9 @@
 //! workflow deletion, ...) gets 501 with an honest message (never made-up data), and an unauthenticated request
 //! gets 401 like a real route would.
 
-use super::{alerts, crons, events, filters, runs, stats, tasks, webhooks, workers, workflows};
+use super::{
+    alerts, crons, events, filters, runs, stats, tasks, tenants, webhooks, workers, workflows,
+};
 use crate::auth::http::require_bearer;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -31,6 +33,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .merge(stats::router())
         .merge(webhooks::router())
         .merge(alerts::router())
+        .merge(tenants::router())
         .fallback(not_implemented)
         .layer(from_fn_with_state(state.auth.clone(), require_bearer));
     webhooks::receive_router()

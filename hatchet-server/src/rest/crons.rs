@@ -1,7 +1,7 @@
 //! Crons (`cron.create/list/get/delete`, `Workflow.create_cron`, and `POST .../crons/{cron}` to run one now over
-//! `hatchet.trigger_cron`) and scheduled runs (`scheduled.create/list/get/
-//! delete`), over `hatchet.create_cron` / `list_crons` / `delete_cron` and `hatchet.schedule` / `list_schedules` /
-//! `delete_schedule`. The `{workflow}` segment of the create routes is the workflow *name*, as the SDK sends it.
+//! `hatchet.trigger_cron`) and scheduled runs (`scheduled.create/list/get/delete/update/bulk_delete/bulk_update`),
+//! over `hatchet.create_cron` / `list_crons` / `delete_cron` and `hatchet.schedule` / `list_schedules` /
+//! `delete_schedule` / `reschedule`. The `{workflow}` segment of the create routes is the workflow *name*, as the SDK sends it.
 //!
 //! Both are stored runs of a workflow that are listed, read and deleted alike: [`StoredTrigger`] says what differs,
 //! and one generic handler per verb serves both.
@@ -47,7 +47,17 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route(
             "/v1/tenants/{tenant}/workflows/scheduled/{scheduled}",
-            get(get_one::<Schedule>).delete(delete::<Schedule>),
+            get(get_one::<Schedule>)
+                .delete(delete::<Schedule>)
+                .patch(update_scheduled),
+        )
+        .route(
+            "/v1/tenants/{tenant}/workflows/scheduled/bulk-delete",
+            post(bulk_delete_scheduled),
+        )
+        .route(
+            "/v1/tenants/{tenant}/workflows/scheduled/bulk-update",
+            post(bulk_update_scheduled),
         )
 }
 
@@ -386,4 +396,174 @@ async fn create_scheduled(
     )
     .await?;
     Ok(Json(find::<Schedule>(&state, tenant, id).await?))
+}
+
+/// Hatchet's message for a schedule that fired (or failed to) and so cannot move.
+const ALREADY_TRIGGERED: &str =
+    "Scheduled run has already been triggered and cannot be rescheduled.";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateScheduled {
+    trigger_at: DateTime<Utc>,
+}
+
+/// `PATCH .../workflows/scheduled/{id}` (`scheduled.update`): moves a schedule that has not fired; 404 for an unknown
+/// one, 400 for one that fired.
+async fn update_scheduled(
+    State(state): State<AppState>,
+    q: TenantQuery,
+    Path((_, id)): Path<(String, String)>,
+    Json(body): Json<UpdateScheduled>,
+) -> Result<Json<ScheduledWorkflow>, AppError> {
+    let id = parse_uuid("scheduled run id", &id)?;
+    let result = db::reschedule(&state.pool, q.tenant, &[id], &[body.trigger_at]).await?;
+    match result.first().and_then(|(_, e)| e.as_deref()) {
+        None => Ok(Json(find::<Schedule>(&state, q.tenant, id).await?)),
+        Some(ALREADY_TRIGGERED) => Err(AppError::InvalidArgument(ALREADY_TRIGGERED.into())),
+        Some(_) => Err(AppError::NotFound(format!(
+            "scheduled run {id} does not exist"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkUpdateItem {
+    id: Uuid,
+    trigger_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BulkUpdate {
+    updates: Vec<BulkUpdateItem>,
+}
+
+/// One refused item of a bulk request (`ScheduledWorkflowsBulkError`).
+fn bulk_error(id: Uuid, error: &str) -> Value {
+    serde_json::json!({"id": id.to_string(), "error": error})
+}
+
+/// `POST .../workflows/scheduled/bulk-update` (`scheduled.bulk_update`): 1 to 500 moves; the ids moved and, per id
+/// not moved, why.
+async fn bulk_update_scheduled(
+    State(state): State<AppState>,
+    q: TenantQuery,
+    Json(body): Json<BulkUpdate>,
+) -> Result<Json<Value>, AppError> {
+    if body.updates.is_empty() || body.updates.len() > 500 {
+        return Err(AppError::InvalidArgument(format!(
+            "updates must hold 1 to 500 items, not {}",
+            body.updates.len()
+        )));
+    }
+    let ids: Vec<Uuid> = body.updates.iter().map(|u| u.id).collect();
+    let ats: Vec<DateTime<Utc>> = body.updates.iter().map(|u| u.trigger_at).collect();
+    let mut updated = Vec::new();
+    let mut errors = Vec::new();
+    for (id, error) in db::reschedule(&state.pool, q.tenant, &ids, &ats).await? {
+        match error {
+            None => updated.push(id.to_string()),
+            Some(e) => errors.push(bulk_error(id, &e)),
+        }
+    }
+    Ok(Json(
+        serde_json::json!({"updatedIds": updated, "errors": errors}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkDeleteFilter {
+    workflow_id: Option<Uuid>,
+    parent_workflow_run_id: Option<Uuid>,
+    parent_step_run_id: Option<Uuid>,
+    additional_metadata: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkDelete {
+    scheduled_workflow_run_ids: Option<Vec<Uuid>>,
+    filter: Option<BulkDeleteFilter>,
+}
+
+/// `POST .../workflows/scheduled/bulk-delete` (`scheduled.bulk_delete`): the ids given (1 to 500), or the schedules a
+/// filter selects (workflow id, `key:value` metadata pairs; schedules made here have no parent run, so a parent filter
+/// selects none), not both. The ids deleted and, per id not deleted, why.
+async fn bulk_delete_scheduled(
+    State(state): State<AppState>,
+    q: TenantQuery,
+    Json(body): Json<BulkDelete>,
+) -> Result<Json<Value>, AppError> {
+    let tenant = q.tenant;
+    let ids = body.scheduled_workflow_run_ids.unwrap_or_default();
+    let ids = match (ids.is_empty(), body.filter) {
+        (false, Some(_)) => {
+            return Err(AppError::InvalidArgument(
+                "Provide either scheduledWorkflowRunIds or filter, not both.".into(),
+            ))
+        }
+        (true, None) => {
+            return Err(AppError::InvalidArgument(
+                "Provide scheduledWorkflowRunIds or filter.".into(),
+            ))
+        }
+        (false, None) if ids.len() > 500 => {
+            return Err(AppError::InvalidArgument(format!(
+                "scheduledWorkflowRunIds must hold 1 to 500 ids, not {}",
+                ids.len()
+            )))
+        }
+        (false, None) => ids,
+        (true, Some(f)) => {
+            let pairs = f.additional_metadata.unwrap_or_default();
+            if f.workflow_id.is_none()
+                && f.parent_workflow_run_id.is_none()
+                && f.parent_step_run_id.is_none()
+                && pairs.is_empty()
+            {
+                return Err(AppError::InvalidArgument(
+                    "the filter selects nothing: give workflowId, parentWorkflowRunId, parentStepRunId or \
+                     additionalMetadata"
+                        .into(),
+                ));
+            }
+            if pairs.iter().any(|p| p.split(':').count() != 2) {
+                return Err(AppError::InvalidArgument(
+                    "Additional metadata filters must be in the format key:value.".into(),
+                ));
+            }
+            let metadata = super::query::metadata_object("additionalMetadata", &pairs)?;
+            let mut selected = Vec::new();
+            if f.parent_workflow_run_id.is_none() && f.parent_step_run_id.is_none() {
+                let mut workflow_ids = WorkflowIds::default();
+                for s in Schedule::list_all(&state, tenant, None).await? {
+                    if !metadata_matches(&s.run.additional_metadata, &metadata) {
+                        continue;
+                    }
+                    let id = s.id;
+                    let shape = workflow_ids.shape(&state, tenant, s).await?;
+                    if f.workflow_id
+                        .is_none_or(|w| w.to_string() == shape.workflow_id)
+                    {
+                        selected.push(id);
+                    }
+                }
+            }
+            selected
+        }
+    };
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for id in ids {
+        if db::delete_schedule(&state.pool, tenant, id).await? {
+            deleted.push(id.to_string());
+        } else {
+            errors.push(bulk_error(id, "Scheduled workflow not found."));
+        }
+    }
+    Ok(Json(
+        serde_json::json!({"deletedIds": deleted, "errors": errors}),
+    ))
 }

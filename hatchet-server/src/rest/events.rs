@@ -32,8 +32,29 @@ async fn list_events(
     let keys = p.list("keys");
     let since = p.datetime("since")?;
     let until = p.datetime("until")?;
+    let run_statuses = p.list("workflowRunStatuses");
+    if let Some(bad) = run_statuses
+        .iter()
+        .flatten()
+        .find(|s| !["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"].contains(&s.as_str()))
+    {
+        return Err(AppError::InvalidArgument(format!(
+            "workflowRunStatuses: unknown status {bad:?}"
+        )));
+    }
+    let filter = db::EventFilter {
+        scopes: p.list("scopes"),
+        metadata: p.metadata("additionalMetadata")?,
+        workflow_ids: p.uuids("workflowIds")?,
+        run_statuses,
+    };
     let (events, total) = match p.uuids("eventIds")? {
         // By id: those events, then the other filters, newest first like the list.
+        Some(_) if filter.workflow_ids.is_some() => {
+            return Err(AppError::InvalidArgument(
+                "eventIds and workflowIds cannot be combined".into(),
+            ))
+        }
         Some(ids) => {
             let mut found: Vec<db::EventRow> = db::events_by_id(&state.pool, tenant, &ids)
                 .await?
@@ -41,6 +62,20 @@ async fn list_events(
                 .filter(|e| keys.as_ref().is_none_or(|k| k.contains(&e.key)))
                 .filter(|e| since.is_none_or(|s| e.created_at >= s))
                 .filter(|e| until.is_none_or(|u| e.created_at <= u))
+                .filter(|e| {
+                    filter
+                        .scopes
+                        .as_ref()
+                        .is_none_or(|scopes| e.scope.as_ref().is_some_and(|s| scopes.contains(s)))
+                })
+                .filter(|e| contains(&e.additional_metadata, filter.metadata.as_ref()))
+                .filter(|e| {
+                    filter.run_statuses.as_ref().is_none_or(|statuses| {
+                        e.runs
+                            .iter()
+                            .any(|r| statuses.iter().any(|s| s == r.status.as_str()))
+                    })
+                })
                 .collect();
             found.sort_by_key(|e| std::cmp::Reverse((e.created_at, e.id)));
             let total = i64::try_from(found.len()).unwrap_or(i64::MAX);
@@ -58,6 +93,7 @@ async fn list_events(
                 keys.as_deref(),
                 since,
                 until,
+                &filter,
                 limit,
                 offset,
             )
@@ -82,6 +118,14 @@ async fn get_event(
         .next()
         .map(|e| Json(event_json(tenant, e)))
         .ok_or_else(|| AppError::NotFound(format!("event {id} does not exist")))
+}
+
+/// Whether `metadata` holds every key of `wanted` with the same value (`hatchet.list_events`'s containment).
+fn contains(metadata: &Value, wanted: Option<&Value>) -> bool {
+    match wanted {
+        Some(Value::Object(w)) => w.iter().all(|(k, v)| metadata.get(k) == Some(v)),
+        _ => true,
+    }
 }
 
 /// Hatchet's `V1Event`.

@@ -18,6 +18,7 @@ pub(crate) mod runs;
 pub(crate) mod shapes;
 pub(crate) mod stats;
 pub(crate) mod tasks;
+pub(crate) mod tenants;
 pub mod webhooks;
 pub(crate) mod workers;
 pub(crate) mod workflows;

@@ -9,10 +9,11 @@
 //! | `GET /v1/stable/tasks/{task}/logs` | `hatchet.task_logs` |
 //! | `POST /v1/stable/tasks/{task}/restore` | `hatchet.restore_evicted` (`V1RestoreTaskResponse`) |
 //! | `POST /v1/stable/tenants/{tenant}/durable-tasks/branch` | `hatchet.branch_durable_task` (`runs.reset_durable_task`) |
+//! | `GET /v1/stable/tenants/{tenant}/traces?run_external_id=` | `hatchet.run_trace` (`ObservabilityApi.v1_observability_get_trace`: `OtelSpanList`) |
 
-use super::query::{metadata_object, parse_uuid, Params};
+use super::query::{metadata_object, parse_uuid, Params, TenantQuery};
 use super::runs::{details, resolve_run};
-use super::shapes::{LogLine, LogLineList, Pagination, TaskSummary};
+use super::shapes::{List, LogLine, LogLineList, Pagination, TaskSummary};
 use crate::auth::http::AuthTenant;
 use crate::db::runs::{self as runs_db, RunFilter};
 use crate::db::tasks as tasks_db;
@@ -23,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 /// The routes.
@@ -38,6 +39,62 @@ pub(crate) fn router() -> Router<AppState> {
             "/v1/stable/tenants/{tenant}/durable-tasks/branch",
             post(branch_durable_task),
         )
+        .route("/v1/stable/tenants/{tenant}/traces", get(trace))
+}
+
+/// The OpenTelemetry trace of a run or task (`run_external_id`), one page (`offset`, `limit`: 1000 by default, as in
+/// Hatchet) of Hatchet's `OtelSpan` by start time. 404 when the run or task neither exists nor has spans.
+async fn trace(
+    State(state): State<AppState>,
+    TenantQuery { tenant, params: p }: TenantQuery,
+) -> Result<Json<List<Value>>, AppError> {
+    let raw = p
+        .get("run_external_id")
+        .ok_or_else(|| AppError::InvalidArgument("run_external_id is required".into()))?;
+    let run_id = parse_uuid("run_external_id", raw)?;
+    let offset = p.int("offset")?.unwrap_or(0).clamp(0, i64::from(i32::MAX));
+    let limit = match p.int("limit")?.unwrap_or(1000) {
+        l if l < 1 => 1000,
+        l => l.min(1000),
+    };
+    let spans = tasks_db::run_trace(&state.pool, tenant, run_id, offset, limit).await?;
+    let total = spans.first().map_or(0, |s| s.total);
+    let rows = spans.into_iter().map(span_json).collect();
+    Ok(Json(List::page(rows, offset, limit, total)))
+}
+
+/// Hatchet's `OtelSpan`; attribute values are strings (anything else as its JSON text, as Hatchet shows them).
+fn span_json(s: tasks_db::TraceSpan) -> Value {
+    let strings = |v: Value| -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m
+                .into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| match v {
+                    Value::String(s) => (k, Value::String(s)),
+                    other => (k, Value::String(other.to_string())),
+                })
+                .collect(),
+            _ => Map::new(),
+        }
+    };
+    json!({
+        "traceId": s.trace_id,
+        "spanId": s.span_id,
+        "parentSpanId": s.parent_span_id,
+        "spanName": s.name,
+        "spanKind": s.kind,
+        "serviceName": s.service_name,
+        "statusCode": s.status_code,
+        "statusMessage": s.status_message,
+        "durationNs": s.duration_ns,
+        "createdAt": s.start_time,
+        "resourceAttributes": strings(s.resource_attributes),
+        "spanAttributes": strings(s.span_attributes),
+        "scopeName": s.scope_name,
+        "scopeVersion": s.scope_version,
+        "retryCount": s.retry_count,
+    })
 }
 
 #[derive(Debug, Deserialize)]
