@@ -151,14 +151,16 @@ pub(crate) struct Completed {
     pub is_failure: bool,
     /// Why it failed.
     pub error: Option<String>,
-    /// The order in which the task's entries were satisfied.
+    /// Its place (1, 2, 3, ...) in the order the waits and child runs of the task's log were satisfied; none for a
+    /// memo.
     pub satisfied_order: Option<i64>,
 }
 
 /// An entry a worker waits for: (task, invocation, branch, node).
 pub(crate) type EntryRef = (Uuid, i32, i64, i64);
 
-/// `hatchet.durable_completed`: which of these entries are satisfied, with their results.
+/// `hatchet.durable_completed`: which of these entries are satisfied and handed out now, in satisfied order, with
+/// their results.
 pub(crate) async fn completed(
     pool: &PgPool,
     tenant: Uuid,

@@ -14,6 +14,10 @@
 //! | `evict_invocation` | `durable_evict` | `eviction_ack` |
 //! | `worker_status` | `durable_completed` | one `entry_completed` per satisfied entry the worker waits for |
 //!
+//! Satisfied entries are handed out in the order they were satisfied (`durable_completed` holds back an entry until
+//! every one satisfied before it was handed to the invocation, and numbers them in `satisfied_order`): a replay whose
+//! concurrent branches wait on several finished entries resumes them in the order the first run did, as Hatchet's
+//! engine does, so the branches ask for their next entries in the order of the log.
 //! A replay that asks for something else than the log holds gets `error` NONDETERMINISM; a request the extension
 //! refuses (a stale invocation, bad input) gets `error` UNSPECIFIED with the reason, so the SDK fails the waiting
 //! call at once instead of after its ack timeout. The entries named by `worker_status` are remembered by the stream
@@ -227,7 +231,8 @@ fn refusal(err: sqlx::Error) -> String {
     }
 }
 
-/// `entry_completed` for each satisfied entry among `waiting`, which forgets them.
+/// `entry_completed` for each satisfied entry among `waiting` that the extension hands out now (in satisfied
+/// order), which forgets them; entries held back stay in `waiting` and are asked for again on the next tick.
 async fn completions(
     state: &AppState,
     tenant: Uuid,
