@@ -29,7 +29,8 @@
 -- single-task run) or {<task readable id>: <output>} (a DAG run), or its error.
 --
 -- Public: durable_memo, durable_complete_memo, durable_wait_for, durable_trigger_runs, durable_completed,
--- durable_evict, restore_evicted, branch_durable_task, register_durable_event, durable_event_result, durable_log.
+-- durable_stale, durable_evict, restore_evicted, branch_durable_task, register_durable_event, durable_event_result,
+-- durable_log.
 -- Calls: tenants.sql, tasks.sql (_reject_stale, _release, _promote_due), runs.sql (_lock_runs, _satisfy_match,
 -- _number_conditions, run_workflow, finished_runs, run_status).
 
@@ -754,6 +755,42 @@ END
 $$;
 COMMENT ON FUNCTION hatchet.durable_completed(jsonb, uuid) IS
     'which of the given durable log entries are satisfied, with their results, handed out in satisfied order';
+
+-- The invocations named by refs (the worker_status poll's {task_id, invocation, ...}) that their task has moved on
+-- from: a later attempt is current (queued, running or evicted), or the task is finished. A worker still running one
+-- of them missed its cancellation (it was lost while the server restarted, say); the server tells it to drop that
+-- invocation (server_evict, as Hatchet's engine does for a stale invocation), instead of letting it wait on and run
+-- the rest of its code a second time. The reason says what the task is on now.
+CREATE FUNCTION hatchet.durable_stale(refs jsonb, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, invocation integer, reason text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_stale.tenant_id);
+BEGIN
+    IF durable_stale.refs IS NULL OR jsonb_typeof(durable_stale.refs) <> 'array' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['refs must be a JSON array']);
+    END IF;
+    RETURN QUERY
+    SELECT r.task_id, r.invocation,
+           CASE WHEN s.state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+                THEN format('invocation %s of durable task %s is stale: the task is %s', r.invocation, r.task_id,
+                            lower(s.state))
+                ELSE format('invocation %s of durable task %s is stale: the task is on invocation %s', r.invocation,
+                            r.task_id, s.current + 1) END
+    FROM (SELECT DISTINCT x.task_id, x.invocation
+          FROM jsonb_to_recordset(durable_stale.refs) AS x(task_id uuid, invocation integer)
+          WHERE x.task_id IS NOT NULL AND x.invocation IS NOT NULL) r
+    CROSS JOIN LATERAL hatchet._task_state(p_tenant, r.task_id) s
+    WHERE s.state IN ('COMPLETED', 'FAILED', 'CANCELLED') OR r.invocation < s.current + 1
+    ORDER BY r.task_id, r.invocation;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_stale(jsonb, uuid) IS
+    'the durable task invocations among the given refs that their task has moved on from (to drop on the worker)';
 
 -- Evicts the running invocation of a waiting durable task (the SDK's eviction policy chose it): the attempt ends
 -- with an EVICTED event (reason in the timeline), its worker slot is free, and the next attempt waits in the delayed

@@ -5551,7 +5551,8 @@ $$;
 --    task's satisfied entries to its running invocation in the order they were satisfied (Hatchet's ordered release),
 --    recording what it handed out in three new columns of hatchet.durable_logs; hatchet.durable_wait_for arms a
 --    replayed wait again when its match went with a cancelled or failed attempt (hatchet._durable_arm takes the time
---    its sleeps count from).
+--    its sleeps count from); hatchet.durable_stale (new) names the invocations a worker still runs that their task
+--    has moved on from, for the server's server_evict.
 -- ---------------------------------------------------------------------------------------------------------------------
 
 ALTER TABLE hatchet.durable_logs ADD COLUMN released_invocation integer NOT NULL DEFAULT 0;
@@ -5764,6 +5765,37 @@ $$;
 COMMENT ON FUNCTION hatchet.durable_completed(jsonb, uuid) IS
     'which of the given durable log entries are satisfied, with their results, handed out in satisfied order';
 
+
+CREATE FUNCTION hatchet.durable_stale(refs jsonb, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, invocation integer, reason text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_stale.tenant_id);
+BEGIN
+    IF durable_stale.refs IS NULL OR jsonb_typeof(durable_stale.refs) <> 'array' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['refs must be a JSON array']);
+    END IF;
+    RETURN QUERY
+    SELECT r.task_id, r.invocation,
+           CASE WHEN s.state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+                THEN format('invocation %s of durable task %s is stale: the task is %s', r.invocation, r.task_id,
+                            lower(s.state))
+                ELSE format('invocation %s of durable task %s is stale: the task is on invocation %s', r.invocation,
+                            r.task_id, s.current + 1) END
+    FROM (SELECT DISTINCT x.task_id, x.invocation
+          FROM jsonb_to_recordset(durable_stale.refs) AS x(task_id uuid, invocation integer)
+          WHERE x.task_id IS NOT NULL AND x.invocation IS NOT NULL) r
+    CROSS JOIN LATERAL hatchet._task_state(p_tenant, r.task_id) s
+    WHERE s.state IN ('COMPLETED', 'FAILED', 'CANCELLED') OR r.invocation < s.current + 1
+    ORDER BY r.task_id, r.invocation;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_stale(jsonb, uuid) IS
+    'the durable task invocations among the given refs that their task has moved on from (to drop on the worker)';
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).

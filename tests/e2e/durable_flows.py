@@ -213,9 +213,17 @@ async def durable_concurrent(input: Token, ctx: DurableContext) -> dict[str, obj
     return {"a": a, "b": b, "invocation": ctx.invocation_count}
 
 
+@hatchet.durable_task(name="durable-e2e-stale", input_validator=Token)
+async def durable_stale(input: Token, ctx: DurableContext) -> dict[str, object]:
+    mark(input.token, f"invocation {ctx.invocation_count}")
+    await ctx.aio_wait_for_event(RESUME_EVENT_KEY, f"input.token == '{input.token}'")
+    mark(input.token, f"resumed {ctx.invocation_count}")
+    return {"invocation": ctx.invocation_count}
+
+
 WORKFLOWS = [durable_branch, durable_sleep, durable_event, durable_or, durable_child, durable_parent, durable_memo, durable_retry,
              durable_evicted_wait, durable_nondeterministic, durable_other_child, durable_rewind,
-             durable_delayed_child, durable_concurrent]
+             durable_delayed_child, durable_concurrent, durable_stale]
 
 PROFILES = {"durable": dict(slots=10, durable_slots=10, workflows=WORKFLOWS)}
 

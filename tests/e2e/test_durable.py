@@ -287,6 +287,27 @@ def test_replay_of_a_cancelled_sleep_arms_it_again(server, durable):
     assert rows == "1 SATISFIED true", rows
 
 
+def test_invocation_the_task_moved_on_from_is_dropped_on_the_worker(server, durable):
+    """The engine moves a waiting durable task on to its next invocation without the worker hearing of it (evicted
+    and restored from SQL here, as when a cancellation is lost while the server restarts): the next poll of the old
+    invocation is answered with server_evict, the worker drops it, and only the new invocation runs the code after
+    the wait."""
+    t = token()
+    ref = durable.durable_stale.run(durable.Token(token=t), wait_for_result=False)
+    task = ref.workflow_run_id
+    wait_for(lambda: waiting_entries(server, task) == 1, 30, "the wait")
+    assert psql(server, f"SELECT hatchet.durable_evict('{task}', 1, 'moved on without the worker')") == "1"
+    assert psql(server, f"SELECT hatchet.restore_evicted('{task}')") == "t"
+    wait_for(lambda: "invocation 2" in marks(t), 30, "the second invocation")
+    log = conftest.OUTPUT / "worker-durable.log"
+    wait_for(lambda: f"server eviction notification for task {task} invocation 1" in log.read_text(), 30,
+             "server_evict for the first invocation")
+    durable.hatchet.event.push(durable.RESUME_EVENT_KEY, {"id": "go", "token": t})
+    assert ref.result() == {"invocation": 2}
+    time.sleep(2)  # the first invocation, had it been left waiting, would resume within a second of the event
+    assert marks(t) == ["invocation 1", "invocation 2", "resumed 2"], marks(t)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Restarts: a server of its own (hatchet-server dev restarts its Postgres cluster with it), driven through SQL
 # ---------------------------------------------------------------------------------------------------------------------

@@ -182,6 +182,36 @@ pub(crate) async fn completed(
     .await
 }
 
+/// An invocation a worker still runs that its task has moved on from, from [`stale`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Stale {
+    /// The durable task.
+    pub task_id: Uuid,
+    /// The stale invocation.
+    pub invocation: i32,
+    /// What the task is on now, for the worker's log.
+    pub reason: String,
+}
+
+/// `hatchet.durable_stale`: which of these (task, invocation) pairs their task has moved on from.
+pub(crate) async fn stale(
+    pool: &PgPool,
+    tenant: Uuid,
+    invocations: &[(Uuid, i32)],
+) -> Result<Vec<Stale>, sqlx::Error> {
+    let refs: Vec<Value> = invocations
+        .iter()
+        .map(|(task, invocation)| serde_json::json!({"task_id": task, "invocation": invocation}))
+        .collect();
+    sqlx::query_as(
+        "SELECT task_id, invocation, reason FROM hatchet.durable_stale(refs => $1, tenant_id => $2)",
+    )
+    .bind(Value::Array(refs))
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
 /// `hatchet.durable_evict`: the invocation gives its slot back; returns the attempt that will restore it.
 pub(crate) async fn evict(
     pool: &PgPool,

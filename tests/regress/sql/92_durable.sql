@@ -235,4 +235,10 @@ SELECT count(*) AS matches, bool_and(x.durable_node_id = 5) AS for_node_5,
        bool_and(x.wake_at = e.created_at + interval '1 hour') AS counts_from_first_ask
 FROM hatchet.matches x JOIN hatchet.durable_log_entries e ON e.task_id = x.task_id AND e.node_id = x.durable_node_id
 WHERE x.task_id = :'task';
+-- Invocations the task has moved on from (the server tells their worker to drop them): the first, not the running
+-- one; once the task is finished, the running one too. Bad input is 22023.
+SELECT invocation, pg_temp.noid(reason) AS reason
+FROM hatchet.durable_stale(pg_temp.refs(:'task', 1, 1) || pg_temp.refs(:'task', :inv, 1));
+SELECT * FROM hatchet.durable_stale('{}');
 SELECT hatchet.cancel(:'task') AS cancelled;
+SELECT invocation, pg_temp.noid(reason) AS reason FROM hatchet.durable_stale(pg_temp.refs(:'task', :inv, 1));
