@@ -29,7 +29,8 @@
 -- single-task run) or {<task readable id>: <output>} (a DAG run), or its error.
 --
 -- Public: durable_memo, durable_complete_memo, durable_wait_for, durable_trigger_runs, durable_completed,
--- durable_evict, restore_evicted, branch_durable_task, register_durable_event, durable_event_result, durable_log.
+-- durable_stale, durable_evict, restore_evicted, branch_durable_task, register_durable_event, durable_event_result,
+-- durable_log.
 -- Calls: tenants.sql, tasks.sql (_reject_stale, _release, _promote_due), runs.sql (_lock_runs, _satisfy_match,
 -- _number_conditions, run_workflow, finished_runs, run_status).
 
@@ -331,10 +332,12 @@ BEGIN
 END
 $$;
 
--- Arms the wait of entry p_node (branch p_log.branch_id) as a SIGNAL match: sleeps count from now, and events pushed
--- since a condition's `since` count too (oldest first, until the match fires). A legacy wait (p_label: its signal
--- key) first gets its log entry here. The caller holds the task's run lock and log row (hatchet._durable_begin).
-CREATE FUNCTION hatchet._durable_arm(p_log hatchet.durable_logs, p_node bigint, p_conditions jsonb, p_label text)
+-- Arms the wait of entry p_node (branch p_log.branch_id) as a SIGNAL match: sleeps count from p_from (now unless
+-- given: a wait armed again counts from when it was first asked for), and events pushed since a condition's `since`
+-- count too (oldest first, until the match fires). A legacy wait (p_label: its signal key) first gets its log entry
+-- here. The caller holds the task's run lock and log row (hatchet._durable_begin).
+CREATE FUNCTION hatchet._durable_arm(p_log hatchet.durable_logs, p_node bigint, p_conditions jsonb, p_label text,
+                                     p_from timestamptz DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -357,7 +360,7 @@ BEGIN
                    'type', c->>'type', 'action', 'QUEUE', 'group', coalesce(c->>'group', 'durable'),
                    'data_key', c->>'data_key', 'key', c->>'key', 'scope', c->>'scope',
                    'expression', nullif(c->>'expression', ''), 'sleep_for', c->>'sleep_for',
-                   'until', v_now + hatchet.parse_duration(c->>'sleep_for'))) ORDER BY ord)
+                   'until', coalesce(p_from, v_now) + hatchet.parse_duration(c->>'sleep_for'))) ORDER BY ord)
         FROM jsonb_array_elements(p_conditions) WITH ORDINALITY AS x(c, ord)));
     INSERT INTO hatchet.matches (tenant_id, id, run_id, task_id, kind, conditions, wake_at, event_keys,
                                  durable_branch_id, durable_node_id)
@@ -472,7 +475,9 @@ COMMENT ON FUNCTION hatchet.durable_complete_memo(uuid, integer, bigint, bigint,
 -- {type: "sleep", sleep_for} and {type: "event", key, scope?, expression?, since?} objects, each with `group` (its
 -- or-group: conditions of one group are OR'ed, groups AND'ed) and `data_key` (the key of its data in the result).
 -- The first time, the wait becomes a SIGNAL match (sleeps count from now; `since` also matches events pushed since
--- then); on a replay the entry's match or result is reused.
+-- then); on a replay the entry's match or result is reused. A replay of a wait that is neither satisfied nor armed
+-- any more (the task was cancelled or failed while it waited, then replayed) arms it again with the conditions it
+-- was first asked with: its sleeps count from that first time, so a replayed sleep does not start over.
 CREATE FUNCTION hatchet.durable_wait_for(
     task_id    uuid,
     invocation integer,
@@ -501,6 +506,16 @@ BEGIN
     IF nondeterminism IS NULL AND (v_app.entry).node_id IS NULL THEN
         -- appended now (not a replay, whose match or result is already there)
         PERFORM hatchet._durable_arm(v_log, v_app.node_id, durable_wait_for.conditions, NULL);
+    ELSIF nondeterminism IS NULL AND (v_app.entry).satisfied_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM hatchet.matches x
+                          WHERE x.tenant_id = p_tenant AND x.kind = 'SIGNAL' AND x.task_id = durable_wait_for.task_id
+                            AND x.run_id = (SELECT t.run_id FROM hatchet.tasks t
+                                            WHERE t.tenant_id = p_tenant AND t.inserted_at = v_log.task_inserted_at
+                                              AND t.id = v_log.task_id)
+                            AND x.durable_branch_id = v_app.branch_id AND x.durable_node_id = v_app.node_id) THEN
+        -- a replay of a wait whose match went with the attempt that asked for it (cancelled, failed, timed out)
+        v_log.branch_id := v_app.branch_id;
+        PERFORM hatchet._durable_arm(v_log, v_app.node_id, (v_app.entry).conditions, NULL, (v_app.entry).created_at);
     END IF;
     RETURN NEXT;
 END
@@ -618,35 +633,164 @@ $$;
 COMMENT ON FUNCTION hatchet.durable_trigger_runs(uuid, integer, jsonb, uuid) IS
     'one run entry per trigger in a durable task''s log; starts each child once per entry, replays get the same run';
 
--- The satisfied entries among those a worker waits for (the worker_status poll of the DurableTask stream): refs is a
--- JSON array of {task_id, invocation, branch_id, node_id}. Each row repeats the ref and carries the result.
+-- The satisfied entries among those a worker waits for (the worker_status poll of the DurableTask stream), in the
+-- order they were satisfied: refs is a JSON array of {task_id, invocation, branch_id, node_id}. Each row repeats the
+-- ref and carries the result; satisfied_order numbers the waits and child runs the task's current log line sees
+-- 1, 2, 3, ... in the order they were satisfied (NULL for a memo, which the worker does not wait on in order).
+--
+-- Ordered release (Hatchet's): an entry is handed to the running invocation only after every entry satisfied before
+-- it, so a replay whose concurrent branches wait on several finished entries at once resumes them in the order the
+-- first run did, and asks for its next entries in the same order (else its log would not match). Entries held back
+-- stay unreturned until the earlier ones were handed out (the worker names them again); what was handed out is kept
+-- in the task's log row, so a reconnect or another server replica continues where the last left off. An entry held
+-- back for a minute without progress (the invocation never asks for an earlier one) is handed out anyway. Refs of
+-- an invocation that is not the log's current one are answered without ordering; the entries of a task whose log
+-- row is locked at the moment wait for the next poll (never for the lock).
 CREATE FUNCTION hatchet.durable_completed(refs jsonb, tenant_id uuid DEFAULT NULL)
 RETURNS TABLE (task_id uuid, invocation integer, branch_id bigint, node_id bigint, result bytea, is_failure boolean,
                error text, satisfied_order bigint)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
     p_tenant uuid := hatchet._tenant(durable_completed.tenant_id);
+    h        record;
+    v_task   uuid;
+    v_inv    integer;
+    v_log    hatchet.durable_logs;
+    v_skip   boolean := false;
+    v_base   bigint;
+    v_since  timestamptz;
+    v_moved  boolean;
 BEGIN
     IF durable_completed.refs IS NULL OR jsonb_typeof(durable_completed.refs) <> 'array' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['refs must be a JSON array']);
     END IF;
-    RETURN QUERY
-    SELECT r.task_id, r.invocation, e.branch_id, e.node_id, e.result, e.is_failure, e.error, e.satisfied_order
-    FROM jsonb_to_recordset(durable_completed.refs) AS r(task_id uuid, invocation integer, branch_id bigint,
-                                                        node_id bigint)
-    JOIN hatchet.durable_log_entries e
-      ON e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(r.task_id) AND e.task_id = r.task_id
-     AND e.branch_id = r.branch_id AND e.node_id = r.node_id
-    WHERE e.satisfied_at IS NOT NULL
-    ORDER BY e.satisfied_order, r.task_id;
+    FOR h IN
+        WITH r AS (
+            SELECT DISTINCT x.task_id, x.invocation, x.branch_id, x.node_id
+            FROM jsonb_to_recordset(durable_completed.refs) AS x(task_id uuid, invocation integer, branch_id bigint,
+                                                                node_id bigint)
+            WHERE x.task_id IS NOT NULL
+        ), hits AS (
+            SELECT r.task_id, r.invocation, e.task_inserted_at, e.branch_id, e.node_id, e.kind, e.result,
+                   e.is_failure, e.error
+            FROM r
+            JOIN hatchet.durable_log_entries e
+              ON e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(r.task_id) AND e.task_id = r.task_id
+             AND e.branch_id = r.branch_id AND e.node_id = r.node_id
+            WHERE e.satisfied_at IS NOT NULL
+        ), ranked AS (
+            -- the waits and child runs of the current log line of each task with a hit, numbered in satisfied order
+            SELECT e.task_id, e.branch_id, e.node_id,
+                   row_number() OVER (PARTITION BY e.task_id ORDER BY e.satisfied_order) AS release_rank
+            FROM (SELECT DISTINCT hits.task_id, hits.task_inserted_at FROM hits) t
+            JOIN hatchet.durable_logs l
+              ON l.tenant_id = p_tenant AND l.task_inserted_at = t.task_inserted_at AND l.task_id = t.task_id
+            JOIN hatchet.durable_log_entries e
+              ON e.tenant_id = p_tenant AND e.task_inserted_at = t.task_inserted_at AND e.task_id = t.task_id
+            WHERE e.satisfied_at IS NOT NULL AND e.kind <> 'MEMO' AND e.branch_id <> 0
+              AND e.branch_id = CASE WHEN l.branches = '[]' THEN l.branch_id
+                                     ELSE hatchet._durable_branch_of(l, e.node_id) END
+        )
+        SELECT hits.*, ranked.release_rank
+        FROM hits
+        LEFT JOIN ranked ON ranked.task_id = hits.task_id AND ranked.branch_id = hits.branch_id
+                        AND ranked.node_id = hits.node_id
+        ORDER BY hits.task_id, hits.invocation, ranked.release_rank NULLS FIRST, hits.branch_id, hits.node_id
+    LOOP
+        IF v_task IS DISTINCT FROM h.task_id OR v_inv IS DISTINCT FROM h.invocation THEN
+            -- the previous invocation's progress, then this one's log row (never waited for: no lock cycles)
+            IF v_log.task_id IS NOT NULL AND NOT v_skip AND (v_moved OR v_log.released_invocation <> v_inv) THEN
+                UPDATE hatchet.durable_logs l
+                SET released_invocation = v_inv, released_order = v_base,
+                    released_at = CASE WHEN v_moved THEN clock_timestamp() ELSE v_since END
+                WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_log.task_inserted_at
+                  AND l.task_id = v_log.task_id;
+            END IF;
+            v_task := h.task_id;
+            v_inv := h.invocation;
+            v_moved := false;
+            v_log := NULL;
+            SELECT l.* INTO v_log FROM hatchet.durable_logs l
+            WHERE l.tenant_id = p_tenant AND l.task_inserted_at = h.task_inserted_at AND l.task_id = h.task_id
+            FOR UPDATE SKIP LOCKED;
+            v_skip := v_log.task_id IS NULL;
+            IF NOT v_skip AND v_log.invocation = v_inv THEN
+                v_base := CASE WHEN v_log.released_invocation = v_inv THEN v_log.released_order ELSE 0 END;
+                v_since := CASE WHEN v_log.released_invocation = v_inv THEN v_log.released_at
+                                ELSE clock_timestamp() END;
+            ELSIF NOT v_skip THEN
+                -- not the current invocation: answered as it is, nothing recorded
+                v_log := NULL;
+            END IF;
+        END IF;
+        CONTINUE WHEN v_skip AND h.release_rank IS NOT NULL;
+        satisfied_order := h.release_rank;
+        IF h.release_rank IS NOT NULL AND v_log.task_id IS NOT NULL AND h.release_rank > v_base THEN
+            IF h.release_rank > v_base + 1 AND v_since > clock_timestamp() - interval '1 minute' THEN
+                CONTINUE;  -- held back until the earlier entries were handed out
+            END IF;
+            v_base := h.release_rank;
+            v_moved := true;
+        END IF;
+        task_id := h.task_id;
+        invocation := h.invocation;
+        branch_id := h.branch_id;
+        node_id := h.node_id;
+        result := h.result;
+        is_failure := h.is_failure;
+        error := h.error;
+        RETURN NEXT;
+    END LOOP;
+    IF v_log.task_id IS NOT NULL AND NOT v_skip AND (v_moved OR v_log.released_invocation <> v_inv) THEN
+        UPDATE hatchet.durable_logs l
+        SET released_invocation = v_inv, released_order = v_base,
+            released_at = CASE WHEN v_moved THEN clock_timestamp() ELSE v_since END
+        WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_log.task_inserted_at AND l.task_id = v_log.task_id;
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION hatchet.durable_completed(jsonb, uuid) IS
-    'which of the given durable log entries are satisfied, with their results';
+    'which of the given durable log entries are satisfied, with their results, handed out in satisfied order';
+
+-- The invocations named by refs (the worker_status poll's {task_id, invocation, ...}) that their task has moved on
+-- from: a later attempt is current (queued, running or evicted), or the task is finished. A worker still running one
+-- of them missed its cancellation (it was lost while the server restarted, say); the server tells it to drop that
+-- invocation (server_evict, as Hatchet's engine does for a stale invocation), instead of letting it wait on and run
+-- the rest of its code a second time. The reason says what the task is on now.
+CREATE FUNCTION hatchet.durable_stale(refs jsonb, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, invocation integer, reason text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_stale.tenant_id);
+BEGIN
+    IF durable_stale.refs IS NULL OR jsonb_typeof(durable_stale.refs) <> 'array' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['refs must be a JSON array']);
+    END IF;
+    RETURN QUERY
+    SELECT r.task_id, r.invocation,
+           CASE WHEN s.state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+                THEN format('invocation %s of durable task %s is stale: the task is %s', r.invocation, r.task_id,
+                            lower(s.state))
+                ELSE format('invocation %s of durable task %s is stale: the task is on invocation %s', r.invocation,
+                            r.task_id, s.current + 1) END
+    FROM (SELECT DISTINCT x.task_id, x.invocation
+          FROM jsonb_to_recordset(durable_stale.refs) AS x(task_id uuid, invocation integer)
+          WHERE x.task_id IS NOT NULL AND x.invocation IS NOT NULL) r
+    CROSS JOIN LATERAL hatchet._task_state(p_tenant, r.task_id) s
+    WHERE s.state IN ('COMPLETED', 'FAILED', 'CANCELLED') OR r.invocation < s.current + 1
+    ORDER BY r.task_id, r.invocation;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_stale(jsonb, uuid) IS
+    'the durable task invocations among the given refs that their task has moved on from (to drop on the worker)';
 
 -- Evicts the running invocation of a waiting durable task (the SDK's eviction policy chose it): the attempt ends
 -- with an EVICTED event (reason in the timeline), its worker slot is free, and the next attempt waits in the delayed

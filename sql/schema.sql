@@ -835,6 +835,11 @@ CREATE TABLE hatchet.durable_logs (
     -- branch is read from its parent (branch 1 is the root)
     branches         jsonb       NOT NULL DEFAULT '[]',
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    -- What hatchet.durable_completed has handed to invocation released_invocation: the entries up to released_order
+    -- in the order they were satisfied (a replay gets them in that order), and when that last moved on
+    released_invocation integer     NOT NULL DEFAULT 0,
+    released_order      bigint      NOT NULL DEFAULT 0,
+    released_at         timestamptz,
     CONSTRAINT durable_logs_pkey PRIMARY KEY (tenant_id, task_inserted_at, task_id),
     CONSTRAINT durable_invocation_positive CHECK (invocation > 0),
     CONSTRAINT durable_next_node_positive CHECK (next_node > 0)

@@ -5994,6 +5994,257 @@ COMMENT ON FUNCTION hatchet.list_events(text[], timestamptz, timestamptz, intege
     'metadata (containment) and the workflows and statuses of the runs they triggered';
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 24. Durable replays (issues 19 and 20, sql/durable.sql, sql/schema.sql): hatchet.durable_completed hands a
+--    task's satisfied entries to its running invocation in the order they were satisfied (Hatchet's ordered release),
+--    recording what it handed out in three new columns of hatchet.durable_logs; hatchet.durable_wait_for arms a
+--    replayed wait again when its match went with a cancelled or failed attempt (hatchet._durable_arm takes the time
+--    its sleeps count from); hatchet.durable_stale (new) names the invocations a worker still runs that their task
+--    has moved on from, for the server's server_evict.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+ALTER TABLE hatchet.durable_logs ADD COLUMN released_invocation integer NOT NULL DEFAULT 0;
+ALTER TABLE hatchet.durable_logs ADD COLUMN released_order bigint NOT NULL DEFAULT 0;
+ALTER TABLE hatchet.durable_logs ADD COLUMN released_at timestamptz;
+
+DROP FUNCTION hatchet._durable_arm(hatchet.durable_logs, bigint, jsonb, text);
+CREATE FUNCTION hatchet._durable_arm(p_log hatchet.durable_logs, p_node bigint, p_conditions jsonb, p_label text,
+                                     p_from timestamptz DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_tenant uuid := p_log.tenant_id;
+    v_now    timestamptz := clock_timestamp();
+    v_conds  jsonb;
+    v_match  uuid := hatchet.gen_id();
+    v_ev     record;
+BEGIN
+    IF p_label IS NOT NULL THEN
+        INSERT INTO hatchet.durable_log_entries (tenant_id, task_inserted_at, task_id, branch_id, node_id, kind,
+                                                 idempotency_key, invocation, label, conditions)
+        VALUES (v_tenant, p_log.task_inserted_at, p_log.task_id, p_log.branch_id, p_node, 'WAIT_FOR',
+                hatchet._durable_check_conditions(p_conditions), p_log.invocation, p_label, p_conditions);
+    END IF;
+    v_conds := hatchet._number_conditions((
+        SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                   'type', c->>'type', 'action', 'QUEUE', 'group', coalesce(c->>'group', 'durable'),
+                   'data_key', c->>'data_key', 'key', c->>'key', 'scope', c->>'scope',
+                   'expression', nullif(c->>'expression', ''), 'sleep_for', c->>'sleep_for',
+                   'until', coalesce(p_from, v_now) + hatchet.parse_duration(c->>'sleep_for'))) ORDER BY ord)
+        FROM jsonb_array_elements(p_conditions) WITH ORDINALITY AS x(c, ord)));
+    INSERT INTO hatchet.matches (tenant_id, id, run_id, task_id, kind, conditions, wake_at, event_keys,
+                                 durable_branch_id, durable_node_id)
+    VALUES (v_tenant, v_match,
+            (SELECT t.run_id FROM hatchet.tasks t
+             WHERE t.tenant_id = v_tenant AND t.inserted_at = p_log.task_inserted_at AND t.id = p_log.task_id),
+            p_log.task_id, 'SIGNAL', v_conds,
+            (SELECT min((x->>'until')::timestamptz) FROM jsonb_array_elements(v_conds) x WHERE x ? 'until'),
+            ARRAY(SELECT DISTINCT x->>'key' FROM jsonb_array_elements(v_conds) x WHERE x->>'type' = 'event' ORDER BY 1),
+            p_log.branch_id, p_node);
+    FOR v_ev IN
+        SELECT e.key, e.scope, e.payload, e.additional_metadata
+        FROM jsonb_array_elements(p_conditions) c
+        CROSS JOIN LATERAL (SELECT x.* FROM hatchet.events x
+                            WHERE x.tenant_id = v_tenant AND x.key = c->>'key'
+                              AND x.inserted_at >= (c->>'since')::timestamptz
+                              AND (c->>'scope' IS NULL OR x.scope = c->>'scope')) e
+        WHERE c->>'type' = 'event' AND c ? 'since'
+        ORDER BY e.inserted_at, e.id
+    LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM hatchet.matches x WHERE x.tenant_id = v_tenant AND x.id = v_match);
+        PERFORM hatchet._satisfy_match(v_tenant, v_match, 'event', v_now, v_ev.key, v_ev.scope, v_ev.payload,
+                                       v_ev.additional_metadata);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet.durable_wait_for(
+    task_id    uuid,
+    invocation integer,
+    conditions jsonb,
+    label      text DEFAULT NULL,
+    tenant_id  uuid DEFAULT NULL
+) RETURNS TABLE (branch_id bigint, node_id bigint, nondeterminism text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_wait_for.tenant_id);
+    v_log    hatchet.durable_logs;
+    v_app    record;
+    v_key    text;
+BEGIN
+    v_key := hatchet._durable_check_conditions(durable_wait_for.conditions);
+    v_log := hatchet._durable_begin(p_tenant, durable_wait_for.task_id, durable_wait_for.invocation);
+    v_app := hatchet._durable_append(v_log, 'WAIT_FOR', v_key, durable_wait_for.label, durable_wait_for.conditions,
+                                     'a wait');
+    branch_id := v_app.branch_id;
+    node_id := v_app.node_id;
+    nondeterminism := v_app.nondeterminism;
+    IF nondeterminism IS NULL AND (v_app.entry).node_id IS NULL THEN
+        -- appended now (not a replay, whose match or result is already there)
+        PERFORM hatchet._durable_arm(v_log, v_app.node_id, durable_wait_for.conditions, NULL);
+    ELSIF nondeterminism IS NULL AND (v_app.entry).satisfied_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM hatchet.matches x
+                          WHERE x.tenant_id = p_tenant AND x.kind = 'SIGNAL' AND x.task_id = durable_wait_for.task_id
+                            AND x.run_id = (SELECT t.run_id FROM hatchet.tasks t
+                                            WHERE t.tenant_id = p_tenant AND t.inserted_at = v_log.task_inserted_at
+                                              AND t.id = v_log.task_id)
+                            AND x.durable_branch_id = v_app.branch_id AND x.durable_node_id = v_app.node_id) THEN
+        -- a replay of a wait whose match went with the attempt that asked for it (cancelled, failed, timed out)
+        v_log.branch_id := v_app.branch_id;
+        PERFORM hatchet._durable_arm(v_log, v_app.node_id, (v_app.entry).conditions, NULL, (v_app.entry).created_at);
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet.durable_completed(refs jsonb, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, invocation integer, branch_id bigint, node_id bigint, result bytea, is_failure boolean,
+               error text, satisfied_order bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_completed.tenant_id);
+    h        record;
+    v_task   uuid;
+    v_inv    integer;
+    v_log    hatchet.durable_logs;
+    v_skip   boolean := false;
+    v_base   bigint;
+    v_since  timestamptz;
+    v_moved  boolean;
+BEGIN
+    IF durable_completed.refs IS NULL OR jsonb_typeof(durable_completed.refs) <> 'array' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['refs must be a JSON array']);
+    END IF;
+    FOR h IN
+        WITH r AS (
+            SELECT DISTINCT x.task_id, x.invocation, x.branch_id, x.node_id
+            FROM jsonb_to_recordset(durable_completed.refs) AS x(task_id uuid, invocation integer, branch_id bigint,
+                                                                node_id bigint)
+            WHERE x.task_id IS NOT NULL
+        ), hits AS (
+            SELECT r.task_id, r.invocation, e.task_inserted_at, e.branch_id, e.node_id, e.kind, e.result,
+                   e.is_failure, e.error
+            FROM r
+            JOIN hatchet.durable_log_entries e
+              ON e.tenant_id = p_tenant AND e.task_inserted_at = hatchet.uuid_time(r.task_id) AND e.task_id = r.task_id
+             AND e.branch_id = r.branch_id AND e.node_id = r.node_id
+            WHERE e.satisfied_at IS NOT NULL
+        ), ranked AS (
+            -- the waits and child runs of the current log line of each task with a hit, numbered in satisfied order
+            SELECT e.task_id, e.branch_id, e.node_id,
+                   row_number() OVER (PARTITION BY e.task_id ORDER BY e.satisfied_order) AS release_rank
+            FROM (SELECT DISTINCT hits.task_id, hits.task_inserted_at FROM hits) t
+            JOIN hatchet.durable_logs l
+              ON l.tenant_id = p_tenant AND l.task_inserted_at = t.task_inserted_at AND l.task_id = t.task_id
+            JOIN hatchet.durable_log_entries e
+              ON e.tenant_id = p_tenant AND e.task_inserted_at = t.task_inserted_at AND e.task_id = t.task_id
+            WHERE e.satisfied_at IS NOT NULL AND e.kind <> 'MEMO' AND e.branch_id <> 0
+              AND e.branch_id = CASE WHEN l.branches = '[]' THEN l.branch_id
+                                     ELSE hatchet._durable_branch_of(l, e.node_id) END
+        )
+        SELECT hits.*, ranked.release_rank
+        FROM hits
+        LEFT JOIN ranked ON ranked.task_id = hits.task_id AND ranked.branch_id = hits.branch_id
+                        AND ranked.node_id = hits.node_id
+        ORDER BY hits.task_id, hits.invocation, ranked.release_rank NULLS FIRST, hits.branch_id, hits.node_id
+    LOOP
+        IF v_task IS DISTINCT FROM h.task_id OR v_inv IS DISTINCT FROM h.invocation THEN
+            -- the previous invocation's progress, then this one's log row (never waited for: no lock cycles)
+            IF v_log.task_id IS NOT NULL AND NOT v_skip AND (v_moved OR v_log.released_invocation <> v_inv) THEN
+                UPDATE hatchet.durable_logs l
+                SET released_invocation = v_inv, released_order = v_base,
+                    released_at = CASE WHEN v_moved THEN clock_timestamp() ELSE v_since END
+                WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_log.task_inserted_at
+                  AND l.task_id = v_log.task_id;
+            END IF;
+            v_task := h.task_id;
+            v_inv := h.invocation;
+            v_moved := false;
+            v_log := NULL;
+            SELECT l.* INTO v_log FROM hatchet.durable_logs l
+            WHERE l.tenant_id = p_tenant AND l.task_inserted_at = h.task_inserted_at AND l.task_id = h.task_id
+            FOR UPDATE SKIP LOCKED;
+            v_skip := v_log.task_id IS NULL;
+            IF NOT v_skip AND v_log.invocation = v_inv THEN
+                v_base := CASE WHEN v_log.released_invocation = v_inv THEN v_log.released_order ELSE 0 END;
+                v_since := CASE WHEN v_log.released_invocation = v_inv THEN v_log.released_at
+                                ELSE clock_timestamp() END;
+            ELSIF NOT v_skip THEN
+                -- not the current invocation: answered as it is, nothing recorded
+                v_log := NULL;
+            END IF;
+        END IF;
+        CONTINUE WHEN v_skip AND h.release_rank IS NOT NULL;
+        satisfied_order := h.release_rank;
+        IF h.release_rank IS NOT NULL AND v_log.task_id IS NOT NULL AND h.release_rank > v_base THEN
+            IF h.release_rank > v_base + 1 AND v_since > clock_timestamp() - interval '1 minute' THEN
+                CONTINUE;  -- held back until the earlier entries were handed out
+            END IF;
+            v_base := h.release_rank;
+            v_moved := true;
+        END IF;
+        task_id := h.task_id;
+        invocation := h.invocation;
+        branch_id := h.branch_id;
+        node_id := h.node_id;
+        result := h.result;
+        is_failure := h.is_failure;
+        error := h.error;
+        RETURN NEXT;
+    END LOOP;
+    IF v_log.task_id IS NOT NULL AND NOT v_skip AND (v_moved OR v_log.released_invocation <> v_inv) THEN
+        UPDATE hatchet.durable_logs l
+        SET released_invocation = v_inv, released_order = v_base,
+            released_at = CASE WHEN v_moved THEN clock_timestamp() ELSE v_since END
+        WHERE l.tenant_id = p_tenant AND l.task_inserted_at = v_log.task_inserted_at AND l.task_id = v_log.task_id;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_completed(jsonb, uuid) IS
+    'which of the given durable log entries are satisfied, with their results, handed out in satisfied order';
+
+
+CREATE FUNCTION hatchet.durable_stale(refs jsonb, tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (task_id uuid, invocation integer, reason text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid := hatchet._tenant(durable_stale.tenant_id);
+BEGIN
+    IF durable_stale.refs IS NULL OR jsonb_typeof(durable_stale.refs) <> 'array' THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY['refs must be a JSON array']);
+    END IF;
+    RETURN QUERY
+    SELECT r.task_id, r.invocation,
+           CASE WHEN s.state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+                THEN format('invocation %s of durable task %s is stale: the task is %s', r.invocation, r.task_id,
+                            lower(s.state))
+                ELSE format('invocation %s of durable task %s is stale: the task is on invocation %s', r.invocation,
+                            r.task_id, s.current + 1) END
+    FROM (SELECT DISTINCT x.task_id, x.invocation
+          FROM jsonb_to_recordset(durable_stale.refs) AS x(task_id uuid, invocation integer)
+          WHERE x.task_id IS NOT NULL AND x.invocation IS NOT NULL) r
+    CROSS JOIN LATERAL hatchet._task_state(p_tenant, r.task_id) s
+    WHERE s.state IN ('COMPLETED', 'FAILED', 'CANCELLED') OR r.invocation < s.current + 1
+    ORDER BY r.task_id, r.invocation;
+END
+$$;
+COMMENT ON FUNCTION hatchet.durable_stale(jsonb, uuid) IS
+    'the durable task invocations among the given refs that their task has moved on from (to drop on the worker)';
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 

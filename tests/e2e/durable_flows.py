@@ -5,6 +5,7 @@ Side effects the tests count (how often a memoized step or a child really ran) a
 $E2E_MARKER_DIR, one file per test token: a step that runs again after a replay shows up as a second line.
 """
 
+import asyncio
 import os
 import sys
 from datetime import timedelta
@@ -186,8 +187,43 @@ async def durable_rewind(input: Rewind, ctx: DurableContext) -> dict[str, object
     return {"first": first, "again": again}
 
 
+class Delayed(BaseModel):
+    label: str
+    delay: float
+
+
+@hatchet.task(name="durable-e2e-delayed-child", input_validator=Delayed)
+async def durable_delayed_child(input: Delayed, ctx: Context) -> dict[str, str]:
+    await asyncio.sleep(input.delay)
+    return {"label": input.label}
+
+
+async def two_children(name: str, first_delay: float) -> list[str]:
+    first = await durable_delayed_child.aio_run(Delayed(label=f"{name}-first", delay=first_delay))
+    second = await durable_delayed_child.aio_run(Delayed(label=f"{name}-second", delay=0.1))
+    return [first["label"], second["label"]]
+
+
+@hatchet.durable_task(name="durable-e2e-concurrent", input_validator=Token)
+async def durable_concurrent(input: Token, ctx: DurableContext) -> dict[str, object]:
+    """Two branches, each spawning a child and then another: b's children both finish before a's first one, so its
+    second child's entry comes before a's second in the log. A replay must resume the branches in that order."""
+    mark(input.token, f"invocation {ctx.invocation_count}")
+    a, b = await asyncio.gather(two_children("a", 3), two_children("b", 0.3))
+    return {"a": a, "b": b, "invocation": ctx.invocation_count}
+
+
+@hatchet.durable_task(name="durable-e2e-stale", input_validator=Token)
+async def durable_stale(input: Token, ctx: DurableContext) -> dict[str, object]:
+    mark(input.token, f"invocation {ctx.invocation_count}")
+    await ctx.aio_wait_for_event(RESUME_EVENT_KEY, f"input.token == '{input.token}'")
+    mark(input.token, f"resumed {ctx.invocation_count}")
+    return {"invocation": ctx.invocation_count}
+
+
 WORKFLOWS = [durable_branch, durable_sleep, durable_event, durable_or, durable_child, durable_parent, durable_memo, durable_retry,
-             durable_evicted_wait, durable_nondeterministic, durable_other_child, durable_rewind]
+             durable_evicted_wait, durable_nondeterministic, durable_other_child, durable_rewind,
+             durable_delayed_child, durable_concurrent, durable_stale]
 
 PROFILES = {"durable": dict(slots=10, durable_slots=10, workflows=WORKFLOWS)}
 

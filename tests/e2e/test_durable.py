@@ -227,6 +227,87 @@ def test_reset_durable_task_replays_from_a_node(server, durable):
     assert "404" in str(err.value) or "does not exist" in str(err.value), str(err.value)
 
 
+def run_status(server: Server, run_id: str) -> str:
+    return psql(server, f"SELECT hatchet.run_status('{run_id}')")
+
+
+def finished(server: Server, run_id: str) -> str:
+    status = run_status(server, run_id)
+    return status if status in ("COMPLETED", "FAILED", "CANCELLED") else ""
+
+
+def test_replay_resumes_concurrent_branches_in_the_order_they_were_satisfied(server, durable):
+    """A finished durable task whose two concurrent branches each spawned two children is replayed: its entries are
+    all satisfied, and the replay gets them in the order they were satisfied, so the branches ask for their second
+    children in the order of the log (else the replay is refused as non-deterministic). No child runs again."""
+    t = token()
+    ref = durable.durable_concurrent.run(durable.Token(token=t), wait_for_result=False)
+    expected = {"a": ["a-first", "a-second"], "b": ["b-first", "b-second"]}
+    assert ref.result() == {**expected, "invocation": 1}
+    # b's children finished before a's first one: the log holds a-first, b-first, b-second, a-second.
+    labels = psql(server, "SELECT string_agg(r.input->>'label', ',' ORDER BY e.node_id) "
+                          "FROM hatchet.durable_log_entries e JOIN hatchet.runs r ON r.id = e.child_run_id "
+                          f"WHERE e.task_id = '{ref.workflow_run_id}'")
+    assert labels == "a-first,b-first,b-second,a-second", labels
+    durable.hatchet.runs.replay(ref.workflow_run_id)
+    status = wait_for(lambda: finished(server, ref.workflow_run_id) if "invocation 2" in marks(t) else "", 60,
+                      "the replay")
+    errors = psql(server, f"SELECT string_agg(error, ' | ') FROM hatchet.run_tasks('{ref.workflow_run_id}')")
+    assert status == "COMPLETED", errors
+    output = json.loads(psql(server, f"SELECT output FROM hatchet.run_tasks('{ref.workflow_run_id}')"))
+    assert output == {**expected, "invocation": 2}
+    children = psql(server, f"SELECT count(*) FROM hatchet.runs WHERE parent_task_id = '{ref.workflow_run_id}'")
+    assert children == "4"
+
+
+def test_replay_of_a_cancelled_sleep_arms_it_again(server, durable):
+    """A durable task cancelled while it sleeps, then replayed: the sleep (its log entry, unsatisfied, whose match went
+    with the cancelled attempt) is armed again, counting from when it was first asked for, so the replay does not
+    hang and does not sleep the whole time over again."""
+    t = token()
+    ref = durable.durable_sleep.run(durable.Sleep(token=t, seconds=6), wait_for_result=False)
+    wait_for(lambda: waiting_entries(server, ref.workflow_run_id) == 1, 30, "the sleep")
+    durable.hatchet.runs.cancel(ref.workflow_run_id)
+    wait_for(lambda: run_status(server, ref.workflow_run_id) == "CANCELLED", 30, "the cancellation")
+    assert psql(server, f"SELECT count(*) FROM hatchet.matches WHERE task_id = '{ref.workflow_run_id}'") == "0"
+    # Past the first sleep's end (6 s after it was asked for), replay.
+    left = float(psql(server, "SELECT extract(epoch FROM created_at + interval '6 seconds' - clock_timestamp()) "
+                              f"FROM hatchet.durable_log('{ref.workflow_run_id}')"))
+    time.sleep(max(0.0, left) + 0.5)
+    replayed_at = psql(server, "SELECT clock_timestamp()")
+    durable.hatchet.runs.replay(ref.workflow_run_id)
+    status = wait_for(lambda: finished(server, ref.workflow_run_id) if "start 2" in marks(t) else "", 60,
+                      "the replay")
+    assert status == "COMPLETED"
+    output = json.loads(psql(server, f"SELECT output FROM hatchet.run_tasks('{ref.workflow_run_id}')"))
+    assert output == {"slept": 6.0, "invocation": 2}
+    # One entry, satisfied well before a sleep started over at the replay would have ended.
+    rows = psql(server, f"SELECT node_id || ' ' || status || ' ' || (satisfied_at < '{replayed_at}'::timestamptz "
+                        f"+ interval '6 seconds') FROM hatchet.durable_log('{ref.workflow_run_id}')")
+    assert rows == "1 SATISFIED true", rows
+
+
+def test_invocation_the_task_moved_on_from_is_dropped_on_the_worker(server, durable):
+    """The engine moves a waiting durable task on to its next invocation without the worker hearing of it (evicted
+    and restored from SQL here, as when a cancellation is lost while the server restarts): the next poll of the old
+    invocation is answered with server_evict, the worker drops it, and only the new invocation runs the code after
+    the wait."""
+    t = token()
+    ref = durable.durable_stale.run(durable.Token(token=t), wait_for_result=False)
+    task = ref.workflow_run_id
+    wait_for(lambda: waiting_entries(server, task) == 1, 30, "the wait")
+    assert psql(server, f"SELECT hatchet.durable_evict('{task}', 1, 'moved on without the worker')") == "1"
+    assert psql(server, f"SELECT hatchet.restore_evicted('{task}')") == "t"
+    wait_for(lambda: "invocation 2" in marks(t), 30, "the second invocation")
+    log = conftest.OUTPUT / "worker-durable.log"
+    wait_for(lambda: f"server eviction notification for task {task} invocation 1" in log.read_text(), 30,
+             "server_evict for the first invocation")
+    durable.hatchet.event.push(durable.RESUME_EVENT_KEY, {"id": "go", "token": t})
+    assert ref.result() == {"invocation": 2}
+    time.sleep(2)  # the first invocation, had it been left waiting, would resume within a second of the event
+    assert marks(t) == ["invocation 1", "invocation 2", "resumed 2"], marks(t)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Restarts: a server of its own (hatchet-server dev restarts its Postgres cluster with it), driven through SQL
 # ---------------------------------------------------------------------------------------------------------------------

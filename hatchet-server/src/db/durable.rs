@@ -151,14 +151,16 @@ pub(crate) struct Completed {
     pub is_failure: bool,
     /// Why it failed.
     pub error: Option<String>,
-    /// The order in which the task's entries were satisfied.
+    /// Its place (1, 2, 3, ...) in the order the waits and child runs of the task's log were satisfied; none for a
+    /// memo.
     pub satisfied_order: Option<i64>,
 }
 
 /// An entry a worker waits for: (task, invocation, branch, node).
 pub(crate) type EntryRef = (Uuid, i32, i64, i64);
 
-/// `hatchet.durable_completed`: which of these entries are satisfied, with their results.
+/// `hatchet.durable_completed`: which of these entries are satisfied and handed out now, in satisfied order, with
+/// their results.
 pub(crate) async fn completed(
     pool: &PgPool,
     tenant: Uuid,
@@ -173,6 +175,36 @@ pub(crate) async fn completed(
     sqlx::query_as(
         "SELECT task_id, invocation, branch_id, node_id, result, is_failure, error, satisfied_order \
          FROM hatchet.durable_completed(refs => $1, tenant_id => $2)",
+    )
+    .bind(Value::Array(refs))
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
+/// An invocation a worker still runs that its task has moved on from, from [`stale`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Stale {
+    /// The durable task.
+    pub task_id: Uuid,
+    /// The stale invocation.
+    pub invocation: i32,
+    /// What the task is on now, for the worker's log.
+    pub reason: String,
+}
+
+/// `hatchet.durable_stale`: which of these (task, invocation) pairs their task has moved on from.
+pub(crate) async fn stale(
+    pool: &PgPool,
+    tenant: Uuid,
+    invocations: &[(Uuid, i32)],
+) -> Result<Vec<Stale>, sqlx::Error> {
+    let refs: Vec<Value> = invocations
+        .iter()
+        .map(|(task, invocation)| serde_json::json!({"task_id": task, "invocation": invocation}))
+        .collect();
+    sqlx::query_as(
+        "SELECT task_id, invocation, reason FROM hatchet.durable_stale(refs => $1, tenant_id => $2)",
     )
     .bind(Value::Array(refs))
     .bind(tenant)

@@ -12,13 +12,19 @@
 //! | `wait_for` | `durable_wait_for` | `wait_for_ack` |
 //! | `trigger_runs` | `durable_trigger_runs` | `trigger_runs_ack` |
 //! | `evict_invocation` | `durable_evict` | `eviction_ack` |
-//! | `worker_status` | `durable_completed` | one `entry_completed` per satisfied entry the worker waits for |
+//! | `worker_status` | `durable_stale`, `durable_completed` | `server_evict` per stale invocation, `entry_completed` |
 //!
+//! Satisfied entries are handed out in the order they were satisfied (`durable_completed` holds back an entry until
+//! every one satisfied before it was handed to the invocation, and numbers them in `satisfied_order`): a replay whose
+//! concurrent branches wait on several finished entries resumes them in the order the first run did, as Hatchet's
+//! engine does, so the branches ask for their next entries in the order of the log.
 //! A replay that asks for something else than the log holds gets `error` NONDETERMINISM; a request the extension
 //! refuses (a stale invocation, bad input) gets `error` UNSPECIFIED with the reason, so the SDK fails the waiting
 //! call at once instead of after its ack timeout. The entries named by `worker_status` are remembered by the stream
 //! and checked every second until satisfied; the SDK names them again after a reconnect, so a reconnect (or another
-//! server replica) loses nothing, as everything else is in the extension's tables.
+//! server replica) loses nothing, as everything else is in the extension's tables. An invocation the worker still
+//! waits on whose task has moved on (a later attempt, or finished: a cancellation the worker never heard of) gets
+//! `server_evict` at that check, and the SDK drops it, as Hatchet's engine does for stale invocations.
 //!
 //! The legacy pair (what SDKs do against engines below v0.80.0): `RegisterDurableEvent` arms a wait of the running
 //! attempt named by a signal key (`hatchet.register_durable_event`, the same conditions and matches), and
@@ -227,38 +233,62 @@ fn refusal(err: sqlx::Error) -> String {
     }
 }
 
-/// `entry_completed` for each satisfied entry among `waiting`, which forgets them.
+/// For the entries of `waiting`: `server_evict` for each invocation its task has moved on from (a cancellation the
+/// worker never heard of: the SDK drops that invocation without reporting anything), whose entries are forgotten;
+/// then `entry_completed` for each satisfied entry that the extension hands out now (in satisfied order), which
+/// forgets them. Entries held back stay in `waiting` and are asked for again on the next tick.
 async fn completions(
     state: &AppState,
     tenant: Uuid,
     waiting: &mut HashSet<db::EntryRef>,
 ) -> Vec<Resp> {
+    let mut responses = Vec::new();
+    let invocations: Vec<(Uuid, i32)> = waiting
+        .iter()
+        .map(|(t, i, _, _)| (*t, *i))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    match db::stale(&state.pool, tenant, &invocations).await {
+        Ok(stale) => {
+            for s in stale {
+                waiting.retain(|(t, i, _, _)| *t != s.task_id || *i != s.invocation);
+                responses.push(Resp::ServerEvict(v1::DurableTaskServerEvictNotice {
+                    durable_task_external_id: s.task_id.to_string(),
+                    invocation_count: s.invocation,
+                    reason: s.reason,
+                }));
+            }
+        }
+        // Checked again on the next tick.
+        Err(err) => tracing::warn!(error = %err, "checking durable invocations failed"),
+    }
+    if waiting.is_empty() {
+        return responses;
+    }
     let refs: Vec<db::EntryRef> = waiting.iter().copied().collect();
     match db::completed(&state.pool, tenant, &refs).await {
-        Ok(done) => done
-            .into_iter()
-            .map(|c| {
-                waiting.remove(&(c.task_id, c.invocation, c.branch_id, c.node_id));
-                Resp::EntryCompleted(v1::DurableTaskEventLogEntryCompletedResponse {
-                    r#ref: Some(entry_ref(
-                        &c.task_id.to_string(),
-                        c.invocation,
-                        c.branch_id,
-                        c.node_id,
-                    )),
-                    payload: c.result.unwrap_or_default(),
-                    is_failure: c.is_failure,
-                    error_message: c.error,
-                    satisfied_order: c.satisfied_order,
-                })
+        Ok(done) => responses.extend(done.into_iter().map(|c| {
+            waiting.remove(&(c.task_id, c.invocation, c.branch_id, c.node_id));
+            Resp::EntryCompleted(v1::DurableTaskEventLogEntryCompletedResponse {
+                r#ref: Some(entry_ref(
+                    &c.task_id.to_string(),
+                    c.invocation,
+                    c.branch_id,
+                    c.node_id,
+                )),
+                payload: c.result.unwrap_or_default(),
+                is_failure: c.is_failure,
+                error_message: c.error,
+                satisfied_order: c.satisfied_order,
             })
-            .collect(),
+        })),
         Err(err) => {
             // Checked again on the next tick.
             tracing::warn!(error = %err, "reading satisfied durable entries failed");
-            vec![]
         }
     }
+    responses
 }
 
 /// Serves one request of the stream; returns the responses to send, in order.

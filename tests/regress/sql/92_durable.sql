@@ -187,3 +187,58 @@ SELECT pg_temp.try(format('SELECT * FROM hatchet.branch_durable_task(%L, 9, 1)',
 SELECT pg_temp.try(format('SELECT * FROM hatchet.branch_durable_task(%L, 1, 7)', :'task'));
 SELECT retry_count FROM hatchet.running WHERE task_id = :'task';
 SELECT hatchet.cancel(:'task') AS cancelled;
+
+-- 10. Ordered release: durable_completed hands the running invocation its satisfied entries in the order they were
+-- satisfied, whatever order it waits on them in (a memo is not held back), and a reconnect gets them again. A replay
+-- of a wait whose match went with a cancelled attempt arms it again, its sleep counting from when it was first asked.
+CREATE FUNCTION pg_temp.refs(task uuid, inv integer, VARIADIC nodes bigint[]) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_agg(jsonb_build_object('task_id', task, 'invocation', inv, 'branch_id', 1, 'node_id', n))
+    FROM unnest(nodes) n $$;
+SELECT hatchet.run_workflow('dur') AS task \gset
+SELECT retry_count FROM hatchet.dequeue('dur:d', 'w1');
+SELECT node_id FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "event", "key": "dur:e1", "group": "g"}]');
+SELECT node_id FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "event", "key": "dur:e2", "group": "g"}]');
+SELECT node_id FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "event", "key": "dur:e3", "group": "g"}]');
+-- Satisfied 3, 2, 1 while the first invocation waits on all three: handed out as they come.
+SELECT hatchet.push_event('dur:e3', '{}') IS NOT NULL AS pushed;
+SELECT node_id, satisfied_order FROM hatchet.durable_completed(pg_temp.refs(:'task', 1, 1, 2, 3));
+SELECT hatchet.push_event('dur:e2', '{}') IS NOT NULL AS pushed;
+SELECT hatchet.push_event('dur:e1', '{}') IS NOT NULL AS pushed;
+SELECT node_id, satisfied_order FROM hatchet.durable_completed(pg_temp.refs(:'task', 1, 1, 2, 3));
+SELECT node_id FROM hatchet.durable_memo(:'task', 1, 'm', convert_to('"M"', 'UTF8'));
+SELECT node_id FROM hatchet.durable_wait_for(:'task', 1, '[{"type": "sleep", "sleep_for": "1h", "group": "s"}]');
+SELECT hatchet.cancel(:'task') AS cancelled;
+SELECT count(*) AS matches_left FROM hatchet.matches WHERE task_id = :'task';
+SELECT count(*) AS replayed FROM hatchet.replay_tasks(ARRAY[:'task']::uuid[]);
+SELECT retry_count + 1 AS inv FROM hatchet.dequeue('dur:d', 'w1') \gset
+-- The replay waits on node 1 first, then node 2: held back until node 3, satisfied first, was asked for too.
+SELECT node_id, nondeterminism FROM hatchet.durable_wait_for(:'task', :inv,
+    '[{"type": "event", "key": "dur:e1", "group": "other"}]');
+SELECT count(*) AS handed_out FROM hatchet.durable_completed(pg_temp.refs(:'task', :inv, 1));
+SELECT node_id FROM hatchet.durable_wait_for(:'task', :inv, '[{"type": "event", "key": "dur:e2", "group": "other"}]');
+SELECT count(*) AS handed_out FROM hatchet.durable_completed(pg_temp.refs(:'task', :inv, 1, 2));
+SELECT node_id FROM hatchet.durable_wait_for(:'task', :inv, '[{"type": "event", "key": "dur:e3", "group": "other"}]');
+SELECT node_id, satisfied_order FROM hatchet.durable_completed(pg_temp.refs(:'task', :inv, 1, 2, 3));
+-- Named again (a reconnect): handed out again; the old invocation's refs are answered without ordering.
+SELECT node_id, satisfied_order FROM hatchet.durable_completed(pg_temp.refs(:'task', :inv, 2));
+SELECT invocation, node_id, satisfied_order FROM hatchet.durable_completed(pg_temp.refs(:'task', 1, 1));
+SELECT released_invocation = :inv AS released_to_replay, released_order
+FROM hatchet.durable_logs WHERE task_id = :'task';
+-- The memo answers from the log and is not held back.
+SELECT node_id, already_existed FROM hatchet.durable_memo(:'task', :inv, 'm');
+SELECT node_id, satisfied_order, convert_from(result, 'UTF8') AS result
+FROM hatchet.durable_completed(pg_temp.refs(:'task', :inv, 4));
+-- The sleep: armed again, counting from when the first invocation asked for it.
+SELECT node_id, nondeterminism FROM hatchet.durable_wait_for(:'task', :inv,
+    '[{"type": "sleep", "sleep_for": "1h", "group": "other"}]');
+SELECT count(*) AS matches, bool_and(x.durable_node_id = 5) AS for_node_5,
+       bool_and(x.wake_at = e.created_at + interval '1 hour') AS counts_from_first_ask
+FROM hatchet.matches x JOIN hatchet.durable_log_entries e ON e.task_id = x.task_id AND e.node_id = x.durable_node_id
+WHERE x.task_id = :'task';
+-- Invocations the task has moved on from (the server tells their worker to drop them): the first, not the running
+-- one; once the task is finished, the running one too. Bad input is 22023.
+SELECT invocation, pg_temp.noid(reason) AS reason
+FROM hatchet.durable_stale(pg_temp.refs(:'task', 1, 1) || pg_temp.refs(:'task', :inv, 1));
+SELECT * FROM hatchet.durable_stale('{}');
+SELECT hatchet.cancel(:'task') AS cancelled;
+SELECT invocation, pg_temp.noid(reason) AS reason FROM hatchet.durable_stale(pg_temp.refs(:'task', :inv, 1));
