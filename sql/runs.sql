@@ -1248,6 +1248,41 @@ $$;
 COMMENT ON FUNCTION hatchet.run_status(uuid, uuid) IS
     'QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED, aggregated from the run''s tasks';
 
+-- Trigger on hatchet.task_events (final events only, see the WHEN clause): the first time a task of a workflow run
+-- ends COMPLETED (or SKIPPED), FAILED or CANCELLED, the run gets that outcome's row in hatchet.run_outcomes, the
+-- dashboard's index of runs by final status. A task enqueued on its own (no task definition) has no runs row and no
+-- dashboard entry: one primary-key probe of tasks, nothing written. A later task of the run with the same outcome
+-- finds the row and writes nothing either, so a workflow run writes one row per outcome its tasks reach. Not deferred
+-- to commit and not checking whether the run is finished: which rows exist depends only on the events, never on
+-- which of two transactions finishing the run's last tasks commits first.
+CREATE FUNCTION hatchet._note_run_outcome() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_outcome hatchet.readable_status :=
+        (CASE NEW.event_type WHEN 'SKIPPED' THEN 'COMPLETED' ELSE NEW.event_type::text END)::hatchet.readable_status;
+BEGIN
+    INSERT INTO hatchet.run_outcomes (tenant_id, outcome, run_inserted_at, run_id)
+    SELECT t.tenant_id, v_outcome, hatchet.uuid_time(t.run_id), t.run_id
+    FROM hatchet.tasks t
+    WHERE t.tenant_id = NEW.tenant_id AND t.inserted_at = NEW.task_inserted_at AND t.id = NEW.task_id
+      AND t.task_definition_id IS NOT NULL
+      -- (a run past retention whose later task still finishes has no partition to note it in, and no list entry)
+      AND EXISTS (SELECT 1 FROM hatchet.runs r
+                  WHERE r.tenant_id = t.tenant_id AND r.inserted_at = hatchet.uuid_time(t.run_id) AND r.id = t.run_id)
+      AND NOT EXISTS (SELECT 1 FROM hatchet.run_outcomes o
+                      WHERE o.tenant_id = t.tenant_id AND o.outcome = v_outcome
+                        AND o.run_inserted_at = hatchet.uuid_time(t.run_id) AND o.run_id = t.run_id);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION hatchet._note_run_outcome() IS
+    'trigger: a task of a workflow run reached a final outcome; note it in hatchet.run_outcomes (once per outcome)';
+CREATE TRIGGER task_events_run_outcome AFTER INSERT ON hatchet.task_events
+    FOR EACH ROW WHEN (NEW.event_type IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SKIPPED'))
+    EXECUTE FUNCTION hatchet._note_run_outcome();
+
 -- The tasks of a run: created ones with their status (SKIPPED shown as such), output and error, and the ones still
 -- waiting for parents or conditions as PENDING (task_id NULL until they are created, except a single-task run's).
 CREATE FUNCTION hatchet.run_tasks(run_id uuid, tenant_id uuid DEFAULT NULL)
