@@ -5609,23 +5609,36 @@ SELECT count(*) FROM hatchet.maintain_partitions();
 -- which of two transactions finishing the run's last tasks commits first.
 CREATE FUNCTION hatchet._note_run_outcome() RETURNS trigger
 LANGUAGE plpgsql
+-- One generic plan per probe, pruned to its partition when it starts (as dequeue and complete_many do): custom plans
+-- would plan the partitioned probes again for every event (measured: 1 ms per event instead of tens of us).
+SET plan_cache_mode = force_generic_plan
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_outcome hatchet.readable_status :=
         (CASE NEW.event_type WHEN 'SKIPPED' THEN 'COMPLETED' ELSE NEW.event_type::text END)::hatchet.readable_status;
+    v_run     uuid;
+    v_at      timestamptz;
 BEGIN
-    INSERT INTO hatchet.run_outcomes (tenant_id, outcome, run_inserted_at, run_id)
-    SELECT t.tenant_id, v_outcome, hatchet.uuid_time(t.run_id), t.run_id
-    FROM hatchet.tasks t
+    -- One statement per step, each with its partition key as a value: every probe is planned (and pruned) to one
+    -- partition when it starts, where a correlated subquery would set up a scan of every partition on every call.
+    SELECT t.run_id INTO v_run FROM hatchet.tasks t
     WHERE t.tenant_id = NEW.tenant_id AND t.inserted_at = NEW.task_inserted_at AND t.id = NEW.task_id
-      AND t.task_definition_id IS NOT NULL
-      -- (a run past retention whose later task still finishes has no partition to note it in, and no list entry)
-      AND EXISTS (SELECT 1 FROM hatchet.runs r
-                  WHERE r.tenant_id = t.tenant_id AND r.inserted_at = hatchet.uuid_time(t.run_id) AND r.id = t.run_id)
-      AND NOT EXISTS (SELECT 1 FROM hatchet.run_outcomes o
-                      WHERE o.tenant_id = t.tenant_id AND o.outcome = v_outcome
-                        AND o.run_inserted_at = hatchet.uuid_time(t.run_id) AND o.run_id = t.run_id);
+      AND t.task_definition_id IS NOT NULL;
+    IF v_run IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_at := hatchet.uuid_time(v_run);
+    IF EXISTS (SELECT 1 FROM hatchet.run_outcomes o
+               WHERE o.tenant_id = NEW.tenant_id AND o.outcome = v_outcome AND o.run_inserted_at = v_at
+                 AND o.run_id = v_run)
+       -- (a run past retention whose later task still finishes has no partition to note it in, and no list entry)
+       OR NOT EXISTS (SELECT 1 FROM hatchet.runs r
+                      WHERE r.tenant_id = NEW.tenant_id AND r.inserted_at = v_at AND r.id = v_run) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO hatchet.run_outcomes (tenant_id, outcome, run_inserted_at, run_id)
+    VALUES (NEW.tenant_id, v_outcome, v_at, v_run);
     RETURN NULL;
 END
 $$;
