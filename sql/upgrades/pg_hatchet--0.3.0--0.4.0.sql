@@ -5664,6 +5664,9 @@ WHERE e.event_type IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SKIPPED') AND t.task
 -- they are few: the work in flight, not the history. Ids of tasks enqueued on their own come along and match no run.
 CREATE FUNCTION hatchet._unfinished_runs(p_tenant uuid) RETURNS SETOF uuid
 LANGUAGE sql STABLE
+-- Tells the planner to join these to runs by primary-key probes: at the default estimate (1,000 rows) it hashed all of
+-- hatchet.runs instead (measured with 1,000,000 runs and 1,200 in flight: 15 s for the RUNNING filter, 73 ms after).
+ROWS 100
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(q.run_id, q.task_id) FROM hatchet.ready_queue q WHERE q.tenant_id = p_tenant
@@ -5827,8 +5830,10 @@ BEGIN
             v_where := 'AND c.run_id NOT IN ' || v_started;
         END IF;
     ELSE
-        v_from := 'hatchet.run_outcomes c JOIN hatchet.runs r'
-                  ' ON r.tenant_id = c.tenant_id AND r.inserted_at = c.run_inserted_at AND r.id = c.run_id';
+        -- (a LATERAL probe, not a join: the planner guesses one row for the join on (inserted_at, id) and then hashes
+        -- every run and sorts instead of walking run_outcomes_idx; measured 3.9 s for a page of 1,000,000 runs)
+        v_from := 'hatchet.run_outcomes c CROSS JOIN LATERAL (SELECT x.* FROM hatchet.runs x'
+                  ' WHERE x.tenant_id = c.tenant_id AND x.inserted_at = c.run_inserted_at AND x.id = c.run_id LIMIT 1) r';
         v_time := 'c.run_inserted_at';
         v_id := 'c.run_id';
         v_where := 'AND c.tenant_id = $1 AND c.outcome = $8::hatchet.readable_status';
