@@ -11,10 +11,13 @@ What it does:
   2. registers a two-task workflow, then loads N runs of it straight into the history tables with set-based SQL
      (runs, their two tasks, and a COMPLETED, FAILED or CANCELLED event per task: about 1% failed, 1% cancelled),
      spread over the last 23 hours in batches of 100,000, then ANALYZE — minutes, not hours;
-  3. signs in like a browser (the session cookie) and times sequential GETs: the runs list (default window, all
-     time, metadata filters that match 1 run in 1,000, 1 in 4 or none, a status filter, a workflow filter, the
-     second keyset page) and run detail pages of random runs;
-  4. turns autovacuum off (the load would keep it busy), then counts the statements per second the database executes
+  3. then starts live runs through the engine as an application would: --live-queued runs nobody claims (QUEUED) and
+     --live-running whose first task a SQL worker claims (RUNNING), both with long timeouts so that they stay so;
+  4. signs in like a browser (the session cookie) and times sequential GETs of every filter of the runs list: each
+     time window, each status, a workflow, metadata values that match 1 run in 1,000, 1 in 4 or none, metadata and
+     status together, a run id typed into the search box (answered with a redirect to the run), the second keyset
+     page, and run detail pages of random runs;
+  5. turns autovacuum off (the load would keep it busy), then counts the statements per second the database executes
      (xact_commit of pg_stat_database: every statement outside a transaction block is one) with no dashboard open,
      with 20 holding `/live` (server-sent events), and with none again, while nothing changes.
 
@@ -138,8 +141,11 @@ FROM ids CROSS JOIN LATERAL (VALUES (ids.t1, 'COMPLETED'), (ids.t2, ids.fate)) x
 
 
 def load(dev: Dev, runs: int) -> float:
+    # Long timeouts: the live runs started after the load must stay queued or running while the pages are timed.
     dev.psql("SELECT hatchet.register_workflow('{\"name\": \"bench_dash\", \"tasks\": "
-             "[{\"readable_id\": \"first\"}, {\"readable_id\": \"second\", \"parents\": [\"first\"]}]}')")
+             "[{\"readable_id\": \"first\", \"timeout\": \"24h\", \"schedule_timeout\": \"24h\"}, "
+             "{\"readable_id\": \"second\", \"parents\": [\"first\"], \"timeout\": \"24h\", "
+             "\"schedule_timeout\": \"24h\"}]}')")
     t0 = time.monotonic()
     for start in range(1, runs + 1, BATCH):
         stop = min(start + BATCH - 1, runs)
@@ -148,10 +154,23 @@ def load(dev: Dev, runs: int) -> float:
     dev.psql("VACUUM ANALYZE hatchet.runs")
     dev.psql("VACUUM ANALYZE hatchet.tasks")
     dev.psql("VACUUM ANALYZE hatchet.task_events")
+    dev.psql("VACUUM ANALYZE hatchet.run_outcomes")
     # Autovacuum would otherwise still be catching up with the load while the idle load is measured.
     dev.psql("ALTER SYSTEM SET autovacuum = off")
     dev.psql("SELECT pg_reload_conf()")
     return time.monotonic() - t0
+
+
+def start_live(dev: Dev, queued: int, running: int) -> None:
+    """Runs in flight, through the engine: `queued` + `running` runs of bench_dash, then a SQL worker claims the
+    first task of `running` of them (the oldest: dequeue is FIFO)."""
+    dev.psql(f"SELECT count(hatchet.run_workflow('bench_dash', jsonb_build_object('live', i), "
+             f"jsonb_build_object('customer', 'c' || (i % 1000), 'region', 'r' || (i % 4))))"
+             f" FROM generate_series(1, {queued + running}) i")
+    if running:
+        dev.psql(f"SELECT count(*) FROM hatchet.dequeue('bench_dash:first', 'bench-sql-worker', {running})")
+    dev.psql("ANALYZE hatchet.ready_queue")
+    dev.psql("ANALYZE hatchet.running")
 
 
 class Client:
@@ -176,12 +195,12 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), p95
 
 
-def time_page(client: Client, name: str, paths: list[str]) -> dict:
+def time_page(client: Client, name: str, paths: list[str], expect: int = 200) -> dict:
     client.get(paths[0])  # warm the connection pool and the plan cache
     samples = []
     for path in paths:
         status, ms, body = client.get(path)
-        if status != 200:
+        if status != expect:
             sys.exit(f"{name}: GET {path} answered {status}: {body[:300]}")
         samples.append(ms)
     p50, p95 = percentiles(samples)
@@ -225,6 +244,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100, help="requests per page kind")
     ap.add_argument("--sse-clients", type=int, default=20)
     ap.add_argument("--idle-seconds", type=float, default=30)
+    ap.add_argument("--live-queued", type=int, default=1000, help="runs left QUEUED after the load")
+    ap.add_argument("--live-running", type=int, default=200, help="runs left RUNNING after the load")
     ap.add_argument("--server-bin", type=Path, help="default: cargo build -p hatchet-server (debug)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--without-metadata-index", action="store_true",
@@ -240,8 +261,10 @@ def main() -> None:
     try:
         print(f"loading {args.runs:,} runs ...", file=sys.stderr)
         load_s = load(dev, args.runs)
+        start_live(dev, args.live_queued, args.live_running)
         total = int(dev.psql("SELECT count(*) FROM hatchet.runs"))
-        print(f"  {total:,} runs in history, loaded in {load_s:.0f} s", file=sys.stderr)
+        print(f"  {total:,} runs in history, loaded in {load_s:.0f} s; {args.live_queued:,} queued and "
+              f"{args.live_running:,} running", file=sys.stderr)
         ids = dev.psql(f"SELECT id FROM hatchet.runs TABLESAMPLE SYSTEM (1) LIMIT {args.requests * 5}").split()
         random.shuffle(ids)
         client = Client(dev.http_port, dev.token)
@@ -250,6 +273,8 @@ def main() -> None:
         _, _, first = client.get("/runs")
         marker = "&amp;before="
         cursor = first[first.index(marker) + len(marker):][:36] if marker in first else ""
+        _, _, done = client.get("/runs?window=all&status=COMPLETED")
+        completed_cursor = done[done.index(marker) + len(marker):][:36] if marker in done else ""
         meta_pages = [
             ("runs list, metadata filter", lambda: [
                 f"/runs?window=all&key=customer&value=c{random.randrange(1000)}" for _ in range(n)]),
@@ -260,17 +285,26 @@ def main() -> None:
             ("metadata, no run matches", lambda: [
                 f"/runs?window=all&key=customer&value=x{random.randrange(1000)}" for _ in range(n)]),
         ]
+        statuses = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
         results = [
             time_page(client, "runs list (last 24 h)", ["/runs"] * n),
-            time_page(client, "runs list (all time)", ["/runs?window=all"] * n),
+            *[time_page(client, f"window {w}", [f"/runs?window={w}"] * n) for w in ["1h", "7d", "all"]],
+            *[time_page(client, f"status {st}", [f"/runs?window=all&status={st}"] * n) for st in statuses],
+            time_page(client, "status FAILED, last 24 h", ["/runs?status=FAILED"] * n),
             *[time_page(client, name, paths()) for name, paths in meta_pages],
-            # A status filter derives the status of each candidate run (up to 10,000): seconds a page, so fewer.
-            time_page(client, "metadata + status FAILED", [
-                f"/runs?window=all&status=FAILED&key=customer&value=c{random.randrange(1000)}"
-                for _ in range(max(5, n // 5))]),
-            time_page(client, "status filter FAILED", ["/runs?window=all&status=FAILED"] * max(5, n // 5)),
+            time_page(client, "metadata 1 in 1,000 + status FAILED", [
+                f"/runs?window=all&status=FAILED&key=customer&value=c{random.randrange(1000)}" for _ in range(n)]),
+            time_page(client, "metadata 1 in 1,000 + status COMPLETED", [
+                f"/runs?window=all&status=COMPLETED&key=customer&value=c{random.randrange(1000)}"
+                for _ in range(n)]),
             time_page(client, "workflow filter", [f"/runs?window=all&workflow={workflow}"] * n),
+            time_page(client, "workflow + status CANCELLED", [
+                f"/runs?window=all&workflow={workflow}&status=CANCELLED"] * n),
+            time_page(client, "run id search (redirect)", [f"/runs?id={ids[i % len(ids)]}" for i in range(n)],
+                      expect=303),
             time_page(client, "runs list, page 2 (keyset)", [f"/runs?window=24h&before={cursor}"] * n),
+            time_page(client, "status COMPLETED, page 2", [
+                f"/runs?window=all&status=COMPLETED&before={completed_cursor}"] * n),
             time_page(client, "run detail", [f"/runs/{ids[i % len(ids)]}" for i in range(n)]),
         ]
         if args.without_metadata_index:
@@ -299,7 +333,8 @@ def main() -> None:
                 "sse_clients_open": len([o for o in opened if o == 200]), "changed_events_received": events}
         print(f"  statements/s: {base:.2f} before, {with_sse:.2f} with {idle['sse_clients_open']} dashboards open, "
               f"{after:.2f} after ({events} 'changed' events reached them)", file=sys.stderr)
-        report = {"runs_in_history": total, "load_seconds": round(load_s), "requests": results, "idle": idle,
+        report = {"runs_in_history": total, "load_seconds": round(load_s), "live_queued": args.live_queued,
+                  "live_running": args.live_running, "requests": results, "idle": idle,
                   "server_binary": str(binary)}
         print(json.dumps(report, indent=2))
         if args.json:

@@ -26,7 +26,7 @@ CREATE FUNCTION hatchet.partitioned_tables() RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ARRAY['runs', 'tasks', 'task_events', 'payloads', 'events', 'logs', 'durable_logs',
-                   'durable_log_entries', 'otel_spans'] $$;
+                   'durable_log_entries', 'otel_spans', 'run_outcomes'] $$;
 COMMENT ON FUNCTION hatchet.partitioned_tables() IS 'history tables partitioned by day';
 
 -- Runs one partition DDL statement with lock_timeout = hatchet.ddl_lock_timeout, in a subtransaction: returns p_done

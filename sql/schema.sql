@@ -48,8 +48,8 @@
 --   * definitions (tenants, workflows, versions, task definitions, workers, rate limits, crons): small, updated rarely;
 --   * work in flight (ready_queue, delayed_queue, running, concurrency and rate-limit parking, pending matches): small,
 --     hot, rows are DELETEd when they move on, aggressive autovacuum;
---   * history (runs, tasks, task_events, payloads, events, logs): append-only, range-partitioned by day and dropped by
---     retention instead of DELETEd.
+--   * history (runs, tasks, task_events, payloads, events, logs, run_outcomes): append-only, range-partitioned by day
+--     and dropped by retention instead of DELETEd.
 -- The state of an attempt is *which hot table holds it*, never a status column that would be UPDATEd on a big table.
 --
 -- Every table carries tenant_id and every key and hot index starts with it: on one node this costs nothing, and it is
@@ -984,3 +984,24 @@ CREATE INDEX otel_spans_run_idx ON hatchet.otel_spans (tenant_id, run_id) WHERE 
 CREATE INDEX otel_spans_task_idx ON hatchet.otel_spans (tenant_id, task_id) WHERE task_id IS NOT NULL;
 COMMENT ON TABLE hatchet.otel_spans IS
     'OpenTelemetry spans exported by the SDKs (hatchet.put_spans), read as traces with hatchet.run_trace';
+
+-- Which final outcomes the tasks of each workflow run have reached: one row per run and outcome (COMPLETED, with a
+-- skip counted as COMPLETED; FAILED; CANCELLED), added by a trigger on hatchet.task_events the first time a task of
+-- the run ends that way (hatchet._note_run_outcomes, sql/runs.sql), never updated. A run's status is still derived
+-- from its tasks (hatchet.run_status); this is the index that lets the dashboard find the runs that may have a final
+-- status without deriving every run's: a run that ended COMPLETED, FAILED or CANCELLED has a row for that outcome,
+-- and a finished run without a FAILED or CANCELLED row ended COMPLETED. Rows are candidates, checked by the reader: a
+-- replayed run keeps the rows of its earlier ending. No unique key: two transactions finishing tasks of one run at
+-- once may both add the row (readers skip the repeat), where a unique key would make the second wait for the first
+-- and could deadlock two completion batches. Partitioned by the run's day like hatchet.runs, dropped with it.
+CREATE TABLE hatchet.run_outcomes (
+    tenant_id       uuid                    NOT NULL,
+    outcome         hatchet.readable_status NOT NULL,
+    run_inserted_at timestamptz             NOT NULL,
+    run_id          uuid                    NOT NULL,
+    CONSTRAINT run_outcome_is_final CHECK (outcome IN ('COMPLETED', 'FAILED', 'CANCELLED'))
+) PARTITION BY RANGE (run_inserted_at);
+-- The dashboard walks one outcome newest first; the counts probe (outcome, run) for sampled runs.
+CREATE INDEX run_outcomes_idx ON hatchet.run_outcomes (tenant_id, outcome, run_inserted_at, run_id);
+COMMENT ON TABLE hatchet.run_outcomes IS
+    'final outcomes the tasks of each workflow run reached (candidates for the dashboard''s status filter)';

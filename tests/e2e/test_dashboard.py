@@ -146,6 +146,17 @@ def test_sign_in_with_token_and_with_dev_link(server, browser):
     assert browser.find_element(By.CSS_SELECTOR, "header .tenant").text == server.tenant_id
 
 
+def listed(driver, server, run_id: str, status: str) -> bool:
+    """Whether the runs list filtered by `status` (last hour) shows the run."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server.rest_url}/runs?window=1h&status={status}")
+    wait_until(driver, lambda d: d.find_elements(By.ID, "run-filters"), 10, f"the runs list filtered by {status}")
+    rows = driver.find_elements(By.CSS_SELECTOR, "tr[data-run]")
+    assert all(status in r.text for r in rows), f"a row of another status under {status}"
+    return any(r.get_attribute("data-run") == run_id for r in rows)
+
+
 def test_completed_run_dag_and_log_line(server, browser, dash):
     from selenium.webdriver.common.by import By
 
@@ -194,6 +205,9 @@ def test_cancel_a_running_task(server, browser, dash):
     assert hatchet.runs.get_status(ref.workflow_run_id).name == "CANCELLED"
     assert "cancelled by user" in browser.find_element(By.ID, "timeline").text
     shot(browser, "cancelled")
+    # The status filter of the list finds it under CANCELLED, not under RUNNING.
+    assert listed(browser, server, ref.workflow_run_id, "CANCELLED")
+    assert not listed(browser, server, ref.workflow_run_id, "RUNNING")
 
 
 def test_replay_a_failed_run_and_watch_it_succeed(server, browser, dash):
@@ -208,6 +222,8 @@ def test_replay_a_failed_run_and_watch_it_succeed(server, browser, dash):
     browser.get(f"{server.rest_url}/runs/{ref.workflow_run_id}")
     assert run_status(browser) == "FAILED"
     assert "marker file is missing" in browser.find_element(By.CSS_SELECTOR, "section.task").text
+    assert listed(browser, server, ref.workflow_run_id, "FAILED")
+    browser.get(f"{server.rest_url}/runs/{ref.workflow_run_id}")
     Path(marker).write_text("fixed")
     browser.find_element(By.CSS_SELECTOR, "form[action$='/replay'] button").click()
     wait_until(browser, lambda d: d.current_url.endswith(f"/runs/{ref.workflow_run_id}"), 10, "back on the run")
@@ -218,6 +234,9 @@ def test_replay_a_failed_run_and_watch_it_succeed(server, browser, dash):
     assert '"fixed": "yes"' in browser.find_element(By.CSS_SELECTOR, "section.task").text
     assert hatchet.runs.get_status(ref.workflow_run_id).name == "COMPLETED"
     shot(browser, "replayed")
+    # Replayed and completed: the status filter lists it under COMPLETED and no longer under FAILED.
+    assert listed(browser, server, ref.workflow_run_id, "COMPLETED")
+    assert not listed(browser, server, ref.workflow_run_id, "FAILED")
 
 
 def test_a_new_run_appears_without_a_reload(server, browser, dash):

@@ -24,6 +24,16 @@ BEGIN
     RETURN jsonb_build_object('task_id', t.task_id, 'input', t.input);
 END $$;
 
+-- The dashboard's status filter against hatchet.run_status, for every workflow run in the database: each status
+-- followed by "exact" when dashboard_runs(with_status) lists exactly the runs in that status, newest first.
+CREATE FUNCTION pg_temp.status_filters() RETURNS text LANGUAGE sql AS $$
+    SELECT string_agg(x.s || CASE WHEN ARRAY(SELECT d.id FROM hatchet.dashboard_runs(with_status => x.s, "limit" => 500) d)
+                                     = ARRAY(SELECT r.id FROM hatchet.runs r
+                                             WHERE r.workflow_version_id IS NOT NULL AND hatchet.run_status(r.id) = x.s
+                                             ORDER BY r.inserted_at DESC, r.id DESC)
+                                THEN ' exact' ELSE ' WRONG' END, ', ' ORDER BY x.n)
+    FROM unnest(ARRAY['QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED']) WITH ORDINALITY x(s, n) $$;
+
 -- Nothing moved during the upgrade.
 SELECT pg_temp.is('states kept across the upgrade',
                   concat_ws(' ', hatchet.task_status(pg_temp.id('queued')), hatchet.task_status(pg_temp.id('delayed')),
@@ -31,6 +41,18 @@ SELECT pg_temp.is('states kept across the upgrade',
                             hatchet.task_status(pg_temp.id('conc2')), hatchet.run_status(pg_temp.id('dag')),
                             pg_temp.status(pg_temp.id('wait'), 't'), pg_temp.status(pg_temp.id('nap'), 't')),
                   'QUEUED QUEUED RUNNING RUNNING QUEUED RUNNING PENDING PENDING');
+
+-- runs that finished before the update: the status filter finds them (run_outcomes was filled from their events)
+SELECT pg_temp.is('finished runs are found by their status',
+                  concat_ws(' ', (SELECT string_agg(u.name, ',' ORDER BY u.name) FROM upgrade_ids u
+                                  JOIN hatchet.dashboard_runs(with_status => 'COMPLETED', "limit" => 500) d ON d.id = u.id),
+                            (SELECT string_agg(u.name, ',' ORDER BY u.name) FROM upgrade_ids u
+                             JOIN hatchet.dashboard_runs(with_status => 'FAILED', "limit" => 500) d ON d.id = u.id),
+                            (SELECT string_agg(u.name, ',' ORDER BY u.name) FROM upgrade_ids u
+                             JOIN hatchet.dashboard_runs(with_status => 'CANCELLED', "limit" => 500) d ON d.id = u.id)),
+                  'dag_done dag_failed dag_cancelled');
+SELECT pg_temp.is('status filters right after the update', pg_temp.status_filters(),
+                  'QUEUED exact, RUNNING exact, COMPLETED exact, FAILED exact, CANCELLED exact');
 
 -- running: completed through the new version
 SELECT hatchet.complete(pg_temp.id('running'), 0, '{"done": true}');
@@ -117,3 +139,5 @@ SELECT pg_temp.is('queues drained',
                             (SELECT count(*) FROM hatchet.concurrency_queue), (SELECT count(*) FROM hatchet.matches),
                             (SELECT count(*) FROM hatchet.delayed_queue)),
                   '0 0 0 0 1');
+SELECT pg_temp.is('status filters after the work finished through the new version', pg_temp.status_filters(),
+                  'QUEUED exact, RUNNING exact, COMPLETED exact, FAILED exact, CANCELLED exact');

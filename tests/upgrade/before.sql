@@ -58,6 +58,19 @@ SELECT pg_temp.is('two wait in the concurrency queue',
 -- a DAG half done: a -> b -> c, a completed, b queued, c waiting for b
 SELECT hatchet.register_workflow('{"name": "up_dag", "tasks": [{"readable_id": "a"},
     {"readable_id": "b", "parents": ["a"]}, {"readable_id": "c", "parents": ["b"]}]}') IS NOT NULL;
+-- finished runs of the same DAG (before the half-done one, so that its tasks are claimed first): one completed, one
+-- failed (a failed, b and c cancelled), one cancelled while queued; the update fills hatchet.run_outcomes from them
+INSERT INTO upgrade_ids SELECT 'dag_done', hatchet.run_workflow('up_dag', '{"order": 4}');
+INSERT INTO upgrade_ids SELECT 'dag_failed', hatchet.run_workflow('up_dag', '{"order": 5}');
+INSERT INTO upgrade_ids SELECT 'dag_cancelled', hatchet.run_workflow('up_dag', '{"order": 6}');
+SELECT hatchet.cancel_run(id) FROM upgrade_ids WHERE name = 'dag_cancelled';
+SELECT pg_temp.work('up_dag:a') IS NOT NULL;
+SELECT hatchet.fail(t.task_id, t.retry_count, 'boom', retryable => false) FROM hatchet.dequeue('up_dag:a', 'old-worker') t;
+SELECT pg_temp.work('up_dag:b') IS NOT NULL;
+SELECT pg_temp.work('up_dag:c') IS NOT NULL;
+SELECT pg_temp.is('finished runs', string_agg(u.name || '=' || hatchet.run_status(u.id), ' ' ORDER BY u.name),
+                  'dag_cancelled=CANCELLED dag_done=COMPLETED dag_failed=FAILED')
+FROM upgrade_ids u WHERE u.name LIKE 'dag\_%';
 INSERT INTO upgrade_ids SELECT 'dag', hatchet.run_workflow('up_dag', '{"order": 7}');
 SELECT pg_temp.work('up_dag:a', '{"a": 1}');
 SELECT pg_temp.is('DAG is half done', string_agg(readable_id || '=' || status, ' ' ORDER BY readable_id),
