@@ -289,19 +289,31 @@ END
 $$;
 
 -- Records this tenant's maintenance pass and returns since when maintenance has run without a gap. A gap longer than
--- an outage (5 s, or three poll intervals if longer) means Postgres or the background worker was away: nobody could
--- heartbeat, so the grace of every worker starts again at its end. The first pass ever is no outage.
+-- an outage (3 s, or three poll intervals if longer) means Postgres or the background worker was away: nobody could
+-- heartbeat, so the grace of every worker starts again at its end. The first pass ever is no outage. (The floor was
+-- 5 s: in the second long chaos run two Postgres crash restarts 4-5 s apart (passes every second, gaps of about 4
+-- s), and one followed by pg_terminate_backend of the servers' connections, each left under it, so workers that had
+-- no chance to heartbeat in between were declared dead: a longer grace after a short gap only delays a death.)
 CREATE FUNCTION hatchet._record_pass(p_tenant uuid, p_now timestamptz) RETURNS timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- (a setting with a unit reads as text like '1s' or '1500ms')
-    v_outage interval := greatest(interval '5 seconds',
+    v_outage interval := greatest(interval '3 seconds',
                                   3 * coalesce(current_setting('hatchet.poll_interval_ms', true)::interval,
                                                interval '1 second'));
     v_since timestamptz;
 BEGIN
+    -- Two passes at once (the background worker's and one called by hand): the one holding the row records, the
+    -- other does not wait for it (it would wait out its whole pass, past the pass's lock_timeout).
+    PERFORM 1 FROM hatchet.maintenance_state m WHERE m.tenant_id = p_tenant FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        SELECT m.reachable_since INTO v_since FROM hatchet.maintenance_state m WHERE m.tenant_id = p_tenant;
+        IF FOUND THEN
+            RETURN v_since;
+        END IF;
+    END IF;
     INSERT INTO hatchet.maintenance_state AS m (tenant_id, last_pass_at, reachable_since)
     VALUES (p_tenant, p_now, '-infinity')
     ON CONFLICT ON CONSTRAINT maintenance_state_pkey DO UPDATE

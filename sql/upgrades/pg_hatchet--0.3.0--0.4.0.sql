@@ -5755,6 +5755,43 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 22. A shorter gap counts as an outage (issue 16, sql/maintenance.sql): _record_pass starts every worker's grace again
+--     after a gap between maintenance passes longer than 3 s (was 5 s), or three poll intervals if longer; and a pass
+--     does not wait for another pass recording the same tenant (it skips its own record).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._record_pass(p_tenant uuid, p_now timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- (a setting with a unit reads as text like '1s' or '1500ms')
+    v_outage interval := greatest(interval '3 seconds',
+                                  3 * coalesce(current_setting('hatchet.poll_interval_ms', true)::interval,
+                                               interval '1 second'));
+    v_since timestamptz;
+BEGIN
+    -- Two passes at once (the background worker's and one called by hand): the one holding the row records, the
+    -- other does not wait for it (it would wait out its whole pass, past the pass's lock_timeout).
+    PERFORM 1 FROM hatchet.maintenance_state m WHERE m.tenant_id = p_tenant FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        SELECT m.reachable_since INTO v_since FROM hatchet.maintenance_state m WHERE m.tenant_id = p_tenant;
+        IF FOUND THEN
+            RETURN v_since;
+        END IF;
+    END IF;
+    INSERT INTO hatchet.maintenance_state AS m (tenant_id, last_pass_at, reachable_since)
+    VALUES (p_tenant, p_now, '-infinity')
+    ON CONFLICT ON CONSTRAINT maintenance_state_pkey DO UPDATE
+    SET last_pass_at = greatest(m.last_pass_at, excluded.last_pass_at),
+        reachable_since = CASE WHEN excluded.last_pass_at - m.last_pass_at > v_outage THEN excluded.last_pass_at
+                               ELSE m.reachable_since END
+    RETURNING m.reachable_since INTO v_since;
+    RETURN v_since;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 
