@@ -267,7 +267,10 @@ COMMENT ON FUNCTION hatchet.list_schedules(text, uuid) IS
 --
 -- A run that cannot be created (its creation raised an error) must not stop the pass or fire again and again: each
 -- firing runs in its own subtransaction; a failed cron tick is skipped with a WARNING, a failed schedule keeps the
--- error in scheduled_runs.error, a failed sleep is retried 5 s later with a WARNING.
+-- error in scheduled_runs.error, a failed sleep is retried 5 s later with a WARNING. A firing that waited longer than
+-- the pass's lock_timeout for a lock (SQLSTATE 55P03, see _maintenance_job) did not fail: it is rolled back and left
+-- due, unchanged, for the next pass (a LOG line). So a lock a stalled client holds on what a firing needs delays it
+-- by a pass; only a lock held past the cron's next tick makes ticks late enough for the downtime policy above.
 CREATE FUNCTION hatchet._tenant_time_triggers(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -303,9 +306,16 @@ BEGIN
                         'hatchet__scheduled_at', hatchet._iso_utc(c.next_tick_at), 'hatchet__triggered_by', 'cron'),
                     c.priority, 'cron');
             END IF;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'pg_hatchet: cron % (%) skipped the tick due at %: %', c.name, c.id,
-                hatchet._iso_utc(c.next_tick_at), SQLERRM;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                -- A lock held past the pass's lock_timeout (_maintenance_job): the tick stays due, unfired, and
+                -- the next pass fires it.
+                RAISE LOG 'pg_hatchet: cron % (%) tick due at % left for the next pass: %', c.name, c.id,
+                    hatchet._iso_utc(c.next_tick_at), SQLERRM;
+                CONTINUE;
+            WHEN OTHERS THEN
+                RAISE WARNING 'pg_hatchet: cron % (%) skipped the tick due at %: %', c.name, c.id,
+                    hatchet._iso_utc(c.next_tick_at), SQLERRM;
         END;
         -- A tick after the one just fired was due too: those are skipped, never replayed (cron_missed alerts).
         IF c.next_tick_at < v_now - interval '1 second'
@@ -342,9 +352,12 @@ BEGIN
                     'hatchet__scheduled_at', hatchet._iso_utc(s.run_at), 'hatchet__triggered_by', 'schedule'),
                 s.priority, 'schedule');
             UPDATE hatchet.scheduled_runs x SET fired_run_id = v_run WHERE x.tenant_id = p_tenant AND x.id = s.id;
-        EXCEPTION WHEN OTHERS THEN
-            UPDATE hatchet.scheduled_runs x SET error = SQLERRM WHERE x.tenant_id = p_tenant AND x.id = s.id;
-            RAISE WARNING 'pg_hatchet: schedule % could not fire: %', s.id, SQLERRM;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE LOG 'pg_hatchet: schedule % left for the next pass: %', s.id, SQLERRM;
+            WHEN OTHERS THEN
+                UPDATE hatchet.scheduled_runs x SET error = SQLERRM WHERE x.tenant_id = p_tenant AND x.id = s.id;
+                RAISE WARNING 'pg_hatchet: schedule % could not fire: %', s.id, SQLERRM;
         END;
     END LOOP;
 
@@ -359,10 +372,13 @@ BEGIN
         CONTINUE WHEN NOT pg_try_advisory_xact_lock(1212240963, hashtext(m.run_id::text));
         BEGIN
             PERFORM hatchet._satisfy_match(p_tenant, m.id, 'sleep', v_now);
-        EXCEPTION WHEN OTHERS THEN
-            UPDATE hatchet.matches x SET wake_at = v_now + interval '5 seconds'
-            WHERE x.tenant_id = p_tenant AND x.id = m.id;
-            RAISE WARNING 'pg_hatchet: sleep of match % could not be completed: %', m.id, SQLERRM;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE LOG 'pg_hatchet: sleep of match % left for the next pass: %', m.id, SQLERRM;
+            WHEN OTHERS THEN
+                UPDATE hatchet.matches x SET wake_at = v_now + interval '5 seconds'
+                WHERE x.tenant_id = p_tenant AND x.id = m.id;
+                RAISE WARNING 'pg_hatchet: sleep of match % could not be completed: %', m.id, SQLERRM;
         END;
     END LOOP;
 

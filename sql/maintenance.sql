@@ -289,19 +289,31 @@ END
 $$;
 
 -- Records this tenant's maintenance pass and returns since when maintenance has run without a gap. A gap longer than
--- an outage (5 s, or three poll intervals if longer) means Postgres or the background worker was away: nobody could
--- heartbeat, so the grace of every worker starts again at its end. The first pass ever is no outage.
+-- an outage (3 s, or three poll intervals if longer) means Postgres or the background worker was away: nobody could
+-- heartbeat, so the grace of every worker starts again at its end. The first pass ever is no outage. (The floor was
+-- 5 s: in the second long chaos run two Postgres crash restarts 4-5 s apart (passes every second, gaps of about 4
+-- s), and one followed by pg_terminate_backend of the servers' connections, each left under it, so workers that had
+-- no chance to heartbeat in between were declared dead: a longer grace after a short gap only delays a death.)
 CREATE FUNCTION hatchet._record_pass(p_tenant uuid, p_now timestamptz) RETURNS timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- (a setting with a unit reads as text like '1s' or '1500ms')
-    v_outage interval := greatest(interval '5 seconds',
+    v_outage interval := greatest(interval '3 seconds',
                                   3 * coalesce(current_setting('hatchet.poll_interval_ms', true)::interval,
                                                interval '1 second'));
     v_since timestamptz;
 BEGIN
+    -- Two passes at once (the background worker's and one called by hand): the one holding the row records, the
+    -- other does not wait for it (it would wait out its whole pass, past the pass's lock_timeout).
+    PERFORM 1 FROM hatchet.maintenance_state m WHERE m.tenant_id = p_tenant FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        SELECT m.reachable_since INTO v_since FROM hatchet.maintenance_state m WHERE m.tenant_id = p_tenant;
+        IF FOUND THEN
+            RETURN v_since;
+        END IF;
+    END IF;
     INSERT INTO hatchet.maintenance_state AS m (tenant_id, last_pass_at, reachable_since)
     VALUES (p_tenant, p_now, '-infinity')
     ON CONFLICT ON CONSTRAINT maintenance_state_pkey DO UPDATE
@@ -337,17 +349,24 @@ BEGIN
         WHERE w.tenant_id = p_tenant AND w.is_active AND greatest(w.last_heartbeat_at, v_since) < p_now - v_after
         FOR UPDATE SKIP LOCKED
     LOOP
-        WITH held AS (
-            INSERT INTO hatchet.reaped_attempts (tenant_id, worker_id, task_id, retry_count, reaped_at)
-            SELECT p_tenant, v_dead, r.task_id, r.retry_count, p_now FROM hatchet.running r
-            WHERE r.tenant_id = p_tenant AND r.worker_id = v_dead
-            ON CONFLICT ON CONSTRAINT reaped_attempts_pkey DO NOTHING
-            RETURNING task_id, retry_count
-        )
-        SELECT count(pg_notify('hatchet_cancel', h.task_id::text || ':' || h.retry_count || ':' || v_dead::text))
-        INTO v_cancelled FROM held h;
-        n := n + hatchet.deregister_worker(v_dead, 'worker stopped sending heartbeats', p_tenant);
-        PERFORM hatchet._alert_worker_died(p_tenant, v_dead, v_cancelled);
+        -- Each worker in a subtransaction: one whose attempts another transaction keeps locked past the pass's
+        -- lock_timeout (_maintenance_job) is left whole for the next pass; the other dead workers are still reaped.
+        BEGIN
+            WITH held AS (
+                INSERT INTO hatchet.reaped_attempts (tenant_id, worker_id, task_id, retry_count, reaped_at)
+                SELECT p_tenant, v_dead, r.task_id, r.retry_count, p_now FROM hatchet.running r
+                WHERE r.tenant_id = p_tenant AND r.worker_id = v_dead
+                ON CONFLICT ON CONSTRAINT reaped_attempts_pkey DO NOTHING
+                RETURNING task_id, retry_count
+            )
+            SELECT count(pg_notify('hatchet_cancel', h.task_id::text || ':' || h.retry_count || ':' || v_dead::text))
+            INTO v_cancelled FROM held h;
+            n := n + hatchet.deregister_worker(v_dead, 'worker stopped sending heartbeats', p_tenant);
+            PERFORM hatchet._alert_worker_died(p_tenant, v_dead, v_cancelled);
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE LOG 'pg_hatchet: dead worker % not reaped yet: another transaction holds its attempts (%)',
+                v_dead, SQLERRM;
+        END;
     END LOOP;
     RETURN n;
 END
@@ -476,6 +495,16 @@ COMMENT ON FUNCTION hatchet._failing_jobs() IS 'the maintenance jobs failing now
 -- just this tenant, is recorded (_maintenance_failed) and returns false; a cancel (statement_timeout, shutdown) is not
 -- caught and ends the whole pass. p_failing: _failing_jobs() at the start of the pass, so that the first success of a
 -- failing job is recorded.
+--
+-- A job waits at most 200 ms for any lock (lock_timeout, restored afterwards): the whole pass is one transaction of
+-- the background worker, so a job waiting on a lock that a client holds in an open transaction would hold up every
+-- job of every tenant after it, cron ticks included. A client stopped (SIGSTOP, a debugger, a network partition with
+-- the TCP connection still open) between two statements of its transaction holds its row locks for as long as it is
+-- stopped: in the chaos suite a replica stopped after hatchet.complete_many (in complete_and_assign's transaction)
+-- kept its workers' hatchet.running rows locked, the pass waited in deregister_worker (reaping those workers) for
+-- 15 s, and 4 cron ticks of another tenant were missed. A job that gives up on a lock (SQLSTATE 55P03) is recorded
+-- like any failure and tried again on the next pass; the jobs themselves skip what is locked where they can
+-- (_reap_dead_workers a worker, _tenant_time_triggers a cron, schedule or sleep), so that the rest still runs.
 CREATE FUNCTION hatchet._maintenance_job(p_tenant uuid, p_job text, p_now timestamptz, p_limit integer,
                                          p_failing text[] DEFAULT '{}') RETURNS boolean
 LANGUAGE plpgsql
@@ -484,7 +513,9 @@ AS $$
 DECLARE
     v_state text;
     v_error text;
+    v_saved text := current_setting('lock_timeout');
 BEGIN
+    PERFORM set_config('lock_timeout', '200ms', true);
     BEGIN
         CASE p_job
             WHEN 'record_pass' THEN PERFORM hatchet._record_pass(p_tenant, p_now);
@@ -497,9 +528,11 @@ BEGIN
         END CASE;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+        PERFORM set_config('lock_timeout', v_saved, true);
         PERFORM hatchet._maintenance_failed(p_tenant, p_job, v_state, v_error);
         RETURN false;
     END;
+    PERFORM set_config('lock_timeout', v_saved, true);
     IF (coalesce(p_tenant::text, '') || '/' || p_job) = ANY (p_failing) THEN
         UPDATE hatchet.maintenance_status s SET last_ok_at = clock_timestamp()
         WHERE s.tenant_id IS NOT DISTINCT FROM p_tenant AND s.job = p_job AND s.last_ok_at IS NULL;

@@ -6565,6 +6565,251 @@ COMMENT ON FUNCTION hatchet.dashboard_runs(timestamptz, timestamptz, uuid[], jso
     'one keyset page of workflow runs for the dashboard, newest first, without totals or inputs';
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 26. A stalled client cannot hold up the maintenance pass (issue 16, sql/maintenance.sql, sql/crons.sql): each job of
+--     the pass waits at most 200 ms for a lock (_maintenance_job); a dead worker whose attempts another transaction
+--     keeps locked is left for the next pass (_reap_dead_workers), and a cron tick, schedule or sleep whose firing
+--     gave up on a lock stays due for the next pass instead of being skipped or marked failed (_tenant_time_triggers).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._tenant_time_triggers(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now       timestamptz := p_now;
+    v_limit     integer := p_limit;
+    v_retention integer := coalesce(current_setting('hatchet.retention_days', true)::integer, 30);
+    c           hatchet.crons;
+    s           hatchet.scheduled_runs;
+    m           record;
+    v_version   bigint;
+    v_run       uuid;
+    v_next      timestamptz;
+BEGIN
+    -- Cron ticks. FOR UPDATE re-checks next_tick_at on the latest row version, so a tick a concurrent pass has
+    -- just fired (and advanced) is not fired again; SKIP LOCKED leaves a cron another pass holds to that pass.
+    FOR c IN
+        SELECT x.* FROM hatchet.crons x
+        WHERE x.tenant_id = p_tenant AND x.enabled AND x.next_tick_at <= v_now
+        ORDER BY x.next_tick_at
+        LIMIT v_limit
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        BEGIN
+            SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
+            WHERE v.tenant_id = p_tenant AND v.workflow_id = c.workflow_id ORDER BY v.id DESC LIMIT 1;
+            -- A tick of a workflow paused with DROP for crons creates nothing (the tick still passes).
+            IF NOT hatchet._paused_drops(p_tenant, c.workflow_id, 'cron') THEN
+                PERFORM hatchet._create_run(p_tenant, v_version, c.input,
+                    hatchet._clean_metadata(c.additional_metadata) || jsonb_build_object(
+                        'hatchet__cron_name', c.name, 'hatchet__cron_expression', c.expression,
+                        'hatchet__scheduled_at', hatchet._iso_utc(c.next_tick_at), 'hatchet__triggered_by', 'cron'),
+                    c.priority, 'cron');
+            END IF;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                -- A lock held past the pass's lock_timeout (_maintenance_job): the tick stays due, unfired, and
+                -- the next pass fires it.
+                RAISE LOG 'pg_hatchet: cron % (%) tick due at % left for the next pass: %', c.name, c.id,
+                    hatchet._iso_utc(c.next_tick_at), SQLERRM;
+                CONTINUE;
+            WHEN OTHERS THEN
+                RAISE WARNING 'pg_hatchet: cron % (%) skipped the tick due at %: %', c.name, c.id,
+                    hatchet._iso_utc(c.next_tick_at), SQLERRM;
+        END;
+        -- A tick after the one just fired was due too: those are skipped, never replayed (cron_missed alerts).
+        IF c.next_tick_at < v_now - interval '1 second'
+           AND hatchet.cron_next(c.expression, c.next_tick_at) <= v_now THEN
+            PERFORM hatchet._alert_cron_missed(p_tenant, c, v_now);
+        END IF;
+        -- The next tick after now (not after the tick just fired): at most one catch-up run after downtime.
+        v_next := hatchet.cron_next(c.expression, greatest(v_now, c.next_tick_at));
+        UPDATE hatchet.crons x
+        SET last_tick_at = c.next_tick_at, next_tick_at = coalesce(v_next, 'infinity'),
+            enabled = v_next IS NOT NULL
+        WHERE x.tenant_id = p_tenant AND x.id = c.id;
+    END LOOP;
+
+    -- One-off schedules.
+    FOR s IN
+        SELECT x.* FROM hatchet.scheduled_runs x
+        WHERE x.tenant_id = p_tenant AND x.fired_run_id IS NULL AND x.error IS NULL AND x.run_at <= v_now
+        ORDER BY x.run_at
+        LIMIT v_limit
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        BEGIN
+            SELECT v.id INTO STRICT v_version FROM hatchet.workflow_versions v
+            WHERE v.tenant_id = p_tenant AND v.workflow_id = s.workflow_id ORDER BY v.id DESC LIMIT 1;
+            IF hatchet._paused_drops(p_tenant, s.workflow_id, 'schedule') THEN
+                -- Due while its workflow is paused with DROP for schedules: it fires no run, and says why.
+                UPDATE hatchet.scheduled_runs x SET error = 'dropped: the workflow was paused when it was due'
+                WHERE x.tenant_id = p_tenant AND x.id = s.id;
+                CONTINUE;
+            END IF;
+            v_run := hatchet._create_run(p_tenant, v_version, s.input,
+                hatchet._clean_metadata(s.additional_metadata) || jsonb_build_object(
+                    'hatchet__scheduled_at', hatchet._iso_utc(s.run_at), 'hatchet__triggered_by', 'schedule'),
+                s.priority, 'schedule');
+            UPDATE hatchet.scheduled_runs x SET fired_run_id = v_run WHERE x.tenant_id = p_tenant AND x.id = s.id;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE LOG 'pg_hatchet: schedule % left for the next pass: %', s.id, SQLERRM;
+            WHEN OTHERS THEN
+                UPDATE hatchet.scheduled_runs x SET error = SQLERRM WHERE x.tenant_id = p_tenant AND x.id = s.id;
+                RAISE WARNING 'pg_hatchet: schedule % could not fire: %', s.id, SQLERRM;
+        END;
+    END LOOP;
+
+    -- Sleeps of pending matches. A run whose matches another transaction is changing right now is left to the
+    -- next pass rather than waited for.
+    FOR m IN
+        SELECT x.id, x.run_id FROM hatchet.matches x
+        WHERE x.tenant_id = p_tenant AND x.wake_at <= v_now
+        ORDER BY x.wake_at
+        LIMIT v_limit
+    LOOP
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(1212240963, hashtext(m.run_id::text));
+        BEGIN
+            PERFORM hatchet._satisfy_match(p_tenant, m.id, 'sleep', v_now);
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE LOG 'pg_hatchet: sleep of match % left for the next pass: %', m.id, SQLERRM;
+            WHEN OTHERS THEN
+                UPDATE hatchet.matches x SET wake_at = v_now + interval '5 seconds'
+                WHERE x.tenant_id = p_tenant AND x.id = m.id;
+                RAISE WARNING 'pg_hatchet: sleep of match % could not be completed: %', m.id, SQLERRM;
+        END;
+    END LOOP;
+
+    -- Fired schedules are history: kept for the retention period after they fired (their run id's time), then
+    -- deleted. A schedule fires after its run_at, so the index on run_at narrows the search.
+    DELETE FROM hatchet.scheduled_runs x
+    WHERE x.ctid = ANY (ARRAY(
+        SELECT y.ctid FROM hatchet.scheduled_runs y
+        WHERE y.tenant_id = p_tenant AND y.fired_run_id IS NOT NULL
+          AND y.run_at < v_now - make_interval(days => v_retention)
+          AND hatchet.uuid_time(y.fired_run_id) < v_now - make_interval(days => v_retention)
+        LIMIT v_limit));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet._reap_dead_workers(p_tenant uuid, p_now timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_dead uuid;
+    v_cancelled bigint;
+    n integer := 0;
+    v_after interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
+                                                        30000) / 1000.0);
+    v_since timestamptz := coalesce((SELECT m.reachable_since FROM hatchet.maintenance_state m
+                                     WHERE m.tenant_id = p_tenant), '-infinity');
+BEGIN
+    DELETE FROM hatchet.reaped_attempts a WHERE a.tenant_id = p_tenant AND a.reaped_at < p_now - interval '1 day';
+    FOR v_dead IN
+        SELECT w.id FROM hatchet.workers w
+        WHERE w.tenant_id = p_tenant AND w.is_active AND greatest(w.last_heartbeat_at, v_since) < p_now - v_after
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        -- Each worker in a subtransaction: one whose attempts another transaction keeps locked past the pass's
+        -- lock_timeout (_maintenance_job) is left whole for the next pass; the other dead workers are still reaped.
+        BEGIN
+            WITH held AS (
+                INSERT INTO hatchet.reaped_attempts (tenant_id, worker_id, task_id, retry_count, reaped_at)
+                SELECT p_tenant, v_dead, r.task_id, r.retry_count, p_now FROM hatchet.running r
+                WHERE r.tenant_id = p_tenant AND r.worker_id = v_dead
+                ON CONFLICT ON CONSTRAINT reaped_attempts_pkey DO NOTHING
+                RETURNING task_id, retry_count
+            )
+            SELECT count(pg_notify('hatchet_cancel', h.task_id::text || ':' || h.retry_count || ':' || v_dead::text))
+            INTO v_cancelled FROM held h;
+            n := n + hatchet.deregister_worker(v_dead, 'worker stopped sending heartbeats', p_tenant);
+            PERFORM hatchet._alert_worker_died(p_tenant, v_dead, v_cancelled);
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE LOG 'pg_hatchet: dead worker % not reaped yet: another transaction holds its attempts (%)',
+                v_dead, SQLERRM;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hatchet._maintenance_job(p_tenant uuid, p_job text, p_now timestamptz, p_limit integer,
+                                         p_failing text[] DEFAULT '{}') RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text;
+    v_error text;
+    v_saved text := current_setting('lock_timeout');
+BEGIN
+    PERFORM set_config('lock_timeout', '200ms', true);
+    BEGIN
+        CASE p_job
+            WHEN 'record_pass' THEN PERFORM hatchet._record_pass(p_tenant, p_now);
+            WHEN 'promote_due' THEN PERFORM hatchet._promote_due(p_tenant, NULL, p_now, p_limit);
+            WHEN 'reap_dead_workers' THEN PERFORM hatchet._reap_dead_workers(p_tenant, p_now);
+            WHEN 'release_unacknowledged' THEN PERFORM hatchet._release_unacknowledged(p_tenant, p_now, p_limit);
+            WHEN 'reap_timeouts' THEN PERFORM hatchet._reap_timeouts(p_tenant, p_now, p_limit);
+            WHEN 'expire_queued' THEN PERFORM hatchet._expire_queued(p_tenant, p_now, p_limit);
+            WHEN 'time_triggers' THEN PERFORM hatchet._tenant_time_triggers(p_tenant, p_now, p_limit);
+        END CASE;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+        PERFORM set_config('lock_timeout', v_saved, true);
+        PERFORM hatchet._maintenance_failed(p_tenant, p_job, v_state, v_error);
+        RETURN false;
+    END;
+    PERFORM set_config('lock_timeout', v_saved, true);
+    IF (coalesce(p_tenant::text, '') || '/' || p_job) = ANY (p_failing) THEN
+        UPDATE hatchet.maintenance_status s SET last_ok_at = clock_timestamp()
+        WHERE s.tenant_id IS NOT DISTINCT FROM p_tenant AND s.job = p_job AND s.last_ok_at IS NULL;
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
+-- 27. A shorter gap counts as an outage (issue 16, sql/maintenance.sql): _record_pass starts every worker's grace again
+--     after a gap between maintenance passes longer than 3 s (was 5 s), or three poll intervals if longer; and a pass
+--     does not wait for another pass recording the same tenant (it skips its own record).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._record_pass(p_tenant uuid, p_now timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- (a setting with a unit reads as text like '1s' or '1500ms')
+    v_outage interval := greatest(interval '3 seconds',
+                                  3 * coalesce(current_setting('hatchet.poll_interval_ms', true)::interval,
+                                               interval '1 second'));
+    v_since timestamptz;
+BEGIN
+    -- Two passes at once (the background worker's and one called by hand): the one holding the row records, the
+    -- other does not wait for it (it would wait out its whole pass, past the pass's lock_timeout).
+    PERFORM 1 FROM hatchet.maintenance_state m WHERE m.tenant_id = p_tenant FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        SELECT m.reachable_since INTO v_since FROM hatchet.maintenance_state m WHERE m.tenant_id = p_tenant;
+        IF FOUND THEN
+            RETURN v_since;
+        END IF;
+    END IF;
+    INSERT INTO hatchet.maintenance_state AS m (tenant_id, last_pass_at, reachable_since)
+    VALUES (p_tenant, p_now, '-infinity')
+    ON CONFLICT ON CONSTRAINT maintenance_state_pkey DO UPDATE
+    SET last_pass_at = greatest(m.last_pass_at, excluded.last_pass_at),
+        reachable_since = CASE WHEN excluded.last_pass_at - m.last_pass_at > v_outage THEN excluded.last_pass_at
+                               ELSE m.reachable_since END
+    RETURNING m.reachable_since INTO v_since;
+    RETURN v_since;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 

@@ -119,6 +119,9 @@ class Postgres:
                 "max_wal_size = '96MB'\n"
                 "min_wal_size = '32MB'\n"
                 "log_line_prefix = '%m [%p] %b '\n"
+                # Evidence for the checker's failures: a lock wait longer than deadlock_timeout (1 s) is logged with
+                # the statement waiting and the process holding the lock.
+                "log_lock_waits = on\n"
             )
         # The log is written by postgres; OUT belongs to root.
         self.logfile.touch()
@@ -264,7 +267,12 @@ class Harness:
         for i in range(3):
             grpc, http = free_port(), free_port()
             self.replicas.append({"grpc": grpc, "http": http})
-            env = dict(os.environ, RUST_LOG="info,sqlx=warn", DATABASE_URL=self.pg.url)
+            # hatchet_server::dispatch (not its assigner and completer loops) at debug: each push to a worker's stream
+            # (or its wait for a reconnect) and each STARTED is logged, so that an attempt released as unacknowledged
+            # can be told from one never delivered.
+            rust_log = "info,sqlx=warn,hatchet_server::dispatch=debug,hatchet_server::dispatch::assigner=info," \
+                       "hatchet_server::dispatch::completer=info"
+            env = dict(os.environ, RUST_LOG=rust_log, DATABASE_URL=self.pg.url)
             proc = Proc(f"server{i}", [str(self.server_bin), "serve", "--grpc-addr", f"127.0.0.1:{grpc}",
                                        "--http-addr", f"127.0.0.1:{http}", "--max-connections", "10"], env, ROOT)
             self.servers.append(proc)

@@ -53,7 +53,12 @@ SELECT hatchet._record_pass(:t, clock_timestamp() - interval '60 seconds') = '-i
 SELECT hatchet._record_pass(:t, clock_timestamp() - interval '10 seconds') AS back \gset
 SELECT reachable_since = :'back' AS grace_from_the_end_of_the_gap, last_pass_at = :'back' AS recorded
 FROM hatchet.maintenance_state WHERE tenant_id = :t;
--- The worker's last heartbeat is from before the outage: by the clock it is long dead, but it had only 10 s to
+-- A crash restart of Postgres takes a few seconds: passes every second, then a gap of 4 s is an outage too (the second
+-- long chaos run: two such restarts 4-5 s apart, each under the old 5 s floor, and workers declared dead between).
+SELECT hatchet._record_pass(:t, clock_timestamp() - interval '9 seconds') = :'back' AS no_gap_still_the_same;
+SELECT hatchet._record_pass(:t, clock_timestamp() - interval '5 seconds') AS back \gset
+SELECT reachable_since = :'back' AS a_4s_gap_starts_the_grace FROM hatchet.maintenance_state WHERE tenant_id = :t;
+-- The worker's last heartbeat is from before the outage: by the clock it is long dead, but it had only 5 s to
 -- heartbeat since the engine was reachable again (worker_dead_after is 30 s): not reaped, its attempt not released.
 UPDATE hatchet.workers SET last_heartbeat_at = now() - interval '2 minutes' WHERE tenant_id = :t;
 UPDATE hatchet.running SET assigned_at = assigned_at - interval '2 minutes' WHERE tenant_id = :t;
@@ -61,7 +66,7 @@ SELECT hatchet._reap_dead_workers(:t, clock_timestamp()) AS reaped_in_grace;
 SELECT hatchet._release_unacknowledged(:t, clock_timestamp(), 100) AS released_in_grace;
 SELECT count(*) AS running FROM hatchet.running WHERE tenant_id = :t;
 -- Silent for 30 s after the engine came back: dead. Its attempt is retried and remembered for its return.
-SELECT hatchet._reap_dead_workers(:t, clock_timestamp() + interval '25 seconds') AS reaped_after_grace;
+SELECT hatchet._reap_dead_workers(:t, clock_timestamp() + interval '26 seconds') AS reaped_after_grace;
 SELECT is_active FROM hatchet.workers WHERE tenant_id = :t;
 SELECT event_type, reason FROM hatchet.task_events(:'task', :t) WHERE event_type = 'REASSIGNED';
 SELECT task_id = :'task' AS is_the_task, retry_count FROM hatchet.reaped_attempts WHERE tenant_id = :t;
