@@ -92,6 +92,8 @@ ROLLBACK;
 BEGIN;
 -- The metadata filter's index is on every partition of hatchet.runs, those maintain_partitions creates later too.
 SELECT count(*) AS runs_partitions_before FROM pg_inherits WHERE inhparent = 'hatchet.runs'::regclass \gset
+-- (the background worker's pass may hold the parents a moment on a loaded machine: wait for the locks here)
+SET LOCAL hatchet.ddl_lock_timeout = 10000;
 SELECT count(*) > 0 AS created FROM hatchet.maintain_partitions(days_ahead => 20) WHERE action = 'created';
 SELECT count(*) > :runs_partitions_before AS more_partitions,
        count(*) = (SELECT count(*) FROM pg_inherits x WHERE x.inhparent = 'hatchet.runs_metadata_idx'::regclass)
