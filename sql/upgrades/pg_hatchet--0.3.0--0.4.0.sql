@@ -7058,6 +7058,7 @@ DECLARE
     v_reason  text;
     v_running integer;
     v_w       integer;
+    v_x       integer;
     v_score   bigint;
     v_sum     bigint;
     v_list    integer[];
@@ -7073,9 +7074,10 @@ DECLARE
     w_types   text[];
     w_free    integer[];
     w_serves  boolean[];
-    -- per member of the group at hand: still ready and not yet taken; its score on each worker, flattened
+    -- per member of the group at hand: still ready and not yet taken; scored yet; its score on each worker, flattened
     -- ((member - 1) * workers + worker; NULL: it may not run there), for groups with placement only
     m_left    boolean[];
+    m_scored  boolean[];
     m_scores  bigint[];
     a_ctids   tid[] := '{}';
     a_batches uuid[] := '{}';
@@ -7161,21 +7163,8 @@ BEGIN
             v_wait := make_interval(secs => coalesce((g.cfg ->> 'max_interval_ms')::integer, 1000) / 1000.0);
             v_n := cardinality(g.ctids);
             m_left := array_fill(true, ARRAY[v_n]);
-            m_scores := NULL;
-            IF g.placed THEN
-                m_scores := array_fill(NULL::bigint, ARRAY[v_n * v_nw]);
-                FOR i IN 1 .. v_n LOOP
-                    -- Left to its desired worker, which is outside this call and has room (as in hatchet.assign).
-                    CONTINUE WHEN g.sticky[i] = 'SOFT' AND assign_batches.worker_ids IS NOT NULL
-                        AND g.desired[i] IS NOT NULL AND NOT (g.desired[i] = ANY (w_ids))
-                        AND hatchet._worker_has_room(p_tenant, g.desired[i], v_queue, g.slot_type, 1, v_now - v_after);
-                    FOR v_w IN 1 .. v_nw LOOP
-                        CONTINUE WHEN w_types[v_w] <> g.slot_type OR NOT w_serves[v_w];
-                        m_scores[(i - 1) * v_nw + v_w] := hatchet._worker_score(w_ids[v_w], w_labels[v_w], g.labels[i],
-                                                                                g.sticky[i], g.desired[i]);
-                    END LOOP;
-                END LOOP;
-            END IF;
+            m_scored := array_fill(false, ARRAY[v_n]);
+            m_scores := CASE WHEN g.placed THEN array_fill(NULL::bigint, ARRAY[v_n * v_nw]) END;
             v_head := 1;
             WHILE v_left > 0 LOOP
                 WHILE v_head <= v_n AND NOT m_left[v_head] LOOP
@@ -7201,6 +7190,22 @@ BEGIN
                         FOR i IN v_head .. v_n LOOP
                             EXIT WHEN cardinality(v_list) = v_size;
                             CONTINUE WHEN NOT m_left[i];
+                            IF g.placed AND NOT m_scored[i] THEN
+                                -- A member's scores on every worker, when it is first offered (a backlog that is not
+                                -- due costs nothing). None if it is SOFT sticky to a worker outside this call that
+                                -- has room: it is left for a call that includes that worker (as in hatchet.assign).
+                                m_scored[i] := true;
+                                IF NOT (g.sticky[i] = 'SOFT' AND assign_batches.worker_ids IS NOT NULL
+                                        AND g.desired[i] IS NOT NULL AND NOT (g.desired[i] = ANY (w_ids))
+                                        AND hatchet._worker_has_room(p_tenant, g.desired[i], v_queue, g.slot_type, 1,
+                                                                     v_now - v_after)) THEN
+                                    FOR v_x IN 1 .. v_nw LOOP
+                                        CONTINUE WHEN w_types[v_x] <> g.slot_type OR NOT w_serves[v_x];
+                                        m_scores[(i - 1) * v_nw + v_x] := hatchet._worker_score(w_ids[v_x],
+                                            w_labels[v_x], g.labels[i], g.sticky[i], g.desired[i]);
+                                    END LOOP;
+                                END IF;
+                            END IF;
                             v_score := CASE WHEN g.placed THEN m_scores[(i - 1) * v_nw + v_w] ELSE 0 END;
                             CONTINUE WHEN v_score IS NULL;
                             IF cardinality(v_list) > 0 AND v_bytes + g.sizes[i] > v_max_bytes THEN
@@ -7313,7 +7318,6 @@ BEGIN
 END
 $$;
 
-
 CREATE OR REPLACE FUNCTION hatchet.dequeue(
     queue     text,
     worker    text    DEFAULT NULL,
@@ -7406,7 +7410,6 @@ BEGIN
     ORDER BY w.priority DESC, w.fair_rank, w.id;
 END
 $$;
-
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
