@@ -6810,11 +6810,19 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- 28. Completion probes each running row by key (issue 18, sql/tasks.sql): complete_many finds and locks the running
---     rows with one primary-key probe per id, then deletes them by ctid (it joined the ids with a nested loop that
---     read every id per running row, over a scan of all the tenant's running rows, dead ones included); idempotency
---     keys are deleted only when the tenant has any. The first (task, attempt) pair naming a task decides for it.
+-- 28. Completion probes each running row by key (issue 18, sql/tasks.sql, sql/schema.sql): complete_many finds the
+--     running rows with one primary-key probe per id and deletes them by ctid (it joined the ids with a nested loop
+--     that read every id per running row, over a scan of all the tenant's running rows, dead ones included); a second
+--     pass locks and deletes attempts the first missed (updated meanwhile). Idempotency keys are deleted only when
+--     the tenant has any. The first (task, attempt) pair naming a task decides for it. running_timeout_idx is
+--     (timeout_at), no longer led by tenant_id.
 -- ---------------------------------------------------------------------------------------------------------------------
+
+-- The timeout reaper reads it from the oldest timeout on (its tenant a filter). Not led by tenant_id: a statement that
+-- probes running rows by key (tenant_id, task_id) with a cached generic plan could otherwise pick it for the tenant
+-- alone and read every running row of the tenant, dead index entries included (issue 18).
+DROP INDEX hatchet.running_timeout_idx;
+CREATE INDEX running_timeout_idx ON hatchet.running (timeout_at);
 
 CREATE OR REPLACE FUNCTION hatchet.complete_many(
     task_ids     uuid[],
@@ -6862,43 +6870,59 @@ BEGIN
         END IF;
     END IF;
 
-    -- The running attempts named, each found with one primary-key probe (a subplan per id: the planner cannot turn it
-    -- into a scan of all the tenant's running rows) and locked, in task order so that concurrent completions of
-    -- overlapping sets do not deadlock. A row updated meanwhile (refresh_timeout) is locked in its new version. The
-    -- pair that decides for a task is the first one naming it.
-    v_ctids := ARRAY(SELECT p.c
-                     FROM (SELECT (SELECT x.ctid FROM hatchet.running x
-                                   WHERE x.tenant_id = p_tenant AND x.task_id = i.id
-                                     AND x.retry_count = retry_counts[pg_catalog.array_position(task_ids, i.id)]
-                                   FOR UPDATE) AS c
-                           FROM (SELECT DISTINCT u.id FROM unnest(task_ids) AS u(id) ORDER BY u.id) i) p
-                     WHERE p.c IS NOT NULL);
-    -- Deleted by ctid in a statement of their own (it sees the versions locked above), without a join.
-    WITH done AS (
-        DELETE FROM hatchet.running r
-        WHERE r.ctid = ANY (v_ctids) AND r.tenant_id = p_tenant
-          AND r.retry_count = retry_counts[pg_catalog.array_position(task_ids, r.task_id)]
-        RETURNING r.task_id, r.task_inserted_at, r.retry_count, r.worker_id, r.worker_name, r.slot_type, r.slot_units,
-                  r.queue, r.concurrency_key, r.run_id, r.assigned_at,
-                  outputs[pg_catalog.array_position(task_ids, r.task_id)] AS output
-    ), ev AS (
-        INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
-                                         worker_id, worker_name, assigned_at)
-        SELECT p_tenant, d.task_inserted_at, d.task_id, v_now, d.retry_count, 'COMPLETED', d.worker_id, d.worker_name,
-               d.assigned_at
-        FROM done d
-    ), out AS (
-        -- An empty output is the absence of a payload row: no-op tasks write nothing here.
-        INSERT INTO hatchet.payloads (tenant_id, task_inserted_at, task_id, retry_count, kind, data)
-        SELECT p_tenant, d.task_inserted_at, d.task_id, d.retry_count, 'OUTPUT', d.output
-        FROM done d WHERE d.output IS NOT NULL AND d.output <> '{}'::jsonb
-    )
-    SELECT count(*), array_agg(d.worker_id), array_agg(d.slot_type), array_agg(d.slot_units),
-           array_agg(d.task_id) FILTER (WHERE d.concurrency_key IS NOT NULL),
-           array_agg(d.task_id) FILTER (WHERE d.run_id IS NOT NULL), array_agg(d.run_id) FILTER (WHERE d.run_id IS NOT NULL),
-           array_agg(d.task_id) FILTER (WHERE d.run_id IS NULL), array_agg(d.task_id)
-    INTO v_n, v_workers, v_slot_types, v_units, v_keyed, v_dag_tasks, v_dag_runs, v_single, v_done
-    FROM done d;
+    -- The running attempts named are found with one primary-key probe per id (a subplan: the planner cannot turn it
+    -- into a scan of all the tenant's running rows) and deleted by ctid, without a join. The pair that decides for a
+    -- task is the first one naming it. A second pass runs only when some id was not completed (a stale attempt, a
+    -- duplicate id, or a row another transaction updated while this statement ran, e.g. refresh_timeout: the delete
+    -- of its old version by ctid does not follow it): it locks the attempts still running, in task order so that
+    -- overlapping completions do not deadlock, and deletes them by ctid in the next statement, which sees them.
+    v_n := 0;
+    LOOP
+        WITH done AS (
+            -- (No tenant condition here: the ctids are the tenant's rows, and the condition would let the planner
+            -- read the tenant's rows instead of these.)
+            DELETE FROM hatchet.running r
+            WHERE r.ctid = ANY (coalesce(v_ctids,
+                                         ARRAY(SELECT p.c
+                                               FROM (SELECT (SELECT x.ctid FROM hatchet.running x
+                                                             WHERE x.tenant_id = p_tenant AND x.task_id = i.id) AS c
+                                                     FROM unnest(task_ids) AS i(id) OFFSET 0) p
+                                               WHERE p.c IS NOT NULL)))
+              AND r.retry_count = retry_counts[pg_catalog.array_position(task_ids, r.task_id)]
+            RETURNING r.task_id, r.task_inserted_at, r.retry_count, r.worker_id, r.worker_name, r.slot_type,
+                      r.slot_units, r.queue, r.concurrency_key, r.run_id, r.assigned_at,
+                      outputs[pg_catalog.array_position(task_ids, r.task_id)] AS output
+        ), ev AS (
+            INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                             worker_id, worker_name, assigned_at)
+            SELECT p_tenant, d.task_inserted_at, d.task_id, v_now, d.retry_count, 'COMPLETED', d.worker_id,
+                   d.worker_name, d.assigned_at
+            FROM done d
+        ), out AS (
+            -- An empty output is the absence of a payload row: no-op tasks write nothing here.
+            INSERT INTO hatchet.payloads (tenant_id, task_inserted_at, task_id, retry_count, kind, data)
+            SELECT p_tenant, d.task_inserted_at, d.task_id, d.retry_count, 'OUTPUT', d.output
+            FROM done d WHERE d.output IS NOT NULL AND d.output <> '{}'::jsonb
+        )
+        SELECT v_n + count(*), v_workers || array_agg(d.worker_id), v_slot_types || array_agg(d.slot_type),
+               v_units || array_agg(d.slot_units),
+               v_keyed || array_agg(d.task_id) FILTER (WHERE d.concurrency_key IS NOT NULL),
+               v_dag_tasks || array_agg(d.task_id) FILTER (WHERE d.run_id IS NOT NULL),
+               v_dag_runs || array_agg(d.run_id) FILTER (WHERE d.run_id IS NOT NULL),
+               v_single || array_agg(d.task_id) FILTER (WHERE d.run_id IS NULL), v_done || array_agg(d.task_id)
+        INTO v_n, v_workers, v_slot_types, v_units, v_keyed, v_dag_tasks, v_dag_runs, v_single, v_done
+        FROM done d;
+        EXIT WHEN v_ctids IS NOT NULL OR v_n >= cardinality(task_ids);
+        v_ctids := ARRAY(SELECT p.c
+                         FROM (SELECT (SELECT x.ctid FROM hatchet.running x
+                                       WHERE x.tenant_id = p_tenant AND x.task_id = i.id
+                                         AND x.retry_count = retry_counts[pg_catalog.array_position(task_ids, i.id)]
+                                       FOR UPDATE) AS c
+                               FROM (SELECT DISTINCT u.id FROM unnest(task_ids) AS u(id)
+                                     WHERE u.id <> ALL (coalesce(v_done, '{}')) ORDER BY u.id) i OFFSET 0) p
+                         WHERE p.c IS NOT NULL);
+        EXIT WHEN cardinality(v_ctids) = 0;
+    END LOOP;
     IF v_n > 0 THEN
         -- Idempotency keys the finished tasks held, if the tenant has any (one index probe when it has none); found
         -- like the running rows, by one probe per task.
