@@ -6815,7 +6815,8 @@ $$;
 --     that read every id per running row, over a scan of all the tenant's running rows, dead ones included); a second
 --     pass locks and deletes attempts the first missed (updated meanwhile). Idempotency keys are deleted only when
 --     the tenant has any. The first (task, attempt) pair naming a task decides for it. running_timeout_idx is
---     (timeout_at), no longer led by tenant_id.
+--     (timeout_at), no longer led by tenant_id (sql/maintenance.sql: run_maintenance reads the earliest timeout of
+--     all tenants in one probe).
 -- ---------------------------------------------------------------------------------------------------------------------
 
 -- The timeout reaper reads it from the oldest timeout on (its tenant a filter). Not led by tenant_id: a statement that
@@ -6963,6 +6964,42 @@ BEGIN
         END IF;
     END IF;
     RETURN v_n;
+END
+$$;
+
+-- (the next wake-up reads the earliest timeout of all tenants at once: running_timeout_idx is (timeout_at))
+CREATE OR REPLACE FUNCTION hatchet.run_maintenance() RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now     timestamptz := clock_timestamp();
+    v_limit   integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_failing text[] := hatchet._failing_jobs();
+    v_next    timestamptz;
+    v_tenant  uuid;
+    v_job     text;
+BEGIN
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t ORDER BY t.tenant_id LOOP
+        FOREACH v_job IN ARRAY hatchet.maintenance_jobs() LOOP
+            PERFORM hatchet._maintenance_job(v_tenant, v_job, v_now, v_limit, v_failing);
+        END LOOP;
+    END LOOP;
+    SELECT min(x) INTO v_next FROM (
+        SELECT (SELECT min(d.ready_at) FROM hatchet.delayed_queue d WHERE d.tenant_id = t.tenant_id) AS x
+        FROM hatchet.tenants t
+        UNION ALL
+        -- (every tenant's at once: one probe of running_timeout_idx, which is not led by tenant_id)
+        SELECT (SELECT min(r.timeout_at) FROM hatchet.running r)
+        UNION ALL
+        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.ready_queue r WHERE r.tenant_id = t.tenant_id)
+        FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
+        FROM hatchet.tenants t
+    ) due;
+    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): their next due time counts too.
+    RETURN least(v_next, hatchet._time_triggers_due());
 END
 $$;
 
