@@ -20,6 +20,7 @@ Needs the extension installed (scripts/install-ext.sh, or HATCHET_PG_BIN_DIR's c
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -167,8 +168,13 @@ def main() -> int:
         if not re.fullmatch(r"[a-z0-9_]+", name) or not Path(f).is_file():
             ap.error(f"--variant {v}: want NAME=FILE, NAME of [a-z0-9_], FILE a SQL file")
         variants[name] = Path(f)
+    # One run per work directory: a second run at the same time gets a directory of its own.
+    WORK.mkdir(parents=True, exist_ok=True)
     work = WORK / "storage-model"
-    if (work / "pg" / "data" / "postmaster.pid").exists():  # another run is using it
+    lock = open(WORK / "storage-model.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         work = WORK / f"storage-model-{os.getpid()}"
     cluster = Cluster(work, free_port())
     cluster.start()

@@ -706,28 +706,27 @@ BEGIN
         END IF;
     END IF;
 
-    -- The running attempts named are found with one primary-key probe per id (a subplan: the planner cannot turn it
-    -- into a scan of all the tenant's running rows) and deleted by ctid, without a join. The pair that decides for a
-    -- task is the first one naming it. A second pass runs only when some id was not completed (a stale attempt, a
-    -- duplicate id, or a row another transaction updated while this statement ran, e.g. refresh_timeout: the delete
-    -- of its old version by ctid does not follow it): it locks the attempts still running, in task order so that
-    -- overlapping completions do not deadlock, and deletes them by ctid in the next statement, which sees them.
+    -- Each (task, attempt) pair is looked up with one primary-key probe (a subplan: the planner cannot turn it into a
+    -- scan of all the tenant's running rows) and the attempts found are deleted by ctid, without a join and with no
+    -- other condition (the ctids are the tenant's rows of those attempts; a condition on the tenant would let the
+    -- planner read all its rows instead). A second pass runs only when some pair was not completed (a stale attempt,
+    -- a repeated pair, or a row another transaction updated while this statement ran, e.g. refresh_timeout: a delete
+    -- by ctid does not follow an update): it locks the attempts still running, in task order so that overlapping
+    -- completions do not deadlock, and deletes them by ctid in the next statement, which sees them.
     v_n := 0;
     LOOP
         WITH done AS (
-            -- (No tenant condition here: the ctids are the tenant's rows, and the condition would let the planner
-            -- read the tenant's rows instead of these.)
             DELETE FROM hatchet.running r
             WHERE r.ctid = ANY (coalesce(v_ctids,
                                          ARRAY(SELECT p.c
                                                FROM (SELECT (SELECT x.ctid FROM hatchet.running x
-                                                             WHERE x.tenant_id = p_tenant AND x.task_id = i.id) AS c
-                                                     FROM unnest(task_ids) AS i(id) OFFSET 0) p
+                                                             WHERE x.tenant_id = p_tenant AND x.task_id = i.id
+                                                               AND x.retry_count = i.retry_count) AS c
+                                                     FROM unnest(task_ids, retry_counts) AS i(id, retry_count)
+                                                     OFFSET 0) p
                                                WHERE p.c IS NOT NULL)))
-              AND r.retry_count = retry_counts[pg_catalog.array_position(task_ids, r.task_id)]
             RETURNING r.task_id, r.task_inserted_at, r.retry_count, r.worker_id, r.worker_name, r.slot_type,
-                      r.slot_units, r.queue, r.concurrency_key, r.run_id, r.assigned_at,
-                      outputs[pg_catalog.array_position(task_ids, r.task_id)] AS output
+                      r.slot_units, r.queue, r.concurrency_key, r.run_id, r.assigned_at
         ), ev AS (
             INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
                                              worker_id, worker_name, assigned_at)
@@ -735,10 +734,17 @@ BEGIN
                    d.worker_name, d.assigned_at
             FROM done d
         ), out AS (
-            -- An empty output is the absence of a payload row: no-op tasks write nothing here.
+            -- The output of the first pair naming the completed attempt. An empty output is the absence of a payload
+            -- row: no-op tasks write nothing here (and without outputs nothing here runs).
             INSERT INTO hatchet.payloads (tenant_id, task_inserted_at, task_id, retry_count, kind, data)
-            SELECT p_tenant, d.task_inserted_at, d.task_id, d.retry_count, 'OUTPUT', d.output
-            FROM done d WHERE d.output IS NOT NULL AND d.output <> '{}'::jsonb
+            SELECT p_tenant, f.task_inserted_at, f.task_id, f.retry_count, 'OUTPUT', f.output
+            FROM (SELECT DISTINCT ON (d.task_id) d.task_inserted_at, d.task_id, d.retry_count, o.output
+                  FROM done d
+                  JOIN unnest(task_ids, retry_counts, outputs) WITH ORDINALITY AS o(task_id, retry_count, output, ord)
+                    ON o.task_id = d.task_id AND o.retry_count = d.retry_count
+                  WHERE outputs IS NOT NULL
+                  ORDER BY d.task_id, o.ord) f
+            WHERE f.output IS NOT NULL AND f.output <> '{}'::jsonb
         )
         SELECT v_n + count(*), v_workers || array_agg(d.worker_id), v_slot_types || array_agg(d.slot_type),
                v_units || array_agg(d.slot_units),
@@ -752,10 +758,13 @@ BEGIN
         v_ctids := ARRAY(SELECT p.c
                          FROM (SELECT (SELECT x.ctid FROM hatchet.running x
                                        WHERE x.tenant_id = p_tenant AND x.task_id = i.id
-                                         AND x.retry_count = retry_counts[pg_catalog.array_position(task_ids, i.id)]
+                                         AND x.retry_count = i.retry_count
                                        FOR UPDATE) AS c
-                               FROM (SELECT DISTINCT u.id FROM unnest(task_ids) AS u(id)
-                                     WHERE u.id <> ALL (coalesce(v_done, '{}')) ORDER BY u.id) i OFFSET 0) p
+                               FROM (SELECT DISTINCT u.id, u.retry_count
+                                     FROM unnest(task_ids, retry_counts) AS u(id, retry_count)
+                                     WHERE u.id <> ALL (coalesce(v_done, '{}'))
+                                     ORDER BY u.id, u.retry_count) i
+                               OFFSET 0) p
                          WHERE p.c IS NOT NULL);
         EXIT WHEN cardinality(v_ctids) = 0;
     END LOOP;
@@ -766,18 +775,18 @@ BEGIN
             DELETE FROM hatchet.idempotency_keys k
             WHERE k.ctid = ANY (ARRAY(SELECT pg_catalog.unnest(ARRAY(SELECT x.ctid FROM hatchet.idempotency_keys x
                                                                      WHERE x.tenant_id = p_tenant AND x.task_id = i.id))
-                                      FROM unnest(v_done) AS i(id)))
-              AND k.tenant_id = p_tenant AND k.task_id = ANY (v_done);
+                                      FROM unnest(v_done) AS i(id)));
         END IF;
         -- The task of a single-task workflow run is the run (its hot rows carry no run_id): done, it gives back the
         -- run's STATUS idempotency key. (DAG runs give theirs back in _on_tasks_finished.)
         IF v_single IS NOT NULL
            AND EXISTS (SELECT 1 FROM hatchet.run_idempotency_keys k WHERE k.tenant_id = p_tenant AND k.until_done) THEN
+            -- (A key taken over by another run meanwhile is a new version at another ctid: not deleted.)
             DELETE FROM hatchet.run_idempotency_keys k
             WHERE k.ctid = ANY (ARRAY(SELECT pg_catalog.unnest(ARRAY(SELECT x.ctid FROM hatchet.run_idempotency_keys x
-                                                                     WHERE x.tenant_id = p_tenant AND x.run_id = i.id))
-                                      FROM unnest(v_single) AS i(id)))
-              AND k.tenant_id = p_tenant AND k.run_id = ANY (v_single) AND k.until_done;
+                                                                     WHERE x.tenant_id = p_tenant AND x.run_id = i.id
+                                                                       AND x.until_done))
+                                      FROM unnest(v_single) AS i(id)));
         END IF;
     END IF;
     IF v_n > 0 THEN
