@@ -75,14 +75,16 @@ def prepare(cluster: Cluster) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- instructions
-def instructions(cluster: Cluster, db: str, sql: str, times: int) -> int:
+def instructions(cluster: Cluster, db: str, sql: str, times: int, callgrind_out: Path | None = None) -> int:
     """Instructions a single-user backend executes to start, run `sql` `times` times (each its own transaction)
-    and exit."""
+    and exit. With `callgrind_out`, Valgrind's callgrind tool counts them per function into that file (slower;
+    bench/storage_model.py --profile reads it)."""
     script = cluster.root / f"script-{times}.sql"
     script.write_text((sql + "\n") * times)
     script.chmod(0o644)
-    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-           str(PG_BIN / "postgres"), "--single", "-D", str(cluster.data), db]
+    tool = (["--tool=callgrind", f"--callgrind-out-file={callgrind_out}"] if callgrind_out else
+            ["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"])
+    cmd = ["valgrind", *tool, str(PG_BIN / "postgres"), "--single", "-D", str(cluster.data), db]
     if os.geteuid() == 0:
         cmd = ["sudo", "-u", "postgres", *cmd]
     with open(script) as stdin:

@@ -572,7 +572,8 @@ BEGIN
         SELECT (SELECT min(d.ready_at) FROM hatchet.delayed_queue d WHERE d.tenant_id = t.tenant_id) AS x
         FROM hatchet.tenants t
         UNION ALL
-        SELECT (SELECT min(r.timeout_at) FROM hatchet.running r WHERE r.tenant_id = t.tenant_id) FROM hatchet.tenants t
+        -- (every tenant's at once: one probe of running_timeout_idx, which is not led by tenant_id)
+        SELECT (SELECT min(r.timeout_at) FROM hatchet.running r)
         UNION ALL
         SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.ready_queue r WHERE r.tenant_id = t.tenant_id)
         FROM hatchet.tenants t

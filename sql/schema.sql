@@ -445,7 +445,10 @@ CREATE TABLE hatchet.running (
     CONSTRAINT timeout_after_assignment CHECK (timeout_at >= assigned_at)
 ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 25,
         autovacuum_analyze_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0);
-CREATE INDEX running_timeout_idx ON hatchet.running (tenant_id, timeout_at);
+-- The timeout reaper reads it from the oldest timeout on (its tenant a filter). Not led by tenant_id: a statement that
+-- probes running rows by key (tenant_id, task_id) with a cached generic plan could otherwise pick it for the tenant
+-- alone and read every running row of the tenant, dead index entries included (issue 18).
+CREATE INDEX running_timeout_idx ON hatchet.running (timeout_at);
 CREATE INDEX running_worker_idx ON hatchet.running (tenant_id, worker_id) WHERE worker_id IS NOT NULL;
 COMMENT ON TABLE hatchet.running IS 'claimed attempts (state RUNNING), each with the time it times out';
 

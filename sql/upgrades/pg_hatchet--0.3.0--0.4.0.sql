@@ -7481,6 +7481,307 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 30. Completion probes each running row by key (issue 18, sql/tasks.sql, sql/schema.sql): complete_many finds the
+--     running rows with one primary-key probe per id and deletes them by ctid (it joined the ids with a nested loop
+--     that read every id per running row, over a scan of all the tenant's running rows, dead ones included); a second
+--     pass locks and deletes attempts the first missed (updated meanwhile). Idempotency keys are deleted only when
+--     the tenant has any. A pair naming the running attempt completes it, with the output of the first such pair
+--     (was: an arbitrary pair of those naming the task). running_timeout_idx is
+--     (timeout_at), no longer led by tenant_id (sql/maintenance.sql: run_maintenance reads the earliest timeout of
+--     all tenants in one probe).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- The timeout reaper reads it from the oldest timeout on (its tenant a filter). Not led by tenant_id: a statement that
+-- probes running rows by key (tenant_id, task_id) with a cached generic plan could otherwise pick it for the tenant
+-- alone and read every running row of the tenant, dead index entries included (issue 18).
+DROP INDEX hatchet.running_timeout_idx;
+CREATE INDEX running_timeout_idx ON hatchet.running (timeout_at);
+
+CREATE OR REPLACE FUNCTION hatchet.complete_many(
+    task_ids     uuid[],
+    retry_counts integer[],
+    outputs      jsonb[] DEFAULT NULL,
+    tenant_id    uuid    DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+-- As for dequeue: one generic plan instead of re-planning per batch (complete_many of 1: 0.72 -> 0.39 ms).
+SET plan_cache_mode = force_generic_plan
+-- (the running rows are deleted by ctid: see dequeue)
+SET enable_seqscan = off
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(complete_many.tenant_id);
+    v_now    timestamptz := clock_timestamp();
+    v_limit  integer := current_setting('hatchet.max_payload_bytes')::integer;
+    v_n      integer;
+    v_bad    record;
+    v_workers uuid[];
+    v_slot_types text[];
+    v_units integer[];
+    v_keyed uuid[];
+    v_dag_tasks uuid[];
+    v_dag_runs uuid[];
+    v_single uuid[];
+    v_done uuid[];
+    v_ctids tid[];
+BEGIN
+    IF task_ids IS NULL OR retry_counts IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['task_ids and retry_counts']);
+    END IF;
+    IF cardinality(task_ids) <> cardinality(retry_counts)
+       OR (outputs IS NOT NULL AND cardinality(outputs) <> cardinality(task_ids)) THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY['task_ids, retry_counts and outputs must have the same length']);
+    END IF;
+    IF outputs IS NOT NULL THEN
+        SELECT ord, o INTO v_bad FROM unnest(outputs) WITH ORDINALITY AS u(o, ord)
+        WHERE pg_column_size(o) > v_limit ORDER BY ord LIMIT 1;
+        IF FOUND THEN
+            PERFORM hatchet._check_payload(format('outputs[%s]', v_bad.ord), v_bad.o, false);
+        END IF;
+    END IF;
+
+    -- Each (task, attempt) pair is looked up with one primary-key probe (a subplan: the planner cannot turn it into a
+    -- scan of all the tenant's running rows) and the attempts found are deleted by ctid, without a join and with no
+    -- other condition (the ctids are the tenant's rows of those attempts; a condition on the tenant would let the
+    -- planner read all its rows instead). A second pass runs only when some pair was not completed (a stale attempt,
+    -- a repeated pair, or a row another transaction updated while this statement ran, e.g. refresh_timeout: a delete
+    -- by ctid does not follow an update): it locks the attempts still running, in task order so that overlapping
+    -- completions do not deadlock, and deletes them by ctid in the next statement, which sees them.
+    v_n := 0;
+    LOOP
+        WITH done AS (
+            DELETE FROM hatchet.running r
+            WHERE r.ctid = ANY (coalesce(v_ctids,
+                                         ARRAY(SELECT p.c
+                                               FROM (SELECT (SELECT x.ctid FROM hatchet.running x
+                                                             WHERE x.tenant_id = p_tenant AND x.task_id = i.id
+                                                               AND x.retry_count = i.retry_count) AS c
+                                                     FROM unnest(task_ids, retry_counts) AS i(id, retry_count)
+                                                     OFFSET 0) p
+                                               WHERE p.c IS NOT NULL)))
+            RETURNING r.task_id, r.task_inserted_at, r.retry_count, r.worker_id, r.worker_name, r.slot_type,
+                      r.slot_units, r.queue, r.concurrency_key, r.run_id, r.assigned_at
+        ), ev AS (
+            INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, created_at, retry_count, event_type,
+                                             worker_id, worker_name, assigned_at)
+            SELECT p_tenant, d.task_inserted_at, d.task_id, v_now, d.retry_count, 'COMPLETED', d.worker_id,
+                   d.worker_name, d.assigned_at
+            FROM done d
+        ), out AS (
+            -- The output of the first pair naming the completed attempt. An empty output is the absence of a payload
+            -- row: no-op tasks write nothing here (and without outputs nothing here runs).
+            INSERT INTO hatchet.payloads (tenant_id, task_inserted_at, task_id, retry_count, kind, data)
+            SELECT p_tenant, f.task_inserted_at, f.task_id, f.retry_count, 'OUTPUT', f.output
+            FROM (SELECT DISTINCT ON (d.task_id) d.task_inserted_at, d.task_id, d.retry_count, o.output
+                  FROM done d
+                  JOIN unnest(task_ids, retry_counts, outputs) WITH ORDINALITY AS o(task_id, retry_count, output, ord)
+                    ON o.task_id = d.task_id AND o.retry_count = d.retry_count
+                  WHERE outputs IS NOT NULL
+                  ORDER BY d.task_id, o.ord) f
+            WHERE f.output IS NOT NULL AND f.output <> '{}'::jsonb
+        )
+        SELECT v_n + count(*), v_workers || array_agg(d.worker_id), v_slot_types || array_agg(d.slot_type),
+               v_units || array_agg(d.slot_units),
+               v_keyed || array_agg(d.task_id) FILTER (WHERE d.concurrency_key IS NOT NULL),
+               v_dag_tasks || array_agg(d.task_id) FILTER (WHERE d.run_id IS NOT NULL),
+               v_dag_runs || array_agg(d.run_id) FILTER (WHERE d.run_id IS NOT NULL),
+               v_single || array_agg(d.task_id) FILTER (WHERE d.run_id IS NULL), v_done || array_agg(d.task_id)
+        INTO v_n, v_workers, v_slot_types, v_units, v_keyed, v_dag_tasks, v_dag_runs, v_single, v_done
+        FROM done d;
+        EXIT WHEN v_ctids IS NOT NULL OR v_n >= cardinality(task_ids);
+        v_ctids := ARRAY(SELECT p.c
+                         FROM (SELECT (SELECT x.ctid FROM hatchet.running x
+                                       WHERE x.tenant_id = p_tenant AND x.task_id = i.id
+                                         AND x.retry_count = i.retry_count
+                                       FOR UPDATE) AS c
+                               FROM (SELECT DISTINCT u.id, u.retry_count
+                                     FROM unnest(task_ids, retry_counts) AS u(id, retry_count)
+                                     WHERE u.id <> ALL (coalesce(v_done, '{}'))
+                                     ORDER BY u.id, u.retry_count) i
+                               OFFSET 0) p
+                         WHERE p.c IS NOT NULL);
+        EXIT WHEN cardinality(v_ctids) = 0;
+    END LOOP;
+    IF v_n > 0 THEN
+        -- Idempotency keys the finished tasks held, if the tenant has any (one index probe when it has none); found
+        -- like the running rows, by one probe per task.
+        IF EXISTS (SELECT 1 FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant) THEN
+            DELETE FROM hatchet.idempotency_keys k
+            WHERE k.ctid = ANY (ARRAY(SELECT pg_catalog.unnest(ARRAY(SELECT x.ctid FROM hatchet.idempotency_keys x
+                                                                     WHERE x.tenant_id = p_tenant AND x.task_id = i.id))
+                                      FROM unnest(v_done) AS i(id)));
+        END IF;
+        -- The task of a single-task workflow run is the run (its hot rows carry no run_id): done, it gives back the
+        -- run's STATUS idempotency key. (DAG runs give theirs back in _on_tasks_finished.)
+        IF v_single IS NOT NULL
+           AND EXISTS (SELECT 1 FROM hatchet.run_idempotency_keys k WHERE k.tenant_id = p_tenant AND k.until_done) THEN
+            -- (A key taken over by another run meanwhile is a new version at another ctid: not deleted.)
+            DELETE FROM hatchet.run_idempotency_keys k
+            WHERE k.ctid = ANY (ARRAY(SELECT pg_catalog.unnest(ARRAY(SELECT x.ctid FROM hatchet.run_idempotency_keys x
+                                                                     WHERE x.tenant_id = p_tenant AND x.run_id = i.id
+                                                                       AND x.until_done))
+                                      FROM unnest(v_single) AS i(id)));
+        END IF;
+    END IF;
+    IF v_n > 0 THEN
+        -- Separate statements, after the one above, so they see its effects (outputs are readable by DAG children).
+        -- Lock order: hot rows (taken above), then the DAG runs, then concurrency groups, then worker slots.
+        -- (Plain SQL consumers hold neither worker slots nor gates nor DAG runs: nothing more to do for them.)
+        IF v_dag_runs IS NOT NULL THEN
+            PERFORM hatchet._lock_pending_runs(p_tenant, v_dag_runs);
+        END IF;
+        IF v_keyed IS NOT NULL OR cardinality(array_remove(v_workers, NULL)) > 0 THEN
+            PERFORM hatchet._release(p_tenant, v_workers, v_slot_types, v_units, v_keyed);
+        END IF;
+        IF v_dag_tasks IS NOT NULL THEN
+            PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'COMPLETED');
+        END IF;
+        -- Tasks that are their own run: durable waits and parents waiting for them (durable.sql).
+        IF v_single IS NOT NULL THEN
+            PERFORM hatchet._durable_finished(p_tenant, v_single, v_single);
+        END IF;
+    END IF;
+    RETURN v_n;
+END
+$$;
+
+-- (the next wake-up reads the earliest timeout of all tenants at once: running_timeout_idx is (timeout_at))
+CREATE OR REPLACE FUNCTION hatchet.run_maintenance() RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now     timestamptz := clock_timestamp();
+    v_limit   integer := coalesce(current_setting('hatchet.batch_limit', true)::integer, 1000);
+    v_failing text[] := hatchet._failing_jobs();
+    v_next    timestamptz;
+    v_tenant  uuid;
+    v_job     text;
+BEGIN
+    FOR v_tenant IN SELECT t.tenant_id FROM hatchet.tenants t ORDER BY t.tenant_id LOOP
+        FOREACH v_job IN ARRAY hatchet.maintenance_jobs() LOOP
+            PERFORM hatchet._maintenance_job(v_tenant, v_job, v_now, v_limit, v_failing);
+        END LOOP;
+    END LOOP;
+    SELECT min(x) INTO v_next FROM (
+        SELECT (SELECT min(d.ready_at) FROM hatchet.delayed_queue d WHERE d.tenant_id = t.tenant_id) AS x
+        FROM hatchet.tenants t
+        UNION ALL
+        -- (every tenant's at once: one probe of running_timeout_idx, which is not led by tenant_id)
+        SELECT (SELECT min(r.timeout_at) FROM hatchet.running r)
+        UNION ALL
+        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.ready_queue r WHERE r.tenant_id = t.tenant_id)
+        FROM hatchet.tenants t
+        UNION ALL
+        SELECT (SELECT min(r.schedule_timeout_at) FROM hatchet.concurrency_queue r WHERE r.tenant_id = t.tenant_id)
+        FROM hatchet.tenants t
+    ) due;
+    -- Crons, schedules and sleeps (sql/crons.sql, sql/runs.sql): their next due time counts too.
+    RETURN least(v_next, hatchet._time_triggers_due());
+END
+$$;
+
+-- (dequeue: the claimed rows carry only the columns it uses)
+CREATE OR REPLACE FUNCTION hatchet.dequeue(
+    queue     text,
+    worker    text    DEFAULT NULL,
+    n         integer DEFAULT 1,
+    tenant_id uuid    DEFAULT NULL
+) RETURNS TABLE (task_id uuid, retry_count integer, input jsonb, additional_metadata jsonb, timeout_at timestamptz,
+                 priority integer)
+LANGUAGE plpgsql
+SECURITY DEFINER
+-- The claimed rows are deleted by ctid. Without this the planner prices a TID scan of 100 ctids above a sequential
+-- scan of any ready queue under a few hundred pages, and then reads the whole queue on every claim (measured: a
+-- 20,000-task drain spent a third of its dequeue time there).
+SET enable_seqscan = off
+-- One plan for every call: re-planning the claim for each new set of ctids (custom plans) cost more than the claim
+-- itself for small batches (dequeue of 1: 0.88 -> 0.26 ms). The generic plan prunes task partitions at run time.
+SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p_tenant uuid    := hatchet._tenant(dequeue.tenant_id);
+    p_queue  text    := dequeue.queue;
+    p_worker text    := dequeue.worker;
+    p_n      integer := dequeue.n;
+    v_now    timestamptz := clock_timestamp();
+    v_ctids  tid[];
+    v_any_rl boolean;
+BEGIN
+    IF p_queue IS NULL THEN
+        PERFORM hatchet.raise_error('null_argument', ARRAY['queue']);
+    END IF;
+    IF p_n IS NULL OR p_n NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('n must be between 1 and 10000, not %s', coalesce(p_n::text, 'null'))]);
+    END IF;
+    -- A batch task's attempts go to workers in batches (hatchet.assign_batches, with labels, stickiness and rate limits
+    -- applied per member), never one by one. One probe of a partial index that only batch tasks enter.
+    IF EXISTS (SELECT 1 FROM hatchet.task_definitions d
+               WHERE d.tenant_id = p_tenant AND d.action = p_queue AND d.batch IS NOT NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = format('queue "%s" belongs to a batch task: dequeue does not hand out batch tasks', p_queue),
+            HINT = 'Batch tasks run on workers of hatchet-server (hatchet.assign_batches); serve them with a Hatchet SDK worker.';
+    END IF;
+
+    -- Due run_at/backoff items of this queue become claimable right away instead of at the worker's next pass.
+    -- The EXISTS is one index probe, so an idle delayed queue costs nothing here.
+    IF EXISTS (SELECT 1 FROM hatchet.delayed_queue d WHERE d.tenant_id = p_tenant AND d.ready_at <= v_now) THEN
+        PERFORM hatchet._promote_due(p_tenant, p_queue, v_now, 1000);
+    END IF;
+
+    -- Read the dispatch index in order and stop after n rows; skip rows other claimers hold.
+    SELECT c.ctids, c.any_rate_limited INTO v_ctids, v_any_rl FROM hatchet._claim_ready(p_tenant, p_queue, p_n, true) c;
+    IF v_ctids IS NULL THEN
+        RETURN;
+    END IF;
+    IF v_any_rl THEN
+        -- Rate-limited rows without units left are parked until their window refills; the rest are dispatched.
+        v_ctids := hatchet._apply_rate_limits(p_tenant, v_ctids, v_now);
+    END IF;
+
+    RETURN QUERY
+    WITH claimed AS (
+        DELETE FROM hatchet.ready_queue r
+        WHERE r.ctid = ANY (v_ctids)
+        -- (only the columns used: the whole row cost 1.8k instructions per task more, bench/storage_model.py)
+        RETURNING r.tenant_id, r.task_id, r.task_inserted_at, r.id, r.fair_rank, r.retry_count, r.app_retry_count,
+                  r.internal_retry_count, r.priority, r.queue, r.concurrency_key, r.run_id, r.task_definition_id
+    ), work AS (
+        SELECT c.*, t.input, t.additional_metadata, v_now + t.execution_timeout AS timeout_at
+        FROM claimed c
+        -- per-row probe: pruned to one partition
+        CROSS JOIN LATERAL (SELECT x.input, x.additional_metadata, x.execution_timeout FROM hatchet.tasks x
+                            WHERE x.tenant_id = c.tenant_id AND x.inserted_at = c.task_inserted_at AND x.id = c.task_id) t
+    ), run AS (
+        INSERT INTO hatchet.running (tenant_id, task_id, task_inserted_at, assigned_at, timeout_at, retry_count,
+                                     app_retry_count, internal_retry_count, priority, queue, worker_name,
+                                     concurrency_key, run_id, task_definition_id)
+        SELECT w.tenant_id, w.task_id, w.task_inserted_at, v_now, w.timeout_at, w.retry_count, w.app_retry_count,
+               w.internal_retry_count, w.priority, w.queue, p_worker, w.concurrency_key, w.run_id,
+               w.task_definition_id
+        FROM work w
+    ), vt AS (
+        -- Advance the queue's virtual time to the highest rank dispatched. Never waits: if another claimer holds
+        -- the queue row, it is advancing it too.
+        UPDATE hatchet.queues q SET vtime = m.rank
+        FROM (SELECT max(w.fair_rank) AS rank FROM work w) m
+        WHERE q.ctid = (SELECT x.ctid FROM hatchet.queues x
+                        WHERE x.tenant_id = p_tenant AND x.name = p_queue FOR UPDATE SKIP LOCKED)
+          AND m.rank > q.vtime
+    )
+    SELECT w.task_id, w.retry_count, w.input, w.additional_metadata, w.timeout_at, w.priority::integer
+    FROM work w
+    ORDER BY w.priority DESC, w.fair_rank, w.id;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 

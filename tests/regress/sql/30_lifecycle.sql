@@ -93,6 +93,18 @@ SELECT hatchet.complete_many((:'ids'::uuid[])[1:3], ARRAY[0, 0, 7], ARRAY['{"a":
 SELECT hatchet.task_status(id) FROM unnest(:'ids'::uuid[]) WITH ORDINALITY AS u(id, ord) ORDER BY ord;
 SELECT hatchet.complete_many(:'ids'::uuid[], ARRAY[0, 0, 0, 0]) AS completed_again;
 SELECT pg_temp.err($$SELECT hatchet.complete_many(ARRAY[gen_random_uuid()], ARRAY[0, 1])$$) AS mismatched;
+-- A task named twice: a pair naming its running attempt completes it (a stale pair beside it changes nothing), with
+-- the output of the first such pair.
+SELECT hatchet.enqueue_many('batch', array_fill('{}'::jsonb, ARRAY[2])) AS dup \gset
+SELECT count(*) FROM hatchet.dequeue('batch', n => 2);
+SELECT hatchet.complete_many(ARRAY[(:'dup'::uuid[])[1], (:'dup'::uuid[])[1]], ARRAY[3, 0],
+                             ARRAY['{"stale": 1}', '{"running": 2}']::jsonb[]) AS stale_and_running;
+SELECT hatchet.complete_many(ARRAY[(:'dup'::uuid[])[2], (:'dup'::uuid[])[1], (:'dup'::uuid[])[2]], ARRAY[0, 0, 0],
+                             ARRAY['{"first": 1}', '{"again": 2}', '{"second": 3}']::jsonb[]) AS repeated;
+SELECT p.data FROM hatchet.payloads p JOIN unnest(:'dup'::uuid[]) WITH ORDINALITY AS u(id, ord) ON p.task_id = u.id
+WHERE p.kind = 'OUTPUT' ORDER BY u.ord;
+SELECT count(*) AS completed_events FROM hatchet.task_events e
+WHERE e.task_id = ANY (:'dup'::uuid[]) AND e.event_type = 'COMPLETED';
 ROLLBACK;
 
 -- Nothing in flight is left over by this file.

@@ -1,0 +1,1 @@
+DROP INDEX hatchet.ready_queue_schedule_timeout_idx;

@@ -1,0 +1,1 @@
+DROP TRIGGER task_events_run_outcomes ON hatchet.task_events;

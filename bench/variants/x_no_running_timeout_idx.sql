@@ -1,0 +1,1 @@
+DROP INDEX hatchet.running_timeout_idx;

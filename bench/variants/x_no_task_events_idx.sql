@@ -1,0 +1,1 @@
+DROP INDEX hatchet.task_events_task_idx;

@@ -1,0 +1,1 @@
+DROP INDEX hatchet.tasks_run_idx;
