@@ -6887,14 +6887,16 @@ DROP FUNCTION hatchet.run_status_counts(timestamptz, timestamptz, uuid[], jsonb,
 -- the cap, without counting every run of a large history: each status's runs are found as the dashboard's list with
 -- that status filter finds them (hatchet._dashboard_runs) and only up_to + 1 of them are looked at. `more` is also set
 -- when that search gave up before the cap (2,000 candidates looked at in a day, e.g. runs of a rare workflow among
--- many FAILED runs, or a common metadata value that no FAILED run has): then `runs` is a lower bound.
+-- many FAILED runs, or a common metadata value that no FAILED run has): then `runs` is a lower bound. `statuses`: only
+-- those (the dashboard asks for each status on its own connection, at once).
 CREATE OR REPLACE FUNCTION hatchet.run_status_counts(
     since        timestamptz DEFAULT NULL,
     until        timestamptz DEFAULT NULL,
     workflow_ids uuid[]      DEFAULT NULL,
     metadata     jsonb       DEFAULT NULL,
     up_to        integer     DEFAULT 1000,
-    tenant_id    uuid        DEFAULT NULL
+    tenant_id    uuid        DEFAULT NULL,
+    statuses     text[]      DEFAULT NULL
 )
 RETURNS TABLE (status text, runs bigint, more boolean)
 LANGUAGE plpgsql STABLE
@@ -6912,6 +6914,11 @@ BEGIN
     IF run_status_counts.metadata IS NOT NULL AND jsonb_typeof(run_status_counts.metadata) <> 'object' THEN
         PERFORM hatchet.raise_error('invalid_argument', ARRAY['metadata must be a JSON object']);
     END IF;
+    IF NOT run_status_counts.statuses <@ ARRAY['QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'] THEN
+        PERFORM hatchet.raise_error('invalid_argument', ARRAY[format(
+            'statuses must be among QUEUED, RUNNING, COMPLETED, FAILED and CANCELLED, not %s',
+            run_status_counts.statuses)]);
+    END IF;
     -- (_dashboard_runs without the view: the runs' ids only, and a row with a NULL id when it gave up early)
     RETURN QUERY
     SELECT s.status, least(c.found, run_status_counts.up_to), c.found > run_status_counts.up_to OR c.gave_up
@@ -6921,10 +6928,11 @@ BEGIN
         FROM hatchet._dashboard_runs(p_tenant, run_status_counts.since, run_status_counts.until,
                                      run_status_counts.workflow_ids, run_status_counts.metadata, s.status, NULL,
                                      run_status_counts.up_to + 1, false) d) c
+    WHERE run_status_counts.statuses IS NULL OR s.status = ANY (run_status_counts.statuses)
     ORDER BY s.n;
 END
 $$;
-COMMENT ON FUNCTION hatchet.run_status_counts(timestamptz, timestamptz, uuid[], jsonb, integer, uuid) IS
+COMMENT ON FUNCTION hatchet.run_status_counts(timestamptz, timestamptz, uuid[], jsonb, integer, uuid, text[]) IS
     'workflow runs per status in a window, each counted up to `up_to` (more: there are more than that)';
 
 -- The rows of dashboard_runs for a batch of candidate runs (in the batch's order): those in `p_status` (any without),

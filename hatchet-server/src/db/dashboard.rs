@@ -152,26 +152,27 @@ pub(crate) struct StatusCount {
     pub more: bool,
 }
 
-/// `hatchet.run_status_counts`: each status counted up to `up_to`.
+/// `hatchet.run_status_counts` of the runs created since `since`: each status (of `statuses`, or all) counted up to
+/// `up_to`.
 pub(crate) async fn run_status_counts(
     pool: &PgPool,
     tenant: Uuid,
     since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
     workflow_ids: Option<&[Uuid]>,
     metadata: Option<&Value>,
     up_to: i32,
+    statuses: Option<&[&str]>,
 ) -> Result<Vec<StatusCount>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT status, runs, more FROM hatchet.run_status_counts(since => $1, until => $2, \
-                workflow_ids => $3, metadata => $4, up_to => $5, tenant_id => $6)",
+        "SELECT status, runs, more FROM hatchet.run_status_counts(since => $1, workflow_ids => $2, \
+                metadata => $3, up_to => $4, tenant_id => $5, statuses => $6)",
     )
     .bind(since)
-    .bind(until)
     .bind(workflow_ids)
     .bind(metadata)
     .bind(up_to)
     .bind(tenant)
+    .bind(statuses)
     .fetch_all(pool)
     .await
 }

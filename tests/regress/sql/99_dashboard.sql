@@ -55,10 +55,13 @@ SELECT key, running, waiting FROM hatchet.list_concurrency() WHERE scope LIKE 'd
 SELECT hatchet.cancel_run(:'run3') AS cancelled;
 SELECT status, runs, more FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[]);
 SELECT status, runs, more FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], up_to => 1);
+SELECT status, runs, more FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[],
+                                                         statuses => ARRAY['CANCELLED', 'QUEUED']);
 SELECT status, runs FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], metadata => '{"team": "red"}') WHERE runs > 0;
 SELECT status, runs FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], since => now() + interval '1 hour');
 SELECT pg_temp.err($$SELECT hatchet.run_status_counts(up_to => 0)$$) AS no_cap;
 SELECT pg_temp.err($$SELECT hatchet.run_status_counts(metadata => '[1]')$$) AS bad_metadata;
+SELECT pg_temp.err($$SELECT hatchet.run_status_counts(statuses => ARRAY['QUEUED', 'DONE'])$$) AS bad_statuses;
 -- The runs list: keyset pages newest first, a status or metadata filter, no inputs.
 SELECT string_agg(status, ',' ORDER BY status) AS statuses, count(*) AS runs
 FROM hatchet.dashboard_runs(workflow_ids => ARRAY[:'wf']::uuid[]);
