@@ -1,3 +1,7 @@
+-- Before/after of the runs list's reads in SQL, on the cluster bench/dashboard.py --keep-dir loaded (psql -f this).
+-- First create main's versions beside the new ones: from `git show main:sql/dashboard.sql`, the CREATE FUNCTION of
+-- hatchet.run_status_counts and hatchet.dashboard_runs with the name changed to dashold.* (CREATE SCHEMA dashold).
+-- Each page's reads run in sequence, old then new, 12 times; p50 and p90 per row at the end.
 CREATE TEMP TABLE t(name text, side text, ms float8);
 CREATE FUNCTION pg_temp.tm(name text, side text, q text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE t0 timestamptz; BEGIN t0 := clock_timestamp(); EXECUTE q; INSERT INTO t VALUES (name, side, extract(epoch from clock_timestamp()-t0)*1000); END $$;
