@@ -44,8 +44,18 @@ FOR EACH ROW WHEN (OLD.batch_id IS NOT NULL) EXECUTE FUNCTION hatchet._batch_mem
 -- (task definition, batch key) is flushed when it holds batch_max_size ready members ('size'), when the inputs of
 -- the members taken so far fill one gRPC message ('bytes', 4 MiB less 64 KiB), or when its oldest ready member has
 -- waited batch_max_interval_ms ('interval', 1 s if the task sets none); batch_group_max_runs caps the batches of one key
--- running at once. A batch goes to the live worker serving the queue with the most free slots of the task's slot
--- type, and takes one slot there. Worker labels, stickiness and rate limits are not applied to batch tasks.
+-- running at once. A batch goes to one live worker serving the queue with a free slot of the task's slot type, and
+-- takes one slot there.
+--
+-- Placement and rate limits apply to every member, as in hatchet.assign: a member joins a batch only on a worker its
+-- required desired labels accept and, if HARD sticky, only on its desired worker (hatchet._worker_score); members no
+-- free worker accepts stay ready (until their schedule timeout). Each worker with a free slot is offered the group's
+-- members in dispatch order that it accepts (up to the size and the bytes), and the batch goes to the offer that
+-- holds the group's oldest waiting member, then to the one whose members score highest there (the label weights,
+-- +1,000,000 per SOFT-sticky member on its own worker), then the larger, then the worker with most free slots. A
+-- member SOFT sticky to a worker outside this call that has room is left for a call that includes it. Then each
+-- member takes its rate-limit units (hatchet._apply_rate_limits): members without units left are parked until
+-- their window refills (reason 'rate_limit') and the batch goes without them, so no window is ever exceeded.
 CREATE FUNCTION hatchet.assign_batches(
     worker_ids  uuid[]  DEFAULT NULL,
     max_batches integer DEFAULT 50,
@@ -74,18 +84,34 @@ DECLARE
     g         record;
     v_size    integer;
     v_wait    interval;
-    v_pos     integer;
     v_n       integer;
-    v_take    integer;
+    v_nw      integer;
+    v_head    integer;
     v_bytes   bigint;
     v_reason  text;
     v_running integer;
     v_w       integer;
+    v_x       integer;
+    v_score   bigint;
+    v_sum     bigint;
+    v_list    integer[];
     v_best    integer;
+    v_best_list integer[];
+    v_best_sum  bigint;
+    v_best_reason text;
+    v_limited tid[];
+    v_passed  tid[];
     v_batch   uuid;
     w_ids     uuid[];
+    w_labels  jsonb[];
     w_types   text[];
     w_free    integer[];
+    w_serves  boolean[];
+    -- per member of the group at hand: still ready and not yet taken; scored yet; its score on each worker, flattened
+    -- ((member - 1) * workers + worker; NULL: it may not run there), for groups with placement only
+    m_left    boolean[];
+    m_scored  boolean[];
+    m_scores  bigint[];
     a_ctids   tid[] := '{}';
     a_batches uuid[] := '{}';
     a_index   integer[] := '{}';
@@ -111,9 +137,10 @@ BEGIN
       AND (assign_batches.worker_ids IS NULL OR s.worker_id = ANY (assign_batches.worker_ids))
     ORDER BY s.worker_id, s.slot_type
     FOR UPDATE OF s;
-    SELECT array_agg(s.worker_id ORDER BY s.worker_id, s.slot_type), array_agg(s.slot_type ORDER BY s.worker_id, s.slot_type),
+    SELECT array_agg(s.worker_id ORDER BY s.worker_id, s.slot_type), array_agg(w.labels ORDER BY s.worker_id, s.slot_type),
+           array_agg(s.slot_type ORDER BY s.worker_id, s.slot_type),
            array_agg(s.capacity - s.used ORDER BY s.worker_id, s.slot_type)
-    INTO w_ids, w_types, w_free
+    INTO w_ids, w_labels, w_types, w_free
     FROM hatchet.worker_slots s
     JOIN hatchet.workers w ON w.tenant_id = s.tenant_id AND w.id = s.worker_id
     WHERE s.tenant_id = p_tenant AND w.is_active AND NOT w.is_paused AND w.last_heartbeat_at >= v_now - v_after
@@ -122,6 +149,7 @@ BEGIN
     IF w_ids IS NULL THEN
         RETURN;
     END IF;
+    v_nw := cardinality(w_ids);
 
     FOR v_queue IN
         SELECT DISTINCT d.action FROM hatchet.task_definitions d
@@ -133,6 +161,9 @@ BEGIN
         ORDER BY d.action
     LOOP
         EXIT WHEN v_left <= 0;
+        w_serves := ARRAY(SELECT EXISTS (SELECT 1 FROM hatchet.worker_actions a
+                                         WHERE a.tenant_id = p_tenant AND a.worker_id = w_ids[i] AND a.action = v_queue)
+                          FROM generate_subscripts(w_ids, 1) AS i ORDER BY i);
         -- The head of the queue (bounded: the cost does not grow with the backlog), locked; rows left unbatched stay
         -- ready when this transaction ends.
         SELECT c.ctids INTO v_ctids FROM hatchet._claim_ready(p_tenant, v_queue, 1000, false) c;
@@ -146,7 +177,12 @@ BEGIN
                              ORDER BY r.priority DESC, r.fair_rank, r.id) AS sizes,
                    -- when each became ready: its schedule timeout counts from then
                    array_agg(r.schedule_timeout_at - t.schedule_timeout ORDER BY r.priority DESC, r.fair_rank, r.id)
-                       AS since
+                       AS since,
+                   array_agg(r.rate_limited ORDER BY r.priority DESC, r.fair_rank, r.id) AS limited,
+                   array_agg(t.desired_labels ORDER BY r.priority DESC, r.fair_rank, r.id) AS labels,
+                   array_agg(t.sticky ORDER BY r.priority DESC, r.fair_rank, r.id) AS sticky,
+                   array_agg(t.desired_worker_id ORDER BY r.priority DESC, r.fair_rank, r.id) AS desired,
+                   bool_or(t.desired_labels IS NOT NULL OR t.sticky IS NOT NULL) AS placed
             FROM hatchet.ready_queue r
             CROSS JOIN LATERAL (SELECT x.* FROM hatchet.tasks x  -- per-row probe: pruned to one partition
                                 WHERE x.tenant_id = r.tenant_id AND x.inserted_at = r.task_inserted_at
@@ -159,60 +195,110 @@ BEGIN
             v_size := (g.cfg ->> 'max_size')::integer;
             v_wait := make_interval(secs => coalesce((g.cfg ->> 'max_interval_ms')::integer, 1000) / 1000.0);
             v_n := cardinality(g.ctids);
-            v_pos := 1;
-            WHILE v_pos <= v_n AND v_left > 0 LOOP
-                -- Take members in order up to the batch size, and past the first only while the inputs fit.
-                v_take := 0;
-                v_bytes := 0;
-                v_reason := NULL;
-                WHILE v_pos + v_take <= v_n AND v_take < v_size LOOP
-                    IF v_take > 0 AND v_bytes + g.sizes[v_pos + v_take] > v_max_bytes THEN
-                        v_reason := 'bytes';
-                        EXIT;
-                    END IF;
-                    v_bytes := v_bytes + g.sizes[v_pos + v_take];
-                    v_take := v_take + 1;
+            m_left := array_fill(true, ARRAY[v_n]);
+            m_scored := array_fill(false, ARRAY[v_n]);
+            m_scores := CASE WHEN g.placed THEN array_fill(NULL::bigint, ARRAY[v_n * v_nw]) END;
+            v_head := 1;
+            WHILE v_left > 0 LOOP
+                WHILE v_head <= v_n AND NOT m_left[v_head] LOOP
+                    v_head := v_head + 1;
                 END LOOP;
-                IF v_reason IS NULL AND v_take = v_size THEN
-                    v_reason := 'size';
-                END IF;
-                IF v_reason IS NULL AND (SELECT min(x) FROM unnest(g.since[v_pos:v_pos + v_take - 1]) x) + v_wait <= v_now THEN
-                    v_reason := 'interval';
-                END IF;
-                EXIT WHEN v_reason IS NULL; -- not full and not due: the members wait for more (or for the interval)
+                EXIT WHEN v_head > v_n;
                 IF g.cfg ? 'group_max_runs' THEN
                     SELECT count(*) INTO v_running FROM hatchet.batches b
                     WHERE b.tenant_id = p_tenant AND b.queue = v_queue AND b.batch_key = g.key;
                     EXIT WHEN v_running >= (g.cfg ->> 'group_max_runs')::integer;
                 END IF;
+                -- What each worker with room would take: the members it accepts, in order, up to the batch size and,
+                -- past the first, while the inputs fit; and whether that batch is due (full, or its oldest member has
+                -- waited the interval). Without placement every worker would take the same members.
                 v_best := NULL;
-                FOR v_w IN 1 .. cardinality(w_ids) LOOP
-                    CONTINUE WHEN w_types[v_w] <> g.slot_type OR w_free[v_w] < 1;
-                    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM hatchet.worker_actions a
-                                              WHERE a.tenant_id = p_tenant AND a.worker_id = w_ids[v_w]
-                                                AND a.action = v_queue);
-                    IF v_best IS NULL OR w_free[v_w] > w_free[v_best] THEN
+                FOR v_w IN 1 .. v_nw LOOP
+                    CONTINUE WHEN w_types[v_w] <> g.slot_type OR w_free[v_w] < 1 OR NOT w_serves[v_w];
+                    IF g.placed OR v_best IS NULL THEN
+                        v_list := '{}';
+                        v_bytes := 0;
+                        v_sum := 0;
+                        v_reason := NULL;
+                        FOR i IN v_head .. v_n LOOP
+                            EXIT WHEN cardinality(v_list) = v_size;
+                            CONTINUE WHEN NOT m_left[i];
+                            IF g.placed AND NOT m_scored[i] THEN
+                                -- A member's scores on every worker, when it is first offered (a backlog that is not
+                                -- due costs nothing). None if it is SOFT sticky to a worker outside this call that
+                                -- has room: it is left for a call that includes that worker (as in hatchet.assign).
+                                m_scored[i] := true;
+                                IF NOT (g.sticky[i] = 'SOFT' AND assign_batches.worker_ids IS NOT NULL
+                                        AND g.desired[i] IS NOT NULL AND NOT (g.desired[i] = ANY (w_ids))
+                                        AND hatchet._worker_has_room(p_tenant, g.desired[i], v_queue, g.slot_type, 1,
+                                                                     v_now - v_after)) THEN
+                                    FOR v_x IN 1 .. v_nw LOOP
+                                        CONTINUE WHEN w_types[v_x] <> g.slot_type OR NOT w_serves[v_x];
+                                        m_scores[(i - 1) * v_nw + v_x] := hatchet._worker_score(w_ids[v_x],
+                                            w_labels[v_x], g.labels[i], g.sticky[i], g.desired[i]);
+                                    END LOOP;
+                                END IF;
+                            END IF;
+                            v_score := CASE WHEN g.placed THEN m_scores[(i - 1) * v_nw + v_w] ELSE 0 END;
+                            CONTINUE WHEN v_score IS NULL;
+                            IF cardinality(v_list) > 0 AND v_bytes + g.sizes[i] > v_max_bytes THEN
+                                v_reason := 'bytes';
+                                EXIT;
+                            END IF;
+                            v_bytes := v_bytes + g.sizes[i];
+                            v_sum := v_sum + v_score;
+                            v_list := v_list || i;
+                        END LOOP;
+                        IF v_reason IS NULL AND cardinality(v_list) = v_size THEN
+                            v_reason := 'size';
+                        END IF;
+                        IF v_reason IS NULL AND cardinality(v_list) > 0
+                           AND (SELECT min(g.since[i]) FROM unnest(v_list) AS i) + v_wait <= v_now THEN
+                            v_reason := 'interval';
+                        END IF;
+                    END IF;
+                    CONTINUE WHEN v_reason IS NULL; -- not full and not due (or nothing it accepts): no batch here
+                    IF v_best IS NULL
+                       OR ROW(v_list[1] = v_head, v_sum, cardinality(v_list), w_free[v_w])
+                          > ROW(v_best_list[1] = v_head, v_best_sum, cardinality(v_best_list), w_free[v_best]) THEN
                         v_best := v_w;
+                        v_best_list := v_list;
+                        v_best_sum := v_sum;
+                        v_best_reason := v_reason;
                     END IF;
                 END LOOP;
-                EXIT WHEN v_best IS NULL; -- no room: the members stay ready
+                EXIT WHEN v_best IS NULL; -- no room, or nothing due: the members stay ready
+                -- Rate limits, member by member in dispatch order: those without units left are parked (or failed, if
+                -- they can never run) and are no longer ready; the batch goes with the others.
+                v_limited := ARRAY(SELECT g.ctids[i] FROM unnest(v_best_list) AS i WHERE g.limited[i]);
+                IF cardinality(v_limited) > 0 THEN
+                    v_passed := hatchet._apply_rate_limits(p_tenant, v_limited, v_now);
+                    FOR i IN 1 .. cardinality(v_best_list) LOOP
+                        IF g.limited[v_best_list[i]] AND NOT (g.ctids[v_best_list[i]] = ANY (v_passed)) THEN
+                            m_left[v_best_list[i]] := false;
+                        END IF;
+                    END LOOP;
+                    v_best_list := ARRAY(SELECT u.i FROM unnest(v_best_list) WITH ORDINALITY AS u(i, o)
+                                         WHERE m_left[u.i] ORDER BY u.o);
+                    CONTINUE WHEN cardinality(v_best_list) = 0;
+                END IF;
                 v_batch := hatchet.gen_id();
                 INSERT INTO hatchet.batches (tenant_id, id, created_at, worker_id, task_definition_id, size, remaining,
                                              queue, batch_key, slot_type, reason)
-                VALUES (p_tenant, v_batch, v_now, w_ids[v_best], g.definition_id, v_take, v_take, v_queue, g.key,
-                        g.slot_type, v_reason);
+                VALUES (p_tenant, v_batch, v_now, w_ids[v_best], g.definition_id, cardinality(v_best_list),
+                        cardinality(v_best_list), v_queue, g.key, g.slot_type, v_best_reason);
                 w_free[v_best] := w_free[v_best] - 1;
-                FOR k IN 0 .. v_take - 1 LOOP
-                    a_ctids := a_ctids || g.ctids[v_pos + k];
+                FOR k IN 1 .. cardinality(v_best_list) LOOP
+                    m_left[v_best_list[k]] := false;
+                    a_ctids := a_ctids || g.ctids[v_best_list[k]];
                     a_batches := a_batches || v_batch;
-                    a_index := a_index || k;
-                    a_sizes := a_sizes || v_take;
+                    a_index := a_index || (k - 1);
+                    a_sizes := a_sizes || cardinality(v_best_list);
                     a_keys := a_keys || g.key;
-                    a_reasons := a_reasons || v_reason;
+                    a_reasons := a_reasons || v_best_reason;
                     a_workers := a_workers || w_ids[v_best];
                     a_types := a_types || g.slot_type;
                 END LOOP;
-                v_pos := v_pos + v_take;
                 v_left := v_left - 1;
             END LOOP;
         END LOOP;

@@ -515,6 +515,14 @@ BEGIN
         PERFORM hatchet.raise_error('invalid_argument',
             ARRAY[format('n must be between 1 and 10000, not %s', coalesce(p_n::text, 'null'))]);
     END IF;
+    -- A batch task's attempts go to workers in batches (hatchet.assign_batches, with labels, stickiness and rate limits
+    -- applied per member), never one by one. One probe of a partial index that only batch tasks enter.
+    IF EXISTS (SELECT 1 FROM hatchet.task_definitions d
+               WHERE d.tenant_id = p_tenant AND d.action = p_queue AND d.batch IS NOT NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = format('queue "%s" belongs to a batch task: dequeue does not hand out batch tasks', p_queue),
+            HINT = 'Batch tasks run on workers of hatchet-server (hatchet.assign_batches); serve them with a Hatchet SDK worker.';
+    END IF;
 
     -- Due run_at/backoff items of this queue become claimable right away instead of at the worker's next pass.
     -- The EXISTS is one index probe, so an idle delayed queue costs nothing here.

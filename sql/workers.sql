@@ -296,6 +296,23 @@ BEGIN
 END
 $$;
 
+-- Could this worker take a task of this queue now: alive (heartbeat since p_alive_since), not paused, serving the
+-- queue, with p_units free slots of the slot type? Used to leave a SOFT-sticky task to its desired worker when an
+-- assignment call covers other workers only (hatchet.assign, hatchet.assign_batches).
+CREATE FUNCTION hatchet._worker_has_room(p_tenant uuid, p_worker uuid, p_queue text, p_slot_type text,
+                                         p_units integer, p_alive_since timestamptz) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM hatchet.worker_slots s
+        JOIN hatchet.workers w ON w.tenant_id = s.tenant_id AND w.id = s.worker_id
+        JOIN hatchet.worker_actions a ON a.tenant_id = s.tenant_id AND a.worker_id = s.worker_id AND a.action = p_queue
+        WHERE s.tenant_id = p_tenant AND s.worker_id = p_worker AND s.slot_type = p_slot_type
+          AND s.capacity - s.used >= p_units
+          AND w.is_active AND NOT w.is_paused AND w.last_heartbeat_at >= p_alive_since)
+$$;
+
 -- Set-based assignment for the server: hands ready attempts to free slots of many workers at once. For each queue
 -- served by the given live, unpaused workers: claims up to the free capacity in dispatch order (priority, fair rank,
 -- FIFO) with SKIP LOCKED, takes rate-limit units (parking the limited ones), and gives each attempt to the best
@@ -429,14 +446,9 @@ BEGIN
             -- leaves a SOFT-sticky task to its desired worker when that one is outside the call, alive and has room:
             -- the next call that includes it takes it. SOFT only falls back to others when its worker is full.
             IF v_cand.sticky = 'SOFT' AND assign.worker_ids IS NOT NULL AND v_cand.desired_worker_id IS NOT NULL
-               AND NOT (v_cand.desired_worker_id = ANY (w_ids)) AND EXISTS (
-                   SELECT 1 FROM hatchet.worker_slots s
-                   JOIN hatchet.workers w ON w.tenant_id = s.tenant_id AND w.id = s.worker_id
-                   JOIN hatchet.worker_actions a ON a.tenant_id = s.tenant_id AND a.worker_id = s.worker_id
-                                                AND a.action = v_queue
-                   WHERE s.tenant_id = p_tenant AND s.worker_id = v_cand.desired_worker_id
-                     AND s.slot_type = v_cand.slot_type AND s.capacity - s.used >= v_cand.slot_units
-                     AND w.is_active AND NOT w.is_paused AND w.last_heartbeat_at >= v_now - v_after) THEN
+               AND NOT (v_cand.desired_worker_id = ANY (w_ids))
+               AND hatchet._worker_has_room(p_tenant, v_cand.desired_worker_id, v_queue, v_cand.slot_type,
+                                            v_cand.slot_units, v_now - v_after) THEN
                 CONTINUE;
             END IF;
             IF v_cand.rate_limited THEN
