@@ -57,11 +57,17 @@ def free_port() -> int:
 class Dev:
     """`hatchet-server dev` on free ports in a temporary directory."""
 
-    def __init__(self, binary: Path) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pg_hatchet-dashbench-"))
+    def __init__(self, binary: Path, keep: Path | None = None) -> None:
+        # keep: a directory kept between runs (its cluster and loaded history are reused); else a temporary one.
+        self.keep = keep is not None
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            self.dir = keep.resolve()
+        else:
+            self.dir = Path(tempfile.mkdtemp(prefix="pg_hatchet-dashbench-"))
         self.dir.chmod(0o755)
         self.http_port, self.grpc_port, self.pg_port = free_port(), free_port(), free_port()
-        self.log = open(self.dir / "server.log", "w")
+        self.log = open(self.dir / "server.log", "a" if self.keep else "w")
         self.proc = subprocess.Popen(
             [str(binary), "dev", "--data-dir", str(self.dir / "dev"), "--http-port", str(self.http_port),
              "--grpc-port", str(self.grpc_port), "--pg-port", str(self.pg_port)],
@@ -94,7 +100,8 @@ class Dev:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 LOAD = """
@@ -147,13 +154,28 @@ def load(dev: Dev, runs: int) -> float:
              "{\"readable_id\": \"second\", \"parents\": [\"first\"], \"timeout\": \"24h\", "
              "\"schedule_timeout\": \"24h\"}]}')")
     t0 = time.monotonic()
+    # The statement trigger that notes run outcomes (hatchet._note_run_outcomes) is planned against the statistics of
+    # tables this very load fills (empty ones at first): its join to a batch's 200,000 new tasks can then take many
+    # minutes. It is off during the load, and the rows it would have written are written once at the end, with the same
+    # rule (one row per run and outcome its tasks reached; SKIPPED counts as COMPLETED).
+    dev.psql("ALTER TABLE hatchet.task_events DISABLE TRIGGER task_events_run_outcomes")
     for start in range(1, runs + 1, BATCH):
         stop = min(start + BATCH - 1, runs)
         dev.psql(LOAD.format(start=start, stop=stop))
         print(f"  loaded {stop:,} runs ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
-    dev.psql("VACUUM ANALYZE hatchet.runs")
     dev.psql("VACUUM ANALYZE hatchet.tasks")
     dev.psql("VACUUM ANALYZE hatchet.task_events")
+    dev.psql("""
+        INSERT INTO hatchet.run_outcomes (tenant_id, outcome, run_inserted_at, run_id)
+        SELECT DISTINCT t.tenant_id,
+               (CASE e.event_type WHEN 'SKIPPED' THEN 'COMPLETED' ELSE e.event_type::text END)::hatchet.readable_status,
+               hatchet.uuid_time(t.run_id), t.run_id
+        FROM hatchet.task_events e
+        JOIN hatchet.tasks t ON t.tenant_id = e.tenant_id AND t.inserted_at = e.task_inserted_at AND t.id = e.task_id
+        WHERE e.event_type IN ('COMPLETED', 'FAILED', 'CANCELLED', 'SKIPPED') AND t.task_definition_id IS NOT NULL""")
+    dev.psql("ALTER TABLE hatchet.task_events ENABLE TRIGGER task_events_run_outcomes")
+    print(f"  noted their outcomes ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
+    dev.psql("VACUUM ANALYZE hatchet.runs")
     dev.psql("VACUUM ANALYZE hatchet.run_outcomes")
     # Autovacuum would otherwise still be catching up with the load while the idle load is measured.
     dev.psql("ALTER SYSTEM SET autovacuum = off")
@@ -195,7 +217,12 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), p95
 
 
-def time_page(client: Client, name: str, paths: list[str], expect: int = 200) -> dict:
+ONLY: list[str] = []
+
+
+def time_page(client: Client, name: str, paths: list[str], expect: int = 200) -> dict | None:
+    if ONLY and not any(o.lower() in name.lower() for o in ONLY):
+        return None
     client.get(paths[0])  # warm the connection pool and the plan cache
     samples = []
     for path in paths:
@@ -248,20 +275,39 @@ def main() -> None:
     ap.add_argument("--live-running", type=int, default=200, help="runs left RUNNING after the load")
     ap.add_argument("--server-bin", type=Path, help="default: cargo build -p hatchet-server (debug)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--keep-dir", type=Path,
+                    help="keep the scratch cluster in this directory and reuse it: a directory a previous run loaded "
+                         "with the same --runs, --live-queued and --live-running is not loaded again (its extension "
+                         "is the one installed when it was created: apply SQL changed since by hand)")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="time only the pages whose name contains TEXT (repeatable), and skip the idle load: for "
+                         "trying a change on a kept directory")
     ap.add_argument("--without-metadata-index", action="store_true",
                     help="then drop hatchet.runs_metadata_idx and time the metadata filters again (before/after on "
                          "the same data and the same machine load)")
     args = ap.parse_args()
+    ONLY.extend(args.only)
 
-    binary = args.server_bin
+    binary = args.server_bin.resolve() if args.server_bin else None
     if binary is None:
         subprocess.run(["cargo", "build", "--quiet", "-p", "hatchet-server"], cwd=ROOT, check=True)
         binary = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug" / "hatchet-server"
-    dev = Dev(binary)
+    dev = Dev(binary, args.keep_dir)
     try:
-        print(f"loading {args.runs:,} runs ...", file=sys.stderr)
-        load_s = load(dev, args.runs)
-        start_live(dev, args.live_queued, args.live_running)
+        loaded_file = dev.dir / "loaded.json"
+        shape = {"runs": args.runs, "live_queued": args.live_queued, "live_running": args.live_running}
+        loaded = json.loads(loaded_file.read_text()) if loaded_file.exists() else None
+        if loaded is not None and loaded["shape"] == shape:
+            load_s = loaded["load_seconds"]
+            print(f"reusing the {args.runs:,} runs loaded in {dev.dir}", file=sys.stderr)
+        else:
+            if loaded is not None:
+                sys.exit(f"{dev.dir} holds another load ({loaded['shape']}); remove it or pick another --keep-dir")
+            print(f"loading {args.runs:,} runs ...", file=sys.stderr)
+            load_s = load(dev, args.runs)
+            start_live(dev, args.live_queued, args.live_running)
+            if dev.keep:
+                loaded_file.write_text(json.dumps({"shape": shape, "load_seconds": round(load_s)}) + "\n")
         total = int(dev.psql("SELECT count(*) FROM hatchet.runs"))
         print(f"  {total:,} runs in history, loaded in {load_s:.0f} s; {args.live_queued:,} queued and "
               f"{args.live_running:,} running", file=sys.stderr)
@@ -311,6 +357,10 @@ def main() -> None:
             dev.psql("DROP INDEX hatchet.runs_metadata_idx")
             print("without the metadata index:", file=sys.stderr)
             results += [time_page(client, f"{name} (no index)", paths()) for name, paths in meta_pages]
+        results = [r for r in results if r is not None]
+        if ONLY:
+            print(json.dumps({"runs_in_history": total, "requests": results}, indent=2))
+            return
         print(f"idle load: {args.idle_seconds:.0f} s without dashboards, then with {args.sse_clients} open",
               file=sys.stderr)
         base = idle_rate(dev, args.idle_seconds)

@@ -502,6 +502,39 @@ async fn run_detail_draws_the_dag_and_acts() {
     )
     .await;
     assert!(!list.body.contains(&format!("data-run=\"{run}\"")));
+    // Counts per status: exact below the cap of 100, "100+" beyond it (101 queued runs with a metadata value of their
+    // own), with a hint saying what the numbers are.
+    let batch = Uuid::new_v4().to_string();
+    sqlx::query(
+        "SELECT count(hatchet.run_workflow(name => 'dash_detail_wf', additional_metadata => \
+                jsonb_build_object('batch', $1::text, 'i', i))) FROM generate_series(1, 101) i",
+    )
+    .bind(&batch)
+    .execute(&state.pool)
+    .await
+    .unwrap();
+    let list = get(
+        &state,
+        &format!("/runs?window=1h&key=batch&value={batch}"),
+        &token,
+    )
+    .await;
+    assert_eq!(list.status, 200);
+    for count in [
+        "data-status=\"QUEUED\"><b>100+</b>QUEUED",
+        "data-status=\"RUNNING\"><b>0</b>RUNNING",
+        "data-status=\"COMPLETED\"><b>0</b>COMPLETED",
+        "each status counted up to 100",
+    ] {
+        assert!(list.body.contains(count), "{count} in {}", list.body);
+    }
+    let list = get(
+        &state,
+        &format!("/runs?window=1h&key=batch&value={batch}&status=QUEUED"),
+        &token,
+    )
+    .await;
+    assert_eq!(list.body.matches("data-run=").count(), 50, "a full page");
     assert_eq!(get(&state, "/runs?status=DONE", &token).await.status, 400);
     assert_eq!(get(&state, "/runs/not-a-uuid", &token).await.status, 400);
     assert_eq!(

@@ -141,37 +141,38 @@ pub(crate) async fn queue_stats(pool: &PgPool, tenant: Uuid) -> Result<Vec<Queue
     .await
 }
 
-/// Runs per status among a sample (`hatchet.run_status_counts`).
+/// Runs per status, counted up to a cap (`hatchet.run_status_counts`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct StatusCount {
     /// QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED.
     pub status: String,
-    /// Runs in it.
+    /// Runs in it, at most the cap.
     pub runs: i64,
-    /// How many runs the sample held.
-    pub sampled: i64,
+    /// There are more than `runs` (the cap was reached, or the search gave up early).
+    pub more: bool,
 }
 
-/// `hatchet.run_status_counts`.
+/// `hatchet.run_status_counts` of the runs created since `since`: each status (of `statuses`, or all) counted up to
+/// `up_to`.
 pub(crate) async fn run_status_counts(
     pool: &PgPool,
     tenant: Uuid,
     since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
     workflow_ids: Option<&[Uuid]>,
     metadata: Option<&Value>,
-    sample: i32,
+    up_to: i32,
+    statuses: Option<&[&str]>,
 ) -> Result<Vec<StatusCount>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT status, runs, sampled FROM hatchet.run_status_counts(since => $1, until => $2, \
-                workflow_ids => $3, metadata => $4, sample => $5, tenant_id => $6)",
+        "SELECT status, runs, more FROM hatchet.run_status_counts(since => $1, workflow_ids => $2, \
+                metadata => $3, up_to => $4, tenant_id => $5, statuses => $6)",
     )
     .bind(since)
-    .bind(until)
     .bind(workflow_ids)
     .bind(metadata)
-    .bind(sample)
+    .bind(up_to)
     .bind(tenant)
+    .bind(statuses)
     .fetch_all(pool)
     .await
 }

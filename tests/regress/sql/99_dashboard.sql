@@ -1,7 +1,7 @@
 -- The dashboard's reads (sql/dashboard.sql): a workflow's versions and task settings, a run's graph (created tasks
--- or not), concurrency keys with running and waiting attempts, queue depth and throughput, run counts per status over
--- a bounded sample, the keyset runs list; all bound to the caller's tenant. Earlier tests' runs share the database,
--- so reads are filtered to this test's workflow and queues.
+-- or not), concurrency keys with running and waiting attempts, queue depth and throughput, run counts per status (each
+-- up to a cap), the keyset runs list; all bound to the caller's tenant. Earlier tests' runs share the database, so
+-- reads are filtered to this test's workflow and queues.
 \set VERBOSITY terse
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN
@@ -51,14 +51,17 @@ SELECT queue, ready, waiting, running, completed[12] AS completed_now, (SELECT s
 FROM hatchet.queue_stats() WHERE queue LIKE 'dashflow:%' ORDER BY queue;
 SELECT key, running, waiting FROM hatchet.list_concurrency() WHERE scope LIKE 'dashflow:%';
 
--- Counts per status of the newest runs; the sample bounds how many are looked at.
+-- Counts per status in the window, each up to `up_to` (more: there are more than that).
 SELECT hatchet.cancel_run(:'run3') AS cancelled;
-SELECT status, runs, sampled FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[]);
-SELECT status, runs, sampled FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], sample => 2);
+SELECT status, runs, more FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[]);
+SELECT status, runs, more FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], up_to => 1);
+SELECT status, runs, more FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[],
+                                                         statuses => ARRAY['CANCELLED', 'QUEUED']);
 SELECT status, runs FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], metadata => '{"team": "red"}') WHERE runs > 0;
 SELECT status, runs FROM hatchet.run_status_counts(workflow_ids => ARRAY[:'wf']::uuid[], since => now() + interval '1 hour');
-SELECT pg_temp.err($$SELECT hatchet.run_status_counts(sample => 0)$$) AS no_sample;
+SELECT pg_temp.err($$SELECT hatchet.run_status_counts(up_to => 0)$$) AS no_cap;
 SELECT pg_temp.err($$SELECT hatchet.run_status_counts(metadata => '[1]')$$) AS bad_metadata;
+SELECT pg_temp.err($$SELECT hatchet.run_status_counts(statuses => ARRAY['QUEUED', 'DONE'])$$) AS bad_statuses;
 -- The runs list: keyset pages newest first, a status or metadata filter, no inputs.
 SELECT string_agg(status, ',' ORDER BY status) AS statuses, count(*) AS runs
 FROM hatchet.dashboard_runs(workflow_ids => ARRAY[:'wf']::uuid[]);

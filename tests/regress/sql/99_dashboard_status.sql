@@ -1,8 +1,10 @@
 -- The dashboard's status filter and counts (sql/dashboard.sql over hatchet.run_outcomes): after every transition of a
 -- run (queued, running, retried, completed, failed, cancelled, replayed, skipped, an on_failure task, an evicted
 -- durable task), dashboard_runs(with_status => S) returns exactly the runs hatchet.run_status puts in S, newest first
--- and each once, and run_status_counts counts them. Earlier tests' runs share the database: only this test's
--- workflows are looked at. Everything is rolled back.
+-- and each once, and run_status_counts counts them (each status up to a cap: counting up to 1 says 1 and "more" for
+-- two or more). Then the metadata filter, alone and with a status, for a value rare among the day's runs (read through
+-- runs_metadata_idx) and one common among them (a walk of the day). Earlier tests' runs share the database: only this
+-- test's workflows are looked at. Everything is rolled back.
 \set VERBOSITY terse
 BEGIN;
 SELECT hatchet.register_workflow('{"name": "st_chain", "tasks": [
@@ -29,20 +31,26 @@ CREATE FUNCTION pg_temp.filters() RETURNS text LANGUAGE sql AS $$
         JOIN hatchet.workflows w ON w.tenant_id = v.tenant_id AND w.id = v.workflow_id
         WHERE w.external_id = ANY ((SELECT ids FROM st_workflows)::uuid[])
     ), counts AS (
-        SELECT c.status, c.runs FROM hatchet.run_status_counts(workflow_ids => (SELECT ids FROM st_workflows)) c
+        SELECT c.status, c.runs, c.more FROM hatchet.run_status_counts(workflow_ids => (SELECT ids FROM st_workflows)) c
+    ), capped AS (
+        SELECT c.status, c.runs, c.more
+        FROM hatchet.run_status_counts(workflow_ids => (SELECT ids FROM st_workflows), up_to => 1) c
     ), checked AS (
         SELECT s.status, s.n, (SELECT count(*) FROM truth t WHERE t.status = s.status) AS runs,
                ARRAY(SELECT d.id FROM hatchet.dashboard_runs(workflow_ids => (SELECT ids FROM st_workflows),
                                                             with_status => s.status, "limit" => 500) d)
                    = ARRAY(SELECT t.id FROM truth t WHERE t.status = s.status
                            ORDER BY t.inserted_at DESC, t.id DESC) AS listed,
-               (SELECT c.runs FROM counts c WHERE c.status = s.status)
-                   = (SELECT count(*) FROM truth t WHERE t.status = s.status) AS counted
+               (SELECT c.runs FROM counts c WHERE c.status = s.status AND NOT c.more)
+                   = (SELECT count(*) FROM truth t WHERE t.status = s.status) AS counted,
+               (SELECT (c.runs, c.more) FROM capped c WHERE c.status = s.status)
+                   = (SELECT (least(count(*), 1), count(*) > 1) FROM truth t WHERE t.status = s.status) AS capped
         FROM unnest(ARRAY['QUEUED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED']) WITH ORDINALITY s(status, n)
     )
     SELECT string_agg(c.status || ' ' || c.runs
                       || CASE WHEN c.listed THEN '' ELSE ' (LIST WRONG)' END
-                      || CASE WHEN c.counted THEN '' ELSE ' (COUNT WRONG)' END, ', ' ORDER BY c.n)
+                      || CASE WHEN c.counted THEN '' ELSE ' (COUNT WRONG)' END
+                      || CASE WHEN c.capped THEN '' ELSE ' (CAPPED COUNT WRONG)' END, ', ' ORDER BY c.n)
     FROM checked c
 $$;
 -- Claim one task of a queue as a SQL worker, then complete it, fail it for good, or fail it with retries allowed.
@@ -158,6 +166,48 @@ SELECT count(*) AS completed_in_the_future FROM hatchet.dashboard_runs(
     since => now() + interval '1 hour', workflow_ids => (SELECT ids FROM st_workflows), with_status => 'COMPLETED');
 SELECT count(*) AS running_in_the_future FROM hatchet.dashboard_runs(
     since => now() + interval '1 hour', workflow_ids => (SELECT ids FROM st_workflows), with_status => 'RUNNING');
+-- The metadata filter: 2 runs of 50 new ones have the rare value (fewer than 20 of the newest 2,000: the index's
+-- side), 48 the common one (a walk); the oldest 20 of them complete. With and without a status, dashboard_runs returns
+-- what its status list filtered by hand holds (in order), keyset pages of 3 add up to it, and run_status_counts counts
+-- it.
+SELECT count(hatchet.run_workflow('st_single', '{}', jsonb_build_object(
+           'm', CASE WHEN i IN (10, 40) THEN 'rare' ELSE 'common' END))) AS tagged
+FROM generate_series(1, 50) i;
+SELECT count(pg_temp.work('st_single:s')) AS completed FROM generate_series(1, 20);
+CREATE FUNCTION pg_temp.paged_m(v text, s text, size integer) RETURNS uuid[] LANGUAGE plpgsql AS $$
+DECLARE acc uuid[] := '{}'; page uuid[]; last uuid;
+BEGIN
+    LOOP
+        page := ARRAY(SELECT d.id FROM hatchet.dashboard_runs(workflow_ids => (SELECT ids FROM st_workflows),
+                                                              metadata => jsonb_build_object('m', v), with_status => s,
+                                                              before => last, "limit" => size) d);
+        acc := acc || page;
+        EXIT WHEN cardinality(page) < size;
+        last := page[size];
+    END LOOP;
+    RETURN acc;
+END $$;
+SELECT v.v AS value, coalesce(s.s, 'any') AS status, count(l.id) AS runs,
+       ARRAY(SELECT d.id FROM hatchet.dashboard_runs(workflow_ids => (SELECT ids FROM st_workflows),
+                                                    metadata => jsonb_build_object('m', v.v), with_status => s.s,
+                                                    "limit" => 500) d)
+           = ARRAY(SELECT l2.id FROM hatchet.dashboard_runs(workflow_ids => (SELECT ids FROM st_workflows),
+                                                           with_status => s.s, "limit" => 500) l2
+                   WHERE l2.additional_metadata @> jsonb_build_object('m', v.v)) AS same_list,
+       pg_temp.paged_m(v.v, s.s, 3)
+           = ARRAY(SELECT d.id FROM hatchet.dashboard_runs(workflow_ids => (SELECT ids FROM st_workflows),
+                                                          metadata => jsonb_build_object('m', v.v), with_status => s.s,
+                                                          "limit" => 500) d) AS pages_add_up,
+       s.s IS NULL OR (SELECT c.runs FROM hatchet.run_status_counts(workflow_ids => (SELECT ids FROM st_workflows),
+                                                                  metadata => jsonb_build_object('m', v.v)) c
+                       WHERE c.status = s.s) = count(l.id) AS counted
+FROM (VALUES ('rare'), ('common')) v(v)
+CROSS JOIN (VALUES (NULL), ('QUEUED'), ('COMPLETED')) s(s)
+LEFT JOIN LATERAL (SELECT l.id FROM hatchet.dashboard_runs(workflow_ids => (SELECT ids FROM st_workflows),
+                                                          with_status => s.s, "limit" => 500) l
+                   WHERE l.additional_metadata @> jsonb_build_object('m', v.v)) l ON true
+GROUP BY v.v, s.s ORDER BY v.v DESC, s.s NULLS FIRST;
+
 -- A task enqueued on its own is no workflow run: no row in run_outcomes.
 SELECT hatchet.enqueue('st_solo') AS solo \gset
 SELECT pg_temp.work('st_solo') = :'solo' AS solo_done,
