@@ -353,7 +353,9 @@ COMMENT ON FUNCTION hatchet._dashboard_page(uuid, hatchet.runs[], text, integer,
 -- No total and no inputs (a page costs the same with any history). Without a status or metadata filter it reads
 -- `limit` rows of runs_pkey. With a status filter it reads candidate runs newest first and keeps those whose status
 -- (derived from the tasks as hatchet.run_status does, for up to 1,000 candidates at once: hatchet._run_statuses) is
--- the one asked for, looking at no more than 10,000 candidates (per day, with a metadata filter):
+-- the one asked for, looking at no more than 10,000 candidates (per day, with a metadata filter; a search that stops
+-- there before the page is full ends the page with a row whose id is NULL and whose resume_before is the last run it
+-- looked at, so the caller can offer to go on with the older runs):
 --   * COMPLETED, FAILED, CANCELLED: the runs with a row for that outcome in hatchet.run_outcomes, read through
 --     run_outcomes_idx in (outcome, time) order. Every run that ended so has one; a replayed run may also have the
 --     row of an earlier ending, which the status check drops.
@@ -378,7 +380,7 @@ CREATE FUNCTION hatchet._dashboard_runs(p_tenant uuid, since timestamptz, until 
                                         metadata jsonb, with_status text, before uuid, "limit" integer,
                                         p_view boolean)
 RETURNS TABLE (id uuid, status text, additional_metadata jsonb, created_at timestamptz, workflow_name text,
-               workflow_id uuid, workflow_version_id uuid, parent_task_id uuid, children bigint)
+               workflow_id uuid, workflow_version_id uuid, parent_task_id uuid, children bigint, resume_before uuid)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -409,6 +411,8 @@ DECLARE
     v_cand   record;
     v_walk   boolean;
     v_prev   uuid;
+    -- The last candidate looked at, matching or not: where a search that stopped early resumes.
+    v_last   uuid;
     v_found  integer := 0;
     v_rows   integer;
     v_n      integer;
@@ -519,6 +523,7 @@ BEGIN
                   _dashboard_runs.with_status, v_lo, v_hi
         LOOP
             v_rows := v_rows + 1;
+            v_last := (v_cand.run).id;
             CONTINUE WHEN NOT v_cand.ok;
             v_run := v_cand.run;
             -- The same run twice in a row: two rows of run_outcomes (see there).
@@ -526,27 +531,27 @@ BEGIN
             v_prev := v_run.id;
             v_batch := v_batch || v_run;
             CONTINUE WHEN cardinality(v_batch) < v_chunk;
-            RETURN QUERY SELECT * FROM hatchet._dashboard_page(p_tenant, v_batch, _dashboard_runs.with_status,
-                                                               _dashboard_runs."limit" - v_found, p_view);
+            RETURN QUERY SELECT p.*, NULL::uuid FROM hatchet._dashboard_page(p_tenant, v_batch, _dashboard_runs.with_status,
+                                                               _dashboard_runs."limit" - v_found, p_view) p;
             GET DIAGNOSTICS v_n = ROW_COUNT;
             v_found := v_found + v_n;
             v_batch := '{}';
             EXIT WHEN v_found >= _dashboard_runs."limit";
         END LOOP;
         IF cardinality(v_batch) > 0 THEN
-            RETURN QUERY SELECT * FROM hatchet._dashboard_page(p_tenant, v_batch, _dashboard_runs.with_status,
-                                                               _dashboard_runs."limit" - v_found, p_view);
+            RETURN QUERY SELECT p.*, NULL::uuid FROM hatchet._dashboard_page(p_tenant, v_batch, _dashboard_runs.with_status,
+                                                               _dashboard_runs."limit" - v_found, p_view) p;
             GET DIAGNOSTICS v_n = ROW_COUNT;
             v_found := v_found + v_n;
             v_batch := '{}';
         END IF;
-        -- The walk looked at c_scan runs without filling the page: it stops there (a shorter page), and tells a
-        -- counting caller so (a row with a NULL id).
+        -- The walk looked at c_scan runs without filling the page: it stops there (a shorter page), and says so with a
+        -- last row whose id is NULL and whose resume_before is the last run it looked at: the same call with
+        -- before => resume_before goes on with the older runs.
         IF v_rows >= c_scan AND v_found < _dashboard_runs."limit" THEN
-            IF NOT p_view THEN
-                id := NULL;
-                RETURN NEXT;
-            END IF;
+            id := NULL;
+            resume_before := v_last;
+            RETURN NEXT;
             RETURN;
         END IF;
         EXIT WHEN NOT v_by_day OR v_found >= _dashboard_runs."limit" OR v_lo <= _dashboard_runs.since;
@@ -561,7 +566,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION hatchet._dashboard_runs(uuid, timestamptz, timestamptz, uuid[], jsonb, text, uuid, integer, boolean) IS
-    'hatchet.dashboard_runs without its checks; p_view false: ids only, and a NULL id when the search gave up early';
+    'hatchet.dashboard_runs without its checks; p_view false: ids only (and the row that says the search stopped)';
 
 CREATE FUNCTION hatchet.dashboard_runs(
     since        timestamptz DEFAULT NULL,
@@ -574,7 +579,7 @@ CREATE FUNCTION hatchet.dashboard_runs(
     tenant_id    uuid        DEFAULT NULL
 )
 RETURNS TABLE (id uuid, status text, additional_metadata jsonb, created_at timestamptz, workflow_name text,
-               workflow_id uuid, workflow_version_id uuid, parent_task_id uuid, children bigint)
+               workflow_id uuid, workflow_version_id uuid, parent_task_id uuid, children bigint, resume_before uuid)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -603,4 +608,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION hatchet.dashboard_runs(timestamptz, timestamptz, uuid[], jsonb, text, uuid, integer, uuid) IS
-    'one keyset page of workflow runs for the dashboard, newest first, without totals or inputs';
+    'one keyset page of workflow runs for the dashboard, newest first, without totals or inputs (a last row with a NULL id: the search stopped early, resume with before => its resume_before)';

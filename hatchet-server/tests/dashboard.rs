@@ -646,6 +646,77 @@ async fn every_page_renders() {
     );
 }
 
+/// A metadata value common among the newest runs of a workflow but matching fewer than a page in the newest 10,000:
+/// the search stops at its budget, and the page says so and links to the older runs, where the rest of the matches
+/// are (it used to end the page there, with no way on).
+#[tokio::test]
+async fn a_search_that_stops_early_offers_the_older_runs() {
+    let state = common::state().await;
+    let token = common::mint(&state, "dash-resume").await.token;
+    sqlx::query(
+        "SELECT hatchet.register_workflow('{\"name\": \"dash_resume_wf\", \"tasks\": [{\"readable_id\": \"t\"}]}')",
+    )
+    .execute(&state.pool)
+    .await
+    .unwrap();
+    let workflow: Uuid = sqlx::query_scalar(
+        "SELECT id FROM hatchet.list_workflows(workflow_name => 'dash_resume_wf')",
+    )
+    .fetch_one(&state.pool)
+    .await
+    .unwrap();
+    // 10,100 runs, oldest first: the 30 oldest match, and 25 of the newest 2,000 (so the value is common there and
+    // the day is walked); the newest 10,000 hold only those 25.
+    let value = Uuid::new_v4().to_string();
+    sqlx::query(
+        "SELECT count(hatchet.run_workflow(name => 'dash_resume_wf', additional_metadata => \
+                CASE WHEN i <= 30 OR (i > 8100 AND i % 80 = 0) THEN jsonb_build_object('k', $1::text) \
+                     ELSE '{}'::jsonb END)) FROM generate_series(1, 10100) i",
+    )
+    .bind(&value)
+    .execute(&state.pool)
+    .await
+    .unwrap();
+    let first = get(
+        &state,
+        &format!("/runs?window=1h&workflow={workflow}&key=k&value={value}"),
+        &token,
+    )
+    .await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.body.matches("data-run=\"").count(),
+        25,
+        "{}",
+        first.body
+    );
+    assert!(
+        first.body.contains("id=\"search-stopped\""),
+        "{}",
+        first.body
+    );
+    let href = first
+        .body
+        .split("href=\"")
+        .map(|h| h.split('"').next().unwrap_or_default())
+        .find(|h| h.contains("before="))
+        .expect("a link to the older runs")
+        .replace("&amp;", "&");
+    let older = get(&state, &href, &token).await;
+    assert_eq!(older.status, 200);
+    assert_eq!(
+        older.body.matches("data-run=\"").count(),
+        30,
+        "{}",
+        older.body
+    );
+    assert!(
+        !older.body.contains("id=\"search-stopped\""),
+        "{}",
+        older.body
+    );
+}
+
 #[tokio::test]
 async fn crons_are_created_and_deleted() {
     let state = common::state().await;

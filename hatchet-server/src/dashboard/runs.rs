@@ -31,6 +31,9 @@ const PAGE_SIZE: i64 = 50;
 /// is derived from its tasks, about 0.05-0.15 ms a run on this machine, so 1,000 would cost the page 150 ms).
 const COUNT_UP_TO: i32 = 100;
 
+/// Candidates one page's search looks at, at most (`hatchet.dashboard_runs`); past it the page says where to go on.
+const SEARCH_BUDGET: &str = "10,000";
+
 /// Run statuses, in the order the counts show them.
 const STATUSES: [&str; 5] = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
 
@@ -231,7 +234,8 @@ async fn list(
         counts,
         workflows::list_workflows(&state.pool, tenant, None, None)
     );
-    let (mut rows, counts, all_workflows) = (rows?, counts?, all_workflows?);
+    let (found, counts, all_workflows) = (rows?, counts?, all_workflows?);
+    let (mut rows, resume) = (found.rows, found.resume_before);
     let more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(50);
     rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(50));
     let next = if more {
@@ -369,6 +373,14 @@ async fn list(
         let _ = write!(
             body,
             "<a href=\"/runs?{}&amp;before={last}\" id=\"older\">Older</a>",
+            html::attr(&f.query(f.status.as_deref()))
+        );
+    } else if let Some(resume) = resume {
+        // The search looked at as many runs as one page may without filling it: the rest of the window is older.
+        let _ = write!(
+            body,
+            "<span class=\"hint\" id=\"search-stopped\">searched {SEARCH_BUDGET} runs for this page</span>\
+             <a href=\"/runs?{}&amp;before={resume}\" id=\"older\">Search older runs</a>",
             html::attr(&f.query(f.status.as_deref()))
         );
     }

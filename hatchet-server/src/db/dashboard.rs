@@ -220,15 +220,26 @@ pub(crate) struct RunPage {
     pub limit: i32,
 }
 
+/// One page of [`dashboard_runs`]: the runs, and where to go on when the search stopped before filling the page.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunsPage {
+    /// The runs, newest first.
+    pub rows: Vec<super::runs::RunRow>,
+    /// Set when the search looked at as many candidates as it may (10,000) without filling the page: the last run it
+    /// looked at, the `before` that goes on with the older runs.
+    pub resume_before: Option<Uuid>,
+}
+
 /// `hatchet.dashboard_runs`: one keyset page of workflow runs, newest first, without inputs (`input` is `{}`).
 pub(crate) async fn dashboard_runs(
     pool: &PgPool,
     tenant: Uuid,
     page: &RunPage,
-) -> Result<Vec<super::runs::RunRow>, sqlx::Error> {
-    sqlx::query_as(
+) -> Result<RunsPage, sqlx::Error> {
+    use sqlx::{FromRow, Row};
+    let found = sqlx::query(
         "SELECT id, status, '{}'::jsonb AS input, additional_metadata, created_at, workflow_name, workflow_id, \
-                workflow_version_id, parent_task_id, children \
+                workflow_version_id, parent_task_id, children, resume_before \
          FROM hatchet.dashboard_runs(since => $1, workflow_ids => $2, metadata => $3, with_status => $4, \
                                      before => $5, \"limit\" => $6, tenant_id => $7)",
     )
@@ -240,7 +251,17 @@ pub(crate) async fn dashboard_runs(
     .bind(page.limit)
     .bind(tenant)
     .fetch_all(pool)
-    .await
+    .await?;
+    let mut out = RunsPage::default();
+    for row in &found {
+        // (the row that says the search stopped has no run: only its resume_before)
+        if let Some(resume) = row.try_get::<Option<Uuid>, _>("resume_before")? {
+            out.resume_before = Some(resume);
+            continue;
+        }
+        out.rows.push(super::runs::RunRow::from_row(row)?);
+    }
+    Ok(out)
 }
 
 /// `pg_notify(channel, payload)`: the dashboard change relay to the other server replicas (`dispatch::notifier`).
