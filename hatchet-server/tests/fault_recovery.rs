@@ -469,12 +469,9 @@ async fn a_release_is_not_held_up_by_a_replica_stopped_inside_a_transaction() {
         .await
         .unwrap()
     };
-    // While the row is held, the job gives up on it (and is tried again on the next pass): this is the lock.
-    assert_eq!(
-        without_grace(&pool, release).await,
-        0,
-        "the job failed on the lock"
-    );
+    // While the row is held, the release of this worker's attempt gives up on it (after the job's 200 ms
+    // lock_timeout) and is left for the next pass: this is the lock.
+    without_grace(&pool, release).await;
     assert!(still_running().await);
 
     // Postgres ends the idle session; the next pass releases the attempt. (The deadline only bounds a failing
