@@ -376,12 +376,22 @@ $$;
 -- like worker silence from the end of the last outage: the assignment committed but never reached the worker (the
 -- server replica died between commit and push, or the commit's answer was lost). They are retried elsewhere as
 -- internal failures (REASSIGNED), and a cancellation is announced in case the worker has them after all.
+--
+-- Each attempt is released in a subtransaction of its own. Releasing one locks its worker's hatchet.worker_slots row
+-- (_fail_attempt -> _release), which a client stopped inside a transaction may hold: a server replica SIGSTOPped in
+-- its completion transaction for that worker (after complete_many released one of the worker's slots, before assign
+-- and COMMIT) holds it until it resumes or Postgres ends its idle session (hatchet-server's
+-- idle_in_transaction_session_timeout). An attempt whose release gives up on a lock (the job's 200 ms lock_timeout,
+-- SQLSTATE 55P03) is left for the next pass, and so are the other attempts of the same worker in this pass (each would
+-- wait out the lock_timeout again); the attempts of every other worker are still released.
 CREATE FUNCTION hatchet._release_unacknowledged(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_run hatchet.running;
+    v_cand record;
+    v_held uuid[] := '{}';
     n integer := 0;
     v_after interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
                                                         30000) / 1000.0);
@@ -391,21 +401,31 @@ BEGIN
     IF v_since >= p_now - v_after THEN
         RETURN 0;
     END IF;
-    FOR v_run IN
-        DELETE FROM hatchet.running r
-        WHERE r.ctid = ANY (ARRAY(
-            SELECT x.ctid FROM hatchet.running x
-            WHERE x.tenant_id = p_tenant AND x.worker_id IS NOT NULL AND x.started_at IS NULL
-              AND x.assigned_at < p_now - v_after
-            ORDER BY x.assigned_at LIMIT p_limit
-            FOR UPDATE SKIP LOCKED))
-        RETURNING r.*
+    FOR v_cand IN
+        SELECT x.ctid AS row_ctid, x.worker_id FROM hatchet.running x
+        WHERE x.tenant_id = p_tenant AND x.worker_id IS NOT NULL AND x.started_at IS NULL
+          AND x.assigned_at < p_now - v_after
+        ORDER BY x.assigned_at LIMIT p_limit
     LOOP
-        PERFORM pg_notify('hatchet_cancel',
-                          v_run.task_id::text || ':' || v_run.retry_count || ':' || v_run.worker_id::text);
-        PERFORM hatchet._fail_attempt(p_tenant, v_run,
-            'the worker never acknowledged the assignment (no STARTED within worker_dead_after)', true, true);
-        n := n + 1;
+        CONTINUE WHEN v_cand.worker_id = ANY (v_held);
+        BEGIN
+            DELETE FROM hatchet.running r
+            WHERE r.ctid = (SELECT x.ctid FROM hatchet.running x
+                            WHERE x.ctid = v_cand.row_ctid AND x.started_at IS NULL
+                            FOR UPDATE SKIP LOCKED)
+            RETURNING r.* INTO v_run;
+            IF FOUND THEN
+                PERFORM pg_notify('hatchet_cancel',
+                                  v_run.task_id::text || ':' || v_run.retry_count || ':' || v_run.worker_id::text);
+                PERFORM hatchet._fail_attempt(p_tenant, v_run,
+                    'the worker never acknowledged the assignment (no STARTED within worker_dead_after)', true, true);
+                n := n + 1;
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN
+            v_held := v_held || v_cand.worker_id;
+            RAISE LOG 'pg_hatchet: attempts of worker % not released yet: another transaction holds a lock (%)',
+                v_cand.worker_id, SQLERRM;
+        END;
     END LOOP;
     RETURN n;
 END

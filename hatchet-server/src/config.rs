@@ -30,6 +30,24 @@ pub(crate) const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long the server waits for a ping acknowledgement before dropping the connection.
 pub(crate) const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The default `idle_in_transaction_session_timeout` of every server session (both pools): how long Postgres lets
+/// a session sit idle inside an open transaction before it ends the session, and with it the transaction and its
+/// locks. A replica that stops between two statements of a transaction (SIGSTOP, a debugger, a VM paused, a network
+/// partition with the TCP connection still open) holds its row locks for that long. The completion transaction
+/// (`complete_many`, then `assign` for the same worker) holds the worker's `hatchet.worker_slots` row, which the
+/// maintenance pass needs to release that worker's unacknowledged or timed-out attempts and to reap it: the chaos
+/// suite's third long run had a stopped replica hold it for 15 s, with the old 60 s default nothing bounded it below
+/// a minute. Kept well under the extension's `hatchet.worker_dead_after_ms` (30 s by default, 10 s in the chaos
+/// suite), so a stopped replica delays a release by at most this much past worker_dead_after. Every transaction the
+/// server opens runs its statements back to back (no waiting on a client or the network in between), so a healthy
+/// server is never idle in a transaction for anywhere near this long.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A duration as a Postgres millisecond setting; 0 would mean "no limit", so a zero duration is raised to 1 ms.
+pub(crate) fn pg_millis(d: Duration) -> String {
+    d.as_millis().clamp(1, i32::MAX as u128).to_string()
+}
+
 /// Operator settings shared by every handler.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -54,6 +72,9 @@ pub struct ServerConfig {
     /// Whether the dashboard's session cookie is `Secure` (sent back over HTTPS only). `serve` sets it when its
     /// public URL is `https://` (TLS terminated by a proxy in front); [`crate::run`] sets it whenever it serves TLS.
     pub secure_cookies: bool,
+    /// `idle_in_transaction_session_timeout` of every request-handling session (the background sessions have their
+    /// own, [`BackgroundPool::idle_in_transaction_timeout`]). See [`IDLE_IN_TRANSACTION_TIMEOUT`].
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +87,7 @@ impl Default for ServerConfig {
             public_url: "http://localhost:8080".to_owned(),
             dashboard_link_login: false,
             secure_cookies: false,
+            idle_in_transaction_timeout: IDLE_IN_TRANSACTION_TIMEOUT,
         }
     }
 }
@@ -82,7 +104,7 @@ pub struct BackgroundPool {
     pub statement_timeout: Duration,
     /// `lock_timeout` of every background session.
     pub lock_timeout: Duration,
-    /// `idle_in_transaction_session_timeout` of every background session.
+    /// `idle_in_transaction_session_timeout` of every background session (see [`IDLE_IN_TRANSACTION_TIMEOUT`]).
     pub idle_in_transaction_timeout: Duration,
 }
 
@@ -92,7 +114,7 @@ impl Default for BackgroundPool {
             max_connections: 8,
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(5),
-            idle_in_transaction_timeout: Duration::from_secs(60),
+            idle_in_transaction_timeout: IDLE_IN_TRANSACTION_TIMEOUT,
         }
     }
 }
@@ -101,7 +123,7 @@ impl BackgroundPool {
     /// The session settings as `(name, value)` startup options, values in milliseconds (0 would mean "no limit"
     /// to Postgres, so a zero duration is raised to 1 ms).
     pub fn session_settings(&self) -> [(&'static str, String); 3] {
-        let ms = |d: Duration| d.as_millis().clamp(1, i32::MAX as u128).to_string();
+        let ms = pg_millis;
         [
             ("statement_timeout", ms(self.statement_timeout)),
             ("lock_timeout", ms(self.lock_timeout)),

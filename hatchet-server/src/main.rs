@@ -103,9 +103,13 @@ struct ServeArgs {
     /// lock_timeout of the background loops' sessions.
     #[arg(long, default_value = "5s", value_parser = duration::parse)]
     background_lock_timeout: Duration,
-    /// idle_in_transaction_session_timeout of the background loops' sessions.
-    #[arg(long, default_value = "60s", value_parser = duration::parse)]
+    /// idle_in_transaction_session_timeout of the background loops' sessions: a replica stopped inside a transaction
+    /// holds its locks (a worker's slot row) this long at most; keep it well under worker_dead_after.
+    #[arg(long, default_value = "5s", value_parser = duration::parse)]
     background_idle_in_transaction_timeout: Duration,
+    /// idle_in_transaction_session_timeout of the request-handling sessions (same reason).
+    #[arg(long, default_value = "5s", value_parser = duration::parse)]
+    idle_in_transaction_timeout: Duration,
     /// Most runs one SubscribeToWorkflowRuns stream may wait for at once; beyond it RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = ServerConfig::default().max_subscriptions_per_stream)]
     max_subscriptions_per_stream: usize,
@@ -289,6 +293,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         max_subscriptions_per_stream: args.max_subscriptions_per_stream,
         public_url,
+        idle_in_transaction_timeout: args.idle_in_transaction_timeout,
         ..ServerConfig::default()
     };
     let state = AppState::new(pool, config)?;

@@ -1,18 +1,21 @@
 //! The state shared by every gRPC and REST handler.
 
 use crate::auth::Authenticator;
-use crate::config::{BackgroundPool, ServerConfig};
+use crate::config::{pg_millis, BackgroundPool, ServerConfig};
 use crate::dispatch::Dispatch;
 use crate::metrics::Metrics;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Cheap to clone: everything is behind `Arc` (or is a pool / token, which are handles already).
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// Connections to the database that has the pg_hatchet extension, for request handling.
+    /// Connections to the database that has the pg_hatchet extension, for request handling: the given pool's
+    /// connect and pool options, plus `idle_in_transaction_session_timeout` on each session
+    /// ([`ServerConfig::idle_in_transaction_timeout`]).
     pub pool: PgPool,
     /// The background loops' own connections to the same database (see [`BackgroundPool`]): same connect options
     /// as `pool`, plus `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` on each session.
@@ -34,12 +37,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state for a pool and settings. The background pool is derived from `pool`'s connect options and
-    /// opens its connections lazily.
+    /// Builds the state for a pool and settings. The request and background pools are derived from `pool`'s
+    /// connect options (with their session settings added) and open their connections lazily; `pool` itself is
+    /// only read for its options.
     pub fn new(pool: PgPool, config: ServerConfig) -> Result<Self, prometheus::Error> {
         let metrics = Arc::new(Metrics::new()?);
         let shutdown = CancellationToken::new();
         let background = background_pool(&pool, &config.background);
+        let pool = request_pool(&pool, config.idle_in_transaction_timeout);
         Ok(Self {
             auth: Arc::new(Authenticator::new(pool.clone(), config.auth_cache_ttl)),
             dispatch: Arc::new(Dispatch::new(
@@ -57,6 +62,24 @@ impl AppState {
             pool,
         })
     }
+}
+
+/// A pool like `given` (same connect options, size and timeouts) whose sessions start with
+/// `idle_in_transaction_session_timeout` (a startup option, so it holds from the first statement): a replica stopped
+/// inside a transaction of a request (a trigger's inserts) loses its session, and its locks, after `idle`.
+fn request_pool(given: &PgPool, idle: Duration) -> PgPool {
+    let options = (*given.connect_options())
+        .clone()
+        .options([("idle_in_transaction_session_timeout", pg_millis(idle))]);
+    let o = given.options();
+    PgPoolOptions::new()
+        .max_connections(o.get_max_connections())
+        .min_connections(o.get_min_connections())
+        .acquire_timeout(o.get_acquire_timeout())
+        .idle_timeout(o.get_idle_timeout())
+        .max_lifetime(o.get_max_lifetime())
+        .test_before_acquire(o.get_test_before_acquire())
+        .connect_lazy_with(options)
 }
 
 /// A pool on the same database as `requests`, whose sessions start with the background timeouts (as startup

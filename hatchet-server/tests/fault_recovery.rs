@@ -329,3 +329,188 @@ async fn a_cancel_asked_of_one_replica_reaches_a_worker_on_another() {
     server_a.stop().await.unwrap();
     server_b.stop().await.unwrap();
 }
+
+/// Whether the stream has ended (closed by the server, or an error), waiting up to 10 s for it to say so.
+async fn ended(stream: &mut Streaming<AssignedAction>) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
+            Err(_) => return false,
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) | Ok(Err(_)) => return true,
+        }
+    }
+}
+
+/// The chaos suite's third long run saw a replica log `pushed ... delivered=true` for two attempts their worker never
+/// received, and the first suspect was a stale stream entry of a reconnected worker. The registry keeps one stream
+/// per worker: a second ListenV2 of the same worker replaces the first, whose sender is dropped, so the first stream
+/// ends and every later push goes to the second. (What the logs showed instead: the replica was killed 30 ms after
+/// it queued the two actions, before they were written to the socket; such attempts are released after
+/// worker_dead_after, see `an_assignment_never_pushed_reaches_the_worker_as_a_retry`.)
+#[tokio::test]
+async fn a_second_listen_of_a_worker_replaces_the_first_stream() {
+    let server = TestServer::start().await;
+    let pool = server.state.pool.clone();
+    let q = queue();
+    let mut worker = Worker::register(&server, &q).await;
+    let mut first = worker.listen().await;
+    let mut second = worker.listen().await;
+    assert!(
+        ended(&mut first).await,
+        "the replaced stream stays open: pushes could go where nobody reads"
+    );
+    for _ in 0..3 {
+        let task = enqueue(&pool, &q).await;
+        let start = next_action(&mut second).await;
+        assert_eq!(start.action_type, ActionType::StartStepRun as i32);
+        assert_eq!(start.task_run_external_id, task.to_string());
+        worker.started(&start).await;
+    }
+    server.stop().await.unwrap();
+}
+
+/// The same across replicas: the worker's stream to replica A breaks (the SDK cancels the call and reconnects to B);
+/// A forgets the stream, so only B assigns and pushes to the worker (were A still to count it as connected, its
+/// assigner would take some of these attempts and push them into the dead stream, and they would not arrive here).
+#[tokio::test]
+async fn a_worker_that_moved_to_another_replica_gets_its_work_there() {
+    let server_a = TestServer::start().await;
+    let server_b = TestServer::start().await;
+    let pool = server_a.state.pool.clone();
+    let q = queue();
+    let mut on_a = Worker::register(&server_a, &q).await;
+    let stream_a = on_a.listen().await;
+    drop(stream_a);
+    let mut on_b = on_a.via(&server_b).await;
+    let mut stream_b = on_b.listen().await;
+    for _ in 0..3 {
+        let task = enqueue(&pool, &q).await;
+        let start = next_action(&mut stream_b).await;
+        assert_eq!(start.task_run_external_id, task.to_string());
+        on_b.started(&start).await;
+    }
+    server_a.stop().await.unwrap();
+    server_b.stop().await.unwrap();
+}
+
+/// Both of the server's pools open their sessions with an `idle_in_transaction_session_timeout` well under
+/// worker_dead_after (the default 5 s; before, the background sessions had 60 s and the request sessions none).
+#[tokio::test]
+async fn server_sessions_bound_their_idle_time_inside_a_transaction() {
+    let server = TestServer::start().await;
+    for (name, pool) in [
+        ("request", &server.state.pool),
+        ("background", &server.state.background),
+    ] {
+        let setting: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(setting, "5s", "{name} sessions");
+    }
+    server.stop().await.unwrap();
+}
+
+/// The third long run's failing invariant: a replica stopped (SIGSTOP) inside its completion transaction for a
+/// worker, after `complete_many` released one of the worker's slots and before `assign` and COMMIT, holds the row
+/// lock on the worker's `hatchet.worker_slots` row. Releasing that worker's unacknowledged attempts
+/// (`_release_unacknowledged` -> `_fail_attempt` -> `_release`) locks the same row, so each maintenance pass gave up
+/// after its 200 ms lock_timeout until the replica resumed 15 s later (the background sessions' idle timeout was
+/// 60 s). Now Postgres ends the stopped replica's session after the server's idle_in_transaction_session_timeout,
+/// and the release goes through on the next pass.
+#[tokio::test]
+async fn a_release_is_not_held_up_by_a_replica_stopped_inside_a_transaction() {
+    let server = TestServer::start().await;
+    let pool = server.state.pool.clone();
+    let q = queue();
+    let worker = Worker::register(&server, &q).await;
+    let task = enqueue(&pool, &q).await;
+    let assigned: Vec<Uuid> =
+        sqlx::query_scalar("SELECT task_id FROM hatchet.assign(worker_ids => ARRAY[$1::uuid])")
+            .bind(worker.uuid())
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(assigned, vec![task]);
+    sqlx::query(
+        "UPDATE hatchet.running SET assigned_at = assigned_at - interval '10 minutes' WHERE task_id = $1",
+    )
+    .bind(task)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // The stopped replica: one of its background sessions holds the worker's slot row in an open transaction, then
+    // sends nothing more.
+    let mut stalled = server.state.background.acquire().await.unwrap();
+    let stalled_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *stalled)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut *stalled).await.unwrap();
+    let locked: i64 = sqlx::query_scalar(
+        "WITH l AS (SELECT 1 FROM hatchet.worker_slots WHERE worker_id = $1 FOR UPDATE) SELECT count(*) FROM l",
+    )
+    .bind(worker.uuid())
+    .fetch_one(&mut *stalled)
+    .await
+    .unwrap();
+    assert_eq!(locked, 1);
+
+    let release =
+        "SELECT hatchet._maintenance_job(hatchet.default_tenant(), 'release_unacknowledged', \
+                   clock_timestamp(), 100)::integer";
+    let still_running = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM hatchet.running WHERE task_id = $1)",
+        )
+        .bind(task)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    // While the row is held, the release of this worker's attempt gives up on it (after the job's 200 ms
+    // lock_timeout) and is left for the next pass: this is the lock.
+    without_grace(&pool, release).await;
+    assert!(still_running().await);
+
+    // Postgres ends the idle session; the next pass releases the attempt. (The deadline only bounds a failing
+    // test: with the old 60 s background setting the session outlived it.)
+    let mut released = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        without_grace(&pool, release).await;
+        if !still_running().await {
+            released = true;
+            break;
+        }
+    }
+    assert!(
+        released,
+        "the attempt was not released while the stopped session held the worker's slot row"
+    );
+    let gone: bool =
+        sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+            .bind(stalled_pid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(gone, "the stalled session was ended by Postgres");
+    assert!(
+        sqlx::query("SELECT 1")
+            .execute(&mut *stalled)
+            .await
+            .is_err(),
+        "the stalled connection is dead"
+    );
+    let reassigned: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM hatchet.task_events($1) WHERE event_type = 'REASSIGNED' AND retry_count = 0",
+    )
+    .bind(task)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(reassigned, 1);
+    drop(stalled);
+    server.stop().await.unwrap();
+}

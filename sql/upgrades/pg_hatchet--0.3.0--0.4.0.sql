@@ -8440,6 +8440,60 @@ COMMENT ON FUNCTION hatchet.dashboard_runs(timestamptz, timestamptz, uuid[], jso
     'one keyset page of workflow runs for the dashboard, newest first, without totals or inputs (a last row with a NULL id: the search stopped early, resume with before => its resume_before)';
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 33. One held worker does not hold up the release of every unacknowledged attempt (issue 16, sql/maintenance.sql):
+--     _release_unacknowledged releases each attempt in a subtransaction of its own; one whose release gives up on a
+--     lock (a replica stopped inside its completion transaction holds the worker's slot row) is left for the next
+--     pass with the rest of its worker's, and the other workers' attempts are still released.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet._release_unacknowledged(p_tenant uuid, p_now timestamptz, p_limit integer) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run hatchet.running;
+    v_cand record;
+    v_held uuid[] := '{}';
+    n integer := 0;
+    v_after interval := make_interval(secs => coalesce(current_setting('hatchet.worker_dead_after_ms', true)::integer,
+                                                        30000) / 1000.0);
+    v_since timestamptz := coalesce((SELECT m.reachable_since FROM hatchet.maintenance_state m
+                                     WHERE m.tenant_id = p_tenant), '-infinity');
+BEGIN
+    IF v_since >= p_now - v_after THEN
+        RETURN 0;
+    END IF;
+    FOR v_cand IN
+        SELECT x.ctid AS row_ctid, x.worker_id FROM hatchet.running x
+        WHERE x.tenant_id = p_tenant AND x.worker_id IS NOT NULL AND x.started_at IS NULL
+          AND x.assigned_at < p_now - v_after
+        ORDER BY x.assigned_at LIMIT p_limit
+    LOOP
+        CONTINUE WHEN v_cand.worker_id = ANY (v_held);
+        BEGIN
+            DELETE FROM hatchet.running r
+            WHERE r.ctid = (SELECT x.ctid FROM hatchet.running x
+                            WHERE x.ctid = v_cand.row_ctid AND x.started_at IS NULL
+                            FOR UPDATE SKIP LOCKED)
+            RETURNING r.* INTO v_run;
+            IF FOUND THEN
+                PERFORM pg_notify('hatchet_cancel',
+                                  v_run.task_id::text || ':' || v_run.retry_count || ':' || v_run.worker_id::text);
+                PERFORM hatchet._fail_attempt(p_tenant, v_run,
+                    'the worker never acknowledged the assignment (no STARTED within worker_dead_after)', true, true);
+                n := n + 1;
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN
+            v_held := v_held || v_cand.worker_id;
+            RAISE LOG 'pg_hatchet: attempts of worker % not released yet: another transaction holds a lock (%)',
+                v_cand.worker_id, SQLERRM;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 
