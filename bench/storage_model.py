@@ -7,12 +7,18 @@ between a short and a long run, so start-up and first-call planning cancel out. 
 on top of the installed extension in a database of its own (`--variant NAME=FILE`, any number); database `sm_base`
 holds the extension as installed. Every database must drain what it enqueued (checked after the runs).
 
+`--dag`: the 3-task DAG of the benchmark's `dag` scenario (a; b after a; c after a and b) on the SQL path instead:
+`hatchet.run_workflow` starts short x 100 runs (not counted), then rounds of `dequeue` 100 + `complete_many` on each of
+the three queues drain them under Valgrind; then long x 100 more runs the same way. The figure is per run (three
+tasks), the slope between the two drains.
+
 `--profile DIR`: the drain runs (short and long) of each database under callgrind instead; the per-function
 difference between the two, divided by the tasks drained in between, is the cost per task of each function
 (inclusive and self), written to DIR/NAME-profile.txt and summarised on stdout.
 
     bench/work/venv/bin/python bench/storage_model.py [--variant a=bench/variants/a.sql ...] [--json FILE]
     bench/work/venv/bin/python bench/storage_model.py --profile bench/work/profile [--short 5 --long 25]
+    bench/work/venv/bin/python bench/storage_model.py --dag [--short 2 --long 10] [--variant ...]
 
 Needs the extension installed (scripts/install-ext.sh, or HATCHET_PG_BIN_DIR's copy), valgrind and psycopg.
 """
@@ -81,6 +87,42 @@ def measure(cluster: Cluster, variants: dict, short: int, long: int) -> dict:
         print(f"{name:<14} enqueue {out[name]['enqueue']:>9,.0f} instructions/task, "
               f"drain {out[name]['drain']:>9,.0f} instructions/task", flush=True)
     check_drained(cluster, variants, (short + long) * BATCH)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- DAG runs
+DAG_NAME = "sm-dag"
+DAG_DEFINITION = json.dumps({"name": DAG_NAME, "tasks": [
+    {"readable_id": "a"}, {"readable_id": "b", "parents": ["a"]}, {"readable_id": "c", "parents": ["a", "b"]}]})
+DAG_ROUND = "\n".join(
+    f"SELECT hatchet.complete_many(coalesce(array_agg(task_id), '{{}}'), coalesce(array_agg(retry_count), '{{}}')) "
+    f"FROM hatchet.dequeue('{DAG_NAME}:{q}', 'w1', {BATCH})" for q in "cba")
+
+
+def start_dag_runs(cluster: Cluster, variants: dict, runs: int) -> None:
+    cluster.start_existing()
+    for name in variants:
+        with psycopg.connect(cluster.conninfo(db_name(name)), autocommit=True) as conn:
+            conn.execute("SELECT hatchet.register_workflow(%s::jsonb)", (DAG_DEFINITION,))
+            conn.execute("SELECT count(hatchet.run_workflow(%s, jsonb_build_object('i', g))) "
+                         "FROM generate_series(1, %s) g", (DAG_NAME, runs))
+    cluster.stop()
+
+
+def measure_dag(cluster: Cluster, variants: dict, short: int, long: int) -> dict:
+    cluster.stop()
+    drains: dict[str, list[int]] = {name: [] for name in variants}
+    for batches in (short, long):
+        start_dag_runs(cluster, variants, batches * BATCH)
+        for name in variants:
+            # Each round drains up to 100 tasks per queue; two more rounds than batches let the last c tasks through.
+            drains[name].append(instructions(cluster, db_name(name), DAG_ROUND, batches + 3))
+    out = {}
+    for name, (d1, d2) in drains.items():
+        out[name] = {"dag_run": (d2 - d1) / ((long - short) * BATCH)}
+        print(f"{name:<14} {out[name]['dag_run']:>12,.0f} instructions per DAG run "
+              f"({out[name]['dag_run'] / 3:,.0f} per task)", flush=True)
+    check_drained(cluster, variants, 3 * (short + long) * BATCH)
     return out
 
 
@@ -154,6 +196,7 @@ def main() -> int:
     ap.add_argument("--short", type=int, default=10, help="batches of 100 in the short run")
     ap.add_argument("--long", type=int, default=60, help="batches of 100 in the long run")
     ap.add_argument("--profile", type=Path, metavar="DIR", help="per-function profile of the drain into DIR")
+    ap.add_argument("--dag", action="store_true", help="drain runs of a 3-task DAG instead of plain tasks")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     if not hatchet_installed():
@@ -182,11 +225,20 @@ def main() -> int:
         prepare(cluster, variants)
         if args.profile:
             figs = profile(cluster, variants, args.short, args.long, args.profile)
+        elif args.dag:
+            figs = measure_dag(cluster, variants, args.short, args.long)
         else:
             figs = measure(cluster, variants, args.short, args.long)
     finally:
         cluster.stop(quiet=True)
-    if not args.profile:
+    if args.dag:
+        base = figs.get(BASE)
+        print("\n| variant | instructions per DAG run (3 tasks) |" + (" vs base |" if base else ""))
+        print("|---|---|" + ("---|" if base else ""))
+        for name, f in figs.items():
+            print(f"| {name} | {f['dag_run']:,.0f} |"
+                  + (f" {f['dag_run'] / base['dag_run'] - 1:+.1%} |" if base else ""))
+    elif not args.profile:
         base = figs.get(BASE)
         print("\n| variant | enqueue instructions/task | drain instructions/task |"
               + (" enqueue vs base | drain vs base |" if base else ""))
