@@ -24,3 +24,29 @@ FROM hatchet.run_outcomes o JOIN hatchet.tasks t ON t.tenant_id = o.tenant_id AN
 WHERE t.id IN (SELECT task_id FROM probe_claimed);
 SELECT count(*) AS b_queued FROM hatchet.ready_queue WHERE queue = 'probe_chain:b';
 ROLLBACK;
+
+-- A statement whose final events all belong to tenants without any runs row (plain SQL queues) returns before the
+-- per-event probe: no task is read for them. A statement mixing such a tenant with one that has runs still notes the
+-- latter's outcome. Events inserted directly, so that nothing else reads tasks in between. Rolled back.
+BEGIN;
+SELECT hatchet.create_tenant('regress_outcomes_plain', '00000000-0000-7000-8000-0000000000e1') IS NOT NULL AS plain_tenant;
+SELECT hatchet.enqueue('outcomes_plain', tenant_id => '00000000-0000-7000-8000-0000000000e1') AS plain_task \gset
+SELECT hatchet.register_workflow('{"name": "probe_single", "tasks": [{"readable_id": "s"}]}') IS NOT NULL AS single;
+SELECT hatchet.run_workflow('probe_single', '{}') AS single_run \gset
+SELECT t.id AS single_task FROM hatchet.tasks t WHERE t.run_id = :'single_run' \gset
+CREATE FUNCTION pg_temp.task_probes() RETURNS bigint LANGUAGE sql AS $$
+    SELECT coalesce(sum(s.idx_scan), 0)::bigint FROM pg_stat_xact_user_tables s
+    WHERE s.schemaname = 'hatchet' AND s.relname LIKE 'tasks\_p%'
+$$;
+CREATE TEMP TABLE probe_before AS SELECT pg_temp.task_probes() AS n;
+INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type)
+VALUES ('00000000-0000-7000-8000-0000000000e1', hatchet.uuid_time(:'plain_task'), :'plain_task', 0, 'COMPLETED');
+SELECT pg_temp.task_probes() - (SELECT n FROM probe_before) AS tasks_probed_for_a_plain_tenant;
+SELECT count(*) AS plain_outcome_rows FROM hatchet.run_outcomes
+WHERE tenant_id = '00000000-0000-7000-8000-0000000000e1';
+INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type)
+VALUES ('00000000-0000-7000-8000-0000000000e1', hatchet.uuid_time(:'plain_task'), :'plain_task', 0, 'FAILED'),
+       (hatchet._tenant(NULL), hatchet.uuid_time(:'single_task'), :'single_task', 0, 'FAILED');
+SELECT o.outcome, o.run_id = :'single_run' AS the_workflow_run FROM hatchet.run_outcomes o
+WHERE o.run_id IN (:'single_run', :'plain_task') ORDER BY 1;
+ROLLBACK;
