@@ -37,8 +37,8 @@ from systems import BENCH, WORK, System, all_systems
 SIZES = {
     "smoke": dict(reps=1, drain_n=500, steady_s=1.0, steady_warm=0.5, lat_s=1.0, lat_warm=0.2, rates=[200, 2000],
                   backlog=[100, 1000], samples=20, keys=100, fair_a=500, fair_b=20, tail_s=3, timeout=60,
-                  server_latency=False, dag_n=300, server_dag_n=50, rr_n=3000, rr_keys=1000, rr_max=2,
-                  rl_n=600, rl_limit=300),
+                  server_latency=False, dag_n=300, server_dag_n=50, rr_n=3000, rr_keys=1000,
+                  rr_max=2, rl_n=600, rl_limit=300),
     "medium": dict(reps=1, drain_n=20000, steady_s=10.0, steady_warm=2.0, lat_s=10.0, lat_warm=1.0,
                    rates=[200, 2000], backlog=[1000, 100000], samples=200, keys=1000, fair_a=20000, fair_b=50,
                    tail_s=30, timeout=900, dag_n=10000, server_dag_n=2000, rr_n=20000, rr_keys=1000, rr_max=2,
@@ -239,7 +239,7 @@ class Runner:
             metrics.update({f"cpu_{k}": v for k, v in cpuw.items() if k != "window_s"})
             if out["tasks_per_s"] > 0:
                 # Only the benchmark's own processes (Postgres, Redis, drivers and workers), not the whole machine.
-                ours = cpuw["postgres_cores"] + cpuw["redis_cores"] + cpuw["client_cores"]
+                ours = cpuw["postgres_cores"] + cpuw["redis_cores"] + cpuw["server_cores"] + cpuw["client_cores"]
                 metrics["cpu_ms_per_1k_tasks"] = ours * 1e6 / out["tasks_per_s"]
         return "passed", metrics, {}
 

@@ -1,10 +1,15 @@
-"""CPU accounting during a run, from /proc: how many cores the machine, Postgres, Redis and the benchmark's own
-client processes (drivers and the peers' worker processes) used over a time window.
+"""CPU accounting during a run, from /proc: how many cores the machine, Postgres, Redis, hatchet-server and the
+benchmark's own client processes (drivers and the peers' worker processes) used over a time window.
 
-A background thread samples every 0.1 s (about 1.5 ms of CPU per sample) and keeps the last 25 minutes. Each sample holds the cumulative user+system ticks of every process,
-classified by name (`postgres`, `redis-server`) or by descending from this orchestrator (clients). A window's
-usage per class is the sum over processes of (last tick count in the window - first), counting a process that
-appeared during the window from zero.
+A background thread samples every 0.1 s (about 1.5 ms of CPU per sample) and keeps the last 25 minutes. Each sample
+holds the cumulative user+system ticks of every process, classified by name (`postgres`, `redis-server`,
+`hatchet-server`: the server the through-the-server scenario starts is counted on its own, never as a client) or by
+descending from this orchestrator (clients). Clients that run in a process group of their own are also counted as
+`workers` (a subset of `client`): the through-the-server drivers start their worker processes that way (the Python
+and TypeScript SDK workers, Celery's), so for them `workers` is the worker processes' CPU without the producer's.
+(Graphile Worker's and the SQL-path drivers' workers share their driver's group: for them it is 0.) A window's usage per class is
+the sum over processes of (last tick count in the window - first), counting a process that appeared during the window
+from zero.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import time
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _read_procs() -> dict[int, tuple[str, int, int]]:
-    """pid -> (comm, ppid, utime + stime ticks)."""
+def _read_procs() -> dict[int, tuple[str, int, int, int]]:
+    """pid -> (comm, ppid, utime + stime ticks, process group)."""
     out = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -31,8 +36,8 @@ def _read_procs() -> dict[int, tuple[str, int, int]]:
         lp, rp = raw.find("("), raw.rfind(")")
         comm = raw[lp + 1:rp]
         rest = raw[rp + 2:].split()
-        # fields after comm: state(0) ppid(1) ... utime(11) stime(12)
-        out[int(name)] = (comm, int(rest[1]), int(rest[11]) + int(rest[12]))
+        # fields after comm: state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
+        out[int(name)] = (comm, int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[2]))
     return out
 
 
@@ -50,22 +55,26 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.me = os.getpid()
+        self.my_pgrp = os.getpgrp()
 
-    def _classify(self, procs: dict[int, tuple[str, int, int]]) -> dict[int, tuple[str, int]]:
+    def _classify(self, procs: dict[int, tuple[str, int, int, int]]) -> dict[int, tuple[str, int]]:
+        """pid -> (class, ticks); class `worker` is a client in a process group other than the orchestrator's."""
         out = {}
-        for pid, (comm, ppid, ticks) in procs.items():
+        for pid, (comm, ppid, ticks, pgrp) in procs.items():
             if comm == "postgres":
                 cls = "postgres"
             elif comm.startswith("redis-server"):
                 cls = "redis"
+            elif comm == "hatchet-server":
+                cls = "server"
             else:
                 cls = None
                 p, hops = pid, 0
                 while p > 1 and hops < 20:
                     if p == self.me:
-                        cls = "client"
+                        cls = "worker" if pgrp != self.my_pgrp else "client"
                         break
-                    p = procs.get(p, ("", 0, 0))[1]
+                    p = procs.get(p, ("", 0, 0, 0))[1]
                     hops += 1
                 if cls is None:
                     continue
@@ -88,6 +97,7 @@ class Sampler:
 
     def window(self, t0: float, t1: float) -> dict | None:
         """Cores used on average in [t0, t1] by the machine and by each class; None if too few samples.
+        `client_cores` includes `worker_cores`; `server_cores` is hatchet-server alone.
 
         Per process: the ticks in the last sample that still shows it, minus the ticks in the first sample of the
         window (or zero if it started during the window). Processes that exit inside the window (a driver's
@@ -103,9 +113,12 @@ class Sampler:
         last: dict[int, tuple[str, int]] = {}
         for _, _, procs in inside[1:]:
             last.update(procs)
-        per: dict[str, float] = {"postgres": 0.0, "redis": 0.0, "client": 0.0}
+        per: dict[str, float] = {"postgres": 0.0, "redis": 0.0, "server": 0.0, "client": 0.0, "worker": 0.0}
         for pid, (cls, ticks) in last.items():
             before = pa.get(pid, (cls, 0))[1]
-            per[cls] += max(0, ticks - before)
+            used = max(0, ticks - before)
+            per[cls] += used
+            if cls == "worker":
+                per["client"] += used
         return {"machine_cores": round(busy, 3), **{f"{k}_cores": round(v / TICK / secs, 3) for k, v in per.items()},
                 "window_s": round(secs, 3)}

@@ -11,7 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 
 COLORS = {"pg_hatchet": "#d9480f", "baseline": "#495057", "graphile": "#1971c2", "pgboss": "#2f9e44",
-          "procrastinate": "#9c36b5", "celery": "#e8590c", "hatchet_sdk": "#d9480f", "celery_server": "#868e96"}
+          "procrastinate": "#9c36b5", "celery": "#e8590c", "hatchet_sdk": "#d9480f", "celery_server": "#868e96",
+          "hatchet_sdk_2p": "#f76707"}
 FALLBACK = ["#0ca678", "#f08c00", "#5c940d", "#c2255c"]
 
 
@@ -306,7 +307,8 @@ def chart_backlog(path: Path, labels: dict, summary: dict) -> bool:
 def write(out: Path, meta: dict, systems, runs: list[dict]) -> None:
     summary = summarize(runs)
     labels = {s.name: s.label for s in systems}
-    labels.update({"hatchet_sdk": "hatchet-sdk → hatchet-server → pg_hatchet", "celery_server": "Celery + Redis"})
+    labels.update({"hatchet_sdk": "hatchet-sdk → hatchet-server → pg_hatchet", "celery_server": "Celery + Redis",
+                   "hatchet_sdk_2p": "hatchet-sdk, 2 worker processes → hatchet-server → pg_hatchet"})
     charts = {
         "throughput.svg": chart_throughput(out / "throughput.svg", labels, summary),
         "latency.svg": chart_latency(out / "latency.svg", labels, summary, meta.get("sizes", {}).get("rates", [])),
@@ -477,9 +479,11 @@ def markdown(meta, systems, labels, runs, summary, charts) -> str:
     srv = [r for r in runs if r["scenario"] == "server"]
     if not srv:
         L.append("Not run.\n")
+    conc = (meta.get("common") or {}).get("concurrency", 16)
     L.append("The Python `hatchet-sdk` worker through hatchet-server on pg_hatchet, and a Celery worker on Redis, "
              "with the same task body (`drivers/python/task_body.py`) and the same concurrency (SDK slots = Celery "
-             "prefork processes); drain of the drain size, and latency at the first offered rate.\n")
+             f"prefork processes = {conc}); drain of the drain size, and latency at the first offered rate. The SDK "
+             f"drain runs with one worker process of {conc} slots and with two of {conc // 2} each (the same total).\n")
     if meta.get("server_binary"):
         L.append(f"Server: `{meta['server_binary']}`.\n")
     for r in srv:
@@ -491,6 +495,7 @@ def markdown(meta, systems, labels, runs, summary, charts) -> str:
         L.append("|---|---|---|---|---|")
         for (sc, param, n), a in srv_rows:
             L.append(f"| {labels.get(n, n)} | {param} | {cell(a, 'tasks_per_s')} | {cell(a, 'p50_ms', 2)} | {cell(a, 'p99_ms', 2)} |")
+    L.extend(server_cpu_section(summary, labels))
     L.append("")
     # Goals
     L.extend(goals(summary, names, sz))
@@ -630,6 +635,66 @@ def shapes_section(summary: dict, meta: dict) -> list[str]:
     return L
 
 
+SERVER_DRAINS = ("hatchet_sdk", "hatchet_sdk_2p", "celery_server")
+
+
+def server_cpu_section(summary: dict, labels: dict) -> list[str]:
+    """CPU per task of the drains through the server: hatchet-server and Postgres in the enqueue and the work
+    phase, the worker processes in the work phase (cpu.py's classes), and the tasks COMPLETED in the database."""
+    rows = [(n, summary.get(("server", "drain", n))) for n in SERVER_DRAINS]
+    rows = [(n, a) for n, a in rows if a]
+    if not rows:
+        return []
+    L = ["\n**CPU per task in the drains** (ms of CPU per task, from /proc: hatchet-server and Postgres during the "
+         "enqueue phase + during the work phase; the worker processes during the work phase; Redis is not "
+         "included). Cores: the average during the work phase.\n",
+         "| system | tasks/s | hatchet-server ms/task (enqueue + work) | Postgres ms/task (enqueue + work) | "
+         "server + Postgres ms/task | worker processes ms/task | cores: machine / Postgres / server / workers | "
+         "COMPLETED in the database |",
+         "|---|---|---|---|---|---|---|---|"]
+    for n, a in rows:
+        if "server_pg_ms_per_task" in a:
+            srv = (f"{cell(a, 'enqueue_server_ms_per_task', 3)} + {cell(a, 'work_server_ms_per_task', 3)}")
+            pg = (f"{cell(a, 'enqueue_postgres_ms_per_task', 3)} + {cell(a, 'work_postgres_ms_per_task', 3)}")
+            tot, wk = cell(a, "server_pg_ms_per_task", 3), cell(a, "work_worker_ms_per_task", 3)
+        else:  # Celery: no server; its worker processes' CPU per task from the work phase's cores
+            srv = pg = tot = "–"
+            t, w = med(a, "tasks_per_s"), med(a, "cpu_worker_cores")
+            wk = fmt(w * 1000 / t, 3) if t and w is not None else "–"
+        L.append(f"| {labels.get(n, n)} | {cell(a, 'tasks_per_s')} | {srv} | {pg} | {tot} | {wk} | "
+                 f"{cell(a, 'cpu_machine_cores', 2)} / {cell(a, 'cpu_postgres_cores', 2)} / "
+                 f"{cell(a, 'cpu_server_cores', 2)} / {cell(a, 'cpu_worker_cores', 2)} | "
+                 f"{cell(a, 'db_completed_tasks')} |")
+    return L
+
+
+def server_goals(m, sz) -> list[str]:
+    """The server path's goals (issue 18): server + Postgres CPU per task, start latency through the SDK, and the
+    SDK drain with one and two worker processes beside Celery."""
+    L = []
+    cpu1 = m("server", "drain", "hatchet_sdk", "server_pg_ms_per_task")
+    if cpu1 is not None:
+        parts = [f"{cpu1:.3f} ms (1 worker process)"]
+        for name, what in (("hatchet_sdk_2p", "2 worker processes"),):
+            v = m("server", "drain", name, "server_pg_ms_per_task")
+            if v is not None:
+                parts.append(f"{v:.3f} ms ({what})")
+        L.append(f"| server + Postgres CPU per task ≤ 0.25 ms (SDK drain, enqueue + work) | {'; '.join(parts)} | "
+                 f"{'yes' if cpu1 <= 0.25 else 'no'} |")
+    rate = (sz.get("rates") or [200])[0]
+    p50, p99 = m("server", f"latency {rate}/s", "hatchet_sdk", "p50_ms"), m("server", f"latency {rate}/s", "hatchet_sdk", "p99_ms")
+    if p50 is not None:
+        ok = p50 <= 4 and p99 <= 10
+        L.append(f"| start latency through the SDK at {rate}/s: p50 ≤ 4 ms, p99 ≤ 10 ms | p50 {p50:.2f} ms, "
+                 f"p99 {p99:.2f} ms | {'yes' if ok else 'no'} |")
+    one, two = m("server", "drain", "hatchet_sdk", "tasks_per_s"), m("server", "drain", "hatchet_sdk_2p", "tasks_per_s")
+    cel = m("server", "drain", "celery_server", "tasks_per_s")
+    if one is not None and two is not None:
+        shown = f"1 process: {fmt(one)}; 2 processes: {fmt(two)}" + (f"; Celery: {fmt(cel)} tasks/s" if cel else " tasks/s")
+        L.append(f"| SDK drain reported with one and with two worker processes beside Celery | {shown} | reported |")
+    return L
+
+
 def _skips(runs, scenario, labels) -> list[str]:
     out = []
     for r in runs:
@@ -648,7 +713,9 @@ def goals(summary, names, sz) -> list[str]:
     L = ["## Goals (from the issue) against this run\n", "| goal | this run | met |", "|---|---|---|"]
     hd = m("drain", None, h, "tasks_per_s")
     if hd is None:
-        L.append("| all | pg_hatchet was not measured | – |\n")
+        L.append("| SQL path | pg_hatchet's SQL drain was not measured | – |")
+        L.extend(server_goals(m, sz))
+        L.append("")
         return L
     peers = {n: m("drain", None, n, "tasks_per_s") for n in names if n not in (h, "baseline")}
     peers = {k: v for k, v in peers.items() if v}
@@ -678,6 +745,7 @@ def goals(summary, names, sz) -> list[str]:
     if sd and cd:
         L.append(f"| server path beats Celery + Redis (same Python worker) | {sd / cd:.2f}× ({fmt(sd)} vs {fmt(cd)} tasks/s) "
                  f"| {'yes' if sd > cd else 'no'} |")
+    L.extend(server_goals(m, sz))
     dag, sdk_dag = m("dag", None, h, "runs_per_s"), m("server", "dag drain", "hatchet_sdk", "runs_per_s")
     rr, rl = m("rr_keys", None, h, "tasks_per_s"), m("rate_limit", None, h, "tasks_per_s")
     if any(v is not None for v in (dag, sdk_dag, rr, rl)):

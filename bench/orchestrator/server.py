@@ -1,6 +1,11 @@
 """Through the server: the Python `hatchet-sdk` worker on hatchet-server + pg_hatchet against a Celery worker on
 Redis, with the same task body (task_body.record_start) and the same concurrency (SDK slots = Celery prefork
-processes). Drain (tasks/s) and latency at the first offered rate.
+processes). Drain (tasks/s) and latency at the first offered rate. The SDK drain also runs with two worker processes
+of half the slots each (2 x 8 beside 1 x 16 and Celery's 16).
+
+Every SDK drain counts its tasks' COMPLETED events in the database (the run fails if any is missing) and reports the
+CPU of hatchet-server, of Postgres and of the SDK worker processes per task (cpu.py), for the enqueue phase and the
+work phase.
 
 Until `hatchet-server` exists and can run one task end to end, every run here is reported as skipped with the
 reason ("server not available: ..."), never as a failure: the probe decides.
@@ -54,6 +59,10 @@ def sdk_system(token: str) -> System:
              "HATCHET_CLIENT_TLS_STRATEGY": "none", "HATCHET_CLIENT_SERVER_URL": f"http://{HTTP}",
              "PYTHONPATH": str(BENCH / "drivers" / "python")},
     )
+
+
+# Two worker processes of concurrency / 2 slots each: the same total as the one-process row and as Celery's prefork.
+SDK_PROCESSES_2 = 2
 
 
 def _skip(runner, name: str, reason: str) -> dict:
@@ -110,12 +119,19 @@ def run(runner, systems: list[System], only_dag: bool = False) -> list[dict]:
         build = "debug build: not representative of release speed" if binary.parent.name == "debug" else "release build"
         runner.log(f"server: {binary} ({build})")
         runner.server_binary = f"{binary} ({build})"
+        two = System("hatchet_sdk_2p", f"hatchet-sdk, {SDK_PROCESSES_2} worker processes → hatchet-server → pg_hatchet",
+                     sdk.store, sdk.command, sdk.config, sdk.extensions, sdk.env)
+        # (system, driver arguments, whether its latency runs too). The smoke size skips the latency (seconds of
+        # worker start-up each).
+        lat = size.get("server_latency", True)
+        rows = [] if only_dag else [(sdk, extra, lat), (two, dict(extra, sdk_processes=SDK_PROCESSES_2), False),
+                                    (celery, {}, lat)]
         for rep in range(1, runner.reps_of("server") + 1):
-            for s, kw in () if only_dag else ((sdk, extra), (celery, {})):
-                name = "hatchet_sdk" if s is sdk else "celery_server"
+            for s, kw, with_latency in rows:
+                name = "celery_server" if s is celery else s.name
                 shown = System(name, s.label, s.store, s.command, s.config, s.extensions, s.env)
-                runner.guarded("server", shown, rep, "drain", lambda: _drain(runner, s, size["drain_n"], kw))
-                if size.get("server_latency", True):
+                runner.guarded("server", shown, rep, "drain", lambda: _drain(runner, s, size["drain_n"], kw, db))
+                if with_latency:
                     runner.guarded("server", shown, rep, f"latency {rate}/s", lambda: _latency(runner, s, rate, kw))
             # The 3-task DAG through the server (no Celery counterpart: its canvas is not a registered workflow).
             shown = System("hatchet_sdk", sdk.label, sdk.store, sdk.command, sdk.config, sdk.extensions, sdk.env)
@@ -137,7 +153,7 @@ def last_error_line(err: str) -> str:
     """The exception line of a Python traceback (or the last meaningful line of any error text)."""
     lines = [ln.strip() for ln in err.strip().splitlines() if len(ln.strip()) > 2]
     for ln in reversed(lines):
-        if ":" in ln and not ln.startswith(("File ", "^")):
+        if ":" in ln and not ln.startswith(("File ", "^", "at ")):  # Python traceback / Node stack frames
             return ln[:300]
     return lines[-1][:300] if lines else "?"
 
@@ -154,16 +170,66 @@ def _wait_health() -> bool:
     return False
 
 
-def _drain(runner, s: System, n: int, kw: dict):
+# COMPLETED events of one workflow's tasks (its queues are named `<workflow>:<task>`), from the database.
+COMPLETED_OF = """
+    SELECT count(*) FROM hatchet.tasks t
+    JOIN hatchet.task_events e
+      ON e.tenant_id = t.tenant_id AND e.task_inserted_at = t.inserted_at AND e.task_id = t.id
+    WHERE t.queue LIKE %s AND e.event_type = 'COMPLETED'"""
+
+# The single task each SDK driver registers and triggers.
+TASK_OF = {"hatchet_sdk": "bench-noop", "hatchet_sdk_2p": "bench-noop"}
+
+
+def _completed(runner, db: str, workflow: str) -> int:
+    with runner.cluster.connect(db) as c:
+        return c.execute(COMPLETED_OF, (workflow.replace("_", r"\_") + ":%",)).fetchone()[0]
+
+
+def _per_task(cpuw: dict | None, seconds: float, n: int) -> dict:
+    """CPU ms per task of each class over a phase: cores used on average x the phase's length / tasks."""
+    if not cpuw or n <= 0:
+        return {}
+    return {k[:-len("_cores")]: v * seconds * 1000 / n for k, v in cpuw.items() if k.endswith("_cores")}
+
+
+def _drain(runner, s: System, n: int, kw: dict, db: str):
     if s.name == "celery":
         runner.driver(s, scenario="setup")
+    through_server = s.name in TASK_OF
+    before = _completed(runner, db, TASK_OF[s.name]) if through_server else 0
     enq = runner.driver(s, scenario="enqueue", n=n, **kw)
     if not enq.get("ok"):
-        raise StepError(f"enqueue: {enq['error']}")
+        raise StepError(f"enqueue: {last_error_line(enq['error'])}")
     work = runner.driver(s, scenario="work", n=n, **kw)
     if not work.get("ok"):
-        raise StepError(f"work: {work['error']}")
-    return "passed", {"tasks_per_s": work["tasks_per_s"], "enqueue_per_s": enq["tasks_per_s"]}, {}
+        raise StepError(f"work: {last_error_line(work['error'])}")
+    m = {"tasks_per_s": work["tasks_per_s"], "enqueue_per_s": enq["tasks_per_s"]}
+    cpu_w = runner.sampler.window(work["t_start"], work["t_end"])
+    if cpu_w:
+        m.update({f"cpu_{k}": v for k, v in cpu_w.items() if k != "window_s"})
+    if through_server:
+        # Every task's completion in the database (waiting up to 30 s after the workers' graceful stop).
+        done, deadline = 0, time.time() + 30
+        while True:
+            done = _completed(runner, db, TASK_OF[s.name]) - before
+            if done >= n or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        if done != n:
+            raise StepError(f"the database has {done} of {n} tasks COMPLETED after the drain")
+        m["db_completed_tasks"] = done
+        # Server and Postgres CPU per task: enqueue phase (the SDK's bulk triggers) + work phase (assignment,
+        # completions); the SDK worker processes' own CPU in the work phase beside them.
+        cpu_e = runner.sampler.window(enq["t_start"], enq["t_end"])
+        pe = _per_task(cpu_e, enq["t_end"] - enq["t_start"], n)
+        pw = _per_task(cpu_w, work["t_end"] - work["t_start"], n)
+        if pe and pw:
+            m.update({"enqueue_server_ms_per_task": pe["server"], "enqueue_postgres_ms_per_task": pe["postgres"],
+                      "work_server_ms_per_task": pw["server"], "work_postgres_ms_per_task": pw["postgres"],
+                      "work_worker_ms_per_task": pw["worker"],
+                      "server_pg_ms_per_task": pe["server"] + pe["postgres"] + pw["server"] + pw["postgres"]})
+    return "passed", m, {}
 
 
 # Runs of the SDK's bench-dag all of whose three tasks completed, from the database.

@@ -2,7 +2,9 @@
 
 The producer is this process (`run_many(wait_for_result=False)` in batches for the drain, `run_no_wait` per task
 for latency); the worker is a separate process (`<spec> worker`) running `hatchet.worker(..., slots=concurrency)`
-with a synchronous task whose body is task_body.record_start, the same as the Celery task's. The SDK reads its
+with a synchronous task whose body is task_body.record_start, the same as the Celery task's. With `sdk_processes`
+= k > 1 (the drain's second row), k such worker processes run side by side with concurrency / k slots each, so the
+total is still Celery's prefork concurrency. The SDK reads its
 connection from the environment the orchestrator sets: HATCHET_CLIENT_TOKEN, HATCHET_CLIENT_HOST_PORT,
 HATCHET_CLIENT_TLS_STRATEGY=none.
 
@@ -73,40 +75,50 @@ class Env:
     def __init__(self, spec: dict):
         self.spec = spec
         self.hatchet, self.runnable, self.stats = make(spec)
-        self.proc: subprocess.Popen | None = None
+        self.procs: list[subprocess.Popen] = []
 
     def started(self) -> int:
         return int(self.stats.get("bench:started") or 0)
 
     def start_worker(self, warm: bool = True) -> None:
-        self.proc = subprocess.Popen([sys.executable, HERE, _json(self.spec), "worker"], stdout=subprocess.DEVNULL,
-                                     start_new_session=True)
+        k = max(1, int(self.spec.get("sdk_processes", 1)))
+        if self.spec["concurrency"] % k:
+            raise ValueError(f"concurrency {self.spec['concurrency']} does not split over {k} worker processes")
+        spec = dict(self.spec, concurrency=self.spec["concurrency"] // k)
+        # Each worker process in a session (process group) of its own: stopped as a whole, and counted as a worker
+        # by the orchestrator's CPU sampler.
+        self.procs = [subprocess.Popen([sys.executable, HERE, _json(spec), "worker"], stdout=subprocess.DEVNULL,
+                                       start_new_session=True) for _ in range(k)]
         if warm:
             until_registered(lambda: self.runnable.run(BenchInput(t=now_us()), wait_for_result=False))
             self.wait(lambda: self.started() >= 1, 120, "the worker ran no task within 120 s")
             self.stats.flushdb()
 
     def stop_worker(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            # SIGTERM to the main process only: a warm shutdown that stops its own children; the whole process
-            # group is killed only if that does not finish in time.
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # anything of the worker's process group still around
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc = None
+        # SIGTERM to each main process only: a warm shutdown that stops its own children; the whole process group
+        # is killed only if that does not finish in time.
+        for proc in self.procs:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # anything of the worker's process group still around
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.procs = []
 
     def wait(self, cond, timeout_s: float, what: str) -> None:
         deadline = time.time() + timeout_s
         while not cond():
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"hatchet-sdk worker exited with {self.proc.returncode}")
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"hatchet-sdk worker exited with {proc.returncode}")
             if time.time() > deadline:
                 raise RuntimeError(what)
             time.sleep(0.002)
