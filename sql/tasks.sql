@@ -96,6 +96,9 @@ DECLARE
 BEGIN
     IF p_ids IS NOT NULL THEN
         v_ids := p_ids;
+    ELSIF cardinality(p_inputs) = 1 THEN
+        -- (an expression, not a query: a single enqueue saves an executor run, 26k of its 700k instructions)
+        v_ids := ARRAY[hatchet.gen_id()];
     ELSE
         SELECT array_agg(hatchet.gen_id() ORDER BY ord) INTO v_ids FROM generate_subscripts(p_inputs, 1) AS ord;
     END IF;
@@ -219,12 +222,23 @@ DECLARE
     v_limits   jsonb;
     v_place    jsonb;
 BEGIN
+    -- A single enqueue is mostly fixed cost: each pinned helper call saves and restores search_path, and each PERFORM
+    -- is an executor run. So the checks run in one statement, and the option helpers only for options that are
+    -- given (785k -> 702k instructions per single enqueue, Valgrind).
     PERFORM hatchet._check_task_options(enqueue.queue, enqueue.priority, enqueue.retries, enqueue.backoff_factor,
-                                        enqueue.backoff_max_seconds, enqueue.additional_metadata);
-    v_gates := hatchet._concurrency_option(enqueue.queue, enqueue.concurrency_key, enqueue.max_runs, enqueue.strategy);
-    v_limits := hatchet._rate_limits_option(enqueue.rate_limits);
-    v_place := hatchet._placement_option(enqueue.desired_worker_labels, enqueue.desired_worker_id, enqueue.sticky);
-    PERFORM hatchet._check_payload('input', enqueue.input);
+                                        enqueue.backoff_max_seconds, enqueue.additional_metadata),
+            hatchet._check_payload('input', enqueue.input);
+    IF enqueue.concurrency_key IS NOT NULL OR enqueue.max_runs IS NOT NULL OR enqueue.strategy IS NOT NULL THEN
+        v_gates := hatchet._concurrency_option(enqueue.queue, enqueue.concurrency_key, enqueue.max_runs,
+                                               enqueue.strategy);
+    END IF;
+    IF enqueue.rate_limits IS NOT NULL THEN
+        v_limits := hatchet._rate_limits_option(enqueue.rate_limits);
+    END IF;
+    IF enqueue.desired_worker_labels IS NOT NULL OR enqueue.desired_worker_id IS NOT NULL
+       OR enqueue.sticky IS NOT NULL THEN
+        v_place := hatchet._placement_option(enqueue.desired_worker_labels, enqueue.desired_worker_id, enqueue.sticky);
+    END IF;
     IF enqueue.execution_timeout IS NULL OR enqueue.schedule_timeout IS NULL THEN
         PERFORM hatchet.raise_error('null_argument',
             ARRAY[CASE WHEN enqueue.execution_timeout IS NULL THEN 'execution_timeout' ELSE 'schedule_timeout' END]);
