@@ -20,10 +20,11 @@ say() { printf '[bench] %s\n' "$*"; }
 say "building hatchet-bench"
 cargo build --release --quiet --manifest-path "$BENCH/Cargo.toml"
 
-# 2. Node peers: Graphile Worker, pg-boss (exact versions from the lock file).
+# 2. Node peers: Graphile Worker, pg-boss, and Hatchet's TypeScript SDK for the server scenario (exact versions from
+#    the lock file; installed here, never at run time).
 if ! cmp -s "$BENCH/drivers/node/package-lock.json" "$WORK/node/package-lock.json" 2>/dev/null \
    || [ ! -d "$WORK/node/node_modules" ]; then
-  say "installing Graphile Worker and pg-boss (npm)"
+  say "installing Graphile Worker, pg-boss and @hatchet-dev/typescript-sdk (npm)"
   mkdir -p "$WORK/node"
   cp "$BENCH/drivers/node/package.json" "$BENCH/drivers/node/package-lock.json" "$WORK/node/"
   (cd "$WORK/node" && npm ci --no-audit --no-fund --loglevel=error)

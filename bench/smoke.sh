@@ -3,7 +3,9 @@
 # well under 3 minutes once the peers are installed. Not a timed test: it only proves the benchmark still runs.
 # Prints "N passed, N failed" (scenario x system runs) and exits non-zero if any run failed. Systems or features
 # that are not available here (pg_hatchet not installed, no hatchet-server yet) are reported as skipped.
-# The workflow shapes (dag, rr_keys, rate_limit) run at smoke size with the rest (about 5 s together).
+# The workflow shapes (dag, rr_keys, rate_limit) run at smoke size with the rest (about 5 s together), and so do the
+# server scenario's rows (Python SDK drains with one and two worker processes, Celery, the TypeScript SDK's drain and
+# latency, the DAG through the SDK) when a hatchet-server build exists.
 # Then the idle scenario (bench/idle.py --smoke: 10 idle workers on one hatchet-server, a 10 s window, one start).
 set -euo pipefail
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -37,7 +37,7 @@ from systems import BENCH, WORK, System, all_systems
 SIZES = {
     "smoke": dict(reps=1, drain_n=500, steady_s=1.0, steady_warm=0.5, lat_s=1.0, lat_warm=0.2, rates=[200, 2000],
                   backlog=[100, 1000], samples=20, keys=100, fair_a=500, fair_b=20, tail_s=3, timeout=60,
-                  server_latency=False, dag_n=300, server_dag_n=50, rr_n=3000, rr_keys=1000,
+                  server_latency=False, server_latency_ts=True, dag_n=300, server_dag_n=50, rr_n=3000, rr_keys=1000,
                   rr_max=2, rl_n=600, rl_limit=300),
     "medium": dict(reps=1, drain_n=20000, steady_s=10.0, steady_warm=2.0, lat_s=10.0, lat_warm=1.0,
                    rates=[200, 2000], backlog=[1000, 100000], samples=200, keys=1000, fair_a=20000, fair_b=50,
@@ -70,6 +70,7 @@ class Runner:
         self.log_path = args.out / "driver.log"
         self.restarts = 0
         self.server_binary: str | None = None
+        self.ts_sdk_version: str | None = None
 
     # ------------------------------------------------------------------------------------------ plumbing
     def log(self, msg: str) -> None:
@@ -454,6 +455,7 @@ def main() -> int:
             "command": args.command or " ".join(sys.argv),
             "elapsed_s": round(time.time() - started, 1), "pg_settings": cluster.settings, "profile": args.profile,
             "cluster_restarts": runner.restarts, "server_binary": runner.server_binary,
+            "ts_sdk_version": runner.ts_sdk_version,
             # Other work on the machine shows here (1-minute load average at the start and at the end).
             "loadavg_1m": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
         }

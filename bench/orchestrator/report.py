@@ -12,7 +12,7 @@ from pathlib import Path
 
 COLORS = {"pg_hatchet": "#d9480f", "baseline": "#495057", "graphile": "#1971c2", "pgboss": "#2f9e44",
           "procrastinate": "#9c36b5", "celery": "#e8590c", "hatchet_sdk": "#d9480f", "celery_server": "#868e96",
-          "hatchet_sdk_2p": "#f76707"}
+          "hatchet_sdk_2p": "#f76707", "hatchet_ts": "#1098ad"}
 FALLBACK = ["#0ca678", "#f08c00", "#5c940d", "#c2255c"]
 
 
@@ -308,7 +308,8 @@ def write(out: Path, meta: dict, systems, runs: list[dict]) -> None:
     summary = summarize(runs)
     labels = {s.name: s.label for s in systems}
     labels.update({"hatchet_sdk": "hatchet-sdk → hatchet-server → pg_hatchet", "celery_server": "Celery + Redis",
-                   "hatchet_sdk_2p": "hatchet-sdk, 2 worker processes → hatchet-server → pg_hatchet"})
+                   "hatchet_sdk_2p": "hatchet-sdk, 2 worker processes → hatchet-server → pg_hatchet",
+                   "hatchet_ts": "TypeScript SDK → hatchet-server → pg_hatchet"})
     charts = {
         "throughput.svg": chart_throughput(out / "throughput.svg", labels, summary),
         "latency.svg": chart_latency(out / "latency.svg", labels, summary, meta.get("sizes", {}).get("rates", [])),
@@ -483,9 +484,13 @@ def markdown(meta, systems, labels, runs, summary, charts) -> str:
     L.append("The Python `hatchet-sdk` worker through hatchet-server on pg_hatchet, and a Celery worker on Redis, "
              "with the same task body (`drivers/python/task_body.py`) and the same concurrency (SDK slots = Celery "
              f"prefork processes = {conc}); drain of the drain size, and latency at the first offered rate. The SDK "
-             f"drain runs with one worker process of {conc} slots and with two of {conc // 2} each (the same total).\n")
+             f"drain runs with one worker process of {conc} slots and with two of {conc // 2} each (the same total). "
+             "The TypeScript SDK worker (one Node process, "
+             f"{conc} slots, an async no-op task) runs the drain and the latency for the Node team's comparison "
+             "below.\n")
     if meta.get("server_binary"):
-        L.append(f"Server: `{meta['server_binary']}`.\n")
+        L.append(f"Server: `{meta['server_binary']}`."
+                 + (f" TypeScript SDK {meta['ts_sdk_version']}." if meta.get("ts_sdk_version") else "") + "\n")
     for r in srv:
         if r["status"] == "skipped":
             L.append(f"- {labels.get(r['system'], r['system'])}: {r['extra'].get('reason')}")
@@ -496,6 +501,7 @@ def markdown(meta, systems, labels, runs, summary, charts) -> str:
         for (sc, param, n), a in srv_rows:
             L.append(f"| {labels.get(n, n)} | {param} | {cell(a, 'tasks_per_s')} | {cell(a, 'p50_ms', 2)} | {cell(a, 'p99_ms', 2)} |")
     L.extend(server_cpu_section(summary, labels))
+    L.extend(node_team_section(summary, labels, sz, srv))
     L.append("")
     # Goals
     L.extend(goals(summary, names, sz))
@@ -635,7 +641,7 @@ def shapes_section(summary: dict, meta: dict) -> list[str]:
     return L
 
 
-SERVER_DRAINS = ("hatchet_sdk", "hatchet_sdk_2p", "celery_server")
+SERVER_DRAINS = ("hatchet_sdk", "hatchet_sdk_2p", "hatchet_ts", "celery_server")
 
 
 def server_cpu_section(summary: dict, labels: dict) -> list[str]:
@@ -668,6 +674,41 @@ def server_cpu_section(summary: dict, labels: dict) -> list[str]:
     return L
 
 
+def node_team_section(summary: dict, labels: dict, sz: dict, srv: list[dict]) -> list[str]:
+    """The Node team's choice: the TypeScript SDK through hatchet-server beside Graphile Worker's SQL-scenario
+    figures from the same run."""
+    rate = (sz.get("rates") or [200])[0]
+    ts_d, ts_l = summary.get(("server", "drain", "hatchet_ts")), summary.get(("server", f"latency {rate}/s", "hatchet_ts"))
+    gr_d, gr_l = summary.get(("drain", None, "graphile")), summary.get(("latency", rate, "graphile"))
+    ts_skip = next((r["extra"].get("reason") for r in srv if r["system"] == "hatchet_ts" and r["status"] == "skipped"), None)
+    ts_fail = [r for r in srv if r["system"] == "hatchet_ts" and r["status"] == "failed"]
+    if not any((ts_d, ts_l, gr_d, gr_l, ts_skip, ts_fail)):
+        return []
+    L = ["\n**Node team: TS SDK through hatchet-server vs Graphile Worker** (same run; Graphile Worker's figures are "
+         "its SQL drain and latency rows above: it runs on Postgres alone, with no server in between).\n",
+         f"| system | drain tasks/s | latency {rate}/s p50 ms | p99 ms | drain CPU cores: machine / Postgres / server / "
+         "client (driver + worker processes) |",
+         "|---|---|---|---|---|"]
+
+    def row(label, d, lt, why=None):
+        if why:
+            return f"| {label} | {why} | – | – | – |"
+        return (f"| {label} | {cell(d, 'tasks_per_s')} | {cell(lt, 'p50_ms', 2)} | {cell(lt, 'p99_ms', 2)} | "
+                f"{cell(d, 'cpu_machine_cores', 2)} / {cell(d, 'cpu_postgres_cores', 2)} / "
+                f"{cell(d, 'cpu_server_cores', 2)} / {cell(d, 'cpu_client_cores', 2)} |")
+
+    why = ts_skip if ts_skip else None
+    if not why and ts_fail and not ts_d:
+        why = "failed: " + ((ts_fail[0].get("error") or "").strip().splitlines() or ["?"])[0][:200]
+    L.append(row(labels.get("hatchet_ts", "hatchet_ts"), ts_d, ts_l, why))
+    L.append(row(labels.get("graphile", "Graphile Worker"), gr_d, gr_l,
+                 None if (gr_d or gr_l) else "not measured in this run (`--systems graphile --scenarios drain,latency`)"))
+    td, gd = med(ts_d, "tasks_per_s"), med(gr_d, "tasks_per_s")
+    if td and gd:
+        L.append(f"\nDrain: the TS SDK through the server does {td / gd:.2f}× Graphile Worker's tasks/s.")
+    return L
+
+
 def server_goals(m, sz) -> list[str]:
     """The server path's goals (issue 18): server + Postgres CPU per task, start latency through the SDK, and the
     SDK drain with one and two worker processes beside Celery."""
@@ -675,7 +716,7 @@ def server_goals(m, sz) -> list[str]:
     cpu1 = m("server", "drain", "hatchet_sdk", "server_pg_ms_per_task")
     if cpu1 is not None:
         parts = [f"{cpu1:.3f} ms (1 worker process)"]
-        for name, what in (("hatchet_sdk_2p", "2 worker processes"),):
+        for name, what in (("hatchet_sdk_2p", "2 worker processes"), ("hatchet_ts", "TS SDK")):
             v = m("server", "drain", name, "server_pg_ms_per_task")
             if v is not None:
                 parts.append(f"{v:.3f} ms ({what})")

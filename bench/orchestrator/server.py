@@ -1,7 +1,9 @@
 """Through the server: the Python `hatchet-sdk` worker on hatchet-server + pg_hatchet against a Celery worker on
 Redis, with the same task body (task_body.record_start) and the same concurrency (SDK slots = Celery prefork
 processes). Drain (tasks/s) and latency at the first offered rate. The SDK drain also runs with two worker processes
-of half the slots each (2 x 8 beside 1 x 16 and Celery's 16).
+of half the slots each (2 x 8 beside 1 x 16 and Celery's 16), and the official TypeScript SDK worker
+(drivers/node/hatchet_ts_driver.js) runs the drain and the latency for the Node team's comparison with Graphile
+Worker (whose figures come from the SQL scenarios of the same run).
 
 Every SDK drain counts its tasks' COMPLETED events in the database (the run fails if any is missing) and reports the
 CPU of hatchet-server, of Postgres and of the SDK worker processes per task (cpu.py), for the enqueue phase and the
@@ -65,6 +67,26 @@ def sdk_system(token: str) -> System:
 SDK_PROCESSES_2 = 2
 
 
+def ts_system(token: str) -> System:
+    node = shutil.which("node") or "node"
+    return System(
+        "hatchet_ts", "TypeScript SDK → hatchet-server → pg_hatchet", "pg",
+        [node, str(BENCH / "drivers" / "node" / "hatchet_ts_driver.js")],
+        ["official `@hatchet-dev/typescript-sdk` (version pinned in drivers/node/package-lock.json), one Node worker "
+         "process, `slots` = concurrency, an async no-op task that stamps its start time (as the Graphile Worker "
+         "task does); SDK log level WARN",
+         "enqueue: `task.runNoWait(inputs[])` (the SDK sends BulkTriggerWorkflow calls of at most 500); latency: "
+         "`runNoWait(input)` per task"],
+        env={"HATCHET_CLIENT_TOKEN": token, "HATCHET_CLIENT_HOST_PORT": GRPC, "HATCHET_CLIENT_TLS_STRATEGY": "none",
+             "HATCHET_CLIENT_API_URL": f"http://{HTTP}", "HATCHET_CLIENT_LOG_LEVEL": "WARN",
+             "NODE_PATH": str(WORK / "node" / "node_modules")},
+    )
+
+
+def ts_sdk_installed() -> bool:
+    return (WORK / "node" / "node_modules" / "@hatchet-dev" / "typescript-sdk" / "package.json").exists()
+
+
 def _skip(runner, name: str, reason: str) -> dict:
     runner.log(f"skip server    {name:<13}: {reason}")
     return {"scenario": "server", "system": name, "rep": 1, "param": None, "status": "skipped", "metrics": {},
@@ -88,7 +110,7 @@ def run(runner, systems: list[System], only_dag: bool = False) -> list[dict]:
     elif runner.redis is None:
         why = "server not available: redis-server (the task body's start record) is not installed"
     if why:
-        return [_skip(runner, "hatchet_sdk", why)]
+        return [_skip(runner, "hatchet_sdk", why), _skip(runner, "hatchet_ts", why)]
 
     cluster = runner.cluster
     db = "bench_pg_hatchet"
@@ -113,7 +135,24 @@ def run(runner, systems: list[System], only_dag: bool = False) -> list[dict]:
         probe = runner.driver(sdk, scenario="probe", probe_timeout_s=60, **extra)
         if not probe.get("ok"):
             return [_skip(runner, "hatchet_sdk", "server not available: it could not run a task yet: "
-                          + last_error_line(probe.get("error") or ""))]
+                          + last_error_line(probe.get("error") or "")),
+                    _skip(runner, "hatchet_ts", "server not available: the Python SDK could not run a task")]
+        # The TypeScript SDK: its own probe; if it cannot run a task here, its rows say why (never a figure).
+        ts = ts_system(token)
+        ts_why = None
+        if only_dag:
+            ts = None
+        elif not ts_sdk_installed():
+            ts_why = "not available: @hatchet-dev/typescript-sdk is not installed (bench/run.sh installs it with npm ci)"
+        else:
+            tsp = runner.driver(ts, scenario="probe", probe_timeout_s=60)
+            if tsp.get("ok"):
+                runner.ts_sdk_version = tsp.get("version")
+            else:
+                ts_why = "not available: the TypeScript SDK could not run a task: " + last_error_line(tsp.get("error") or "")
+        if ts_why:
+            skipped_ts = _skip(runner, "hatchet_ts", ts_why)
+            ts = None
         size = runner.size
         rate = size["rates"][0]
         build = "debug build: not representative of release speed" if binary.parent.name == "debug" else "release build"
@@ -121,11 +160,13 @@ def run(runner, systems: list[System], only_dag: bool = False) -> list[dict]:
         runner.server_binary = f"{binary} ({build})"
         two = System("hatchet_sdk_2p", f"hatchet-sdk, {SDK_PROCESSES_2} worker processes → hatchet-server → pg_hatchet",
                      sdk.store, sdk.command, sdk.config, sdk.extensions, sdk.env)
-        # (system, driver arguments, whether its latency runs too). The smoke size skips the latency (seconds of
-        # worker start-up each).
+        # (system, driver arguments, whether its latency runs too). The smoke size skips the Python SDK's and
+        # Celery's latency (seconds of worker start-up each) but keeps the TypeScript SDK's, its only check.
         lat = size.get("server_latency", True)
         rows = [] if only_dag else [(sdk, extra, lat), (two, dict(extra, sdk_processes=SDK_PROCESSES_2), False),
                                     (celery, {}, lat)]
+        if ts is not None:
+            rows.append((ts, {}, lat or size.get("server_latency_ts", False)))
         for rep in range(1, runner.reps_of("server") + 1):
             for s, kw, with_latency in rows:
                 name = "celery_server" if s is celery else s.name
@@ -139,6 +180,8 @@ def run(runner, systems: list[System], only_dag: bool = False) -> list[dict]:
                            lambda: _dag(runner, sdk, size["server_dag_n"], extra, db))
         out = [r for r in runner.runs if r["scenario"] == "server"]
         runner.runs[:] = [r for r in runner.runs if r["scenario"] != "server"]
+        if ts_why:
+            out.append(skipped_ts)
         return out
     finally:
         proc.terminate()
@@ -178,7 +221,7 @@ COMPLETED_OF = """
     WHERE t.queue LIKE %s AND e.event_type = 'COMPLETED'"""
 
 # The single task each SDK driver registers and triggers.
-TASK_OF = {"hatchet_sdk": "bench-noop", "hatchet_sdk_2p": "bench-noop"}
+TASK_OF = {"hatchet_sdk": "bench-noop", "hatchet_sdk_2p": "bench-noop", "hatchet_ts": "bench-ts-noop"}
 
 
 def _completed(runner, db: str, workflow: str) -> int:
