@@ -771,14 +771,19 @@ BEGIN
                   ORDER BY d.task_id, o.ord) f
             WHERE f.output IS NOT NULL AND f.output <> '{}'::jsonb
         )
-        SELECT v_n + count(*), v_workers || array_agg(d.worker_id), v_slot_types || array_agg(d.slot_type),
-               v_units || array_agg(d.slot_units),
+        -- (Only what a later step uses is collected: a plain SQL consumer's attempts hold no worker slot, and the
+        -- tasks done are the single ones and the DAG ones.)
+        SELECT v_n + count(*),
+               v_workers || array_agg(d.worker_id) FILTER (WHERE d.worker_id IS NOT NULL),
+               v_slot_types || array_agg(d.slot_type) FILTER (WHERE d.worker_id IS NOT NULL),
+               v_units || array_agg(d.slot_units) FILTER (WHERE d.worker_id IS NOT NULL),
                v_keyed || array_agg(d.task_id) FILTER (WHERE d.concurrency_key IS NOT NULL),
                v_dag_tasks || array_agg(d.task_id) FILTER (WHERE d.run_id IS NOT NULL),
                v_dag_runs || array_agg(d.run_id) FILTER (WHERE d.run_id IS NOT NULL),
-               v_single || array_agg(d.task_id) FILTER (WHERE d.run_id IS NULL), v_done || array_agg(d.task_id)
-        INTO v_n, v_workers, v_slot_types, v_units, v_keyed, v_dag_tasks, v_dag_runs, v_single, v_done
+               v_single || array_agg(d.task_id) FILTER (WHERE d.run_id IS NULL)
+        INTO v_n, v_workers, v_slot_types, v_units, v_keyed, v_dag_tasks, v_dag_runs, v_single
         FROM done d;
+        v_done := v_single || v_dag_tasks;
         EXIT WHEN v_ctids IS NOT NULL OR v_n >= cardinality(task_ids);
         v_ctids := ARRAY(SELECT p.c
                          FROM (SELECT (SELECT x.ctid FROM hatchet.running x
@@ -821,14 +826,19 @@ BEGIN
         IF v_dag_runs IS NOT NULL THEN
             PERFORM hatchet._lock_pending_runs(p_tenant, v_dag_runs);
         END IF;
-        IF v_keyed IS NOT NULL OR cardinality(array_remove(v_workers, NULL)) > 0 THEN
+        IF v_keyed IS NOT NULL OR v_workers IS NOT NULL THEN
             PERFORM hatchet._release(p_tenant, v_workers, v_slot_types, v_units, v_keyed);
         END IF;
         IF v_dag_tasks IS NOT NULL THEN
             PERFORM hatchet._on_tasks_finished(p_tenant, v_dag_tasks, v_dag_runs, 'COMPLETED');
         END IF;
         -- Tasks that are their own run: durable waits and parents waiting for them (durable.sql).
-        IF v_single IS NOT NULL THEN
+        -- (Only when the tenant has any SIGNAL match or durable child wait, which a plain SQL queue's tenant does
+        -- not: one probe each instead of _durable_finished's index probe per task. These are reads of later
+        -- statements of this transaction, as _durable_finished's own reads are.)
+        IF v_single IS NOT NULL
+           AND (EXISTS (SELECT 1 FROM hatchet.matches x WHERE x.tenant_id = p_tenant AND x.kind = 'SIGNAL')
+                OR EXISTS (SELECT 1 FROM hatchet.durable_child_waits w WHERE w.tenant_id = p_tenant)) THEN
             PERFORM hatchet._durable_finished(p_tenant, v_single, v_single);
         END IF;
     END IF;
