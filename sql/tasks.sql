@@ -437,7 +437,8 @@ $$;
 -- rows of earlier claims stay in the dispatch index, and reading from the start would visit every one of them again.
 -- The queue is read from the start when there are no bounds, and again when the bounded read comes up short.
 CREATE FUNCTION hatchet._claim_ready(p_tenant uuid, p_queue text, p_n integer, p_bounded boolean,
-                                     OUT ctids tid[], OUT any_rate_limited boolean)
+                                     OUT ctids tid[], OUT any_rate_limited boolean,
+                                     OUT first_day timestamptz, OUT last_day timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -452,18 +453,21 @@ DECLARE
     s_prios  smallint[];
     s_ranks  bigint[];
     s_ids    bigint[];
+    s_first  timestamptz;
+    s_last   timestamptz;
 BEGIN
     IF p_bounded THEN
         b := hatchet._claim_bounds(p_tenant, p_queue);
     END IF;
     IF b IS NOT NULL THEN
         SELECT array_agg(x.ctid), bool_or(x.rate_limited), array_agg(x.priority), array_agg(x.fair_rank),
-               array_agg(x.id)
-        INTO ctids, any_rate_limited, v_prios, v_ranks, v_ids
+               array_agg(x.id), min(x.task_inserted_at), max(x.task_inserted_at)
+        INTO ctids, any_rate_limited, v_prios, v_ranks, v_ids, first_day, last_day
         -- (A lateral read per priority, in dispatch order: FOR UPDATE is not allowed in the branches of a UNION.)
         FROM (SELECT c.* FROM unnest('{4,3,2,1}'::smallint[]) AS p(prio)
               CROSS JOIN LATERAL (
-                  SELECT r.ctid, r.rate_limited, r.priority, r.fair_rank, r.id FROM hatchet.ready_queue r
+                  SELECT r.ctid, r.rate_limited, r.priority, r.fair_rank, r.id, r.task_inserted_at
+                  FROM hatchet.ready_queue r
                   WHERE r.tenant_id = p_tenant AND r.queue = p_queue AND r.priority = p.prio
                     AND (r.fair_rank, r.id) >= (coalesce(b[9 - 2 * p.prio], v_from), coalesce(b[10 - 2 * p.prio], v_from))
                   ORDER BY r.fair_rank, r.id
@@ -478,15 +482,18 @@ BEGIN
 
     -- From the start, for what is still wanted (rows this transaction already locked are not skipped by SKIP
     -- LOCKED, hence the ctid filter).
-    SELECT array_agg(x.ctid), bool_or(x.rate_limited), array_agg(x.priority), array_agg(x.fair_rank), array_agg(x.id)
-    INTO s_ctids, s_rl, s_prios, s_ranks, s_ids
-    FROM (SELECT c.ctid, c.rate_limited, c.priority, c.fair_rank, c.id FROM hatchet.ready_queue c
+    SELECT array_agg(x.ctid), bool_or(x.rate_limited), array_agg(x.priority), array_agg(x.fair_rank), array_agg(x.id),
+           min(x.task_inserted_at), max(x.task_inserted_at)
+    INTO s_ctids, s_rl, s_prios, s_ranks, s_ids, s_first, s_last
+    FROM (SELECT c.ctid, c.rate_limited, c.priority, c.fair_rank, c.id, c.task_inserted_at FROM hatchet.ready_queue c
           WHERE c.tenant_id = p_tenant AND c.queue = p_queue AND c.ctid <> ALL (coalesce(ctids, '{}'))
           ORDER BY c.priority DESC, c.fair_rank, c.id
           LIMIT p_n - coalesce(cardinality(ctids), 0)
           FOR UPDATE SKIP LOCKED) x;
     ctids := ctids || s_ctids;
     any_rate_limited := any_rate_limited OR s_rl;
+    first_day := least(first_day, s_first);
+    last_day := greatest(last_day, s_last);
     IF p_bounded THEN
         PERFORM hatchet._claim_seen(p_tenant, p_queue, true, coalesce(v_prios || s_prios, '{}'),
                                     coalesce(v_ranks || s_ranks, '{}'), coalesce(v_ids || s_ids, '{}'));
@@ -521,6 +528,8 @@ DECLARE
     v_now    timestamptz := clock_timestamp();
     v_ctids  tid[];
     v_any_rl boolean;
+    v_first  timestamptz;
+    v_last   timestamptz;
 BEGIN
     IF p_queue IS NULL THEN
         PERFORM hatchet.raise_error('null_argument', ARRAY['queue']);
@@ -545,7 +554,8 @@ BEGIN
     END IF;
 
     -- Read the dispatch index in order and stop after n rows; skip rows other claimers hold.
-    SELECT c.ctids, c.any_rate_limited INTO v_ctids, v_any_rl FROM hatchet._claim_ready(p_tenant, p_queue, p_n, true) c;
+    SELECT c.ctids, c.any_rate_limited, c.first_day, c.last_day INTO v_ctids, v_any_rl, v_first, v_last
+    FROM hatchet._claim_ready(p_tenant, p_queue, p_n, true) c;
     IF v_ctids IS NULL THEN
         RETURN;
     END IF;
@@ -564,9 +574,11 @@ BEGIN
     ), work AS (
         SELECT c.*, t.input, t.additional_metadata, v_now + t.execution_timeout AS timeout_at
         FROM claimed c
-        -- per-row probe: pruned to one partition
+        -- per-row probe: pruned to one partition. The bounds of the claimed rows' days (variables: the generic plan
+        -- prunes with them when the statement starts) leave only their partitions to set up, not every day's.
         CROSS JOIN LATERAL (SELECT x.input, x.additional_metadata, x.execution_timeout FROM hatchet.tasks x
-                            WHERE x.tenant_id = c.tenant_id AND x.inserted_at = c.task_inserted_at AND x.id = c.task_id) t
+                            WHERE x.tenant_id = c.tenant_id AND x.inserted_at = c.task_inserted_at AND x.id = c.task_id
+                              AND x.inserted_at BETWEEN v_first AND v_last) t
     ), run AS (
         INSERT INTO hatchet.running (tenant_id, task_id, task_inserted_at, assigned_at, timeout_at, retry_count,
                                      app_retry_count, internal_retry_count, priority, queue, worker_name,
