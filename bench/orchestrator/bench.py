@@ -421,7 +421,7 @@ def main() -> int:
 
     cluster = Cluster(WORK, args.port, profile=args.profile)
     redis = Redis(WORK, args.redis_port) if Redis.available() else None
-    sampler = cpu.Sampler().start()
+    sampler = cpu.Sampler(postmaster=cluster.postmaster_pid).start()
     started = time.time()
     load_start = os.getloadavg()
     runner = Runner(args, cluster, redis, sampler)

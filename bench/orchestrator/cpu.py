@@ -2,9 +2,12 @@
 benchmark's own client processes (drivers and the peers' worker processes) used over a time window.
 
 A background thread samples every 0.1 s (about 1.5 ms of CPU per sample) and keeps the last 25 minutes. Each sample
-holds the cumulative user+system ticks of every process, classified by name (`postgres`, `redis-server`,
-`hatchet-server`: the server the through-the-server scenario starts is counted on its own, never as a client) or by
-descending from this orchestrator (clients). Clients that run in a process group of their own are also counted as
+holds the cumulative user+system ticks of every process, classified as `postgres` (the benchmark's cluster: its
+postmaster, whose pid the orchestrator passes in, and the postmaster's children; every process named `postgres` when
+no postmaster is given), `redis` and `server` (processes named `redis-server` and `hatchet-server` started by this
+orchestrator: the server the through-the-server scenario starts is counted on its own, never as a client), or
+`client` (everything else descending from this orchestrator). On a shared machine, other people's clusters and
+servers are not counted. Clients that run in a process group of their own are also counted as
 `workers` (a subset of `client`): the through-the-server drivers start their worker processes that way (the Python
 and TypeScript SDK workers, Celery's), so for them `workers` is the worker processes' CPU without the producer's.
 (Graphile Worker's and the SQL-path drivers' workers share their driver's group: for them it is 0.) A window's usage per class is
@@ -49,35 +52,43 @@ def _machine_busy() -> tuple[int, int]:
 
 
 class Sampler:
-    def __init__(self, interval: float = 0.1, keep_s: float = 1500):
+    def __init__(self, interval: float = 0.1, keep_s: float = 1500, postmaster=None):
+        """postmaster: a callable returning the benchmark cluster's postmaster pid (or None), read at every sample
+        (the cluster can be restarted during a run)."""
         self.interval = interval
         self.samples: collections.deque = collections.deque(maxlen=int(keep_s / interval))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.me = os.getpid()
         self.my_pgrp = os.getpgrp()
+        self.postmaster = postmaster
 
     def _classify(self, procs: dict[int, tuple[str, int, int, int]]) -> dict[int, tuple[str, int]]:
         """pid -> (class, ticks); class `worker` is a client in a process group other than the orchestrator's."""
         out = {}
+        pm = self.postmaster() if self.postmaster else None
         for pid, (comm, ppid, ticks, pgrp) in procs.items():
             if comm == "postgres":
-                cls = "postgres"
-            elif comm.startswith("redis-server"):
+                if pm is not None and pid != pm and ppid != pm:
+                    continue  # another cluster on this machine
+                out[pid] = ("postgres", ticks)
+                continue
+            mine = False
+            p, hops = pid, 0
+            while p > 1 and hops < 20:
+                if p == self.me:
+                    mine = True
+                    break
+                p = procs.get(p, ("", 0, 0, 0))[1]
+                hops += 1
+            if not mine:
+                continue
+            if comm.startswith("redis-server"):
                 cls = "redis"
             elif comm == "hatchet-server":
                 cls = "server"
             else:
-                cls = None
-                p, hops = pid, 0
-                while p > 1 and hops < 20:
-                    if p == self.me:
-                        cls = "worker" if pgrp != self.my_pgrp else "client"
-                        break
-                    p = procs.get(p, ("", 0, 0, 0))[1]
-                    hops += 1
-                if cls is None:
-                    continue
+                cls = "worker" if pgrp != self.my_pgrp else "client"
             out[pid] = (cls, ticks)
         return out
 
