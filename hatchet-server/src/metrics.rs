@@ -34,6 +34,9 @@ pub struct Metrics {
     pub database_up: IntGauge,
     /// `hatchet_assignments_total{tenant_id}`: task attempts handed to workers.
     pub assignments: IntCounterVec,
+    /// `hatchet_trigger_assignments_total{tenant_id}`: of those, the attempts assigned in the transaction of the
+    /// trigger that made them ready (one commit for both; see `dispatch::assigner`).
+    pub trigger_assignments: IntCounterVec,
     /// `hatchet_completions_total{tenant_id}`: attempts reported COMPLETED by workers.
     pub completions: IntCounterVec,
     /// `hatchet_failures_total{tenant_id}`: attempts reported FAILED by workers (retries included).
@@ -54,6 +57,13 @@ impl Metrics {
             Opts::new(
                 "hatchet_assignments_total",
                 "Task attempts assigned to workers.",
+            ),
+            &[TENANT],
+        )?;
+        let trigger_assignments = IntCounterVec::new(
+            Opts::new(
+                "hatchet_trigger_assignments_total",
+                "Task attempts assigned in the transaction of the trigger that made them ready.",
             ),
             &[TENANT],
         )?;
@@ -78,6 +88,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(database_up.clone()))?;
         registry.register(Box::new(assignments.clone()))?;
+        registry.register(Box::new(trigger_assignments.clone()))?;
         registry.register(Box::new(completions.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(queue_to_start.clone()))?;
@@ -85,6 +96,7 @@ impl Metrics {
             registry,
             database_up,
             assignments,
+            trigger_assignments,
             completions,
             failures,
             queue_to_start,
@@ -114,7 +126,12 @@ impl Metrics {
         depths: &[crate::db::maintenance::QueueDepth],
     ) -> Result<String, prometheus::Error> {
         let tenant = tenant.to_string();
-        for counter in [&self.assignments, &self.completions, &self.failures] {
+        for counter in [
+            &self.assignments,
+            &self.trigger_assignments,
+            &self.completions,
+            &self.failures,
+        ] {
             counter.with_label_values(&[tenant.as_str()]);
         }
         self.queue_to_start.with_label_values(&[tenant.as_str()]);

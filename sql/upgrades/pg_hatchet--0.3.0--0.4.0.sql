@@ -9092,6 +9092,44 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
+-- 34. Assignment in the trigger's own transaction (issue 18, sql/workers.sql): hatchet.try_assign is hatchet.assign
+--     with a bounded lock wait; when a lock is not free in time it assigns nothing and the transaction goes on.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION hatchet.try_assign(
+    worker_ids   uuid[],
+    max_tasks    integer DEFAULT 100,
+    tenant_id    uuid    DEFAULT NULL,
+    lock_wait_ms integer DEFAULT 30
+) RETURNS TABLE (worker_id uuid, task_id uuid, retry_count integer, queue text, input jsonb,
+                 additional_metadata jsonb, priority integer, run_id uuid, readable_id text,
+                 task_inserted_at timestamptz, timeout_at timestamptz, queued_at timestamptz, parent_run_id uuid)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_lock_timeout text := current_setting('lock_timeout');
+BEGIN
+    IF try_assign.lock_wait_ms IS NULL OR try_assign.lock_wait_ms NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('lock_wait_ms must be between 1 and 10000, not %s',
+                         coalesce(try_assign.lock_wait_ms::text, 'null'))]);
+    END IF;
+    PERFORM set_config('lock_timeout', try_assign.lock_wait_ms || 'ms', true);
+    BEGIN
+        -- hatchet.assign returns its rows only when it is done: an error inside it leaves none here.
+        RETURN QUERY SELECT * FROM hatchet.assign(try_assign.worker_ids, try_assign.max_tasks, try_assign.tenant_id);
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        NULL;  -- the assigner loop takes it
+    END;
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
+END
+$$;
+COMMENT ON FUNCTION hatchet.try_assign(uuid[], integer, uuid, integer) IS
+    'hatchet.assign, or nothing when a lock it needs is not free within lock_wait_ms (the transaction goes on)';
+
+-- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 //! Workflow runs (`sql/runs.sql`): triggering, cancellation, replay, status, tasks, timeline, finished results and
 //! the run reads of the REST API.
 
+use super::workers::Assignment;
 use super::{int_arg, page, tasks, Counted};
 use crate::status::{RunStatus, TaskStatus};
 use chrono::{DateTime, Utc};
@@ -58,6 +59,105 @@ pub(crate) async fn run_workflow<'e>(
     .await
 }
 
+/// Where a trigger may assign at once: the tenant's workers connected to this server, at most `max_tasks`
+/// attempts, waiting at most `lock_wait_ms` for a lock (see [`super::workers::try_assign`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AssignNow<'a> {
+    /// The workers (their streams are on this server).
+    pub workers: &'a [Uuid],
+    /// Most attempts handed out.
+    pub max_tasks: i32,
+    /// Longest wait for a lock before giving up (the assigner loop then takes the work).
+    pub lock_wait_ms: i32,
+}
+
+/// One row of [`run_workflow_assigning`]: the run, and an assignment if any (`worker_id` NULL for none).
+#[derive(Debug, sqlx::FromRow)]
+struct TriggerRow {
+    run: Uuid,
+    worker_id: Option<Uuid>,
+    task_id: Option<Uuid>,
+    retry_count: Option<i32>,
+    queue: Option<String>,
+    input: Option<Value>,
+    additional_metadata: Option<Value>,
+    priority: Option<i32>,
+    run_id: Option<Uuid>,
+    readable_id: Option<String>,
+    task_inserted_at: Option<DateTime<Utc>>,
+    queued_at: Option<DateTime<Utc>>,
+    parent_run_id: Option<Uuid>,
+}
+
+/// [`run_workflow`], then `hatchet.try_assign` for `now`'s workers, in one statement: one round trip and one
+/// commit for both (the assigner's own transaction after the trigger's is a second commit on a task's way to its
+/// worker). The rows come back only once the statement's transaction committed (the client reads up to the
+/// server's ReadyForQuery), so an attempt returned here may be pushed; a failed commit returns an error and
+/// nothing. Returns the run id and what was assigned (possibly other ready work of the tenant too).
+pub(crate) async fn run_workflow_assigning<'e>(
+    executor: impl PgExecutor<'e>,
+    tenant: Uuid,
+    t: &Trigger,
+    now: AssignNow<'_>,
+) -> Result<(Uuid, Vec<Assignment>), sqlx::Error> {
+    // The run is created first: a left join on `true` can only be a nested loop with the (materialized) CTE as its
+    // outer side, so try_assign runs after run_workflow and, being volatile, sees the tasks it made ready.
+    let rows: Vec<TriggerRow> = sqlx::query_as(
+        "WITH r AS MATERIALIZED ( \
+             SELECT hatchet.run_workflow(name => $1, input => $2, additional_metadata => $3, priority => $4, \
+                                         tenant_id => $5, parent_task_id => $6, child_index => $7, \
+                                         child_key => $8, desired_worker_id => $9, \
+                                         desired_worker_labels => $10) AS run) \
+         SELECT r.run, a.worker_id, a.task_id, a.retry_count, a.queue, a.input, a.additional_metadata, \
+                a.priority, a.run_id, a.readable_id, a.task_inserted_at, a.queued_at, a.parent_run_id \
+         FROM r LEFT JOIN LATERAL hatchet.try_assign(worker_ids => $11, max_tasks => $12, tenant_id => $5, \
+                                                     lock_wait_ms => $13) a ON true",
+    )
+    .bind(&t.name)
+    .bind(&t.input)
+    .bind(&t.additional_metadata)
+    .bind(t.priority)
+    .bind(tenant)
+    .bind(t.parent_task_id)
+    .bind(t.child_index)
+    .bind(t.child_key.as_deref())
+    .bind(t.desired_worker_id)
+    .bind(t.desired_worker_labels.as_ref())
+    .bind(now.workers)
+    .bind(now.max_tasks)
+    .bind(now.lock_wait_ms)
+    .fetch_all(executor)
+    .await?;
+    let run = rows
+        .first()
+        .map(|r| r.run)
+        .ok_or_else(|| sqlx::Error::RowNotFound)?;
+    let assigned = rows
+        .into_iter()
+        .filter_map(TriggerRow::assignment)
+        .collect();
+    Ok((run, assigned))
+}
+
+impl TriggerRow {
+    fn assignment(self) -> Option<Assignment> {
+        Some(Assignment {
+            worker_id: self.worker_id?,
+            task_id: self.task_id?,
+            retry_count: self.retry_count?,
+            queue: self.queue?,
+            input: self.input?,
+            additional_metadata: self.additional_metadata.unwrap_or(Value::Null),
+            priority: self.priority?,
+            run_id: self.run_id,
+            readable_id: self.readable_id,
+            task_inserted_at: self.task_inserted_at?,
+            queued_at: self.queued_at?,
+            parent_run_id: self.parent_run_id,
+        })
+    }
+}
+
 /// What [`run_workflows`] did with one trigger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Triggered {
@@ -70,12 +170,15 @@ pub(crate) enum Triggered {
 /// [`run_workflow`] for each trigger, in one transaction: every run starts or none, except that a trigger refused
 /// for its idempotency key (another run holds it) is left out and the others still start, as in Hatchet. Such
 /// refusals are rare, so the batch first runs without a savepoint per trigger; only after a refusal is it run again
-/// with one. Returns what happened to each trigger, in order.
+/// with one. With `now`, the same transaction then assigns (`hatchet.try_assign`) before it commits: one commit
+/// for the runs and their assignments. Returns what happened to each trigger, in order, and what was assigned (to
+/// be pushed: it is returned only after the commit).
 pub(crate) async fn run_workflows(
     pool: &PgPool,
     tenant: Uuid,
     triggers: &[Trigger],
-) -> Result<Vec<Triggered>, sqlx::Error> {
+    now: Option<AssignNow<'_>>,
+) -> Result<(Vec<Triggered>, Vec<Assignment>), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut ids = Vec::with_capacity(triggers.len());
     let mut collided = false;
@@ -90,8 +193,21 @@ pub(crate) async fn run_workflows(
         }
     }
     if !collided {
+        let assigned = match now {
+            Some(now) => {
+                super::workers::try_assign(
+                    &mut *tx,
+                    tenant,
+                    now.workers,
+                    now.max_tasks,
+                    now.lock_wait_ms,
+                )
+                .await?
+            }
+            None => Vec::new(),
+        };
         tx.commit().await?;
-        return Ok(ids);
+        return Ok((ids, assigned));
     }
     tx.rollback().await?;
     let mut tx = pool.begin().await?;
@@ -112,8 +228,21 @@ pub(crate) async fn run_workflows(
             },
         }
     }
+    let assigned = match now {
+        Some(now) => {
+            super::workers::try_assign(
+                &mut *tx,
+                tenant,
+                now.workers,
+                now.max_tasks,
+                now.lock_wait_ms,
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
     tx.commit().await?;
-    Ok(out)
+    Ok((out, assigned))
 }
 
 /// `hatchet.cancel_run`: cancels every unfinished task of a run; returns how many were cancelled. Unknown run:

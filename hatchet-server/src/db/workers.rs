@@ -179,6 +179,28 @@ pub(crate) async fn assign<'e>(
     .await
 }
 
+/// `hatchet.try_assign`: [`assign`] with a bounded lock wait: nothing is assigned (and the caller's transaction goes
+/// on) when a lock it needs is not free within `lock_wait_ms`. For assigning in a transaction that made work ready.
+pub(crate) async fn try_assign<'e>(
+    executor: impl PgExecutor<'e>,
+    tenant: Uuid,
+    worker_ids: &[Uuid],
+    max_tasks: i32,
+    lock_wait_ms: i32,
+) -> Result<Vec<Assignment>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT worker_id, task_id, retry_count, queue, input, additional_metadata, priority, run_id, \
+                readable_id, task_inserted_at, queued_at, parent_run_id \
+         FROM hatchet.try_assign(worker_ids => $1, max_tasks => $2, tenant_id => $3, lock_wait_ms => $4)",
+    )
+    .bind(worker_ids)
+    .bind(max_tasks)
+    .bind(tenant)
+    .bind(lock_wait_ms)
+    .fetch_all(executor)
+    .await
+}
+
 /// One row of [`assign_batches`]: a member of a batch handed to a worker.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct BatchMember {

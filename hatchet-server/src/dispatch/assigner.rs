@@ -13,6 +13,7 @@
 //! Each call is one statement, so one short transaction that holds the worker slot locks only for its own duration.
 
 use super::Dispatch;
+use crate::db::runs::{self as runs, AssignNow, Trigger, Triggered};
 use crate::db::workers::{self as db, Assignment};
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
@@ -39,6 +40,14 @@ const ACTIVE_FOR: Duration = Duration::from_secs(2);
 /// The poll interval once idle for longer than [`ACTIVE_FOR`] (the worst-case delay, then, for work that becomes
 /// ready without a NOTIFY).
 const SAFETY_POLL: Duration = Duration::from_secs(5);
+
+/// Most attempts a trigger assigns in its own transaction.
+const TRIGGER_BATCH: i32 = 100;
+
+/// Longest wait of a trigger's assignment for a worker slot lock (held by the assigner, a completion batch or
+/// another trigger, each for one short transaction): past it the trigger commits without assigning and this loop
+/// hands the work out, as before.
+const TRIGGER_LOCK_WAIT_MS: i32 = 20;
 
 /// How often disconnected workers' memory is purged.
 const PURGE_EVERY: Duration = Duration::from_secs(30);
@@ -147,6 +156,64 @@ async fn round(dispatch: &Dispatch, conn: &mut Option<PoolConnection<Postgres>>)
         }
     }
     (full, any)
+}
+
+impl Dispatch {
+    /// Triggers a run (`hatchet.run_workflow`). When workers of the tenant are connected here, the same statement
+    /// assigns to their free slots (`hatchet.try_assign`): one commit on the task's way to its worker instead of the
+    /// trigger's and then the assigner's, and no wait for the assigner's wake-up. What it assigned is pushed only
+    /// after that commit; when it assigned nothing (no free slot, no connected worker, or a slot lock was not free
+    /// within [`TRIGGER_LOCK_WAIT_MS`]) the assigner loop is woken and takes the work.
+    pub(crate) async fn trigger(&self, tenant: Uuid, t: &Trigger) -> Result<Uuid, sqlx::Error> {
+        let workers = self.connected_of(tenant);
+        if workers.is_empty() {
+            let run = runs::run_workflow(&self.requests, tenant, t).await?;
+            self.wake_assigner();
+            return Ok(run);
+        }
+        let (run, rows) =
+            runs::run_workflow_assigning(&self.requests, tenant, t, assign_now(&workers)).await?;
+        self.assigned_at_trigger(tenant, &rows);
+        Ok(run)
+    }
+
+    /// [`runs::run_workflows`] (several triggers in one transaction), assigning before its commit as
+    /// [`Dispatch::trigger`] does.
+    pub(crate) async fn trigger_many(
+        &self,
+        tenant: Uuid,
+        triggers: &[Trigger],
+    ) -> Result<Vec<Triggered>, sqlx::Error> {
+        let workers = self.connected_of(tenant);
+        let now = (!workers.is_empty()).then(|| assign_now(&workers));
+        let (done, rows) = runs::run_workflows(&self.requests, tenant, triggers, now).await?;
+        self.assigned_at_trigger(tenant, &rows);
+        // Many runs may have made more ready than the free slots took: the assigner looks at once.
+        self.wake_assigner();
+        Ok(done)
+    }
+
+    /// Pushes what a trigger's transaction assigned (it committed), or wakes the assigner when it assigned nothing.
+    fn assigned_at_trigger(&self, tenant: Uuid, rows: &[Assignment]) {
+        if rows.is_empty() {
+            self.wake_assigner();
+            return;
+        }
+        record(self, tenant, rows);
+        self.metrics
+            .trigger_assignments
+            .with_label_values(&[tenant.to_string().as_str()])
+            .inc_by(rows.len() as u64);
+    }
+}
+
+/// A trigger's assignment to these workers (connected here).
+fn assign_now(workers: &[Uuid]) -> AssignNow<'_> {
+    AssignNow {
+        workers,
+        max_tasks: TRIGGER_BATCH,
+        lock_wait_ms: TRIGGER_LOCK_WAIT_MS,
+    }
 }
 
 /// Pushes committed assignments to their workers and counts them.

@@ -159,10 +159,12 @@ impl admin_service_server::AdminService for AdminService {
     ) -> Result<Response<v1::TriggerWorkflowRunResponse>, Status> {
         let tenant = tenant_of(&request)?.0;
         let trigger = v1_trigger(request.get_ref())?;
-        let run = db::run_workflow(&self.state.pool, tenant, &trigger)
+        let run = self
+            .state
+            .dispatch
+            .trigger(tenant, &trigger)
             .await
             .map_err(AppError::from)?;
-        self.state.dispatch.wake_assigner();
         Ok(Response::new(v1::TriggerWorkflowRunResponse {
             external_id: run.to_string(),
         }))

@@ -15,7 +15,7 @@
 use super::{parse_id, parse_json, unimplemented};
 use crate::auth::grpc::tenant_of;
 use crate::db::crons::{self, StoredRun};
-use crate::db::runs::{self, Trigger, Triggered};
+use crate::db::runs::{Trigger, Triggered};
 use crate::db::{flow_control, workflows};
 use crate::error::AppError;
 use crate::proto::{self, v1, workflow_service_server, RateLimitDuration};
@@ -179,10 +179,12 @@ impl workflow_service_server::WorkflowService for WorkflowService {
     ) -> Result<Response<proto::TriggerWorkflowResponse>, Status> {
         let tenant = tenant_of(&request)?.0;
         let t = v0_trigger(request.get_ref())?;
-        let run = runs::run_workflow(&self.state.pool, tenant, &t)
+        let run = self
+            .state
+            .dispatch
+            .trigger(tenant, &t)
             .await
             .map_err(AppError::from)?;
-        self.state.dispatch.wake_assigner();
         Ok(Response::new(proto::TriggerWorkflowResponse {
             workflow_run_id: run.to_string(),
         }))
@@ -205,10 +207,12 @@ impl workflow_service_server::WorkflowService for WorkflowService {
             .iter()
             .map(v0_trigger)
             .collect::<Result<Vec<_>, _>>()?;
-        let done = runs::run_workflows(&self.state.pool, tenant, &triggers)
+        let done = self
+            .state
+            .dispatch
+            .trigger_many(tenant, &triggers)
             .await
             .map_err(AppError::from)?;
-        self.state.dispatch.wake_assigner();
         let (mut started, mut collisions) = (Vec::new(), Vec::new());
         for d in done {
             match d {

@@ -486,8 +486,7 @@ async fn trigger(
         priority: body.run.priority,
         ..Default::default()
     };
-    let run = db::run_workflow(&state.pool, tenant, &trigger).await?;
-    state.dispatch.wake_assigner();
+    let run = state.dispatch.trigger(tenant, &trigger).await?;
     let row = resolve_run(&state, tenant, run).await?;
     Ok(Json(details(&state, tenant, &row).await?))
 }

@@ -85,6 +85,22 @@ SELECT pg_temp.err($$SELECT hatchet.register_worker('w', ARRAY['a'], '{"default"
 SELECT pg_temp.err($$SELECT hatchet.register_worker('w', ARRAY['a'], '[1]')$$) AS slots_not_object;
 SELECT pg_temp.err($$SELECT hatchet.set_worker_paused(gen_random_uuid(), true)$$) AS unknown_worker;
 SELECT pg_temp.err($$SELECT * FROM hatchet.assign(max_tasks => 0)$$) AS zero_max;
+SELECT pg_temp.err($$SELECT * FROM hatchet.try_assign(NULL, lock_wait_ms => 0)$$) AS zero_lock_wait;
+SELECT pg_temp.err($$SELECT * FROM hatchet.try_assign(NULL, lock_wait_ms => NULL)$$) AS null_lock_wait;
+
+-- hatchet.try_assign (the server's assignment in a trigger's transaction) assigns as hatchet.assign does, in the
+-- caller's transaction, and leaves the caller's lock_timeout as it was.
+BEGIN;
+SET LOCAL lock_timeout = '7s';
+SELECT hatchet.register_worker('w-try', ARRAY['try:q'], '{"default": 1}',
+                               worker_id => '00000000-0000-7000-8000-0000000000ee') IS NOT NULL AS registered;
+SELECT count(*) FROM unnest(hatchet.enqueue_many('try:q', ARRAY['{"n": 1}', '{"n": 2}']::jsonb[])) AS x;
+SELECT right(worker_id::text, 2) AS worker, input
+FROM hatchet.try_assign(ARRAY['00000000-0000-7000-8000-0000000000ee'::uuid], lock_wait_ms => 25);
+SELECT count(*) AS no_free_slot FROM hatchet.try_assign(ARRAY['00000000-0000-7000-8000-0000000000ee'::uuid]);
+SELECT count(*) AS left_queued FROM hatchet.ready_queue WHERE queue = 'try:q';
+SHOW lock_timeout;
+ROLLBACK;
 SELECT pg_temp.err($$SELECT hatchet.enqueue('x', desired_worker_labels => '{"gpu": {"value": 1, "comparator": "ABOUT"}}')$$) AS bad_comparator;
 SELECT pg_temp.err($$SELECT hatchet.enqueue('x', sticky => 'HARD')$$) AS sticky_without_worker;
 SELECT count(*) AS no_workers_left FROM hatchet.workers WHERE name = 'w';
