@@ -9092,7 +9092,7 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
--- 34. Assignment in the trigger's own transaction (issue 18, sql/workers.sql): hatchet.try_assign is hatchet.assign
+-- 37. Assignment in the trigger's own transaction (issue 18, sql/workers.sql): hatchet.try_assign is hatchet.assign
 --     with a bounded lock wait; when a lock is not free in time it assigns nothing and the transaction goes on.
 -- ---------------------------------------------------------------------------------------------------------------------
 
