@@ -225,8 +225,14 @@ def test_replay_a_failed_run_and_watch_it_succeed(server, browser, dash):
     assert listed(browser, server, ref.workflow_run_id, "FAILED")
     browser.get(f"{server.rest_url}/runs/{ref.workflow_run_id}")
     Path(marker).write_text("fixed")
+    # The replay form posts and is redirected back to this same URL, so the URL alone cannot tell that the new page
+    # has loaded: a mark set on the old page is gone once it has (on a loaded machine the post took long enough for
+    # the check below to run on the old page, and the new page then wiped its marker).
+    browser.execute_script("window.__beforeReplay = 'old page';")
     browser.find_element(By.CSS_SELECTOR, "form[action$='/replay'] button").click()
-    wait_until(browser, lambda d: d.current_url.endswith(f"/runs/{ref.workflow_run_id}"), 10, "back on the run")
+    wait_until(browser, lambda d: d.execute_script("return window.__beforeReplay") is None
+               and d.current_url.endswith(f"/runs/{ref.workflow_run_id}")
+               and d.execute_script("return document.readyState") == "complete", 10, "back on the run")
     # From here on the page is not reloaded: a marker set in it survives until the live update shows COMPLETED.
     browser.execute_script("window.__noReload = 'still here';")
     wait_until(browser, lambda d: run_status(d) == "COMPLETED", 30, "the replayed run to show COMPLETED live")
