@@ -479,7 +479,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ARRAY['record_pass', 'promote_due', 'reap_dead_workers', 'release_unacknowledged', 'reap_timeouts',
-                 'expire_queued', 'time_triggers']
+                 'expire_queued', 'retry_preemptions', 'time_triggers']
 $$;
 COMMENT ON FUNCTION hatchet.maintenance_jobs() IS 'the per-tenant jobs of a maintenance pass, in order';
 
@@ -544,6 +544,7 @@ BEGIN
             WHEN 'release_unacknowledged' THEN PERFORM hatchet._release_unacknowledged(p_tenant, p_now, p_limit);
             WHEN 'reap_timeouts' THEN PERFORM hatchet._reap_timeouts(p_tenant, p_now, p_limit);
             WHEN 'expire_queued' THEN PERFORM hatchet._expire_queued(p_tenant, p_now, p_limit);
+            WHEN 'retry_preemptions' THEN PERFORM hatchet._retry_preemptions(p_tenant, p_limit);
             WHEN 'time_triggers' THEN PERFORM hatchet._tenant_time_triggers(p_tenant, p_now, p_limit);
         END CASE;
     EXCEPTION WHEN OTHERS THEN

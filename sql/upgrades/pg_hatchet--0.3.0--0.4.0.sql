@@ -9129,6 +9129,117 @@ $$;
 COMMENT ON FUNCTION hatchet.try_assign(uuid[], integer, uuid, integer) IS
     'hatchet.assign, or nothing when a lock it needs is not free within lock_wait_ms (the transaction goes on)';
 
+-- 38. CANCEL_IN_PROGRESS preempts a holder whose row was held only for a moment (issue 18, sql/flow_control.sql,
+--     sql/maintenance.sql): an arrival that found every holder locked waits in concurrency_queue; the new maintenance
+--     job retry_preemptions (hatchet._retry_preemptions) admits it once a holder can be locked, cancelling that holder.
+--     Before, a holder locked by its STARTED acknowledgement kept its slot to its end and the newer run queued behind it.
+-- ---------------------------------------------------------------------------------------------------------------------
+
+-- Retries the preemption of CANCEL_IN_PROGRESS waiters. An arrival at a full key cancels the oldest holder it can lock
+-- without waiting (_admit); when another transaction holds every holder's row it waits in concurrency_queue, because
+-- a holder being finished gives its slot back to the waiters. But a row is also held briefly by work that does not
+-- finish the holder: the STARTED acknowledgement, a timeout refresh, a slot release. The holder then keeps running
+-- to its end and the newer run waits for it: CANCEL_IN_PROGRESS would have acted as a queue. Each maintenance pass
+-- takes such keys (full, with waiters, group row not held by anyone else) and, while a holder can be locked without
+-- waiting, admits the first waiter, which cancels that holder. Returns how many waiters were admitted.
+CREATE FUNCTION hatchet._retry_preemptions(p_tenant uuid, p_limit integer) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_group record;
+    v_wait  hatchet.concurrency_queue;
+    v_cand  record;
+    v_free  boolean;
+    n integer := 0;
+BEGIN
+    FOR v_group IN
+        SELECT g.scope, g.key FROM hatchet.concurrency_groups g
+        WHERE g.tenant_id = p_tenant AND g.strategy = 'CANCEL_IN_PROGRESS' AND g.running >= g.max_runs
+          AND EXISTS (SELECT 1 FROM hatchet.concurrency_queue q
+                      WHERE q.tenant_id = p_tenant AND q.scope = g.scope AND q.key = g.key)
+        ORDER BY g.scope, g.key LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        LOOP
+            -- A holder lockable now: _admit (same transaction) will lock the same one and cancel it. Without one,
+            -- the waiter stays where it is, in its place in the queue.
+            v_free := false;
+            FOR v_cand IN
+                SELECT s.task_id FROM hatchet.concurrency_slots s
+                WHERE s.tenant_id = p_tenant AND s.scope = v_group.scope AND s.key = v_group.key
+                ORDER BY s.admitted_at, s.task_id
+            LOOP
+                IF hatchet._try_lock_holder(p_tenant, v_cand.task_id) THEN
+                    v_free := true;
+                    EXIT;
+                END IF;
+            END LOOP;
+            EXIT WHEN NOT v_free;
+            DELETE FROM hatchet.concurrency_queue q
+            WHERE q.ctid = (SELECT x.ctid FROM hatchet.concurrency_queue x
+                            WHERE x.tenant_id = p_tenant AND x.scope = v_group.scope AND x.key = v_group.key
+                            ORDER BY x.priority DESC, x.id LIMIT 1
+                            FOR UPDATE SKIP LOCKED)
+            RETURNING q.* INTO v_wait;
+            EXIT WHEN NOT FOUND;
+            PERFORM hatchet._admit(p_tenant, v_wait.task_id, v_wait.task_inserted_at, v_wait.retry_count,
+                                   v_wait.app_retry_count, v_wait.internal_retry_count, v_wait.priority, v_wait.stage);
+            n := n + 1;
+            EXIT WHEN n >= p_limit OR NOT EXISTS (SELECT 1 FROM hatchet.concurrency_groups g
+                                  WHERE g.tenant_id = p_tenant AND g.scope = v_group.scope AND g.key = v_group.key
+                                    AND g.running >= g.max_runs);
+        END LOOP;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION hatchet._retry_preemptions(uuid, integer) IS
+    'admit CANCEL_IN_PROGRESS waiters whose preemption found every holder locked, cancelling the oldest holder';
+
+CREATE OR REPLACE FUNCTION hatchet.maintenance_jobs() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY['record_pass', 'promote_due', 'reap_dead_workers', 'release_unacknowledged', 'reap_timeouts',
+                 'expire_queued', 'retry_preemptions', 'time_triggers']
+$$;
+CREATE OR REPLACE FUNCTION hatchet._maintenance_job(p_tenant uuid, p_job text, p_now timestamptz, p_limit integer,
+                                         p_failing text[] DEFAULT '{}') RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_state text;
+    v_error text;
+    v_saved text := current_setting('lock_timeout');
+BEGIN
+    PERFORM set_config('lock_timeout', '200ms', true);
+    BEGIN
+        CASE p_job
+            WHEN 'record_pass' THEN PERFORM hatchet._record_pass(p_tenant, p_now);
+            WHEN 'promote_due' THEN PERFORM hatchet._promote_due(p_tenant, NULL, p_now, p_limit);
+            WHEN 'reap_dead_workers' THEN PERFORM hatchet._reap_dead_workers(p_tenant, p_now);
+            WHEN 'release_unacknowledged' THEN PERFORM hatchet._release_unacknowledged(p_tenant, p_now, p_limit);
+            WHEN 'reap_timeouts' THEN PERFORM hatchet._reap_timeouts(p_tenant, p_now, p_limit);
+            WHEN 'expire_queued' THEN PERFORM hatchet._expire_queued(p_tenant, p_now, p_limit);
+            WHEN 'retry_preemptions' THEN PERFORM hatchet._retry_preemptions(p_tenant, p_limit);
+            WHEN 'time_triggers' THEN PERFORM hatchet._tenant_time_triggers(p_tenant, p_now, p_limit);
+        END CASE;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+        PERFORM set_config('lock_timeout', v_saved, true);
+        PERFORM hatchet._maintenance_failed(p_tenant, p_job, v_state, v_error);
+        RETURN false;
+    END;
+    PERFORM set_config('lock_timeout', v_saved, true);
+    IF (coalesce(p_tenant::text, '') || '/' || p_job) = ANY (p_failing) THEN
+        UPDATE hatchet.maintenance_status s SET last_ok_at = clock_timestamp()
+        WHERE s.tenant_id IS NOT DISTINCT FROM p_tenant AND s.job = p_job AND s.last_ok_at IS NULL;
+    END IF;
+    RETURN true;
+END
+$$;
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
