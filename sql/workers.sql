@@ -517,9 +517,11 @@ COMMENT ON FUNCTION hatchet.assign(uuid[], integer, uuid) IS
 -- hatchet.assign with a bounded lock wait, for the server's assignment in the transaction that made the work ready
 -- (a trigger: one commit instead of the trigger's and then the assigner's). The slot rows of the workers are locked
 -- in hatchet.assign's order; if any lock it needs is not free within lock_wait_ms (another assigner or a completion
--- batch holds it), or the wait would deadlock, nothing is assigned and nothing this call did is kept (its own
--- subtransaction rolls back): the caller's transaction goes on, and the server's assigner loop, woken after the
--- commit, hands the work out. lock_timeout is the caller's again afterwards.
+-- batch holds it), or the wait would deadlock, or the assignment fails in any other way (logged as a WARNING),
+-- nothing is assigned and nothing this call did is kept (its own subtransaction rolls back): the caller's
+-- transaction goes on, and the server's assigner loop, woken after the commit, hands the work out. A trigger never
+-- fails because of its assignment. Bad arguments (lock_wait_ms, max_tasks, tenant) still raise. lock_timeout is the
+-- caller's again afterwards.
 CREATE FUNCTION hatchet.try_assign(
     worker_ids   uuid[],
     max_tasks    integer DEFAULT 100,
@@ -534,24 +536,40 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_lock_timeout text := current_setting('lock_timeout');
+    v_tenant uuid;
+    v_state text;
+    v_error text;
 BEGIN
     IF try_assign.lock_wait_ms IS NULL OR try_assign.lock_wait_ms NOT BETWEEN 1 AND 10000 THEN
         PERFORM hatchet.raise_error('invalid_argument',
             ARRAY[format('lock_wait_ms must be between 1 and 10000, not %s',
                          coalesce(try_assign.lock_wait_ms::text, 'null'))]);
     END IF;
+    IF try_assign.max_tasks IS NULL OR try_assign.max_tasks NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('max_tasks must be between 1 and 10000, not %s',
+                         coalesce(try_assign.max_tasks::text, 'null'))]);
+    END IF;
+    -- Bad arguments are the caller's to see: the tenant (unknown, or not the caller's) is resolved before the block.
+    v_tenant := hatchet._tenant(try_assign.tenant_id);
     PERFORM set_config('lock_timeout', try_assign.lock_wait_ms || 'ms', true);
     BEGIN
         -- hatchet.assign returns its rows only when it is done: an error inside it leaves none here.
-        RETURN QUERY SELECT * FROM hatchet.assign(try_assign.worker_ids, try_assign.max_tasks, try_assign.tenant_id);
-    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
-        NULL;  -- the assigner loop takes it
+        RETURN QUERY SELECT * FROM hatchet.assign(try_assign.worker_ids, try_assign.max_tasks, v_tenant);
+    EXCEPTION
+        WHEN lock_not_available OR deadlock_detected THEN
+            NULL;  -- the assigner loop takes it
+        WHEN OTHERS THEN
+            -- Whatever else went wrong in the assignment, the work that made the tasks ready stands: the assigner
+            -- loop takes them (and meets the same error, if it is not transient, where it is reported too).
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+            RAISE WARNING 'pg_hatchet: try_assign assigned nothing, the assigner will: % (SQLSTATE %)', v_error, v_state;
     END;
     PERFORM set_config('lock_timeout', v_lock_timeout, true);
 END
 $$;
 COMMENT ON FUNCTION hatchet.try_assign(uuid[], integer, uuid, integer) IS
-    'hatchet.assign, or nothing when a lock it needs is not free within lock_wait_ms (the transaction goes on)';
+    'hatchet.assign, or nothing when a lock it needs is not free within lock_wait_ms or it fails (the transaction goes on)';
 
 -- Frees the worker slot of a running attempt before it finishes (Hatchet's ctx.release_slot): the attempt stays
 -- RUNNING and can still complete or fail, but no longer counts against its worker's capacity.

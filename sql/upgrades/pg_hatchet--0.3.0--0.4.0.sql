@@ -9093,7 +9093,8 @@ $$;
 
 -- ---------------------------------------------------------------------------------------------------------------------
 -- 37. Assignment in the trigger's own transaction (issue 18, sql/workers.sql): hatchet.try_assign is hatchet.assign
---     with a bounded lock wait; when a lock is not free in time it assigns nothing and the transaction goes on.
+--     with a bounded lock wait; when a lock is not free in time, or the assignment fails in any other way, it
+--     assigns nothing and the transaction goes on (a trigger never fails because of its assignment).
 -- ---------------------------------------------------------------------------------------------------------------------
 
 CREATE FUNCTION hatchet.try_assign(
@@ -9110,24 +9111,40 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_lock_timeout text := current_setting('lock_timeout');
+    v_tenant uuid;
+    v_state text;
+    v_error text;
 BEGIN
     IF try_assign.lock_wait_ms IS NULL OR try_assign.lock_wait_ms NOT BETWEEN 1 AND 10000 THEN
         PERFORM hatchet.raise_error('invalid_argument',
             ARRAY[format('lock_wait_ms must be between 1 and 10000, not %s',
                          coalesce(try_assign.lock_wait_ms::text, 'null'))]);
     END IF;
+    IF try_assign.max_tasks IS NULL OR try_assign.max_tasks NOT BETWEEN 1 AND 10000 THEN
+        PERFORM hatchet.raise_error('invalid_argument',
+            ARRAY[format('max_tasks must be between 1 and 10000, not %s',
+                         coalesce(try_assign.max_tasks::text, 'null'))]);
+    END IF;
+    -- Bad arguments are the caller's to see: the tenant (unknown, or not the caller's) is resolved before the block.
+    v_tenant := hatchet._tenant(try_assign.tenant_id);
     PERFORM set_config('lock_timeout', try_assign.lock_wait_ms || 'ms', true);
     BEGIN
         -- hatchet.assign returns its rows only when it is done: an error inside it leaves none here.
-        RETURN QUERY SELECT * FROM hatchet.assign(try_assign.worker_ids, try_assign.max_tasks, try_assign.tenant_id);
-    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
-        NULL;  -- the assigner loop takes it
+        RETURN QUERY SELECT * FROM hatchet.assign(try_assign.worker_ids, try_assign.max_tasks, v_tenant);
+    EXCEPTION
+        WHEN lock_not_available OR deadlock_detected THEN
+            NULL;  -- the assigner loop takes it
+        WHEN OTHERS THEN
+            -- Whatever else went wrong in the assignment, the work that made the tasks ready stands: the assigner
+            -- loop takes them (and meets the same error, if it is not transient, where it is reported too).
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+            RAISE WARNING 'pg_hatchet: try_assign assigned nothing, the assigner will: % (SQLSTATE %)', v_error, v_state;
     END;
     PERFORM set_config('lock_timeout', v_lock_timeout, true);
 END
 $$;
 COMMENT ON FUNCTION hatchet.try_assign(uuid[], integer, uuid, integer) IS
-    'hatchet.assign, or nothing when a lock it needs is not free within lock_wait_ms (the transaction goes on)';
+    'hatchet.assign, or nothing when a lock it needs is not free within lock_wait_ms or it fails (the transaction goes on)';
 
 -- 38. CANCEL_IN_PROGRESS preempts a holder whose row was held only for a moment (issue 18, sql/flow_control.sql,
 --     sql/maintenance.sql): an arrival that found every holder locked waits in concurrency_queue; the new maintenance

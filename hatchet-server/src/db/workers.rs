@@ -180,7 +180,9 @@ pub(crate) async fn assign<'e>(
 }
 
 /// `hatchet.try_assign`: [`assign`] with a bounded lock wait: nothing is assigned (and the caller's transaction goes
-/// on) when a lock it needs is not free within `lock_wait_ms`. For assigning in a transaction that made work ready.
+/// on) when a lock it needs is not free within `lock_wait_ms`, or when the assignment fails in any other way (the
+/// database logs a WARNING; the assigner loop takes the work). For assigning in a transaction that made work ready:
+/// the trigger never fails because of its assignment.
 pub(crate) async fn try_assign<'e>(
     executor: impl PgExecutor<'e>,
     tenant: Uuid,

@@ -101,6 +101,23 @@ SELECT count(*) AS no_free_slot FROM hatchet.try_assign(ARRAY['00000000-0000-700
 SELECT count(*) AS left_queued FROM hatchet.ready_queue WHERE queue = 'try:q';
 SHOW lock_timeout;
 ROLLBACK;
+SELECT pg_temp.err($$SELECT * FROM hatchet.try_assign(NULL, max_tasks => 0)$$) AS zero_max_try;
+
+-- Any other failure inside the assignment (here a trigger that raises on every new running row) leaves nothing
+-- assigned and the caller's transaction usable: a trigger's run is never lost to its assignment.
+BEGIN;
+SELECT hatchet.register_worker('w-try', ARRAY['try:q'], '{"default": 1}',
+                               worker_id => '00000000-0000-7000-8000-0000000000ee') IS NOT NULL AS registered;
+SELECT count(*) FROM unnest(hatchet.enqueue_many('try:q', ARRAY['{"n": 1}']::jsonb[])) AS x;
+CREATE FUNCTION pg_temp.boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$;
+CREATE TRIGGER boom BEFORE INSERT ON hatchet.running FOR EACH ROW EXECUTE FUNCTION pg_temp.boom();
+SELECT count(*) AS assigned_despite_error
+FROM hatchet.try_assign(ARRAY['00000000-0000-7000-8000-0000000000ee'::uuid], lock_wait_ms => 25);
+SELECT count(*) AS still_queued FROM hatchet.ready_queue WHERE queue = 'try:q';
+SELECT used AS slot_not_taken FROM hatchet.worker_slots WHERE worker_id = '00000000-0000-7000-8000-0000000000ee';
+DROP TRIGGER boom ON hatchet.running;
+SELECT count(*) AS assigned_after FROM hatchet.try_assign(ARRAY['00000000-0000-7000-8000-0000000000ee'::uuid]);
+ROLLBACK;
 SELECT pg_temp.err($$SELECT hatchet.enqueue('x', desired_worker_labels => '{"gpu": {"value": 1, "comparator": "ABOUT"}}')$$) AS bad_comparator;
 SELECT pg_temp.err($$SELECT hatchet.enqueue('x', sticky => 'HARD')$$) AS sticky_without_worker;
 SELECT count(*) AS no_workers_left FROM hatchet.workers WHERE name = 'w';
