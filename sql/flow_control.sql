@@ -144,6 +144,11 @@ BEGIN
                                     p_retry_count, p_app_retry_count, p_internal_retry_count, i, p_priority,
                                     v_group.scope, v_group.key, v_task.queue, v_task.dag_run_id,
                                     v_task.task_definition_id);
+                            -- A holder's row may have been held only for a moment (its STARTED acknowledgement):
+                            -- the maintenance pass retries the preemption (_retry_preemptions).
+                            INSERT INTO hatchet.preemption_waits (tenant_id, scope, key)
+                            VALUES (p_tenant, v_group.scope, v_group.key)
+                            ON CONFLICT ON CONSTRAINT preemption_waits_pkey DO NOTHING;
                             RETURN 'WAITING';
                         END IF;
                         PERFORM hatchet._cancel_holder(p_tenant, v_oldest,
@@ -294,36 +299,41 @@ $$;
 -- Retries the preemption of CANCEL_IN_PROGRESS waiters. An arrival at a full key cancels the oldest holder it can lock
 -- without waiting (_admit); when another transaction holds every holder's row it waits in concurrency_queue, because
 -- a holder being finished gives its slot back to the waiters. But a row is also held briefly by work that does not
--- finish the holder: the STARTED acknowledgement, a timeout refresh, a slot release. The holder then keeps running
--- to its end and the newer run waits for it: CANCEL_IN_PROGRESS would have acted as a queue. Each maintenance pass
--- takes such keys (full, with waiters, group row not held by anyone else) and, while a holder can be locked without
--- waiting, admits the first waiter, which cancels that holder. Returns how many waiters were admitted.
+-- finish the holder: the STARTED acknowledgement, a timeout refresh, a slot release. The holder would then keep
+-- running to its end with the newer run waiting behind it: CANCEL_IN_PROGRESS would have acted as a queue. _admit
+-- records such keys in preemption_waits; each maintenance pass takes them (group row not held by anyone else) and,
+-- while the key is full and a holder can be locked without waiting, admits the first waiter, which cancels that
+-- holder. A key with no waiter left is forgotten. Returns how many waiters were admitted.
 CREATE FUNCTION hatchet._retry_preemptions(p_tenant uuid, p_limit integer) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_group record;
+    v_key   record;
     v_wait  hatchet.concurrency_queue;
     v_cand  record;
     v_free  boolean;
     n integer := 0;
 BEGIN
-    FOR v_group IN
-        SELECT g.scope, g.key FROM hatchet.concurrency_groups g
-        WHERE g.tenant_id = p_tenant AND g.strategy = 'CANCEL_IN_PROGRESS' AND g.running >= g.max_runs
-          AND EXISTS (SELECT 1 FROM hatchet.concurrency_queue q
-                      WHERE q.tenant_id = p_tenant AND q.scope = g.scope AND q.key = g.key)
-        ORDER BY g.scope, g.key LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
+    FOR v_key IN
+        SELECT w.scope, w.key FROM hatchet.preemption_waits w
+        WHERE w.tenant_id = p_tenant ORDER BY w.scope, w.key LIMIT p_limit
     LOOP
-        LOOP
-            -- A holder lockable now: _admit (same transaction) will lock the same one and cancel it. Without one,
-            -- the waiter stays where it is, in its place in the queue.
+        -- The group row serialises every decision on the key: one held by an admitter or a releaser right now is
+        -- left for the next pass.
+        PERFORM 1 FROM hatchet.concurrency_groups g
+        WHERE g.tenant_id = p_tenant AND g.scope = v_key.scope AND g.key = v_key.key
+        FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        WHILE n < p_limit AND EXISTS (SELECT 1 FROM hatchet.concurrency_groups g
+                                      WHERE g.tenant_id = p_tenant AND g.scope = v_key.scope AND g.key = v_key.key
+                                        AND g.running >= g.max_runs) LOOP
+            -- A holder lockable now: _admit (same transaction) locks the same one and cancels it. Without one, the
+            -- waiter stays where it is, in its place in the queue.
             v_free := false;
             FOR v_cand IN
                 SELECT s.task_id FROM hatchet.concurrency_slots s
-                WHERE s.tenant_id = p_tenant AND s.scope = v_group.scope AND s.key = v_group.key
+                WHERE s.tenant_id = p_tenant AND s.scope = v_key.scope AND s.key = v_key.key
                 ORDER BY s.admitted_at, s.task_id
             LOOP
                 IF hatchet._try_lock_holder(p_tenant, v_cand.task_id) THEN
@@ -334,7 +344,7 @@ BEGIN
             EXIT WHEN NOT v_free;
             DELETE FROM hatchet.concurrency_queue q
             WHERE q.ctid = (SELECT x.ctid FROM hatchet.concurrency_queue x
-                            WHERE x.tenant_id = p_tenant AND x.scope = v_group.scope AND x.key = v_group.key
+                            WHERE x.tenant_id = p_tenant AND x.scope = v_key.scope AND x.key = v_key.key
                             ORDER BY x.priority DESC, x.id LIMIT 1
                             FOR UPDATE SKIP LOCKED)
             RETURNING q.* INTO v_wait;
@@ -342,10 +352,12 @@ BEGIN
             PERFORM hatchet._admit(p_tenant, v_wait.task_id, v_wait.task_inserted_at, v_wait.retry_count,
                                    v_wait.app_retry_count, v_wait.internal_retry_count, v_wait.priority, v_wait.stage);
             n := n + 1;
-            EXIT WHEN n >= p_limit OR NOT EXISTS (SELECT 1 FROM hatchet.concurrency_groups g
-                                  WHERE g.tenant_id = p_tenant AND g.scope = v_group.scope AND g.key = v_group.key
-                                    AND g.running >= g.max_runs);
         END LOOP;
+        IF NOT EXISTS (SELECT 1 FROM hatchet.concurrency_queue q
+                       WHERE q.tenant_id = p_tenant AND q.scope = v_key.scope AND q.key = v_key.key) THEN
+            DELETE FROM hatchet.preemption_waits w
+            WHERE w.tenant_id = p_tenant AND w.scope = v_key.scope AND w.key = v_key.key;
+        END IF;
     END LOOP;
     RETURN n;
 END

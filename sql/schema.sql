@@ -344,6 +344,18 @@ CREATE INDEX concurrency_queue_group_idx ON hatchet.concurrency_queue (tenant_id
 CREATE INDEX concurrency_queue_schedule_timeout_idx ON hatchet.concurrency_queue (tenant_id, schedule_timeout_at);
 COMMENT ON TABLE hatchet.concurrency_queue IS 'attempts waiting for a concurrency slot (state QUEUED)';
 
+-- Keys where a CANCEL_IN_PROGRESS arrival waits in concurrency_queue because another transaction held every holder's
+-- row when it came (hatchet._admit). The maintenance job retry_preemptions retries the preemption on these keys only
+-- and forgets a key once no arrival waits on it: one probe of an (almost always) empty table per tenant and pass.
+CREATE TABLE hatchet.preemption_waits (
+    tenant_id uuid NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
+    scope     text NOT NULL,
+    key       text NOT NULL,
+    CONSTRAINT preemption_waits_pkey PRIMARY KEY (tenant_id, scope, key)
+);
+COMMENT ON TABLE hatchet.preemption_waits IS
+    'concurrency keys with a CANCEL_IN_PROGRESS arrival waiting to preempt a holder whose row was held';
+
 CREATE TABLE hatchet.queues (
     tenant_id   uuid        NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
     name        text        NOT NULL,

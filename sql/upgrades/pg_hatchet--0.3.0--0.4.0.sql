@@ -9146,45 +9146,204 @@ $$;
 COMMENT ON FUNCTION hatchet.try_assign(uuid[], integer, uuid, integer) IS
     'hatchet.assign, or nothing when a lock it needs is not free within lock_wait_ms or it fails (the transaction goes on)';
 
--- 38. CANCEL_IN_PROGRESS preempts a holder whose row was held only for a moment (issue 18, sql/flow_control.sql,
---     sql/maintenance.sql): an arrival that found every holder locked waits in concurrency_queue; the new maintenance
---     job retry_preemptions (hatchet._retry_preemptions) admits it once a holder can be locked, cancelling that holder.
+-- 38. CANCEL_IN_PROGRESS preempts a holder whose row was held only for a moment (issue 18, sql/schema.sql,
+--     sql/flow_control.sql, sql/maintenance.sql): an arrival that found every holder locked waits in
+--     concurrency_queue and _admit records its key in the new table preemption_waits; the new maintenance job
+--     retry_preemptions (hatchet._retry_preemptions) admits it once a holder can be locked, cancelling that holder.
 --     Before, a holder locked by its STARTED acknowledgement kept its slot to its end and the newer run queued behind it.
 -- ---------------------------------------------------------------------------------------------------------------------
+
+-- Keys where a CANCEL_IN_PROGRESS arrival waits in concurrency_queue because another transaction held every holder's
+-- row when it came (hatchet._admit). The maintenance job retry_preemptions retries the preemption on these keys only
+-- and forgets a key once no arrival waits on it: one probe of an (almost always) empty table per tenant and pass.
+CREATE TABLE hatchet.preemption_waits (
+    tenant_id uuid NOT NULL REFERENCES hatchet.tenants ON DELETE CASCADE,
+    scope     text NOT NULL,
+    key       text NOT NULL,
+    CONSTRAINT preemption_waits_pkey PRIMARY KEY (tenant_id, scope, key)
+);
+COMMENT ON TABLE hatchet.preemption_waits IS
+    'concurrency keys with a CANCEL_IN_PROGRESS arrival waiting to preempt a holder whose row was held';
+
+CREATE OR REPLACE FUNCTION hatchet._admit(p_tenant uuid, p_task_id uuid, p_task_inserted_at timestamptz, p_retry_count integer,
+                               p_app_retry_count integer, p_internal_retry_count integer, p_priority integer,
+                               p_stage integer DEFAULT 0)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now   timestamptz := clock_timestamp();
+    v_task  record;
+    v_gate  jsonb;
+    v_group hatchet.concurrency_groups;
+    v_max   integer;
+    v_rank  bigint;
+    v_last_key   text;
+    v_oldest uuid;
+    v_holder uuid;
+    v_cand   record;
+BEGIN
+    SELECT t.queue, t.run_id, t.task_definition_id, t.concurrency, t.rate_limits IS NOT NULL AS rate_limited,
+           t.schedule_timeout, t.desired_worker_id,
+           CASE WHEN t.run_id = t.id THEN NULL ELSE t.run_id END AS dag_run_id
+    INTO v_task
+    FROM hatchet.tasks t WHERE t.tenant_id = p_tenant AND t.inserted_at = p_task_inserted_at AND t.id = p_task_id;
+
+    FOR i IN p_stage .. coalesce(jsonb_array_length(v_task.concurrency), 0) - 1 LOOP
+        v_gate := v_task.concurrency -> i;
+        v_max := (v_gate ->> 'max_runs')::integer;
+        INSERT INTO hatchet.concurrency_groups AS g (tenant_id, scope, key, strategy, max_runs)
+        VALUES (p_tenant, v_gate ->> 'scope', v_gate ->> 'key', (v_gate ->> 'strategy')::hatchet.concurrency_strategy,
+                v_max)
+        ON CONFLICT ON CONSTRAINT concurrency_groups_pkey DO NOTHING;
+        -- The group row is the lock every admitter of this key takes: decisions for one key are serialised.
+        SELECT * INTO v_group FROM hatchet.concurrency_groups g
+        WHERE g.tenant_id = p_tenant AND g.scope = v_gate ->> 'scope' AND g.key = v_gate ->> 'key'
+        FOR UPDATE;
+        -- A workflow-level gate is held by the run: a later task of a run that holds it passes straight through.
+        v_holder := CASE WHEN coalesce((v_gate ->> 'per_run')::boolean, false) AND v_task.dag_run_id IS NOT NULL
+                         THEN v_task.dag_run_id ELSE p_task_id END;
+        IF v_holder <> p_task_id AND EXISTS (
+            SELECT 1 FROM hatchet.concurrency_slots s
+            WHERE s.tenant_id = p_tenant AND s.task_id = v_holder AND s.scope = v_group.scope AND s.key = v_group.key) THEN
+            CONTINUE;
+        END IF;
+        IF v_group.max_runs <> v_max THEN
+            -- A new definition changed max_runs: adopt it without breaking the invariant for current holders.
+            UPDATE hatchet.concurrency_groups g SET max_runs = greatest(v_max, g.running)
+            WHERE g.tenant_id = p_tenant AND g.scope = v_group.scope AND g.key = v_group.key;
+        END IF;
+
+        IF v_group.running >= v_max THEN
+            CASE v_gate ->> 'strategy'
+                WHEN 'GROUP_ROUND_ROBIN' THEN
+                    INSERT INTO hatchet.concurrency_queue (tenant_id, task_id, task_inserted_at, schedule_timeout_at,
+                                                           retry_count, app_retry_count, internal_retry_count, stage,
+                                                           priority, scope, key, queue, run_id, task_definition_id)
+                    VALUES (p_tenant, p_task_id, p_task_inserted_at, v_now + v_task.schedule_timeout, p_retry_count,
+                            p_app_retry_count, p_internal_retry_count, i, p_priority, v_group.scope, v_group.key,
+                            v_task.queue, v_task.dag_run_id, v_task.task_definition_id);
+                    RETURN 'WAITING';
+                WHEN 'CANCEL_NEWEST' THEN
+                    PERFORM hatchet._release_slots(p_tenant, ARRAY[p_task_id]);
+                    INSERT INTO hatchet.task_events (tenant_id, task_inserted_at, task_id, retry_count, event_type,
+                                                     reason)
+                    VALUES (p_tenant, p_task_inserted_at, p_task_id, p_retry_count, 'CANCELLED',
+                            format('CONCURRENCY_LIMIT: key "%s" already has %s of %s runs (CANCEL_NEWEST)',
+                                   v_group.key, v_group.running, v_max));
+                    DELETE FROM hatchet.idempotency_keys k WHERE k.tenant_id = p_tenant AND k.task_id = p_task_id;
+                    IF v_task.dag_run_id IS NOT NULL THEN
+                        PERFORM hatchet._on_tasks_finished(p_tenant, ARRAY[p_task_id], ARRAY[v_task.dag_run_id],
+                                                           'CANCELLED');
+                    END IF;
+                    RETURN 'CANCELLED';
+                ELSE -- CANCEL_IN_PROGRESS: newer arrivals preempt the oldest holders, queued or running.
+                    WHILE v_group.running >= v_max LOOP
+                        -- The oldest holder we can lock without waiting: one that another transaction is finishing
+                        -- right now would give its slot back when that transaction gets this group row, which we
+                        -- hold, so waiting for it would deadlock.
+                        v_oldest := NULL;
+                        FOR v_cand IN
+                            SELECT s.task_id FROM hatchet.concurrency_slots s
+                            WHERE s.tenant_id = p_tenant AND s.scope = v_group.scope AND s.key = v_group.key
+                            ORDER BY s.admitted_at, s.task_id
+                        LOOP
+                            IF hatchet._try_lock_holder(p_tenant, v_cand.task_id) THEN
+                                v_oldest := v_cand.task_id;
+                                EXIT;
+                            END IF;
+                        END LOOP;
+                        IF v_oldest IS NULL THEN
+                            -- Every holder is being finished by someone else: wait for the slot they give back.
+                            INSERT INTO hatchet.concurrency_queue (tenant_id, task_id, task_inserted_at,
+                                                                   schedule_timeout_at, retry_count, app_retry_count,
+                                                                   internal_retry_count, stage, priority, scope, key,
+                                                                   queue, run_id, task_definition_id)
+                            VALUES (p_tenant, p_task_id, p_task_inserted_at, v_now + v_task.schedule_timeout,
+                                    p_retry_count, p_app_retry_count, p_internal_retry_count, i, p_priority,
+                                    v_group.scope, v_group.key, v_task.queue, v_task.dag_run_id,
+                                    v_task.task_definition_id);
+                            -- A holder's row may have been held only for a moment (its STARTED acknowledgement):
+                            -- the maintenance pass retries the preemption (_retry_preemptions).
+                            INSERT INTO hatchet.preemption_waits (tenant_id, scope, key)
+                            VALUES (p_tenant, v_group.scope, v_group.key)
+                            ON CONFLICT ON CONSTRAINT preemption_waits_pkey DO NOTHING;
+                            RETURN 'WAITING';
+                        END IF;
+                        PERFORM hatchet._cancel_holder(p_tenant, v_oldest,
+                            format('CONCURRENCY_LIMIT: cancelled by a newer run of key "%s" (CANCEL_IN_PROGRESS)',
+                                   v_group.key));
+                        SELECT * INTO v_group FROM hatchet.concurrency_groups g
+                        WHERE g.tenant_id = p_tenant AND g.scope = v_group.scope AND g.key = v_group.key;
+                    END LOOP;
+            END CASE;
+        END IF;
+
+        INSERT INTO hatchet.concurrency_slots (tenant_id, task_id, scope, key, strategy, task_inserted_at, admitted_at)
+        VALUES (p_tenant, v_holder, v_group.scope, v_group.key, v_group.strategy, p_task_inserted_at, v_now);
+        -- Start-time fair queueing: this key's next item starts at max(its last rank + 1, the queue's virtual time),
+        -- so keys interleave in plain index order and a key with a huge backlog cannot starve a small one.
+        v_rank := greatest(v_group.last_rank + 1, hatchet._queue_vtime(p_tenant, v_task.queue));
+        UPDATE hatchet.concurrency_groups g SET running = g.running + 1, last_rank = v_rank
+        WHERE g.tenant_id = p_tenant AND g.scope = v_group.scope AND g.key = v_group.key;
+        IF v_holder = p_task_id THEN
+            -- Marks the attempt as holding task-level slots, which it gives back when it finishes.
+            v_last_key := v_group.key;
+        END IF;
+    END LOOP;
+
+    INSERT INTO hatchet.ready_queue (tenant_id, task_id, task_inserted_at, fair_rank, schedule_timeout_at, retry_count,
+                                     app_retry_count, internal_retry_count, priority, queue, concurrency_key, run_id,
+                                     task_definition_id, desired_worker_id, rate_limited)
+    VALUES (p_tenant, p_task_id, p_task_inserted_at,
+            coalesce(v_rank, hatchet._queue_vtime(p_tenant, v_task.queue)), v_now + v_task.schedule_timeout,
+            p_retry_count, p_app_retry_count, p_internal_retry_count, p_priority, v_task.queue, v_last_key,
+            v_task.dag_run_id, v_task.task_definition_id, v_task.desired_worker_id, v_task.rate_limited);
+    -- Admitted now (at enqueue, or when a slot frees up): wake the queue's consumers.
+    PERFORM hatchet._ready(v_task.queue);
+    RETURN 'READY';
+END
+$$;
 
 -- Retries the preemption of CANCEL_IN_PROGRESS waiters. An arrival at a full key cancels the oldest holder it can lock
 -- without waiting (_admit); when another transaction holds every holder's row it waits in concurrency_queue, because
 -- a holder being finished gives its slot back to the waiters. But a row is also held briefly by work that does not
--- finish the holder: the STARTED acknowledgement, a timeout refresh, a slot release. The holder then keeps running
--- to its end and the newer run waits for it: CANCEL_IN_PROGRESS would have acted as a queue. Each maintenance pass
--- takes such keys (full, with waiters, group row not held by anyone else) and, while a holder can be locked without
--- waiting, admits the first waiter, which cancels that holder. Returns how many waiters were admitted.
+-- finish the holder: the STARTED acknowledgement, a timeout refresh, a slot release. The holder would then keep
+-- running to its end with the newer run waiting behind it: CANCEL_IN_PROGRESS would have acted as a queue. _admit
+-- records such keys in preemption_waits; each maintenance pass takes them (group row not held by anyone else) and,
+-- while the key is full and a holder can be locked without waiting, admits the first waiter, which cancels that
+-- holder. A key with no waiter left is forgotten. Returns how many waiters were admitted.
 CREATE FUNCTION hatchet._retry_preemptions(p_tenant uuid, p_limit integer) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_group record;
+    v_key   record;
     v_wait  hatchet.concurrency_queue;
     v_cand  record;
     v_free  boolean;
     n integer := 0;
 BEGIN
-    FOR v_group IN
-        SELECT g.scope, g.key FROM hatchet.concurrency_groups g
-        WHERE g.tenant_id = p_tenant AND g.strategy = 'CANCEL_IN_PROGRESS' AND g.running >= g.max_runs
-          AND EXISTS (SELECT 1 FROM hatchet.concurrency_queue q
-                      WHERE q.tenant_id = p_tenant AND q.scope = g.scope AND q.key = g.key)
-        ORDER BY g.scope, g.key LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
+    FOR v_key IN
+        SELECT w.scope, w.key FROM hatchet.preemption_waits w
+        WHERE w.tenant_id = p_tenant ORDER BY w.scope, w.key LIMIT p_limit
     LOOP
-        LOOP
-            -- A holder lockable now: _admit (same transaction) will lock the same one and cancel it. Without one,
-            -- the waiter stays where it is, in its place in the queue.
+        -- The group row serialises every decision on the key: one held by an admitter or a releaser right now is
+        -- left for the next pass.
+        PERFORM 1 FROM hatchet.concurrency_groups g
+        WHERE g.tenant_id = p_tenant AND g.scope = v_key.scope AND g.key = v_key.key
+        FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        WHILE n < p_limit AND EXISTS (SELECT 1 FROM hatchet.concurrency_groups g
+                                      WHERE g.tenant_id = p_tenant AND g.scope = v_key.scope AND g.key = v_key.key
+                                        AND g.running >= g.max_runs) LOOP
+            -- A holder lockable now: _admit (same transaction) locks the same one and cancels it. Without one, the
+            -- waiter stays where it is, in its place in the queue.
             v_free := false;
             FOR v_cand IN
                 SELECT s.task_id FROM hatchet.concurrency_slots s
-                WHERE s.tenant_id = p_tenant AND s.scope = v_group.scope AND s.key = v_group.key
+                WHERE s.tenant_id = p_tenant AND s.scope = v_key.scope AND s.key = v_key.key
                 ORDER BY s.admitted_at, s.task_id
             LOOP
                 IF hatchet._try_lock_holder(p_tenant, v_cand.task_id) THEN
@@ -9195,7 +9354,7 @@ BEGIN
             EXIT WHEN NOT v_free;
             DELETE FROM hatchet.concurrency_queue q
             WHERE q.ctid = (SELECT x.ctid FROM hatchet.concurrency_queue x
-                            WHERE x.tenant_id = p_tenant AND x.scope = v_group.scope AND x.key = v_group.key
+                            WHERE x.tenant_id = p_tenant AND x.scope = v_key.scope AND x.key = v_key.key
                             ORDER BY x.priority DESC, x.id LIMIT 1
                             FOR UPDATE SKIP LOCKED)
             RETURNING q.* INTO v_wait;
@@ -9203,10 +9362,12 @@ BEGIN
             PERFORM hatchet._admit(p_tenant, v_wait.task_id, v_wait.task_inserted_at, v_wait.retry_count,
                                    v_wait.app_retry_count, v_wait.internal_retry_count, v_wait.priority, v_wait.stage);
             n := n + 1;
-            EXIT WHEN n >= p_limit OR NOT EXISTS (SELECT 1 FROM hatchet.concurrency_groups g
-                                  WHERE g.tenant_id = p_tenant AND g.scope = v_group.scope AND g.key = v_group.key
-                                    AND g.running >= g.max_runs);
         END LOOP;
+        IF NOT EXISTS (SELECT 1 FROM hatchet.concurrency_queue q
+                       WHERE q.tenant_id = p_tenant AND q.scope = v_key.scope AND q.key = v_key.key) THEN
+            DELETE FROM hatchet.preemption_waits w
+            WHERE w.tenant_id = p_tenant AND w.scope = v_key.scope AND w.key = v_key.key;
+        END IF;
     END LOOP;
     RETURN n;
 END
