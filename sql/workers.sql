@@ -155,6 +155,12 @@ COMMENT ON FUNCTION hatchet.deregister_worker(uuid, text, uuid) IS
 -- The worker acknowledged these attempts (its STARTED events, batched by the server): they were delivered, so the
 -- maintenance pass no longer releases them as undelivered. Idempotent; a stale or finished attempt is skipped.
 -- Returns how many were newly acknowledged.
+--
+-- The rows are found by one primary-key probe per pair and updated by ctid, so that they are locked in ctid order
+-- (a TID scan sorts its list), the order hatchet.complete_many's delete locks them in. An acknowledgement batch and
+-- a completion batch overlap all the time (a short task's STARTED and COMPLETED reach the server together): when the
+-- update followed the join's order instead, the two deadlocked, and every completion of the worker waited for
+-- Postgres's deadlock_timeout (1 s) before one of them was aborted (bench/results/2026-12-04-sdk-trace).
 CREATE FUNCTION hatchet.acknowledge_attempts(task_ids uuid[], retry_counts integer[], tenant_id uuid DEFAULT NULL)
 RETURNS integer
 LANGUAGE sql
@@ -163,9 +169,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     WITH ack AS (
         UPDATE hatchet.running r SET started_at = pg_catalog.clock_timestamp()
-        FROM unnest(acknowledge_attempts.task_ids, acknowledge_attempts.retry_counts) AS a(task_id, retry_count)
-        WHERE r.tenant_id = hatchet._tenant(acknowledge_attempts.tenant_id)
-          AND r.task_id = a.task_id AND r.retry_count = a.retry_count AND r.started_at IS NULL
+        WHERE r.ctid = ANY (ARRAY(
+                  SELECT p.c
+                  FROM (SELECT (SELECT x.ctid FROM hatchet.running x
+                                WHERE x.tenant_id = hatchet._tenant(acknowledge_attempts.tenant_id)
+                                  AND x.task_id = a.task_id AND x.retry_count = a.retry_count) AS c
+                        FROM unnest(acknowledge_attempts.task_ids, acknowledge_attempts.retry_counts)
+                             AS a(task_id, retry_count)
+                        OFFSET 0) p
+                  WHERE p.c IS NOT NULL))
+          AND r.started_at IS NULL
         RETURNING 1
     )
     SELECT count(*)::integer FROM ack

@@ -9418,6 +9418,34 @@ BEGIN
     RETURN true;
 END
 $$;
+-- 39. Acknowledgements and completions no longer deadlock (issue 18, sql/workers.sql): hatchet.acknowledge_attempts
+--     finds its rows by primary-key probes and updates them by ctid, locking them in the order complete_many's delete
+--     does. The two used to deadlock when a batch of each overlapped, stalling a worker's completions for
+--     deadlock_timeout (1 s): the 1 s start-latency stalls of the SDK trace (bench/results/2026-12-04-sdk-trace).
+-- ---------------------------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION hatchet.acknowledge_attempts(task_ids uuid[], retry_counts integer[], tenant_id uuid DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH ack AS (
+        UPDATE hatchet.running r SET started_at = pg_catalog.clock_timestamp()
+        WHERE r.ctid = ANY (ARRAY(
+                  SELECT p.c
+                  FROM (SELECT (SELECT x.ctid FROM hatchet.running x
+                                WHERE x.tenant_id = hatchet._tenant(acknowledge_attempts.tenant_id)
+                                  AND x.task_id = a.task_id AND x.retry_count = a.retry_count) AS c
+                        FROM unnest(acknowledge_attempts.task_ids, acknowledge_attempts.retry_counts)
+                             AS a(task_id, retry_count)
+                        OFFSET 0) p
+                  WHERE p.c IS NOT NULL))
+          AND r.started_at IS NULL
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM ack
+$$;
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
