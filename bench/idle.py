@@ -120,13 +120,13 @@ def status_kb(pid: int, field: str) -> int:
 
 # ------------------------------------------------------------------------------------------------ processes
 class Server:
-    def __init__(self, binary: Path, url: str, log: Path) -> None:
+    def __init__(self, binary: Path, url: str, log: Path, rust_log: str = "warn") -> None:
         self.grpc = f"127.0.0.1:{free_port()}"
         self.http = f"127.0.0.1:{free_port()}"
         self.log = open(log, "w")
         self.proc = subprocess.Popen(
             [str(binary), "serve", "--database-url", url, "--grpc-addr", self.grpc, "--http-addr", self.http],
-            stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="warn"))
+            stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG=rust_log))
         import urllib.request
         for _ in range(600):
             try:
