@@ -9420,23 +9420,30 @@ END
 $$;
 -- 39. Acknowledgements and completions no longer deadlock (issue 18, sql/workers.sql): hatchet.acknowledge_attempts
 --     finds its rows by primary-key probes and updates them by ctid, locking them in the order complete_many's delete
---     does. The two used to deadlock when a batch of each overlapped, stalling a worker's completions for
---     deadlock_timeout (1 s): the 1 s start-latency stalls of the SDK trace (bench/results/2026-12-04-sdk-trace).
+--     does, with a second pass in task order for rows another transaction updated meanwhile. The two used to deadlock
+--     when a batch of each overlapped, stalling a worker's completions for deadlock_timeout (1 s): the 1 s
+--     start-latency stalls of the SDK trace (bench/results/2026-12-04-sdk-trace).
 -- ---------------------------------------------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION hatchet.acknowledge_attempts(task_ids uuid[], retry_counts integer[], tenant_id uuid DEFAULT NULL)
 RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    p_tenant uuid := hatchet._tenant(acknowledge_attempts.tenant_id);
+    v_ctids  tid[];
+    n integer;
+    m integer;
+BEGIN
     WITH ack AS (
-        UPDATE hatchet.running r SET started_at = pg_catalog.clock_timestamp()
+        UPDATE hatchet.running r SET started_at = clock_timestamp()
         WHERE r.ctid = ANY (ARRAY(
                   SELECT p.c
                   FROM (SELECT (SELECT x.ctid FROM hatchet.running x
-                                WHERE x.tenant_id = hatchet._tenant(acknowledge_attempts.tenant_id)
-                                  AND x.task_id = a.task_id AND x.retry_count = a.retry_count) AS c
+                                WHERE x.tenant_id = p_tenant AND x.task_id = a.task_id
+                                  AND x.retry_count = a.retry_count) AS c
                         FROM unnest(acknowledge_attempts.task_ids, acknowledge_attempts.retry_counts)
                              AS a(task_id, retry_count)
                         OFFSET 0) p
@@ -9444,8 +9451,36 @@ AS $$
           AND r.started_at IS NULL
         RETURNING 1
     )
-    SELECT count(*)::integer FROM ack
+    SELECT count(*)::integer INTO n FROM ack;
+    IF n >= coalesce(cardinality(acknowledge_attempts.task_ids), 0) THEN
+        RETURN n;
+    END IF;
+    v_ctids := ARRAY(SELECT p.c
+                     FROM (SELECT (SELECT x.ctid FROM hatchet.running x
+                                   WHERE x.tenant_id = p_tenant AND x.task_id = i.id
+                                     AND x.retry_count = i.retry_count AND x.started_at IS NULL
+                                   FOR UPDATE) AS c
+                           FROM (SELECT DISTINCT u.id, u.retry_count
+                                 FROM unnest(acknowledge_attempts.task_ids, acknowledge_attempts.retry_counts)
+                                      AS u(id, retry_count)
+                                 ORDER BY u.id, u.retry_count) i
+                           OFFSET 0) p
+                     WHERE p.c IS NOT NULL);
+    IF cardinality(v_ctids) = 0 THEN
+        RETURN n;
+    END IF;
+    WITH ack AS (
+        UPDATE hatchet.running r SET started_at = clock_timestamp()
+        WHERE r.ctid = ANY (v_ctids) AND r.started_at IS NULL
+        RETURNING 1
+    )
+    SELECT count(*)::integer INTO m FROM ack;
+    RETURN n + m;
+END
 $$;
+COMMENT ON FUNCTION hatchet.acknowledge_attempts(uuid[], integer[], uuid) IS
+    'record that a worker received these attempts (STARTED); returns how many were newly acknowledged';
+
 -- ---------------------------------------------------------------------------------------------------------------------
 -- Last: privileges for everything this script created (keep this the final statement).
 -- ---------------------------------------------------------------------------------------------------------------------
